@@ -1,0 +1,147 @@
+//! Secrets: secure codes for phones, keyed hashes, API credentials.
+//!
+//! Nothing secret is ever stored in clear: secure codes and API secrets are kept as HMAC-SHA256
+//! under a server key that lives outside the database, so a leaked database reveals neither and
+//! does not allow an offline brute force of the six-byte codes.
+
+mod server_key;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use rand::{Rng, RngCore};
+use rsa::pkcs1::DecodeRsaPublicKey;
+use rsa::pkcs8::DecodePublicKey;
+use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
+use sha2::Sha256;
+use uuid::Uuid;
+
+pub use server_key::{ServerKey, ServerKeyError};
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Bytes of a secure code in the default (binary) mode.
+pub const SECURE_CODE_BYTES: usize = 6;
+/// Digits of a plain code and of a secure code in plain-code mode.
+pub const PLAIN_CODE_DIGITS: usize = 6;
+/// Random bytes in an API key or secret (64 base32 characters).
+const API_CREDENTIAL_BYTES: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KeyError {
+    #[error("Invalid public key: expected a PEM 'RSA PUBLIC KEY' (PKCS#1) or 'PUBLIC KEY' (SPKI) block")]
+    NotPem,
+    #[error("Invalid public key: unsupported PEM type '{0}', expected 'RSA PUBLIC KEY' or 'PUBLIC KEY'")]
+    UnsupportedType(String),
+    #[error("Invalid public key: {0}")]
+    Malformed(String),
+}
+
+/// Parse a phone's public key. Accepts PKCS#1 and SPKI PEM with any line wrapping.
+pub fn parse_public_key(pem_text: &str) -> Result<RsaPublicKey, KeyError> {
+    let block = pem::parse(normalise_pem(pem_text).as_bytes()).map_err(|_| KeyError::NotPem)?;
+    match block.tag() {
+        "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(block.contents())
+            .map_err(|error| KeyError::Malformed(error.to_string())),
+        "PUBLIC KEY" => RsaPublicKey::from_public_key_der(block.contents())
+            .map_err(|error| KeyError::Malformed(error.to_string())),
+        other => Err(KeyError::UnsupportedType(other.to_owned())),
+    }
+}
+
+/// Phone apps send PEM with arbitrary wrapping, `\r\n`, or even literal `\n` escapes.
+fn normalise_pem(text: &str) -> String {
+    text.replace("\\n", "\n").replace('\r', "")
+}
+
+/// A fresh secure code: six random bytes, or six ASCII digits in plain-code mode.
+pub fn new_secure_code(plain: bool) -> Vec<u8> {
+    if plain {
+        random_digits().into_bytes()
+    } else {
+        let mut code = vec![0_u8; SECURE_CODE_BYTES];
+        rand::rngs::OsRng.fill_bytes(&mut code);
+        code
+    }
+}
+
+/// Six decimal digits, left-padded: a random u32 modulo 10^6 as the original draws them.
+pub fn random_digits() -> String {
+    let value = rand::rngs::OsRng.gen::<u32>() % 1_000_000;
+    format!("{value:0width$}", width = PLAIN_CODE_DIGITS)
+}
+
+/// Encrypt a secure code for the phone: PKCS#1 v1.5 with random padding, Base64.
+/// Existing phone apps decrypt it unchanged; equal codes no longer give equal ciphertexts.
+pub fn encrypt_code(key: &RsaPublicKey, code: &[u8]) -> Result<String, KeyError> {
+    let ciphertext = key
+        .encrypt(&mut rand::rngs::OsRng, Pkcs1v15Encrypt, code)
+        .map_err(|error| KeyError::Malformed(error.to_string()))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(ciphertext))
+}
+
+/// An API key or secret: 40 random bytes in the original's base32 alphabet (64 characters).
+pub fn new_api_credential() -> String {
+    let mut bytes = [0_u8; API_CREDENTIAL_BYTES];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    api_base32().encode(&bytes)
+}
+
+fn api_base32() -> data_encoding::Encoding {
+    let mut spec = data_encoding::Specification::new();
+    spec.symbols.push_str("0123456789abcdefghjkmnpqrtuvwxyz");
+    // The alphabet is a constant, so this cannot fail; fall back to a standard one regardless.
+    spec.encoding().unwrap_or(data_encoding::BASE32_NOPAD)
+}
+
+/// Keyed hashing of secrets under the server key.
+#[derive(Clone)]
+pub struct SecretHasher {
+    key: ServerKey,
+}
+
+impl SecretHasher {
+    pub fn new(key: ServerKey) -> Self {
+        Self { key }
+    }
+
+    fn mac(&self, purpose: &[u8]) -> HmacSha256 {
+        let mut mac = self.key.hmac();
+        mac.update(purpose);
+        mac
+    }
+
+    fn code_mac(&self, token: Uuid, code: &[u8]) -> HmacSha256 {
+        let mut mac = self.mac(b"cashgrid secure code\0");
+        mac.update(token.as_bytes());
+        mac.update(code);
+        mac
+    }
+
+    /// Bound to the token id, so equal codes on two tokens hash differently.
+    pub fn code_hash(&self, token: Uuid, code: &[u8]) -> Vec<u8> {
+        self.code_mac(token, code).finalize().into_bytes().to_vec()
+    }
+
+    /// Constant-time comparison of a presented code with the stored hash.
+    pub fn code_matches(&self, token: Uuid, code: &[u8], stored: &[u8]) -> bool {
+        self.code_mac(token, code).verify_slice(stored).is_ok()
+    }
+
+    fn api_secret_mac(&self, secret: &str) -> HmacSha256 {
+        let mut mac = self.mac(b"cashgrid api secret\0");
+        // The original compares case-insensitively: an upper-cased secret still authenticates.
+        mac.update(secret.to_ascii_lowercase().as_bytes());
+        mac
+    }
+
+    pub fn api_secret_hash(&self, secret: &str) -> Vec<u8> {
+        self.api_secret_mac(secret).finalize().into_bytes().to_vec()
+    }
+
+    pub fn api_secret_matches(&self, secret: &str, stored: &[u8]) -> bool {
+        self.api_secret_mac(secret).verify_slice(stored).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests;

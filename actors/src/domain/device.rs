@@ -1,0 +1,53 @@
+//! Devices: end-user phones that receive tokens and cash devices that claim them.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{CustomerId, Millis};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DeviceType {
+    Mobile,
+    Atm,
+    CashRegister,
+    Other,
+}
+
+impl DeviceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Mobile => "MOBILE",
+            Self::Atm => "ATM",
+            Self::CashRegister => "CASH_REGISTER",
+            Self::Other => "OTHER",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        // The original's MySQL enum compares case-insensitively.
+        match text.to_ascii_uppercase().as_str() {
+            "MOBILE" => Some(Self::Mobile),
+            "ATM" => Some(Self::Atm),
+            "CASH_REGISTER" => Some(Self::CashRegister),
+            "OTHER" => Some(Self::Other),
+            _ => None,
+        }
+    }
+}
+
+/// A registered device. `id` is the store's row number, shown on the wire for compatibility.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    pub id: i64,
+    pub uuid: Uuid,
+    pub customer_id: CustomerId,
+    pub created: Millis,
+    pub device_type: DeviceType,
+    pub pubkey: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub refname: Option<String>,
+    /// Raw JSON text, echoed undecoded as the original does.
+    pub info: Option<String>,
+}

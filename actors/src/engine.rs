@@ -1,0 +1,455 @@
+//! The engine facade: what frontends call. It validates against engine state, routes commands
+//! to entity actors and reads committed rows for lists. It knows nothing of HTTP.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::{Actor, Addr, Arbiter, Context, Handler, MailboxError, Message, Supervised};
+use dashmap::DashMap;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock::now_millis;
+use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyError, SecretHasher};
+use crate::device_actor::{DeviceActor, DeviceEntry, GetDevice};
+use crate::domain::params::{self, is_on};
+use crate::domain::radiocode::{Radiocode, RadiocodeError};
+use crate::domain::token::{ConfirmState, Issue, Token, TokenRejection, TokenType};
+use crate::domain::{CustomerId, Device, DeviceType};
+use crate::metrics as m;
+use crate::registry::Registry;
+use crate::store::{Customer, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet, LIST_LIMIT_MAX};
+use crate::token_actor::{Envelope, TokenActor, TokenRequest};
+use crate::writer::{WriteError, Writer, WriterConfig};
+
+/// Attempts at issuing a token with fresh codes before giving up, as the original does.
+const ISSUE_ATTEMPTS: usize = 10;
+/// How long an authenticated API key is trusted without asking the store again.
+const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Bound on cached API keys; the cache is cleared when it would grow past it.
+const ACCESS_CACHE_MAX: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Arbiters (threads) that host entity actors; one per core by default.
+    pub arbiters: usize,
+    /// Longest a request waits for an actor's mailbox and answer before 503.
+    pub send_timeout: Duration,
+    pub writer: WriterConfig,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            arbiters: std::thread::available_parallelism().map_or(2, usize::from),
+            send_timeout: Duration::from_secs(5),
+            writer: WriterConfig::default(),
+        }
+    }
+}
+
+/// Business answers: the request was understood and refused. Each frontend maps every variant
+/// to its protocol's status and body in one place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    Token(TokenRejection),
+    /// The device is unknown or belongs to another customer.
+    UnknownDevice,
+    /// No token behind the uuid (or plain code) given.
+    UnknownToken,
+    /// An empty radiocode.
+    IllegalRadiocode,
+    /// The registered public key cannot be used (carries the reason).
+    BadPublicKey(KeyError),
+    /// Required token fields missing or invalid; the original's catch-all for a failed insert.
+    TokenNotCreated,
+}
+
+/// Stable, low-cardinality metric label of a rejection.
+pub fn rejection_reason(rejection: &Rejection) -> &'static str {
+    match rejection {
+        Rejection::Token(token) => match token {
+            TokenRejection::NotFound => "token_not_found",
+            TokenRejection::NotOpen => "not_open",
+            TokenRejection::NotLocked => "not_locked",
+            TokenRejection::InvalidCode => "invalid_code",
+            TokenRejection::LockedByAnotherDevice => "locked_by_another_device",
+            TokenRejection::InvalidConfirmState => "invalid_confirm_state",
+            TokenRejection::IllegalAmountIncrease => "illegal_amount_increase",
+            TokenRejection::NegativeAmount => "negative_amount",
+            TokenRejection::NothingToUpdate => "nothing_to_update",
+        },
+        Rejection::UnknownDevice => "unknown_device",
+        Rejection::UnknownToken => "unknown_token",
+        Rejection::IllegalRadiocode => "illegal_radiocode",
+        Rejection::BadPublicKey(_) => "bad_public_key",
+        Rejection::TokenNotCreated => "token_not_created",
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("rejected: {0:?}")]
+    Rejected(Rejection),
+    /// Bounded queues are full or an actor did not answer in time: retry later (503).
+    #[error("overloaded")]
+    Overloaded,
+    /// The store cannot be reached (503).
+    #[error("store unavailable")]
+    Unavailable,
+    /// A fault of ours; the cause is logged where it happened (opaque 500).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for EngineError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
+            StoreError::Internal(error) => {
+                tracing::error!(error = %format!("{error:#}"), "store error");
+                Self::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<Rejection> for EngineError {
+    fn from(rejection: Rejection) -> Self {
+        m::record_rejection(rejection_reason(&rejection));
+        Self::Rejected(rejection)
+    }
+}
+
+/// What the actors share: the store, the writer, the key and the registries.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub writer: Writer,
+    pub hasher: SecretHasher,
+    pub tokens: Registry<TokenActor>,
+    pub devices: Registry<DeviceActor>,
+}
+
+/// A bank's request to issue a token, validated by the frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewToken {
+    pub device: Uuid,
+    pub token_type: TokenType,
+    pub amount: i64,
+    pub symbol: String,
+    pub expires: Option<i64>,
+    pub refname: Option<String>,
+    pub clearstate: i64,
+    pub info: Option<Value>,
+}
+
+/// A device registration, validated by the frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDevice {
+    pub device_type: DeviceType,
+    pub pubkey: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub refname: Option<String>,
+    pub info: Option<String>,
+}
+
+/// A cash device's confirmation, validated by the frontend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Confirmation {
+    /// `None` when the requested state is not one of the five final states.
+    pub state: Option<ConfirmState>,
+    pub amount: Option<i64>,
+    pub lockrefname: Option<String>,
+    pub processing_info: Option<Value>,
+}
+
+struct CachedAccess {
+    secret_hash: Vec<u8>,
+    scope: Scope,
+    customer: Customer,
+    fetched: Instant,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+    config: Arc<EngineConfig>,
+    access_cache: Arc<DashMap<String, CachedAccess>>,
+    /// Kept so the arbiters live as long as the engine.
+    _arbiters: Arc<Vec<Arbiter>>,
+}
+
+impl Engine {
+    /// Start arbiters, the writer and the registries. Must run inside an actix system.
+    pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
+        let writer_arbiter = Arbiter::new();
+        let (writer, writer_task) = Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
+        writer_arbiter.spawn(writer_task);
+        let shared = Arc::new(Shared {
+            store,
+            writer,
+            hasher,
+            tokens: Registry::new(handles.clone()),
+            devices: Registry::new(handles),
+        });
+        let mut all = arbiters;
+        all.push(writer_arbiter);
+        Self {
+            shared,
+            config: Arc::new(config),
+            access_cache: Arc::new(DashMap::new()),
+            _arbiters: Arc::new(all),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.shared.store
+    }
+
+    /// The customer behind an API key and secret of `scope`, or `None` for any mismatch.
+    pub async fn authenticate(
+        &self,
+        apikey: &str,
+        secret: &str,
+        scope: Scope,
+    ) -> Result<Option<Customer>, EngineError> {
+        let key = apikey.to_ascii_lowercase();
+        let fresh = self.access_cache.get(&key).filter(|entry| entry.fetched.elapsed() < ACCESS_CACHE_TTL);
+        let (secret_hash, found_scope, customer) = match fresh {
+            Some(entry) => (entry.secret_hash.clone(), entry.scope, entry.customer.clone()),
+            None => {
+                drop(fresh);
+                let Some(access) = self.shared.store.find_access(&key).await? else {
+                    return Ok(None);
+                };
+                let Some(customer) = self.shared.store.load_customer(access.customer_id).await? else {
+                    return Ok(None);
+                };
+                if self.access_cache.len() >= ACCESS_CACHE_MAX {
+                    self.access_cache.clear();
+                }
+                self.access_cache.insert(
+                    key,
+                    CachedAccess {
+                        secret_hash: access.secret_hash.clone(),
+                        scope: access.scope,
+                        customer: customer.clone(),
+                        fetched: Instant::now(),
+                    },
+                );
+                (access.secret_hash, access.scope, customer)
+            }
+        };
+        let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, &secret_hash);
+        Ok(matches.then_some(customer))
+    }
+
+    pub async fn register_device(&self, customer: CustomerId, new: NewDevice) -> Result<Device, EngineError> {
+        if let Some(pem) = &new.pubkey {
+            crate::crypto::parse_public_key(pem).map_err(Rejection::BadPublicKey)?;
+        }
+        let device = Device {
+            id: 0,
+            uuid: Uuid::new_v4(),
+            customer_id: customer,
+            created: now_millis(),
+            device_type: new.device_type,
+            pubkey: new.pubkey,
+            lat: new.lat,
+            lon: new.lon,
+            refname: new.refname,
+            info: new.info,
+        };
+        Ok(self.shared.store.insert_device(&device).await?)
+    }
+
+    /// A device of `customer`, from its actor; `UnknownDevice` for any other.
+    pub async fn owned_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Arc<DeviceEntry>, EngineError> {
+        match self.device(uuid).await? {
+            Some(entry) if entry.device.customer_id == customer => Ok(entry),
+            Some(_) | None => Err(Rejection::UnknownDevice.into()),
+        }
+    }
+
+    async fn device(&self, uuid: Uuid) -> Result<Option<Arc<DeviceEntry>>, EngineError> {
+        let shared = Arc::clone(&self.shared);
+        let make = move || DeviceActor::new(uuid, shared);
+        let deadline = self.config.send_timeout;
+        ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await?
+    }
+
+    pub async fn list_devices(&self, customer: CustomerId) -> Result<Vec<Device>, EngineError> {
+        Ok(self.shared.store.list_devices(customer, LIST_LIMIT_MAX).await?)
+    }
+
+    pub async fn find_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Option<Device>, EngineError> {
+        Ok(self.device(uuid).await?.filter(|entry| entry.device.customer_id == customer).map(|entry| entry.device.clone()))
+    }
+
+    /// Issue a token for one of the customer's phones; answers once it is committed.
+    pub async fn create_token(&self, customer: CustomerId, new: NewToken) -> Result<Token, EngineError> {
+        let device = self.owned_device(customer, new.device).await?;
+        let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let plain = is_on(self.shared.store.load_param(customer, params::USE_PLAIN_CODES).await?.as_ref());
+        for _ in 0..ISSUE_ATTEMPTS {
+            let uuid = Uuid::new_v4();
+            let code = new_secure_code(plain);
+            let secure_code = encrypt_code(key, &code).map_err(Rejection::BadPublicKey)?;
+            let issue = Issue {
+                uuid,
+                owner_id: customer,
+                owner_device: new.device,
+                token_type: new.token_type,
+                amount: new.amount,
+                symbol: new.symbol.clone(),
+                expires: new.expires,
+                refname: new.refname.clone(),
+                clearstate: new.clearstate,
+                info: new.info.clone(),
+                plain_code: plain.then(random_digits),
+                secure_code,
+                code_hash: self.shared.hasher.code_hash(uuid, &code),
+            };
+            let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
+            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event] };
+            match self.shared.writer.commit(set).await.map_err(write_error)? {
+                WriteOutcome::Committed => {
+                    m::record_transition("NONE", token.state.as_str());
+                    return Ok(token);
+                }
+                // A plain code (or, absurdly, a uuid) already in use: draw again.
+                WriteOutcome::Conflict => continue,
+            }
+        }
+        Err(Rejection::TokenNotCreated.into())
+    }
+
+    /// Verify and lock a token for a cash device of `cash_customer`.
+    pub async fn claim(&self, cash_customer: CustomerId, cash_device: Uuid, radiocode: &str) -> Result<Token, EngineError> {
+        self.owned_device(cash_customer, cash_device).await?;
+        let (token, code) = match Radiocode::parse(radiocode) {
+            Ok(Radiocode::Long { token, code }) => (token, code),
+            Ok(Radiocode::Short { plain_code, code }) => {
+                match self.shared.store.find_token_by_plain_code(&plain_code).await? {
+                    Some(token) => (token, code),
+                    None => return Err(Rejection::UnknownToken.into()),
+                }
+            }
+            Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
+            Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
+        };
+        self.ask_token(token, TokenRequest::Claim { cash_device, cash_customer, code }).await
+    }
+
+    /// Finish a token that `cash_device` locked.
+    pub async fn confirm(
+        &self,
+        cash_customer: CustomerId,
+        cash_device: Uuid,
+        token: Uuid,
+        confirmation: Confirmation,
+    ) -> Result<Token, EngineError> {
+        let partial_cashouts =
+            is_on(self.shared.store.load_param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
+        self.owned_device(cash_customer, cash_device).await?;
+        let request = TokenRequest::Confirm {
+            cash_device,
+            cash_customer,
+            state: confirmation.state,
+            amount: confirmation.amount,
+            lockrefname: confirmation.lockrefname,
+            processing_info: confirmation.processing_info,
+            partial_cashouts,
+        };
+        self.ask_token(token, request).await
+    }
+
+    pub async fn update_token(
+        &self,
+        owner: CustomerId,
+        token: Uuid,
+        clearstate: Option<i64>,
+        info: Option<Value>,
+    ) -> Result<Token, EngineError> {
+        let request = TokenRequest::Update { caller: owner, clearstate, info };
+        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
+    }
+
+    pub async fn delete_token(&self, owner: CustomerId, token: Uuid, device: Uuid) -> Result<Token, EngineError> {
+        let request = TokenRequest::Delete { caller: owner, device };
+        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
+    }
+
+    /// A committed token of `owner`, read from the store.
+    pub async fn find_token(&self, owner: CustomerId, token: Uuid) -> Result<Option<Token>, EngineError> {
+        Ok(self.shared.store.load_token(token).await?.filter(|token| token.owner_id == owner))
+    }
+
+    pub async fn list_tokens(&self, owner: CustomerId, filter: &TokenFilter) -> Result<Vec<Token>, EngineError> {
+        Ok(self.shared.store.list_tokens(owner, filter, LIST_LIMIT_MAX).await?)
+    }
+
+    async fn ask_token(&self, token: Uuid, request: TokenRequest) -> Result<Token, EngineError> {
+        let shared = Arc::clone(&self.shared);
+        let make = move || TokenActor::new(token, shared);
+        let timeout = self.config.send_timeout;
+        let envelope = || Envelope { request: request.clone(), sent_at: Instant::now(), deadline: Instant::now() + timeout };
+        ask(&self.shared.tokens, token, make, envelope, timeout).await?
+    }
+
+    pub async fn ping(&self) -> Result<(), EngineError> {
+        Ok(self.shared.store.ping().await?)
+    }
+}
+
+fn unknown_token_is_not_found(error: EngineError) -> EngineError {
+    match error {
+        EngineError::Rejected(Rejection::UnknownToken) => EngineError::Rejected(Rejection::Token(TokenRejection::NotFound)),
+        other => other,
+    }
+}
+
+fn write_error(error: WriteError) -> EngineError {
+    match error {
+        WriteError::Overloaded => {
+            m::record_overload("writer");
+            EngineError::Overloaded
+        }
+        WriteError::Unavailable => EngineError::Unavailable,
+        WriteError::Failed => EngineError::Internal("write failed".into()),
+    }
+}
+
+/// Send to an entity's actor, activating it if needed. A message that finds the actor just
+/// passivated is sent once more to a fresh activation; a full mailbox or a slow answer is 503.
+async fn ask<A, M, F, E>(
+    registry: &Registry<A>,
+    id: Uuid,
+    make: F,
+    message: E,
+    timeout: Duration,
+) -> Result<M::Result, EngineError>
+where
+    A: Actor<Context = Context<A>> + Supervised + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+    F: FnOnce() -> A + Send + Clone + 'static,
+    E: Fn() -> M,
+{
+    for _ in 0..2 {
+        let address: Addr<A> = registry.address(id, make.clone());
+        match address.send(message()).timeout(timeout).await {
+            Ok(answer) => return Ok(answer),
+            Err(MailboxError::Closed) => registry.remove(id, &address),
+            Err(MailboxError::Timeout) => {
+                m::record_overload("mailbox");
+                return Err(EngineError::Overloaded);
+            }
+        }
+    }
+    Err(EngineError::Unavailable)
+}

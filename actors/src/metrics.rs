@@ -1,0 +1,72 @@
+//! Every metric the engine records, in one place. Names use base units and `_total` counters;
+//! labels never carry entity ids. docs/METRICS.md explains each one.
+
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+
+pub const COMMIT_BATCH_SIZE: &str = "cashgrid_store_commit_batch_size";
+pub const COMMIT_DURATION: &str = "cashgrid_store_commit_duration_seconds";
+pub const COMMITS: &str = "cashgrid_store_commits_total";
+pub const WRITER_QUEUE_WAIT: &str = "cashgrid_store_writer_queue_wait_seconds";
+pub const TOKEN_TRANSITIONS: &str = "cashgrid_token_transitions_total";
+pub const TOKEN_REJECTIONS: &str = "cashgrid_token_rejections_total";
+pub const ACTORS_LIVE: &str = "cashgrid_actors_live";
+pub const ACTOR_ACTIVATIONS: &str = "cashgrid_actor_activations_total";
+pub const ACTOR_PASSIVATIONS: &str = "cashgrid_actor_passivations_total";
+pub const ACTOR_RESTARTS: &str = "cashgrid_actor_restarts_total";
+pub const MAILBOX_WAIT: &str = "cashgrid_actor_mailbox_wait_seconds";
+pub const OVERLOAD_REJECTIONS: &str = "cashgrid_overload_rejections_total";
+pub const FENCE_CONFLICTS: &str = "cashgrid_store_fence_conflicts_total";
+
+/// Bucket bounds (seconds) for latencies measured inside the engine: 50 µs to 2.5 s.
+pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5,
+];
+/// Bucket bounds for the number of write sets in one commit.
+pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+pub fn record_commit(sets: usize, elapsed: Duration, ok: bool) {
+    histogram!(COMMIT_BATCH_SIZE).record(sets as f64);
+    histogram!(COMMIT_DURATION).record(elapsed.as_secs_f64());
+    counter!(COMMITS, "result" => if ok { "ok" } else { "error" }).increment(1);
+}
+
+pub fn record_writer_queue_wait(waited: Duration) {
+    histogram!(WRITER_QUEUE_WAIT).record(waited.as_secs_f64());
+}
+
+pub fn record_transition(from: &'static str, to: &'static str) {
+    counter!(TOKEN_TRANSITIONS, "from" => from, "to" => to).increment(1);
+}
+
+pub fn record_rejection(reason: &'static str) {
+    counter!(TOKEN_REJECTIONS, "reason" => reason).increment(1);
+}
+
+pub fn actor_started(kind: &'static str) {
+    gauge!(ACTORS_LIVE, "kind" => kind).increment(1.0);
+    counter!(ACTOR_ACTIVATIONS, "kind" => kind).increment(1);
+}
+
+pub fn actor_stopped(kind: &'static str) {
+    gauge!(ACTORS_LIVE, "kind" => kind).decrement(1.0);
+    counter!(ACTOR_PASSIVATIONS, "kind" => kind).increment(1);
+}
+
+pub fn actor_restarted(kind: &'static str) {
+    counter!(ACTOR_RESTARTS, "kind" => kind).increment(1);
+}
+
+pub fn record_mailbox_wait(kind: &'static str, waited: Duration) {
+    histogram!(MAILBOX_WAIT, "kind" => kind).record(waited.as_secs_f64());
+}
+
+pub fn record_overload(kind: &'static str) {
+    counter!(OVERLOAD_REJECTIONS, "kind" => kind).increment(1);
+}
+
+pub fn record_fence_conflict() {
+    counter!(FENCE_CONFLICTS).increment(1);
+}

@@ -1,0 +1,716 @@
+//! The production store: PostgreSQL through a deadpool-postgres pool (no TLS).
+//!
+//! `commit` runs the write sets of a whole batch in one transaction and pipelines them: the first
+//! write of every set is sent at once (tokio-postgres pipelines concurrent queries on one
+//! connection), then, for the sets whose first write applied, all their remaining writes and
+//! events at once. Two round trips for the batch instead of one per statement.
+
+use std::str::FromStr;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
+use futures_util::future::join_all;
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+use super::rows::{
+    self, AccessRow, DeviceRow, EventValues, FilterValue, SetValues, TokenRow, TokenValues,
+    WriteValues, ACCESS_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, TOKEN_COLUMNS,
+};
+use super::{
+    Access, Customer, NewCustomer, Scope, Store, StoreError, TokenFilter, WriteOutcome, WriteSet,
+};
+use crate::domain::{CustomerId, Device, Token};
+
+/// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
+const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
+
+/// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").
+const MIGRATION_LOCK: i64 = 0x6361_7368_6772_6964;
+
+/// How long to wait for a pooled connection, to open one, or to check one: then 503.
+const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+
+static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('$'));
+static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
+static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql('$'));
+
+type Param<'a> = &'a (dyn ToSql + Sync);
+
+/// The PostgreSQL store. Cloning is cheap: clones share the pool.
+#[derive(Clone)]
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The pool's configuration holds the password: show its status only.
+        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+    }
+}
+
+impl PostgresStore {
+    /// Build a pool of at most `pool_size` connections to `database_url` (a `postgres://` URL
+    /// or a `key=value` string) and bring the schema up to date. Fails with `Unavailable` when
+    /// the server cannot be reached.
+    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(database_url)
+            .map_err(|err| StoreError::Internal(anyhow!("invalid database url: {err}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(POOL_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("cashgrid");
+        }
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_TIMEOUT))
+            .create_timeout(Some(POOL_TIMEOUT))
+            .recycle_timeout(Some(POOL_TIMEOUT))
+            .build()
+            .map_err(|err| StoreError::Internal(anyhow!("cannot build the connection pool: {err}")))?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Number of `token_events` rows. For tests.
+    #[doc(hidden)]
+    pub async fn count_events(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT COUNT(*) FROM token_events", &[])
+            .await
+            .map_err(|err| pg_error(err, "count_events"))?;
+        row.try_get(0).map_err(|err| pg_error(err, "count_events"))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        self.pool.get().await.map_err(pool_error)
+    }
+
+    /// Apply the pending migrations in one transaction, under a transaction-level advisory lock
+    /// so that nodes starting together do not race.
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "begin migrations"))?;
+        tx.batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
+             CREATE TABLE IF NOT EXISTS schema_migrations (
+                 version BIGINT PRIMARY KEY,
+                 applied BIGINT NOT NULL
+             );"
+        ))
+        .await
+        .map_err(|err| pg_error(err, "lock migrations"))?;
+        let current: i64 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|err| pg_error(err, "read schema_migrations"))?;
+        let known = MIGRATIONS.iter().map(|(version, _)| *version).max().unwrap_or(0);
+        if current > known {
+            tracing::warn!(current, known, "postgres store: schema is newer than this binary");
+        }
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+            tx.batch_execute(sql).await.map_err(|err| pg_error(err, &format!("migration {version}")))?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
+                &[version, &rows::now_millis()],
+            )
+            .await
+            .map_err(|err| pg_error(err, &format!("record migration {version}")))?;
+            tracing::info!(version, "postgres store: applied migration");
+        }
+        tx.commit().await.map_err(|err| pg_error(err, "commit migrations"))
+    }
+}
+
+fn pool_error(err: PoolError) -> StoreError {
+    match err {
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable(format!("postgres: timed out getting a connection ({kind:?})"))
+        }
+        PoolError::Backend(err) => pg_error(err, "connect"),
+        PoolError::Closed => StoreError::Unavailable("postgres: the pool is closed".to_owned()),
+        PoolError::PostCreateHook(err) => StoreError::Unavailable(format!("postgres: {err}")),
+        PoolError::NoRuntimeSpecified => {
+            StoreError::Internal(anyhow!("postgres pool: no runtime specified"))
+        }
+    }
+}
+
+/// Connection loss, refused or failed connections (including a refused login or a missing
+/// database), server shutdown, too many connections and transient lock failures are
+/// `Unavailable` (503); anything else is `Internal`.
+fn pg_error(err: tokio_postgres::Error, what: &str) -> StoreError {
+    let unavailable = match err.code() {
+        Some(code) => {
+            let code = code.code();
+            code.starts_with("08") // connection exception
+                || code.starts_with("28") // invalid authorization
+                || code.starts_with("53") // insufficient resources (too many connections, ...)
+                || code.starts_with("57P") // admin shutdown, crash shutdown, cannot connect now
+                || code == SqlState::INVALID_CATALOG_NAME.code() // no such database
+                || code == SqlState::T_R_SERIALIZATION_FAILURE.code()
+                || code == SqlState::T_R_DEADLOCK_DETECTED.code()
+                || code == SqlState::LOCK_NOT_AVAILABLE.code()
+        }
+        None => {
+            err.is_closed()
+                || std::error::Error::source(&err).is_some_and(|source| source.is::<std::io::Error>())
+                || err.to_string().starts_with("error connecting to server")
+                || err.to_string().starts_with("timeout")
+        }
+    };
+    if unavailable {
+        // The cause (e.g. "Connection refused") is the error's source, not in its message.
+        match std::error::Error::source(&err) {
+            Some(source) => StoreError::Unavailable(format!("postgres {what}: {err}: {source}")),
+            None => StoreError::Unavailable(format!("postgres {what}: {err}")),
+        }
+    } else {
+        StoreError::Internal(anyhow::Error::new(err).context(format!("postgres {what}")))
+    }
+}
+
+fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+fn token_row(row: &Row) -> Result<TokenRow, tokio_postgres::Error> {
+    Ok(TokenRow {
+        uuid: row.try_get(0)?,
+        version: row.try_get(1)?,
+        created: row.try_get(2)?,
+        updated: row.try_get(3)?,
+        token_type: row.try_get(4)?,
+        plain_code: row.try_get(5)?,
+        secure_code: row.try_get(6)?,
+        code_hash: row.try_get(7)?,
+        amount: row.try_get(8)?,
+        symbol: row.try_get(9)?,
+        state: row.try_get(10)?,
+        clearstate: row.try_get(11)?,
+        expires: row.try_get(12)?,
+        refname: row.try_get(13)?,
+        lockrefname: row.try_get(14)?,
+        info: row.try_get(15)?,
+        processing_info: row.try_get(16)?,
+        owner_id: row.try_get(17)?,
+        owner_device: row.try_get(18)?,
+        lock_device: row.try_get(19)?,
+        lock_customer_id: row.try_get(20)?,
+    })
+}
+
+fn device_row(row: &Row) -> Result<DeviceRow, tokio_postgres::Error> {
+    Ok(DeviceRow {
+        id: row.try_get(0)?,
+        uuid: row.try_get(1)?,
+        customer_id: row.try_get(2)?,
+        created: row.try_get(3)?,
+        device_type: row.try_get(4)?,
+        pubkey: row.try_get(5)?,
+        lat: row.try_get(6)?,
+        lon: row.try_get(7)?,
+        refname: row.try_get(8)?,
+        info: row.try_get(9)?,
+    })
+}
+
+fn customer_row(row: &Row) -> Result<Customer, tokio_postgres::Error> {
+    Ok(Customer {
+        id: row.try_get(0)?,
+        created: row.try_get(1)?,
+        email: row.try_get(2)?,
+        display_name: row.try_get(3)?,
+        roles: row.try_get(4)?,
+        status: row.try_get(5)?,
+        info: row.try_get(6)?,
+    })
+}
+
+fn access_row(row: &Row) -> Result<AccessRow, tokio_postgres::Error> {
+    Ok(AccessRow {
+        id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        created: row.try_get(2)?,
+        scope: row.try_get(3)?,
+        apikey: row.try_get(4)?,
+        secret_hash: row.try_get(5)?,
+    })
+}
+
+fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
+    [
+        &token.uuid,
+        &token.version,
+        &token.created,
+        &token.updated,
+        &token.token_type,
+        &token.plain_code,
+        &token.secure_code,
+        &token.code_hash,
+        &token.amount,
+        &token.symbol,
+        &token.state,
+        &token.clearstate,
+        &token.expires,
+        &token.refname,
+        &token.lockrefname,
+        &token.info,
+        &token.processing_info,
+        &token.owner_id,
+        &token.owner_device,
+        &token.lock_device,
+        &token.lock_customer_id,
+    ]
+}
+
+fn event_params(event: &EventValues) -> [Param<'_>; 8] {
+    [
+        &event.token_uuid,
+        &event.version,
+        &event.kind,
+        &event.from_state,
+        &event.to_state,
+        &event.created,
+        &event.owner_id,
+        &event.cash_customer_id,
+    ]
+}
+
+/// The commit statements, prepared (and cached) on the transaction's connection.
+struct CommitStatements {
+    insert: tokio_postgres::Statement,
+    update: tokio_postgres::Statement,
+    event: tokio_postgres::Statement,
+}
+
+impl CommitStatements {
+    async fn prepare(tx: &Transaction<'_>) -> Result<Self, StoreError> {
+        let prepare = |sql: &'static LazyLock<String>| async move {
+            tx.prepare_cached(sql).await.map_err(|err| pg_error(err, "commit: prepare"))
+        };
+        Ok(Self {
+            insert: prepare(&INSERT_TOKEN).await?,
+            update: prepare(&UPDATE_TOKEN).await?,
+            event: prepare(&INSERT_EVENT).await?,
+        })
+    }
+
+    /// One token write; the number of rows it changed (0 or 1).
+    async fn write(&self, tx: &Transaction<'_>, write: &WriteValues) -> Result<u64, tokio_postgres::Error> {
+        let (statement, token) = match write {
+            WriteValues::Insert(token) => (&self.insert, token),
+            WriteValues::Update(token) => (&self.update, token),
+        };
+        tx.execute(statement, &token_params(token)).await
+    }
+
+    async fn event(&self, tx: &Transaction<'_>, event: &EventValues) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(&self.event, &event_params(event)).await
+    }
+}
+
+/// What a later write or event of a set is, for the second pipelined round.
+enum Later<'a> {
+    Write(&'a WriteValues),
+    Event(&'a EventValues),
+}
+
+/// The pipelined commit. `Ok(None)` when a write after the first of its set did not apply —
+/// possible only when two sets of the batch touch the same token or plain code: the caller
+/// then rolls back and reruns the batch set by set, which decides exactly as SQLite does.
+async fn commit_pipelined(
+    tx: &Transaction<'_>,
+    statements: &CommitStatements,
+    sets: &[SetValues],
+) -> Result<Option<Vec<WriteOutcome>>, StoreError> {
+    // Round one: the deciding first write of every set. Queries are sent in order on the first
+    // poll, and the server runs them in that order.
+    let first = join_all(sets.iter().map(|set| async move {
+        match set.writes.first() {
+            Some(write) => statements.write(tx, write).await.map(|rows| rows > 0),
+            None => Ok(true),
+        }
+    }))
+    .await;
+    let mut applied = Vec::with_capacity(sets.len());
+    for result in first {
+        applied.push(result.map_err(|err| pg_error(err, "commit: first write"))?);
+    }
+
+    // Round two: the rest of the sets that apply.
+    let later = sets
+        .iter()
+        .zip(&applied)
+        .filter(|(_, applied)| **applied)
+        .flat_map(|(set, _)| {
+            set.writes.iter().skip(1).map(Later::Write).chain(set.events.iter().map(Later::Event))
+        });
+    let results = join_all(later.map(|item| async move {
+        match item {
+            Later::Write(write) => statements.write(tx, write).await.map(|rows| rows > 0),
+            Later::Event(event) => statements.event(tx, event).await.map(|_| true),
+        }
+    }))
+    .await;
+    let mut all_applied = true;
+    for result in results {
+        all_applied &= result.map_err(|err| pg_error(err, "commit: write"))?;
+    }
+    if !all_applied {
+        return Ok(None);
+    }
+    Ok(Some(
+        applied
+            .into_iter()
+            .map(|applied| if applied { WriteOutcome::Committed } else { WriteOutcome::Conflict })
+            .collect(),
+    ))
+}
+
+/// The batch set by set, in order: the reference semantics, used when pipelining cannot
+/// decide. A later write of a set that does not apply fails the whole batch.
+async fn commit_in_order(
+    tx: &Transaction<'_>,
+    statements: &CommitStatements,
+    sets: &[SetValues],
+) -> Result<Vec<WriteOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(sets.len());
+    for set in sets {
+        let mut writes = set.writes.iter();
+        if let Some(first) = writes.next() {
+            let rows = statements
+                .write(tx, first)
+                .await
+                .map_err(|err| pg_error(err, "commit: first write"))?;
+            if rows == 0 {
+                outcomes.push(WriteOutcome::Conflict);
+                continue;
+            }
+        }
+        for write in writes {
+            let rows = statements.write(tx, write).await.map_err(|err| pg_error(err, "commit: write"))?;
+            if rows == 0 {
+                return Err(match write {
+                    WriteValues::Insert(token) => rows::unexpected_write("insert", &token.uuid),
+                    WriteValues::Update(token) => rows::unexpected_write("update", &token.uuid),
+                });
+            }
+        }
+        for result in join_all(set.events.iter().map(|event| statements.event(tx, event))).await {
+            result.map_err(|err| pg_error(err, "commit: event"))?;
+        }
+        outcomes.push(WriteOutcome::Committed);
+    }
+    Ok(outcomes)
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sets = rows::encode_sets(sets)?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
+        let statements = CommitStatements::prepare(&tx).await?;
+        if let Some(outcomes) = commit_pipelined(&tx, &statements, &sets).await? {
+            tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
+            return Ok(outcomes);
+        }
+        tx.rollback().await.map_err(|err| pg_error(err, "commit: rollback"))?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
+        let outcomes = commit_in_order(&tx, &statements, &sets).await?;
+        tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
+        Ok(outcomes)
+    }
+
+    async fn load_token(&self, uuid: Uuid) -> Result<Option<Token>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"))
+            .await
+            .map_err(|err| pg_error(err, "load_token"))?;
+        let row = client
+            .query_opt(&statement, &[&rows::uuid_text(uuid)])
+            .await
+            .and_then(|row| row.as_ref().map(token_row).transpose())
+            .map_err(|err| pg_error(err, "load_token"))?;
+        row.map(TokenRow::into_token).transpose()
+    }
+
+    async fn find_token_by_plain_code(&self, plain_code: &str) -> Result<Option<Uuid>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "SELECT uuid FROM tokens WHERE plain_code = $1 AND state IN ('OPEN', 'LOCKED')",
+            )
+            .await
+            .map_err(|err| pg_error(err, "find_token_by_plain_code"))?;
+        let uuid: Option<String> = client
+            .query_opt(&statement, &[&plain_code])
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(|err| pg_error(err, "find_token_by_plain_code"))?;
+        uuid.map(|uuid| rows::parse_uuid(&uuid, "tokens.uuid")).transpose()
+    }
+
+    async fn list_tokens(
+        &self,
+        owner: CustomerId,
+        filter: &TokenFilter,
+        limit: usize,
+    ) -> Result<Vec<Token>, StoreError> {
+        let conditions = rows::token_filter_conditions(filter);
+        let limit = rows::list_limit(limit);
+        let mut sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = $1");
+        let mut params: Vec<Param<'_>> = vec![&owner];
+        for (column, value) in &conditions {
+            params.push(match value {
+                FilterValue::Text(text) => text,
+                FilterValue::Int(int) => int,
+            });
+            sql.push_str(&format!(" AND {column} = ${}", params.len()));
+        }
+        params.push(&limit);
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&sql).await.map_err(|err| pg_error(err, "list_tokens"))?;
+        let rows = client
+            .query(&statement, &params)
+            .await
+            .and_then(|rows| rows.iter().map(token_row).collect::<Result<Vec<_>, _>>())
+            .map_err(|err| pg_error(err, "list_tokens"))?;
+        rows.into_iter().map(TokenRow::into_token).collect()
+    }
+
+    async fn insert_device(&self, device: &Device) -> Result<Device, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO devices (uuid, customer_id, created, type, pubkey, lat, lon, refname, info) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {DEVICE_COLUMNS}"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "insert_device"))?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &rows::uuid_text(device.uuid),
+                    &device.customer_id,
+                    &device.created,
+                    &device.device_type.as_str(),
+                    &device.pubkey,
+                    &device.lat,
+                    &device.lon,
+                    &device.refname,
+                    &device.info,
+                ],
+            )
+            .await
+            .and_then(|row| device_row(&row))
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::Duplicate("device uuid")
+                } else {
+                    pg_error(err, "insert_device")
+                }
+            })?;
+        row.into_device()
+    }
+
+    async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"))
+            .await
+            .map_err(|err| pg_error(err, "load_device"))?;
+        let row = client
+            .query_opt(&statement, &[&rows::uuid_text(uuid)])
+            .await
+            .and_then(|row| row.as_ref().map(device_row).transpose())
+            .map_err(|err| pg_error(err, "load_device"))?;
+        row.map(DeviceRow::into_device).transpose()
+    }
+
+    async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE customer_id = $1 ORDER BY id LIMIT $2"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "list_devices"))?;
+        let rows = client
+            .query(&statement, &[&customer, &rows::list_limit(limit)])
+            .await
+            .and_then(|rows| rows.iter().map(device_row).collect::<Result<Vec<_>, _>>())
+            .map_err(|err| pg_error(err, "list_devices"))?;
+        rows.into_iter().map(DeviceRow::into_device).collect()
+    }
+
+    async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO customers (created, email, display_name, roles) \
+                 VALUES ($1, $2, $3, $4) RETURNING {CUSTOMER_COLUMNS}"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "create_customer"))?;
+        client
+            .query_one(
+                &statement,
+                &[
+                    &rows::now_millis(),
+                    &rows::fold_case(&customer.email),
+                    &customer.display_name,
+                    &customer.roles,
+                ],
+            )
+            .await
+            .and_then(|row| customer_row(&row))
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::Duplicate("email")
+                } else {
+                    pg_error(err, "create_customer")
+                }
+            })
+    }
+
+    async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
+            .await
+            .map_err(|err| pg_error(err, "load_customer"))?;
+        client
+            .query_opt(&statement, &[&id])
+            .await
+            .and_then(|row| row.as_ref().map(customer_row).transpose())
+            .map_err(|err| pg_error(err, "load_customer"))
+    }
+
+    async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"))
+            .await
+            .map_err(|err| pg_error(err, "find_customer_by_email"))?;
+        client
+            .query_opt(&statement, &[&rows::fold_case(email)])
+            .await
+            .and_then(|row| row.as_ref().map(customer_row).transpose())
+            .map_err(|err| pg_error(err, "find_customer_by_email"))
+    }
+
+    async fn create_access(
+        &self,
+        customer: CustomerId,
+        scope: Scope,
+        apikey: &str,
+        secret_hash: &[u8],
+    ) -> Result<Access, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO access (customer_id, created, scope, apikey, secret_hash) \
+                 VALUES ($1, $2, $3, $4, $5) RETURNING {ACCESS_COLUMNS}"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "create_access"))?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &customer,
+                    &rows::now_millis(),
+                    &scope.as_str(),
+                    &rows::fold_case(apikey),
+                    &secret_hash,
+                ],
+            )
+            .await
+            .and_then(|row| access_row(&row))
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::Duplicate("apikey")
+                } else {
+                    pg_error(err, "create_access")
+                }
+            })?;
+        row.into_access()
+    }
+
+    async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"))
+            .await
+            .map_err(|err| pg_error(err, "find_access"))?;
+        let row = client
+            .query_opt(&statement, &[&rows::fold_case(apikey)])
+            .await
+            .and_then(|row| row.as_ref().map(access_row).transpose())
+            .map_err(|err| pg_error(err, "find_access"))?;
+        row.map(AccessRow::into_access).transpose()
+    }
+
+    async fn load_param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2")
+            .await
+            .map_err(|err| pg_error(err, "load_param"))?;
+        let text: Option<String> = client
+            .query_opt(&statement, &[&customer, &key])
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(|err| pg_error(err, "load_param"))?;
+        text.map(|text| rows::parse_json(&text, "params.pvalue")).transpose()
+    }
+
+    async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), StoreError> {
+        let value = rows::json_text(value)?;
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO params (customer_id, pkey, pvalue, updated) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (customer_id, pkey) \
+                 DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated",
+            )
+            .await
+            .map_err(|err| pg_error(err, "save_param"))?;
+        client
+            .execute(&statement, &[&customer, &key, &value, &rows::now_millis()])
+            .await
+            .map_err(|err| pg_error(err, "save_param"))?;
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client.simple_query("SELECT 1").await.map_err(|err| pg_error(err, "ping"))?;
+        Ok(())
+    }
+}

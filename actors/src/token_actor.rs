@@ -1,0 +1,282 @@
+//! One actor per token: it owns the token's state and handles one command at a time, so claims
+//! and confirms of a token are serialised without any database lock.
+//!
+//! A command is decided by the pure domain, written through the group-committing writer, and
+//! answered only after the commit; the actor takes no other message meanwhile
+//! (`AtomicResponse`). A fenced write (another node moved the token on) reloads and decides
+//! again; a failed write restarts the actor under its supervisor, which reloads the snapshot.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::clock::now_millis;
+use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, Transition};
+use crate::engine::{EngineError, Rejection, Shared};
+use crate::metrics as m;
+use crate::store::{TokenWrite, WriteOutcome, WriteSet};
+use crate::writer::WriteError;
+
+/// Messages that may wait in one token's mailbox before senders are held back.
+pub const MAILBOX_CAPACITY: usize = 256;
+/// A token untouched this long leaves memory; its snapshot is in the store.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+/// An id with no token behind it keeps its actor only briefly.
+const MISSING_TTL: Duration = Duration::from_secs(1);
+/// Decide-and-write rounds after a version-fence conflict before giving up.
+const FENCE_ATTEMPTS: usize = 3;
+const KIND: &str = "token";
+
+/// What a frontend asks of a token; the actor turns it into a domain command.
+#[derive(Debug, Clone)]
+pub enum TokenRequest {
+    Claim { cash_device: Uuid, cash_customer: i64, code: Vec<u8> },
+    Confirm {
+        cash_device: Uuid,
+        cash_customer: i64,
+        state: Option<ConfirmState>,
+        amount: Option<i64>,
+        lockrefname: Option<String>,
+        processing_info: Option<Value>,
+        partial_cashouts: bool,
+    },
+    Update { caller: i64, clearstate: Option<i64>, info: Option<Value> },
+    Delete { caller: i64, device: Uuid },
+}
+
+impl TokenRequest {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Claim { .. } => "claim",
+            Self::Confirm { .. } => "confirm",
+            Self::Update { .. } => "update",
+            Self::Delete { .. } => "delete",
+        }
+    }
+}
+
+/// A request in the mailbox, with the moment it was sent and when its sender stops waiting.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub request: TokenRequest,
+    pub sent_at: Instant,
+    pub deadline: Instant,
+}
+
+impl Message for Envelope {
+    /// The token as committed after the request.
+    type Result = Result<Token, EngineError>;
+}
+
+// One slot per actor and never in a collection: boxing the token would only add a hop.
+#[allow(clippy::large_enum_variant)]
+enum Slot {
+    Loading,
+    Ready(Token),
+    Missing,
+    Unavailable,
+}
+
+pub struct TokenActor {
+    id: Uuid,
+    shared: Arc<Shared>,
+    slot: Slot,
+    last_active: Instant,
+}
+
+impl TokenActor {
+    pub fn new(id: Uuid, shared: Arc<Shared>) -> Self {
+        Self { id, shared, slot: Slot::Loading, last_active: Instant::now() }
+    }
+
+    fn passivate(&mut self, ctx: &mut Context<Self>) {
+        self.shared.tokens.remove(self.id, &ctx.address());
+        ctx.stop();
+    }
+
+    fn load(&mut self, ctx: &mut Context<Self>) {
+        self.slot = Slot::Loading;
+        let store = Arc::clone(&self.shared.store);
+        let id = self.id;
+        ctx.wait(async move { store.load_token(id).await }.into_actor(self).map(|loaded, actor, ctx| {
+            actor.slot = match loaded {
+                Ok(Some(token)) => Slot::Ready(token),
+                Ok(None) => {
+                    ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
+                    Slot::Missing
+                }
+                Err(error) => {
+                    tracing::warn!(token = %actor.id, %error, "token snapshot could not be loaded");
+                    ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
+                    Slot::Unavailable
+                }
+            };
+        }));
+    }
+}
+
+impl Actor for TokenActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
+        m::actor_started(KIND);
+        self.load(ctx);
+        ctx.run_interval(IDLE_CHECK_INTERVAL, |actor, ctx| {
+            if actor.last_active.elapsed() >= IDLE_TIMEOUT {
+                actor.passivate(ctx);
+            }
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        m::actor_stopped(KIND);
+    }
+}
+
+impl Supervised for TokenActor {
+    fn restarting(&mut self, _: &mut Self::Context) {
+        // `started` runs again and reloads: the store, not memory, is the truth after a fault.
+        m::actor_restarted(KIND);
+        self.slot = Slot::Loading;
+    }
+}
+
+/// What the actor does with its state once a request is settled.
+#[allow(clippy::large_enum_variant)]
+enum After {
+    Keep(Token),
+    Missing,
+    /// The outcome of a write is unknown: restart and reload from the store.
+    Reload,
+}
+
+impl Handler<Envelope> for TokenActor {
+    type Result = AtomicResponse<Self, Result<Token, EngineError>>;
+
+    fn handle(&mut self, envelope: Envelope, _: &mut Self::Context) -> Self::Result {
+        self.last_active = Instant::now();
+        m::record_mailbox_wait(KIND, envelope.sent_at.elapsed());
+        let immediate = |answer| AtomicResponse::new(Box::pin(fut::ready(answer)));
+        if Instant::now() >= envelope.deadline {
+            // The sender has given up; deciding now would change state behind its back.
+            m::record_overload(KIND);
+            return immediate(Err(EngineError::Overloaded));
+        }
+        let token = match &self.slot {
+            Slot::Ready(token) => token.clone(),
+            Slot::Missing => return immediate(Err(EngineError::Rejected(Rejection::UnknownToken))),
+            Slot::Loading | Slot::Unavailable => return immediate(Err(EngineError::Unavailable)),
+        };
+        let shared = Arc::clone(&self.shared);
+        AtomicResponse::new(Box::pin(
+            decide_and_commit(shared, token, envelope.request).into_actor(self).map(
+                |(after, answer), actor, ctx| {
+                    match after {
+                        After::Keep(token) => actor.slot = Slot::Ready(token),
+                        After::Missing => actor.slot = Slot::Missing,
+                        After::Reload => ctx.stop(),
+                    }
+                    answer
+                },
+            ),
+        ))
+    }
+}
+
+fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCommand {
+    match request {
+        TokenRequest::Claim { cash_device, cash_customer, code } => TokenCommand::Claim {
+            cash_device: *cash_device,
+            cash_customer: *cash_customer,
+            code_matches: token
+                .code_hash
+                .as_deref()
+                .is_some_and(|stored| shared.hasher.code_matches(token.uuid, code, stored)),
+        },
+        TokenRequest::Confirm {
+            cash_device,
+            cash_customer,
+            state,
+            amount,
+            lockrefname,
+            processing_info,
+            partial_cashouts,
+        } => TokenCommand::Confirm {
+            cash_device: *cash_device,
+            cash_customer: *cash_customer,
+            state: *state,
+            amount: *amount,
+            lockrefname: lockrefname.clone(),
+            processing_info: processing_info.clone(),
+            remainder: partial_cashouts.then(Uuid::new_v4),
+        },
+        TokenRequest::Update { caller, clearstate, info } => {
+            TokenCommand::Update { caller: *caller, clearstate: *clearstate, info: info.clone() }
+        }
+        TokenRequest::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
+    }
+}
+
+fn write_set(transition: &Transition) -> WriteSet {
+    let mut writes = vec![TokenWrite::Update(transition.token.clone())];
+    writes.extend(transition.spawned.clone().map(TokenWrite::Insert));
+    WriteSet { writes, events: transition.events.clone() }
+}
+
+async fn decide_and_commit(
+    shared: Arc<Shared>,
+    mut token: Token,
+    request: TokenRequest,
+) -> (After, Result<Token, EngineError>) {
+    for _ in 0..FENCE_ATTEMPTS {
+        let command = to_command(&shared, &token, &request);
+        let transition = match apply(&token, &command, now_millis()) {
+            Ok(transition) => transition,
+            Err(rejection) => {
+                m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
+                return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
+            }
+        };
+        match shared.writer.commit(write_set(&transition)).await {
+            Ok(WriteOutcome::Committed) => {
+                for event in &transition.events {
+                    m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
+                }
+                let answer = match transition.answer {
+                    Ok(()) => Ok(transition.token.clone()),
+                    Err(rejection) => {
+                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
+                        Err(EngineError::Rejected(Rejection::Token(rejection)))
+                    }
+                };
+                return (After::Keep(transition.token), answer);
+            }
+            Ok(WriteOutcome::Conflict) => {
+                m::record_fence_conflict();
+                tracing::info!(token = %token.uuid, request = request.name(), "version fence: reloading");
+                match shared.store.load_token(token.uuid).await {
+                    Ok(Some(current)) => token = current,
+                    Ok(None) => return (After::Missing, Err(EngineError::Rejected(Rejection::UnknownToken))),
+                    Err(error) => {
+                        tracing::warn!(token = %token.uuid, %error, "reload after fence failed");
+                        return (After::Reload, Err(EngineError::Unavailable));
+                    }
+                }
+            }
+            Err(WriteError::Overloaded) => {
+                m::record_overload("writer");
+                return (After::Keep(token), Err(EngineError::Overloaded));
+            }
+            Err(WriteError::Unavailable) => return (After::Reload, Err(EngineError::Unavailable)),
+            Err(WriteError::Failed) => {
+                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
+            }
+        }
+    }
+    (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))
+}

@@ -1,0 +1,135 @@
+//! Group commit: one task collects the write sets of many actors and commits them together.
+//!
+//! An actor hands its write set over and waits for the outcome before it answers anyone, so a
+//! reply always follows a commit. Throughput comes from batching, never from skipping the
+//! commit: the queue, the batch and the linger are all bounded.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::metrics as m;
+use crate::store::{Store, StoreError, WriteOutcome, WriteSet};
+
+#[derive(Debug, Clone, Copy)]
+pub struct WriterConfig {
+    /// Write sets waiting for the writer; a full queue pushes back on the actors.
+    pub queue_capacity: usize,
+    /// Most write sets in one transaction.
+    pub batch_max: usize,
+    /// How long a batch that is not full may wait for more sets before it commits.
+    pub linger: Duration,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        Self { queue_capacity: 8192, batch_max: 512, linger: Duration::ZERO }
+    }
+}
+
+/// Why a write set was not committed; cheap to clone to every waiter of a failed batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error("store unavailable")]
+    Unavailable,
+    #[error("commit failed")]
+    Failed,
+    #[error("writer queue full")]
+    Overloaded,
+}
+
+struct Job {
+    set: WriteSet,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    queue: mpsc::Sender<Job>,
+    enqueue_timeout: Duration,
+}
+
+impl Writer {
+    /// The writer's handle and the task that commits; run the task on a thread of its own.
+    pub fn new(
+        store: Arc<dyn Store>,
+        config: WriterConfig,
+        enqueue_timeout: Duration,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let (queue, jobs) = mpsc::channel(config.queue_capacity.max(1));
+        (Self { queue, enqueue_timeout }, run(store, config, jobs))
+    }
+
+    /// Commit one write set; resolves once it is durable (or known not to be).
+    pub async fn commit(&self, set: WriteSet) -> Result<WriteOutcome, WriteError> {
+        let (reply, outcome) = oneshot::channel();
+        let job = Job { set, enqueued: Instant::now(), reply };
+        match self.queue.send_timeout(job, self.enqueue_timeout).await {
+            Ok(()) => {}
+            Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(WriteError::Overloaded),
+            Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(WriteError::Unavailable),
+        }
+        outcome.await.unwrap_or(Err(WriteError::Failed))
+    }
+}
+
+async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiver<Job>) {
+    let batch_max = config.batch_max.max(1);
+    let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
+    while let Some(first) = jobs.recv().await {
+        batch.push(first);
+        collect(&mut jobs, &mut batch, batch_max, config.linger).await;
+        commit_batch(store.as_ref(), &mut batch).await;
+    }
+}
+
+/// Take what is already queued, then linger (bounded) for stragglers.
+async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max: usize, linger: Duration) {
+    while batch.len() < batch_max {
+        match jobs.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
+    if linger.is_zero() {
+        return;
+    }
+    let deadline = tokio::time::Instant::now() + linger;
+    while batch.len() < batch_max {
+        match tokio::time::timeout_at(deadline, jobs.recv()).await {
+            Ok(Some(job)) => batch.push(job),
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) {
+    let started = Instant::now();
+    for job in batch.iter() {
+        m::record_writer_queue_wait(started.saturating_duration_since(job.enqueued));
+    }
+    let (sets, replies): (Vec<WriteSet>, Vec<_>) = batch.drain(..).map(|job| (job.set, job.reply)).unzip();
+    let result = store.commit(&sets).await;
+    m::record_commit(sets.len(), started.elapsed(), result.is_ok());
+    let outcomes = match result {
+        Ok(outcomes) if outcomes.len() == replies.len() => outcomes.into_iter().map(Ok).collect(),
+        Ok(outcomes) => {
+            tracing::error!(sets = sets.len(), outcomes = outcomes.len(), "store returned a wrong number of outcomes");
+            vec![Err(WriteError::Failed); replies.len()]
+        }
+        Err(StoreError::Unavailable(reason)) => {
+            tracing::warn!(sets = sets.len(), %reason, "commit failed: store unavailable");
+            vec![Err(WriteError::Unavailable); replies.len()]
+        }
+        Err(error) => {
+            tracing::error!(sets = sets.len(), %error, "commit failed");
+            vec![Err(WriteError::Failed); replies.len()]
+        }
+    };
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        // A waiter that gave up is fine: its change is committed (or not) all the same.
+        let _ = reply.send(outcome);
+    }
+}

@@ -1,0 +1,157 @@
+//! The store contract, run against both backends: every scenario in `store/scenarios.rs` runs as
+//! `sqlite::<name>` (a fresh data directory per test) and as `postgres::<name>` (a fresh
+//! database `cashgrid_test_<uuid>` per test, created through the admin URL in
+//! `CASHGRID_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and
+//! dropped at the end). The PostgreSQL tests fail when the server cannot be reached, unless
+//! `CASHGRID_SKIP_POSTGRES=1`.
+
+mod store {
+    pub mod fixtures;
+    pub mod harness;
+    pub mod scenarios;
+}
+
+use store::{harness, scenarios};
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::harness::with_sqlite(crate::scenarios::$name).await
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() -> anyhow::Result<()> {
+                    crate::harness::with_postgres(crate::scenarios::$name).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    token_round_trip,
+    version_fence,
+    batch_with_conflicts,
+    failed_later_write_commits_nothing,
+    partial_cashout_set,
+    set_order_decides_within_a_batch,
+    duplicate_plain_code,
+    list_tokens_filters_and_order,
+    customers_access_params,
+    devices,
+    ping,
+);
+
+mod sqlite_only {
+    use std::sync::Arc;
+
+    use cashgrid_actors::store::{SqliteStore, Store, TokenWrite, WriteOutcome, WriteSet};
+
+    use crate::harness::TempDir;
+    use crate::store::fixtures;
+
+    #[tokio::test]
+    async fn sqlite_data_survives_reopening() -> anyhow::Result<()> {
+        let dir = TempDir::new()?;
+        let (customer, token) = {
+            let store = SqliteStore::open(dir.path())?;
+            let customer = store.create_customer(&fixtures::new_customer()).await?;
+            let token = fixtures::full_token(customer.id);
+            let outcomes = store
+                .commit(&[WriteSet {
+                    writes: vec![TokenWrite::Insert(token.clone())],
+                    events: vec![fixtures::created_event(&token)],
+                }])
+                .await?;
+            assert_eq!(outcomes, vec![WriteOutcome::Committed]);
+            store.save_param(customer.id, "USE_PLAIN_CODES", &serde_json::json!(true)).await?;
+            (customer, token)
+        };
+        // Reopen: the migrations are not applied twice and every acknowledged change is there.
+        let store = SqliteStore::open(dir.path())?;
+        assert_eq!(store.load_token(token.uuid).await?, Some(token.clone()));
+        assert_eq!(store.load_customer(customer.id).await?, Some(customer.clone()));
+        assert_eq!(
+            store.load_param(customer.id, "USE_PLAIN_CODES").await?,
+            Some(serde_json::json!(true))
+        );
+        assert_eq!(store.count_events().await?, 1);
+        assert!(dir.path().join(SqliteStore::FILE_NAME).is_file());
+
+        // Durable settings, as another process sees the file.
+        let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME))?;
+        let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
+        assert_eq!(mode, "wal");
+        let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
+        assert_eq!(versions, 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite_open_creates_the_data_directory() -> anyhow::Result<()> {
+        let dir = TempDir::new()?;
+        let nested = dir.path().join("a").join("b");
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&nested)?);
+        store.ping().await?;
+        assert!(nested.join(SqliteStore::FILE_NAME).is_file());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn sqlite_two_handles_on_one_file() -> anyhow::Result<()> {
+        // The server and a CLI process open the same file: both migrate safely and see each
+        // other's writes.
+        let dir = TempDir::new()?;
+        let server = SqliteStore::open(dir.path())?;
+        let cli = SqliteStore::open(dir.path())?;
+        let customer = cli.create_customer(&fixtures::new_customer()).await?;
+        assert_eq!(server.load_customer(customer.id).await?, Some(customer));
+        Ok(())
+    }
+}
+
+mod postgres_only {
+    use cashgrid_actors::store::{PostgresStore, StoreError};
+
+    use crate::harness;
+
+    #[tokio::test]
+    async fn postgres_unreachable_is_unavailable() -> anyhow::Result<()> {
+        // Nothing listens on port 1.
+        let result = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1).await;
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn postgres_concurrent_start_up_migrates_once() -> anyhow::Result<()> {
+        harness::with_postgres_url(|url| async move {
+            let (first, second, third) = tokio::join!(
+                PostgresStore::connect(&url, 1),
+                PostgresStore::connect(&url, 1),
+                PostgresStore::connect(&url, 1),
+            );
+            let store = first?;
+            second?;
+            third?;
+            drop(store);
+            // A later start finds the schema up to date.
+            PostgresStore::connect(&url, 1).await?;
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+            let connection = tokio::spawn(connection);
+            let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).await?.try_get(0)?;
+            assert_eq!(versions, 1);
+            drop(client);
+            connection.await??;
+            Ok(())
+        })
+        .await
+    }
+}

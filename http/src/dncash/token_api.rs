@@ -1,0 +1,310 @@
+//! Token API (`/dnapi/token/v1`, scope `token-api`): banks register phones and issue tokens.
+
+use std::collections::HashMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use cashgrid_actors::domain::token::{TokenRejection, TokenState, TokenType};
+use cashgrid_actors::domain::DeviceType;
+use cashgrid_actors::engine::{NewDevice, NewToken};
+use cashgrid_actors::store::{Scope, TokenFilter};
+use cashgrid_actors::{EngineError, Rejection};
+use chrono::DateTime;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::authenticate;
+use super::views::{DeviceRow, TokenJson, TokenView};
+use crate::body::{read_json, Fields};
+use crate::error::ApiError;
+use crate::{AppState, ErrorStatus};
+
+/// Longest `refname` the original's column holds.
+pub const REFNAME_LENGTH_MAX: usize = 36;
+/// Longest currency `symbol` the original's column holds.
+const SYMBOL_LENGTH_MAX: usize = 5;
+/// Body keys the original accepts on token creation (token columns, some set by the server).
+const TOKEN_COLUMNS: [&str; 20] = [
+    "device_uuid", "amount", "symbol", "type", "expires", "refname", "info", "clearstate", "id", "uuid",
+    "created", "updated", "code_type", "plain_code", "secure_code", "state", "lockrefname",
+    "processing_info", "owner_id", "lock_device_id",
+];
+const NOT_FOUND: &str = "Not found";
+const TOKEN_NOT_CREATED: &str = "Token could not be created in database";
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/devices").route(web::post().to(register_device)).route(web::get().to(list_devices)))
+        .service(web::resource("/devices/{uuid}").route(web::get().to(get_device)))
+        .service(web::resource("/tokens").route(web::post().to(create_token)).route(web::get().to(list_tokens)))
+        .service(
+            web::resource("/tokens/{uuid}")
+                .route(web::get().to(get_token))
+                .route(web::put().to(update_token))
+                .route(web::delete().to(delete_token)),
+        );
+}
+
+pub fn query_map(request: &HttpRequest) -> HashMap<String, String> {
+    web::Query::<HashMap<String, String>>::from_query(request.query_string())
+        .map(web::Query::into_inner)
+        .unwrap_or_default()
+}
+
+/// Parse a device registration body; shared with the Cash API, which defaults to ATM.
+pub fn new_device(mode: ErrorStatus, body: &Value, default_type: DeviceType) -> Result<NewDevice, ApiError> {
+    let fields = Fields(body);
+    let invalid = |field: &str| ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Invalid value for '{field}'"));
+    let device_type = match fields.string("type").map_err(|_| invalid("type"))? {
+        None => default_type,
+        Some(text) => DeviceType::parse(&text).ok_or_else(|| {
+            ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Data truncated for column 'type': {text}"))
+        })?,
+    };
+    let refname = fields.string("refname").map_err(|_| invalid("refname"))?;
+    if refname.as_ref().is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX) {
+        return Err(ApiError::business(mode, StatusCode::BAD_REQUEST, "Data too long for column 'refname'"));
+    }
+    Ok(NewDevice {
+        device_type,
+        pubkey: fields.string("pubkey").map_err(|_| invalid("pubkey"))?,
+        lat: fields.float("lat").map_err(|_| invalid("lat"))?,
+        lon: fields.float("lon").map_err(|_| invalid("lon"))?,
+        refname,
+        info: fields.get("info").map(Value::to_string),
+    })
+}
+
+/// The original never validated keys; cashgrid refuses unusable ones up front with a 400.
+pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
+    match error {
+        EngineError::Rejected(Rejection::BadPublicKey(reason)) => ApiError::bad_request(reason.to_string()),
+        EngineError::Rejected(other) => ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}")),
+        fault => ApiError::from_fault(fault),
+    }
+}
+
+async fn register_device(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let body = read_json(&request, payload).await?;
+    let new = new_device(state.error_status, &body, DeviceType::Mobile)?;
+    let device = state.engine.register_device(customer.id, new).await.map_err(|e| device_error(state.error_status, e))?;
+    Ok(crate::json_ok(DeviceRow::of(&device)))
+}
+
+async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let devices = state.engine.list_devices(customer.id).await.map_err(ApiError::from_fault)?;
+    Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
+}
+
+async fn get_device(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let Ok(uuid) = Uuid::parse_str(&path) else {
+        return Err(ApiError::NotFound(NOT_FOUND));
+    };
+    match state.engine.find_device(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+        Some(device) => Ok(crate::json_ok(DeviceRow::of(&device))),
+        None => Err(ApiError::NotFound(NOT_FOUND)),
+    }
+}
+
+/// `expires` as the original's `new Date(x)` reads it: epoch ms, or a date string.
+fn parse_expires(value: &Value) -> Option<i64> {
+    match value {
+        Value::Number(number) => number.as_i64().or_else(|| number.as_f64().map(|ms| ms as i64)),
+        Value::String(text) => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())),
+        _ => None,
+    }
+}
+
+/// Validate a creation body; `Err(())` is the original's catch-all "could not be created".
+fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
+    let Value::Object(map) = body else { return Err(()) };
+    if map.keys().any(|key| !TOKEN_COLUMNS.contains(&key.as_str())) {
+        return Err(());
+    }
+    let fields = Fields(body);
+    let amount = fields.integer("amount").map_err(|_| ())?.filter(|amount| *amount >= 0).ok_or(())?;
+    let symbol = fields.string("symbol").map_err(|_| ())?.ok_or(())?;
+    let token_type = match fields.string("type").map_err(|_| ())? {
+        None => TokenType::Cashout,
+        Some(text) => TokenType::parse(&text).ok_or(())?,
+    };
+    let expires = match fields.get("expires") {
+        None => None,
+        Some(value) => Some(parse_expires(value).ok_or(())?),
+    };
+    let refname = fields.string("refname").map_err(|_| ())?;
+    if symbol.chars().count() > SYMBOL_LENGTH_MAX || refname.as_ref().is_some_and(|r| r.chars().count() > REFNAME_LENGTH_MAX) {
+        return Err(());
+    }
+    Ok(NewToken {
+        device,
+        token_type,
+        amount,
+        symbol,
+        expires,
+        refname,
+        clearstate: fields.integer("clearstate").map_err(|_| ())?.unwrap_or(0),
+        info: fields.get("info").cloned(),
+    })
+}
+
+async fn create_token(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let body = read_json(&request, payload).await?;
+    let mode = state.error_status;
+    let device_text = match body.get("device_uuid") {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Null) | None => "undefined".to_owned(),
+        Some(other) => other.to_string(),
+    };
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Sorry, device with UUID {device_text} not found."));
+    let Ok(device) = Uuid::parse_str(&device_text) else {
+        return Err(unknown_device());
+    };
+    let new = match new_token(device, &body) {
+        Ok(new) => new,
+        Err(()) => {
+            // The original checks the device before it tries the insert.
+            let owned = state.engine.find_device(customer.id, device).await.map_err(ApiError::from_fault)?;
+            return Err(match owned {
+                None => unknown_device(),
+                Some(_) => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
+            });
+        }
+    };
+    match state.engine.create_token(customer.id, new).await {
+        Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
+        Err(EngineError::Rejected(rejection)) => Err(match rejection {
+            Rejection::UnknownDevice => unknown_device(),
+            Rejection::BadPublicKey(reason) => ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string()),
+            Rejection::TokenNotCreated
+            | Rejection::Token(_)
+            | Rejection::UnknownToken
+            | Rejection::IllegalRadiocode => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
+        }),
+        Err(fault) => Err(ApiError::from_fault(fault)),
+    }
+}
+
+/// The original's list filters: `device_uuid` alone (OPEN tokens of that device), or any of
+/// `state`, `clearstate`, `uuid` and their `t.`/`d.` spellings. `None`: nothing can match.
+fn token_filter(query: &HashMap<String, String>) -> Option<TokenFilter> {
+    let pick = |names: &[&str]| names.iter().find_map(|name| query.get(*name)).cloned();
+    if let Some(device) = query.get("device_uuid") {
+        return Some(TokenFilter {
+            state: Some(TokenState::Open),
+            device: Some(Uuid::parse_str(device).ok()?),
+            ..TokenFilter::default()
+        });
+    }
+    let mut filter = TokenFilter::default();
+    if let Some(state) = pick(&["state", "t.state"]) {
+        filter.state = Some(TokenState::parse(&state)?);
+    }
+    if let Some(clearstate) = pick(&["clearstate", "t.clearstate"]) {
+        filter.clearstate = Some(clearstate.trim().parse().ok()?);
+    }
+    if let Some(uuid) = pick(&["uuid", "t.uuid"]) {
+        filter.uuid = Some(Uuid::parse_str(&uuid).ok()?);
+    }
+    if let Some(device) = pick(&["d.uuid"]) {
+        filter.device = Some(Uuid::parse_str(&device).ok()?);
+    }
+    Some(filter)
+}
+
+async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let tokens = match token_filter(&query_map(&request)) {
+        Some(filter) => state.engine.list_tokens(customer.id, &filter).await.map_err(ApiError::from_fault)?,
+        None => Vec::new(),
+    };
+    let views: Vec<_> = tokens.iter().map(|token| TokenJson::of(token, TokenView::Full)).collect();
+    Ok(crate::json_ok(views))
+}
+
+async fn get_token(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let Ok(uuid) = Uuid::parse_str(&path) else {
+        return Err(ApiError::NotFound(NOT_FOUND));
+    };
+    match state.engine.find_token(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+        Some(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Full))),
+        None => Err(ApiError::NotFound(NOT_FOUND)),
+    }
+}
+
+fn owner_change_error(mode: ErrorStatus, error: EngineError) -> ApiError {
+    match error {
+        EngineError::Rejected(Rejection::Token(TokenRejection::NothingToUpdate)) => {
+            ApiError::business(mode, StatusCode::BAD_REQUEST, "Nothing to update: give 'clearstate' or 'info'.")
+        }
+        EngineError::Rejected(_) => ApiError::NotFound(NOT_FOUND),
+        fault => ApiError::from_fault(fault),
+    }
+}
+
+async fn update_token(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let body = read_json(&request, payload).await?;
+    let Ok(uuid) = Uuid::parse_str(&path) else {
+        return Err(ApiError::NotFound(NOT_FOUND));
+    };
+    let fields = Fields(&body);
+    let clearstate = fields.integer("clearstate").map_err(|_| {
+        ApiError::business(state.error_status, StatusCode::BAD_REQUEST, "Invalid value for 'clearstate'")
+    })?;
+    let info = fields.get("info").cloned();
+    let token = state
+        .engine
+        .update_token(customer.id, uuid, clearstate, info)
+        .await
+        .map_err(|error| owner_change_error(state.error_status, error))?;
+    Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row)))
+}
+
+async fn delete_token(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let device = query_map(&request).get("device_uuid").and_then(|text| Uuid::parse_str(text).ok());
+    let (Ok(uuid), Some(device)) = (Uuid::parse_str(&path), device) else {
+        return Err(ApiError::NotFound(NOT_FOUND));
+    };
+    let token = state
+        .engine
+        .delete_token(customer.id, uuid, device)
+        .await
+        .map_err(|error| owner_change_error(state.error_status, error))?;
+    Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row)))
+}

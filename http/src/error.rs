@@ -1,0 +1,97 @@
+//! Every error answer of the HTTP frontends, in the dncash-io wire formats. Handlers build an
+//! `ApiError`; this module alone turns it into a status and a body. Server faults are opaque.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use cashgrid_actors::EngineError;
+use serde_json::json;
+
+use crate::ErrorStatus;
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// A refused request in the global format `{"error":{},"message":M}`.
+    #[error("{message}")]
+    Business { status: StatusCode, message: String },
+    /// Cash API claim failures: 403 `{"error":M}`.
+    #[error("claim refused: {0}")]
+    Claim(String),
+    /// Token API single-object lookups: 404 with a bare JSON string.
+    #[error("{0}")]
+    NotFound(&'static str),
+    #[error("invalid API credentials")]
+    Credentials,
+    #[error("request entity too large")]
+    TooLarge,
+    #[error("overloaded")]
+    Overloaded,
+    #[error("store unavailable")]
+    Unavailable,
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// A business error the original answers with 500; `client_status` under `4xx` mode.
+    pub fn business(mode: ErrorStatus, client_status: StatusCode, message: impl Into<String>) -> Self {
+        let status = match mode {
+            ErrorStatus::Original => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorStatus::ClientErrors => client_status,
+        };
+        Self::Business { status, message: message.into() }
+    }
+
+    /// A client mistake the original too answers with a 4xx (malformed JSON, bad key).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::Business { status: StatusCode::BAD_REQUEST, message: message.into() }
+    }
+
+    /// Engine faults; rejections must be mapped by the caller, which knows the protocol step.
+    pub fn from_fault(error: EngineError) -> Self {
+        match error {
+            EngineError::Overloaded => Self::Overloaded,
+            EngineError::Unavailable => Self::Unavailable,
+            EngineError::Internal(_) => Self::Internal,
+            EngineError::Rejected(rejection) => {
+                tracing::error!(?rejection, "rejection reached the generic fault mapping");
+                Self::Internal
+            }
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::Business { status, .. } => *status,
+            Self::Claim(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Credentials => StatusCode::UNAUTHORIZED,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        let body = match self {
+            Self::Business { message, .. } => json!({ "error": {}, "message": message }),
+            Self::Claim(message) => json!({ "error": message }),
+            Self::NotFound(text) => json!(text),
+            Self::Credentials => json!({ "error": "Invalid API access key or secret" }),
+            Self::TooLarge => json!({ "error": {}, "message": "request entity too large" }),
+            Self::Overloaded | Self::Unavailable => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
+                json!({ "error": {}, "message": "Service Unavailable" })
+            }
+            Self::Internal => json!({ "error": {}, "message": "Internal Server Error" }),
+        };
+        response.content_type(crate::JSON_CONTENT_TYPE).json(body)
+    }
+}

@@ -1,0 +1,54 @@
+//! cashgrid's HTTP frontends. Handlers parse, authenticate and route to the engine; they never
+//! touch the store. Each protocol maps engine answers to its own statuses and bodies.
+
+pub mod body;
+pub mod dncash;
+pub mod error;
+pub mod metrics;
+pub mod system;
+pub mod time;
+
+use actix_web::web;
+use cashgrid_actors::Engine;
+
+/// How business errors that the original answers with 500 are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ErrorStatus {
+    /// Exactly the original's statuses, so existing clients see no difference.
+    #[default]
+    Original,
+    /// The same bodies with a 4xx status that says whose mistake it was.
+    ClientErrors,
+}
+
+impl ErrorStatus {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "original" => Some(Self::Original),
+            "4xx" => Some(Self::ClientErrors),
+            _ => None,
+        }
+    }
+}
+
+/// Everything handlers need, shared by all workers.
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Engine,
+    pub error_status: ErrorStatus,
+    pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// Register every route of every protocol.
+pub fn configure(config: &mut web::ServiceConfig) {
+    system::configure(config);
+    dncash::configure(config);
+}
+
+/// The original's JSON content type (Express adds the charset).
+pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
+/// A 200 with a JSON body, typed as the original types it.
+pub fn json_ok<T: serde::Serialize>(body: T) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().content_type(JSON_CONTENT_TYPE).json(body)
+}

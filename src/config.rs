@@ -1,0 +1,135 @@
+//! Typed settings. Precedence: command-line flag, then environment, then the configuration
+//! file, then the defaults below. Settings are passed down explicitly; nothing is global.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use cashgrid_http::ErrorStatus;
+use serde::Deserialize;
+
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_DATA_DIR: &str = "./data";
+const DEFAULT_POOL_SIZE: usize = 16;
+const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
+const SERVER_KEY_FILE: &str = "server.key";
+
+/// The configuration file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileSettings {
+    pub bind: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub database_pool_size: Option<usize>,
+    pub server_key_file: Option<PathBuf>,
+    pub error_status: Option<String>,
+    pub workers: Option<usize>,
+    pub arbiters: Option<usize>,
+    pub send_timeout_ms: Option<u64>,
+    pub commit_batch_max: Option<usize>,
+    pub commit_linger_us: Option<u64>,
+}
+
+impl FileSettings {
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+    }
+}
+
+/// Where the data lives: flags shared by `serve` and the admin commands.
+#[derive(Debug, clap::Args)]
+pub struct StoreArgs {
+    /// Directory of the embedded database and the server key [default: ./data].
+    #[arg(long, env = "CASHGRID_DATA_DIR", global = true)]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL; without it the embedded SQLite store in the data directory is used.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    database_url: Option<String>,
+    /// File holding the server key (Base64) [default: <data-dir>/server.key, created if absent].
+    #[arg(long, env = "CASHGRID_SERVER_KEY_FILE", global = true)]
+    server_key_file: Option<PathBuf>,
+    /// PostgreSQL connections per process.
+    #[arg(long, env = "CASHGRID_DATABASE_POOL_SIZE", global = true)]
+    database_pool_size: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub server_key_file: PathBuf,
+    pub pool_size: usize,
+}
+
+impl StoreArgs {
+    pub fn resolve(self, file: &FileSettings) -> StoreSettings {
+        let data_dir = self.data_dir.or_else(|| file.data_dir.clone()).unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let server_key_file = self
+            .server_key_file
+            .or_else(|| file.server_key_file.clone())
+            .unwrap_or_else(|| data_dir.join(SERVER_KEY_FILE));
+        StoreSettings {
+            database_url: self.database_url.or_else(|| file.database_url.clone()).filter(|url| !url.is_empty()),
+            pool_size: self.database_pool_size.or(file.database_pool_size).unwrap_or(DEFAULT_POOL_SIZE),
+            data_dir,
+            server_key_file,
+        }
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:8080]; port 0 picks a free port.
+    #[arg(long, env = "CASHGRID_BIND")]
+    bind: Option<String>,
+    /// `original` answers business errors with the original's 500s; `4xx` with client errors.
+    #[arg(long, env = "CASHGRID_ERROR_STATUS")]
+    error_status: Option<String>,
+    /// HTTP worker threads [default: one per core].
+    #[arg(long, env = "CASHGRID_WORKERS")]
+    workers: Option<usize>,
+    /// Threads hosting entity actors [default: one per core].
+    #[arg(long, env = "CASHGRID_ARBITERS")]
+    arbiters: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeSettings {
+    pub bind: SocketAddr,
+    pub error_status: ErrorStatus,
+    pub workers: usize,
+    pub engine: cashgrid_actors::EngineConfig,
+    pub store: StoreSettings,
+}
+
+impl ServeArgs {
+    pub fn resolve(self, file: &FileSettings, store: StoreSettings) -> anyhow::Result<ServeSettings> {
+        let bind_text = self.bind.or_else(|| file.bind.clone()).unwrap_or_else(|| DEFAULT_BIND.into());
+        let bind = bind_text.parse().with_context(|| format!("invalid bind address '{bind_text}'"))?;
+        let error_text = self.error_status.or_else(|| file.error_status.clone()).unwrap_or_else(|| "original".into());
+        let error_status = ErrorStatus::parse(&error_text)
+            .with_context(|| format!("invalid error status '{error_text}': use 'original' or '4xx'"))?;
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        let mut engine = cashgrid_actors::EngineConfig {
+            arbiters: self.arbiters.or(file.arbiters).unwrap_or(cores).max(1),
+            send_timeout: Duration::from_millis(file.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS)),
+            ..cashgrid_actors::EngineConfig::default()
+        };
+        if let Some(batch_max) = file.commit_batch_max {
+            engine.writer.batch_max = batch_max.max(1);
+        }
+        if let Some(linger) = file.commit_linger_us {
+            engine.writer.linger = Duration::from_micros(linger);
+        }
+        Ok(ServeSettings {
+            bind,
+            error_status,
+            workers: self.workers.or(file.workers).unwrap_or(cores).max(1),
+            engine,
+            store,
+        })
+    }
+}

@@ -1,0 +1,70 @@
+//! `cashgrid`: the server and its command-line tools.
+
+mod admin;
+mod config;
+mod server;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{FileSettings, ServeArgs, StoreArgs};
+
+#[derive(Debug, Parser)]
+#[command(name = "cashgrid", version, about = "Actor-based engine for cash tokens, accounts and vouchers")]
+struct Cli {
+    /// TOML configuration file (see config/example.toml); flags and environment override it.
+    #[arg(long, env = "CASHGRID_CONFIG", global = true)]
+    config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    store: StoreArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(ServeArgs),
+    /// Manage customers (banks, merchants).
+    #[command(subcommand)]
+    Customer(admin::CustomerCommand),
+    /// Manage API credentials.
+    #[command(subcommand)]
+    Access(admin::AccessCommand),
+    /// Manage customer parameters (USE_PLAIN_CODES, PARTIAL_CASHOUTS, ...).
+    #[command(subcommand)]
+    Param(admin::ParamCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let file = match cli.config.as_deref().map(FileSettings::load).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(error) => return fail(&error),
+    };
+    let store_settings = cli.store.resolve(&file);
+    let result = match cli.command {
+        Command::Serve(args) => args.resolve(&file, store_settings).and_then(server::serve),
+        Command::Customer(command) => admin::run_customer(store_settings, command),
+        Command::Access(command) => admin::run_access(store_settings, command),
+        Command::Param(command) => admin::run_param(store_settings, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(&error),
+    }
+}
+
+fn fail(error: &anyhow::Error) -> ExitCode {
+    eprintln!("cashgrid: {error:#}");
+    ExitCode::FAILURE
+}
+
+/// Logs go to stderr; stdout carries only what scripts read (the listening line, CLI JSON).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}

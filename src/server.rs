@@ -1,0 +1,71 @@
+//! Wiring: open the store, start the engine, serve HTTP.
+
+use std::io::Write as _;
+use std::sync::Arc;
+
+use actix_web::middleware::{NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context as _;
+use cashgrid_actors::crypto::{SecretHasher, ServerKey};
+use cashgrid_actors::metrics::{BATCH_SIZE_BUCKETS, COMMIT_BATCH_SIZE, LATENCY_BUCKETS_SECONDS};
+use cashgrid_actors::store::{PostgresStore, SqliteStore, Store};
+use cashgrid_actors::Engine;
+use cashgrid_http::AppState;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::config::{ServeSettings, StoreSettings};
+
+/// Open the configured store: PostgreSQL when a URL is given, embedded SQLite otherwise.
+pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match &settings.database_url {
+        Some(url) => Arc::new(PostgresStore::connect(url, settings.pool_size).await.context("opening PostgreSQL")?),
+        None => Arc::new(SqliteStore::open(&settings.data_dir).context("opening the embedded store")?),
+    })
+}
+
+pub fn secret_hasher(settings: &StoreSettings) -> anyhow::Result<SecretHasher> {
+    let key = match std::env::var("CASHGRID_SERVER_KEY") {
+        Ok(text) => ServerKey::from_base64(&text).context("CASHGRID_SERVER_KEY")?,
+        Err(_) => ServerKey::load_or_create(&settings.server_key_file)?,
+    };
+    Ok(SecretHasher::new(key))
+}
+
+fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)?
+        .set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .install_recorder()
+        .context("installing the metrics recorder")
+}
+
+pub fn serve(settings: ServeSettings) -> anyhow::Result<()> {
+    actix_web::rt::System::new().block_on(run(settings))
+}
+
+async fn run(settings: ServeSettings) -> anyhow::Result<()> {
+    let prometheus = install_prometheus()?;
+    let hasher = secret_hasher(&settings.store)?;
+    let store = open_store(&settings.store).await?;
+    let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
+    let engine = Engine::start(store, hasher, settings.engine.clone());
+    let state = web::Data::new(AppState { engine, error_status: settings.error_status, prometheus });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .wrap(NormalizePath::new(TrailingSlash::Trim))
+            .wrap(cashgrid_http::metrics::RequestMetrics)
+            .configure(cashgrid_http::configure)
+            .default_service(web::to(cashgrid_http::system::not_found))
+    })
+    .workers(settings.workers)
+    .bind(settings.bind)
+    .with_context(|| format!("binding {}", settings.bind))?;
+    for address in server.addrs() {
+        tracing::info!(%address, backend, "listening");
+        // Scripts and tests wait for this line to learn the port when binding port 0.
+        println!("cashgrid listening on http://{address}");
+    }
+    std::io::stdout().flush().context("writing to stdout")?;
+    server.run().await.context("serving HTTP")
+}

@@ -1,0 +1,423 @@
+//! Runs the real `cashgrid` binary: one fresh store (temporary directory, plus a PostgreSQL
+//! database of its own on that backend) and one server process per test.
+//!
+//! Drop order matters and is encoded in [`TestEnv`]'s field order: the server is killed first,
+//! then the store (database dropped, directory removed) goes. A failing test keeps its
+//! directory and prints the server's log tail, so the cause is visible in the test output.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::api::{Api, Creds};
+
+/// Path of the binary under test, built by cargo for this test target.
+const BINARY: &str = env!("CARGO_BIN_EXE_cashgrid");
+/// How long a server may take from spawn to its "listening" line.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long connecting to the PostgreSQL admin database may take.
+const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// What the server prints on stdout once its socket is bound.
+const LISTENING_PREFIX: &str = "cashgrid listening on ";
+/// Lines of server log shown when a test fails.
+const LOG_TAIL_LINES: usize = 60;
+
+const ADMIN_URL_VARIABLE: &str = "CASHGRID_TEST_DATABASE_URL";
+const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+const SKIP_POSTGRES_VARIABLE: &str = "CASHGRID_SKIP_POSTGRES";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `Some(Postgres)` when the admin database answers. When it does not, the test fails with
+    /// a clear message, unless `CASHGRID_SKIP_POSTGRES=1` is set: then `None` and a skip line.
+    pub async fn postgres_unless_skipped() -> Option<Self> {
+        let admin_url = admin_url();
+        match connect(&admin_url).await {
+            Ok(_) => Some(Self::Postgres),
+            Err(error) if std::env::var(SKIP_POSTGRES_VARIABLE).as_deref() == Ok("1") => {
+                println!(
+                    "SKIPPED: PostgreSQL at {admin_url} is unreachable ({error}) and \
+                     {SKIP_POSTGRES_VARIABLE}=1"
+                );
+                None
+            }
+            Err(error) => panic!(
+                "PostgreSQL tests need a server: could not connect to {admin_url} ({error}). \
+                 Start one, point {ADMIN_URL_VARIABLE} at it, or set {SKIP_POSTGRES_VARIABLE}=1 \
+                 to skip the PostgreSQL half of the suite."
+            ),
+        }
+    }
+}
+
+fn admin_url() -> String {
+    std::env::var(ADMIN_URL_VARIABLE).unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
+}
+
+/// Connect with a bounded wait; the connection task runs on the current (actix) runtime.
+pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
+    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| format!("no answer within {POSTGRES_CONNECT_TIMEOUT:?}"))?
+        .map_err(|error| error.to_string())?;
+    actix_web::rt::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(client)
+}
+
+/// The same server and credentials as `admin`, another database name.
+fn database_url(admin: &str, database: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (admin, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |index| index + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(index) => &base[..authority_start + index],
+        None => base,
+    };
+    format!("{base}/{database}{query}")
+}
+
+/// A PostgreSQL database that exists for one test only.
+pub struct PostgresDatabase {
+    admin_url: String,
+    name: String,
+    pub url: String,
+}
+
+impl PostgresDatabase {
+    async fn create() -> Self {
+        let admin_url = admin_url();
+        let name = format!("cashgrid_e2e_{}", Uuid::new_v4().simple());
+        let admin = connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
+        admin
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .unwrap_or_else(|error| panic!("CREATE DATABASE {name} failed: {error}"));
+        let url = database_url(&admin_url, &name);
+        Self { admin_url, name, url }
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        // Drop cannot await; a private runtime on its own thread does the clean-up.
+        let admin_url = self.admin_url.clone();
+        let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        let outcome = std::thread::spawn(move || -> Result<(), String> {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(async move {
+                let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                let driver = tokio::spawn(connection);
+                let result = client.batch_execute(&statement).await.map_err(|error| error.to_string());
+                drop(client);
+                let _ = driver.await;
+                result
+            })
+        })
+        .join();
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("warning: could not drop test database {}: {error}", self.name),
+            Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
+        }
+    }
+}
+
+/// Where one test's data lives: `<tmp>/cashgrid-e2e-<uuid>/{data,logs}`, plus a database.
+pub struct Store {
+    pub backend: Backend,
+    root: PathBuf,
+    pub data_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub database: Option<PostgresDatabase>,
+}
+
+impl Store {
+    async fn create(backend: Backend) -> Self {
+        let root = std::env::temp_dir().join(format!("cashgrid-e2e-{}", Uuid::new_v4().simple()));
+        let data_dir = root.join("data");
+        let logs_dir = root.join("logs");
+        fs::create_dir_all(&data_dir).expect("create the test data directory");
+        fs::create_dir_all(&logs_dir).expect("create the test log directory");
+        let database = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PostgresDatabase::create().await),
+        };
+        Self { backend, root, data_dir, logs_dir, database }
+    }
+
+    /// `--data-dir DIR [--database-url URL]`, shared by `serve` and every CLI command.
+    fn flags(&self) -> Vec<String> {
+        let mut flags = vec!["--data-dir".to_owned(), self.data_dir.display().to_string()];
+        if let Some(database) = &self.database {
+            flags.push("--database-url".to_owned());
+            flags.push(database.url.clone());
+        }
+        flags
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test failed: its files are kept in {}", self.root.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+}
+
+/// A running `cashgrid serve` process. Dropping it kills the process (SIGKILL) and reaps it.
+pub struct TestServer {
+    child: Child,
+    pub base_url: String,
+    pub stdout_log: PathBuf,
+    pub stderr_log: PathBuf,
+}
+
+impl TestServer {
+    pub async fn spawn(store: &Store, extra_args: &[String], generation: usize) -> Self {
+        let stdout_log = store.logs_dir.join(format!("server-{generation}.stdout.log"));
+        let stderr_log = store.logs_dir.join(format!("server-{generation}.stderr.log"));
+        let stderr_file = File::create(&stderr_log).expect("create the server stderr log");
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args(["--bind", "127.0.0.1:0"])
+            .args(store.flags())
+            .args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(stderr_file))
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot start {BINARY}: {error}"));
+
+        // A thread drains stdout for the server's whole life, so the pipe never fills.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (listening_sender, listening) = tokio::sync::oneshot::channel::<String>();
+        let log_path = stdout_log.clone();
+        std::thread::spawn(move || {
+            let mut sender = Some(listening_sender);
+            let mut log = File::create(&log_path).ok();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(log) = log.as_mut() {
+                    let _ = writeln!(log, "{line}");
+                }
+                if let Some(address) = line.split(LISTENING_PREFIX).nth(1) {
+                    if let Some(sender) = sender.take() {
+                        let _ = sender.send(address.trim().to_owned());
+                    }
+                }
+            }
+        });
+
+        let mut server = Self { child, base_url: String::new(), stdout_log, stderr_log };
+        match tokio::time::timeout(STARTUP_TIMEOUT, listening).await {
+            Ok(Ok(address)) => {
+                assert!(
+                    address.starts_with("http://127.0.0.1:"),
+                    "unexpected listening line `{LISTENING_PREFIX}{address}`"
+                );
+                server.base_url = address.trim_end_matches('/').to_owned();
+                server
+            }
+            Ok(Err(_)) => {
+                let status = server.child.wait().ok();
+                panic!(
+                    "cashgrid serve exited before printing `{LISTENING_PREFIX}…` (status {status:?})\n{}",
+                    server.log_tail()
+                )
+            }
+            Err(_) => panic!(
+                "cashgrid serve printed no `{LISTENING_PREFIX}…` line within {STARTUP_TIMEOUT:?}\n{}",
+                server.log_tail()
+            ),
+        }
+    }
+
+    /// The last lines of stdout and stderr, for failure messages.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "--- server stdout ({}) ---\n{}\n--- server stderr ({}) ---\n{}",
+            self.stdout_log.display(),
+            tail(&self.stdout_log),
+            self.stderr_log.display(),
+            tail(&self.stderr_log)
+        )
+    }
+
+    /// SIGKILL (what `Child::kill` sends on unix) and reap.
+    pub fn kill(mut self) {
+        self.kill_now();
+    }
+
+    fn kill_now(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill_now();
+    }
+}
+
+fn tail(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+}
+
+/// One test's world: a store, a server on it, and an HTTP client pointed at the server.
+/// Field order is drop order: server, then client, then store.
+pub struct TestEnv {
+    server: Option<TestServer>,
+    pub api: Api,
+    extra_args: Vec<String>,
+    generation: usize,
+    pub store: Store,
+}
+
+impl TestEnv {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Start with extra `serve` flags, e.g. `["--error-status", "4xx"]`.
+    pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Self {
+        let store = Store::create(backend).await;
+        let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
+        let server = TestServer::spawn(&store, &extra_args, 0).await;
+        let api = Api::new(&server.base_url);
+        Self { server: Some(server), api, extra_args, generation: 0, store }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.store.backend
+    }
+
+    /// SIGKILL the server (no graceful shutdown) and start a new one on the same store.
+    pub async fn kill_and_restart(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.kill();
+        }
+        self.generation += 1;
+        let server = TestServer::spawn(&self.store, &self.extra_args, self.generation).await;
+        self.api = Api::new(&server.base_url);
+        self.server = Some(server);
+    }
+
+    /// Run `cashgrid <args> <store flags>` and return its output; fails the test on error.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let output = Command::new(BINARY)
+            .args(args)
+            .args(self.store.flags())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {BINARY} {args:?}: {error}"));
+        assert!(
+            output.status.success(),
+            "`cashgrid {}` failed with {}\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Run a CLI command that prints one JSON object on stdout, and parse it.
+    pub fn cli_json(&self, args: &[&str]) -> Value {
+        let output = self.cli(args);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let parsed = serde_json::from_str::<Value>(stdout.trim()).ok().or_else(|| {
+            // Tolerate log lines around the object.
+            stdout.lines().find_map(|line| {
+                serde_json::from_str::<Value>(line.trim()).ok().filter(Value::is_object)
+            })
+        });
+        match parsed {
+            Some(value) if value.is_object() => value,
+            _ => panic!(
+                "`cashgrid {}` printed no JSON object on stdout:\n{stdout}\nstderr: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            ),
+        }
+    }
+
+    /// `cashgrid customer create --email E`; returns the printed customer.
+    pub fn customer(&self, email: &str) -> Value {
+        let customer = self.cli_json(&["customer", "create", "--email", email]);
+        assert!(customer["id"].is_i64(), "customer create printed no numeric id: {customer}");
+        assert_eq!(customer["email"], email, "customer create printed {customer}");
+        customer
+    }
+
+    /// `cashgrid access create --customer E --scope S`; returns the credentials.
+    pub fn access(&self, email: &str, scope: &str) -> Creds {
+        let access = self.cli_json(&["access", "create", "--customer", email, "--scope", scope]);
+        let field = |name: &str| {
+            access[name]
+                .as_str()
+                .unwrap_or_else(|| panic!("access create printed no `{name}`: {access}"))
+                .to_owned()
+        };
+        Creds { apikey: field("apikey"), apisecret: field("apisecret") }
+    }
+
+    /// `cashgrid param set --customer E --key K --value V` (V is JSON text).
+    pub fn set_param(&self, email: &str, key: &str, value: &str) {
+        self.cli(&["param", "set", "--customer", email, "--key", key, "--value", value]);
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(server) = &self.server {
+                eprintln!("{}", server.log_tail());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::database_url;
+
+    #[test]
+    fn database_url_replaces_only_the_database_name() {
+        assert_eq!(
+            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            database_url("postgres://u:p@h:1/db?sslmode=disable", "x"),
+            "postgres://u:p@h:1/x?sslmode=disable"
+        );
+        assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
+    }
+}
