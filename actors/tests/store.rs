@@ -46,6 +46,7 @@ on_both_backends!(
     list_tokens_filters_and_order,
     customers_access_params,
     devices,
+    large_batch_keeps_set_order,
     ping,
 );
 
@@ -153,5 +154,39 @@ mod postgres_only {
             Ok(())
         })
         .await
+    }
+}
+
+mod tmp_perf_postgres {
+    use crate::store::fixtures;
+    use crate::harness;
+    #[tokio::test]
+    async fn perf_postgres() -> anyhow::Result<()> {
+        harness::with_postgres_url(|url| async move {
+            let store = cashgrid_actors::store::PostgresStore::connect(&url, 2).await?;
+            use cashgrid_actors::store::Store;
+            let c = store.create_customer(&fixtures::new_customer()).await?;
+            for n in [1usize, 10, 100, 1000, 1000] {
+                let sets: Vec<_> = (0..n).map(|_| fixtures::insert_set(&fixtures::token(c.id, uuid::Uuid::new_v4(), None))).collect();
+                let t = std::time::Instant::now();
+                store.commit(&sets).await?;
+                eprintln!("n={n} {:?}", t.elapsed());
+            }
+            Ok(())
+        }).await
+    }
+    #[tokio::test]
+    async fn perf_sqlite() -> anyhow::Result<()> {
+        let dir = crate::harness::TempDir::new()?;
+        let store = cashgrid_actors::store::SqliteStore::open(dir.path())?;
+        use cashgrid_actors::store::Store;
+        let c = store.create_customer(&fixtures::new_customer()).await?;
+        for n in [1usize, 10, 100, 1000, 1000] {
+            let sets: Vec<_> = (0..n).map(|_| fixtures::insert_set(&fixtures::token(c.id, uuid::Uuid::new_v4(), None))).collect();
+            let t = std::time::Instant::now();
+            store.commit(&sets).await?;
+            eprintln!("sqlite n={n} {:?}", t.elapsed());
+        }
+        Ok(())
     }
 }

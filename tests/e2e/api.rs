@@ -34,6 +34,8 @@ pub struct Reply {
     pub path: String,
     pub status: StatusCode,
     pub content_type: Option<String>,
+    /// Response headers, names in lower case, in received order.
+    pub headers: Vec<(String, String)>,
     pub text: String,
     /// The body parsed as JSON; `Null` when it is empty or not JSON (see `text`).
     pub json: Value,
@@ -48,6 +50,12 @@ impl Reply {
     /// Key order of every object of a JSON array body.
     pub fn element_keys(&self) -> Vec<Vec<String>> {
         wire::array_object_keys(&self.text)
+    }
+
+    /// The first value of a response header (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
     }
 
     pub fn describe(&self) -> String {
@@ -117,6 +125,11 @@ impl Api {
             .get("content-type")
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .collect();
         let bytes = response
             .body()
             .limit(RESPONSE_LIMIT_BYTES)
@@ -124,7 +137,7 @@ impl Api {
             .unwrap_or_else(|error| panic!("{method} {url}: reading the body failed: {error}"));
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { method, path: path.to_owned(), status, content_type, text, json }
+        Reply { method, path: path.to_owned(), status, content_type, headers, text, json }
     }
 
     pub async fn get(&self, path: &str, creds: &Creds) -> Reply {

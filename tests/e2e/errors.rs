@@ -121,11 +121,6 @@ async fn request_errors(backend: Backend, mode: ErrorMode) {
     mode.assert_unknown_route(&env.api.get(path, &scene.cash).await, path);
     let path = "/nothing/here";
     mode.assert_unknown_route(&env.api.get_anonymous(path).await, path);
-    // A known path with a method it does not have.
-    let path = token_path(&uuid_of(&open));
-    let reply = env.api.post(&path, &scene.bank, json!({})).await;
-    mode.assert_status(&reply, 500);
-    assert_error_body(&reply, &format!("Not Found: {path}"));
 
     // Wrong JSON types: an error in the protocol format, never a success or a crash.
     let phone = scene.phone.uuid.as_str();
@@ -149,6 +144,16 @@ async fn request_errors(backend: Backend, mode: ErrorMode) {
     // Nothing changed, and the server still serves.
     assert_eq!(snapshot(&env, &scene).await, before, "failed requests must not change anything");
     assert_eq!(env.token_state(&scene.bank, &uuid_of(&locked_token)).await, "LOCKED");
+
+    // A known path with a method it does not have is an unknown route too (4xx mode: any 4xx).
+    let path = token_path(&uuid_of(&open));
+    let reply = env.api.post(&path, &scene.bank, json!({})).await;
+    mode.assert_status(&reply, 500);
+    assert_error_body(&reply, &format!("Not Found: {path}"));
+    let reply = env.api.request(Method::PATCH, TOKENS, Some(&scene.bank), Body::Json(json!({}))).await;
+    mode.assert_status(&reply, 500);
+    assert_error_body(&reply, &format!("Not Found: {TOKENS}"));
+
     env.claim_ok(&scene.cash, &scene.atm, &open, &scene.phone).await;
 }
 

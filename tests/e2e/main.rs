@@ -77,6 +77,7 @@ scenarios_on_both_backends! {
     token_api::listing_by_device_shows_only_its_open_tokens,
     expiry::an_expired_token_cannot_be_claimed,
     operations::health_and_metrics_answer,
+    operations::responses_carry_the_original_cache_and_cors_headers,
     code_storage::secure_codes_and_api_secrets_are_never_stored_in_cleartext,
     code_storage::secure_codes_and_api_secrets_never_appear_in_server_logs,
     code_storage::secure_codes_are_encrypted_with_random_padding,

@@ -417,3 +417,43 @@ pub async fn ping(h: Harness) -> anyhow::Result<()> {
     h.store.ping().await?;
     Ok(())
 }
+
+pub async fn large_batch_keeps_set_order(h: Harness) -> anyhow::Result<()> {
+    // Many sets in one commit (PostgreSQL pipelines them): the earlier of two sets issuing the
+    // same uuid wins, whatever the batch size.
+    const HALF: usize = 150;
+    let owner = customer(&h).await?;
+    let device = Uuid::new_v4();
+    let tokens: Vec<Token> = (0..HALF).map(|_| fixtures::token(owner.id, device, None)).collect();
+    let twins: Vec<Token> = tokens
+        .iter()
+        .map(|token| Token { uuid: token.uuid, amount: 1, ..fixtures::token(owner.id, device, None) })
+        .collect();
+    let sets: Vec<WriteSet> = tokens.iter().chain(&twins).map(insert_set).collect();
+    let outcomes = h.store.commit(&sets).await?;
+    let mut expected = vec![Committed; HALF];
+    expected.extend(vec![Conflict; HALF]);
+    assert_eq!(outcomes, expected);
+    assert_eq!(h.count_events().await?, i64::try_from(HALF)?);
+
+    // Then a batch of successors, half of them stale.
+    let sets: Vec<WriteSet> = tokens
+        .iter()
+        .enumerate()
+        .map(|(index, token)| {
+            let successor = next(token, |next| next.clearstate = 1);
+            let successor = if index % 2 == 0 { successor } else { next(&successor, |_| {}) };
+            update_set(&successor, TokenState::Open)
+        })
+        .collect();
+    let outcomes = h.store.commit(&sets).await?;
+    let expected: Vec<WriteOutcome> =
+        (0..HALF).map(|index| if index % 2 == 0 { Committed } else { Conflict }).collect();
+    assert_eq!(outcomes, expected);
+    assert_eq!(h.count_events().await?, i64::try_from(HALF + HALF / 2)?);
+    let cleared = TokenFilter { clearstate: Some(1), ..TokenFilter::default() };
+    let listed = h.store.list_tokens(owner.id, &cleared, 1_000).await?;
+    assert_eq!(listed.len(), HALF / 2);
+    assert!(listed.iter().all(|token| token.amount == 5_000 && token.version == 2));
+    Ok(())
+}
