@@ -196,7 +196,7 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
             code_matches: token
                 .code_hash
                 .as_deref()
-                .is_some_and(|stored| shared.hasher.code_matches(token.uuid, code, stored)),
+                .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
         },
         TokenRequest::Confirm {
             cash_device,

@@ -72,13 +72,18 @@ mod sqlite_only {
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);
-            store.save_param(customer.id, "USE_PLAIN_CODES", &serde_json::json!(true)).await?;
+            store
+                .save_param(customer.id, "USE_PLAIN_CODES", &serde_json::json!(true))
+                .await?;
             (customer, token)
         };
         // Reopen: the migrations are not applied twice and every acknowledged change is there.
         let store = SqliteStore::open(dir.path())?;
         assert_eq!(store.load_token(token.uuid).await?, Some(token.clone()));
-        assert_eq!(store.load_customer(customer.id).await?, Some(customer.clone()));
+        assert_eq!(
+            store.load_customer(customer.id).await?,
+            Some(customer.clone())
+        );
         assert_eq!(
             store.load_param(customer.id, "USE_PLAIN_CODES").await?,
             Some(serde_json::json!(true))
@@ -90,7 +95,10 @@ mod sqlite_only {
         let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME))?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
         assert_eq!(mode, "wal");
-        let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
+        let versions: i64 =
+            conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
+                row.get(0)
+            })?;
         assert_eq!(versions, 1);
         Ok(())
     }
@@ -127,7 +135,10 @@ mod postgres_only {
     async fn postgres_unreachable_is_unavailable() -> anyhow::Result<()> {
         // Nothing listens on port 1.
         let result = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1).await;
-        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        assert!(
+            matches!(result, Err(StoreError::Unavailable(_))),
+            "{result:?}"
+        );
         Ok(())
     }
 
@@ -147,46 +158,15 @@ mod postgres_only {
             PostgresStore::connect(&url, 1).await?;
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             let connection = tokio::spawn(connection);
-            let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).await?.try_get(0)?;
+            let versions: i64 = client
+                .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
+                .await?
+                .try_get(0)?;
             assert_eq!(versions, 1);
             drop(client);
             connection.await??;
             Ok(())
         })
         .await
-    }
-}
-
-mod tmp_perf_postgres {
-    use crate::store::fixtures;
-    use crate::harness;
-    #[tokio::test]
-    async fn perf_postgres() -> anyhow::Result<()> {
-        harness::with_postgres_url(|url| async move {
-            let store = cashgrid_actors::store::PostgresStore::connect(&url, 2).await?;
-            use cashgrid_actors::store::Store;
-            let c = store.create_customer(&fixtures::new_customer()).await?;
-            for n in [1usize, 10, 100, 1000, 1000] {
-                let sets: Vec<_> = (0..n).map(|_| fixtures::insert_set(&fixtures::token(c.id, uuid::Uuid::new_v4(), None))).collect();
-                let t = std::time::Instant::now();
-                store.commit(&sets).await?;
-                eprintln!("n={n} {:?}", t.elapsed());
-            }
-            Ok(())
-        }).await
-    }
-    #[tokio::test]
-    async fn perf_sqlite() -> anyhow::Result<()> {
-        let dir = crate::harness::TempDir::new()?;
-        let store = cashgrid_actors::store::SqliteStore::open(dir.path())?;
-        use cashgrid_actors::store::Store;
-        let c = store.create_customer(&fixtures::new_customer()).await?;
-        for n in [1usize, 10, 100, 1000, 1000] {
-            let sets: Vec<_> = (0..n).map(|_| fixtures::insert_set(&fixtures::token(c.id, uuid::Uuid::new_v4(), None))).collect();
-            let t = std::time::Instant::now();
-            store.commit(&sets).await?;
-            eprintln!("sqlite n={n} {:?}", t.elapsed());
-        }
-        Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod body;
 pub mod dncash;
 pub mod error;
 pub mod metrics;
+pub mod paths;
 pub mod system;
 pub mod time;
 

@@ -25,7 +25,10 @@ pub enum Body {
     None,
     Json(Value),
     /// Bytes sent verbatim with this Content-Type.
-    Raw { content_type: &'static str, bytes: Vec<u8> },
+    Raw {
+        content_type: &'static str,
+        bytes: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -55,16 +58,30 @@ impl Reply {
     /// The first value of a response header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
     }
 
     pub fn describe(&self) -> String {
-        format!("{} {} -> {} {}", self.method, self.path, self.status.as_u16(), self.text)
+        format!(
+            "{} {} -> {} {}",
+            self.method,
+            self.path,
+            self.status.as_u16(),
+            self.text
+        )
     }
 
     #[track_caller]
     pub fn assert_status(&self, expected: u16) -> &Self {
-        assert_eq!(self.status.as_u16(), expected, "unexpected status: {}", self.describe());
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status: {}",
+            self.describe()
+        );
         self
     }
 
@@ -72,7 +89,11 @@ impl Reply {
     #[track_caller]
     pub fn ok(&self) -> &Value {
         self.assert_status(200);
-        assert!(!self.json.is_null(), "200 without a JSON body: {}", self.describe());
+        assert!(
+            !self.json.is_null(),
+            "200 without a JSON body: {}",
+            self.describe()
+        );
         &self.json
     }
 
@@ -94,18 +115,37 @@ pub struct Api {
 impl Api {
     pub fn new(base_url: &str) -> Self {
         let client = awc::Client::builder().timeout(REQUEST_TIMEOUT).finish();
-        Self { client, base_url: base_url.to_owned() }
+        Self {
+            client,
+            base_url: base_url.to_owned(),
+        }
     }
 
-    pub async fn request(&self, method: Method, path: &str, creds: Option<&Creds>, body: Body) -> Reply {
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        creds: Option<&Creds>,
+        body: Body,
+    ) -> Reply {
         let headers = match creds {
-            Some(creds) => vec![("DN-API-KEY", creds.apikey.as_str()), ("DN-API-SECRET", creds.apisecret.as_str())],
+            Some(creds) => vec![
+                ("DN-API-KEY", creds.apikey.as_str()),
+                ("DN-API-SECRET", creds.apisecret.as_str()),
+            ],
             None => Vec::new(),
         };
-        self.request_with_headers(method, path, &headers, body).await
+        self.request_with_headers(method, path, &headers, body)
+            .await
     }
 
-    pub async fn request_with_headers(&self, method: Method, path: &str, headers: &[(&str, &str)], body: Body) -> Reply {
+    pub async fn request_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> Reply {
         let url = format!("{}{path}", self.base_url);
         let mut request = self.client.request(method.clone(), &url);
         for (name, value) in headers {
@@ -114,8 +154,14 @@ impl Api {
         let sent = match body {
             Body::None => request.send().await,
             Body::Json(value) => request.send_json(&value).await,
-            Body::Raw { content_type, bytes } => {
-                request.insert_header(("Content-Type", content_type)).send_body(bytes).await
+            Body::Raw {
+                content_type,
+                bytes,
+            } => {
+                request
+                    .insert_header(("Content-Type", content_type))
+                    .send_body(bytes)
+                    .await
             }
         };
         let mut response = sent.unwrap_or_else(|error| panic!("{method} {url} failed: {error}"));
@@ -128,7 +174,12 @@ impl Api {
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let bytes = response
             .body()
@@ -137,11 +188,20 @@ impl Api {
             .unwrap_or_else(|error| panic!("{method} {url}: reading the body failed: {error}"));
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply { method, path: path.to_owned(), status, content_type, headers, text, json }
+        Reply {
+            method,
+            path: path.to_owned(),
+            status,
+            content_type,
+            headers,
+            text,
+            json,
+        }
     }
 
     pub async fn get(&self, path: &str, creds: &Creds) -> Reply {
-        self.request(Method::GET, path, Some(creds), Body::None).await
+        self.request(Method::GET, path, Some(creds), Body::None)
+            .await
     }
 
     pub async fn get_anonymous(&self, path: &str) -> Reply {
@@ -149,14 +209,17 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, creds: &Creds, body: Value) -> Reply {
-        self.request(Method::POST, path, Some(creds), Body::Json(body)).await
+        self.request(Method::POST, path, Some(creds), Body::Json(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, creds: &Creds, body: Value) -> Reply {
-        self.request(Method::PUT, path, Some(creds), Body::Json(body)).await
+        self.request(Method::PUT, path, Some(creds), Body::Json(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, creds: &Creds) -> Reply {
-        self.request(Method::DELETE, path, Some(creds), Body::None).await
+        self.request(Method::DELETE, path, Some(creds), Body::None)
+            .await
     }
 }

@@ -21,8 +21,16 @@ pub async fn only_one_of_32_concurrent_claims_of_a_token_wins(backend: Backend) 
     let claims = (0..CONCURRENT_CLAIMS).map(|_| env.claim(&scene.cash, &scene.atm, &radiocode));
     let replies = join_all(claims).await;
 
-    let winners: Vec<_> = replies.iter().filter(|reply| reply.status.as_u16() == 200).collect();
-    assert_eq!(winners.len(), 1, "exactly one claim wins; statuses: {:?}", statuses(&replies));
+    let winners: Vec<_> = replies
+        .iter()
+        .filter(|reply| reply.status.as_u16() == 200)
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one claim wins; statuses: {:?}",
+        statuses(&replies)
+    );
     assert_eq!(winners[0].json["state"], "LOCKED");
     for reply in replies.iter().filter(|reply| reply.status.as_u16() != 200) {
         reply.assert_status(403);
@@ -31,7 +39,14 @@ pub async fn only_one_of_32_concurrent_claims_of_a_token_wins(backend: Backend) 
 
     // The lock stuck, and the winning ATM can finish the cash-out.
     assert_eq!(env.token_state(&scene.bank, &uuid).await, "LOCKED");
-    let confirmed = env.confirm(&scene.cash, &scene.atm, &uuid, json!({"state": "COMPLETED"})).await;
+    let confirmed = env
+        .confirm(
+            &scene.cash,
+            &scene.atm,
+            &uuid,
+            json!({"state": "COMPLETED"}),
+        )
+        .await;
     assert_eq!(confirmed.ok()["state"], "COMPLETED");
 }
 
@@ -44,20 +59,37 @@ pub async fn claim_with_wrong_secure_code_rejects_the_token(backend: Backend) {
     let scene = env.scene("bank@example.com").await;
     let token = env.issue(&scene.bank, &scene.phone, 5000).await;
     let uuid = uuid_of(&token);
-    let code = scene.phone.key.decrypt(token["secure_code"].as_str().expect("secure_code"));
+    let code = scene
+        .phone
+        .key
+        .decrypt(token["secure_code"].as_str().expect("secure_code"));
 
-    let reply = env.claim(&scene.cash, &scene.atm, &format!("{uuid}{}", hex(&corrupted(&code)))).await;
+    let reply = env
+        .claim(
+            &scene.cash,
+            &scene.atm,
+            &format!("{uuid}{}", hex(&corrupted(&code))),
+        )
+        .await;
     reply.assert_status(403);
     assert_claim_error_body(&reply, INVALID_CODE);
 
     let view = env.token(&scene.bank, &uuid).await;
-    assert_eq!(view["state"], "REJECTED", "a wrong code kills the token: {view}");
-    assert_eq!(view["secure_code"], "", "a rejected token keeps no code: {view}");
+    assert_eq!(
+        view["state"], "REJECTED",
+        "a wrong code kills the token: {view}"
+    );
+    assert_eq!(
+        view["secure_code"], "",
+        "a rejected token keeps no code: {view}"
+    );
     assert_eq!(view["plain_code"], Value::Null);
     assert_recent_timestamp(&view["updated"], "updated after reject");
 
     // The right code is too late now.
-    let reply = env.claim(&scene.cash, &scene.atm, &format!("{uuid}{}", hex(&code))).await;
+    let reply = env
+        .claim(&scene.cash, &scene.atm, &format!("{uuid}{}", hex(&code)))
+        .await;
     reply.assert_status(403);
     assert_claim_error_body(&reply, NOT_OPEN);
     assert_eq!(env.token_state(&scene.bank, &uuid).await, "REJECTED");
@@ -68,7 +100,9 @@ pub async fn a_locked_token_cannot_be_claimed_again(backend: Backend) {
     let scene = env.scene("bank@example.com").await;
     let token = env.issue(&scene.bank, &scene.phone, 5000).await;
     let uuid = uuid_of(&token);
-    let locked = env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    let locked = env
+        .claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
+        .await;
 
     // Neither the right code (from this or another ATM) nor a wrong one changes a LOCKED token.
     let other_atm = env.register_cash_device(&scene.cash, "atm2").await;
@@ -78,13 +112,28 @@ pub async fn a_locked_token_cannot_be_claimed_again(backend: Backend) {
         reply.assert_status(403);
         assert_claim_error_body(&reply, NOT_OPEN);
     }
-    let code = scene.phone.key.decrypt(token["secure_code"].as_str().expect("secure_code"));
-    let reply = env.claim(&scene.cash, &other_atm, &format!("{uuid}{}", hex(&corrupted(&code)))).await;
+    let code = scene
+        .phone
+        .key
+        .decrypt(token["secure_code"].as_str().expect("secure_code"));
+    let reply = env
+        .claim(
+            &scene.cash,
+            &other_atm,
+            &format!("{uuid}{}", hex(&corrupted(&code))),
+        )
+        .await;
     reply.assert_status(403);
     assert_claim_error_body(&reply, NOT_OPEN);
 
     let view = env.token(&scene.bank, &uuid).await;
     assert_eq!(view["state"], "LOCKED");
-    assert_eq!(view["updated"], locked["updated"], "the failed claims did not touch the token");
-    assert_eq!(view["secure_code"], token["secure_code"], "a LOCKED token keeps its code");
+    assert_eq!(
+        view["updated"], locked["updated"],
+        "the failed claims did not touch the token"
+    );
+    assert_eq!(
+        view["secure_code"], token["secure_code"],
+        "a LOCKED token keeps its code"
+    );
 }

@@ -46,7 +46,7 @@ impl Backend {
             Ok(_) => Some(Self::Postgres),
             Err(error) if std::env::var(SKIP_POSTGRES_VARIABLE).as_deref() == Ok("1") => {
                 println!(
-                    "SKIPPED: PostgreSQL at {admin_url} is unreachable ({error}) and \
+                    "skipping PostgreSQL test: {admin_url} is unreachable ({error}) and \
                      {SKIP_POSTGRES_VARIABLE}=1"
                 );
                 None
@@ -70,11 +70,22 @@ pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
     let (client, connection) = tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connecting)
         .await
         .map_err(|_| format!("no answer within {POSTGRES_CONNECT_TIMEOUT:?}"))?
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| error_chain(&error))?;
     actix_web::rt::spawn(async move {
         let _ = connection.await;
     });
     Ok(client)
+}
+
+/// An error with its causes, e.g. `error connecting to server: Connection refused (os error 111)`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
 }
 
 /// The same server and credentials as `admin`, another database name.
@@ -110,7 +121,11 @@ impl PostgresDatabase {
             .await
             .unwrap_or_else(|error| panic!("CREATE DATABASE {name} failed: {error}"));
         let url = database_url(&admin_url, &name);
-        Self { admin_url, name, url }
+        Self {
+            admin_url,
+            name,
+            url,
+        }
     }
 }
 
@@ -125,11 +140,15 @@ impl Drop for PostgresDatabase {
                 .build()
                 .map_err(|error| error.to_string())?;
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                    .await
-                    .map_err(|error| error.to_string())?;
+                let (client, connection) =
+                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
+                        .await
+                        .map_err(|error| error.to_string())?;
                 let driver = tokio::spawn(connection);
-                let result = client.batch_execute(&statement).await.map_err(|error| error.to_string());
+                let result = client
+                    .batch_execute(&statement)
+                    .await
+                    .map_err(|error| error.to_string());
                 drop(client);
                 let _ = driver.await;
                 result
@@ -138,7 +157,10 @@ impl Drop for PostgresDatabase {
         .join();
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!("warning: could not drop test database {}: {error}", self.name),
+            Ok(Err(error)) => eprintln!(
+                "warning: could not drop test database {}: {error}",
+                self.name
+            ),
             Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
         }
     }
@@ -164,7 +186,13 @@ impl Store {
             Backend::Sqlite => None,
             Backend::Postgres => Some(PostgresDatabase::create().await),
         };
-        Self { backend, root, data_dir, logs_dir, database }
+        Self {
+            backend,
+            root,
+            data_dir,
+            logs_dir,
+            database,
+        }
     }
 
     /// `--data-dir DIR [--database-url URL]`, shared by `serve` and every CLI command.
@@ -198,8 +226,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn spawn(store: &Store, extra_args: &[String], generation: usize) -> Self {
-        let stdout_log = store.logs_dir.join(format!("server-{generation}.stdout.log"));
-        let stderr_log = store.logs_dir.join(format!("server-{generation}.stderr.log"));
+        let stdout_log = store
+            .logs_dir
+            .join(format!("server-{generation}.stdout.log"));
+        let stderr_log = store
+            .logs_dir
+            .join(format!("server-{generation}.stderr.log"));
         let stderr_file = File::create(&stderr_log).expect("create the server stderr log");
         let mut child = Command::new(BINARY)
             .arg("serve")
@@ -232,7 +264,12 @@ impl TestServer {
             }
         });
 
-        let mut server = Self { child, base_url: String::new(), stdout_log, stderr_log };
+        let mut server = Self {
+            child,
+            base_url: String::new(),
+            stdout_log,
+            stderr_log,
+        };
         match tokio::time::timeout(STARTUP_TIMEOUT, listening).await {
             Ok(Ok(address)) => {
                 assert!(
@@ -311,7 +348,13 @@ impl TestEnv {
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
         let server = TestServer::spawn(&store, &extra_args, 0).await;
         let api = Api::new(&server.base_url);
-        Self { server: Some(server), api, extra_args, generation: 0, store }
+        Self {
+            server: Some(server),
+            api,
+            extra_args,
+            generation: 0,
+            store,
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -352,12 +395,16 @@ impl TestEnv {
     pub fn cli_json(&self, args: &[&str]) -> Value {
         let output = self.cli(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let parsed = serde_json::from_str::<Value>(stdout.trim()).ok().or_else(|| {
-            // Tolerate log lines around the object.
-            stdout.lines().find_map(|line| {
-                serde_json::from_str::<Value>(line.trim()).ok().filter(Value::is_object)
-            })
-        });
+        let parsed = serde_json::from_str::<Value>(stdout.trim())
+            .ok()
+            .or_else(|| {
+                // Tolerate log lines around the object.
+                stdout.lines().find_map(|line| {
+                    serde_json::from_str::<Value>(line.trim())
+                        .ok()
+                        .filter(Value::is_object)
+                })
+            });
         match parsed {
             Some(value) if value.is_object() => value,
             _ => panic!(
@@ -371,8 +418,14 @@ impl TestEnv {
     /// `cashgrid customer create --email E`; returns the printed customer.
     pub fn customer(&self, email: &str) -> Value {
         let customer = self.cli_json(&["customer", "create", "--email", email]);
-        assert!(customer["id"].is_i64(), "customer create printed no numeric id: {customer}");
-        assert_eq!(customer["email"], email, "customer create printed {customer}");
+        assert!(
+            customer["id"].is_i64(),
+            "customer create printed no numeric id: {customer}"
+        );
+        assert_eq!(
+            customer["email"], email,
+            "customer create printed {customer}"
+        );
         customer
     }
 
@@ -385,12 +438,24 @@ impl TestEnv {
                 .unwrap_or_else(|| panic!("access create printed no `{name}`: {access}"))
                 .to_owned()
         };
-        Creds { apikey: field("apikey"), apisecret: field("apisecret") }
+        Creds {
+            apikey: field("apikey"),
+            apisecret: field("apisecret"),
+        }
     }
 
     /// `cashgrid param set --customer E --key K --value V` (V is JSON text).
     pub fn set_param(&self, email: &str, key: &str, value: &str) {
-        self.cli(&["param", "set", "--customer", email, "--key", key, "--value", value]);
+        self.cli(&[
+            "param",
+            "set",
+            "--customer",
+            email,
+            "--key",
+            key,
+            "--value",
+            value,
+        ]);
     }
 }
 

@@ -20,10 +20,12 @@ mod wire;
 mod cashout;
 mod claims;
 mod code_storage;
+mod compat;
 mod durability;
 mod errors;
 mod expiry;
 mod operations;
+mod partial_cashouts;
 mod plain_codes;
 mod token_api;
 
@@ -55,6 +57,8 @@ macro_rules! scenarios_on_both_backends {
 scenarios_on_both_backends! {
     cashout::a_full_cash_out_takes_a_token_from_open_to_completed,
     cashout::phones_with_pkcs1_spki_and_rewrapped_keys_all_receive_working_codes,
+    cashout::devices_keep_type_position_and_info_as_registered,
+    cashout::a_cash_in_token_may_be_confirmed_with_a_larger_amount,
     claims::only_one_of_32_concurrent_claims_of_a_token_wins,
     claims::claim_with_wrong_secure_code_rejects_the_token,
     claims::a_locked_token_cannot_be_claimed_again,
@@ -75,6 +79,10 @@ scenarios_on_both_backends! {
     token_api::other_customers_see_neither_devices_nor_tokens,
     token_api::a_foreign_cash_device_may_claim_but_only_the_locking_device_confirms,
     token_api::listing_by_device_shows_only_its_open_tokens,
+    partial_cashouts::a_partial_cash_out_reissues_the_remainder_under_the_same_code,
+    partial_cashouts::without_partial_cash_outs_a_smaller_confirm_reissues_nothing,
+    compat::radiocodes_are_read_like_the_original_reads_them,
+    compat::lookups_and_paths_ignore_case_like_the_original,
     expiry::an_expired_token_cannot_be_claimed,
     operations::health_and_metrics_answer,
     operations::responses_carry_the_original_cache_and_cors_headers,

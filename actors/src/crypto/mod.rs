@@ -23,6 +23,8 @@ type HmacSha256 = Hmac<Sha256>;
 pub const SECURE_CODE_BYTES: usize = 6;
 /// Digits of a plain code and of a secure code in plain-code mode.
 pub const PLAIN_CODE_DIGITS: usize = 6;
+/// Bytes of salt in front of a stored secure-code hash (a token id).
+const CODE_SALT_BYTES: usize = 16;
 /// Random bytes in an API key or secret (64 base32 characters).
 const API_CREDENTIAL_BYTES: usize = 40;
 
@@ -110,21 +112,30 @@ impl SecretHasher {
         mac
     }
 
-    fn code_mac(&self, token: Uuid, code: &[u8]) -> HmacSha256 {
+    fn code_mac(&self, salt: &[u8], code: &[u8]) -> HmacSha256 {
         let mut mac = self.mac(b"cashgrid secure code\0");
-        mac.update(token.as_bytes());
+        mac.update(salt);
         mac.update(code);
         mac
     }
 
-    /// Bound to the token id, so equal codes on two tokens hash differently.
+    /// `salt ‖ HMAC(key, salt ‖ code)` with the issuing token's id as salt, so equal codes on
+    /// two tokens hash differently. The salt travels inside the stored value, so a partial
+    /// cash-out's remainder (a new id, the same code) still verifies the code it inherits.
     pub fn code_hash(&self, token: Uuid, code: &[u8]) -> Vec<u8> {
-        self.code_mac(token, code).finalize().into_bytes().to_vec()
+        let salt = token.as_bytes();
+        let mut stored = salt.to_vec();
+        stored.extend_from_slice(&self.code_mac(salt, code).finalize().into_bytes());
+        stored
     }
 
-    /// Constant-time comparison of a presented code with the stored hash.
-    pub fn code_matches(&self, token: Uuid, code: &[u8], stored: &[u8]) -> bool {
-        self.code_mac(token, code).verify_slice(stored).is_ok()
+    /// Constant-time comparison of a presented code with the stored salted hash.
+    pub fn code_matches(&self, code: &[u8], stored: &[u8]) -> bool {
+        if stored.len() <= CODE_SALT_BYTES {
+            return false;
+        }
+        let (salt, mac) = stored.split_at(CODE_SALT_BYTES);
+        self.code_mac(salt, code).verify_slice(mac).is_ok()
     }
 
     fn api_secret_mac(&self, secret: &str) -> HmacSha256 {

@@ -58,13 +58,15 @@ fn plain_codes_are_six_ascii_digits() {
 }
 
 #[test]
-fn code_hash_is_bound_to_token_and_code() {
+fn code_hash_is_salted_and_verifies_only_the_code() {
     let hasher = hasher();
     let token = Uuid::new_v4();
     let stored = hasher.code_hash(token, b"123456");
-    assert!(hasher.code_matches(token, b"123456", &stored));
-    assert!(!hasher.code_matches(token, b"123457", &stored));
-    assert!(!hasher.code_matches(Uuid::new_v4(), b"123456", &stored));
+    assert!(hasher.code_matches(b"123456", &stored));
+    assert!(!hasher.code_matches(b"123457", &stored));
+    assert_ne!(hasher.code_hash(Uuid::new_v4(), b"123456"), stored, "salted per issuing token");
+    assert!(!hasher.code_matches(b"123456", &stored[..16]));
+    assert!(!hasher.code_matches(b"123456", &[]));
 }
 
 #[test]

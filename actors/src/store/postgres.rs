@@ -2,8 +2,9 @@
 //!
 //! `commit` runs the write sets of a whole batch in one transaction and pipelines them: the first
 //! write of every set is sent at once (tokio-postgres pipelines concurrent queries on one
-//! connection), then, for the sets whose first write applied, all their remaining writes and
-//! events at once. Two round trips for the batch instead of one per statement.
+//! connection), then, for the sets whose first write applied, all their remaining writes at once,
+//! followed by all their events in one `UNNEST` insert. Two round trips for the batch (plus
+//! `BEGIN` and `COMMIT`) instead of one per statement.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -11,7 +12,9 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
+use deadpool_postgres::{
+    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
+};
 use futures_util::future::join_all;
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
@@ -21,7 +24,7 @@ use uuid::Uuid;
 
 use super::rows::{
     self, AccessRow, DeviceRow, EventValues, FilterValue, SetValues, TokenRow, TokenValues,
-    WriteValues, ACCESS_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, TOKEN_COLUMNS,
+    WriteValues, ACCESS_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, EVENT_COLUMNS, TOKEN_COLUMNS,
 };
 use super::{
     Access, Customer, NewCustomer, Scope, Store, StoreError, TokenFilter, WriteOutcome, WriteSet,
@@ -39,7 +42,13 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('$'));
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
-static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql('$'));
+/// All the events of a commit in one statement: one array per column, rows in event order.
+static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO token_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::TEXT[], \
+         $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[])"
+    )
+});
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -52,7 +61,9 @@ pub struct PostgresStore {
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The pool's configuration holds the password: show its status only.
-        f.debug_struct("PostgresStore").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PostgresStore")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 
@@ -72,7 +83,9 @@ impl PostgresStore {
         let manager = Manager::from_config(
             config,
             NoTls,
-            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
         );
         let pool = Pool::builder(manager)
             .max_size(pool_size.max(1))
@@ -81,7 +94,9 @@ impl PostgresStore {
             .create_timeout(Some(POOL_TIMEOUT))
             .recycle_timeout(Some(POOL_TIMEOUT))
             .build()
-            .map_err(|err| StoreError::Internal(anyhow!("cannot build the connection pool: {err}")))?;
+            .map_err(|err| {
+                StoreError::Internal(anyhow!("cannot build the connection pool: {err}"))
+            })?;
         let store = Self { pool };
         store.migrate().await?;
         Ok(store)
@@ -106,7 +121,10 @@ impl PostgresStore {
     /// so that nodes starting together do not race.
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|err| pg_error(err, "begin migrations"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, "begin migrations"))?;
         tx.batch_execute(&format!(
             "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
              CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -117,16 +135,29 @@ impl PostgresStore {
         .await
         .map_err(|err| pg_error(err, "lock migrations"))?;
         let current: i64 = tx
-            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
+                &[],
+            )
             .await
             .and_then(|row| row.try_get(0))
             .map_err(|err| pg_error(err, "read schema_migrations"))?;
-        let known = MIGRATIONS.iter().map(|(version, _)| *version).max().unwrap_or(0);
+        let known = MIGRATIONS
+            .iter()
+            .map(|(version, _)| *version)
+            .max()
+            .unwrap_or(0);
         if current > known {
-            tracing::warn!(current, known, "postgres store: schema is newer than this binary");
+            tracing::warn!(
+                current,
+                known,
+                "postgres store: schema is newer than this binary"
+            );
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-            tx.batch_execute(sql).await.map_err(|err| pg_error(err, &format!("migration {version}")))?;
+            tx.batch_execute(sql)
+                .await
+                .map_err(|err| pg_error(err, &format!("migration {version}")))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
                 &[version, &rows::now_millis()],
@@ -135,15 +166,17 @@ impl PostgresStore {
             .map_err(|err| pg_error(err, &format!("record migration {version}")))?;
             tracing::info!(version, "postgres store: applied migration");
         }
-        tx.commit().await.map_err(|err| pg_error(err, "commit migrations"))
+        tx.commit()
+            .await
+            .map_err(|err| pg_error(err, "commit migrations"))
     }
 }
 
 fn pool_error(err: PoolError) -> StoreError {
     match err {
-        PoolError::Timeout(kind) => {
-            StoreError::Unavailable(format!("postgres: timed out getting a connection ({kind:?})"))
-        }
+        PoolError::Timeout(kind) => StoreError::Unavailable(format!(
+            "postgres: timed out getting a connection ({kind:?})"
+        )),
         PoolError::Backend(err) => pg_error(err, "connect"),
         PoolError::Closed => StoreError::Unavailable("postgres: the pool is closed".to_owned()),
         PoolError::PostCreateHook(err) => StoreError::Unavailable(format!("postgres: {err}")),
@@ -171,7 +204,8 @@ fn pg_error(err: tokio_postgres::Error, what: &str) -> StoreError {
         }
         None => {
             err.is_closed()
-                || std::error::Error::source(&err).is_some_and(|source| source.is::<std::io::Error>())
+                || std::error::Error::source(&err)
+                    .is_some_and(|source| source.is::<std::io::Error>())
                 || err.to_string().starts_with("error connecting to server")
                 || err.to_string().starts_with("timeout")
         }
@@ -281,40 +315,83 @@ fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
     ]
 }
 
-fn event_params(event: &EventValues) -> [Param<'_>; 8] {
-    [
-        &event.token_uuid,
-        &event.version,
-        &event.kind,
-        &event.from_state,
-        &event.to_state,
-        &event.created,
-        &event.owner_id,
-        &event.cash_customer_id,
-    ]
+/// Events as column arrays, for [`INSERT_EVENTS`].
+#[derive(Default)]
+struct EventColumns<'a> {
+    token_uuid: Vec<&'a str>,
+    version: Vec<i64>,
+    kind: Vec<&'static str>,
+    from_state: Vec<Option<&'static str>>,
+    to_state: Vec<&'static str>,
+    created: Vec<i64>,
+    owner_id: Vec<i64>,
+    cash_customer_id: Vec<Option<i64>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(events: impl Iterator<Item = &'a EventValues>) -> Self {
+        let mut columns = Self::default();
+        for event in events {
+            columns.token_uuid.push(&event.token_uuid);
+            columns.version.push(event.version);
+            columns.kind.push(event.kind);
+            columns.from_state.push(event.from_state);
+            columns.to_state.push(event.to_state);
+            columns.created.push(event.created);
+            columns.owner_id.push(event.owner_id);
+            columns.cash_customer_id.push(event.cash_customer_id);
+        }
+        columns
+    }
+
+    fn is_empty(&self) -> bool {
+        self.token_uuid.is_empty()
+    }
+
+    fn params(&self) -> [Param<'_>; 8] {
+        [
+            &self.token_uuid,
+            &self.version,
+            &self.kind,
+            &self.from_state,
+            &self.to_state,
+            &self.created,
+            &self.owner_id,
+            &self.cash_customer_id,
+        ]
+    }
 }
 
 /// The commit statements, prepared (and cached) on the transaction's connection.
 struct CommitStatements {
     insert: tokio_postgres::Statement,
     update: tokio_postgres::Statement,
-    event: tokio_postgres::Statement,
+    events: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
     async fn prepare(tx: &Transaction<'_>) -> Result<Self, StoreError> {
         let prepare = |sql: &'static LazyLock<String>| async move {
-            tx.prepare_cached(sql).await.map_err(|err| pg_error(err, "commit: prepare"))
+            tx.prepare_cached(sql)
+                .await
+                .map_err(|err| pg_error(err, "commit: prepare"))
         };
         Ok(Self {
             insert: prepare(&INSERT_TOKEN).await?,
             update: prepare(&UPDATE_TOKEN).await?,
-            event: prepare(&INSERT_EVENT).await?,
+            events: tx
+                .prepare_cached(&INSERT_EVENTS)
+                .await
+                .map_err(|err| pg_error(err, "commit: prepare"))?,
         })
     }
 
     /// One token write; the number of rows it changed (0 or 1).
-    async fn write(&self, tx: &Transaction<'_>, write: &WriteValues) -> Result<u64, tokio_postgres::Error> {
+    async fn write(
+        &self,
+        tx: &Transaction<'_>,
+        write: &WriteValues,
+    ) -> Result<u64, tokio_postgres::Error> {
         let (statement, token) = match write {
             WriteValues::Insert(token) => (&self.insert, token),
             WriteValues::Update(token) => (&self.update, token),
@@ -322,15 +399,17 @@ impl CommitStatements {
         tx.execute(statement, &token_params(token)).await
     }
 
-    async fn event(&self, tx: &Transaction<'_>, event: &EventValues) -> Result<u64, tokio_postgres::Error> {
-        tx.execute(&self.event, &event_params(event)).await
+    /// Insert `events` (if any) in one statement.
+    async fn events(
+        &self,
+        tx: &Transaction<'_>,
+        events: &EventColumns<'_>,
+    ) -> Result<u64, tokio_postgres::Error> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        tx.execute(&self.events, &events.params()).await
     }
-}
-
-/// What a later write or event of a set is, for the second pipelined round.
-enum Later<'a> {
-    Write(&'a WriteValues),
-    Event(&'a EventValues),
 }
 
 /// The pipelined commit. `Ok(None)` when a write after the first of its set did not apply —
@@ -355,32 +434,39 @@ async fn commit_pipelined(
         applied.push(result.map_err(|err| pg_error(err, "commit: first write"))?);
     }
 
-    // Round two: the rest of the sets that apply.
-    let later = sets
-        .iter()
-        .zip(&applied)
-        .filter(|(_, applied)| **applied)
-        .flat_map(|(set, _)| {
-            set.writes.iter().skip(1).map(Later::Write).chain(set.events.iter().map(Later::Event))
-        });
-    let results = join_all(later.map(|item| async move {
-        match item {
-            Later::Write(write) => statements.write(tx, write).await.map(|rows| rows > 0),
-            Later::Event(event) => statements.event(tx, event).await.map(|_| true),
-        }
-    }))
-    .await;
+    // Round two: the rest of the sets that apply, and all their events in one statement, sent
+    // last.
+    let committed = || {
+        sets.iter()
+            .zip(&applied)
+            .filter(|(_, applied)| **applied)
+            .map(|(set, _)| set)
+    };
+    let events = EventColumns::new(committed().flat_map(|set| &set.events));
+    let later = join_all(
+        committed()
+            .flat_map(|set| set.writes.iter().skip(1))
+            .map(|write| statements.write(tx, write)),
+    );
+    let (later, events) = futures_util::future::join(later, statements.events(tx, &events)).await;
     let mut all_applied = true;
-    for result in results {
-        all_applied &= result.map_err(|err| pg_error(err, "commit: write"))?;
+    for result in later {
+        all_applied &= result.map_err(|err| pg_error(err, "commit: write"))? > 0;
     }
+    events.map_err(|err| pg_error(err, "commit: events"))?;
     if !all_applied {
         return Ok(None);
     }
     Ok(Some(
         applied
             .into_iter()
-            .map(|applied| if applied { WriteOutcome::Committed } else { WriteOutcome::Conflict })
+            .map(|applied| {
+                if applied {
+                    WriteOutcome::Committed
+                } else {
+                    WriteOutcome::Conflict
+                }
+            })
             .collect(),
     ))
 }
@@ -406,7 +492,10 @@ async fn commit_in_order(
             }
         }
         for write in writes {
-            let rows = statements.write(tx, write).await.map_err(|err| pg_error(err, "commit: write"))?;
+            let rows = statements
+                .write(tx, write)
+                .await
+                .map_err(|err| pg_error(err, "commit: write"))?;
             if rows == 0 {
                 return Err(match write {
                     WriteValues::Insert(token) => rows::unexpected_write("insert", &token.uuid),
@@ -414,11 +503,17 @@ async fn commit_in_order(
                 });
             }
         }
-        for result in join_all(set.events.iter().map(|event| statements.event(tx, event))).await {
-            result.map_err(|err| pg_error(err, "commit: event"))?;
-        }
         outcomes.push(WriteOutcome::Committed);
     }
+    let committed = sets
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| **outcome == WriteOutcome::Committed);
+    let events = EventColumns::new(committed.flat_map(|(set, _)| &set.events));
+    statements
+        .events(tx, &events)
+        .await
+        .map_err(|err| pg_error(err, "commit: events"))?;
     Ok(outcomes)
 }
 
@@ -430,14 +525,22 @@ impl Store for PostgresStore {
         }
         let sets = rows::encode_sets(sets)?;
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, "commit: begin"))?;
         let statements = CommitStatements::prepare(&tx).await?;
         if let Some(outcomes) = commit_pipelined(&tx, &statements, &sets).await? {
             tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
             return Ok(outcomes);
         }
-        tx.rollback().await.map_err(|err| pg_error(err, "commit: rollback"))?;
-        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
+        tx.rollback()
+            .await
+            .map_err(|err| pg_error(err, "commit: rollback"))?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, "commit: begin"))?;
         let outcomes = commit_in_order(&tx, &statements, &sets).await?;
         tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
         Ok(outcomes)
@@ -446,7 +549,9 @@ impl Store for PostgresStore {
     async fn load_token(&self, uuid: Uuid) -> Result<Option<Token>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"))
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"
+            ))
             .await
             .map_err(|err| pg_error(err, "load_token"))?;
         let row = client
@@ -470,7 +575,8 @@ impl Store for PostgresStore {
             .await
             .and_then(|row| row.map(|row| row.try_get(0)).transpose())
             .map_err(|err| pg_error(err, "find_token_by_plain_code"))?;
-        uuid.map(|uuid| rows::parse_uuid(&uuid, "tokens.uuid")).transpose()
+        uuid.map(|uuid| rows::parse_uuid(&uuid, "tokens.uuid"))
+            .transpose()
     }
 
     async fn list_tokens(
@@ -493,7 +599,10 @@ impl Store for PostgresStore {
         params.push(&limit);
         sql.push_str(&format!(" ORDER BY seq LIMIT ${}", params.len()));
         let client = self.client().await?;
-        let statement = client.prepare_cached(&sql).await.map_err(|err| pg_error(err, "list_tokens"))?;
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(|err| pg_error(err, "list_tokens"))?;
         let rows = client
             .query(&statement, &params)
             .await
@@ -541,7 +650,9 @@ impl Store for PostgresStore {
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"))
+            .prepare_cached(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"
+            ))
             .await
             .map_err(|err| pg_error(err, "load_device"))?;
         let row = client
@@ -552,7 +663,11 @@ impl Store for PostgresStore {
         row.map(DeviceRow::into_device).transpose()
     }
 
-    async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError> {
+    async fn list_devices(
+        &self,
+        customer: CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Device>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(&format!(
@@ -601,7 +716,9 @@ impl Store for PostgresStore {
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"))
+            .prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
+            ))
             .await
             .map_err(|err| pg_error(err, "load_customer"))?;
         client
@@ -614,7 +731,9 @@ impl Store for PostgresStore {
     async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"))
+            .prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"
+            ))
             .await
             .map_err(|err| pg_error(err, "find_customer_by_email"))?;
         client
@@ -665,7 +784,9 @@ impl Store for PostgresStore {
     async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"))
+            .prepare_cached(&format!(
+                "SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"
+            ))
             .await
             .map_err(|err| pg_error(err, "find_access"))?;
         let row = client
@@ -676,7 +797,11 @@ impl Store for PostgresStore {
         row.map(AccessRow::into_access).transpose()
     }
 
-    async fn load_param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn load_param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached("SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2")
@@ -687,10 +812,16 @@ impl Store for PostgresStore {
             .await
             .and_then(|row| row.map(|row| row.try_get(0)).transpose())
             .map_err(|err| pg_error(err, "load_param"))?;
-        text.map(|text| rows::parse_json(&text, "params.pvalue")).transpose()
+        text.map(|text| rows::parse_json(&text, "params.pvalue"))
+            .transpose()
     }
 
-    async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), StoreError> {
+    async fn save_param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
         let value = rows::json_text(value)?;
         let client = self.client().await?;
         let statement = client
@@ -710,7 +841,10 @@ impl Store for PostgresStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.simple_query("SELECT 1").await.map_err(|err| pg_error(err, "ping"))?;
+        client
+            .simple_query("SELECT 1")
+            .await
+            .map_err(|err| pg_error(err, "ping"))?;
         Ok(())
     }
 }

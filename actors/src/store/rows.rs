@@ -25,12 +25,15 @@ pub(super) const CUSTOMER_COLUMNS: &str = "id, created, email, display_name, rol
 pub(super) const ACCESS_COLUMNS: &str = "id, customer_id, created, scope, apikey, secret_hash";
 
 /// The `token_events` columns an event insert binds, in [`EventValues`] order.
-const EVENT_COLUMNS: &str =
+pub(super) const EVENT_COLUMNS: &str =
     "token_uuid, version, kind, from_state, to_state, created, owner_id, cash_customer_id";
 
 /// `p1, p2, ... pN` where `p` is the backend's placeholder prefix (`$` or `?`).
 fn placeholders(prefix: char, count: usize) -> String {
-    (1..=count).map(|index| format!("{prefix}{index}")).collect::<Vec<_>>().join(", ")
+    (1..=count)
+        .map(|index| format!("{prefix}{index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn token_columns() -> impl Iterator<Item = &'static str> {
@@ -85,7 +88,10 @@ pub(super) fn parse_uuid(text: &str, column: &'static str) -> Result<Uuid, Store
     Uuid::parse_str(text).map_err(|err| corrupt(column, text, err))
 }
 
-pub(super) fn parse_token_state(text: &str, column: &'static str) -> Result<TokenState, StoreError> {
+pub(super) fn parse_token_state(
+    text: &str,
+    column: &'static str,
+) -> Result<TokenState, StoreError> {
     TokenState::parse(text).ok_or_else(|| corrupt(column, text, "unknown token state"))
 }
 
@@ -286,8 +292,12 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 .writes
                 .iter()
                 .map(|write| match write {
-                    super::TokenWrite::Insert(token) => TokenValues::new(token).map(WriteValues::Insert),
-                    super::TokenWrite::Update(token) => TokenValues::new(token).map(WriteValues::Update),
+                    super::TokenWrite::Insert(token) => {
+                        TokenValues::new(token).map(WriteValues::Insert)
+                    }
+                    super::TokenWrite::Update(token) => {
+                        TokenValues::new(token).map(WriteValues::Update)
+                    }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let events = set.events.iter().map(EventValues::new).collect();
@@ -364,7 +374,9 @@ pub(super) fn list_limit(limit: usize) -> i64 {
 }
 
 /// The `WHERE` conditions (after `owner_id`) of a token list, as `(column, value)` pairs.
-pub(super) fn token_filter_conditions(filter: &super::TokenFilter) -> Vec<(&'static str, FilterValue)> {
+pub(super) fn token_filter_conditions(
+    filter: &super::TokenFilter,
+) -> Vec<(&'static str, FilterValue)> {
     let mut conditions = Vec::new();
     if let Some(state) = filter.state {
         conditions.push(("state", FilterValue::Text(state.as_str().to_owned())));
@@ -418,8 +430,17 @@ mod tests {
 
     #[test]
     fn corrupt_values_are_internal_errors() {
-        assert!(matches!(parse_uuid("nope", "tokens.uuid"), Err(StoreError::Internal(_))));
-        assert!(matches!(parse_token_state("NOPE", "tokens.state"), Err(StoreError::Internal(_))));
-        assert!(matches!(parse_json("{", "tokens.info"), Err(StoreError::Internal(_))));
+        assert!(matches!(
+            parse_uuid("nope", "tokens.uuid"),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(matches!(
+            parse_token_state("NOPE", "tokens.state"),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(matches!(
+            parse_json("{", "tokens.info"),
+            Err(StoreError::Internal(_))
+        ));
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use async_trait::async_trait;
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior};
+use rusqlite::{
+    params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -54,7 +56,9 @@ struct Inner {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish_non_exhaustive()
     }
 }
 
@@ -184,10 +188,10 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(|err| {
-        StoreError::Unavailable(format!("cannot open {}: {err}", path.display()))
-    })?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| sql_error(err, "set busy_timeout"))?;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|err| sql_error(err, "set busy_timeout"))?;
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(|err| sql_error(err, "set synchronous=FULL"))?;
     conn.pragma_update(None, "foreign_keys", true)
@@ -210,10 +214,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     )
     .map_err(|err| sql_error(err, "create schema_migrations"))?;
     let current: i64 = tx
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |row| row.get(0),
+        )
         .map_err(|err| sql_error(err, "read schema_migrations"))?;
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-        tx.execute_batch(sql).map_err(|err| sql_error(err, &format!("migration {version}")))?;
+        tx.execute_batch(sql)
+            .map_err(|err| sql_error(err, &format!("migration {version}")))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
             params![version, rows::now_millis()],
@@ -221,7 +230,8 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(|err| sql_error(err, &format!("record migration {version}")))?;
         tracing::info!(version, "sqlite store: applied migration");
     }
-    tx.commit().map_err(|err| sql_error(err, "commit migrations"))
+    tx.commit()
+        .map_err(|err| sql_error(err, "commit migrations"))
 }
 
 /// Busy, locked, unopenable or full databases are unavailable (503); anything else is internal.
@@ -370,7 +380,10 @@ fn write_token<'a, 'conn>(
     ])
 }
 
-fn write_event(statement: &mut rusqlite::CachedStatement<'_>, event: &EventValues) -> rusqlite::Result<usize> {
+fn write_event(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    event: &EventValues,
+) -> rusqlite::Result<usize> {
     statement.execute(params![
         event.token_uuid,
         event.version,
@@ -390,9 +403,15 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
         .map_err(|err| sql_error(err, "commit: begin"))?;
     let mut outcomes = Vec::with_capacity(sets.len());
     {
-        let mut insert = tx.prepare_cached(&INSERT_TOKEN).map_err(|err| sql_error(err, "prepare insert"))?;
-        let mut update = tx.prepare_cached(&UPDATE_TOKEN).map_err(|err| sql_error(err, "prepare update"))?;
-        let mut event = tx.prepare_cached(&INSERT_EVENT).map_err(|err| sql_error(err, "prepare event"))?;
+        let mut insert = tx
+            .prepare_cached(&INSERT_TOKEN)
+            .map_err(|err| sql_error(err, "prepare insert"))?;
+        let mut update = tx
+            .prepare_cached(&UPDATE_TOKEN)
+            .map_err(|err| sql_error(err, "prepare update"))?;
+        let mut event = tx
+            .prepare_cached(&INSERT_EVENT)
+            .map_err(|err| sql_error(err, "prepare event"))?;
         for set in sets {
             let mut writes = set.writes.iter();
             if let Some(first) = writes.next() {
@@ -437,7 +456,9 @@ impl Store for SqliteStore {
         let uuid = rows::uuid_text(uuid);
         self.read(move |conn| {
             let row = conn
-                .prepare_cached(&format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = ?1"
+                ))
                 .and_then(|mut statement| statement.query_row([&uuid], token_row).optional())
                 .map_err(|err| sql_error(err, "load_token"))?;
             row.map(TokenRow::into_token).transpose()
@@ -453,9 +474,14 @@ impl Store for SqliteStore {
                     "SELECT uuid FROM tokens \
                      WHERE plain_code = ?1 AND state IN ('OPEN', 'LOCKED')",
                 )
-                .and_then(|mut statement| statement.query_row([&plain_code], |row| row.get(0)).optional())
+                .and_then(|mut statement| {
+                    statement
+                        .query_row([&plain_code], |row| row.get(0))
+                        .optional()
+                })
                 .map_err(|err| sql_error(err, "find_token_by_plain_code"))?;
-            uuid.map(|uuid| rows::parse_uuid(&uuid, "tokens.uuid")).transpose()
+            uuid.map(|uuid| rows::parse_uuid(&uuid, "tokens.uuid"))
+                .transpose()
         })
         .await
     }
@@ -533,7 +559,9 @@ impl Store for SqliteStore {
         let uuid = rows::uuid_text(uuid);
         self.read(move |conn| {
             let row = conn
-                .prepare_cached(&format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = ?1"
+                ))
                 .and_then(|mut statement| statement.query_row([&uuid], device_row).optional())
                 .map_err(|err| sql_error(err, "load_device"))?;
             row.map(DeviceRow::into_device).transpose()
@@ -541,7 +569,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError> {
+    async fn list_devices(
+        &self,
+        customer: CustomerId,
+        limit: usize,
+    ) -> Result<Vec<Device>, StoreError> {
         let limit = rows::list_limit(limit);
         self.read(move |conn| {
             let rows = conn
@@ -590,9 +622,11 @@ impl Store for SqliteStore {
 
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"))
-                .and_then(|mut statement| statement.query_row([id], customer_row).optional())
-                .map_err(|err| sql_error(err, "load_customer"))
+            conn.prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = ?1"
+            ))
+            .and_then(|mut statement| statement.query_row([id], customer_row).optional())
+            .map_err(|err| sql_error(err, "load_customer"))
         })
         .await
     }
@@ -600,9 +634,11 @@ impl Store for SqliteStore {
     async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
         let email = rows::fold_case(email);
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = ?1"))
-                .and_then(|mut statement| statement.query_row([&email], customer_row).optional())
-                .map_err(|err| sql_error(err, "find_customer_by_email"))
+            conn.prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = ?1"
+            ))
+            .and_then(|mut statement| statement.query_row([&email], customer_row).optional())
+            .map_err(|err| sql_error(err, "find_customer_by_email"))
         })
         .await
     }
@@ -624,7 +660,13 @@ impl Store for SqliteStore {
                 ))
                 .and_then(|mut statement| {
                     statement.query_row(
-                        params![customer, rows::now_millis(), scope.as_str(), apikey, secret_hash],
+                        params![
+                            customer,
+                            rows::now_millis(),
+                            scope.as_str(),
+                            apikey,
+                            secret_hash
+                        ],
                         access_row,
                     )
                 })
@@ -644,7 +686,9 @@ impl Store for SqliteStore {
         let apikey = rows::fold_case(apikey);
         self.read(move |conn| {
             let row = conn
-                .prepare_cached(&format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = ?1"))
+                .prepare_cached(&format!(
+                    "SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = ?1"
+                ))
                 .and_then(|mut statement| statement.query_row([&apikey], access_row).optional())
                 .map_err(|err| sql_error(err, "find_access"))?;
             row.map(AccessRow::into_access).transpose()
@@ -652,21 +696,33 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn load_param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, StoreError> {
+    async fn load_param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<Value>, StoreError> {
         let key = key.to_owned();
         self.read(move |conn| {
             let text: Option<String> = conn
                 .prepare_cached("SELECT pvalue FROM params WHERE customer_id = ?1 AND pkey = ?2")
                 .and_then(|mut statement| {
-                    statement.query_row(params![customer, key], |row| row.get(0)).optional()
+                    statement
+                        .query_row(params![customer, key], |row| row.get(0))
+                        .optional()
                 })
                 .map_err(|err| sql_error(err, "load_param"))?;
-            text.map(|text| rows::parse_json(&text, "params.pvalue")).transpose()
+            text.map(|text| rows::parse_json(&text, "params.pvalue"))
+                .transpose()
         })
         .await
     }
 
-    async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), StoreError> {
+    async fn save_param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), StoreError> {
         let key = key.to_owned();
         let value = rows::json_text(value)?;
         self.write(move |conn| {
@@ -675,7 +731,9 @@ impl Store for SqliteStore {
                  ON CONFLICT (customer_id, pkey) \
                  DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated",
             )
-            .and_then(|mut statement| statement.execute(params![customer, key, value, rows::now_millis()]))
+            .and_then(|mut statement| {
+                statement.execute(params![customer, key, value, rows::now_millis()])
+            })
             .map_err(|err| sql_error(err, "save_param"))?;
             Ok(())
         })

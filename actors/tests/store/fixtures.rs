@@ -57,7 +57,9 @@ pub fn full_token(owner: CustomerId) -> Token {
         expires: Some(T0 + 86_400_000),
         refname: Some("ref-Ä".to_owned()),
         lockrefname: Some("lock-ref".to_owned()),
-        info: Some(json!({ "note": "ünïcode \"quoted\"", "n": [1, 2.5, null], "nested": { "ok": true } })),
+        info: Some(
+            json!({ "note": "ünïcode \"quoted\"", "n": [1, 2.5, null], "nested": { "ok": true } }),
+        ),
         processing_info: Some(json!("plain string")),
         lock_device: Some(Uuid::new_v4()),
         lock_customer_id: Some(owner + 1_000),
@@ -103,7 +105,10 @@ pub fn created_event(token: &Token) -> TokenEvent {
 
 /// A set issuing `token` with its creation event.
 pub fn insert_set(token: &Token) -> WriteSet {
-    WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![created_event(token)] }
+    WriteSet {
+        writes: vec![TokenWrite::Insert(token.clone())],
+        events: vec![created_event(token)],
+    }
 }
 
 /// A set writing `token` over its predecessor `from`, with an update event.

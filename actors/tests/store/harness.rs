@@ -26,11 +26,17 @@ enum Backend {
 
 impl Harness {
     fn sqlite(store: SqliteStore) -> Self {
-        Self { store: Arc::new(store.clone()), backend: Backend::Sqlite(store) }
+        Self {
+            store: Arc::new(store.clone()),
+            backend: Backend::Sqlite(store),
+        }
     }
 
     fn postgres(store: PostgresStore) -> Self {
-        Self { store: Arc::new(store.clone()), backend: Backend::Postgres(store) }
+        Self {
+            store: Arc::new(store.clone()),
+            backend: Backend::Postgres(store),
+        }
     }
 
     /// Number of `token_events` rows.
@@ -47,7 +53,8 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(format!("cashgrid-store-test-{}", Uuid::new_v4().simple()));
+        let path =
+            std::env::temp_dir().join(format!("cashgrid-store-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
         Ok(Self(path))
     }
@@ -97,8 +104,8 @@ where
         eprintln!("skipped: CASHGRID_SKIP_POSTGRES=1, not testing against PostgreSQL");
         return Ok(());
     }
-    let admin_url =
-        std::env::var("CASHGRID_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
+    let admin_url = std::env::var("CASHGRID_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
     let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
         .await
         .map_err(|err| {
@@ -143,7 +150,9 @@ fn database_url(admin_url: &str, name: &str) -> String {
                 Some((rest, query)) => (rest, format!("?{query}")),
                 None => (rest, String::new()),
             };
-            let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+            let authority = rest
+                .split_once('/')
+                .map_or(rest, |(authority, _)| authority);
             format!("{scheme}://{authority}/{name}{query}")
         }
         None => format!("{admin_url} dbname={name}"),
@@ -155,7 +164,9 @@ fn redact(url: &str) -> String {
     match (url.split_once("://"), url.rfind('@')) {
         (Some((scheme, rest)), Some(_)) => match rest.split_once('@') {
             Some((user_info, host)) => {
-                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
+                let user = user_info
+                    .split_once(':')
+                    .map_or(user_info, |(user, _)| user);
                 format!("{scheme}://{user}@{host}")
             }
             None => url.to_owned(),
@@ -170,8 +181,14 @@ fn database_urls() {
         database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
         "postgres://postgres@127.0.0.1:5432/x"
     );
-    assert_eq!(database_url("postgresql://u:p@h/db?sslmode=disable", "x"), "postgresql://u:p@h/x?sslmode=disable");
-    assert_eq!(database_url("postgres://h:5432", "x"), "postgres://h:5432/x");
+    assert_eq!(
+        database_url("postgresql://u:p@h/db?sslmode=disable", "x"),
+        "postgresql://u:p@h/x?sslmode=disable"
+    );
+    assert_eq!(
+        database_url("postgres://h:5432", "x"),
+        "postgres://h:5432/x"
+    );
     assert_eq!(database_url("host=h user=u", "x"), "host=h user=u dbname=x");
     assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
 }

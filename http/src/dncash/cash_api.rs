@@ -9,7 +9,7 @@ use cashgrid_actors::store::Scope;
 use cashgrid_actors::{EngineError, Rejection};
 use uuid::Uuid;
 
-use super::authenticate;
+use super::{authenticate, resource, CASH_API};
 use super::token_api::{device_error, new_device, query_map, REFNAME_LENGTH_MAX};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
@@ -18,8 +18,12 @@ use crate::{AppState, ErrorStatus};
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/devices").route(web::post().to(register_device)))
-        .service(web::resource("/tokens/{code}").route(web::get().to(claim)).route(web::put().to(confirm)));
+        .service(resource::<CASH_API>("/devices", "POST").route(web::post().to(register_device)))
+        .service(
+            resource::<CASH_API>("/tokens/{code}", "GET,HEAD,PUT")
+                .route(web::get().to(claim))
+                .route(web::put().to(confirm)),
+        );
 }
 
 async fn register_device(

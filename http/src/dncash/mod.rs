@@ -6,7 +6,7 @@ mod headers;
 mod token_api;
 mod views;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use cashgrid_actors::store::Scope;
 
 use crate::error::ApiError;
@@ -29,8 +29,22 @@ pub fn configure(config: &mut web::ServiceConfig) {
     );
 }
 
-const TOKEN_API: u8 = 0;
-const CASH_API: u8 = 1;
+pub(crate) const TOKEN_API: u8 = 0;
+pub(crate) const CASH_API: u8 = 1;
+
+/// A resource of an API group: its routes, the original's CORS preflight answer (`Allow`
+/// header and the same list as body, no credentials needed), and the group's "Not Found" for
+/// any other method (actix would answer 405; the original answers 500 "Not Found").
+pub(crate) fn resource<const GROUP: u8>(path: &str, methods: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .route(web::route().method(actix_web::http::Method::OPTIONS).to(move || async move {
+            HttpResponse::Ok()
+                .insert_header((actix_web::http::header::ALLOW, methods))
+                .content_type(actix_web::http::header::ContentType::html())
+                .body(methods)
+        }))
+        .default_service(web::to(not_found_in::<GROUP>))
+}
 
 fn scope_of(group: u8) -> Scope {
     if group == TOKEN_API {
@@ -46,14 +60,13 @@ async fn not_found_in<const GROUP: u8>(
     state: web::Data<AppState>,
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    if request.method() == actix_web::http::Method::OPTIONS {
-        return Ok(HttpResponse::Ok().finish());
-    }
     authenticate(&state, &request, scope_of(GROUP)).await?;
     Err(route_not_found(&state, &request))
 }
 
 pub fn route_not_found(state: &AppState, request: &HttpRequest) -> ApiError {
-    let url = request.uri().path_and_query().map_or_else(|| request.path().to_owned(), |pq| pq.as_str().to_owned());
+    let original = request.extensions().get::<crate::paths::OriginalUri>().map(|original| original.0.clone());
+    let uri = original.as_ref().unwrap_or_else(|| request.uri());
+    let url = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
     ApiError::business(state.error_status, actix_web::http::StatusCode::NOT_FOUND, format!("Not Found: {url}"))
 }

@@ -13,7 +13,7 @@ use chrono::DateTime;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::authenticate;
+use super::{authenticate, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::ApiError;
@@ -34,11 +34,19 @@ const TOKEN_NOT_CREATED: &str = "Token could not be created in database";
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/devices").route(web::post().to(register_device)).route(web::get().to(list_devices)))
-        .service(web::resource("/devices/{uuid}").route(web::get().to(get_device)))
-        .service(web::resource("/tokens").route(web::post().to(create_token)).route(web::get().to(list_tokens)))
         .service(
-            web::resource("/tokens/{uuid}")
+            resource::<TOKEN_API>("/devices", "GET,HEAD,POST")
+                .route(web::post().to(register_device))
+                .route(web::get().to(list_devices)),
+        )
+        .service(resource::<TOKEN_API>("/devices/{uuid}", "GET,HEAD").route(web::get().to(get_device)))
+        .service(
+            resource::<TOKEN_API>("/tokens", "GET,HEAD,POST")
+                .route(web::post().to(create_token))
+                .route(web::get().to(list_tokens)),
+        )
+        .service(
+            resource::<TOKEN_API>("/tokens/{uuid}", "GET,HEAD,PUT,DELETE")
                 .route(web::get().to(get_token))
                 .route(web::put().to(update_token))
                 .route(web::delete().to(delete_token)),
