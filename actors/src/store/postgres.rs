@@ -415,6 +415,10 @@ impl CommitStatements {
 /// The pipelined commit. `Ok(None)` when a write after the first of its set did not apply —
 /// possible only when two sets of the batch touch the same token or plain code: the caller
 /// then rolls back and reruns the batch set by set, which decides exactly as SQLite does.
+///
+/// One case still differs from set-by-set order, and safely: a first write that only a
+/// *later* write of an earlier set would make possible (e.g. set A's second write frees a plain
+/// code that set B's insert takes) conflicts here; the actor retries with a fresh code.
 async fn commit_pipelined(
     tx: &Transaction<'_>,
     statements: &CommitStatements,
@@ -434,8 +438,8 @@ async fn commit_pipelined(
         applied.push(result.map_err(|err| pg_error(err, "commit: first write"))?);
     }
 
-    // Round two: the rest of the sets that apply, and all their events in one statement, sent
-    // last.
+    // Round two: the rest of the sets that apply, in order, and all their events in one
+    // statement (events depend on no write, so where that one lands in the pipeline is moot).
     let committed = || {
         sets.iter()
             .zip(&applied)
