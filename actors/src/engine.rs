@@ -107,6 +107,7 @@ impl From<StoreError> for EngineError {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable,
             StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
+            StoreError::Referenced(what) => Self::Internal(format!("unexpected reference from {what}")),
             StoreError::Internal(error) => {
                 tracing::error!(error = %format!("{error:#}"), "store error");
                 Self::Internal(error.to_string())
@@ -315,7 +316,7 @@ impl Engine {
                 code_hash: self.shared.hasher.code_hash(uuid, &code),
             };
             let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
-            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event] };
+            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event], clearing: None };
             match self.shared.writer.commit(set).await.map_err(write_error)? {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());

@@ -225,7 +225,7 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
 fn write_set(transition: &Transition) -> WriteSet {
     let mut writes = vec![TokenWrite::Update(transition.token.clone())];
     writes.extend(transition.spawned.clone().map(TokenWrite::Insert));
-    WriteSet { writes, events: transition.events.clone() }
+    WriteSet { writes, events: transition.events.clone(), clearing: None }
 }
 
 async fn decide_and_commit(

@@ -69,6 +69,7 @@ mod sqlite_only {
                 .commit(&[WriteSet {
                     writes: vec![TokenWrite::Insert(token.clone())],
                     events: vec![fixtures::created_event(&token)],
+                    clearing: None,
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);

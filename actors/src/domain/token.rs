@@ -296,6 +296,31 @@ impl Token {
         Ok((token, event))
     }
 
+    /// The public state of the token, without either code: what event rows, live feeds and
+    /// the journal carry.
+    pub fn snapshot_json(&self) -> Value {
+        serde_json::json!({
+            "uuid": self.uuid.to_string(),
+            "version": self.version,
+            "created": self.created,
+            "updated": self.updated,
+            "type": self.token_type.as_str(),
+            "amount": self.amount,
+            "symbol": self.symbol,
+            "state": self.state.as_str(),
+            "clearstate": self.clearstate,
+            "expires": self.expires,
+            "refname": self.refname,
+            "lockrefname": self.lockrefname,
+            "info": self.info,
+            "processing_info": self.processing_info,
+            "owner_id": self.owner_id,
+            "owner_device": self.owner_device.to_string(),
+            "lock_device": self.lock_device.map(|device| device.to_string()),
+            "lock_customer_id": self.lock_customer_id,
+        })
+    }
+
     pub fn is_expired_at(&self, now: Millis) -> bool {
         self.state == TokenState::Open && self.expires.is_some_and(|expires| expires < now)
     }

@@ -28,6 +28,9 @@ pub enum StoreError {
     /// A unique constraint (email, apikey, device uuid) already holds this value.
     #[error("duplicate {0}")]
     Duplicate(&'static str),
+    /// Other rows still reference this one (a device with tokens, a customer with devices).
+    #[error("still referenced: {0}")]
+    Referenced(&'static str),
     /// Anything else: a bug or a corrupt row. Answer an opaque 500 and log it.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -50,11 +53,25 @@ impl TokenWrite {
     }
 }
 
-/// What one actor commits atomically: token writes and the events they produced.
+/// What one actor commits atomically: token writes, the events they produced, and the
+/// clearing row a COMPLETED cash-out or cash-in creates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteSet {
     pub writes: Vec<TokenWrite>,
+    /// Each event row also stores the public snapshot of its token as written in this set
+    /// (`Token::snapshot_json`), so feeds and the journal need no second read.
     pub events: Vec<TokenEvent>,
+    pub clearing: Option<ClearingWrite>,
+}
+
+/// A clearing row: the store snapshots each party's default account (or NULL) at commit time,
+/// inside the same transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingWrite {
+    pub token: Uuid,
+    pub debitor_id: CustomerId,
+    pub creditor_id: CustomerId,
+    pub created: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,4 +188,279 @@ pub trait Store: Send + Sync + 'static {
 
     /// Cheap liveness probe for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    // --- Issue 3: portal, accounts, clearing, feeds, expiry. Defaults answer an explicit
+    // error until both backends implement them; none may remain when the issue closes. ---
+
+    async fn delete_param(&self, _customer: CustomerId, _key: &str) -> Result<u64, StoreError> {
+        Err(not_yet("delete_param"))
+    }
+    /// Login material of a customer (case-insensitive email).
+    async fn find_credentials(&self, _email: &str) -> Result<Option<Credentials>, StoreError> {
+        Err(not_yet("find_credentials"))
+    }
+    /// Create a portal user with a password hash (argon2id PHC string).
+    async fn create_user(&self, _user: &NewCustomer, _password_hash: &str, _status: i32) -> Result<Customer, StoreError> {
+        Err(not_yet("create_user"))
+    }
+    async fn set_password(&self, _customer: CustomerId, _password_hash: &str, _status: i32) -> Result<(), StoreError> {
+        Err(not_yet("set_password"))
+    }
+    /// Store (or clear) the encrypted TOTP secret.
+    async fn set_twofa_secret(&self, _customer: CustomerId, _secret: Option<&[u8]>) -> Result<(), StoreError> {
+        Err(not_yet("set_twofa_secret"))
+    }
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        Err(not_yet("list_customers"))
+    }
+    /// Overwrite display_name, roles and info of the customer with this email; rows matched.
+    async fn update_customer(&self, _email: &str, _update: &CustomerUpdate) -> Result<u64, StoreError> {
+        Err(not_yet("update_customer"))
+    }
+    /// Rows deleted; `StoreError::Referenced` when other rows still point at the customer.
+    async fn delete_customer(&self, _email: &str) -> Result<u64, StoreError> {
+        Err(not_yet("delete_customer"))
+    }
+    /// Store the API secret encrypted under the server key, so its owner can reveal it.
+    async fn set_access_secret_encrypted(&self, _access: i64, _encrypted: &[u8]) -> Result<(), StoreError> {
+        Err(not_yet("set_access_secret_encrypted"))
+    }
+    async fn load_access(&self, _id: i64) -> Result<Option<AccessRecord>, StoreError> {
+        Err(not_yet("load_access"))
+    }
+    async fn list_access(&self, _customer: CustomerId, _scope: Scope) -> Result<Vec<AccessRecord>, StoreError> {
+        Err(not_yet("list_access"))
+    }
+    /// Rows deleted (only the customer's own).
+    async fn delete_access(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
+        Err(not_yet("delete_access"))
+    }
+    async fn load_device_by_id(&self, _id: i64) -> Result<Option<Device>, StoreError> {
+        Err(not_yet("load_device_by_id"))
+    }
+    /// Change type and/or refname of the customer's device; rows matched.
+    async fn update_device(
+        &self,
+        _customer: CustomerId,
+        _id: i64,
+        _device_type: Option<crate::domain::DeviceType>,
+        _refname: Option<Option<String>>,
+    ) -> Result<u64, StoreError> {
+        Err(not_yet("update_device"))
+    }
+    /// Rows deleted; `StoreError::Referenced` when tokens still reference the device.
+    async fn delete_device(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
+        Err(not_yet("delete_device"))
+    }
+    /// Admin view: one row per device with its customer's email.
+    async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError> {
+        Err(not_yet("device_stats"))
+    }
+    /// Insert an account, then apply the default rule (exactly one default per customer: the
+    /// lowest id when there are zero or several). All in one transaction.
+    async fn insert_account(&self, _customer: CustomerId, _account: &NewAccount) -> Result<Account, StoreError> {
+        Err(not_yet("insert_account"))
+    }
+    async fn list_accounts(&self, _customer: CustomerId, _default: Option<bool>) -> Result<Vec<Account>, StoreError> {
+        Err(not_yet("list_accounts"))
+    }
+    async fn load_account(&self, _id: i64) -> Result<Option<Account>, StoreError> {
+        Err(not_yet("load_account"))
+    }
+    /// Replace the account's fields; `make_default` first clears the customer's other
+    /// defaults; then the default rule. Rows matched.
+    async fn update_account(&self, _customer: CustomerId, _account: &Account, _make_default: bool) -> Result<u64, StoreError> {
+        Err(not_yet("update_account"))
+    }
+    async fn delete_account(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
+        Err(not_yet("delete_account"))
+    }
+    /// Sums and counts by (state, type) over tokens owned by `customer` or locked by one of its
+    /// devices; every token when `None` (admin).
+    async fn token_stats(&self, _customer: Option<CustomerId>) -> Result<Vec<TokenStat>, StoreError> {
+        Err(not_yet("token_stats"))
+    }
+    /// Events as journal rows, newest first (see `JournalQuery`).
+    async fn journal(&self, _query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        Err(not_yet("journal"))
+    }
+    /// Clearing rows with their token and device names, in clearing order.
+    async fn clearing_rows(&self, _query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError> {
+        Err(not_yet("clearing_rows"))
+    }
+    /// Sums by (type, symbol, debitor, creditor) over the same selection as `clearing_rows`.
+    async fn clearing_sums(&self, _query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
+        Err(not_yet("clearing_sums"))
+    }
+    /// Events after `after_seq` in sequence order, at most `limit`; `customer` filters to
+    /// events whose owner or cash customer it is (`None`: all, for admins).
+    async fn events_after(
+        &self,
+        _customer: Option<CustomerId>,
+        _after_seq: i64,
+        _limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        Err(not_yet("events_after"))
+    }
+    /// The highest event sequence number committed so far (0 when none).
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        Err(not_yet("last_event_seq"))
+    }
+    /// OPEN tokens whose `expires` is before `now`, oldest expiry first, at most `limit`.
+    async fn due_expiries(&self, _now: i64, _limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        Err(not_yet("due_expiries"))
+    }
+    /// Delete tokens in a final state, their events and clearing rows, created before
+    /// `before`; returns the number of tokens removed.
+    async fn delete_history(&self, _before: i64) -> Result<u64, StoreError> {
+        Err(not_yet("delete_history"))
+    }
+}
+
+fn not_yet(method: &str) -> StoreError {
+    StoreError::Internal(anyhow::anyhow!("store method {method} is not implemented by this backend"))
+}
+
+/// A customer with the secrets only login needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub customer: Customer,
+    /// argon2id PHC string; `None` for customers created without a password (CLI).
+    pub password_hash: Option<String>,
+    /// TOTP secret, encrypted under the server key.
+    pub twofa_secret: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerUpdate {
+    pub display_name: Option<String>,
+    pub roles: Option<String>,
+    /// Raw JSON text, stored and echoed as text as the original does.
+    pub info: Option<String>,
+}
+
+/// API credentials with the encrypted secret, for listing and revealing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessRecord {
+    pub access: Access,
+    pub secret_encrypted: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceStat {
+    pub email: String,
+    pub device_type: crate::domain::DeviceType,
+    pub refname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAccount {
+    pub value: String,
+    /// BANKACCOUNT, CREDITCARD or CRYPTOWALLET.
+    pub account_type: String,
+    pub default: bool,
+    pub symbol: Option<String>,
+    pub refname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Account {
+    pub id: i64,
+    pub customer_id: CustomerId,
+    pub value: String,
+    #[serde(rename = "type")]
+    pub account_type: String,
+    /// 0 or 1 on the wire, as MySQL booleans were.
+    pub default: i32,
+    pub symbol: Option<String>,
+    pub refname: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenStat {
+    pub state: TokenState,
+    pub token_type: crate::domain::TokenType,
+    pub amount: i64,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JournalQuery {
+    /// `None`: every customer's entries (admin).
+    pub customer: Option<CustomerId>,
+    /// Epoch ms, inclusive.
+    pub from: Option<i64>,
+    /// Epoch ms, exclusive.
+    pub to: Option<i64>,
+    /// Substring matched against the action or the data text.
+    pub filter: Option<String>,
+    pub limit: usize,
+}
+
+/// A journal row: an event as the original's journal showed it. Expiry events are not
+/// journaled. `lock`, `reject` and `confirm` belong to the owner and, when different, to the
+/// cash customer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JournalEntry {
+    /// The event's sequence number.
+    pub id: i64,
+    pub customer_id: CustomerId,
+    pub created: i64,
+    /// `create`, `delete`, `update`, `lock`, `reject`, `confirm`.
+    pub action: &'static str,
+    /// The token snapshot stored with the event.
+    pub data: Value,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClearingQuery {
+    /// `Some`: rows where this customer is debitor or creditor. `None`: all rows (admin, who
+    /// must name `customer_id` at the API; the frontend enforces that).
+    pub customer: Option<CustomerId>,
+    /// A single token, for `GET /tokens/:uuid`.
+    pub token: Option<Uuid>,
+    pub from: Option<i64>,
+    pub to: Option<i64>,
+    pub token_type: Option<crate::domain::TokenType>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClearingRow {
+    /// When the clearing row was written.
+    pub date: i64,
+    pub token: Token,
+    pub token_device_refname: Option<String>,
+    pub lock_device_refname: Option<String>,
+    pub debitor_id: CustomerId,
+    pub creditor_id: CustomerId,
+    /// Default-account snapshots at confirmation time (JSON objects), or `None`.
+    pub debitor: Option<Value>,
+    pub creditor: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClearingSum {
+    pub token_type: crate::domain::TokenType,
+    pub symbol: String,
+    pub debitor_id: CustomerId,
+    pub creditor_id: CustomerId,
+    pub count: i64,
+    pub amount: i64,
+}
+
+/// A committed event with its global sequence number, for live feeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub token: Uuid,
+    pub kind: crate::domain::TokenEventKind,
+    pub from: Option<TokenState>,
+    pub to: TokenState,
+    pub at: i64,
+    pub owner_id: CustomerId,
+    pub cash_customer_id: Option<CustomerId>,
+    pub version: i64,
+    /// The token's public snapshot after the event.
+    pub snapshot: Value,
 }

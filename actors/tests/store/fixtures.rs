@@ -108,6 +108,7 @@ pub fn insert_set(token: &Token) -> WriteSet {
     WriteSet {
         writes: vec![TokenWrite::Insert(token.clone())],
         events: vec![created_event(token)],
+        clearing: None,
     }
 }
 
@@ -116,6 +117,7 @@ pub fn update_set(token: &Token, from: TokenState) -> WriteSet {
     WriteSet {
         writes: vec![TokenWrite::Update(token.clone())],
         events: vec![event(token, TokenEventKind::Updated, Some(from))],
+        clearing: None,
     }
 }
 

@@ -151,6 +151,7 @@ pub async fn batch_with_conflicts(h: Harness) -> anyhow::Result<()> {
             WriteSet {
                 writes: vec![],
                 events: vec![],
+                clearing: None,
             }, // nothing to do: commits
         ])
         .await?;
@@ -188,6 +189,7 @@ pub async fn failed_later_write_commits_nothing(h: Harness) -> anyhow::Result<()
             TokenWrite::Update(missing),
         ],
         events: vec![fixtures::created_event(&first)],
+        clearing: None,
     };
     let result = h.store.commit(&[insert_set(&fine), broken]).await;
     assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}");
@@ -278,6 +280,7 @@ pub async fn set_order_decides_within_a_batch(h: Harness) -> anyhow::Result<()> 
             TokenWrite::Insert(remainder.clone()),
         ],
         events: vec![fixtures::created_event(&remainder)],
+        clearing: None,
     };
     let newcomer = fixtures::token(owner.id, device, Some("555555"));
     let other = fixtures::token(owner.id, device, None);
