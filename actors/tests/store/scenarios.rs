@@ -243,6 +243,7 @@ pub async fn partial_cashout_set(h: Harness) -> anyhow::Result<()> {
             ),
             fixtures::created_event(&remainder),
         ],
+        clearing: None,
     };
     assert_eq!(h.store.commit(&[set]).await?, vec![Committed]);
     assert_eq!(h.store.load_token(token.uuid).await?, Some(completed));
