@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use goose::goose::GooseRequestMetric;
+use goose::metrics::GooseRequestMetric;
 use goose::prelude::*;
 use rand::Rng as _;
 use serde_json::{json, Value};

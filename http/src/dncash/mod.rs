@@ -1,10 +1,14 @@
 //! The dncash-io protocol: Token API and Cash API, wire-compatible with the original server.
 
+mod admin_api;
 mod auth;
 mod cash_api;
+mod clearing_api;
 mod headers;
+mod mobile_api;
 mod token_api;
 mod views;
+mod websocket;
 
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use cashgrid_actors::store::Scope;
@@ -15,6 +19,10 @@ use crate::AppState;
 pub use auth::authenticate;
 
 pub fn configure(config: &mut web::ServiceConfig) {
+    admin_api::configure(config);
+    clearing_api::configure(config);
+    mobile_api::configure(config);
+    websocket::configure(config);
     config.service(
         web::scope("/dnapi/token/v1")
             .wrap(headers::ExpressHeaders)

@@ -40,7 +40,7 @@ async fn run() -> anyhow::Result<ExitCode> {
         attack = attack.register_scenario(scenario);
     }
     if let Some(host) = &host {
-        attack = attack.set_default(GooseDefault::Host, host.as_str())?;
+        attack = *attack.set_default(GooseDefault::Host, host.as_str())?;
     }
     let metrics = attack.execute().await?;
 

@@ -194,7 +194,8 @@ async fn run_mode(client: &mut tokio_postgres::Client, mode: Mode, args: &Args) 
                 .await?;
             }
             Mode::Pipelined | Mode::Both => {
-                let results = join_all(rows.iter().map(|row| tx.execute(&single, &row.params()))).await;
+                let params: Vec<_> = rows.iter().map(Row::params).collect();
+                let results = join_all(params.iter().map(|row| tx.execute(&single, row))).await;
                 for result in results {
                     result?;
                 }

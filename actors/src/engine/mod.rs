@@ -1,5 +1,12 @@
 //! The engine facade: what frontends call. It validates against engine state, routes commands
 //! to entity actors and reads committed rows for lists. It knows nothing of HTTP.
+//!
+//! Submodules add the facade's other areas as further `impl Engine` blocks.
+
+mod clearing;
+mod feed;
+mod portal;
+mod trigger;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

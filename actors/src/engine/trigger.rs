@@ -1,0 +1,5 @@
+//! Trigger codes: a cash device without a scanner gets a one-shot code the phone claims onto it.
+
+use super::Engine;
+
+impl Engine {}
