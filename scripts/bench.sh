@@ -97,7 +97,7 @@ run_goose() {
   shift 4
   log "goose: $scenario on $host, $USERS users, ${seconds}s ($name)"
   ( CASHGRID_LOAD_SUMMARY=$name.json timeout $((seconds + GOOSE_GRACE)) "$LOAD" \
-      --host "$host" --scenarios "$scenario" --users "$USERS" --hatch-rate "$USERS" \
+      --host "$host" --scenarios "$scenario" --users "$USERS" --increase-rate "$USERS" --no-telnet \
       --run-time "${seconds}s" --report-file "$name.html" --no-print-metrics "$@" \
       >"$name.goose.log" 2>&1
     # Children's user and system CPU seconds (bash's `times`, second line).
@@ -117,7 +117,7 @@ mkdir -p "$OUT"
 log "output in $OUT"
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- actors http src Cargo.toml 2>/dev/null || echo " (server tree has uncommitted changes)")"
   echo "cores: $(nproc)"
   echo "cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "postgres: $(psql -h 127.0.0.1 -U postgres -Atc 'select version()' | cut -d' ' -f1-2)"

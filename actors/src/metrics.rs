@@ -18,6 +18,8 @@ pub const ACTOR_RESTARTS: &str = "cashgrid_actor_restarts_total";
 pub const MAILBOX_WAIT: &str = "cashgrid_actor_mailbox_wait_seconds";
 pub const OVERLOAD_REJECTIONS: &str = "cashgrid_overload_rejections_total";
 pub const FENCE_CONFLICTS: &str = "cashgrid_store_fence_conflicts_total";
+pub const CASHOUT_AMOUNT: &str = "cashgrid_cashout_amount_minor_total";
+pub const CASHOUTS: &str = "cashgrid_cashouts_total";
 
 /// Bucket bounds (seconds) for latencies measured inside the engine: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
@@ -69,4 +71,16 @@ pub fn record_overload(kind: &'static str) {
 
 pub fn record_fence_conflict() {
     counter!(FENCE_CONFLICTS).increment(1);
+}
+
+/// A completed cash-out: its amount in minor units by currency. The currency is free text from
+/// clients, so only three-letter codes become labels; anything else counts as `other`.
+pub fn record_cashout(symbol: &str, amount_minor: i64) {
+    let currency = if symbol.len() == 3 && symbol.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+        symbol.to_ascii_uppercase()
+    } else {
+        "other".to_owned()
+    };
+    counter!(CASHOUT_AMOUNT, "currency" => currency.clone()).increment(u64::try_from(amount_minor).unwrap_or(0));
+    counter!(CASHOUTS, "currency" => currency).increment(1);
 }

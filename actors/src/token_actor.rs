@@ -14,7 +14,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
-use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, Transition};
+use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
 use crate::engine::{EngineError, Rejection, Shared};
 use crate::metrics as m;
 use crate::store::{TokenWrite, WriteOutcome, WriteSet};
@@ -246,6 +246,10 @@ async fn decide_and_commit(
             Ok(WriteOutcome::Committed) => {
                 for event in &transition.events {
                     m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
+                }
+                let confirmed = &transition.token;
+                if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
+                    m::record_cashout(&confirmed.symbol, confirmed.amount);
                 }
                 let answer = match transition.answer {
                     Ok(()) => Ok(transition.token.clone()),
