@@ -35,6 +35,11 @@ const ISSUE_ATTEMPTS: usize = 10;
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Bound on cached API keys; the cache is cleared when it would grow past it.
 const ACCESS_CACHE_MAX: usize = 100_000;
+/// How long a customer parameter read is reused. Changes made through this engine apply at
+/// once; changes by another node or the CLI within this time.
+const PARAM_CACHE_TTL: Duration = Duration::from_secs(2);
+/// Bound on cached parameters; the cache is cleared when it would grow past it.
+const PARAM_CACHE_MAX: usize = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -173,6 +178,11 @@ pub struct Confirmation {
     pub processing_info: Option<Value>,
 }
 
+struct CachedParam {
+    value: Option<Value>,
+    fetched: Instant,
+}
+
 struct CachedAccess {
     secret_hash: Vec<u8>,
     scope: Scope,
@@ -185,6 +195,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     config: Arc<EngineConfig>,
     access_cache: Arc<DashMap<String, CachedAccess>>,
+    param_cache: Arc<DashMap<(CustomerId, String), CachedParam>>,
     /// Kept so the arbiters live as long as the engine.
     _arbiters: Arc<Vec<Arbiter>>,
 }
@@ -210,6 +221,7 @@ impl Engine {
             shared,
             config: Arc::new(config),
             access_cache: Arc::new(DashMap::new()),
+            param_cache: Arc::new(DashMap::new()),
             _arbiters: Arc::new(all),
         }
     }
@@ -254,6 +266,37 @@ impl Engine {
         };
         let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, &secret_hash);
         Ok(matches.then_some(customer))
+    }
+
+    /// A customer parameter, read through a short-lived cache: the hot paths (issue, confirm)
+    /// would otherwise pay a query each.
+    pub async fn param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, EngineError> {
+        let cache_key = (customer, key.to_owned());
+        if let Some(entry) = self.param_cache.get(&cache_key) {
+            if entry.fetched.elapsed() < PARAM_CACHE_TTL {
+                return Ok(entry.value.clone());
+            }
+        }
+        let value = self.shared.store.load_param(customer, key).await?;
+        if self.param_cache.len() >= PARAM_CACHE_MAX {
+            self.param_cache.clear();
+        }
+        self.param_cache.insert(cache_key, CachedParam { value: value.clone(), fetched: Instant::now() });
+        Ok(value)
+    }
+
+    /// Set a customer parameter; it applies to this node's next request at once.
+    pub async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), EngineError> {
+        self.shared.store.save_param(customer, key, value).await?;
+        self.param_cache.remove(&(customer, key.to_owned()));
+        Ok(())
+    }
+
+    /// Remove a customer parameter (turns a flag off); applies at once on this node.
+    pub async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, EngineError> {
+        let removed = self.shared.store.delete_param(customer, key).await?;
+        self.param_cache.remove(&(customer, key.to_owned()));
+        Ok(removed)
     }
 
     pub async fn register_device(&self, customer: CustomerId, new: NewDevice) -> Result<Device, EngineError> {
@@ -302,7 +345,7 @@ impl Engine {
     pub async fn create_token(&self, customer: CustomerId, new: NewToken) -> Result<Token, EngineError> {
         let device = self.owned_device(customer, new.device).await?;
         let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
-        let plain = is_on(self.shared.store.load_param(customer, params::USE_PLAIN_CODES).await?.as_ref());
+        let plain = is_on(self.param(customer, params::USE_PLAIN_CODES).await?.as_ref());
         for _ in 0..ISSUE_ATTEMPTS {
             let uuid = Uuid::new_v4();
             let code = new_secure_code(plain);
@@ -362,7 +405,7 @@ impl Engine {
         confirmation: Confirmation,
     ) -> Result<Token, EngineError> {
         let partial_cashouts =
-            is_on(self.shared.store.load_param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
+            is_on(self.param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
         self.owned_device(cash_customer, cash_device).await?;
         let request = TokenRequest::Confirm {
             cash_device,
