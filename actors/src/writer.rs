@@ -133,3 +133,49 @@ async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) {
         let _ = reply.send(outcome);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::SqliteStore;
+
+    fn empty_set() -> WriteSet {
+        WriteSet { writes: Vec::new(), events: Vec::new(), clearing: None }
+    }
+
+    fn store() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join(format!("cashgrid-writer-{}", uuid::Uuid::new_v4()));
+        match SqliteStore::open(&dir) {
+            Ok(store) => Arc::new(store),
+            Err(error) => panic!("sqlite store: {error}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_overloaded_instead_of_waiting_forever() {
+        let config = WriterConfig { queue_capacity: 1, batch_max: 1, linger: Duration::ZERO };
+        // The commit task is not started, so nothing drains the queue.
+        let (writer, _idle_task) = Writer::new(store(), config, Duration::from_millis(50));
+        let first = writer.clone();
+        let parked = tokio::spawn(async move { first.commit(empty_set()).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(writer.commit(empty_set()).await, Err(WriteError::Overloaded));
+        parked.abort();
+    }
+
+    #[tokio::test]
+    async fn queued_sets_are_committed_together_and_each_gets_its_outcome() {
+        let config = WriterConfig { queue_capacity: 64, batch_max: 16, linger: Duration::from_millis(5) };
+        let (writer, task) = Writer::new(store(), config, Duration::from_secs(5));
+        tokio::spawn(task);
+        let commits: Vec<_> = (0..20)
+            .map(|_| {
+                let writer = writer.clone();
+                tokio::spawn(async move { writer.commit(empty_set()).await })
+            })
+            .collect();
+        for commit in commits {
+            assert_eq!(commit.await.ok(), Some(Ok(WriteOutcome::Committed)));
+        }
+    }
+}
