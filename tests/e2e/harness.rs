@@ -60,7 +60,7 @@ impl Backend {
     }
 }
 
-fn admin_url() -> String {
+pub fn admin_url() -> String {
     std::env::var(ADMIN_URL_VARIABLE).unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
 }
 

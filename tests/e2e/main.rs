@@ -27,6 +27,7 @@ mod expiry;
 mod operations;
 mod partial_cashouts;
 mod plain_codes;
+mod resilience;
 mod token_api;
 
 /// One `#[actix_web::test]` per backend for each `module::scenario`.
@@ -89,4 +90,14 @@ scenarios_on_both_backends! {
     code_storage::secure_codes_and_api_secrets_are_never_stored_in_cleartext,
     code_storage::secure_codes_and_api_secrets_never_appear_in_server_logs,
     code_storage::secure_codes_are_encrypted_with_random_padding,
+}
+
+/// Scenarios that need PostgreSQL itself (its connections can be cut from outside).
+mod postgres_only {
+    #[actix_web::test]
+    async fn postgres_lost_connections_answer_503_and_the_server_recovers() {
+        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
+            crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(backend).await;
+        }
+    }
 }
