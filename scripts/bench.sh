@@ -3,22 +3,31 @@
 #   1. the HTTP ceiling: a trivial actix-web JSON handler under the same goose load generator;
 #   2. the PostgreSQL ceiling: batched inserts of token-shaped rows (256 per transaction);
 #   3. cashgrid on PostgreSQL and on SQLite (fresh database / data directory each): durable
-#      lifecycles (create + claim + confirm) at peak (closed loop), then throttled to 80 % of
-#      that peak for per-step p50/p99;
+#      lifecycles (create + claim + confirm) in closed loop at several user counts; the best
+#      is the peak; then a run throttled to 80 % of that peak for per-step p50/p99;
 #   4. a report with cashgrid's figures as ratios of the ceilings measured in this same run.
 # Everything listens on 127.0.0.1 only. Output: target/bench/<UTC time>/ (goose HTML reports,
 # JSON summaries, server logs, /metrics scrapes) and the report on stdout (also report.md).
 #
-# Knobs (environment): BENCH_USERS (64), BENCH_PEAK_SECONDS (30), BENCH_PHASE_SECONDS (20),
-# BENCH_PG_SECONDS (10 per insert mode), BENCH_KEY_BITS (1024), BENCH_BACKENDS ("postgres sqlite"),
-# BENCH_PG (postgres://postgres@127.0.0.1:5432), BENCH_OUT (output directory).
+# The HTTP ceiling gets the same user sweep, and its best is the ceiling. Before it starts, the
+# run waits (at most BENCH_QUIET_WAIT seconds) for other work on the machine to calm down, and
+# it records how much CPU other processes took during every measured phase.
+#
+# Knobs (environment): BENCH_USERS_SWEEP ("32 64 128 256"), BENCH_PEAK_SECONDS (15 per user
+# count), BENCH_PHASE_SECONDS (20, the 80 % run), BENCH_CEILING_SECONDS (10 per user count),
+# BENCH_PG_SECONDS (10 per insert mode), BENCH_KEY_BITS (1024), BENCH_BACKENDS
+# ("postgres sqlite"), BENCH_QUIET_WAIT (300), BENCH_PG (postgres://postgres@127.0.0.1:5432),
+# BENCH_OUT (output directory), BENCH_CASHGRID (a cashgrid binary to measure instead of building
+# the work tree's, e.g. one built from a given commit; BENCH_CASHGRID_LABEL describes it).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-USERS=${BENCH_USERS:-64}
-PEAK_SECONDS=${BENCH_PEAK_SECONDS:-30}
+USERS_SWEEP=${BENCH_USERS_SWEEP:-32 64 128 256}
+PEAK_SECONDS=${BENCH_PEAK_SECONDS:-15}
 PHASE_SECONDS=${BENCH_PHASE_SECONDS:-20}
+CEILING_SECONDS=${BENCH_CEILING_SECONDS:-10}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-300}
 PG_SECONDS=${BENCH_PG_SECONDS:-10}
 KEY_BITS=${BENCH_KEY_BITS:-1024}
 BACKENDS=${BENCH_BACKENDS:-postgres sqlite}
@@ -29,7 +38,6 @@ START_TIMEOUT=60
 GOOSE_GRACE=60
 
 BIN=$ROOT/target/release
-CASHGRID=$BIN/cashgrid
 LOAD=$BIN/cashgrid-load
 RUN_ID=bench_$$_$(date +%s)
 
@@ -90,39 +98,98 @@ cpu_of_machine() {
   awk -v hz="$(getconf CLK_TCK)" '/^cpu / { print ($2 + $3 + $4 + $7 + $8 + $9) / hz }' /proc/stat
 }
 
-# run_goose NAME HOST SCENARIO SECONDS [extra goose flags...]: one bounded goose run; writes
-# NAME.json (summary) and NAME.html (goose report); prints goose's CPU seconds to NAME.cpu.
+# run_goose NAME HOST SCENARIO USERS SECONDS [extra goose flags...]: one bounded goose run;
+# writes NAME.json (summary), NAME.html (goose report) and NAME.cpu (goose's CPU seconds).
 run_goose() {
-  local name=$1 host=$2 scenario=$3 seconds=$4
-  shift 4
-  log "goose: $scenario on $host, $USERS users, ${seconds}s ($name)"
+  local name=$1 host=$2 scenario=$3 users=$4 seconds=$5
+  shift 5
+  log "goose: $scenario on $host, $users users, ${seconds}s ($(basename "$name"))"
   ( CASHGRID_LOAD_SUMMARY=$name.json timeout $((seconds + GOOSE_GRACE)) "$LOAD" \
-      --host "$host" --scenarios "$scenario" --users "$USERS" --increase-rate "$USERS" --no-telnet \
+      --host "$host" --scenarios "$scenario" --users "$users" --increase-rate "$users" --no-telnet \
       --run-time "${seconds}s" --report-file "$name.html" --no-print-metrics "$@" \
       >"$name.goose.log" 2>&1
-    # Children's user and system CPU seconds (bash's `times`, second line).
-    times | tail -n 1 | awk '{ gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' >"$name.cpu" )
+    # This subshell's children's user and system CPU seconds: bash's `times`, second line
+    # (`times` must not run in a pipeline, whose subshell has no children).
+    times >"$name.times"
+    tail -n 1 "$name.times" | awk '{ gsub(/[ms]/, " "); print $1 * 60 + $2 + $3 * 60 + $4 }' >"$name.cpu" )
 }
 
 field() { # field FILE KEY: a top-level number from a summary
   grep -o "\"$2\": [0-9.e+-]*" "$1" | head -n 1 | awk '{ print $2 }'
 }
 
+# measured NAME SERVER_PID COMMAND...: run COMMAND and write NAME.cpu-all: CPU seconds the
+# server, PostgreSQL, goose, the whole machine and everything else used meanwhile.
+measured() {
+  local name=$1 server=$2
+  shift 2
+  local s0 p0 m0 s1 p1 m1 goose
+  s0=$(cpu_of "$server"); p0=$(cpu_of_postgres); m0=$(cpu_of_machine)
+  "$@"
+  s1=$(cpu_of "$server"); p1=$(cpu_of_postgres); m1=$(cpu_of_machine)
+  goose=$(cat "$name.cpu" 2>/dev/null || echo 0)
+  awk -v s="$(awk -v a="$s1" -v b="$s0" 'BEGIN { print a - b }')" \
+      -v p="$(awk -v a="$p1" -v b="$p0" 'BEGIN { print a - b }')" \
+      -v m="$(awk -v a="$m1" -v b="$m0" 'BEGIN { print a - b }')" -v g="$goose" 'BEGIN {
+        printf "server %.2f\npostgres %.2f\ngoose %.2f\nothers %.2f\nmachine %.2f\n", s, p, g, m - s - p - g, m
+      }' >"$name.cpu-all"
+}
+
+# best_of PREFIX USERS...: the user count whose PREFIX-u<N>.json has the most requests/s.
+best_of() {
+  local prefix=$1 best= best_rps=0 users rps
+  shift
+  for users in "$@"; do
+    rps=$(field "$prefix-u$users.json" http_per_second 2>/dev/null || echo 0)
+    if awk -v a="${rps:-0}" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then
+      best=$users
+      best_rps=$rps
+    fi
+  done
+  echo "$best"
+}
+
+# Wait (bounded) until the machine is quiet: under a quarter of a core busy over 3 seconds.
+wait_for_quiet() {
+  local waited=0 m0 m1 busy
+  while :; do
+    m0=$(cpu_of_machine); sleep 3; m1=$(cpu_of_machine)
+    busy=$(awk -v a="$m1" -v b="$m0" 'BEGIN { printf "%.2f", (a - b) / 3 }')
+    if awk -v b="$busy" 'BEGIN { exit !(b < 0.25) }' || [ "$waited" -ge "$QUIET_WAIT" ]; then
+      echo "$busy"
+      return 0
+    fi
+    log "machine busy ($busy cores in use by other work); waiting (${waited}s of ${QUIET_WAIT}s)"
+    sleep 10
+    waited=$((waited + 13))
+  done
+}
+
 # --- build ---------------------------------------------------------------------------------
 log "building (release)"
-cargo build --release --quiet --bin cashgrid
+if [ -z "${BENCH_CASHGRID:-}" ]; then
+  cargo build --release --quiet --bin cashgrid
+fi
 (cd load-tests && cargo build --release --quiet --bins)
 scripts/ensure-postgres.sh
-mkdir -p "$OUT"
+mkdir -p "$OUT/bin"
+# A private copy of the server: other builds may replace target/release/cashgrid meanwhile.
+cp "${BENCH_CASHGRID:-$BIN/cashgrid}" "$OUT/bin/cashgrid"
+CASHGRID=$OUT/bin/cashgrid
 log "output in $OUT"
+quiet=$(wait_for_quiet)
 {
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- actors http src Cargo.toml 2>/dev/null || echo " (server tree has uncommitted changes)")"
+  if [ -n "${BENCH_CASHGRID:-}" ]; then
+    echo "server: given binary $BENCH_CASHGRID${BENCH_CASHGRID_LABEL:+ ($BENCH_CASHGRID_LABEL)}"
+  else
+    echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- actors http src Cargo.toml 2>/dev/null || echo " (server tree has uncommitted changes)")"
+  fi
   echo "cores: $(nproc)"
   echo "cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "postgres: $(psql -h 127.0.0.1 -U postgres -Atc 'select version()' | cut -d' ' -f1-2)"
-  echo "users: $USERS; peak ${PEAK_SECONDS}s; 80% phase ${PHASE_SECONDS}s; phone keys ${KEY_BITS}-bit"
-  echo "machine load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+  echo "users swept: $USERS_SWEEP; ${PEAK_SECONDS}s per user count; 80% run ${PHASE_SECONDS}s; phone keys ${KEY_BITS}-bit"
+  echo "other work on the machine just before the run: $quiet cores busy (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 } >"$OUT/meta.txt"
 
 # --- 1. HTTP ceiling -------------------------------------------------------------------------
@@ -130,7 +197,13 @@ log "output in $OUT"
 PIDS+=($!)
 CEILING_PID=$!
 CEILING_URL=$(wait_for_url "$OUT/ceiling-server.log")
-run_goose "$OUT/ceiling-http" "$CEILING_URL" ceilingjson "$PHASE_SECONDS"
+for users in $USERS_SWEEP; do
+  measured "$OUT/ceiling-http-u$users" "$CEILING_PID" \
+    run_goose "$OUT/ceiling-http-u$users" "$CEILING_URL" ceilingjson "$users" "$CEILING_SECONDS"
+done
+best=$(best_of "$OUT/ceiling-http" $USERS_SWEEP)
+cp "$OUT/ceiling-http-u$best.json" "$OUT/ceiling-http.json"
+cp "$OUT/ceiling-http-u$best.cpu-all" "$OUT/ceiling-http.cpu-all"
 stop "$CEILING_PID"
 
 # --- 2. PostgreSQL ceiling -------------------------------------------------------------------
@@ -159,23 +232,26 @@ for backend in $BACKENDS; do
   url=$(wait_for_url "$dir/server.out")
   log "cashgrid on $backend at $url"
   timeout 120 "$BIN/setup" --host "$url" "${store_args[@]}" --cashgrid "$CASHGRID" \
-    --phones 64 --atms "$USERS" --key-bits "$KEY_BITS" --out "$dir/fixture.json" 2>"$dir/setup.log"
+    --phones 64 --atms 256 --key-bits "$KEY_BITS" --out "$dir/fixture.json" 2>"$dir/setup.log"
   export CASHGRID_LOAD_FIXTURE=$dir/fixture.json
 
-  curl -s "$url/metrics" >"$dir/metrics-0.txt"
-  cpu_server=$(cpu_of "$server"); cpu_pg=$(cpu_of_postgres); cpu_all=$(cpu_of_machine)
-  run_goose "$dir/peak" "$url" atmlifecycle "$PEAK_SECONDS"
-  {
-    echo "cashgrid $(awk -v a="$(cpu_of "$server")" -v b="$cpu_server" 'BEGIN { print a - b }')"
-    echo "postgres $(awk -v a="$(cpu_of_postgres)" -v b="$cpu_pg" 'BEGIN { print a - b }')"
-    echo "goose $(cat "$dir/peak.cpu")"
-    echo "machine-total $(awk -v a="$(cpu_of_machine)" -v b="$cpu_all" 'BEGIN { print a - b }')"
-  } >"$dir/cpu-peak.txt"
-  curl -s "$url/metrics" >"$dir/metrics-1.txt"
+  for users in $USERS_SWEEP; do
+    curl -s "$url/metrics" >"$dir/metrics-u$users-before.txt"
+    measured "$dir/peak-u$users" "$server" \
+      run_goose "$dir/peak-u$users" "$url" atmlifecycle "$users" "$PEAK_SECONDS"
+    curl -s "$url/metrics" >"$dir/metrics-u$users-after.txt"
+  done
+  best=$(best_of "$dir/peak" $USERS_SWEEP)
+  cp "$dir/peak-u$best.json" "$dir/peak.json"
+  cp "$dir/peak-u$best.cpu-all" "$dir/cpu-peak.txt"
+  cp "$dir/metrics-u$best-before.txt" "$dir/metrics-0.txt"
+  cp "$dir/metrics-u$best-after.txt" "$dir/metrics-1.txt"
 
   peak_rps=$(field "$dir/peak.json" http_per_second)
   throttle=$(awk -v r="$peak_rps" 'BEGIN { t = int(0.8 * r); print (t < 1 ? 1 : t) }')
-  run_goose "$dir/p80" "$url" atmlifecycle "$PHASE_SECONDS" --throttle-requests "$throttle"
+  measured "$dir/p80" "$server" \
+    run_goose "$dir/p80" "$url" atmlifecycle "$best" "$PHASE_SECONDS" --throttle-requests "$throttle"
+  cp "$dir/p80.cpu-all" "$dir/cpu-p80.txt"
   curl -s "$url/metrics" >"$dir/metrics-2.txt"
 
   stop "$server"
@@ -195,4 +271,5 @@ done
   echo
   "$BIN/bench-report" "$OUT"
 } | tee "$OUT/report.md"
+rm -f "$OUT/bin/cashgrid"
 log "reports: $OUT (report.md, *.html)"

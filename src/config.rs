@@ -30,6 +30,14 @@ pub struct FileSettings {
     pub send_timeout_ms: Option<u64>,
     pub commit_batch_max: Option<usize>,
     pub commit_linger_us: Option<u64>,
+    pub fixed_trigger_codes: Option<bool>,
+    pub trigger_wait_ms: Option<u64>,
+    pub feed_buffer: Option<usize>,
+    pub expiry_interval_ms: Option<u64>,
+    pub max_history_days: Option<u32>,
+    pub jwt_secret: Option<String>,
+    pub jwt_valid_hours: Option<u64>,
+    pub captcha_off: Option<bool>,
 }
 
 impl FileSettings {
@@ -94,6 +102,31 @@ pub struct ServeArgs {
     /// Threads hosting entity actors [default: one per core].
     #[arg(long, env = "CASHGRID_ARBITERS")]
     arbiters: Option<usize>,
+    /// Every trigger code is its cash device's uuid (as the original's USE_FIXED_TRIGGER_CODES).
+    #[arg(long, env = "USE_FIXED_TRIGGER_CODES", value_parser = clap::builder::BoolishValueParser::new())]
+    fixed_trigger_codes: Option<bool>,
+    /// Longest a trigger long poll is held before it is answered 204 [default: 120000].
+    #[arg(long, env = "CASHGRID_TRIGGER_WAIT_MS")]
+    trigger_wait_ms: Option<u64>,
+    /// Events buffered per live-feed subscriber before it is dropped as too slow [default: 1024].
+    #[arg(long, env = "CASHGRID_FEED_BUFFER")]
+    feed_buffer: Option<usize>,
+    /// Daily, delete final tokens (with events and clearing rows) older than this many days;
+    /// 0 keeps them [default: 90].
+    #[arg(long, env = "MAX_HISTORY_DAYS")]
+    max_history_days: Option<u32>,
+    /// Portal JWT signing secret [default: a key derived from the server key]. Prefer the
+    /// environment or the configuration file: flags are visible to other local users.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Lifetime of a portal session in hours [default: 168].
+    #[arg(long, env = "JWT_VALID_HOURS")]
+    jwt_valid_hours: Option<u64>,
+    /// Allow portal self-registration without a captcha. reCAPTCHA cannot be verified by this
+    /// server, so registration is refused unless this is set.
+    #[arg(long, env = "CAPTCHA_OFF", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    captcha_off: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -124,6 +157,27 @@ impl ServeArgs {
         if let Some(linger) = file.commit_linger_us {
             engine.writer.linger = Duration::from_micros(linger);
         }
+        if let Some(fixed) = self.fixed_trigger_codes.or(file.fixed_trigger_codes) {
+            engine.triggers.fixed_codes = fixed;
+        }
+        if let Some(wait) = self.trigger_wait_ms.or(file.trigger_wait_ms) {
+            engine.triggers.wait_max = Duration::from_millis(wait.max(1));
+        }
+        if let Some(buffer) = self.feed_buffer.or(file.feed_buffer) {
+            engine.feed_buffer = buffer.max(1);
+        }
+        if let Some(interval) = file.expiry_interval_ms {
+            engine.expiry.interval = Duration::from_millis(interval.max(1));
+        }
+        if let Some(days) = self.max_history_days.or(file.max_history_days) {
+            engine.expiry.max_history_days = days;
+        }
+        let jwt_secret = self.jwt_secret.or_else(|| file.jwt_secret.clone());
+        engine.portal.jwt_secret = jwt_secret.and_then(cashgrid_actors::engine::portal::JwtSecret::new);
+        if let Some(hours) = self.jwt_valid_hours.or(file.jwt_valid_hours) {
+            engine.portal.jwt_valid_hours = hours.max(1);
+        }
+        engine.portal.captcha_off = self.captcha_off.or(file.captcha_off).unwrap_or(false);
         Ok(ServeSettings {
             bind,
             error_status,

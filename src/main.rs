@@ -32,6 +32,9 @@ enum Command {
     /// Manage API credentials.
     #[command(subcommand)]
     Access(admin::AccessCommand),
+    /// Manage portal users (admin API logins).
+    #[command(subcommand)]
+    User(admin::UserCommand),
     /// Manage customer parameters (USE_PLAIN_CODES, PARTIAL_CASHOUTS, ...).
     #[command(subcommand)]
     Param(admin::ParamCommand),
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => args.resolve(&file, store_settings).and_then(server::serve),
         Command::Customer(command) => admin::run_customer(store_settings, command),
         Command::Access(command) => admin::run_access(store_settings, command),
+        Command::User(command) => admin::run_user(store_settings, command),
         Command::Param(command) => admin::run_param(store_settings, command),
     };
     match result {

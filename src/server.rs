@@ -55,7 +55,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             .app_data(state.clone())
             .wrap(NormalizePath::new(TrailingSlash::Trim))
             .wrap(actix_web::middleware::from_fn(cashgrid_http::paths::lowercase_path))
-            .wrap(cashgrid_http::metrics::RequestMetrics)
+            .wrap(actix_web::middleware::from_fn(cashgrid_http::metrics::record_request))
             .configure(cashgrid_http::configure)
             .default_service(web::to(cashgrid_http::system::not_found))
     })

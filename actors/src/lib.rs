@@ -10,10 +10,13 @@ pub mod crypto;
 pub mod device_actor;
 pub mod domain;
 pub mod engine;
+pub mod expiry;
+pub mod feed_hub;
 pub mod metrics;
 pub mod registry;
 pub mod store;
 pub mod token_actor;
+pub mod trigger_actor;
 pub mod writer;
 
 pub use engine::{Engine, EngineConfig, EngineError, Rejection};

@@ -20,6 +20,13 @@ pub const OVERLOAD_REJECTIONS: &str = "cashgrid_overload_rejections_total";
 pub const FENCE_CONFLICTS: &str = "cashgrid_store_fence_conflicts_total";
 pub const CASHOUT_AMOUNT: &str = "cashgrid_cashout_amount_minor_total";
 pub const CASHOUTS: &str = "cashgrid_cashouts_total";
+pub const CLEARING_ROWS: &str = "cashgrid_clearing_rows_total";
+pub const TRIGGERS_CREATED: &str = "cashgrid_triggers_created_total";
+pub const TRIGGERS_LIVE: &str = "cashgrid_triggers_live";
+pub const TRIGGER_ENDS: &str = "cashgrid_trigger_ends_total";
+pub const TRIGGER_WAITERS: &str = "cashgrid_trigger_waiters";
+pub const TRIGGER_WAIT_ANSWERS: &str = "cashgrid_trigger_wait_answers_total";
+pub const TRIGGER_PUSHES: &str = "cashgrid_trigger_pushes_total";
 
 /// Bucket bounds (seconds) for latencies measured inside the engine: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
@@ -83,4 +90,36 @@ pub fn record_cashout(symbol: &str, amount_minor: i64) {
     };
     counter!(CASHOUT_AMOUNT, "currency" => currency.clone()).increment(u64::try_from(amount_minor).unwrap_or(0));
     counter!(CASHOUTS, "currency" => currency).increment(1);
+}
+
+/// A clearing row committed with a COMPLETED cash-out or cash-in.
+pub fn record_clearing(token_type: &'static str) {
+    counter!(CLEARING_ROWS, "type" => token_type).increment(1);
+}
+
+pub fn record_trigger_created() {
+    counter!(TRIGGERS_CREATED).increment(1);
+}
+
+/// Why a trigger code left memory: `used`, `expired` or `replaced` (a fixed code re-created).
+pub fn record_trigger_end(reason: &'static str) {
+    counter!(TRIGGER_ENDS, "reason" => reason).increment(1);
+}
+
+/// Trigger codes held, and waiting long polls and device sockets, after a change.
+pub fn set_trigger_gauges(live: usize, polls: usize, sockets: usize) {
+    gauge!(TRIGGERS_LIVE).set(live as f64);
+    gauge!(TRIGGER_WAITERS, "channel" => "poll").set(polls as f64);
+    gauge!(TRIGGER_WAITERS, "channel" => "socket").set(sockets as f64);
+}
+
+/// How a trigger long poll ended: `locked`, `expired`, `replaced` or `timeout`.
+pub fn record_trigger_wait_answer(answer: &'static str) {
+    counter!(TRIGGER_WAIT_ANSWERS, "answer" => answer).increment(1);
+}
+
+/// A locked token pushed to a device socket (`sent`), or not, because its buffer was full
+/// (`dropped`; the socket is closed).
+pub fn record_trigger_push(result: &'static str) {
+    counter!(TRIGGER_PUSHES, "result" => result).increment(1);
 }

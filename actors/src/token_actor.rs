@@ -17,7 +17,7 @@ use crate::clock::now_millis;
 use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
 use crate::engine::{EngineError, Rejection, Shared};
 use crate::metrics as m;
-use crate::store::{TokenWrite, WriteOutcome, WriteSet};
+use crate::store::{ClearingWrite, TokenWrite, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
 
 /// Messages that may wait in one token's mailbox before senders are held back.
@@ -35,6 +35,8 @@ const KIND: &str = "token";
 #[derive(Debug, Clone)]
 pub enum TokenRequest {
     Claim { cash_device: Uuid, cash_customer: i64, code: Vec<u8> },
+    /// A claim through a trigger code; the engine verified the phone's signature.
+    TriggerClaim { cash_device: Uuid, cash_customer: i64, code: Vec<u8>, signature_valid: bool },
     Confirm {
         cash_device: Uuid,
         cash_customer: i64,
@@ -46,15 +48,19 @@ pub enum TokenRequest {
     },
     Update { caller: i64, clearstate: Option<i64>, info: Option<Value> },
     Delete { caller: i64, device: Uuid },
+    /// Active expiry: an OPEN token past `expires` becomes EXPIRED (`NotOpen` otherwise).
+    Expire,
 }
 
 impl TokenRequest {
     fn name(&self) -> &'static str {
         match self {
             Self::Claim { .. } => "claim",
+            Self::TriggerClaim { .. } => "trigger_claim",
             Self::Confirm { .. } => "confirm",
             Self::Update { .. } => "update",
             Self::Delete { .. } => "delete",
+            Self::Expire => "expire",
         }
     }
 }
@@ -198,6 +204,15 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
                 .as_deref()
                 .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
         },
+        TokenRequest::TriggerClaim { cash_device, cash_customer, code, signature_valid } => TokenCommand::TriggerClaim {
+            cash_device: *cash_device,
+            cash_customer: *cash_customer,
+            signature_valid: *signature_valid,
+            code_matches: token
+                .code_hash
+                .as_deref()
+                .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
+        },
         TokenRequest::Confirm {
             cash_device,
             cash_customer,
@@ -219,13 +234,20 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
             TokenCommand::Update { caller: *caller, clearstate: *clearstate, info: info.clone() }
         }
         TokenRequest::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
+        TokenRequest::Expire => TokenCommand::Expire,
     }
 }
 
 fn write_set(transition: &Transition) -> WriteSet {
     let mut writes = vec![TokenWrite::Update(transition.token.clone())];
     writes.extend(transition.spawned.clone().map(TokenWrite::Insert));
-    WriteSet { writes, events: transition.events.clone(), clearing: None }
+    let clearing = transition.clearing.map(|clearing| ClearingWrite {
+        token: transition.token.uuid,
+        debitor_id: clearing.debitor,
+        creditor_id: clearing.creditor,
+        created: clearing.at,
+    });
+    WriteSet { writes, events: transition.events.clone(), clearing }
 }
 
 async fn decide_and_commit(
@@ -250,6 +272,9 @@ async fn decide_and_commit(
                 let confirmed = &transition.token;
                 if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
                     m::record_cashout(&confirmed.symbol, confirmed.amount);
+                }
+                if transition.clearing.is_some() {
+                    m::record_clearing(confirmed.token_type.as_str());
                 }
                 let answer = match transition.answer {
                     Ok(()) => Ok(transition.token.clone()),

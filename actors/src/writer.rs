@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::metrics as m;
 use crate::store::{Store, StoreError, WriteOutcome, WriteSet};
@@ -49,6 +49,8 @@ struct Job {
 pub struct Writer {
     queue: mpsc::Sender<Job>,
     enqueue_timeout: Duration,
+    /// Counts successful commits; live feeds wait on it instead of polling.
+    commits: watch::Receiver<u64>,
 }
 
 impl Writer {
@@ -59,7 +61,13 @@ impl Writer {
         enqueue_timeout: Duration,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (queue, jobs) = mpsc::channel(config.queue_capacity.max(1));
-        (Self { queue, enqueue_timeout }, run(store, config, jobs))
+        let (committed, commits) = watch::channel(0);
+        (Self { queue, enqueue_timeout, commits }, run(store, config, jobs, committed))
+    }
+
+    /// Changes after every successful commit (its value counts them).
+    pub fn commits(&self) -> watch::Receiver<u64> {
+        self.commits.clone()
     }
 
     /// Commit one write set; resolves once it is durable (or known not to be).
@@ -75,13 +83,15 @@ impl Writer {
     }
 }
 
-async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiver<Job>) {
+async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiver<Job>, committed: watch::Sender<u64>) {
     let batch_max = config.batch_max.max(1);
     let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
     while let Some(first) = jobs.recv().await {
         batch.push(first);
         collect(&mut jobs, &mut batch, batch_max, config.linger).await;
-        commit_batch(store.as_ref(), &mut batch).await;
+        if commit_batch(store.as_ref(), &mut batch).await {
+            committed.send_modify(|count| *count = count.wrapping_add(1));
+        }
     }
 }
 
@@ -105,14 +115,16 @@ async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max
     }
 }
 
-async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) {
+/// Commit the batch and answer every waiter; `true` when the transaction committed.
+async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) -> bool {
     let started = Instant::now();
     for job in batch.iter() {
         m::record_writer_queue_wait(started.saturating_duration_since(job.enqueued));
     }
     let (sets, replies): (Vec<WriteSet>, Vec<_>) = batch.drain(..).map(|job| (job.set, job.reply)).unzip();
     let result = store.commit(&sets).await;
-    m::record_commit(sets.len(), started.elapsed(), result.is_ok());
+    let committed = result.is_ok();
+    m::record_commit(sets.len(), started.elapsed(), committed);
     let outcomes = match result {
         Ok(outcomes) if outcomes.len() == replies.len() => outcomes.into_iter().map(Ok).collect(),
         Ok(outcomes) => {
@@ -132,6 +144,7 @@ async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) {
         // A waiter that gave up is fine: its change is committed (or not) all the same.
         let _ = reply.send(outcome);
     }
+    committed
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
-//! The store contract, run against both backends: every scenario in `store/scenarios.rs` runs as
+//! The store contract, run against both backends: every scenario in `store/scenarios.rs` and
+//! `store/portal.rs` runs as
 //! `sqlite::<name>` (a fresh data directory per test) and as `postgres::<name>` (a fresh
 //! database `cashgrid_test_<uuid>` per test, created through the admin URL in
 //! `CASHGRID_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and
@@ -8,18 +9,19 @@
 mod store {
     pub mod fixtures;
     pub mod harness;
+    pub mod portal;
     pub mod scenarios;
 }
 
-use store::{harness, scenarios};
+use store::{harness, portal, scenarios};
 
 macro_rules! on_both_backends {
-    ($($name:ident),* $(,)?) => {
+    ($($module:ident::$name:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::harness::with_sqlite(crate::scenarios::$name).await
+                    crate::harness::with_sqlite(crate::$module::$name).await
                 }
             )*
         }
@@ -28,7 +30,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test]
                 async fn $name() -> anyhow::Result<()> {
-                    crate::harness::with_postgres(crate::scenarios::$name).await
+                    crate::harness::with_postgres(crate::$module::$name).await
                 }
             )*
         }
@@ -36,18 +38,30 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
-    token_round_trip,
-    version_fence,
-    batch_with_conflicts,
-    failed_later_write_commits_nothing,
-    partial_cashout_set,
-    set_order_decides_within_a_batch,
-    duplicate_plain_code,
-    list_tokens_filters_and_order,
-    customers_access_params,
-    devices,
-    large_batch_keeps_set_order,
-    ping,
+    scenarios::token_round_trip,
+    scenarios::version_fence,
+    scenarios::batch_with_conflicts,
+    scenarios::failed_later_write_commits_nothing,
+    scenarios::partial_cashout_set,
+    scenarios::set_order_decides_within_a_batch,
+    scenarios::duplicate_plain_code,
+    scenarios::list_tokens_filters_and_order,
+    scenarios::customers_access_params,
+    scenarios::devices,
+    scenarios::large_batch_keeps_set_order,
+    scenarios::ping,
+    portal::event_payloads_are_token_snapshots,
+    portal::clearing_snapshots_default_accounts_at_commit,
+    portal::default_account_rule,
+    portal::journal_entries,
+    portal::events_after_resumes_and_filters,
+    portal::due_expiries_oldest_first,
+    portal::delete_history_keeps_live_tokens,
+    portal::delete_history_in_batches,
+    portal::token_stats_by_state_and_type,
+    portal::device_admin,
+    portal::portal_customers,
+    portal::access_records,
 );
 
 mod sqlite_only {
@@ -100,7 +114,7 @@ mod sqlite_only {
             conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
                 row.get(0)
             })?;
-        assert_eq!(versions, 1);
+        assert_eq!(versions, 2);
         Ok(())
     }
 
@@ -163,7 +177,7 @@ mod postgres_only {
                 .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
                 .await?
                 .try_get(0)?;
-            assert_eq!(versions, 1);
+            assert_eq!(versions, 2);
             drop(client);
             connection.await??;
             Ok(())

@@ -164,7 +164,10 @@ async fn hot_contend(user: &mut GooseUser) -> TransactionResult {
 pub struct HotVerdict {
     pub tokens: usize,
     pub exactly_one_winner: usize,
+    /// Claimed, yet no claim won: a claim failed (see goose's errors).
     pub no_winner: usize,
+    /// Issued as the run ended, never claimed.
+    pub unclaimed: usize,
     pub several_winners: usize,
     pub expected_refusals: usize,
     pub other_answers: u64,
@@ -180,6 +183,7 @@ impl HotVerdict {
             tokens: 0,
             exactly_one_winner: 0,
             no_winner: 0,
+            unclaimed: 0,
             several_winners: 0,
             expected_refusals: 0,
             other_answers: HOT_OTHER_ANSWERS.load(Ordering::Relaxed),
@@ -188,6 +192,7 @@ impl HotVerdict {
             verdict.tokens += 1;
             verdict.expected_refusals += token.losses.load(Ordering::Relaxed);
             match token.wins.load(Ordering::Relaxed) {
+                0 if token.claims.load(Ordering::Relaxed) == 0 => verdict.unclaimed += 1,
                 0 => verdict.no_winner += 1,
                 1 => verdict.exactly_one_winner += 1,
                 _ => verdict.several_winners += 1,
@@ -201,6 +206,7 @@ impl HotVerdict {
             "tokens": self.tokens,
             "exactly_one_winner": self.exactly_one_winner,
             "no_winner": self.no_winner,
+            "unclaimed": self.unclaimed,
             "several_winners": self.several_winners,
             "expected_refusals": self.expected_refusals,
             "other_answers": self.other_answers,

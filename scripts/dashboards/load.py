@@ -16,8 +16,8 @@ Phases, all inside --duration seconds and run side by side:
     requests queue on a few tokens: failed commits (result="error"), actor restarts, 503s
     (cashgrid_http_server_errors_total) and, with a short send_timeout_ms, overload rejections.
 
-This is the fallback driver; once load-tests/ has its goose binary, check-dashboards.sh can use
-that for the worker phase (see grafana/README.md).
+check-dashboards.sh runs it beside goose (load-tests/, which carries the volume) with one
+worker, or alone with six workers under CHECK_DASHBOARDS_LOAD=python (see grafana/README.md).
 """
 
 import argparse
@@ -362,6 +362,22 @@ def fault(port, bank, sqlite_path, start_at, hold, stop_flag):
         t.join(timeout=30)
 
 
+ERRORS = []
+
+
+def guarded(function):
+    """Run a phase; an exception fails the whole load instead of vanishing with its thread."""
+
+    def run(*args):
+        try:
+            function(*args)
+        except Exception as error:  # noqa: BLE001 - reported and turned into the exit status
+            ERRORS.append(f"{function.__name__}: {error!r}")
+            print(f"load: {function.__name__} failed: {error!r}", file=sys.stderr)
+
+    return run
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--port", type=int, required=True, help="node A's port")
@@ -381,15 +397,17 @@ def main():
     started = time.monotonic()
     deadline = started + args.duration
     stop_flag = threading.Event()
-    threads = [threading.Thread(target=worker, args=(args.port, bank, deadline, i), daemon=True)
+    threads = [threading.Thread(target=guarded(worker), args=(args.port, bank, deadline, i), daemon=True)
                for i in range(args.workers)]
     if args.node_b:
-        threads.append(threading.Thread(target=fence, args=(args.port, args.node_b, bank, started + 2, 20),
+        # Inside the check's 30 s rate window, before the fault phase.
+        threads.append(threading.Thread(target=guarded(fence), args=(args.port, args.node_b, bank,
+                                                            started + min(8.0, args.duration / 4), 20),
                                         daemon=True))
     if args.sqlite:
         # Late enough that the check's rate windows still see it, early enough to end in time.
         start_at = started + max(2.0, args.duration - args.fault_hold - 6)
-        threads.append(threading.Thread(target=fault,
+        threads.append(threading.Thread(target=guarded(fault),
                                         args=(args.port, bank, args.sqlite, start_at, args.fault_hold, stop_flag),
                                         daemon=True))
     for t in threads:
@@ -403,6 +421,8 @@ def main():
     print(f"load: {total} requests in {time.monotonic() - started:.1f}s", file=sys.stderr)
     for (what, status), count in sorted(STATS.counts.items(), key=lambda kv: (kv[0][0], str(kv[0][1]))):
         print(f"load:   {what:<24} {status!s:>8} {count:>6}", file=sys.stderr)
+    if ERRORS:
+        sys.exit("load: " + "; ".join(ERRORS))
     if hung:
         sys.exit(f"load: {len(hung)} load threads did not finish")
     if total == 0:

@@ -24,11 +24,17 @@ mod compat;
 mod durability;
 mod errors;
 mod expiry;
+mod active_expiry;
+mod live_feeds;
 mod operations;
 mod partial_cashouts;
 mod plain_codes;
 mod resilience;
 mod token_api;
+mod triggers;
+mod clearing;
+mod admin;
+mod admin_resources;
 
 /// One `#[actix_web::test]` per backend for each `module::scenario`.
 macro_rules! scenarios_on_both_backends {
@@ -56,6 +62,12 @@ macro_rules! scenarios_on_both_backends {
 }
 
 scenarios_on_both_backends! {
+    live_feeds::a_bank_sees_every_state_change_of_a_thousand_tokens_in_order_across_a_reconnect,
+    live_feeds::the_original_feeds_tell_owner_cash_customer_and_admin_which_token_changed,
+    live_feeds::unknown_keys_and_paths_are_closed_at_once,
+    live_feeds::the_admin_feed_needs_a_portal_session_and_says_change,
+    live_feeds::a_consumer_that_stops_reading_is_closed_with_the_seq_to_resume_from,
+    active_expiry::an_open_token_expires_on_time_without_a_claim_and_the_feed_says_so,
     cashout::a_full_cash_out_takes_a_token_from_open_to_completed,
     cashout::phones_with_pkcs1_spki_and_rewrapped_keys_all_receive_working_codes,
     cashout::devices_keep_type_position_and_info_as_registered,
@@ -90,6 +102,31 @@ scenarios_on_both_backends! {
     code_storage::secure_codes_and_api_secrets_are_never_stored_in_cleartext,
     code_storage::secure_codes_and_api_secrets_never_appear_in_server_logs,
     code_storage::secure_codes_are_encrypted_with_random_padding,
+    triggers::a_phone_trigger_locks_the_token_and_answers_the_waiting_poll,
+    triggers::a_used_trigger_cannot_be_used_again,
+    triggers::an_expired_trigger_is_refused,
+    triggers::a_bad_signature_rejects_the_token_and_keeps_the_trigger,
+    triggers::a_missing_signature_is_refused_and_leaves_the_token_open,
+    triggers::a_wrong_code_through_a_trigger_answers_in_the_global_error_format,
+    triggers::a_newer_poll_takes_over_and_the_older_one_is_answered,
+    triggers::a_long_poll_ends_after_the_server_bound_and_the_trigger_stays_valid,
+    triggers::fixed_trigger_codes_are_the_cash_device_uuid,
+    triggers::the_device_socket_receives_locked_tokens,
+    clearing::completed_cash_outs_and_cash_ins_leave_one_clearing_row_each,
+    clearing::clearing_sums_name_debitor_and_creditor,
+    clearing::clearing_filters_read_dates_and_types_like_the_original,
+    clearing::other_customers_see_no_clearings_and_admins_name_whom_they_see,
+    clearing::clearing_rows_snapshot_each_partys_default_account,
+    admin::registration_and_login_issue_jwts_with_the_original_claims,
+    admin::wrong_passwords_are_answered_ever_later,
+    admin::two_factor_login_needs_the_current_code,
+    admin::password_changes_follow_the_original_rules,
+    admin::only_admins_create_users_and_manage_customers,
+    admin_resources::api_credentials_are_created_revealed_and_deleted,
+    admin_resources::parameters_switch_plain_codes_on_and_off,
+    admin_resources::accounts_keep_exactly_one_default,
+    admin_resources::token_stats_journal_and_devices_follow_a_cash_out,
+    admin_resources::the_store_holds_no_plaintext_password_or_api_secret,
 }
 
 /// Scenarios that need PostgreSQL itself (its connections can be cut from outside).

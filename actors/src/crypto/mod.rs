@@ -4,6 +4,8 @@
 //! under a server key that lives outside the database, so a leaked database reveals neither and
 //! does not allow an offline brute force of the six-byte codes.
 
+pub mod password;
+mod sealing;
 mod server_key;
 
 use base64::Engine as _;
@@ -15,6 +17,7 @@ use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
 use sha2::Sha256;
 use uuid::Uuid;
 
+pub use sealing::{SealError, Sealer};
 pub use server_key::{ServerKey, ServerKeyError};
 
 type HmacSha256 = Hmac<Sha256>;

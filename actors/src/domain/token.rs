@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::clearing::{clearing_for, Clearing};
 use super::{CustomerId, Millis};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -177,6 +178,10 @@ pub enum TokenCommand {
     /// Verify and lock (Cash API claim or Mobile trigger). `code_matches` is the result of the
     /// keyed-hash comparison the shell made: the domain never sees the key.
     Claim { cash_device: Uuid, cash_customer: CustomerId, code_matches: bool },
+    /// A claim through a trigger code (Mobile API): the phone's signature over trigger code and
+    /// radiocode is checked before the code. `signature_valid` is the shell's verification
+    /// with the token device's key; a bad signature rejects the token like a wrong code.
+    TriggerClaim { cash_device: Uuid, cash_customer: CustomerId, signature_valid: bool, code_matches: bool },
     /// Finish a LOCKED token. `state` is `None` when the requested value is not a final state.
     Confirm {
         cash_device: Uuid,
@@ -204,6 +209,8 @@ pub enum TokenRejection {
     NotOpen,
     NotLocked,
     InvalidCode,
+    /// A trigger claim whose signature did not verify (the token is rejected).
+    InvalidSignature,
     LockedByAnotherDevice,
     InvalidConfirmState,
     IllegalAmountIncrease,
@@ -261,6 +268,8 @@ pub struct Transition {
     pub spawned: Option<Token>,
     pub events: Vec<TokenEvent>,
     pub answer: Result<(), TokenRejection>,
+    /// The clearing row to write with this transition (a COMPLETED cash-out or cash-in).
+    pub clearing: Option<Clearing>,
 }
 
 impl Token {
@@ -362,7 +371,11 @@ impl Token {
 pub fn apply(token: &Token, command: &TokenCommand, now: Millis) -> Result<Transition, TokenRejection> {
     match command {
         TokenCommand::Claim { cash_device, cash_customer, code_matches } => {
-            claim(token, *cash_device, *cash_customer, *code_matches, now)
+            claim(token, *cash_device, *cash_customer, Ok(*code_matches), now)
+        }
+        TokenCommand::TriggerClaim { cash_device, cash_customer, signature_valid, code_matches } => {
+            let verified = if *signature_valid { Ok(*code_matches) } else { Err(TokenRejection::InvalidSignature) };
+            claim(token, *cash_device, *cash_customer, verified, now)
         }
         TokenCommand::Confirm {
             cash_device,
@@ -401,14 +414,16 @@ fn expire(token: &Token, now: Millis) -> Option<Transition> {
     next.state = TokenState::Expired;
     next.clear_codes();
     let event = next.event(TokenEventKind::Expired, Some(token.state), now, None);
-    Some(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()) })
+    Some(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
 }
 
+/// `verified`: `Ok(code_matches)`, or the reason the presented proof failed before the code
+/// was looked at (a trigger claim's bad signature).
 fn claim(
     token: &Token,
     cash_device: Uuid,
     cash_customer: CustomerId,
-    code_matches: bool,
+    verified: Result<bool, TokenRejection>,
     now: Millis,
 ) -> Result<Transition, TokenRejection> {
     // The original sweeps expired tokens before looking at the claimed one.
@@ -423,17 +438,25 @@ fn claim(
     next.updated = Some(now);
     next.lock_device = Some(cash_device);
     next.lock_customer_id = Some(cash_customer);
-    let (kind, answer) = if code_matches {
-        next.state = TokenState::Locked;
-        (TokenEventKind::Locked, Ok(()))
-    } else {
-        // Any wrong code kills the token: no guessing rounds against a six-byte code.
-        next.state = TokenState::Rejected;
-        next.clear_codes();
-        (TokenEventKind::Rejected, Err(TokenRejection::InvalidCode))
+    let failure = match verified {
+        Ok(true) => None,
+        Ok(false) => Some(TokenRejection::InvalidCode),
+        Err(reason) => Some(reason),
+    };
+    let (kind, answer) = match failure {
+        None => {
+            next.state = TokenState::Locked;
+            (TokenEventKind::Locked, Ok(()))
+        }
+        Some(reason) => {
+            // Any wrong code or signature kills the token: no guessing rounds.
+            next.state = TokenState::Rejected;
+            next.clear_codes();
+            (TokenEventKind::Rejected, Err(reason))
+        }
     };
     let event = next.event(kind, Some(token.state), now, Some(cash_customer));
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer })
+    Ok(Transition { token: next, spawned: None, events: vec![event], answer, clearing: None })
 }
 
 struct Confirmation {
@@ -483,7 +506,8 @@ fn confirm(token: &Token, confirmation: Confirmation, now: Millis) -> Result<Tra
         }
         Some(_) | None => None,
     };
-    Ok(Transition { token: next, spawned, events, answer: Ok(()) })
+    let clearing = clearing_for(next.token_type, next.state, next.owner_id, confirmation.cash_customer, now);
+    Ok(Transition { token: next, spawned, events, answer: Ok(()), clearing })
 }
 
 /// The rest of a partial cash-out: a fresh OPEN token that the same radiocode claims.
@@ -525,7 +549,7 @@ fn update(
     }
     // The original does not touch `updated` here; neither do we.
     let event = next.event(TokenEventKind::Updated, Some(token.state), now, None);
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()) })
+    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
 }
 
 fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Result<Transition, TokenRejection> {
@@ -536,7 +560,7 @@ fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Resul
     next.state = TokenState::Deleted;
     next.clear_codes();
     let event = next.event(TokenEventKind::Deleted, Some(token.state), now, None);
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()) })
+    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
 }
 
 #[cfg(test)]

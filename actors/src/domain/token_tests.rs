@@ -49,6 +49,14 @@ fn command() -> impl Strategy<Value = TokenCommand> {
             cash_customer: i64::from(cash),
             code_matches,
         }),
+        (2_u8..5, prop::bool::ANY, prop::bool::ANY).prop_map(|(cash, signature_valid, code_matches)| {
+            TokenCommand::TriggerClaim {
+                cash_device: device(cash),
+                cash_customer: i64::from(cash),
+                signature_valid,
+                code_matches,
+            }
+        }),
         (2_u8..5, confirm_state, prop::option::of(-50_i64..20_000), prop::bool::ANY).prop_map(
             |(cash, state, amount, partial)| TokenCommand::Confirm {
                 cash_device: device(cash),
@@ -109,6 +117,16 @@ proptest! {
                     prop_assert!(next.amount >= 0, "amounts never go negative");
                     if before.state == TokenState::Locked && next.state.is_final() && token_type == TokenType::Cashout {
                         prop_assert!(next.amount <= before.amount, "a cash-out never pays more than issued");
+                    }
+                    let clears = before.state == TokenState::Locked
+                        && next.state == TokenState::Completed
+                        && matches!(token_type, TokenType::Cashout | TokenType::Cashin);
+                    prop_assert_eq!(transition.clearing.is_some(), clears, "clearing only for completed cash-outs and cash-ins");
+                    if let Some(clearing) = transition.clearing {
+                        let cash = next.lock_customer_id.unwrap_or_default();
+                        let expected = if token_type == TokenType::Cashout { (OWNER, cash) } else { (cash, OWNER) };
+                        prop_assert_eq!((clearing.debitor, clearing.creditor), expected);
+                        prop_assert_eq!(Some(clearing.at), next.updated);
                     }
                     if let Some(remainder) = &transition.spawned {
                         prop_assert_eq!(remainder.amount + next.amount, before.amount, "a partial cash-out conserves money");
@@ -195,4 +213,79 @@ fn canceling_with_amount_zero_reissues_the_full_amount_when_partial() {
     let remainder = transition.spawned.unwrap_or_else(|| panic!("a remainder"));
     assert_eq!(remainder.amount, 100);
     assert_eq!(remainder.info, Some(json!({"partial_from_uuid": token.uuid.to_string()})));
+}
+
+fn locked_by(cash: u8, token_type: TokenType) -> Token {
+    let token = open_token(token_type, 100, None);
+    let claim = TokenCommand::Claim { cash_device: device(cash), cash_customer: i64::from(cash), code_matches: true };
+    apply(&token, &claim, 1_500).unwrap_or_else(|_| panic!("locked")).token
+}
+
+fn completed(locked: &Token, cash: u8, state: ConfirmState) -> Transition {
+    let confirm = TokenCommand::Confirm {
+        cash_device: device(cash),
+        cash_customer: i64::from(cash),
+        state: Some(state),
+        amount: Some(60),
+        lockrefname: None,
+        processing_info: None,
+        remainder: None,
+    };
+    apply(locked, &confirm, 1_600).unwrap_or_else(|_| panic!("confirmed"))
+}
+
+#[test]
+fn a_bad_trigger_signature_rejects_the_token_even_with_the_right_code() {
+    let token = open_token(TokenType::Cashout, 100, None);
+    let command = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: false, code_matches: true };
+    let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
+    assert_eq!(transition.token.state, TokenState::Rejected);
+    assert_eq!(transition.answer, Err(TokenRejection::InvalidSignature));
+    assert!(transition.token.code_hash.is_none() && transition.token.secure_code.is_empty());
+    assert_eq!(transition.events[0].kind, TokenEventKind::Rejected);
+}
+
+#[test]
+fn a_trigger_claim_with_signature_and_code_locks_onto_the_trigger_device() {
+    let token = open_token(TokenType::Cashout, 100, None);
+    let command = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: true, code_matches: true };
+    let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
+    assert_eq!(transition.token.state, TokenState::Locked);
+    assert_eq!(transition.token.lock_device, Some(device(3)));
+    assert_eq!(transition.answer, Ok(()));
+    let wrong_code = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: true, code_matches: false };
+    let rejected = apply(&token, &wrong_code, 1_500).unwrap_or_else(|_| panic!("a transition"));
+    assert_eq!(rejected.answer, Err(TokenRejection::InvalidCode));
+}
+
+#[test]
+fn a_bad_signature_on_a_token_that_is_not_open_changes_nothing() {
+    let locked = locked_by(3, TokenType::Cashout);
+    let command = TokenCommand::TriggerClaim { cash_device: device(4), cash_customer: 4, signature_valid: false, code_matches: true };
+    assert_eq!(apply(&locked, &command, 1_550), Err(TokenRejection::NotOpen));
+}
+
+#[test]
+fn completing_a_cash_out_clears_from_owner_to_cash_side() {
+    let transition = completed(&locked_by(3, TokenType::Cashout), 3, ConfirmState::Completed);
+    let clearing = transition.clearing.unwrap_or_else(|| panic!("a clearing"));
+    assert_eq!((clearing.debitor, clearing.creditor, clearing.at), (OWNER, 3, 1_600));
+    assert_eq!(transition.token.amount, 60, "the row clears the confirmed amount");
+}
+
+#[test]
+fn completing_a_cash_in_clears_from_cash_side_to_owner() {
+    let transition = completed(&locked_by(4, TokenType::Cashin), 4, ConfirmState::Completed);
+    let clearing = transition.clearing.unwrap_or_else(|| panic!("a clearing"));
+    assert_eq!((clearing.debitor, clearing.creditor), (4, OWNER));
+}
+
+#[test]
+fn other_final_states_and_token_types_do_not_clear() {
+    for state in [ConfirmState::Canceled, ConfirmState::Failed, ConfirmState::Rejected, ConfirmState::Retracted] {
+        assert_eq!(completed(&locked_by(3, TokenType::Cashout), 3, state).clearing, None, "{state:?}");
+    }
+    for token_type in [TokenType::Transfer, TokenType::Payment, TokenType::Other] {
+        assert_eq!(completed(&locked_by(3, token_type), 3, ConfirmState::Completed).clearing, None, "{token_type:?}");
+    }
 }

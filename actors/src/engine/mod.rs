@@ -3,10 +3,10 @@
 //!
 //! Submodules add the facade's other areas as further `impl Engine` blocks.
 
-mod clearing;
+pub mod clearing;
 mod feed;
-mod portal;
-mod trigger;
+pub mod portal;
+pub mod trigger;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,6 +28,8 @@ use crate::registry::Registry;
 use crate::store::{Customer, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet, LIST_LIMIT_MAX};
 use crate::token_actor::{Envelope, TokenActor, TokenRequest};
 use crate::writer::{WriteError, Writer, WriterConfig};
+use crate::expiry::ExpiryConfig;
+use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
 
 /// Attempts at issuing a token with fresh codes before giving up, as the original does.
 const ISSUE_ATTEMPTS: usize = 10;
@@ -48,6 +50,14 @@ pub struct EngineConfig {
     /// Longest a request waits for an actor's mailbox and answer before 503.
     pub send_timeout: Duration,
     pub writer: WriterConfig,
+    /// Trigger codes: long-poll bound and fixed codes.
+    pub triggers: crate::trigger_actor::TriggerConfig,
+    /// Events buffered per live-feed subscriber before it is dropped as too slow.
+    pub feed_buffer: usize,
+    /// Active expiry and history retention.
+    pub expiry: ExpiryConfig,
+    /// Portal sessions, JWT key and registration.
+    pub portal: portal::PortalConfig,
 }
 
 impl Default for EngineConfig {
@@ -56,6 +66,10 @@ impl Default for EngineConfig {
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             send_timeout: Duration::from_secs(5),
             writer: WriterConfig::default(),
+            triggers: crate::trigger_actor::TriggerConfig::default(),
+            feed_buffer: DEFAULT_SUBSCRIBER_BUFFER,
+            expiry: ExpiryConfig::default(),
+            portal: portal::PortalConfig::default(),
         }
     }
 }
@@ -85,6 +99,7 @@ pub fn rejection_reason(rejection: &Rejection) -> &'static str {
             TokenRejection::NotOpen => "not_open",
             TokenRejection::NotLocked => "not_locked",
             TokenRejection::InvalidCode => "invalid_code",
+            TokenRejection::InvalidSignature => "invalid_signature",
             TokenRejection::LockedByAnotherDevice => "locked_by_another_device",
             TokenRejection::InvalidConfirmState => "invalid_confirm_state",
             TokenRejection::IllegalAmountIncrease => "illegal_amount_increase",
@@ -196,6 +211,12 @@ pub struct Engine {
     config: Arc<EngineConfig>,
     access_cache: Arc<DashMap<String, CachedAccess>>,
     param_cache: Arc<DashMap<(CustomerId, String), CachedParam>>,
+    /// Trigger codes, their long polls and device sockets (one actor on its own arbiter).
+    triggers: Addr<crate::trigger_actor::TriggerRegistry>,
+    /// Live feeds of committed events.
+    feeds: FeedHub,
+    /// Portal sessions, login brake and sealed secrets.
+    portal: Arc<portal::Portal>,
     /// Kept so the arbiters live as long as the engine.
     _arbiters: Arc<Vec<Arbiter>>,
 }
@@ -208,6 +229,7 @@ impl Engine {
         let writer_arbiter = Arbiter::new();
         let (writer, writer_task) = Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
         writer_arbiter.spawn(writer_task);
+        let portal = Arc::new(portal::Portal::new(&config.portal, &hasher));
         let shared = Arc::new(Shared {
             store,
             writer,
@@ -215,15 +237,37 @@ impl Engine {
             tokens: Registry::new(handles.clone()),
             devices: Registry::new(handles),
         });
+        // Feeds, expiry and retention share one more thread, off the hot path.
+        let background = Arbiter::new();
+        let (feeds, hub_task) = FeedHub::new(Arc::clone(&shared.store), shared.writer.commits(), config.feed_buffer);
+        background.spawn(hub_task);
+        let background_handle = background.handle();
+        let expiry = config.expiry;
+        let trigger_arbiter = Arbiter::new();
+        let trigger_config = config.triggers.clone();
+        let triggers = actix::Supervisor::start_in_arbiter(&trigger_arbiter.handle(), move |_| {
+            crate::trigger_actor::TriggerRegistry::new(&trigger_config)
+        });
         let mut all = arbiters;
         all.push(writer_arbiter);
-        Self {
+        all.push(trigger_arbiter);
+        all.push(background);
+        let engine = Self {
             shared,
             config: Arc::new(config),
             access_cache: Arc::new(DashMap::new()),
             param_cache: Arc::new(DashMap::new()),
+            triggers,
+            feeds,
+            portal,
             _arbiters: Arc::new(all),
-        }
+        };
+        let (sweeper, retention) = (engine.clone(), engine.clone());
+        background_handle.spawn_fn(move || {
+            actix::spawn(crate::expiry::run_expiry(sweeper, expiry));
+            actix::spawn(crate::expiry::run_retention(retention, expiry));
+        });
+        engine
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -1,5 +1,302 @@
 //! Trigger codes: a cash device without a scanner gets a one-shot code the phone claims onto it.
+//!
+//! The ATM creates a trigger (`create_trigger`) and long-polls it (`wait_trigger`) or listens
+//! on its device socket (`trigger_socket`); the phone reads the code and sends it with its
+//! radiocode and a signature (`trigger_claim`). The codes live in the `TriggerRegistry` actor;
+//! the claim itself is the token actor's, exactly as a Cash API claim, with the signature
+//! checked first.
 
-use super::Engine;
+use std::time::Duration;
 
-impl Engine {}
+use actix::{Addr, MailboxError};
+use base64::Engine as _;
+use rsa::{Pkcs1v15Sign, RsaPublicKey};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::{Engine, EngineError, Rejection};
+use crate::domain::params::{self, is_on};
+use crate::domain::radiocode::{Radiocode, RadiocodeError};
+use crate::domain::{CustomerId, Token};
+use crate::metrics as m;
+use crate::token_actor::TokenRequest;
+use crate::trigger_actor::{
+    Complete, Create, Release, Reserve, Subscribe, TriggerPush, TriggerRefusal, TriggerRegistry,
+    Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
+};
+
+pub use crate::trigger_actor::{WaitOutcome as TriggerWait, EXPIRES_IN_DEFAULT as TRIGGER_EXPIRES_IN_DEFAULT};
+
+/// Extra time the engine gives the registry to answer a poll before it answers it itself.
+const WAIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Why a trigger operation was refused, beyond the engine's usual answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TriggerError {
+    /// No such trigger code: never created, expired, used up, or being used right now.
+    UnknownTrigger,
+    /// The phone sent no signature. The original failed with a TypeError here and left the
+    /// token OPEN; cashgrid answers a clear error and leaves the token OPEN too.
+    MissingSignature,
+    Engine(EngineError),
+}
+
+impl From<EngineError> for TriggerError {
+    fn from(error: EngineError) -> Self {
+        Self::Engine(error)
+    }
+}
+
+impl From<Rejection> for TriggerError {
+    fn from(rejection: Rejection) -> Self {
+        Self::Engine(rejection.into())
+    }
+}
+
+/// Trigger codes are uuids; they are compared case-insensitively.
+fn normalise(code: &str) -> String {
+    code.trim().to_ascii_lowercase()
+}
+
+fn mailbox_error(error: MailboxError) -> EngineError {
+    match error {
+        MailboxError::Timeout => {
+            m::record_overload("trigger");
+            EngineError::Overloaded
+        }
+        MailboxError::Closed => EngineError::Unavailable,
+    }
+}
+
+fn refusal(refusal: TriggerRefusal) -> TriggerError {
+    match refusal {
+        TriggerRefusal::NotFound => {
+            m::record_rejection("unknown_trigger");
+            TriggerError::UnknownTrigger
+        }
+        TriggerRefusal::Full => {
+            m::record_overload("trigger");
+            TriggerError::Engine(EngineError::Overloaded)
+        }
+    }
+}
+
+/// The phone's signature: RSA PKCS#1 v1.5 with SHA-256 over `message`, Base64 (standard or
+/// URL-safe, padded or not, as Node's lenient decoder reads it). Anything else is invalid.
+pub fn signature_valid(key: &RsaPublicKey, message: &[u8], signature: &str) -> bool {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text: String = signature.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let decoded = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|engine| engine.decode(&text).ok());
+    let Some(signature) = decoded else { return false };
+    let digest = Sha256::digest(message);
+    key.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature).is_ok()
+}
+
+/// A trigger taken for one claim; released on drop unless the claim locked a token.
+struct Reservation {
+    registry: Addr<TriggerRegistry>,
+    code: String,
+    done: bool,
+}
+
+impl Reservation {
+    fn complete(mut self, cash_device: Uuid, token: Token) {
+        self.done = true;
+        self.registry.do_send(Complete { code: self.code.clone(), cash_device, token });
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.done {
+            self.registry.do_send(Release { code: self.code.clone() });
+        }
+    }
+}
+
+/// A cash device's trigger socket subscription: locked tokens as they happen. Dropping it
+/// unsubscribes.
+pub struct TriggerFeed {
+    registry: Addr<TriggerRegistry>,
+    cash_device: Uuid,
+    id: u64,
+    pushes: mpsc::Receiver<TriggerPush>,
+}
+
+impl TriggerFeed {
+    /// The next push; `None` once the registry dropped this socket (too slow, or shut down).
+    pub async fn next(&mut self) -> Option<TriggerPush> {
+        self.pushes.recv().await
+    }
+}
+
+impl Drop for TriggerFeed {
+    fn drop(&mut self) {
+        self.registry.do_send(Unsubscribe { cash_device: self.cash_device, id: self.id });
+    }
+}
+
+impl Engine {
+    /// A trigger code for one of the customer's cash devices, valid for `expires_in` (at most
+    /// `EXPIRES_IN_MAX`): a fresh uuid, or the device's uuid when fixed codes are on (server
+    /// setting, or the customer's `USE_FIXED_TRIGGER_CODES`).
+    pub async fn create_trigger(
+        &self,
+        cash_customer: CustomerId,
+        cash_device: Uuid,
+        expires_in: Duration,
+    ) -> Result<String, EngineError> {
+        self.owned_device(cash_customer, cash_device).await?;
+        let fixed = self.config.triggers.fixed_codes
+            || is_on(self.param(cash_customer, params::USE_FIXED_TRIGGER_CODES).await?.as_ref());
+        let code = if fixed { cash_device } else { Uuid::new_v4() }.to_string();
+        let create = Create {
+            code: code.clone(),
+            owner: crate::trigger_actor::TriggerOwner { cash_device, cash_customer },
+            expires_in: expires_in.min(EXPIRES_IN_MAX),
+        };
+        match self.triggers.send(create).timeout(self.config.send_timeout).await {
+            Ok(Ok(())) => Ok(code),
+            Ok(Err(refused)) => match refusal(refused) {
+                TriggerError::Engine(error) => Err(error),
+                TriggerError::UnknownTrigger | TriggerError::MissingSignature => Err(EngineError::Overloaded),
+            },
+            Err(error) => Err(mailbox_error(error)),
+        }
+    }
+
+    /// Wait until a phone uses the trigger, it expires, a newer poll takes over, or the
+    /// configured bound passes. Anyone may wait (the original checks no owner).
+    pub async fn wait_trigger(&self, code: &str) -> Result<WaitOutcome, TriggerError> {
+        let wait = Wait { code: normalise(code) };
+        let receiver = match self.triggers.send(wait).timeout(self.config.send_timeout).await {
+            Ok(Ok(receiver)) => receiver,
+            Ok(Err(refused)) => return Err(refusal(refused)),
+            Err(error) => return Err(mailbox_error(error).into()),
+        };
+        let limit = self.config.triggers.wait_max + WAIT_GRACE;
+        Ok(match tokio::time::timeout(limit, receiver).await {
+            Ok(Ok(outcome)) => outcome,
+            // The registry let go of the poll without an answer (it restarted): the trigger is gone.
+            Ok(Err(_)) => WaitOutcome::Expired,
+            Err(_) => WaitOutcome::TimedOut,
+        })
+    }
+
+    /// The Mobile API trigger: lock the token the radiocode names onto the trigger's cash
+    /// device, if the phone's signature over `code + radiocode` verifies with the token
+    /// device's key. Checks run in the original's order: trigger, radiocode, token,
+    /// signature (a bad one rejects the token), code, state. The trigger is used up only when
+    /// the token is locked; any failure leaves it valid.
+    pub async fn trigger_claim(
+        &self,
+        code: &str,
+        radiocode: &str,
+        signature: Option<&str>,
+    ) -> Result<Token, TriggerError> {
+        let normalised = normalise(code);
+        let owner = match self.triggers.send(Reserve { code: normalised.clone() }).timeout(self.config.send_timeout).await {
+            Ok(Ok(owner)) => owner,
+            Ok(Err(refused)) => return Err(refusal(refused)),
+            Err(error) => return Err(mailbox_error(error).into()),
+        };
+        let reservation = Reservation { registry: self.triggers.clone(), code: normalised, done: false };
+        let (token_id, presented) = match Radiocode::parse(radiocode) {
+            Ok(Radiocode::Long { token, code }) => (token, code),
+            Ok(Radiocode::Short { plain_code, code }) => {
+                match self.shared.store.find_token_by_plain_code(&plain_code).await.map_err(EngineError::from)? {
+                    Some(token) => (token, code),
+                    None => return Err(Rejection::UnknownToken.into()),
+                }
+            }
+            Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
+            Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
+        };
+        // The token's device never changes, so its committed row names the key to verify with.
+        let Some(token) = self.shared.store.load_token(token_id).await.map_err(EngineError::from)? else {
+            return Err(Rejection::UnknownToken.into());
+        };
+        let Some(signature) = signature else {
+            m::record_rejection("missing_signature");
+            return Err(TriggerError::MissingSignature);
+        };
+        let Some(device) = self.device(token.owner_device).await? else {
+            tracing::error!(token = %token.uuid, device = %token.owner_device, "token device missing");
+            return Err(EngineError::Internal("token device missing".into()).into());
+        };
+        let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let message = format!("{code}{radiocode}");
+        let request = TokenRequest::TriggerClaim {
+            cash_device: owner.cash_device,
+            cash_customer: owner.cash_customer,
+            code: presented,
+            signature_valid: signature_valid(key, message.as_bytes(), signature),
+        };
+        let locked = self.ask_token(token_id, request).await?;
+        reservation.complete(owner.cash_device, locked.clone());
+        Ok(locked)
+    }
+
+    /// Subscribe a device socket of `cash_customer`'s cash device to its triggers' locks.
+    pub async fn trigger_socket(&self, cash_customer: CustomerId, cash_device: Uuid) -> Result<TriggerFeed, EngineError> {
+        self.owned_device(cash_customer, cash_device).await?;
+        match self.triggers.send(Subscribe { cash_device }).timeout(self.config.send_timeout).await {
+            Ok(Ok(subscription)) => Ok(TriggerFeed {
+                registry: self.triggers.clone(),
+                cash_device,
+                id: subscription.id,
+                pushes: subscription.pushes,
+            }),
+            Ok(Err(_)) => {
+                m::record_overload("trigger");
+                Err(EngineError::Overloaded)
+            }
+            Err(error) => Err(mailbox_error(error)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rsa::pkcs1::DecodeRsaPrivateKey as _;
+    use rsa::RsaPrivateKey;
+
+    use super::*;
+
+    const PRIVATE_PEM: &str = include_str!("../../../tests/fixtures/keys/phone_a_1024.private.pem");
+
+    fn sign(key: &RsaPrivateKey, message: &[u8]) -> Vec<u8> {
+        let digest = Sha256::digest(message);
+        match key.sign(Pkcs1v15Sign::new::<Sha256>(), &digest) {
+            Ok(signature) => signature,
+            Err(error) => panic!("signing failed: {error}"),
+        }
+    }
+
+    #[test]
+    fn a_phone_signature_over_code_and_radiocode_verifies_in_any_base64_spelling() {
+        let private = RsaPrivateKey::from_pkcs1_pem(PRIVATE_PEM).unwrap_or_else(|error| panic!("fixture: {error}"));
+        let public = private.to_public_key();
+        let signature = sign(&private, b"trigger-1radiocode-1");
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        let standard = STANDARD.encode(&signature);
+        assert!(signature_valid(&public, b"trigger-1radiocode-1", &standard));
+        assert!(signature_valid(&public, b"trigger-1radiocode-1", &URL_SAFE_NO_PAD.encode(&signature)));
+        let wrapped = format!("{}\n{}", &standard[..40], &standard[40..]);
+        assert!(signature_valid(&public, b"trigger-1radiocode-1", &wrapped));
+        assert!(!signature_valid(&public, b"trigger-2radiocode-1", &standard), "another message");
+        assert!(!signature_valid(&public, b"trigger-1radiocode-1", "not base64 at all!"));
+        assert!(!signature_valid(&public, b"trigger-1radiocode-1", ""));
+        let mut flipped = signature.clone();
+        flipped[10] ^= 1;
+        assert!(!signature_valid(&public, b"trigger-1radiocode-1", &STANDARD.encode(flipped)));
+    }
+
+    #[test]
+    fn trigger_codes_compare_case_insensitively() {
+        assert_eq!(normalise(" ABC-def "), "abc-def");
+    }
+}

@@ -189,136 +189,73 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap liveness probe for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
 
-    // --- Issue 3: portal, accounts, clearing, feeds, expiry. Defaults answer an explicit
-    // error until both backends implement them; none may remain when the issue closes. ---
+    // --- Portal, accounts, clearing, feeds, expiry. ---
 
-    async fn delete_param(&self, _customer: CustomerId, _key: &str) -> Result<u64, StoreError> {
-        Err(not_yet("delete_param"))
-    }
+    async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, StoreError>;
     /// Login material of a customer (case-insensitive email).
-    async fn find_credentials(&self, _email: &str) -> Result<Option<Credentials>, StoreError> {
-        Err(not_yet("find_credentials"))
-    }
+    async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
     /// Create a portal user with a password hash (argon2id PHC string).
-    async fn create_user(&self, _user: &NewCustomer, _password_hash: &str, _status: i32) -> Result<Customer, StoreError> {
-        Err(not_yet("create_user"))
-    }
-    async fn set_password(&self, _customer: CustomerId, _password_hash: &str, _status: i32) -> Result<(), StoreError> {
-        Err(not_yet("set_password"))
-    }
+    async fn create_user(&self, user: &NewCustomer, password_hash: &str, status: i32) -> Result<Customer, StoreError>;
+    async fn set_password(&self, customer: CustomerId, password_hash: &str, status: i32) -> Result<(), StoreError>;
     /// Store (or clear) the encrypted TOTP secret.
-    async fn set_twofa_secret(&self, _customer: CustomerId, _secret: Option<&[u8]>) -> Result<(), StoreError> {
-        Err(not_yet("set_twofa_secret"))
-    }
-    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
-        Err(not_yet("list_customers"))
-    }
+    async fn set_twofa_secret(&self, customer: CustomerId, secret: Option<&[u8]>) -> Result<(), StoreError>;
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError>;
     /// Overwrite display_name, roles and info of the customer with this email; rows matched.
-    async fn update_customer(&self, _email: &str, _update: &CustomerUpdate) -> Result<u64, StoreError> {
-        Err(not_yet("update_customer"))
-    }
+    async fn update_customer(&self, email: &str, update: &CustomerUpdate) -> Result<u64, StoreError>;
     /// Rows deleted; `StoreError::Referenced` when other rows still point at the customer.
-    async fn delete_customer(&self, _email: &str) -> Result<u64, StoreError> {
-        Err(not_yet("delete_customer"))
-    }
+    async fn delete_customer(&self, email: &str) -> Result<u64, StoreError>;
     /// Store the API secret encrypted under the server key, so its owner can reveal it.
-    async fn set_access_secret_encrypted(&self, _access: i64, _encrypted: &[u8]) -> Result<(), StoreError> {
-        Err(not_yet("set_access_secret_encrypted"))
-    }
-    async fn load_access(&self, _id: i64) -> Result<Option<AccessRecord>, StoreError> {
-        Err(not_yet("load_access"))
-    }
-    async fn list_access(&self, _customer: CustomerId, _scope: Scope) -> Result<Vec<AccessRecord>, StoreError> {
-        Err(not_yet("list_access"))
-    }
+    async fn set_access_secret_encrypted(&self, access: i64, encrypted: &[u8]) -> Result<(), StoreError>;
+    async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError>;
+    async fn list_access(&self, customer: CustomerId, scope: Scope) -> Result<Vec<AccessRecord>, StoreError>;
     /// Rows deleted (only the customer's own).
-    async fn delete_access(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
-        Err(not_yet("delete_access"))
-    }
-    async fn load_device_by_id(&self, _id: i64) -> Result<Option<Device>, StoreError> {
-        Err(not_yet("load_device_by_id"))
-    }
+    async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError>;
+    async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError>;
     /// Change type and/or refname of the customer's device; rows matched.
     async fn update_device(
         &self,
-        _customer: CustomerId,
-        _id: i64,
-        _device_type: Option<crate::domain::DeviceType>,
-        _refname: Option<Option<String>>,
-    ) -> Result<u64, StoreError> {
-        Err(not_yet("update_device"))
-    }
+        customer: CustomerId,
+        id: i64,
+        device_type: Option<crate::domain::DeviceType>,
+        refname: Option<Option<String>>,
+    ) -> Result<u64, StoreError>;
     /// Rows deleted; `StoreError::Referenced` when tokens still reference the device.
-    async fn delete_device(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
-        Err(not_yet("delete_device"))
-    }
+    async fn delete_device(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError>;
     /// Admin view: one row per device with its customer's email.
-    async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError> {
-        Err(not_yet("device_stats"))
-    }
+    async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError>;
     /// Insert an account, then apply the default rule (exactly one default per customer: the
     /// lowest id when there are zero or several). All in one transaction.
-    async fn insert_account(&self, _customer: CustomerId, _account: &NewAccount) -> Result<Account, StoreError> {
-        Err(not_yet("insert_account"))
-    }
-    async fn list_accounts(&self, _customer: CustomerId, _default: Option<bool>) -> Result<Vec<Account>, StoreError> {
-        Err(not_yet("list_accounts"))
-    }
-    async fn load_account(&self, _id: i64) -> Result<Option<Account>, StoreError> {
-        Err(not_yet("load_account"))
-    }
+    async fn insert_account(&self, customer: CustomerId, account: &NewAccount) -> Result<Account, StoreError>;
+    async fn list_accounts(&self, customer: CustomerId, default: Option<bool>) -> Result<Vec<Account>, StoreError>;
+    async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError>;
     /// Replace the account's fields; `make_default` first clears the customer's other
     /// defaults; then the default rule. Rows matched.
-    async fn update_account(&self, _customer: CustomerId, _account: &Account, _make_default: bool) -> Result<u64, StoreError> {
-        Err(not_yet("update_account"))
-    }
-    async fn delete_account(&self, _customer: CustomerId, _id: i64) -> Result<u64, StoreError> {
-        Err(not_yet("delete_account"))
-    }
+    async fn update_account(&self, customer: CustomerId, account: &Account, make_default: bool) -> Result<u64, StoreError>;
+    async fn delete_account(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError>;
     /// Sums and counts by (state, type) over tokens owned by `customer` or locked by one of its
     /// devices; every token when `None` (admin).
-    async fn token_stats(&self, _customer: Option<CustomerId>) -> Result<Vec<TokenStat>, StoreError> {
-        Err(not_yet("token_stats"))
-    }
+    async fn token_stats(&self, customer: Option<CustomerId>) -> Result<Vec<TokenStat>, StoreError>;
     /// Events as journal rows, newest first (see `JournalQuery`).
-    async fn journal(&self, _query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
-        Err(not_yet("journal"))
-    }
+    async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError>;
     /// Clearing rows with their token and device names, in clearing order.
-    async fn clearing_rows(&self, _query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError> {
-        Err(not_yet("clearing_rows"))
-    }
+    async fn clearing_rows(&self, query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError>;
     /// Sums by (type, symbol, debitor, creditor) over the same selection as `clearing_rows`.
-    async fn clearing_sums(&self, _query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
-        Err(not_yet("clearing_sums"))
-    }
+    async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError>;
     /// Events after `after_seq` in sequence order, at most `limit`; `customer` filters to
     /// events whose owner or cash customer it is (`None`: all, for admins).
     async fn events_after(
         &self,
-        _customer: Option<CustomerId>,
-        _after_seq: i64,
-        _limit: usize,
-    ) -> Result<Vec<EventRecord>, StoreError> {
-        Err(not_yet("events_after"))
-    }
+        customer: Option<CustomerId>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError>;
     /// The highest event sequence number committed so far (0 when none).
-    async fn last_event_seq(&self) -> Result<i64, StoreError> {
-        Err(not_yet("last_event_seq"))
-    }
+    async fn last_event_seq(&self) -> Result<i64, StoreError>;
     /// OPEN tokens whose `expires` is before `now`, oldest expiry first, at most `limit`.
-    async fn due_expiries(&self, _now: i64, _limit: usize) -> Result<Vec<Uuid>, StoreError> {
-        Err(not_yet("due_expiries"))
-    }
+    async fn due_expiries(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, StoreError>;
     /// Delete tokens in a final state, their events and clearing rows, created before
     /// `before`; returns the number of tokens removed.
-    async fn delete_history(&self, _before: i64) -> Result<u64, StoreError> {
-        Err(not_yet("delete_history"))
-    }
-}
-
-fn not_yet(method: &str) -> StoreError {
-    StoreError::Internal(anyhow::anyhow!("store method {method} is not implemented by this backend"))
+    async fn delete_history(&self, before: i64) -> Result<u64, StoreError>;
 }
 
 /// A customer with the secrets only login needs.

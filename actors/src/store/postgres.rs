@@ -3,8 +3,8 @@
 //! `commit` runs the write sets of a whole batch in one transaction and pipelines them: the first
 //! write of every set is sent at once (tokio-postgres pipelines concurrent queries on one
 //! connection), then, for the sets whose first write applied, all their remaining writes at once,
-//! followed by all their events in one `UNNEST` insert. Two round trips for the batch (plus
-//! `BEGIN` and `COMMIT`) instead of one per statement.
+//! all their events in one `UNNEST` insert and their clearing rows. Two round trips for the
+//! batch (plus `BEGIN` and `COMMIT`) instead of one per statement.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -23,16 +23,27 @@ use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
 
 use super::rows::{
-    self, AccessRow, DeviceRow, EventValues, FilterValue, SetValues, TokenRow, TokenValues,
-    WriteValues, ACCESS_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, EVENT_COLUMNS, TOKEN_COLUMNS,
+    self, AccessRecordRow, AccessRow, AccountRow, BoundQuery, ClearingExtra, ClearingValues,
+    CredentialsRow, DeviceRow, Dialect, EventRow, EventValues, FilterValue, JournalEventRow,
+    SetValues, TokenRow, TokenValues, WriteValues, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
+    CLEARING_EXTRA_AT, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, EVENT_COLUMNS,
+    HISTORY_BATCH, TOKEN_COLUMNS,
 };
 use super::{
-    Access, Customer, NewCustomer, Scope, Store, StoreError, TokenFilter, WriteOutcome, WriteSet,
+    Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
+    CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
+    Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
 };
-use crate::domain::{CustomerId, Device, Token};
+use crate::domain::{CustomerId, Device, DeviceType, Token};
 
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("migrations/postgres/0002_portal_clearing.sql"),
+    ),
+];
 
 /// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").
 const MIGRATION_LOCK: i64 = 0x6361_7368_6772_6964;
@@ -46,9 +57,13 @@ static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql(
 static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO token_events ({EVENT_COLUMNS}) SELECT * FROM UNNEST($1::TEXT[], \
-         $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[])"
+         $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[], $7::BIGINT[], $8::BIGINT[], \
+         $9::TEXT[])"
     )
 });
+static INSERT_CLEARING: LazyLock<String> =
+    LazyLock::new(|| rows::insert_clearing_sql(Dialect::Postgres));
+static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -111,6 +126,60 @@ impl PostgresStore {
             .await
             .map_err(|err| pg_error(err, "count_events"))?;
         row.try_get(0).map_err(|err| pg_error(err, "count_events"))
+    }
+
+    /// The stored account snapshots of every clearing row, as text, in clearing order. For
+    /// tests.
+    #[doc(hidden)]
+    pub async fn clearing_account_texts(
+        &self,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        let query = BoundQuery {
+            sql: "SELECT debitor_account, creditor_account FROM clearing ORDER BY id".to_owned(),
+            values: Vec::new(),
+        };
+        self.query_rows(&query, "clearing_account_texts", |row| {
+            Ok((row.try_get(0)?, row.try_get(1)?))
+        })
+        .await
+    }
+
+    /// Run a bound query, mapping each row.
+    async fn query_rows<T>(
+        &self,
+        query: &BoundQuery,
+        what: &str,
+        map: impl Fn(&Row) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<Vec<T>, StoreError> {
+        let params: Vec<Param<'_>> = query.values.iter().map(filter_param).collect();
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&query.sql)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        client
+            .query(&statement, &params)
+            .await
+            .and_then(|rows| rows.iter().map(&map).collect::<Result<Vec<_>, _>>())
+            .map_err(|err| pg_error(err, what))
+    }
+
+    /// Execute one statement; rows changed.
+    async fn execute(
+        &self,
+        sql: &str,
+        params: &[Param<'_>],
+        what: &str,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        client
+            .execute(&statement, params)
+            .await
+            .map_err(|err| pg_error(err, what))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -221,6 +290,107 @@ fn pg_error(err: tokio_postgres::Error, what: &str) -> StoreError {
     }
 }
 
+fn is_foreign_key_violation(err: &tokio_postgres::Error) -> bool {
+    err.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+fn filter_param(value: &FilterValue) -> Param<'_> {
+    match value {
+        FilterValue::Text(text) => text,
+        FilterValue::OptText(text) => text,
+        FilterValue::Int(int) => int,
+    }
+}
+
+/// Apply the default-account rule for `customer` inside `tx`.
+async fn apply_default_rule(
+    tx: &Transaction<'_>,
+    customer: CustomerId,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = tx.prepare_cached(&DEFAULT_RULE).await?;
+    tx.execute(&statement, &[&customer]).await?;
+    Ok(())
+}
+
+/// Serialise the account changes of one customer (the default rule reads all its accounts).
+/// `NO KEY UPDATE` does not block token inserts checking their owner's foreign key.
+async fn lock_customer_accounts(
+    tx: &Transaction<'_>,
+    customer: CustomerId,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = tx
+        .prepare_cached("SELECT 1 FROM customers WHERE id = $1 FOR NO KEY UPDATE")
+        .await?;
+    tx.query_opt(&statement, &[&customer]).await?;
+    Ok(())
+}
+
+fn account_row(row: &Row) -> Result<AccountRow, tokio_postgres::Error> {
+    Ok(AccountRow {
+        id: row.try_get(0)?,
+        customer_id: row.try_get(1)?,
+        value: row.try_get(2)?,
+        account_type: row.try_get(3)?,
+        is_default: i64::from(row.try_get::<_, i32>(4)?),
+        symbol: row.try_get(5)?,
+        refname: row.try_get(6)?,
+    })
+}
+
+fn access_record_row(row: &Row) -> Result<AccessRecordRow, tokio_postgres::Error> {
+    Ok(AccessRecordRow {
+        access: access_row(row)?,
+        secret_encrypted: row.try_get(6)?,
+    })
+}
+
+fn credentials_row(row: &Row) -> Result<CredentialsRow, tokio_postgres::Error> {
+    Ok(CredentialsRow {
+        customer: customer_row(row)?,
+        password_hash: row.try_get(7)?,
+        twofa_secret: row.try_get(8)?,
+    })
+}
+
+fn event_row(row: &Row) -> Result<EventRow, tokio_postgres::Error> {
+    Ok(EventRow {
+        seq: row.try_get(0)?,
+        token_uuid: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        from_state: row.try_get(3)?,
+        to_state: row.try_get(4)?,
+        created: row.try_get(5)?,
+        owner_id: row.try_get(6)?,
+        cash_customer_id: row.try_get(7)?,
+        version: row.try_get(8)?,
+        payload: row.try_get(9)?,
+    })
+}
+
+fn journal_row(row: &Row) -> Result<JournalEventRow, tokio_postgres::Error> {
+    Ok(JournalEventRow {
+        seq: row.try_get(0)?,
+        created: row.try_get(1)?,
+        kind: row.try_get(2)?,
+        owner_id: row.try_get(3)?,
+        cash_customer_id: row.try_get(4)?,
+        payload: row.try_get(5)?,
+    })
+}
+
+fn clearing_extra(row: &Row) -> Result<ClearingExtra, tokio_postgres::Error> {
+    let at = CLEARING_EXTRA_AT;
+    Ok(ClearingExtra {
+        created: row.try_get(at)?,
+        token_device_refname: row.try_get(at + 1)?,
+        lock_device_refname: row.try_get(at + 2)?,
+        debitor_id: row.try_get(at + 3)?,
+        creditor_id: row.try_get(at + 4)?,
+        debitor_account: row.try_get(at + 5)?,
+        creditor_account: row.try_get(at + 6)?,
+    })
+}
+
 fn is_unique_violation(err: &tokio_postgres::Error) -> bool {
     err.code() == Some(&SqlState::UNIQUE_VIOLATION)
 }
@@ -326,6 +496,7 @@ struct EventColumns<'a> {
     created: Vec<i64>,
     owner_id: Vec<i64>,
     cash_customer_id: Vec<Option<i64>>,
+    payload: Vec<&'a str>,
 }
 
 impl<'a> EventColumns<'a> {
@@ -340,6 +511,7 @@ impl<'a> EventColumns<'a> {
             columns.created.push(event.created);
             columns.owner_id.push(event.owner_id);
             columns.cash_customer_id.push(event.cash_customer_id);
+            columns.payload.push(&event.payload);
         }
         columns
     }
@@ -348,7 +520,7 @@ impl<'a> EventColumns<'a> {
         self.token_uuid.is_empty()
     }
 
-    fn params(&self) -> [Param<'_>; 8] {
+    fn params(&self) -> [Param<'_>; 9] {
         [
             &self.token_uuid,
             &self.version,
@@ -358,6 +530,7 @@ impl<'a> EventColumns<'a> {
             &self.created,
             &self.owner_id,
             &self.cash_customer_id,
+            &self.payload,
         ]
     }
 }
@@ -367,6 +540,7 @@ struct CommitStatements {
     insert: tokio_postgres::Statement,
     update: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
+    clearing: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
@@ -379,10 +553,8 @@ impl CommitStatements {
         Ok(Self {
             insert: prepare(&INSERT_TOKEN).await?,
             update: prepare(&UPDATE_TOKEN).await?,
-            events: tx
-                .prepare_cached(&INSERT_EVENTS)
-                .await
-                .map_err(|err| pg_error(err, "commit: prepare"))?,
+            events: prepare(&INSERT_EVENTS).await?,
+            clearing: prepare(&INSERT_CLEARING).await?,
         })
     }
 
@@ -397,6 +569,24 @@ impl CommitStatements {
             WriteValues::Update(token) => (&self.update, token),
         };
         tx.execute(statement, &token_params(token)).await
+    }
+
+    /// Insert a clearing row, snapshotting both parties' default accounts.
+    async fn clearing(
+        &self,
+        tx: &Transaction<'_>,
+        clearing: &ClearingValues,
+    ) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(
+            &self.clearing,
+            &[
+                &clearing.token_uuid,
+                &clearing.debitor_id,
+                &clearing.creditor_id,
+                &clearing.created,
+            ],
+        )
+        .await
     }
 
     /// Insert `events` (if any) in one statement.
@@ -438,8 +628,9 @@ async fn commit_pipelined(
         applied.push(result.map_err(|err| pg_error(err, "commit: first write"))?);
     }
 
-    // Round two: the rest of the sets that apply, in order, and all their events in one
-    // statement (events depend on no write, so where that one lands in the pipeline is moot).
+    // Round two: the rest of the sets that apply, in order, all their events in one statement
+    // and their clearing rows (events and clearing rows depend on no token write, so where they
+    // land in the pipeline is moot; the account snapshots are read inside this transaction).
     let committed = || {
         sets.iter()
             .zip(&applied)
@@ -452,12 +643,21 @@ async fn commit_pipelined(
             .flat_map(|set| set.writes.iter().skip(1))
             .map(|write| statements.write(tx, write)),
     );
-    let (later, events) = futures_util::future::join(later, statements.events(tx, &events)).await;
+    let clearings = join_all(
+        committed()
+            .filter_map(|set| set.clearing.as_ref())
+            .map(|clearing| statements.clearing(tx, clearing)),
+    );
+    let (later, events, clearings) =
+        futures_util::future::join3(later, statements.events(tx, &events), clearings).await;
     let mut all_applied = true;
     for result in later {
         all_applied &= result.map_err(|err| pg_error(err, "commit: write"))? > 0;
     }
     events.map_err(|err| pg_error(err, "commit: events"))?;
+    for result in clearings {
+        result.map_err(|err| pg_error(err, "commit: clearing"))?;
+    }
     if !all_applied {
         return Ok(None);
     }
@@ -506,6 +706,12 @@ async fn commit_in_order(
                     WriteValues::Update(token) => rows::unexpected_write("update", &token.uuid),
                 });
             }
+        }
+        if let Some(clearing) = &set.clearing {
+            statements
+                .clearing(tx, clearing)
+                .await
+                .map_err(|err| pg_error(err, "commit: clearing"))?;
         }
         outcomes.push(WriteOutcome::Committed);
     }
@@ -594,10 +800,7 @@ impl Store for PostgresStore {
         let mut sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = $1");
         let mut params: Vec<Param<'_>> = vec![&owner];
         for (column, value) in &conditions {
-            params.push(match value {
-                FilterValue::Text(text) => text,
-                FilterValue::Int(int) => int,
-            });
+            params.push(filter_param(value));
             sql.push_str(&format!(" AND {column} = ${}", params.len()));
         }
         params.push(&limit);
@@ -850,5 +1053,598 @@ impl Store for PostgresStore {
             .await
             .map_err(|err| pg_error(err, "ping"))?;
         Ok(())
+    }
+
+    async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM params WHERE customer_id = $1 AND pkey = $2",
+            &[&customer, &key],
+            "delete_param",
+        )
+        .await
+    }
+
+    async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "find_credentials"))?;
+        let row = client
+            .query_opt(&statement, &[&rows::fold_case(email)])
+            .await
+            .and_then(|row| row.as_ref().map(credentials_row).transpose())
+            .map_err(|err| pg_error(err, "find_credentials"))?;
+        Ok(row.map(CredentialsRow::into_credentials))
+    }
+
+    async fn create_user(
+        &self,
+        user: &NewCustomer,
+        password_hash: &str,
+        status: i32,
+    ) -> Result<Customer, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "INSERT INTO customers (created, email, display_name, roles, status, password_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CUSTOMER_COLUMNS}"
+            ))
+            .await
+            .map_err(|err| pg_error(err, "create_user"))?;
+        client
+            .query_one(
+                &statement,
+                &[
+                    &rows::now_millis(),
+                    &rows::fold_case(&user.email),
+                    &user.display_name,
+                    &user.roles,
+                    &status,
+                    &password_hash,
+                ],
+            )
+            .await
+            .and_then(|row| customer_row(&row))
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::Duplicate("email")
+                } else {
+                    pg_error(err, "create_user")
+                }
+            })
+    }
+
+    async fn set_password(
+        &self,
+        customer: CustomerId,
+        password_hash: &str,
+        status: i32,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE customers SET password_hash = $2, status = $3 WHERE id = $1",
+            &[&customer, &password_hash, &status],
+            "set_password",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn set_twofa_secret(
+        &self,
+        customer: CustomerId,
+        secret: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE customers SET twofa_secret = $2 WHERE id = $1",
+            &[&customer, &secret],
+            "set_twofa_secret",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        let query = BoundQuery {
+            sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id LIMIT $1"),
+            values: vec![FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX))],
+        };
+        self.query_rows(&query, "list_customers", customer_row)
+            .await
+    }
+
+    async fn update_customer(
+        &self,
+        email: &str,
+        update: &CustomerUpdate,
+    ) -> Result<u64, StoreError> {
+        self.execute(
+            "UPDATE customers SET display_name = $2, roles = $3, info = $4 WHERE email = $1",
+            &[
+                &rows::fold_case(email),
+                &update.display_name,
+                &update.roles,
+                &update.info,
+            ],
+            "update_customer",
+        )
+        .await
+    }
+
+    async fn delete_customer(&self, email: &str) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached("DELETE FROM customers WHERE email = $1")
+            .await
+            .map_err(|err| pg_error(err, "delete_customer"))?;
+        client
+            .execute(&statement, &[&rows::fold_case(email)])
+            .await
+            .map_err(|err| {
+                if is_foreign_key_violation(&err) {
+                    StoreError::Referenced("customer")
+                } else {
+                    pg_error(err, "delete_customer")
+                }
+            })
+    }
+
+    async fn set_access_secret_encrypted(
+        &self,
+        access: i64,
+        encrypted: &[u8],
+    ) -> Result<(), StoreError> {
+        self.execute(
+            "UPDATE access SET secret_encrypted = $2 WHERE id = $1",
+            &[&access, &encrypted],
+            "set_access_secret_encrypted",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError> {
+        let query = BoundQuery {
+            sql: format!("SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"),
+            values: vec![FilterValue::Int(id)],
+        };
+        let row = self
+            .query_rows(&query, "load_access", access_record_row)
+            .await?
+            .into_iter()
+            .next();
+        row.map(AccessRecordRow::into_record).transpose()
+    }
+
+    async fn list_access(
+        &self,
+        customer: CustomerId,
+        scope: Scope,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        let query = BoundQuery {
+            sql: format!(
+                "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access \
+                 WHERE customer_id = $1 AND scope = $2 ORDER BY id LIMIT $3"
+            ),
+            values: vec![
+                FilterValue::Int(customer),
+                FilterValue::Text(scope.as_str().to_owned()),
+                FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX)),
+            ],
+        };
+        self.query_rows(&query, "list_access", access_record_row)
+            .await?
+            .into_iter()
+            .map(AccessRecordRow::into_record)
+            .collect()
+    }
+
+    async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        self.execute(
+            "DELETE FROM access WHERE customer_id = $1 AND id = $2",
+            &[&customer, &id],
+            "delete_access",
+        )
+        .await
+    }
+
+    async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        let query = BoundQuery {
+            sql: format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+            values: vec![FilterValue::Int(id)],
+        };
+        let row = self
+            .query_rows(&query, "load_device_by_id", device_row)
+            .await?
+            .into_iter()
+            .next();
+        row.map(DeviceRow::into_device).transpose()
+    }
+
+    async fn update_device(
+        &self,
+        customer: CustomerId,
+        id: i64,
+        device_type: Option<DeviceType>,
+        refname: Option<Option<String>>,
+    ) -> Result<u64, StoreError> {
+        let query =
+            rows::update_device_query(Dialect::Postgres, customer, id, device_type, refname)
+                .ok_or_else(|| {
+                    StoreError::Internal(anyhow!("update_device: no field to update"))
+                })?;
+        let params: Vec<Param<'_>> = query.values.iter().map(filter_param).collect();
+        self.execute(&query.sql, &params, "update_device").await
+    }
+
+    async fn delete_device(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        let what = "delete_device";
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        let uuid: Option<String> = tx
+            .query_opt(
+                "SELECT uuid FROM devices WHERE customer_id = $1 AND id = $2 FOR UPDATE",
+                &[&customer, &id],
+            )
+            .await
+            .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+            .map_err(|err| pg_error(err, what))?;
+        let Some(uuid) = uuid else {
+            return Ok(0);
+        };
+        let referenced: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM tokens WHERE owner_device = $1) \
+                 OR EXISTS (SELECT 1 FROM tokens WHERE lock_device = $1)",
+                &[&uuid],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|err| pg_error(err, what))?;
+        if referenced {
+            return Err(StoreError::Referenced("device"));
+        }
+        let deleted = tx
+            .execute("DELETE FROM devices WHERE id = $1", &[&id])
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        tx.commit().await.map_err(|err| pg_error(err, what))?;
+        Ok(deleted)
+    }
+
+    async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError> {
+        let query = BoundQuery {
+            sql: "SELECT c.email, d.type, d.refname FROM devices d \
+                  JOIN customers c ON c.id = d.customer_id ORDER BY d.id LIMIT $1"
+                .to_owned(),
+            values: vec![FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX))],
+        };
+        let rows: Vec<(String, String, Option<String>)> = self
+            .query_rows(&query, "device_stats", |row| {
+                Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(email, device_type, refname)| {
+                Ok(DeviceStat {
+                    email,
+                    device_type: rows::parse_device_type(&device_type)?,
+                    refname,
+                })
+            })
+            .collect()
+    }
+
+    async fn insert_account(
+        &self,
+        customer: CustomerId,
+        account: &NewAccount,
+    ) -> Result<Account, StoreError> {
+        let what = "insert_account";
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        lock_customer_accounts(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        let is_default = i32::from(account.default);
+        let id: i64 = tx
+            .query_one(
+                "INSERT INTO accounts (customer_id, value, type, is_default, symbol, refname) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                &[
+                    &customer,
+                    &account.value,
+                    &account.account_type,
+                    &is_default,
+                    &account.symbol,
+                    &account.refname,
+                ],
+            )
+            .await
+            .and_then(|row| row.try_get(0))
+            .map_err(|err| pg_error(err, what))?;
+        apply_default_rule(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        let row = tx
+            .query_one(
+                &format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+                &[&id],
+            )
+            .await
+            .and_then(|row| account_row(&row))
+            .map_err(|err| pg_error(err, what))?;
+        tx.commit().await.map_err(|err| pg_error(err, what))?;
+        Ok(row.into_account())
+    }
+
+    async fn list_accounts(
+        &self,
+        customer: CustomerId,
+        default: Option<bool>,
+    ) -> Result<Vec<Account>, StoreError> {
+        let mut query = BoundQuery {
+            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = $1"),
+            values: vec![FilterValue::Int(customer)],
+        };
+        if let Some(default) = default {
+            query
+                .values
+                .push(FilterValue::Int(rows::default_flag(default)));
+            // is_default is INTEGER; the parameter is bound as BIGINT.
+            query.sql.push_str(" AND is_default = CAST($2 AS BIGINT)");
+        }
+        query
+            .values
+            .push(FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX)));
+        query
+            .sql
+            .push_str(&format!(" ORDER BY id LIMIT ${}", query.values.len()));
+        Ok(self
+            .query_rows(&query, "list_accounts", account_row)
+            .await?
+            .into_iter()
+            .map(AccountRow::into_account)
+            .collect())
+    }
+
+    async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        let query = BoundQuery {
+            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            values: vec![FilterValue::Int(id)],
+        };
+        Ok(self
+            .query_rows(&query, "load_account", account_row)
+            .await?
+            .into_iter()
+            .next()
+            .map(AccountRow::into_account))
+    }
+
+    async fn update_account(
+        &self,
+        customer: CustomerId,
+        account: &Account,
+        make_default: bool,
+    ) -> Result<u64, StoreError> {
+        let what = "update_account";
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        lock_customer_accounts(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        let is_default = i32::from(make_default || account.default != 0);
+        let matched = tx
+            .execute(
+                "UPDATE accounts SET value = $3, type = $4, is_default = $5, symbol = $6, \
+                 refname = $7 WHERE customer_id = $1 AND id = $2",
+                &[
+                    &customer,
+                    &account.id,
+                    &account.value,
+                    &account.account_type,
+                    &is_default,
+                    &account.symbol,
+                    &account.refname,
+                ],
+            )
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        if matched == 0 {
+            return Ok(0);
+        }
+        if make_default {
+            tx.execute(
+                "UPDATE accounts SET is_default = 0 WHERE customer_id = $1 AND id <> $2",
+                &[&customer, &account.id],
+            )
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        }
+        apply_default_rule(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        tx.commit().await.map_err(|err| pg_error(err, what))?;
+        Ok(matched)
+    }
+
+    async fn delete_account(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        let what = "delete_account";
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        lock_customer_accounts(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        let deleted = tx
+            .execute(
+                "DELETE FROM accounts WHERE customer_id = $1 AND id = $2",
+                &[&customer, &id],
+            )
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        apply_default_rule(&tx, customer)
+            .await
+            .map_err(|err| pg_error(err, what))?;
+        tx.commit().await.map_err(|err| pg_error(err, what))?;
+        Ok(deleted)
+    }
+
+    async fn token_stats(
+        &self,
+        customer: Option<CustomerId>,
+    ) -> Result<Vec<TokenStat>, StoreError> {
+        let query = rows::token_stats_query(Dialect::Postgres, customer);
+        let rows: Vec<(String, String, i64, i64)> = self
+            .query_rows(&query, "token_stats", |row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ))
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(state, token_type, amount, count)| {
+                Ok(TokenStat {
+                    state: rows::parse_token_state(&state, "tokens.state")?,
+                    token_type: rows::parse_token_type(&token_type)?,
+                    amount,
+                    count,
+                })
+            })
+            .collect()
+    }
+
+    async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        let bound = rows::journal_query(Dialect::Postgres, query);
+        let rows = self.query_rows(&bound, "journal", journal_row).await?;
+        rows::journal_entries(rows, query)
+    }
+
+    async fn clearing_rows(&self, query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError> {
+        let bound = rows::clearing_rows_query(Dialect::Postgres, query);
+        let rows = self
+            .query_rows(&bound, "clearing_rows", |row| {
+                Ok((token_row(row)?, clearing_extra(row)?))
+            })
+            .await?;
+        rows.into_iter()
+            .map(|(token, extra)| rows::clearing_row(token, extra))
+            .collect()
+    }
+
+    async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
+        let bound = rows::clearing_sums_query(Dialect::Postgres, query);
+        let rows: Vec<(String, String, i64, i64, i64, i64)> = self
+            .query_rows(&bound, "clearing_sums", |row| {
+                Ok((
+                    row.try_get(0)?,
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                    row.try_get(4)?,
+                    row.try_get(5)?,
+                ))
+            })
+            .await?;
+        rows.into_iter()
+            .map(
+                |(token_type, symbol, debitor_id, creditor_id, count, amount)| {
+                    Ok(ClearingSum {
+                        token_type: rows::parse_token_type(&token_type)?,
+                        symbol,
+                        debitor_id,
+                        creditor_id,
+                        count,
+                        amount,
+                    })
+                },
+            )
+            .collect()
+    }
+
+    async fn events_after(
+        &self,
+        customer: Option<CustomerId>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let query = rows::events_after_query(Dialect::Postgres, customer, after_seq, limit);
+        self.query_rows(&query, "events_after", event_row)
+            .await?
+            .into_iter()
+            .map(EventRow::into_record)
+            .collect()
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        let query = BoundQuery {
+            sql: "SELECT COALESCE(MAX(seq), 0)::BIGINT FROM token_events".to_owned(),
+            values: Vec::new(),
+        };
+        let seq = self
+            .query_rows(&query, "last_event_seq", |row| row.try_get::<_, i64>(0))
+            .await?;
+        Ok(seq.into_iter().next().unwrap_or(0))
+    }
+
+    async fn due_expiries(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let query = BoundQuery {
+            sql: "SELECT uuid FROM tokens WHERE state = 'OPEN' AND expires < $1 \
+                  ORDER BY expires, seq LIMIT $2"
+                .to_owned(),
+            values: vec![
+                FilterValue::Int(now),
+                FilterValue::Int(rows::list_limit(limit)),
+            ],
+        };
+        let uuids: Vec<String> = self
+            .query_rows(&query, "due_expiries", |row| row.try_get(0))
+            .await?;
+        uuids
+            .iter()
+            .map(|uuid| rows::parse_uuid(uuid, "tokens.uuid"))
+            .collect()
+    }
+
+    async fn delete_history(&self, before: i64) -> Result<u64, StoreError> {
+        // One batch per statement (and so per transaction): tokens in a final state, their
+        // events and their clearing rows.
+        let batch = i64::try_from(HISTORY_BATCH).unwrap_or(i64::MAX);
+        let mut removed = 0_u64;
+        loop {
+            let deleted = self
+                .execute(
+                    "WITH doomed AS (SELECT uuid FROM tokens WHERE created < $1 \
+                     AND state NOT IN ('OPEN', 'LOCKED') ORDER BY created LIMIT $2), \
+                     events AS (DELETE FROM token_events \
+                     WHERE token_uuid IN (SELECT uuid FROM doomed)), \
+                     clearings AS (DELETE FROM clearing \
+                     WHERE token_uuid IN (SELECT uuid FROM doomed)) \
+                     DELETE FROM tokens WHERE uuid IN (SELECT uuid FROM doomed)",
+                    &[&before, &batch],
+                    "delete_history",
+                )
+                .await?;
+            removed += deleted;
+            if deleted < HISTORY_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
     }
 }

@@ -6,8 +6,13 @@ use anyhow::anyhow;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{Access, Scope, StoreError};
-use crate::domain::{CustomerId, Device, DeviceType, Token, TokenEvent, TokenState, TokenType};
+use super::{
+    Access, AccessRecord, Account, ClearingQuery, ClearingRow, Customer, EventRecord, JournalEntry,
+    JournalQuery, Scope, StoreError,
+};
+use crate::domain::{
+    CustomerId, Device, DeviceType, Token, TokenEvent, TokenEventKind, TokenState, TokenType,
+};
 
 /// The token columns every token `SELECT` reads, in the order [`TokenRow`] expects them.
 pub(super) const TOKEN_COLUMNS: &str = "uuid, version, created, updated, type, plain_code, \
@@ -25,8 +30,102 @@ pub(super) const CUSTOMER_COLUMNS: &str = "id, created, email, display_name, rol
 pub(super) const ACCESS_COLUMNS: &str = "id, customer_id, created, scope, apikey, secret_hash";
 
 /// The `token_events` columns an event insert binds, in [`EventValues`] order.
-pub(super) const EVENT_COLUMNS: &str =
-    "token_uuid, version, kind, from_state, to_state, created, owner_id, cash_customer_id";
+pub(super) const EVENT_COLUMNS: &str = "token_uuid, version, kind, from_state, to_state, \
+     created, owner_id, cash_customer_id, payload";
+
+/// The `token_events` columns [`EventRow`] reads, in its order.
+pub(super) const EVENT_RECORD_COLUMNS: &str = "seq, token_uuid, kind, from_state, to_state, \
+     created, owner_id, cash_customer_id, version, payload";
+
+/// The account columns every account `SELECT` reads, in the order [`AccountRow`] expects.
+pub(super) const ACCOUNT_COLUMNS: &str =
+    "id, customer_id, value, type, is_default, symbol, refname";
+
+/// The `clearing` columns a clearing insert binds, in [`ClearingValues`] order (the account
+/// snapshots are computed by the statement itself).
+pub(super) const CLEARING_COLUMNS: &str =
+    "token_uuid, debitor_id, creditor_id, debitor_account, creditor_account, status, created";
+
+/// How many tokens one transaction of the history cleanup removes.
+pub(super) const HISTORY_BATCH: usize = 1_000;
+
+/// The SQL dialect differences the shared query builders need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    fn prefix(self) -> char {
+        match self {
+            Self::Postgres => '$',
+            Self::Sqlite => '?',
+        }
+    }
+
+    /// Placeholder number `index` (1-based).
+    pub fn placeholder(self, index: usize) -> String {
+        format!("{}{index}", self.prefix())
+    }
+
+    /// `needle` occurs in `haystack` (case-sensitive, no pattern characters), both SQL
+    /// expressions.
+    fn contains(self, haystack: &str, needle: &str) -> String {
+        match self {
+            Self::Postgres => format!("strpos({haystack}, {needle}) > 0"),
+            Self::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+        }
+    }
+
+    /// An expression building the JSON text of `customer`'s default account (the lowest id
+    /// among its defaults), or NULL: keys in the order id, customer_id, value, type, default,
+    /// symbol, refname.
+    pub fn default_account_json(self, customer: &str) -> String {
+        let object = match self {
+            Self::Postgres => "json_build_object",
+            Self::Sqlite => "json_object",
+        };
+        let cast = match self {
+            Self::Postgres => "::TEXT",
+            Self::Sqlite => "",
+        };
+        format!(
+            "(SELECT {object}('id', id, 'customer_id', customer_id, 'value', value, \
+             'type', type, 'default', is_default, 'symbol', symbol, 'refname', refname){cast} \
+             FROM accounts WHERE customer_id = {customer} AND is_default = 1 ORDER BY id LIMIT 1)"
+        )
+    }
+}
+
+/// Insert a clearing row bound as [`ClearingValues`]: each party's default account is
+/// snapshotted by the statement, inside the commit's transaction. A token has one clearing row:
+/// a second insert for it changes nothing.
+pub(super) fn insert_clearing_sql(dialect: Dialect) -> String {
+    let p = |index| dialect.placeholder(index);
+    format!(
+        "INSERT INTO clearing ({CLEARING_COLUMNS}) VALUES ({}, {}, {}, {}, {}, 0, {}) \
+         ON CONFLICT (token_uuid) DO NOTHING",
+        p(1),
+        p(2),
+        p(3),
+        dialect.default_account_json(&p(2)),
+        dialect.default_account_json(&p(3)),
+        p(4),
+    )
+}
+
+/// The default-account rule (spec §5.8), with the customer as placeholder 1: when the customer
+/// has zero or several default accounts, the lowest id becomes the only default.
+pub(super) fn default_rule_sql(dialect: Dialect) -> String {
+    let customer = dialect.placeholder(1);
+    format!(
+        "UPDATE accounts SET is_default = CASE WHEN id = \
+         (SELECT MIN(id) FROM accounts WHERE customer_id = {customer}) THEN 1 ELSE 0 END \
+         WHERE customer_id = {customer} AND \
+         (SELECT COUNT(*) FROM accounts WHERE customer_id = {customer} AND is_default = 1) <> 1"
+    )
+}
 
 /// `p1, p2, ... pN` where `p` is the backend's placeholder prefix (`$` or `?`).
 fn placeholders(prefix: char, count: usize) -> String {
@@ -66,6 +165,14 @@ pub(super) fn update_token_sql(prefix: char) -> String {
     )
 }
 
+/// [`TOKEN_COLUMNS`] of the table aliased `alias`.
+pub(super) fn token_columns_of(alias: &str) -> String {
+    token_columns()
+        .map(|column| format!("{alias}.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Insert an event bound as [`EventValues`].
 pub(super) fn insert_event_sql(prefix: char) -> String {
     format!(
@@ -101,6 +208,22 @@ pub(super) fn parse_token_type(text: &str) -> Result<TokenType, StoreError> {
 
 pub(super) fn parse_device_type(text: &str) -> Result<DeviceType, StoreError> {
     DeviceType::parse(text).ok_or_else(|| corrupt("devices.type", text, "unknown device type"))
+}
+
+pub(super) fn parse_event_kind(text: &str) -> Result<TokenEventKind, StoreError> {
+    const KINDS: [TokenEventKind; 7] = [
+        TokenEventKind::Created,
+        TokenEventKind::Locked,
+        TokenEventKind::Rejected,
+        TokenEventKind::Confirmed,
+        TokenEventKind::Updated,
+        TokenEventKind::Deleted,
+        TokenEventKind::Expired,
+    ];
+    KINDS
+        .into_iter()
+        .find(|kind| kind.as_str() == text)
+        .ok_or_else(|| corrupt("token_events.kind", text, "unknown event kind"))
 }
 
 pub(super) fn parse_scope(text: &str) -> Result<Scope, StoreError> {
@@ -260,10 +383,13 @@ pub(super) struct EventValues {
     pub created: i64,
     pub owner_id: CustomerId,
     pub cash_customer_id: Option<CustomerId>,
+    /// `Token::snapshot_json` of the token as its set wrote it, as JSON text.
+    pub payload: String,
 }
 
 impl EventValues {
-    pub fn new(event: &TokenEvent) -> Self {
+    /// `payload` is the snapshot JSON text of the event's token (see [`encode_sets`]).
+    pub fn new(event: &TokenEvent, payload: String) -> Self {
         Self {
             token_uuid: uuid_text(event.token),
             version: event.version,
@@ -273,8 +399,19 @@ impl EventValues {
             created: event.at,
             owner_id: event.owner_id,
             cash_customer_id: event.cash_customer_id,
+            payload,
         }
     }
+}
+
+/// A clearing row encoded for binding, in [`CLEARING_COLUMNS`] order (without the snapshots
+/// and the status).
+#[derive(Debug, Clone)]
+pub(super) struct ClearingValues {
+    pub token_uuid: String,
+    pub debitor_id: CustomerId,
+    pub creditor_id: CustomerId,
+    pub created: i64,
 }
 
 /// A write set, encoded. Sets without writes are kept (they commit their events, if any).
@@ -282,6 +419,23 @@ impl EventValues {
 pub(super) struct SetValues {
     pub writes: Vec<WriteValues>,
     pub events: Vec<EventValues>,
+    pub clearing: Option<ClearingValues>,
+}
+
+/// The snapshot an event row stores: that of the last write of its set for the event's token;
+/// `{}` (the column default) for an event whose set wrote no such token.
+fn event_payload(set: &super::WriteSet, event: &TokenEvent) -> Result<String, StoreError> {
+    match set
+        .writes
+        .iter()
+        .rev()
+        .map(super::TokenWrite::token)
+        .find(|token| token.uuid == event.token)
+    {
+        Some(token) => serde_json::to_string(&token.snapshot_json())
+            .map_err(|err| StoreError::Internal(anyhow!("cannot encode a token snapshot: {err}"))),
+        None => Ok("{}".to_owned()),
+    }
 }
 
 /// Encode a whole commit up front: any encoding error fails it before the database is touched.
@@ -300,8 +454,22 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                     }
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let events = set.events.iter().map(EventValues::new).collect();
-            Ok(SetValues { writes, events })
+            let events = set
+                .events
+                .iter()
+                .map(|event| Ok(EventValues::new(event, event_payload(set, event)?)))
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let clearing = set.clearing.as_ref().map(|clearing| ClearingValues {
+                token_uuid: uuid_text(clearing.token),
+                debitor_id: clearing.debitor_id,
+                creditor_id: clearing.creditor_id,
+                created: clearing.created,
+            });
+            Ok(SetValues {
+                writes,
+                events,
+                clearing,
+            })
         })
         .collect()
 }
@@ -396,7 +564,428 @@ pub(super) fn token_filter_conditions(
 #[derive(Debug, Clone)]
 pub(super) enum FilterValue {
     Text(String),
+    /// Text or NULL.
+    OptText(Option<String>),
     Int(i64),
+}
+
+/// A row as read with [`ACCESS_COLUMNS`] followed by `secret_encrypted`.
+#[derive(Debug)]
+pub(super) struct AccessRecordRow {
+    pub access: AccessRow,
+    pub secret_encrypted: Option<Vec<u8>>,
+}
+
+impl AccessRecordRow {
+    pub fn into_record(self) -> Result<AccessRecord, StoreError> {
+        Ok(AccessRecord {
+            access: self.access.into_access()?,
+            secret_encrypted: self.secret_encrypted,
+        })
+    }
+}
+
+/// A row as read with [`ACCOUNT_COLUMNS`].
+#[derive(Debug)]
+pub(super) struct AccountRow {
+    pub id: i64,
+    pub customer_id: CustomerId,
+    pub value: String,
+    pub account_type: String,
+    pub is_default: i64,
+    pub symbol: Option<String>,
+    pub refname: Option<String>,
+}
+
+impl AccountRow {
+    pub fn into_account(self) -> Account {
+        Account {
+            id: self.id,
+            customer_id: self.customer_id,
+            value: self.value,
+            account_type: self.account_type,
+            default: i32::from(self.is_default != 0),
+            symbol: self.symbol,
+            refname: self.refname,
+        }
+    }
+}
+
+/// How `is_default` is stored.
+pub(super) fn default_flag(default: bool) -> i64 {
+    i64::from(default)
+}
+
+/// A customer row ([`CUSTOMER_COLUMNS`]) with its login secrets.
+pub(super) const CREDENTIAL_COLUMNS: &str =
+    "id, created, email, display_name, roles, status, info, password_hash, twofa_secret";
+
+/// A row as read with [`EVENT_RECORD_COLUMNS`].
+#[derive(Debug)]
+pub(super) struct EventRow {
+    pub seq: i64,
+    pub token_uuid: String,
+    pub kind: String,
+    pub from_state: Option<String>,
+    pub to_state: String,
+    pub created: i64,
+    pub owner_id: CustomerId,
+    pub cash_customer_id: Option<CustomerId>,
+    pub version: i64,
+    pub payload: String,
+}
+
+impl EventRow {
+    pub fn into_record(self) -> Result<EventRecord, StoreError> {
+        Ok(EventRecord {
+            seq: self.seq,
+            token: parse_uuid(&self.token_uuid, "token_events.token_uuid")?,
+            kind: parse_event_kind(&self.kind)?,
+            from: self
+                .from_state
+                .map(|state| parse_token_state(&state, "token_events.from_state"))
+                .transpose()?,
+            to: parse_token_state(&self.to_state, "token_events.to_state")?,
+            at: self.created,
+            owner_id: self.owner_id,
+            cash_customer_id: self.cash_customer_id,
+            version: self.version,
+            snapshot: parse_json(&self.payload, "token_events.payload")?,
+        })
+    }
+}
+
+/// A bound query: SQL text and its parameters, in placeholder order.
+#[derive(Debug)]
+pub(super) struct BoundQuery {
+    pub sql: String,
+    pub values: Vec<FilterValue>,
+}
+
+impl BoundQuery {
+    fn new(sql: impl Into<String>) -> Self {
+        Self {
+            sql: sql.into(),
+            values: Vec::new(),
+        }
+    }
+
+    /// Bind `value` and return its placeholder.
+    fn bind(&mut self, dialect: Dialect, value: FilterValue) -> String {
+        self.values.push(value);
+        dialect.placeholder(self.values.len())
+    }
+}
+
+/// Events after `after_seq` in sequence order, optionally those of one customer (owner or cash
+/// customer), at most `limit`; columns [`EVENT_RECORD_COLUMNS`].
+pub(super) fn events_after_query(
+    dialect: Dialect,
+    customer: Option<CustomerId>,
+    after_seq: i64,
+    limit: usize,
+) -> BoundQuery {
+    let mut query = BoundQuery::new(format!(
+        "SELECT {EVENT_RECORD_COLUMNS} FROM token_events WHERE seq > "
+    ));
+    let after = query.bind(dialect, FilterValue::Int(after_seq));
+    query.sql.push_str(&after);
+    if let Some(customer) = customer {
+        let customer = query.bind(dialect, FilterValue::Int(customer));
+        query.sql.push_str(&format!(
+            " AND (owner_id = {customer} OR cash_customer_id = {customer})"
+        ));
+    }
+    let limit = query.bind(dialect, FilterValue::Int(list_limit(limit)));
+    query.sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
+    query
+}
+
+/// Sums and counts by (state, type), over the tokens of `customer` (owned, or locked by one of
+/// its devices) or over all tokens. Columns: state, type, amount, count.
+pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) -> BoundQuery {
+    let mut query =
+        BoundQuery::new("SELECT state, type, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM tokens");
+    if let Some(customer) = customer {
+        let customer = query.bind(dialect, FilterValue::Int(customer));
+        query.sql.push_str(&format!(
+            " WHERE owner_id = {customer} OR lock_device IN \
+             (SELECT uuid FROM devices WHERE customer_id = {customer})"
+        ));
+    }
+    query
+        .sql
+        .push_str(" GROUP BY state, type ORDER BY state, type");
+    query
+}
+
+/// The journal's text for an event kind; `None` for events that are not journaled (expiry).
+pub(super) fn journal_action(kind: TokenEventKind) -> Option<&'static str> {
+    match kind {
+        TokenEventKind::Created => Some("create"),
+        TokenEventKind::Deleted => Some("delete"),
+        TokenEventKind::Updated => Some("update"),
+        TokenEventKind::Locked => Some("lock"),
+        TokenEventKind::Rejected => Some("reject"),
+        TokenEventKind::Confirmed => Some("confirm"),
+        TokenEventKind::Expired => None,
+    }
+}
+
+/// Events journaled for the cash customer too (when it is not the owner).
+fn journaled_for_cash_customer(kind: TokenEventKind) -> bool {
+    matches!(
+        kind,
+        TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed
+    )
+}
+
+/// The `processing_info` a `reject` journal entry shows instead of the token's.
+const REJECT_PROCESSING_INFO: &str = r#"{"reject_reason":"Invalid token code"}"#;
+
+/// The journal's action as a SQL expression over `token_events.kind`.
+const JOURNAL_ACTION_SQL: &str = "CASE kind WHEN 'created' THEN 'create' \
+     WHEN 'deleted' THEN 'delete' WHEN 'updated' THEN 'update' WHEN 'locked' THEN 'lock' \
+     WHEN 'rejected' THEN 'reject' WHEN 'confirmed' THEN 'confirm' ELSE '' END";
+
+/// The events behind a journal page, newest first; columns as [`JournalEventRow`] reads them.
+/// One event may give two entries (see [`journal_entries`]), so at most `limit` events are
+/// read and the entries cut to `limit`.
+pub(super) fn journal_query(dialect: Dialect, journal: &JournalQuery) -> BoundQuery {
+    let mut query = BoundQuery::new(
+        "SELECT seq, created, kind, owner_id, cash_customer_id, payload FROM token_events \
+         WHERE kind <> 'expired'",
+    );
+    if let Some(customer) = journal.customer {
+        let customer = query.bind(dialect, FilterValue::Int(customer));
+        query.sql.push_str(&format!(
+            " AND (owner_id = {customer} OR (cash_customer_id = {customer} \
+             AND kind IN ('locked', 'rejected', 'confirmed')))"
+        ));
+    }
+    if let Some(from) = journal.from {
+        let from = query.bind(dialect, FilterValue::Int(from));
+        query.sql.push_str(&format!(" AND created >= {from}"));
+    }
+    if let Some(to) = journal.to {
+        let to = query.bind(dialect, FilterValue::Int(to));
+        query.sql.push_str(&format!(" AND created < {to}"));
+    }
+    if let Some(filter) = &journal.filter {
+        let filter = query.bind(dialect, FilterValue::Text(filter.clone()));
+        let reject_text = format!("'\"processing_info\":{REJECT_PROCESSING_INFO}'");
+        query.sql.push_str(&format!(
+            " AND ({} OR {} OR (kind = 'rejected' AND {}))",
+            dialect.contains(&format!("({JOURNAL_ACTION_SQL})"), &filter),
+            dialect.contains("payload", &filter),
+            dialect.contains(&reject_text, &filter),
+        ));
+    }
+    let limit = query.bind(dialect, FilterValue::Int(list_limit(journal.limit)));
+    query
+        .sql
+        .push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+    query
+}
+
+/// A row of [`journal_query`].
+#[derive(Debug)]
+pub(super) struct JournalEventRow {
+    pub seq: i64,
+    pub created: i64,
+    pub kind: String,
+    pub owner_id: CustomerId,
+    pub cash_customer_id: Option<CustomerId>,
+    pub payload: String,
+}
+
+/// Journal entries from events, newest first: one for the owner and, for lock, reject and
+/// confirm, one for a different cash customer (admin view); only the customer's own when the
+/// query names one. At most `limit`.
+pub(super) fn journal_entries(
+    rows: Vec<JournalEventRow>,
+    journal: &JournalQuery,
+) -> Result<Vec<JournalEntry>, StoreError> {
+    let limit = usize::try_from(list_limit(journal.limit)).unwrap_or(0);
+    let mut entries = Vec::with_capacity(rows.len().min(limit));
+    for row in rows {
+        let kind = parse_event_kind(&row.kind)?;
+        let Some(action) = journal_action(kind) else {
+            continue;
+        };
+        let mut data = parse_json(&row.payload, "token_events.payload")?;
+        if kind == TokenEventKind::Rejected {
+            if let Value::Object(fields) = &mut data {
+                fields.insert(
+                    "processing_info".to_owned(),
+                    parse_json(REJECT_PROCESSING_INFO, "journal reject reason")?,
+                );
+            }
+        }
+        let mut customers = Vec::with_capacity(2);
+        match journal.customer {
+            Some(customer) => customers.push(customer),
+            None => {
+                customers.push(row.owner_id);
+                if let Some(cash) = row.cash_customer_id {
+                    if cash != row.owner_id && journaled_for_cash_customer(kind) {
+                        customers.push(cash);
+                    }
+                }
+            }
+        }
+        for customer_id in customers {
+            entries.push(JournalEntry {
+                id: row.seq,
+                customer_id,
+                created: row.created,
+                action,
+                data: data.clone(),
+            });
+        }
+    }
+    entries.truncate(limit);
+    Ok(entries)
+}
+
+/// The `WHERE` conditions shared by clearing rows and sums (`c` is `clearing`, `t` `tokens`).
+fn clearing_conditions(dialect: Dialect, clearing: &ClearingQuery, query: &mut BoundQuery) {
+    query.sql.push_str(" WHERE 1 = 1");
+    if let Some(customer) = clearing.customer {
+        let customer = query.bind(dialect, FilterValue::Int(customer));
+        query.sql.push_str(&format!(
+            " AND (c.debitor_id = {customer} OR c.creditor_id = {customer})"
+        ));
+    }
+    if let Some(token) = clearing.token {
+        let token = query.bind(dialect, FilterValue::Text(uuid_text(token)));
+        query.sql.push_str(&format!(" AND c.token_uuid = {token}"));
+    }
+    if let Some(from) = clearing.from {
+        let from = query.bind(dialect, FilterValue::Int(from));
+        query.sql.push_str(&format!(" AND c.created >= {from}"));
+    }
+    if let Some(to) = clearing.to {
+        let to = query.bind(dialect, FilterValue::Int(to));
+        query.sql.push_str(&format!(" AND c.created < {to}"));
+    }
+    if let Some(token_type) = clearing.token_type {
+        let token_type = query.bind(dialect, FilterValue::Text(token_type.as_str().to_owned()));
+        query.sql.push_str(&format!(" AND t.type = {token_type}"));
+    }
+}
+
+/// Clearing rows in clearing order: [`TOKEN_COLUMNS`] first (as [`TokenRow`] reads them), then
+/// the columns [`ClearingExtra`] reads, from index 21.
+pub(super) fn clearing_rows_query(dialect: Dialect, clearing: &ClearingQuery) -> BoundQuery {
+    let mut query = BoundQuery::new(format!(
+        "SELECT {}, c.created, od.refname, ld.refname, c.debitor_id, c.creditor_id, \
+         c.debitor_account, c.creditor_account \
+         FROM clearing c JOIN tokens t ON t.uuid = c.token_uuid \
+         LEFT JOIN devices od ON od.uuid = t.owner_device \
+         LEFT JOIN devices ld ON ld.uuid = t.lock_device",
+        token_columns_of("t")
+    ));
+    clearing_conditions(dialect, clearing, &mut query);
+    let limit = query.bind(dialect, FilterValue::Int(list_limit(clearing.limit)));
+    query.sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
+    query
+}
+
+/// The index of the first [`ClearingExtra`] column in a [`clearing_rows_query`] row.
+pub(super) const CLEARING_EXTRA_AT: usize = 21;
+
+/// The clearing columns of a [`clearing_rows_query`] row, after the token's.
+#[derive(Debug)]
+pub(super) struct ClearingExtra {
+    pub created: i64,
+    pub token_device_refname: Option<String>,
+    pub lock_device_refname: Option<String>,
+    pub debitor_id: CustomerId,
+    pub creditor_id: CustomerId,
+    pub debitor_account: Option<String>,
+    pub creditor_account: Option<String>,
+}
+
+pub(super) fn clearing_row(
+    token: TokenRow,
+    extra: ClearingExtra,
+) -> Result<ClearingRow, StoreError> {
+    Ok(ClearingRow {
+        date: extra.created,
+        token: token.into_token()?,
+        token_device_refname: extra.token_device_refname,
+        lock_device_refname: extra.lock_device_refname,
+        debitor_id: extra.debitor_id,
+        creditor_id: extra.creditor_id,
+        debitor: parse_json_opt(extra.debitor_account, "clearing.debitor_account")?,
+        creditor: parse_json_opt(extra.creditor_account, "clearing.creditor_account")?,
+    })
+}
+
+/// Sums by (type, symbol, debitor, creditor) over [`clearing_rows_query`]'s selection. Columns:
+/// type, symbol, debitor_id, creditor_id, count, amount.
+pub(super) fn clearing_sums_query(dialect: Dialect, clearing: &ClearingQuery) -> BoundQuery {
+    let mut query = BoundQuery::new(
+        "SELECT t.type, t.symbol, c.debitor_id, c.creditor_id, COUNT(*), \
+         CAST(SUM(t.amount) AS BIGINT) FROM clearing c JOIN tokens t ON t.uuid = c.token_uuid",
+    );
+    clearing_conditions(dialect, clearing, &mut query);
+    let limit = query.bind(dialect, FilterValue::Int(list_limit(clearing.limit)));
+    query.sql.push_str(&format!(
+        " GROUP BY t.type, t.symbol, c.debitor_id, c.creditor_id \
+         ORDER BY t.type, t.symbol, c.debitor_id, c.creditor_id LIMIT {limit}"
+    ));
+    query
+}
+
+/// A customer row with its credentials, before decoding.
+#[derive(Debug)]
+pub(super) struct CredentialsRow {
+    pub customer: Customer,
+    pub password_hash: Option<String>,
+    pub twofa_secret: Option<Vec<u8>>,
+}
+
+impl CredentialsRow {
+    pub fn into_credentials(self) -> super::Credentials {
+        super::Credentials {
+            customer: self.customer,
+            password_hash: self.password_hash,
+            twofa_secret: self.twofa_secret,
+        }
+    }
+}
+
+/// The SQL of `update_device`: `SET` only the given fields (a `Some(None)` refname sets NULL);
+/// `None` when there is nothing to set.
+pub(super) fn update_device_query(
+    dialect: Dialect,
+    customer: CustomerId,
+    id: i64,
+    device_type: Option<DeviceType>,
+    refname: Option<Option<String>>,
+) -> Option<BoundQuery> {
+    let mut query = BoundQuery::new("UPDATE devices SET ");
+    let mut assignments = Vec::with_capacity(2);
+    if let Some(device_type) = device_type {
+        let device_type = query.bind(dialect, FilterValue::Text(device_type.as_str().to_owned()));
+        assignments.push(format!("type = {device_type}"));
+    }
+    if let Some(refname) = refname {
+        let refname = query.bind(dialect, FilterValue::OptText(refname));
+        assignments.push(format!("refname = {refname}"));
+    }
+    if assignments.is_empty() {
+        return None;
+    }
+    query.sql.push_str(&assignments.join(", "));
+    let customer = query.bind(dialect, FilterValue::Int(customer));
+    let id = query.bind(dialect, FilterValue::Int(id));
+    query
+        .sql
+        .push_str(&format!(" WHERE customer_id = {customer} AND id = {id}"));
+    Some(query)
 }
 
 /// The error for a write after the first of a set that did not apply.
@@ -425,7 +1014,7 @@ mod tests {
         assert!(update_token_sql('?').contains("version = ?2, created = ?3,"));
         assert!(update_token_sql('?').contains("lock_customer_id = ?21 WHERE"));
         assert!(insert_token_sql('$').contains("$21) ON CONFLICT DO NOTHING"));
-        assert!(insert_event_sql('?').ends_with("(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"));
+        assert!(insert_event_sql('?').ends_with("(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
     }
 
     #[test]

@@ -21,16 +21,27 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::rows::{
-    self, AccessRow, DeviceRow, EventValues, FilterValue, SetValues, TokenRow, TokenValues,
-    WriteValues, ACCESS_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, TOKEN_COLUMNS,
+    self, AccessRecordRow, AccessRow, AccountRow, BoundQuery, ClearingExtra, ClearingValues,
+    CredentialsRow, DeviceRow, Dialect, EventRow, EventValues, FilterValue, JournalEventRow,
+    SetValues, TokenRow, TokenValues, WriteValues, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
+    CLEARING_EXTRA_AT, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, HISTORY_BATCH,
+    TOKEN_COLUMNS,
 };
 use super::{
-    Access, Customer, NewCustomer, Scope, Store, StoreError, TokenFilter, WriteOutcome, WriteSet,
+    Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
+    CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
+    Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
 };
-use crate::domain::{CustomerId, Device, Token};
+use crate::domain::{CustomerId, Device, DeviceType, Token};
 
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("migrations/sqlite/0001_init.sql")),
+    (
+        2,
+        include_str!("migrations/sqlite/0002_portal_clearing.sql"),
+    ),
+];
 
 const READERS: usize = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -40,6 +51,9 @@ const STATEMENT_CACHE: usize = 64;
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('?'));
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('?'));
 static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql('?'));
+static INSERT_CLEARING: LazyLock<String> =
+    LazyLock::new(|| rows::insert_clearing_sql(Dialect::Sqlite));
+static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Sqlite));
 
 /// The SQLite store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
@@ -116,6 +130,24 @@ impl SqliteStore {
         self.read(|conn| {
             conn.query_row("SELECT COUNT(*) FROM token_events", [], |row| row.get(0))
                 .map_err(|err| sql_error(err, "count_events"))
+        })
+        .await
+    }
+
+    /// The stored account snapshots of every clearing row, as text, in clearing order. For
+    /// tests.
+    #[doc(hidden)]
+    pub async fn clearing_account_texts(
+        &self,
+    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+        self.read(|conn| {
+            conn.prepare("SELECT debitor_account, creditor_account FROM clearing ORDER BY id")
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|err| sql_error(err, "clearing_account_texts"))
         })
         .await
     }
@@ -247,6 +279,155 @@ fn sql_error(err: rusqlite::Error, what: &str) -> StoreError {
         ) => StoreError::Unavailable(format!("sqlite {what}: {err}")),
         _ => StoreError::Internal(anyhow::Error::new(err).context(format!("sqlite {what}"))),
     }
+}
+
+fn is_foreign_key_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(failure, _)
+            if failure.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+    )
+}
+
+fn sql_value(value: FilterValue) -> SqlValue {
+    match value {
+        FilterValue::Text(text) => SqlValue::Text(text),
+        FilterValue::OptText(Some(text)) => SqlValue::Text(text),
+        FilterValue::OptText(None) => SqlValue::Null,
+        FilterValue::Int(int) => SqlValue::Integer(int),
+    }
+}
+
+/// Run a bound query, mapping each row.
+fn query_rows<T>(
+    conn: &Connection,
+    query: BoundQuery,
+    what: &str,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let values: Vec<SqlValue> = query.values.into_iter().map(sql_value).collect();
+    conn.prepare_cached(&query.sql)
+        .and_then(|mut statement| {
+            statement
+                .query_map(rusqlite::params_from_iter(values), map)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|err| sql_error(err, what))
+}
+
+/// Apply the default-account rule for `customer` inside `tx`.
+fn apply_default_rule(
+    tx: &rusqlite::Transaction<'_>,
+    customer: CustomerId,
+) -> rusqlite::Result<()> {
+    tx.prepare_cached(&DEFAULT_RULE)?.execute([customer])?;
+    Ok(())
+}
+
+fn account_row(row: &Row<'_>) -> rusqlite::Result<AccountRow> {
+    Ok(AccountRow {
+        id: row.get(0)?,
+        customer_id: row.get(1)?,
+        value: row.get(2)?,
+        account_type: row.get(3)?,
+        is_default: row.get(4)?,
+        symbol: row.get(5)?,
+        refname: row.get(6)?,
+    })
+}
+
+fn access_record_row(row: &Row<'_>) -> rusqlite::Result<AccessRecordRow> {
+    Ok(AccessRecordRow {
+        access: access_row(row)?,
+        secret_encrypted: row.get(6)?,
+    })
+}
+
+fn credentials_row(row: &Row<'_>) -> rusqlite::Result<CredentialsRow> {
+    Ok(CredentialsRow {
+        customer: customer_row(row)?,
+        password_hash: row.get(7)?,
+        twofa_secret: row.get(8)?,
+    })
+}
+
+fn event_row(row: &Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: row.get(0)?,
+        token_uuid: row.get(1)?,
+        kind: row.get(2)?,
+        from_state: row.get(3)?,
+        to_state: row.get(4)?,
+        created: row.get(5)?,
+        owner_id: row.get(6)?,
+        cash_customer_id: row.get(7)?,
+        version: row.get(8)?,
+        payload: row.get(9)?,
+    })
+}
+
+fn journal_row(row: &Row<'_>) -> rusqlite::Result<JournalEventRow> {
+    Ok(JournalEventRow {
+        seq: row.get(0)?,
+        created: row.get(1)?,
+        kind: row.get(2)?,
+        owner_id: row.get(3)?,
+        cash_customer_id: row.get(4)?,
+        payload: row.get(5)?,
+    })
+}
+
+fn clearing_extra(row: &Row<'_>) -> rusqlite::Result<ClearingExtra> {
+    let at = CLEARING_EXTRA_AT;
+    Ok(ClearingExtra {
+        created: row.get(at)?,
+        token_device_refname: row.get(at + 1)?,
+        lock_device_refname: row.get(at + 2)?,
+        debitor_id: row.get(at + 3)?,
+        creditor_id: row.get(at + 4)?,
+        debitor_account: row.get(at + 5)?,
+        creditor_account: row.get(at + 6)?,
+    })
+}
+
+/// One batch of the history cleanup, in its own transaction: the number of tokens removed.
+fn delete_history_batch(conn: &mut Connection, before: i64) -> Result<usize, StoreError> {
+    let what = "delete_history";
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|err| sql_error(err, what))?;
+    let batch = i64::try_from(HISTORY_BATCH).unwrap_or(i64::MAX);
+    let uuids: Vec<String> = tx
+        .prepare_cached(
+            "SELECT uuid FROM tokens WHERE created < ?1 AND state NOT IN ('OPEN', 'LOCKED') \
+             ORDER BY created LIMIT ?2",
+        )
+        .and_then(|mut statement| {
+            statement
+                .query_map(params![before, batch], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .map_err(|err| sql_error(err, what))?;
+    {
+        let mut events = tx
+            .prepare_cached("DELETE FROM token_events WHERE token_uuid = ?1")
+            .map_err(|err| sql_error(err, what))?;
+        let mut clearing = tx
+            .prepare_cached("DELETE FROM clearing WHERE token_uuid = ?1")
+            .map_err(|err| sql_error(err, what))?;
+        let mut tokens = tx
+            .prepare_cached("DELETE FROM tokens WHERE uuid = ?1")
+            .map_err(|err| sql_error(err, what))?;
+        for uuid in &uuids {
+            events.execute([uuid]).map_err(|err| sql_error(err, what))?;
+            clearing
+                .execute([uuid])
+                .map_err(|err| sql_error(err, what))?;
+            tokens.execute([uuid]).map_err(|err| sql_error(err, what))?;
+        }
+    }
+    tx.commit().map_err(|err| sql_error(err, what))?;
+    Ok(uuids.len())
 }
 
 fn is_unique_violation(err: &rusqlite::Error) -> bool {
@@ -393,6 +574,19 @@ fn write_event(
         event.created,
         event.owner_id,
         event.cash_customer_id,
+        event.payload,
+    ])
+}
+
+fn write_clearing(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    clearing: &ClearingValues,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        clearing.token_uuid,
+        clearing.debitor_id,
+        clearing.creditor_id,
+        clearing.created,
     ])
 }
 
@@ -412,6 +606,9 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
         let mut event = tx
             .prepare_cached(&INSERT_EVENT)
             .map_err(|err| sql_error(err, "prepare event"))?;
+        let mut clearing = tx
+            .prepare_cached(&INSERT_CLEARING)
+            .map_err(|err| sql_error(err, "prepare clearing"))?;
         for set in sets {
             let mut writes = set.writes.iter();
             if let Some(first) = writes.next() {
@@ -434,6 +631,10 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
             }
             for values in &set.events {
                 write_event(&mut event, values).map_err(|err| sql_error(err, "commit: event"))?;
+            }
+            if let Some(values) = &set.clearing {
+                write_clearing(&mut clearing, values)
+                    .map_err(|err| sql_error(err, "commit: clearing"))?;
             }
             outcomes.push(WriteOutcome::Committed);
         }
@@ -496,10 +697,7 @@ impl Store for SqliteStore {
         let mut sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = ?1");
         let mut values = vec![SqlValue::Integer(owner)];
         for (column, value) in conditions {
-            values.push(match value {
-                FilterValue::Text(text) => SqlValue::Text(text),
-                FilterValue::Int(int) => SqlValue::Integer(int),
-            });
+            values.push(sql_value(value));
             sql.push_str(&format!(" AND {column} = ?{}", values.len()));
         }
         values.push(SqlValue::Integer(rows::list_limit(limit)));
@@ -747,5 +945,605 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, StoreError> {
+        let key = key.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM params WHERE customer_id = ?1 AND pkey = ?2")
+                .and_then(|mut statement| statement.execute(params![customer, key]))
+                .map(|rows| rows as u64)
+                .map_err(|err| sql_error(err, "delete_param"))
+        })
+        .await
+    }
+
+    async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
+        let email = rows::fold_case(email);
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = ?1"
+                ))
+                .and_then(|mut statement| statement.query_row([&email], credentials_row).optional())
+                .map_err(|err| sql_error(err, "find_credentials"))?;
+            Ok(row.map(CredentialsRow::into_credentials))
+        })
+        .await
+    }
+
+    async fn create_user(
+        &self,
+        user: &NewCustomer,
+        password_hash: &str,
+        status: i32,
+    ) -> Result<Customer, StoreError> {
+        let user = user.clone();
+        let password_hash = password_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(&format!(
+                "INSERT INTO customers (created, email, display_name, roles, status, password_hash) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {CUSTOMER_COLUMNS}"
+            ))
+            .and_then(|mut statement| {
+                statement.query_row(
+                    params![
+                        rows::now_millis(),
+                        rows::fold_case(&user.email),
+                        user.display_name,
+                        user.roles,
+                        status,
+                        password_hash,
+                    ],
+                    customer_row,
+                )
+            })
+            .map_err(|err| {
+                if is_unique_violation(&err) {
+                    StoreError::Duplicate("email")
+                } else {
+                    sql_error(err, "create_user")
+                }
+            })
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        customer: CustomerId,
+        password_hash: &str,
+        status: i32,
+    ) -> Result<(), StoreError> {
+        let password_hash = password_hash.to_owned();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE customers SET password_hash = ?2, status = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut statement| statement.execute(params![customer, password_hash, status]))
+            .map_err(|err| sql_error(err, "set_password"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn set_twofa_secret(
+        &self,
+        customer: CustomerId,
+        secret: Option<&[u8]>,
+    ) -> Result<(), StoreError> {
+        let secret = secret.map(<[u8]>::to_vec);
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE customers SET twofa_secret = ?2 WHERE id = ?1")
+                .and_then(|mut statement| statement.execute(params![customer, secret]))
+                .map_err(|err| sql_error(err, "set_twofa_secret"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
+        self.read(|conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id LIMIT ?1"
+            ))
+            .and_then(|mut statement| {
+                statement
+                    .query_map([rows::list_limit(LIST_LIMIT_MAX)], customer_row)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .map_err(|err| sql_error(err, "list_customers"))
+        })
+        .await
+    }
+
+    async fn update_customer(
+        &self,
+        email: &str,
+        update: &CustomerUpdate,
+    ) -> Result<u64, StoreError> {
+        let email = rows::fold_case(email);
+        let update = update.clone();
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "UPDATE customers SET display_name = ?2, roles = ?3, info = ?4 WHERE email = ?1",
+            )
+            .and_then(|mut statement| {
+                statement.execute(params![
+                    email,
+                    update.display_name,
+                    update.roles,
+                    update.info
+                ])
+            })
+            .map(|rows| rows as u64)
+            .map_err(|err| sql_error(err, "update_customer"))
+        })
+        .await
+    }
+
+    async fn delete_customer(&self, email: &str) -> Result<u64, StoreError> {
+        let email = rows::fold_case(email);
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM customers WHERE email = ?1")
+                .and_then(|mut statement| statement.execute([email]))
+                .map(|rows| rows as u64)
+                .map_err(|err| {
+                    if is_foreign_key_violation(&err) {
+                        StoreError::Referenced("customer")
+                    } else {
+                        sql_error(err, "delete_customer")
+                    }
+                })
+        })
+        .await
+    }
+
+    async fn set_access_secret_encrypted(
+        &self,
+        access: i64,
+        encrypted: &[u8],
+    ) -> Result<(), StoreError> {
+        let encrypted = encrypted.to_vec();
+        self.write(move |conn| {
+            conn.prepare_cached("UPDATE access SET secret_encrypted = ?2 WHERE id = ?1")
+                .and_then(|mut statement| statement.execute(params![access, encrypted]))
+                .map_err(|err| sql_error(err, "set_access_secret_encrypted"))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError> {
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = ?1"
+                ))
+                .and_then(|mut statement| statement.query_row([id], access_record_row).optional())
+                .map_err(|err| sql_error(err, "load_access"))?;
+            row.map(AccessRecordRow::into_record).transpose()
+        })
+        .await
+    }
+
+    async fn list_access(
+        &self,
+        customer: CustomerId,
+        scope: Scope,
+    ) -> Result<Vec<AccessRecord>, StoreError> {
+        self.read(move |conn| {
+            let rows = conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access \
+                     WHERE customer_id = ?1 AND scope = ?2 ORDER BY id LIMIT ?3"
+                ))
+                .and_then(|mut statement| {
+                    statement
+                        .query_map(
+                            params![customer, scope.as_str(), rows::list_limit(LIST_LIMIT_MAX)],
+                            access_record_row,
+                        )?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|err| sql_error(err, "list_access"))?;
+            rows.into_iter().map(AccessRecordRow::into_record).collect()
+        })
+        .await
+    }
+
+    async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            conn.prepare_cached("DELETE FROM access WHERE customer_id = ?1 AND id = ?2")
+                .and_then(|mut statement| statement.execute(params![customer, id]))
+                .map(|rows| rows as u64)
+                .map_err(|err| sql_error(err, "delete_access"))
+        })
+        .await
+    }
+
+    async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?1"
+                ))
+                .and_then(|mut statement| statement.query_row([id], device_row).optional())
+                .map_err(|err| sql_error(err, "load_device_by_id"))?;
+            row.map(DeviceRow::into_device).transpose()
+        })
+        .await
+    }
+
+    async fn update_device(
+        &self,
+        customer: CustomerId,
+        id: i64,
+        device_type: Option<DeviceType>,
+        refname: Option<Option<String>>,
+    ) -> Result<u64, StoreError> {
+        let query = rows::update_device_query(Dialect::Sqlite, customer, id, device_type, refname)
+            .ok_or_else(|| StoreError::Internal(anyhow!("update_device: no field to update")))?;
+        self.write(move |conn| {
+            let values: Vec<SqlValue> = query.values.into_iter().map(sql_value).collect();
+            conn.prepare_cached(&query.sql)
+                .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(values)))
+                .map(|rows| rows as u64)
+                .map_err(|err| sql_error(err, "update_device"))
+        })
+        .await
+    }
+
+    async fn delete_device(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let what = "delete_device";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|err| sql_error(err, what))?;
+            let uuid: Option<String> = tx
+                .prepare_cached("SELECT uuid FROM devices WHERE customer_id = ?1 AND id = ?2")
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![customer, id], |row| row.get(0))
+                        .optional()
+                })
+                .map_err(|err| sql_error(err, what))?;
+            let Some(uuid) = uuid else {
+                return Ok(0);
+            };
+            let referenced: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM tokens WHERE owner_device = ?1) \
+                     OR EXISTS (SELECT 1 FROM tokens WHERE lock_device = ?1)",
+                )
+                .and_then(|mut statement| statement.query_row([&uuid], |row| row.get(0)))
+                .map_err(|err| sql_error(err, what))?;
+            if referenced {
+                return Err(StoreError::Referenced("device"));
+            }
+            let deleted = tx
+                .prepare_cached("DELETE FROM devices WHERE id = ?1")
+                .and_then(|mut statement| statement.execute([id]))
+                .map_err(|err| sql_error(err, what))?;
+            tx.commit().map_err(|err| sql_error(err, what))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError> {
+        self.read(|conn| {
+            let rows: Vec<(String, String, Option<String>)> = conn
+                .prepare_cached(
+                    "SELECT c.email, d.type, d.refname FROM devices d \
+                     JOIN customers c ON c.id = d.customer_id ORDER BY d.id LIMIT ?1",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_map([rows::list_limit(LIST_LIMIT_MAX)], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|err| sql_error(err, "device_stats"))?;
+            rows.into_iter()
+                .map(|(email, device_type, refname)| {
+                    Ok(DeviceStat {
+                        email,
+                        device_type: rows::parse_device_type(&device_type)?,
+                        refname,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn insert_account(
+        &self,
+        customer: CustomerId,
+        account: &NewAccount,
+    ) -> Result<Account, StoreError> {
+        let account = account.clone();
+        self.write(move |conn| {
+            let what = "insert_account";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|err| sql_error(err, what))?;
+            let id: i64 = tx
+                .prepare_cached(
+                    "INSERT INTO accounts (customer_id, value, type, is_default, symbol, refname) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                )
+                .and_then(|mut statement| {
+                    statement.query_row(
+                        params![
+                            customer,
+                            account.value,
+                            account.account_type,
+                            rows::default_flag(account.default),
+                            account.symbol,
+                            account.refname,
+                        ],
+                        |row| row.get(0),
+                    )
+                })
+                .map_err(|err| sql_error(err, what))?;
+            apply_default_rule(&tx, customer).map_err(|err| sql_error(err, what))?;
+            let row = tx
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+                ))
+                .and_then(|mut statement| statement.query_row([id], account_row))
+                .map_err(|err| sql_error(err, what))?;
+            tx.commit().map_err(|err| sql_error(err, what))?;
+            Ok(row.into_account())
+        })
+        .await
+    }
+
+    async fn list_accounts(
+        &self,
+        customer: CustomerId,
+        default: Option<bool>,
+    ) -> Result<Vec<Account>, StoreError> {
+        let mut query = BoundQuery {
+            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = ?1"),
+            values: vec![FilterValue::Int(customer)],
+        };
+        if let Some(default) = default {
+            query
+                .values
+                .push(FilterValue::Int(rows::default_flag(default)));
+            query.sql.push_str(" AND is_default = ?2");
+        }
+        query
+            .values
+            .push(FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX)));
+        query
+            .sql
+            .push_str(&format!(" ORDER BY id LIMIT ?{}", query.values.len()));
+        self.read(move |conn| {
+            let rows = query_rows(conn, query, "list_accounts", account_row)?;
+            Ok(rows.into_iter().map(AccountRow::into_account).collect())
+        })
+        .await
+    }
+
+    async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError> {
+        self.read(move |conn| {
+            let row = conn
+                .prepare_cached(&format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?1"
+                ))
+                .and_then(|mut statement| statement.query_row([id], account_row).optional())
+                .map_err(|err| sql_error(err, "load_account"))?;
+            Ok(row.map(AccountRow::into_account))
+        })
+        .await
+    }
+
+    async fn update_account(
+        &self,
+        customer: CustomerId,
+        account: &Account,
+        make_default: bool,
+    ) -> Result<u64, StoreError> {
+        let account = account.clone();
+        self.write(move |conn| {
+            let what = "update_account";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|err| sql_error(err, what))?;
+            let matched = tx
+                .prepare_cached(
+                    "UPDATE accounts SET value = ?3, type = ?4, is_default = ?5, symbol = ?6, \
+                     refname = ?7 WHERE customer_id = ?1 AND id = ?2",
+                )
+                .and_then(|mut statement| {
+                    statement.execute(params![
+                        customer,
+                        account.id,
+                        account.value,
+                        account.account_type,
+                        rows::default_flag(make_default || account.default != 0),
+                        account.symbol,
+                        account.refname,
+                    ])
+                })
+                .map_err(|err| sql_error(err, what))?;
+            if matched == 0 {
+                return Ok(0);
+            }
+            if make_default {
+                tx.prepare_cached(
+                    "UPDATE accounts SET is_default = 0 WHERE customer_id = ?1 AND id <> ?2",
+                )
+                .and_then(|mut statement| statement.execute(params![customer, account.id]))
+                .map_err(|err| sql_error(err, what))?;
+            }
+            apply_default_rule(&tx, customer).map_err(|err| sql_error(err, what))?;
+            tx.commit().map_err(|err| sql_error(err, what))?;
+            Ok(matched as u64)
+        })
+        .await
+    }
+
+    async fn delete_account(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            let what = "delete_account";
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|err| sql_error(err, what))?;
+            let deleted = tx
+                .prepare_cached("DELETE FROM accounts WHERE customer_id = ?1 AND id = ?2")
+                .and_then(|mut statement| statement.execute(params![customer, id]))
+                .map_err(|err| sql_error(err, what))?;
+            apply_default_rule(&tx, customer).map_err(|err| sql_error(err, what))?;
+            tx.commit().map_err(|err| sql_error(err, what))?;
+            Ok(deleted as u64)
+        })
+        .await
+    }
+
+    async fn token_stats(
+        &self,
+        customer: Option<CustomerId>,
+    ) -> Result<Vec<TokenStat>, StoreError> {
+        let query = rows::token_stats_query(Dialect::Sqlite, customer);
+        self.read(move |conn| {
+            let rows: Vec<(String, String, i64, i64)> =
+                query_rows(conn, query, "token_stats", |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })?;
+            rows.into_iter()
+                .map(|(state, token_type, amount, count)| {
+                    Ok(TokenStat {
+                        state: rows::parse_token_state(&state, "tokens.state")?,
+                        token_type: rows::parse_token_type(&token_type)?,
+                        amount,
+                        count,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
+        let journal = query.clone();
+        let query = rows::journal_query(Dialect::Sqlite, &journal);
+        self.read(move |conn| {
+            let rows = query_rows(conn, query, "journal", journal_row)?;
+            rows::journal_entries(rows, &journal)
+        })
+        .await
+    }
+
+    async fn clearing_rows(&self, query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError> {
+        let query = rows::clearing_rows_query(Dialect::Sqlite, query);
+        self.read(move |conn| {
+            let rows = query_rows(conn, query, "clearing_rows", |row| {
+                Ok((token_row(row)?, clearing_extra(row)?))
+            })?;
+            rows.into_iter()
+                .map(|(token, extra)| rows::clearing_row(token, extra))
+                .collect()
+        })
+        .await
+    }
+
+    async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
+        let query = rows::clearing_sums_query(Dialect::Sqlite, query);
+        self.read(move |conn| {
+            let rows: Vec<(String, String, i64, i64, i64, i64)> =
+                query_rows(conn, query, "clearing_sums", |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                        row.get(5)?,
+                    ))
+                })?;
+            rows.into_iter()
+                .map(
+                    |(token_type, symbol, debitor_id, creditor_id, count, amount)| {
+                        Ok(ClearingSum {
+                            token_type: rows::parse_token_type(&token_type)?,
+                            symbol,
+                            debitor_id,
+                            creditor_id,
+                            count,
+                            amount,
+                        })
+                    },
+                )
+                .collect()
+        })
+        .await
+    }
+
+    async fn events_after(
+        &self,
+        customer: Option<CustomerId>,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        let query = rows::events_after_query(Dialect::Sqlite, customer, after_seq, limit);
+        self.read(move |conn| {
+            let rows = query_rows(conn, query, "events_after", event_row)?;
+            rows.into_iter().map(EventRow::into_record).collect()
+        })
+        .await
+    }
+
+    async fn last_event_seq(&self) -> Result<i64, StoreError> {
+        self.read(|conn| {
+            conn.query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM token_events",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|err| sql_error(err, "last_event_seq"))
+        })
+        .await
+    }
+
+    async fn due_expiries(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
+        let limit = rows::list_limit(limit);
+        self.read(move |conn| {
+            let uuids: Vec<String> = conn
+                .prepare_cached(
+                    "SELECT uuid FROM tokens WHERE state = 'OPEN' AND expires < ?1 \
+                     ORDER BY expires, seq LIMIT ?2",
+                )
+                .and_then(|mut statement| {
+                    statement
+                        .query_map(params![now, limit], |row| row.get(0))?
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                })
+                .map_err(|err| sql_error(err, "due_expiries"))?;
+            uuids
+                .iter()
+                .map(|uuid| rows::parse_uuid(uuid, "tokens.uuid"))
+                .collect()
+        })
+        .await
+    }
+
+    async fn delete_history(&self, before: i64) -> Result<u64, StoreError> {
+        let mut removed = 0_u64;
+        loop {
+            // One batch per write task, so that commits of the writer interleave.
+            let batch = self
+                .write(move |conn| delete_history_batch(conn, before))
+                .await?;
+            removed += batch as u64;
+            if batch < HISTORY_BATCH {
+                return Ok(removed);
+            }
+        }
     }
 }

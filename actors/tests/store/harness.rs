@@ -39,6 +39,16 @@ impl Harness {
         }
     }
 
+    /// The raw JSON text of each clearing row's account snapshots, in clearing order.
+    pub async fn clearing_account_texts(
+        &self,
+    ) -> anyhow::Result<Vec<(Option<String>, Option<String>)>> {
+        Ok(match &self.backend {
+            Backend::Sqlite(store) => store.clearing_account_texts().await?,
+            Backend::Postgres(store) => store.clearing_account_texts().await?,
+        })
+    }
+
     /// Number of `token_events` rows.
     pub async fn count_events(&self) -> anyhow::Result<i64> {
         Ok(match &self.backend {

@@ -1,10 +1,14 @@
 //! Cash API (`/dnapi/cash/v1`, scope `cash-api`): ATMs and cash registers claim and confirm.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cashgrid_actors::domain::token::{ConfirmState, TokenRejection};
 use cashgrid_actors::domain::DeviceType;
+use cashgrid_actors::engine::trigger::{TriggerError, TriggerWait, TRIGGER_EXPIRES_IN_DEFAULT};
 use cashgrid_actors::engine::Confirmation;
+use cashgrid_actors::trigger_actor::EXPIRES_IN_MAX;
 use cashgrid_actors::store::Scope;
 use cashgrid_actors::{EngineError, Rejection};
 use uuid::Uuid;
@@ -23,7 +27,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
             resource::<CASH_API>("/tokens/{code}", "GET,HEAD,PUT")
                 .route(web::get().to(claim))
                 .route(web::put().to(confirm)),
-        );
+        )
+        .service(resource::<CASH_API>("/trigger", "POST").route(web::post().to(create_trigger)))
+        // Before `/trigger/{code}`: trigger codes are uuids, never `ws`.
+        .service(resource::<CASH_API>("/trigger/ws", "GET,HEAD").route(web::get().to(trigger_socket)))
+        .service(resource::<CASH_API>("/trigger/{code}", "GET,HEAD").route(web::get().to(wait_trigger)));
 }
 
 async fn register_device(
@@ -49,6 +57,7 @@ fn claim_message(rejection: &Rejection, device: &str, radiocode: &str) -> String
         Rejection::IllegalRadiocode => "Illegal radio code".to_owned(),
         Rejection::UnknownToken => format!("Token not found: {}", lookup_key(radiocode)),
         Rejection::Token(TokenRejection::InvalidCode) => "Invalid token code".to_owned(),
+        Rejection::Token(TokenRejection::InvalidSignature) => "Invalid signature".to_owned(),
         Rejection::Token(
             TokenRejection::NotOpen
             | TokenRejection::NotFound
@@ -114,7 +123,12 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
         Rejection::Token(TokenRejection::NegativeAmount) => {
             (StatusCode::BAD_REQUEST, "Illegal amount: must not be negative.".to_owned())
         }
-        Rejection::Token(TokenRejection::NotLocked | TokenRejection::NotOpen | TokenRejection::InvalidCode) => {
+        Rejection::Token(
+            TokenRejection::NotLocked
+            | TokenRejection::NotOpen
+            | TokenRejection::InvalidCode
+            | TokenRejection::InvalidSignature,
+        ) => {
             (StatusCode::CONFLICT, "Token not in LOCKED state.".to_owned())
         }
         Rejection::Token(TokenRejection::NothingToUpdate)
@@ -165,4 +179,114 @@ async fn confirm(
         Err(EngineError::Rejected(rejection)) => Err(confirm_error(mode, &rejection, &device_text)),
         Err(fault) => Err(ApiError::from_fault(fault)),
     }
+}
+
+/// `expiresIn` in seconds: absent or empty is the original's 60; otherwise a whole number
+/// from 1 to `EXPIRES_IN_MAX` (the original took anything, and a non-number never expired).
+fn expires_in(text: Option<&str>) -> Result<Duration, ()> {
+    match text.map(str::trim) {
+        None | Some("") => Ok(TRIGGER_EXPIRES_IN_DEFAULT),
+        Some(text) => {
+            let seconds: u64 = text.parse().map_err(|_| ())?;
+            let duration = Duration::from_secs(seconds);
+            if seconds == 0 || duration > EXPIRES_IN_MAX {
+                return Err(());
+            }
+            Ok(duration)
+        }
+    }
+}
+
+/// `POST /trigger?device_uuid=C&expiresIn=S`: a trigger code for one of my cash devices.
+async fn create_trigger(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::CashApi).await?;
+    read_json(&request, payload).await?;
+    let mode = state.error_status;
+    let query = query_map(&request);
+    let device_text = query.get("device_uuid").cloned().unwrap_or_else(|| "undefined".to_owned());
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Sorry, device with UUID {device_text} not found."));
+    let Ok(device) = Uuid::parse_str(&device_text) else {
+        return Err(unknown_device());
+    };
+    let Ok(expires_in) = expires_in(query.get("expiresIn").map(String::as_str)) else {
+        // The device is checked first, as everywhere in the original.
+        return Err(match state.engine.owned_device(customer.id, device).await {
+            Ok(_) => ApiError::business(
+                mode,
+                StatusCode::BAD_REQUEST,
+                format!("Invalid value for 'expiresIn': give whole seconds from 1 to {}", EXPIRES_IN_MAX.as_secs()),
+            ),
+            Err(EngineError::Rejected(_)) => unknown_device(),
+            Err(fault) => ApiError::from_fault(fault),
+        });
+    };
+    match state.engine.create_trigger(customer.id, device, expires_in).await {
+        Ok(code) => Ok(crate::json_ok(serde_json::json!({ "triggercode": code }))),
+        Err(EngineError::Rejected(_)) => Err(unknown_device()),
+        Err(fault) => Err(ApiError::from_fault(fault)),
+    }
+}
+
+fn trigger_not_found(mode: ErrorStatus, code: &str) -> ApiError {
+    ApiError::business(mode, StatusCode::NOT_FOUND, format!("Trigger {code} not found."))
+}
+
+/// `GET /trigger/:code`: the long poll. 200 V-locked once a phone uses the trigger; the
+/// original's "not found" when it is unknown or expires; 204 when nothing happened within the
+/// server's bound (the trigger stays valid: poll again); and, when a newer poll of the same
+/// code takes over, an error instead of the original's never-ending request.
+async fn wait_trigger(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    authenticate(&state, &request, Scope::CashApi).await?;
+    let mode = state.error_status;
+    let code = path.into_inner();
+    match state.engine.wait_trigger(&code).await {
+        Ok(TriggerWait::Locked(token)) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Locked))),
+        Ok(TriggerWait::TimedOut) => Ok(HttpResponse::NoContent().finish()),
+        Ok(TriggerWait::Expired) | Err(TriggerError::UnknownTrigger) => Err(trigger_not_found(mode, &code)),
+        Ok(TriggerWait::Replaced) => Err(ApiError::business(
+            mode,
+            StatusCode::CONFLICT,
+            format!("Trigger {code} is awaited by a newer request."),
+        )),
+        Err(TriggerError::Engine(EngineError::Rejected(rejection))) => {
+            tracing::error!(?rejection, "unexpected rejection while waiting for a trigger");
+            Err(ApiError::Internal)
+        }
+        Err(TriggerError::Engine(fault)) => Err(ApiError::from_fault(fault)),
+        Err(TriggerError::MissingSignature) => Err(ApiError::Internal),
+    }
+}
+
+/// `GET /trigger/ws?device_uuid=C` (WebSocket): the locks of C's triggers, pushed.
+async fn trigger_socket(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let customer = authenticate(&state, &request, Scope::CashApi).await?;
+    let mode = state.error_status;
+    let device_text = cash_device_text(&request);
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Cash device with UUID {device_text} not found."));
+    let Ok(device) = Uuid::parse_str(&device_text) else {
+        return Err(unknown_device());
+    };
+    let feed = match state.engine.trigger_socket(customer.id, device).await {
+        Ok(feed) => feed,
+        Err(EngineError::Rejected(_)) => return Err(unknown_device()),
+        Err(fault) => return Err(ApiError::from_fault(fault)),
+    };
+    let (response, session, incoming) =
+        actix_ws::handle(&request, payload).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    actix_web::rt::spawn(super::trigger_socket::run(session, incoming, feed));
+    Ok(response)
 }

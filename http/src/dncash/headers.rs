@@ -1,33 +1,10 @@
 //! Headers every dncash-io response carries: no-cache, CORS with the echoed origin, and the
 //! Express signature (clients and proxies in the field were configured around them).
 
-use std::future::{ready, Future, Ready};
-use std::pin::Pin;
-
-use actix_web::dev::{forward_ready, Service, ServiceRequest, ServiceResponse, Transform};
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
-
-pub struct ExpressHeaders;
-
-impl<S, B> Transform<S, ServiceRequest> for ExpressHeaders
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Transform = ExpressHeadersMiddleware<S>;
-    type InitError = ();
-    type Future = Ready<Result<Self::Transform, Self::InitError>>;
-
-    fn new_transform(&self, service: S) -> Self::Future {
-        ready(Ok(ExpressHeadersMiddleware { service }))
-    }
-}
-
-pub struct ExpressHeadersMiddleware<S> {
-    service: S,
-}
+use actix_web::middleware::Next;
 
 const FIXED: [(&str, &str); 8] = [
     ("x-powered-by", "Express"),
@@ -43,33 +20,17 @@ const FIXED: [(&str, &str); 8] = [
     ("access-control-allow-methods", "GET, PUT, POST, DELETE, OPTIONS"),
 ];
 
-impl<S, B> Service<ServiceRequest> for ExpressHeadersMiddleware<S>
-where
-    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = actix_web::Error> + 'static,
-    B: 'static,
-{
-    type Response = ServiceResponse<B>;
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>>>>;
-
-    forward_ready!(service);
-
-    fn call(&self, request: ServiceRequest) -> Self::Future {
-        // The original echoes the Origin, and writes `undefined` when there is none.
-        let origin = request
-            .headers()
-            .get("origin")
-            .cloned()
-            .unwrap_or_else(|| HeaderValue::from_static("undefined"));
-        let future = self.service.call(request);
-        Box::pin(async move {
-            let mut response = future.await?;
-            let headers = response.headers_mut();
-            for (name, value) in FIXED {
-                headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
-            }
-            headers.insert(HeaderName::from_static("access-control-allow-origin"), origin);
-            Ok(response)
-        })
+pub async fn express_headers(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The original echoes the Origin, and writes `undefined` when there is none.
+    let origin = request.headers().get("origin").cloned().unwrap_or_else(|| HeaderValue::from_static("undefined"));
+    let mut response = next.call(request).await?;
+    let headers = response.headers_mut();
+    for (name, value) in FIXED {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
+    headers.insert(HeaderName::from_static("access-control-allow-origin"), origin);
+    Ok(response)
 }

@@ -7,6 +7,7 @@ mod clearing_api;
 mod headers;
 mod mobile_api;
 mod token_api;
+mod trigger_socket;
 mod views;
 mod websocket;
 
@@ -25,13 +26,13 @@ pub fn configure(config: &mut web::ServiceConfig) {
     websocket::configure(config);
     config.service(
         web::scope("/dnapi/token/v1")
-            .wrap(headers::ExpressHeaders)
+            .wrap(actix_web::middleware::from_fn(headers::express_headers))
             .configure(token_api::configure)
             .default_service(web::to(not_found_in::<TOKEN_API>)),
     );
     config.service(
         web::scope("/dnapi/cash/v1")
-            .wrap(headers::ExpressHeaders)
+            .wrap(actix_web::middleware::from_fn(headers::express_headers))
             .configure(cash_api::configure)
             .default_service(web::to(not_found_in::<CASH_API>)),
     );
@@ -39,6 +40,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 
 pub(crate) const TOKEN_API: u8 = 0;
 pub(crate) const CASH_API: u8 = 1;
+pub(crate) const CLEARING_API: u8 = 2;
 
 /// A resource of an API group: its routes, the original's CORS preflight answer (`Allow`
 /// header and the same list as body, no credentials needed), and the group's "Not Found" for
@@ -55,10 +57,10 @@ pub(crate) fn resource<const GROUP: u8>(path: &str, methods: &'static str) -> ac
 }
 
 fn scope_of(group: u8) -> Scope {
-    if group == TOKEN_API {
-        Scope::TokenApi
-    } else {
-        Scope::CashApi
+    match group {
+        TOKEN_API => Scope::TokenApi,
+        CLEARING_API => Scope::ClearingApi,
+        _ => Scope::CashApi,
     }
 }
 

@@ -2,12 +2,15 @@
 //! the ceilings, cashgrid's figures per backend, and cashgrid as ratios of the ceilings.
 //!
 //! Layout read (all written by bench.sh):
-//! - `ceiling-http.json`: goose summary of the trivial handler run;
+//! - `ceiling-http.json`: goose summary of the best trivial-handler run (`ceiling-http-u<N>.json`
+//!   for every user count swept, `ceiling-http.cpu-all` for its CPU use);
 //! - `ceiling-pg.jsonl`: one JSON object per pg-ceiling mode;
-//! - `<backend>/peak.json`, `<backend>/p80.json`: goose summaries of the lifecycle runs;
+//! - `<backend>/peak.json`, `<backend>/p80.json`: goose summaries of the best closed-loop run
+//!   (`peak-u<N>.json` for every user count swept) and of the run throttled to 80 % of it;
 //! - `<backend>/metrics-{0,1,2}.txt`: cashgrid's `/metrics` before the peak run, after it, and
 //!   after the 80 % run;
-//! - `<backend>/cpu-peak.txt`: CPU seconds used during the peak run (`name seconds` lines).
+//! - `<backend>/cpu-peak.txt`, `cpu-p80.txt`: CPU seconds used during those runs (`name seconds`
+//!   lines: server, postgres, goose, others, machine).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,6 +57,34 @@ fn read_metrics(dir: &Path, n: usize) -> String {
     std::fs::read_to_string(dir.join(format!("metrics-{n}.txt"))).unwrap_or_default()
 }
 
+/// `name seconds` lines.
+fn read_cpu(path: &Path) -> BTreeMap<String, f64> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| {
+            let (name, seconds) = line.split_once(' ')?;
+            Some((name.to_owned(), seconds.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// The summaries of a user sweep (`<prefix>-u<N>.json`), by user count.
+fn read_sweep(dir: &Path, prefix: &str) -> Vec<(usize, Summary)> {
+    let mut runs: Vec<(usize, Summary)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            let users = name.strip_prefix(prefix)?.strip_prefix("-u")?.strip_suffix(".json")?.parse().ok()?;
+            Some((users, read_summary(&entry.path()).ok()?))
+        })
+        .collect();
+    runs.sort_by_key(|(users, _)| *users);
+    runs
+}
+
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
@@ -87,6 +118,30 @@ struct Backend {
     commit_mean_ms: f64,
     commits_per_second: f64,
     cpu: BTreeMap<String, f64>,
+    sweep: Vec<(usize, Summary)>,
+}
+
+/// CPU accounting of one run: who used how many CPU seconds, and per unit of work.
+fn write_cpu(w: &mut String, cpu: &BTreeMap<String, f64>, seconds: f64, unit: &str, units: f64) -> std::fmt::Result {
+    if cpu.is_empty() || units <= 0.0 {
+        return Ok(());
+    }
+    let get = |name: &str| cpu.get(name).copied().unwrap_or(0.0);
+    writeln!(
+        w,
+        "CPU used during that run ({seconds:.1} s wall × 2 cores = {:.1} CPU-s available): server {:.1} s, \
+         PostgreSQL {:.1} s, goose {:.1} s, other processes on the machine {:.1} s (total {:.1} s). \
+         Per {unit}: server {:.3} ms, PostgreSQL {:.3} ms, goose {:.3} ms.",
+        2.0 * seconds,
+        get("server"),
+        get("postgres"),
+        get("goose"),
+        get("others").max(0.0),
+        get("machine"),
+        1000.0 * get("server") / units,
+        1000.0 * get("postgres") / units,
+        1000.0 * get("goose") / units,
+    )
 }
 
 fn backend(dir: &Path, name: &'static str) -> anyhow::Result<Option<Backend>> {
@@ -102,16 +157,11 @@ fn backend(dir: &Path, name: &'static str) -> anyhow::Result<Option<Backend>> {
     let batch_mean = if commits > 0.0 { delta("cashgrid_store_commit_batch_size_sum") / commits } else { 0.0 };
     let commit_mean_ms =
         if commits > 0.0 { 1000.0 * delta("cashgrid_store_commit_duration_seconds_sum") / commits } else { 0.0 };
-    let cpu = std::fs::read_to_string(dir.join("cpu-peak.txt"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|line| {
-            let (name, seconds) = line.split_once(' ')?;
-            Some((name.to_owned(), seconds.trim().parse().ok()?))
-        })
-        .collect();
+    let cpu = read_cpu(&dir.join("cpu-peak.txt"));
+    let sweep = read_sweep(&dir, "peak");
     Ok(Some(Backend {
         name,
+        sweep,
         commits_per_second: commits / peak.seconds,
         peak,
         p80,
@@ -159,11 +209,19 @@ fn main() -> anyhow::Result<()> {
         request(&http, "ceiling: echo").map_or("-".into(), |r| ms(r.timing.p50_us)),
         request(&http, "ceiling: echo").map_or("-".into(), |r| ms(r.timing.p99_us)),
     )?;
+    let ceiling_sweep = read_sweep(&args.dir, "ceiling-http");
+    if ceiling_sweep.len() > 1 {
+        let parts: Vec<String> =
+            ceiling_sweep.iter().map(|(users, s)| format!("{users} users {:.0}/s", s.http_per_second)).collect();
+        writeln!(w, "  (users swept: {})", parts.join(", "))?;
+    }
     writeln!(
         w,
         "- PostgreSQL, token-shaped rows, 256 per transaction, one connection: **{unnest:.0} rows/s** as one \
          multi-row `UNNEST` insert per batch; {pipelined:.0} rows/s as pipelined single-row inserts (cashgrid's way)\n"
     )?;
+    write_cpu(w, &read_cpu(&args.dir.join("ceiling-http.cpu-all")), http.seconds, "request", http.http_requests as f64)?;
+    writeln!(w)?;
 
     for b in &backends {
         let lifecycles = lifecycles_per_second(&b.peak);
@@ -174,6 +232,21 @@ fn main() -> anyhow::Result<()> {
              {} failed requests.\n",
             b.peak.users, b.peak.seconds, b.peak.http_per_second, b.peak.http_failures
         )?;
+        if b.sweep.len() > 1 {
+            writeln!(w, "| users (closed loop) | lifecycles/s | HTTP requests/s | worst per-request p99 ms | failed requests |")?;
+            writeln!(w, "|---|---|---|---|---|")?;
+            for (users, run) in &b.sweep {
+                writeln!(
+                    w,
+                    "| {users} | {:.0} | {:.0} | {:.2} | {} |",
+                    lifecycles_per_second(run),
+                    run.http_per_second,
+                    worst_p99_ms(run),
+                    run.http_failures
+                )?;
+            }
+            writeln!(w)?;
+        }
         writeln!(w, "| step | p50 ms at peak | p99 ms at peak | p50 ms at 80 % | p99 ms at 80 % |")?;
         writeln!(w, "|---|---|---|---|---|")?;
         for step in STEPS {
@@ -196,12 +269,11 @@ fn main() -> anyhow::Result<()> {
         };
         writeln!(
             w,
-            "| whole lifecycle | {} | {} | {} | {} |\n",
+            "| whole lifecycle (transaction) | {} | {} | – ¹ | – ¹ |\n",
             lifecycle(Some(&b.peak), false),
             lifecycle(Some(&b.peak), true),
-            lifecycle(b.p80.as_ref(), false),
-            lifecycle(b.p80.as_ref(), true)
         )?;
+        writeln!(w, "¹ goose's throttle delays requests inside the transaction, so at 80 % the whole-lifecycle time includes throttle waits.\n")?;
         if let Some(p80) = &b.p80 {
             writeln!(
                 w,
@@ -220,10 +292,8 @@ fn main() -> anyhow::Result<()> {
              {:.2} ms per commit on average.",
             b.commits_per_second, b.batch_mean, b.commit_mean_ms
         )?;
-        if !b.cpu.is_empty() {
-            let parts: Vec<String> = b.cpu.iter().map(|(name, s)| format!("{name} {s:.1} s")).collect();
-            writeln!(w, "CPU seconds used during the peak run ({:.1} s wall, 2 cores): {}.", b.peak.seconds, parts.join(", "))?;
-        }
+        let lifecycles_done = lifecycles_per_second(&b.peak) * b.peak.seconds;
+        write_cpu(w, &b.cpu, b.peak.seconds, "lifecycle", lifecycles_done)?;
         writeln!(w)?;
     }
 

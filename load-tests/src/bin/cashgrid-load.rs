@@ -48,11 +48,13 @@ async fn run() -> anyhow::Result<ExitCode> {
     let mut code = ExitCode::SUCCESS;
     if let Some(verdict) = &hot {
         eprintln!(
-            "hot_token_contention: {} tokens; {} with exactly one winning claim, {} with none, {} with more \
-             than one (must be 0); {} claims refused with \"{}\" (expected); {} other answers",
+            "hot_token_contention: {} tokens; {} with exactly one winning claim, {} claimed without a winner, \
+             {} never claimed (issued as the run ended), {} with more than one winner (must be 0); {} claims \
+             refused with \"{}\" (expected); {} other answers",
             verdict.tokens,
             verdict.exactly_one_winner,
             verdict.no_winner,
+            verdict.unclaimed,
             verdict.several_winners,
             verdict.expected_refusals,
             api::NOT_OPEN,

@@ -14,11 +14,13 @@ use anyhow::{bail, Context as _};
 use cashgrid_load_tests::fixture::{Credentials, Fixture, Phone, FIXTURE_DEFAULT};
 use clap::Parser;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
-use rsa::RsaPrivateKey;
+use rsa::{Pkcs1v15Encrypt, RsaPrivateKey};
 use serde_json::{json, Value};
 
 /// Test keys shipped per size in `fixtures/` (`phone-<bits>-<n>.pem`).
 const KEYS_PER_SIZE: usize = 4;
+/// Decryptions timed per key size to report what the load generator pays per secure code.
+const DECRYPT_SAMPLES: usize = 200;
 /// Most phones or ATMs one run may register.
 const DEVICES_MAX: usize = 10_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,6 +121,16 @@ async fn register(
     answer.get("uuid").and_then(Value::as_str).map(str::to_owned).with_context(|| format!("POST {url}: no uuid"))
 }
 
+/// Mean time to decrypt a 6-byte secure code with `key`, as the scenarios do, in microseconds.
+fn decrypt_cost_us(key: &RsaPrivateKey) -> anyhow::Result<f64> {
+    let ciphertext = key.to_public_key().encrypt(&mut rand::thread_rng(), Pkcs1v15Encrypt, b"123456")?;
+    let started = std::time::Instant::now();
+    for _ in 0..DECRYPT_SAMPLES {
+        key.decrypt(Pkcs1v15Encrypt, &ciphertext)?;
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e6 / DECRYPT_SAMPLES as f64)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -129,13 +141,17 @@ async fn main() -> anyhow::Result<()> {
         bail!("--key-bits must be 1024 or 2048");
     }
     let keys = read_keys(&args.fixtures, args.key_bits)?;
-    let public_keys = keys
+    let private_keys = keys
         .iter()
-        .map(|pem| {
-            let key = RsaPrivateKey::from_pkcs1_pem(pem).context("parsing a fixture key")?;
-            key.to_public_key().to_pkcs1_pem(LineEnding::LF).context("encoding a public key")
-        })
+        .map(|pem| RsaPrivateKey::from_pkcs1_pem(pem).context("parsing a fixture key"))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let public_keys = private_keys
+        .iter()
+        .map(|key| key.to_public_key().to_pkcs1_pem(LineEnding::LF).context("encoding a public key"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(key) = private_keys.first() {
+        eprintln!("setup: decrypting one secure code with a {}-bit key takes {:.0} µs here", args.key_bits, decrypt_cost_us(key)?);
+    }
 
     let bank = args.bank.clone().unwrap_or_else(|| format!("load-bank-{}@example.com", uuid::Uuid::new_v4().simple()));
     args.cli(&["customer", "create", "--email", &bank, "--name", "Load test bank"])?;

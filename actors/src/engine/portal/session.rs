@@ -1,0 +1,239 @@
+//! Portal sessions: the original's JWTs. HS256-signed claims holding the customer row (without
+//! secrets) plus `iat` and `exp`; HS256, HS384 and HS512 are accepted, audience and issuer are
+//! not checked. The server trusts the claims until they expire, as the original does.
+
+use std::collections::HashSet;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use chrono::{DateTime, SecondsFormat};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::CustomerId;
+use crate::store::Customer;
+
+/// Role appended to the claims of a customer with two-factor login enabled.
+pub const TWOFA_ROLE: &str = "twofa";
+/// Role that opens the admin-only calls (exact array element, as the original checks).
+pub const ADMIN_ROLE: &str = "admin";
+
+/// What a verified JWT tells the server: who (id for scoping, email for password checks) and
+/// with which roles. Other claims are carried but not used.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Session {
+    pub id: CustomerId,
+    pub email: String,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl Session {
+    pub fn is_admin(&self) -> bool {
+        self.roles.iter().any(|role| role == ADMIN_ROLE)
+    }
+}
+
+/// Why a JWT was refused; each has the original's (jsonwebtoken for Node) message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionError {
+    /// Not three dot-separated parts.
+    Malformed,
+    /// Header or claims are not Base64url JSON of the expected shape.
+    InvalidToken,
+    /// Empty signature part.
+    SignatureRequired,
+    /// An algorithm other than HS256/384/512.
+    InvalidAlgorithm,
+    InvalidSignature,
+    Expired,
+    /// `nbf` in the future.
+    NotActive,
+}
+
+impl SessionError {
+    /// The message the original's JWT middleware answers with.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Malformed => "jwt malformed",
+            Self::InvalidToken => "invalid token",
+            Self::SignatureRequired => "jwt signature is required",
+            Self::InvalidAlgorithm => "invalid algorithm",
+            Self::InvalidSignature => "invalid signature",
+            Self::Expired => "jwt expired",
+            Self::NotActive => "jwt not active",
+        }
+    }
+}
+
+/// The claims as the original signs them, in its key order.
+#[derive(Serialize)]
+struct Claims<'a> {
+    id: CustomerId,
+    created: Option<String>,
+    email: &'a str,
+    display_name: &'a Option<String>,
+    roles: Vec<&'a str>,
+    status: i32,
+    info: &'a Option<String>,
+    iat: i64,
+    exp: i64,
+}
+
+pub(super) struct Jwt {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    valid_seconds: i64,
+}
+
+impl Jwt {
+    pub(super) fn new(secret: &[u8], valid_hours: u64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
+        validation.required_spec_claims = HashSet::new();
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.validate_aud = false;
+        validation.leeway = 0;
+        let valid_seconds = i64::try_from(valid_hours.saturating_mul(3600)).unwrap_or(i64::MAX / 2);
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+            valid_seconds,
+        }
+    }
+
+    /// Sign a session for `customer` at `now_seconds`.
+    pub(super) fn sign(&self, customer: &Customer, twofa: bool, now_seconds: i64) -> Result<String, String> {
+        let mut roles: Vec<&str> = customer.roles.split(',').collect();
+        if twofa {
+            roles.push(TWOFA_ROLE);
+        }
+        let claims = Claims {
+            id: customer.id,
+            created: DateTime::from_timestamp_millis(customer.created)
+                .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            email: &customer.email,
+            display_name: &customer.display_name,
+            roles,
+            status: customer.status,
+            info: &customer.info,
+            iat: now_seconds,
+            exp: now_seconds.saturating_add(self.valid_seconds),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|error| error.to_string())
+    }
+
+    pub(super) fn verify(&self, token: &str) -> Result<Session, SessionError> {
+        let parts: Vec<&str> = token.split('.').collect();
+        if parts.len() != 3 {
+            return Err(SessionError::Malformed);
+        }
+        if parts[2].is_empty() {
+            return Err(SessionError::SignatureRequired);
+        }
+        match jsonwebtoken::decode::<Session>(token, &self.decoding, &self.validation) {
+            Ok(data) => Ok(data.claims),
+            Err(error) => Err(match error.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::InvalidSignature,
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => SessionError::Expired,
+                jsonwebtoken::errors::ErrorKind::ImmatureSignature => SessionError::NotActive,
+                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
+                | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => SessionError::InvalidAlgorithm,
+                // Header and claims read fine, so the undecodable part is the signature: Node's
+                // verifier just compares it, and finds it wrong.
+                jsonwebtoken::errors::ErrorKind::Base64(_)
+                    if URL_SAFE_NO_PAD.decode(parts[0]).is_ok() && URL_SAFE_NO_PAD.decode(parts[1]).is_ok() =>
+                {
+                    SessionError::InvalidSignature
+                }
+                _ => SessionError::InvalidToken,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn customer() -> Customer {
+        Customer {
+            id: 7,
+            created: 1_583_857_417_123,
+            email: "a@b.de".into(),
+            display_name: None,
+            roles: "user,admin".into(),
+            status: 1,
+            info: None,
+        }
+    }
+
+    fn claims_of(token: &str) -> String {
+        let payload = token.split('.').nth(1).unwrap();
+        String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn claims_have_the_original_shape_and_order() {
+        let jwt = Jwt::new(b"secret", 168);
+        let token = jwt.sign(&customer(), true, 1_583_857_417).unwrap();
+        assert_eq!(
+            claims_of(&token),
+            r#"{"id":7,"created":"2020-03-10T16:23:37.123Z","email":"a@b.de","display_name":null,"roles":["user","admin","twofa"],"status":1,"info":null,"iat":1583857417,"exp":1584462217}"#
+        );
+        let header: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(header["alg"], "HS256");
+    }
+
+    #[test]
+    fn a_fresh_token_verifies_and_names_its_customer() {
+        let jwt = Jwt::new(b"secret", 1);
+        let now = chrono::Utc::now().timestamp();
+        let session = jwt.verify(&jwt.sign(&customer(), false, now).unwrap()).unwrap();
+        assert_eq!(session, Session { id: 7, email: "a@b.de".into(), roles: vec!["user".into(), "admin".into()] });
+        assert!(session.is_admin());
+    }
+
+    #[test]
+    fn refusals_carry_the_original_messages() {
+        let jwt = Jwt::new(b"secret", 1);
+        let now = chrono::Utc::now().timestamp();
+        let token = jwt.sign(&customer(), false, now).unwrap();
+        assert_eq!(jwt.verify("abc"), Err(SessionError::Malformed));
+        assert_eq!(jwt.verify("a.b."), Err(SessionError::SignatureRequired));
+        assert_eq!(Jwt::new(b"other", 1).verify(&token), Err(SessionError::InvalidSignature));
+        let expired = jwt.sign(&customer(), false, now - 7200).unwrap();
+        assert_eq!(jwt.verify(&expired), Err(SessionError::Expired));
+        assert_eq!(jwt.verify("e30.e30.c2ln"), Err(SessionError::InvalidToken));
+        assert_eq!(jwt.verify("@@.e30.c2ln"), Err(SessionError::InvalidToken));
+        let (head, _) = token.rsplit_once('.').unwrap();
+        assert_eq!(jwt.verify(&format!("{head}.%%%")), Err(SessionError::InvalidSignature));
+        assert_eq!(SessionError::Expired.message(), "jwt expired");
+    }
+
+    #[test]
+    fn hs384_and_hs512_are_accepted() {
+        let jwt = Jwt::new(b"secret", 1);
+        let now = chrono::Utc::now().timestamp();
+        for algorithm in [Algorithm::HS384, Algorithm::HS512] {
+            let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user"], "iat": now, "exp": now + 60});
+            let token =
+                jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(b"secret")).unwrap();
+            assert_eq!(jwt.verify(&token).unwrap().id, 3);
+        }
+        let claims = serde_json::json!({"id": 3, "email": "x@y.z"});
+        let rs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+            .unwrap();
+        assert!(jwt.verify(&rs).unwrap().roles.is_empty());
+    }
+}

@@ -1,0 +1,128 @@
+//! Active expiry and history retention: the engine's periodic jobs.
+//!
+//! Expiry: every [`ExpiryConfig::interval`] the sweeper asks the store for OPEN tokens whose
+//! `expires` has passed (oldest first, at most [`EXPIRY_BATCH`]) and sends each token's actor
+//! an `Expire` request, so the token becomes EXPIRED with an `expired` event at (about) its
+//! expiry time, not only when a claim touches it. The actor decides with the pure domain
+//! (`TokenCommand::Expire` refuses anything that is not OPEN and past due) and commits with the
+//! version fence, so every node of a cluster may run the sweeper: two nodes expiring one token,
+//! or a claim racing the sweeper, serialise in the actor and at the fence, and only one
+//! transition is committed.
+//!
+//! Retention: once a day (first shortly after start) tokens in a final state that were created
+//! more than `max_history_days` ago are deleted with their events and clearing rows.
+
+use std::time::Duration;
+
+use futures_util::stream::{self, StreamExt as _};
+use metrics::counter;
+
+use crate::clock::now_millis;
+use crate::engine::{Engine, EngineError, Rejection};
+use crate::domain::token::TokenRejection;
+
+/// Most due tokens read from the store per sweep round.
+pub const EXPIRY_BATCH: usize = 500;
+/// Expire requests in flight at once.
+pub const EXPIRY_CONCURRENCY: usize = 32;
+/// Sweep rounds per tick at most; a larger backlog continues on the next tick.
+const EXPIRY_ROUNDS_MAX: usize = 20;
+/// Time between two retention runs.
+pub const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
+/// Time before a failed retention run is tried again.
+pub const RETENTION_RETRY: Duration = Duration::from_secs(60 * 60);
+/// Delay from start to the first retention run, so that start-up is not slowed down.
+pub const RETENTION_FIRST_DELAY: Duration = Duration::from_secs(60);
+const MILLIS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
+/// How often a failing job logs at most.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Tokens the sweeper expired.
+pub const TOKENS_EXPIRED: &str = "cashgrid_tokens_expired_total";
+/// Tokens the retention job deleted.
+pub const HISTORY_TOKENS_DELETED: &str = "cashgrid_history_tokens_deleted_total";
+
+#[derive(Debug, Clone, Copy)]
+pub struct ExpiryConfig {
+    /// Time between two expiry sweeps.
+    pub interval: Duration,
+    /// Final tokens older than this many days are deleted; 0 keeps history forever.
+    pub max_history_days: u32,
+}
+
+impl Default for ExpiryConfig {
+    fn default() -> Self {
+        Self { interval: Duration::from_secs(1), max_history_days: 90 }
+    }
+}
+
+/// The sweeper: runs until the system stops.
+pub async fn run_expiry(engine: Engine, config: ExpiryConfig) {
+    counter!(TOKENS_EXPIRED).increment(0);
+    counter!(HISTORY_TOKENS_DELETED).increment(0);
+    let mut tick = tokio::time::interval(config.interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_error_log: Option<std::time::Instant> = None;
+    loop {
+        tick.tick().await;
+        for _ in 0..EXPIRY_ROUNDS_MAX {
+            match sweep_once(&engine).await {
+                Ok(due) if due < EXPIRY_BATCH => break,
+                Ok(_) => continue,
+                Err(error) => {
+                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
+                        tracing::warn!(%error, "expiry sweep failed; retrying");
+                        last_error_log = Some(std::time::Instant::now());
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// One round: expire what is due now. Returns how many tokens were due.
+async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
+    let due = engine.store().due_expiries(now_millis(), EXPIRY_BATCH).await?;
+    let count = due.len();
+    let outcomes: Vec<Result<(), EngineError>> = stream::iter(due)
+        .map(|token| async move { engine.expire_token(token).await.map(|_| ()) })
+        .buffer_unordered(EXPIRY_CONCURRENCY)
+        .collect()
+        .await;
+    let mut expired = 0_u64;
+    for outcome in outcomes {
+        match outcome {
+            Ok(()) => expired += 1,
+            // Claimed, deleted or expired meanwhile (here or on another node): nothing to do.
+            Err(EngineError::Rejected(Rejection::Token(TokenRejection::NotOpen) | Rejection::UnknownToken)) => {}
+            Err(error @ (EngineError::Overloaded | EngineError::Unavailable)) => return Err(error),
+            Err(error) => tracing::warn!(%error, "token could not be expired"),
+        }
+    }
+    counter!(TOKENS_EXPIRED).increment(expired);
+    Ok(count)
+}
+
+/// The retention job: runs until the system stops; does nothing when `max_history_days` is 0.
+pub async fn run_retention(engine: Engine, config: ExpiryConfig) {
+    if config.max_history_days == 0 {
+        return;
+    }
+    let mut wait = RETENTION_FIRST_DELAY;
+    loop {
+        tokio::time::sleep(wait).await;
+        let before = now_millis() - i64::from(config.max_history_days) * MILLIS_PER_DAY;
+        wait = match engine.store().delete_history(before).await {
+            Ok(deleted) => {
+                counter!(HISTORY_TOKENS_DELETED).increment(deleted);
+                tracing::info!(deleted, max_history_days = config.max_history_days, "history retention ran");
+                RETENTION_INTERVAL
+            }
+            Err(error) => {
+                tracing::warn!(%error, "history retention failed; retrying in an hour");
+                RETENTION_RETRY
+            }
+        };
+    }
+}

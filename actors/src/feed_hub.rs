@@ -1,0 +1,606 @@
+//! Live feeds: committed events fanned out to subscribers, in sequence order, with bounded
+//! buffers.
+//!
+//! The hub reads every new range of `token_events` once from the store (`Store::events_after`,
+//! all customers) and hands each event to the subscribers it concerns through a bounded
+//! channel per subscriber. It learns of new commits two ways: this node's writer signals after
+//! every successful commit (`Writer::commits`), and a poll of `Store::last_event_seq` every
+//! [`POLL_INTERVAL`] finds events that other nodes sharing the database committed.
+//!
+//! Ordering: the hub delivers events strictly in sequence order. A gap in the sequence may be a
+//! transaction of another node that took its number but has not committed yet, or a number
+//! that a rolled-back transaction burnt; the hub waits [`HOLE_GRACE`] for it before moving on.
+//!
+//! A subscriber whose buffer is full is dropped, never waited for: its channel closes with the
+//! `lagged` flag set, and its session tells the client where to resume (`since=<last seq>`).
+//! Dropping a [`Subscription`] unsubscribes it.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use metrics::{counter, gauge};
+use tokio::sync::{mpsc, watch};
+
+use crate::domain::token::{TokenEventKind, TokenState, TokenType};
+use crate::domain::CustomerId;
+use crate::store::{Customer, EventRecord, Store, StoreError};
+
+/// How often the hub asks the store for events committed by other nodes.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// Most events read from the store in one query, by the hub and by a replay.
+pub const READ_BATCH: usize = 1_000;
+/// How long the hub waits for a missing sequence number before it skips it.
+pub const HOLE_GRACE: Duration = Duration::from_secs(2);
+/// Events buffered per subscriber before it counts as too slow and is dropped.
+pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1_024;
+/// Most subscribers one node serves at once; more are refused.
+pub const SUBSCRIBERS_MAX: usize = 10_000;
+
+/// Live subscribers by feed.
+pub const WEBSOCKET_SUBSCRIBERS: &str = "cashgrid_websocket_subscribers";
+/// Subscribers dropped because they did not keep up.
+pub const SLOW_CONSUMERS_DROPPED: &str = "cashgrid_websocket_slow_consumers_dropped_total";
+
+/// The feeds a client can subscribe to. Each decides which events concern which audience.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feed {
+    /// The original's `tokenws/v1/tokenchange`: uuids of created, deleted, locked, rejected and
+    /// confirmed tokens, for the owner, the cash customer and admins.
+    TokenChange,
+    /// The original's `adminws/v1/tokenchange`: the same events as `TokenChange`.
+    AdminTokenChange,
+    /// The original's `clearingws/v1/change`: tokens that got a clearing row (COMPLETED
+    /// CASHOUT or CASHIN), for debitor and creditor.
+    Clearing,
+    /// Every state change with its snapshot, resumable by sequence number.
+    Events,
+}
+
+impl Feed {
+    pub const ALL: [Self; 4] = [Self::TokenChange, Self::AdminTokenChange, Self::Clearing, Self::Events];
+
+    /// Metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::TokenChange => "tokenchange",
+            Self::AdminTokenChange => "admin_tokenchange",
+            Self::Clearing => "clearing",
+            Self::Events => "events",
+        }
+    }
+}
+
+/// Whose events a subscriber receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Audience {
+    Customer(CustomerId),
+    /// Admins: every customer's events.
+    All,
+}
+
+impl Audience {
+    /// A customer's own events; admins (roles containing `admin`, matched as a substring as
+    /// the original does) get every customer's.
+    pub fn of(customer: &Customer) -> Self {
+        if customer.roles.contains("admin") {
+            Self::All
+        } else {
+            Self::Customer(customer.id)
+        }
+    }
+
+    /// The store's filter for this audience.
+    pub fn customer(self) -> Option<CustomerId> {
+        match self {
+            Self::Customer(customer) => Some(customer),
+            Self::All => None,
+        }
+    }
+}
+
+/// Whether `feed` delivers `event` to `audience` (the original's recipient table, §12).
+pub fn delivers(feed: Feed, audience: Audience, event: &EventRecord) -> bool {
+    let is_owner = audience == Audience::All || audience == Audience::Customer(event.owner_id);
+    let is_party = is_owner || event.cash_customer_id.is_some_and(|cash| audience == Audience::Customer(cash));
+    match feed {
+        Feed::Events => is_party,
+        Feed::TokenChange | Feed::AdminTokenChange => match event.kind {
+            TokenEventKind::Created | TokenEventKind::Deleted => is_owner,
+            TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed => is_party,
+            TokenEventKind::Updated | TokenEventKind::Expired => false,
+        },
+        Feed::Clearing => is_party && creates_clearing_row(event),
+    }
+}
+
+/// A confirm to COMPLETED of a CASHOUT or CASHIN token writes a clearing row (§8.3); its
+/// parties (debitor and creditor) are the token's owner and the confirming cash customer.
+fn creates_clearing_row(event: &EventRecord) -> bool {
+    let token_type = event.snapshot.get("type").and_then(|value| value.as_str()).and_then(TokenType::parse);
+    event.kind == TokenEventKind::Confirmed
+        && event.to == TokenState::Completed
+        && matches!(token_type, Some(TokenType::Cashout | TokenType::Cashin))
+}
+
+/// Why a subscription could not be made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The hub has not read the store's position yet (the store is unreachable).
+    #[error("feed not ready")]
+    NotReady,
+    /// [`SUBSCRIBERS_MAX`] reached.
+    #[error("too many subscribers")]
+    Full,
+}
+
+/// What a subscription yields next.
+#[derive(Debug, Clone)]
+pub enum FeedItem {
+    Event(Arc<EventRecord>),
+    /// The subscriber fell too far behind and was dropped; resume from the last seq delivered.
+    Lagged,
+    /// The hub stopped (the server is shutting down).
+    Closed,
+}
+
+struct Subscriber {
+    feed: Feed,
+    sender: mpsc::Sender<Arc<EventRecord>>,
+    lagged: Arc<AtomicBool>,
+}
+
+struct HubState {
+    /// Every event up to this sequence number has been fanned out (or skipped as a hole).
+    horizon: i64,
+    /// The horizon has been read from the store.
+    ready: bool,
+    subscribers: HashMap<Audience, HashMap<u64, Subscriber>>,
+    count: usize,
+}
+
+struct HubInner {
+    state: Mutex<HubState>,
+    buffer: usize,
+    next_id: AtomicU64,
+}
+
+impl HubInner {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        // Nothing panics while holding the lock; if something did, the map is still usable.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn remove(&self, audience: Audience, id: u64) {
+        let mut state = self.lock();
+        remove_locked(&mut state, audience, id);
+    }
+}
+
+fn remove_locked(state: &mut HubState, audience: Audience, id: u64) -> Option<Subscriber> {
+    let subscribers = state.subscribers.get_mut(&audience)?;
+    let removed = subscribers.remove(&id)?;
+    if subscribers.is_empty() {
+        state.subscribers.remove(&audience);
+    }
+    state.count = state.count.saturating_sub(1);
+    gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => removed.feed.label()).decrement(1.0);
+    Some(removed)
+}
+
+/// The node's feed hub; cheap to clone.
+#[derive(Clone)]
+pub struct FeedHub {
+    inner: Arc<HubInner>,
+    store: Arc<dyn Store>,
+}
+
+impl FeedHub {
+    /// A hub with `buffer` events of room per subscriber, and the task that feeds it: run the
+    /// task on a thread of its own. `commits` changes after every commit of this node.
+    pub fn new(
+        store: Arc<dyn Store>,
+        commits: watch::Receiver<u64>,
+        buffer: usize,
+    ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
+        let inner = Arc::new(HubInner {
+            state: Mutex::new(HubState { horizon: 0, ready: false, subscribers: HashMap::new(), count: 0 }),
+            buffer: buffer.max(1),
+            next_id: AtomicU64::new(1),
+        });
+        let hub = Self { inner: Arc::clone(&inner), store: Arc::clone(&store) };
+        // Every series exists from the start, so dashboards show 0 rather than nothing.
+        for feed in Feed::ALL {
+            gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label()).set(0.0);
+            counter!(SLOW_CONSUMERS_DROPPED, "feed" => feed.label()).increment(0);
+        }
+        (hub, run(inner, store, commits))
+    }
+
+    /// Subscribe `audience` to `feed`. With `since`, first replay the audience's events after
+    /// that sequence number from the store, then continue live without a gap or a duplicate.
+    pub fn subscribe(&self, feed: Feed, audience: Audience, since: Option<i64>) -> Result<Subscription, SubscribeError> {
+        let (sender, receiver) = mpsc::channel(self.inner.buffer);
+        let lagged = Arc::new(AtomicBool::new(false));
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let horizon = {
+            let mut state = self.inner.lock();
+            if !state.ready {
+                return Err(SubscribeError::NotReady);
+            }
+            if state.count >= SUBSCRIBERS_MAX {
+                return Err(SubscribeError::Full);
+            }
+            let subscriber = Subscriber { feed, sender, lagged: Arc::clone(&lagged) };
+            state.subscribers.entry(audience).or_default().insert(id, subscriber);
+            state.count += 1;
+            state.horizon
+        };
+        gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label()).increment(1.0);
+        // Events up to `horizon` never reach the channel; events after it all do.
+        let replay = match since {
+            Some(since) if since < horizon => {
+                Some(Replay { until: horizon, page: VecDeque::new(), exhausted: false })
+            }
+            Some(_) | None => None,
+        };
+        let last_seq = match since {
+            Some(since) => since.max(0),
+            None => horizon,
+        };
+        Ok(Subscription {
+            inner: Arc::clone(&self.inner),
+            store: Arc::clone(&self.store),
+            id,
+            feed,
+            audience,
+            receiver,
+            lagged,
+            replay,
+            last_seq,
+        })
+    }
+
+    /// Subscribers currently registered (all feeds).
+    pub fn subscribers(&self) -> usize {
+        self.inner.lock().count
+    }
+}
+
+/// Count a subscriber that its frontend had to drop (it stopped reading its socket).
+pub fn record_slow_consumer(feed: Feed) {
+    counter!(SLOW_CONSUMERS_DROPPED, "feed" => feed.label()).increment(1);
+}
+
+/// Replay state: the audience's stored events after `last_seq` up to `until`.
+struct Replay {
+    until: i64,
+    page: VecDeque<EventRecord>,
+    exhausted: bool,
+}
+
+/// One subscriber's stream of events. Dropping it unsubscribes.
+pub struct Subscription {
+    inner: Arc<HubInner>,
+    store: Arc<dyn Store>,
+    id: u64,
+    feed: Feed,
+    audience: Audience,
+    receiver: mpsc::Receiver<Arc<EventRecord>>,
+    lagged: Arc<AtomicBool>,
+    replay: Option<Replay>,
+    last_seq: i64,
+}
+
+impl Subscription {
+    pub fn feed(&self) -> Feed {
+        self.feed
+    }
+
+    /// The sequence number of the last event yielded (or where the subscription started).
+    /// Resuming with `since` set to it misses nothing and repeats nothing.
+    pub fn last_seq(&self) -> i64 {
+        self.last_seq
+    }
+
+    /// The next event: replayed ones first, then live ones. Cancel-safe: an event is consumed
+    /// only when this returns it.
+    pub async fn next(&mut self) -> Result<FeedItem, StoreError> {
+        loop {
+            if let Some(replay) = &mut self.replay {
+                if let Some(event) = replay.page.pop_front() {
+                    self.last_seq = event.seq;
+                    if delivers(self.feed, self.audience, &event) {
+                        return Ok(FeedItem::Event(Arc::new(event)));
+                    }
+                    continue;
+                }
+                if !replay.exhausted {
+                    let events = self.store.events_after(self.audience.customer(), self.last_seq, READ_BATCH).await?;
+                    let full_page = events.len() >= READ_BATCH;
+                    let until = replay.until;
+                    replay.page.extend(events.into_iter().filter(|event| event.seq > self.last_seq && event.seq <= until));
+                    let reached_end = replay.page.back().is_some_and(|event| event.seq >= until);
+                    replay.exhausted = !full_page || reached_end || replay.page.is_empty();
+                    continue;
+                }
+                self.last_seq = self.last_seq.max(replay.until);
+                self.replay = None;
+            }
+            return Ok(match self.receiver.recv().await {
+                Some(event) if event.seq <= self.last_seq => continue,
+                Some(event) => {
+                    self.last_seq = event.seq;
+                    FeedItem::Event(event)
+                }
+                None if self.lagged.load(Ordering::Acquire) => FeedItem::Lagged,
+                None => FeedItem::Closed,
+            });
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.inner.remove(self.audience, self.id);
+    }
+}
+
+/// The hub's task: wake on this node's commits or the poll, read what is new, fan it out.
+async fn run(inner: Arc<HubInner>, store: Arc<dyn Store>, commits: watch::Receiver<u64>) {
+    let mut commits = Some(commits);
+    let mut poll = tokio::time::interval(POLL_INTERVAL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut reader = Reader { hole: None, last_error: None };
+    loop {
+        tokio::select! {
+            changed = wait_for_commit(&mut commits) => {
+                if changed.is_err() {
+                    // The writer is gone; the poll still finds other nodes' events.
+                    commits = None;
+                }
+            }
+            _ = poll.tick() => {}
+        }
+        reader.catch_up(&inner, store.as_ref()).await;
+    }
+}
+
+async fn wait_for_commit(commits: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
+    match commits {
+        Some(receiver) => receiver.changed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How often a failing store read is logged at most.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
+
+struct Reader {
+    /// The first missing sequence number and when it was first seen missing.
+    hole: Option<(i64, Instant)>,
+    last_error: Option<Instant>,
+}
+
+impl Reader {
+    async fn catch_up(&mut self, inner: &HubInner, store: &dyn Store) {
+        if let Err(error) = self.try_catch_up(inner, store).await {
+            if !matches!(self.last_error, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
+                tracing::warn!(%error, "live feeds cannot read new events");
+                self.last_error = Some(Instant::now());
+            }
+        }
+    }
+
+    async fn try_catch_up(&mut self, inner: &HubInner, store: &dyn Store) -> Result<(), StoreError> {
+        let (mut horizon, ready) = {
+            let state = inner.lock();
+            (state.horizon, state.ready)
+        };
+        let last = store.last_event_seq().await?;
+        if !ready {
+            // Subscribers start at the present; what came before is for replays.
+            let mut state = inner.lock();
+            state.horizon = last;
+            state.ready = true;
+            return Ok(());
+        }
+        while last > horizon {
+            let events = store.events_after(None, horizon, READ_BATCH).await?;
+            let complete = events.len() < READ_BATCH;
+            let deliverable = self.contiguous_prefix(horizon, &events, Instant::now());
+            if deliverable == 0 {
+                return Ok(());
+            }
+            let events: Vec<Arc<EventRecord>> = events.into_iter().take(deliverable).map(Arc::new).collect();
+            horizon = fan_out(inner, &events);
+            if deliverable < READ_BATCH && complete {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// How many of `events` (sorted by seq, all after `horizon`) may be delivered now: up to
+    /// the first gap, unless that gap has been waited for [`HOLE_GRACE`] already.
+    fn contiguous_prefix(&mut self, horizon: i64, events: &[EventRecord], now: Instant) -> usize {
+        let mut expected = horizon + 1;
+        for (index, event) in events.iter().enumerate() {
+            if event.seq > expected {
+                match self.hole {
+                    Some((missing, since)) if missing == expected => {
+                        if now.saturating_duration_since(since) < HOLE_GRACE {
+                            return index;
+                        }
+                        tracing::debug!(from = expected, to = event.seq - 1, "skipping sequence numbers never committed");
+                        self.hole = None;
+                    }
+                    Some(_) | None => {
+                        self.hole = Some((expected, now));
+                        return index;
+                    }
+                }
+            }
+            expected = event.seq + 1;
+        }
+        events.len()
+    }
+}
+
+/// Hand `events` (sorted, contiguous) to every subscriber they concern; subscribers whose
+/// buffer is full are dropped. Returns the new horizon.
+fn fan_out(inner: &HubInner, events: &[Arc<EventRecord>]) -> i64 {
+    let mut state = inner.lock();
+    let mut dropped: Vec<(Audience, u64)> = Vec::new();
+    for event in events {
+        let cash = event.cash_customer_id.filter(|cash| *cash != event.owner_id);
+        let audiences = [Some(Audience::All), Some(Audience::Customer(event.owner_id)), cash.map(Audience::Customer)];
+        for audience in audiences.into_iter().flatten() {
+            let Some(subscribers) = state.subscribers.get(&audience) else { continue };
+            for (id, subscriber) in subscribers {
+                if !delivers(subscriber.feed, audience, event) || dropped.contains(&(audience, *id)) {
+                    continue;
+                }
+                match subscriber.sender.try_send(Arc::clone(event)) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        subscriber.lagged.store(true, Ordering::Release);
+                        record_slow_consumer(subscriber.feed);
+                        dropped.push((audience, *id));
+                    }
+                    // The session has ended; its `Drop` is about to unsubscribe.
+                    Err(mpsc::error::TrySendError::Closed(_)) => dropped.push((audience, *id)),
+                }
+            }
+        }
+        state.horizon = event.seq;
+    }
+    for (audience, id) in dropped {
+        remove_locked(&mut state, audience, id);
+    }
+    state.horizon
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn event(seq: i64, kind: TokenEventKind, to: TokenState, owner: CustomerId, cash: Option<CustomerId>) -> EventRecord {
+        EventRecord {
+            seq,
+            token: Uuid::new_v4(),
+            kind,
+            from: None,
+            to,
+            at: 0,
+            owner_id: owner,
+            cash_customer_id: cash,
+            version: 1,
+            snapshot: json!({"type": "CASHOUT"}),
+        }
+    }
+
+    #[test]
+    fn token_changes_reach_owner_cash_customer_and_admin_as_the_original_sends_them() {
+        let owner = Audience::Customer(1);
+        let cash = Audience::Customer(2);
+        let other = Audience::Customer(3);
+        let created = event(1, TokenEventKind::Created, TokenState::Open, 1, None);
+        let locked = event(2, TokenEventKind::Locked, TokenState::Locked, 1, Some(2));
+        let updated = event(3, TokenEventKind::Updated, TokenState::Locked, 1, None);
+        let expired = event(4, TokenEventKind::Expired, TokenState::Expired, 1, None);
+        for feed in [Feed::TokenChange, Feed::AdminTokenChange] {
+            assert!(delivers(feed, owner, &created) && delivers(feed, Audience::All, &created));
+            assert!(!delivers(feed, cash, &created) && !delivers(feed, other, &created));
+            assert!(delivers(feed, owner, &locked) && delivers(feed, cash, &locked) && delivers(feed, Audience::All, &locked));
+            assert!(!delivers(feed, other, &locked));
+            for silent in [&updated, &expired] {
+                assert!(!delivers(feed, owner, silent) && !delivers(feed, Audience::All, silent));
+            }
+        }
+        // The full event feed carries everything that concerns the subscriber.
+        for any in [&created, &locked, &updated, &expired] {
+            assert!(delivers(Feed::Events, owner, any) && delivers(Feed::Events, Audience::All, any));
+            assert!(!delivers(Feed::Events, other, any));
+        }
+        assert!(delivers(Feed::Events, cash, &locked) && !delivers(Feed::Events, cash, &created));
+    }
+
+    #[test]
+    fn clearing_changes_are_completed_cash_outs_and_cash_ins_for_debitor_and_creditor() {
+        let completed = event(1, TokenEventKind::Confirmed, TokenState::Completed, 1, Some(2));
+        assert!(delivers(Feed::Clearing, Audience::Customer(1), &completed));
+        assert!(delivers(Feed::Clearing, Audience::Customer(2), &completed));
+        assert!(!delivers(Feed::Clearing, Audience::Customer(3), &completed));
+        let canceled = event(2, TokenEventKind::Confirmed, TokenState::Canceled, 1, Some(2));
+        assert!(!delivers(Feed::Clearing, Audience::Customer(1), &canceled));
+        let mut transfer = completed.clone();
+        transfer.snapshot = json!({"type": "TRANSFER"});
+        assert!(!delivers(Feed::Clearing, Audience::Customer(1), &transfer));
+        let mut cash_in = completed.clone();
+        cash_in.snapshot = json!({"type": "CASHIN"});
+        assert!(delivers(Feed::Clearing, Audience::Customer(2), &cash_in));
+    }
+
+    #[test]
+    fn a_gap_in_the_sequence_is_waited_for_before_it_is_skipped() {
+        let mut reader = Reader { hole: None, last_error: None };
+        let at = |seq| event(seq, TokenEventKind::Created, TokenState::Open, 1, None);
+        let start = Instant::now();
+        let events = vec![at(11), at(12), at(14), at(15)];
+        assert_eq!(reader.contiguous_prefix(10, &events, start), 2);
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start), 0, "the hole is new");
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE / 2), 0);
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE), 2, "waited long enough");
+        // The missing event arriving in time fills the hole.
+        let mut reader = Reader { hole: None, last_error: None };
+        assert_eq!(reader.contiguous_prefix(12, &[at(14)], start), 0);
+        assert_eq!(reader.contiguous_prefix(12, &[at(13), at(14)], start), 2);
+    }
+
+    fn inner(buffer: usize) -> Arc<HubInner> {
+        Arc::new(HubInner {
+            state: Mutex::new(HubState { horizon: 0, ready: true, subscribers: HashMap::new(), count: 0 }),
+            buffer,
+            next_id: AtomicU64::new(1),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_dropped_and_told_so_after_its_buffered_events() {
+        let inner = inner(2);
+        let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
+        let mut slow = hub.subscribe(Feed::Events, Audience::Customer(1), None).unwrap_or_else(|error| panic!("{error}"));
+        let mut other = hub.subscribe(Feed::Events, Audience::Customer(2), None).unwrap_or_else(|error| panic!("{error}"));
+        let events: Vec<_> =
+            (1..=3).map(|seq| Arc::new(event(seq, TokenEventKind::Created, TokenState::Open, 1, None))).collect();
+        assert_eq!(fan_out(&inner, &events), 3);
+        assert_eq!(hub.subscribers(), 1, "the slow one is gone, the other stays");
+        for expected in 1..=2 {
+            match slow.next().await {
+                Ok(FeedItem::Event(event)) => assert_eq!(event.seq, expected),
+                other => panic!("expected event {expected}, got {other:?}"),
+            }
+        }
+        assert!(matches!(slow.next().await, Ok(FeedItem::Lagged)));
+        assert_eq!(slow.last_seq(), 2);
+        drop(slow);
+        assert_eq!(hub.subscribers(), 1);
+        fan_out(&inner, &[Arc::new(event(4, TokenEventKind::Created, TokenState::Open, 2, None))]);
+        assert!(matches!(other.next().await, Ok(FeedItem::Event(event)) if event.seq == 4));
+        drop(other);
+        assert_eq!(hub.subscribers(), 0, "dropping a subscription unsubscribes it");
+    }
+
+    fn test_store() -> Arc<dyn Store> {
+        let dir = std::env::temp_dir().join(format!("cashgrid-feed-{}", Uuid::new_v4()));
+        match crate::store::SqliteStore::open(&dir) {
+            Ok(store) => Arc::new(store),
+            Err(error) => panic!("sqlite store: {error}"),
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! The caller's devices: list, rename or retype, delete.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use cashgrid_actors::domain::DeviceType;
+use serde_json::Value;
+
+use super::{column_too_long, column_truncated, invalid, ok_packet, portal_error, row_id, session};
+use crate::body::read_json;
+use crate::dncash::token_api::REFNAME_LENGTH_MAX;
+use crate::dncash::views::DeviceRow;
+use crate::error::ApiError;
+use crate::{AppState, ErrorStatus};
+
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let devices = state.engine.list_devices(session.id).await.map_err(ApiError::from_fault)?;
+    Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
+}
+
+type DeviceChange = (Option<DeviceType>, Option<Option<String>>);
+
+/// Only `type` and `refname` are applied; a null `refname` clears it.
+fn device_change(mode: ErrorStatus, body: &Value) -> Result<DeviceChange, ApiError> {
+    let device_type = match body.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(DeviceType::parse(text).ok_or_else(|| invalid(mode, column_truncated("type")))?),
+        Some(_) => return Err(invalid(mode, column_truncated("type"))),
+    };
+    let refname = match body.get("refname") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(text)) if text.chars().count() > REFNAME_LENGTH_MAX => {
+            return Err(invalid(mode, column_too_long("refname")))
+        }
+        Some(Value::String(text)) => Some(Some(text.clone())),
+        Some(other) => Some(Some(other.to_string())),
+    };
+    Ok((device_type, refname))
+}
+
+/// `PUT /devices/:id`: a bare number, the rows matched.
+pub async fn update(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let body = read_json(&request, payload).await?;
+    let (device_type, refname) = device_change(state.error_status, &body)?;
+    let matched = match row_id(&path) {
+        Some(id) => state
+            .engine
+            .update_device(&session, id, device_type, refname)
+            .await
+            .map_err(|error| portal_error(state.error_status, error))?,
+        None if device_type.is_none() && refname.is_none() => {
+            return Err(portal_error(
+                state.error_status,
+                cashgrid_actors::engine::portal::PortalRejection::NothingToUpdate.into(),
+            ))
+        }
+        None => 0,
+    };
+    Ok(crate::json_ok(matched))
+}
+
+/// `DELETE /devices/:id`: an OK packet; refused while tokens reference the device.
+pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let deleted = match row_id(&path) {
+        Some(id) => state.engine.delete_device(&session, id).await.map_err(|error| portal_error(state.error_status, error))?,
+        None => 0,
+    };
+    Ok(ok_packet(deleted))
+}

@@ -1,0 +1,51 @@
+//! The caller's parameters (§11): JSON values by key. Any write turns a flag on (the body is
+//! an object or an array); DELETE turns it off. Keys keep the case the client sent.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use super::{column_too_long, invalid, ok_packet, original_last_segment, portal_error, session};
+use crate::body::read_json;
+use crate::error::ApiError;
+use crate::{AppState, ErrorStatus};
+
+/// Longest parameter key (the original's column).
+const PKEY_LENGTH_MAX: usize = 45;
+
+/// The key as sent: paths are routed case-insensitively, but `USE_PLAIN_CODES` stays upper case.
+fn pkey(mode: ErrorStatus, request: &HttpRequest, routed: &str) -> Result<String, ApiError> {
+    let key = original_last_segment(request, routed);
+    if key.chars().count() > PKEY_LENGTH_MAX {
+        return Err(invalid(mode, column_too_long("pkey")));
+    }
+    Ok(key)
+}
+
+/// `GET /params/:pkey`: the stored value, or `null`.
+pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let key = pkey(state.error_status, &request, &path)?;
+    let value = state.engine.param_value(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(value))
+}
+
+/// `PUT /params/:pkey` with a JSON object or array (`{}` for any other body): an OK packet.
+pub async fn set(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let body = read_json(&request, payload).await?;
+    let key = pkey(state.error_status, &request, &path)?;
+    state.engine.set_param(&session, &key, &body).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(ok_packet(1))
+}
+
+/// `DELETE /params/:pkey`: an OK packet.
+pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let session = session(&state, &request)?;
+    let key = pkey(state.error_status, &request, &path)?;
+    let deleted = state.engine.remove_param(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(ok_packet(deleted))
+}

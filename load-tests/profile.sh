@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Where does the time go at peak? Runs cashgrid (fresh store) under the atm_lifecycle scenario
+# and, in the middle of the run, samples every CPU with `perf record -e cpu-clock` (software
+# clock: works in VMs without hardware counters) and PostgreSQL's wait events. Bounded: the
+# goose run takes PROFILE_SECONDS (25), perf samples PROFILE_SAMPLE_SECONDS (12) of it.
+#
+#   load-tests/profile.sh postgres|sqlite [OUT_DIR]
+#
+# Output: perf.data, perf-by-process.txt (CPU share per process), perf-cashgrid.txt (hottest
+# symbols inside cashgrid), perf-postgres.txt, perf-cashgrid-callers.txt (inclusive time per
+# function, from the DWARF call graphs in perf-dwarf.data), pg-waits.txt (PostgreSQL only:
+# what its backends wait on), the goose summary and the server's /metrics. Needs `perf` (Debian: linux-perf) and a release build
+# (scripts/bench.sh builds everything). Loopback only.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BACKEND=${1:?usage: load-tests/profile.sh postgres|sqlite [OUT_DIR]}
+OUT=${2:-$ROOT/target/profile/$BACKEND-$(date -u +%Y%m%dT%H%M%SZ)}
+USERS=${PROFILE_USERS:-64}
+SECONDS_RUN=${PROFILE_SECONDS:-30}
+SECONDS_SAMPLE=${PROFILE_SAMPLE_SECONDS:-8}
+SECONDS_DWARF=${PROFILE_DWARF_SECONDS:-5}
+PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+BIN=$ROOT/target/release
+sampler=
+DB=profile_$$_$(date +%s)
+
+mkdir -p "$OUT/data"
+# A private copy: other builds may replace target/release/cashgrid while we sample it.
+cp "$BIN/cashgrid" "$OUT/cashgrid"
+PIDS=()
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  [ "$BACKEND" = postgres ] && dropdb --if-exists --force -h 127.0.0.1 -U postgres "$DB" 2>/dev/null || true
+  rm -rf "$OUT/data"
+}
+trap cleanup EXIT
+
+store_args=(--data-dir "$OUT/data")
+if [ "$BACKEND" = postgres ]; then
+  createdb -h 127.0.0.1 -U postgres "$DB"
+  store_args+=(--database-url "$PG/$DB")
+fi
+"$OUT/cashgrid" "${store_args[@]}" serve --bind 127.0.0.1:0 >"$OUT/server.out" 2>"$OUT/server.log" &
+PIDS+=($!)
+server=$!
+url=
+for _ in $(seq 1 120); do
+  url=$(grep -o 'http://[0-9.]*:[0-9]*' "$OUT/server.out" 2>/dev/null | head -n 1 || true)
+  [ -n "$url" ] && break
+  sleep 0.5
+done
+[ -n "$url" ] || { echo "profile: server did not start" >&2; exit 1; }
+timeout 120 "$BIN/setup" --host "$url" "${store_args[@]}" --cashgrid "$OUT/cashgrid" --atms "$USERS" \
+  --out "$OUT/fixture.json" 2>"$OUT/setup.log"
+
+CASHGRID_LOAD_FIXTURE=$OUT/fixture.json CASHGRID_LOAD_SUMMARY=$OUT/peak.json \
+  timeout $((SECONDS_RUN + 60)) "$BIN/cashgrid-load" --host "$url" --scenarios atmlifecycle \
+  --users "$USERS" --increase-rate "$USERS" --no-telnet --run-time "${SECONDS_RUN}s" \
+  --no-print-metrics >"$OUT/goose.log" 2>&1 &
+PIDS+=($!)
+goose=$!
+sleep 5
+
+if [ "$BACKEND" = postgres ]; then
+  # What PostgreSQL's backends of this database are doing, 10 times a second, from one psql.
+  ( for _ in $(seq 1 $((SECONDS_SAMPLE * 10))); do
+      echo "SELECT coalesce(wait_event_type, 'CPU') || ' ' || coalesce(wait_event, state) FROM pg_stat_activity \
+        WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend';"
+      echo "SELECT pg_sleep(0.1);"
+    done | psql -h 127.0.0.1 -U postgres -d "$DB" -At 2>/dev/null | grep -v '^$' \
+      | sort | uniq -c | sort -rn >"$OUT/pg-waits.txt" ) &
+  sampler=$!
+fi
+perf record -a -e cpu-clock -F 499 -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLE" 2>"$OUT/perf-record.log"
+perf record -p "$server" -e cpu-clock -F 199 --call-graph dwarf,16384 -o "$OUT/perf-dwarf.data" \
+  -- sleep "$SECONDS_DWARF" 2>>"$OUT/perf-record.log"
+wait "$goose" || true
+curl -s "$url/metrics" >"$OUT/metrics.txt"
+[ -n "${sampler:-}" ] && wait "$sampler"
+
+perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,pid 2>/dev/null >"$OUT/perf-by-process.txt"
+# cashgrid's threads are named after actix (actix-rt|system, actix-server …); select by pid.
+perf report -i "$OUT/perf.data" --stdio --no-children --pid "$server" --sort dso,symbol \
+  --percentage relative --percent-limit 0.5 2>/dev/null >"$OUT/perf-cashgrid.txt"
+perf report -i "$OUT/perf.data" --stdio --no-children --comm postgres --sort symbol \
+  --percentage relative --percent-limit 0.5 2>/dev/null >"$OUT/perf-postgres.txt"
+perf report -i "$OUT/perf-dwarf.data" --stdio --children --sort symbol -g none --percent-limit 2 \
+  2>/dev/null >"$OUT/perf-cashgrid-callers.txt"
+echo "profile: $OUT" >&2
