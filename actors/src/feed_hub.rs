@@ -360,6 +360,10 @@ async fn run(inner: Arc<HubInner>, store: Arc<dyn Store>, commits: watch::Receiv
                     // The writer is gone; the poll still finds other nodes' events.
                     commits = None;
                 }
+                if inner.lock().count == 0 {
+                    // Nobody listens: the poll keeps the horizon fresh enough.
+                    continue;
+                }
             }
             _ = poll.tick() => {}
         }
@@ -394,17 +398,17 @@ impl Reader {
     }
 
     async fn try_catch_up(&mut self, inner: &HubInner, store: &dyn Store) -> Result<(), StoreError> {
-        let (mut horizon, ready) = {
-            let state = inner.lock();
-            (state.horizon, state.ready)
-        };
+        let mut horizon = inner.lock().horizon;
         let last = store.last_event_seq().await?;
-        if !ready {
-            // Subscribers start at the present; what came before is for replays.
+        {
             let mut state = inner.lock();
-            state.horizon = last;
-            state.ready = true;
-            return Ok(());
+            if !state.ready || state.count == 0 {
+                // Subscribers start at the present; what came before is for replays. Without
+                // subscribers there is nobody to read events for.
+                state.horizon = state.horizon.max(last);
+                state.ready = true;
+                return Ok(());
+            }
         }
         while last > horizon {
             let events = store.events_after(None, horizon, READ_BATCH).await?;

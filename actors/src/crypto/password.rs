@@ -45,7 +45,7 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
     match parsed {
         Some(hash) => argon2().verify_password(password.as_bytes(), &hash).is_ok(),
         None => {
-            if let Some(Ok(dummy)) = dummy_hash().map(|text| PasswordHash::new(text)) {
+            if let Some(Ok(dummy)) = dummy_hash().map(PasswordHash::new) {
                 let _ = argon2().verify_password(password.as_bytes(), &dummy);
             }
             false

@@ -191,7 +191,25 @@ impl Engine {
     /// device's key. Checks run in the original's order: trigger, radiocode, token,
     /// signature (a bad one rejects the token), code, state. The trigger is used up only when
     /// the token is locked; any failure leaves it valid.
+    ///
+    /// The claim runs as a task of its own: if the phone's request goes away midway, a token
+    /// that gets locked still reaches the ATM's poll and sockets, and the trigger is used up.
     pub async fn trigger_claim(
+        &self,
+        code: &str,
+        radiocode: &str,
+        signature: Option<&str>,
+    ) -> Result<Token, TriggerError> {
+        let engine = self.clone();
+        let (code, radiocode, signature) = (code.to_owned(), radiocode.to_owned(), signature.map(str::to_owned));
+        let task = actix::spawn(async move { engine.claim_through_trigger(&code, &radiocode, signature.as_deref()).await });
+        task.await.unwrap_or_else(|error| {
+            tracing::error!(%error, "trigger claim task failed");
+            Err(EngineError::Internal("trigger claim task failed".into()).into())
+        })
+    }
+
+    async fn claim_through_trigger(
         &self,
         code: &str,
         radiocode: &str,
