@@ -68,7 +68,7 @@ pub async fn a_lost_database_connection_answers_503_and_the_server_recovers(back
         assert!(started.elapsed() < RECOVERY_DEADLINE, "no recovery after {unavailable} answers of 503");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     };
-    let stored = env.token(&scene.bank, &token["uuid"].as_str().expect("uuid").to_owned()).await;
+    let stored = env.token(&scene.bank, token["uuid"].as_str().expect("uuid")).await;
     assert_eq!(stored["state"], "LOCKED", "exactly one lock, whatever the client saw (first answer 200: {locked})");
 
     let health = env.api.get_anonymous("/health").await;
