@@ -85,10 +85,13 @@ wait_for_url() {
 cpu_of() {
   awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
-# CPU seconds of all PostgreSQL server processes.
+# CPU seconds of PostgreSQL's background processes and of the backends connected to database
+# $BENCH_DB (other databases' backends, e.g. other people's tests, are not counted).
+BENCH_DB=
 cpu_of_postgres() {
   local total=0 pid
-  for pid in $(pgrep -x postgres || true); do
+  for pid in $(psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT pid FROM pg_stat_activity \
+      WHERE backend_type <> 'client backend' OR datname = '${BENCH_DB:-none}'" 2>/dev/null || true); do
     total=$(awk -v a="$total" -v b="$(cpu_of "$pid")" 'BEGIN { print a + b }')
   done
   echo "$total"
@@ -123,15 +126,16 @@ field() { # field FILE KEY: a top-level number from a summary
 measured() {
   local name=$1 server=$2
   shift 2
-  local s0 p0 m0 s1 p1 m1 goose
-  s0=$(cpu_of "$server"); p0=$(cpu_of_postgres); m0=$(cpu_of_machine)
+  local s0 p0 m0 s1 p1 m1 goose t0 t1
+  s0=$(cpu_of "$server"); p0=$(cpu_of_postgres); m0=$(cpu_of_machine); t0=$(date +%s.%N)
   "$@"
-  s1=$(cpu_of "$server"); p1=$(cpu_of_postgres); m1=$(cpu_of_machine)
+  s1=$(cpu_of "$server"); p1=$(cpu_of_postgres); m1=$(cpu_of_machine); t1=$(date +%s.%N)
   goose=$(cat "$name.cpu" 2>/dev/null || echo 0)
   awk -v s="$(awk -v a="$s1" -v b="$s0" 'BEGIN { print a - b }')" \
       -v p="$(awk -v a="$p1" -v b="$p0" 'BEGIN { print a - b }')" \
-      -v m="$(awk -v a="$m1" -v b="$m0" 'BEGIN { print a - b }')" -v g="$goose" 'BEGIN {
-        printf "server %.2f\npostgres %.2f\ngoose %.2f\nothers %.2f\nmachine %.2f\n", s, p, g, m - s - p - g, m
+      -v m="$(awk -v a="$m1" -v b="$m0" 'BEGIN { print a - b }')" -v g="$goose" \
+      -v w="$(awk -v a="$t1" -v b="$t0" 'BEGIN { print a - b }')" 'BEGIN {
+        printf "server %.2f\npostgres %.2f\ngoose %.2f\nothers %.2f\nmachine %.2f\nwall %.2f\n", s, p, g, m - s - p - g, m, w
       }' >"$name.cpu-all"
 }
 
@@ -224,6 +228,7 @@ for backend in $BACKENDS; do
     db=${RUN_ID}_cashgrid
     createdb -h 127.0.0.1 -U postgres "$db"
     DATABASES+=("$db")
+    BENCH_DB=$db
     store_args+=(--database-url "$PG/$db")
   fi
   "$CASHGRID" "${store_args[@]}" serve --bind 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.log" &
@@ -258,6 +263,7 @@ for backend in $BACKENDS; do
   unset CASHGRID_LOAD_FIXTURE
   if [ "$backend" = postgres ]; then
     dropdb --if-exists --force -h 127.0.0.1 -U postgres "$db"
+    BENCH_DB=
   fi
   rm -rf "$dir/data"
 done

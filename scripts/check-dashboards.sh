@@ -33,12 +33,16 @@ LOAD_SECONDS=${CHECK_DASHBOARDS_LOAD_SECONDS:-30}
 USERS=${CHECK_DASHBOARDS_USERS:-8}
 START_TIMEOUT=60      # seconds for a server's listening line or Prometheus' readiness
 SCRAPE_INTERVAL=1s
-CASHGRID=$ROOT/target/release/cashgrid
-GOOSE=$ROOT/target/release/cashgrid-load
-SETUP=$ROOT/target/release/setup
 
 log() { echo "check-dashboards: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
+
+# The target directory cargo uses when run in DIR (load-tests/.cargo/config.toml points its own
+# at ../target, but cargo reads that file only when run inside load-tests/).
+target_dir() {
+  (cd "$1" && cargo metadata --format-version 1 --no-deps) |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
+}
 
 case "$LOAD" in goose|python) ;; *) die "CHECK_DASHBOARDS_LOAD must be goose or python, not '$LOAD'" ;; esac
 [ "$LOAD_SECONDS" -ge 25 ] 2>/dev/null || die "CHECK_DASHBOARDS_LOAD_SECONDS must be a number >= 25"
@@ -88,16 +92,24 @@ log "$(prometheus --version 2>&1 | head -n 1)"
 
 # --- 2. build ----------------------------------------------------------------------------------
 if [ "${CHECK_DASHBOARDS_SKIP_BUILD:-0}" = "1" ]; then
-  log "CHECK_DASHBOARDS_SKIP_BUILD=1: using the binaries in target/release as they are"
+  log "CHECK_DASHBOARDS_SKIP_BUILD=1: using the built binaries as they are"
 else
   log "cargo build --release"
   cargo build --release || die "cargo build --release failed"
   if [ "$LOAD" = goose ]; then
     [ -f load-tests/Cargo.toml ] || die "load-tests/ is missing; run with CHECK_DASHBOARDS_LOAD=python"
     log "cargo build --release (load-tests: cashgrid-load, setup)"
-    cargo build --release --manifest-path load-tests/Cargo.toml --bin cashgrid-load --bin setup ||
+    (cd load-tests && cargo build --release --bin cashgrid-load --bin setup) ||
       die "building load-tests failed; CHECK_DASHBOARDS_LOAD=python runs without goose"
   fi
+fi
+CASHGRID=$(target_dir "$ROOT")/release/cashgrid || die "cargo metadata failed"
+[ -x "$CASHGRID" ] || die "no cashgrid binary at $CASHGRID"
+if [ "$LOAD" = goose ]; then
+  GOOSE_BIN=$(target_dir "$ROOT/load-tests")/release || die "cargo metadata failed in load-tests/"
+  GOOSE=$GOOSE_BIN/cashgrid-load
+  SETUP=$GOOSE_BIN/setup
+  [ -x "$GOOSE" ] && [ -x "$SETUP" ] || die "no cashgrid-load or setup binary in $GOOSE_BIN"
 fi
 CHECK_STARTED=$(date +%s)
 

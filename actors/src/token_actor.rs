@@ -175,7 +175,7 @@ impl Handler<Envelope> for TokenActor {
         }
         let token = match &self.slot {
             Slot::Ready(token) => token.clone(),
-            Slot::Missing => return immediate(Err(EngineError::Rejected(Rejection::UnknownToken))),
+            Slot::Missing => return immediate(Err(Rejection::UnknownToken.into())),
             Slot::Loading | Slot::Unavailable => return immediate(Err(EngineError::Unavailable)),
         };
         let shared = Arc::clone(&self.shared);
@@ -267,7 +267,10 @@ async fn decide_and_commit(
         match shared.writer.commit(write_set(&transition)).await {
             Ok(WriteOutcome::Committed) => {
                 for event in &transition.events {
-                    m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
+                    // Owner updates keep the state: events, but no state transition.
+                    if event.from != Some(event.to) {
+                        m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
+                    }
                 }
                 let confirmed = &transition.token;
                 if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
@@ -290,7 +293,7 @@ async fn decide_and_commit(
                 tracing::info!(token = %token.uuid, request = request.name(), "version fence: reloading");
                 match shared.store.load_token(token.uuid).await {
                     Ok(Some(current)) => token = current,
-                    Ok(None) => return (After::Missing, Err(EngineError::Rejected(Rejection::UnknownToken))),
+                    Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
                     Err(error) => {
                         tracing::warn!(token = %token.uuid, %error, "reload after fence failed");
                         return (After::Reload, Err(EngineError::Unavailable));
