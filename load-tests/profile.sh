@@ -8,9 +8,10 @@
 #
 # Output: perf.data, perf-by-process.txt (CPU share per process), perf-cashgrid.txt (hottest
 # symbols inside cashgrid), perf-postgres.txt, perf-cashgrid-callers.txt (inclusive time per
-# function, from the DWARF call graphs in perf-dwarf.data), pg-waits.txt (PostgreSQL only:
+# function, from the DWARF call graphs in perf-dwarf.data), perf-cashgrid-summary.txt (the
+# share of cashgrid's CPU spent under a few named parts), pg-waits.txt (PostgreSQL only:
 # what its backends wait on), the goose summary and the server's /metrics. Needs `perf` (Debian: linux-perf) and a release build
-# (scripts/bench.sh builds everything). Loopback only.
+# (scripts/bench.sh builds everything; PROFILE_CASHGRID=path profiles a given binary). Loopback only.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -20,7 +21,7 @@ OUT=${2:-$ROOT/target/profile/$BACKEND-$(date -u +%Y%m%dT%H%M%SZ)}
 USERS=${PROFILE_USERS:-64}
 SECONDS_RUN=${PROFILE_SECONDS:-30}
 SECONDS_SAMPLE=${PROFILE_SAMPLE_SECONDS:-8}
-SECONDS_DWARF=${PROFILE_DWARF_SECONDS:-5}
+SECONDS_DWARF=${PROFILE_DWARF_SECONDS:-8}
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 BIN=$ROOT/target/release
 sampler=
@@ -28,7 +29,7 @@ DB=profile_$$_$(date +%s)
 
 mkdir -p "$OUT/data"
 # A private copy: other builds may replace target/release/cashgrid while we sample it.
-cp "$BIN/cashgrid" "$OUT/cashgrid"
+cp "${PROFILE_CASHGRID:-$BIN/cashgrid}" "$OUT/cashgrid"
 PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
@@ -73,8 +74,9 @@ if [ "$BACKEND" = postgres ]; then
       | sort | uniq -c | sort -rn >"$OUT/pg-waits.txt" ) &
   sampler=$!
 fi
+ps -T -o spid=,comm= -p "$server" >"$OUT/server-threads.txt"
 perf record -a -e cpu-clock -F 499 -o "$OUT/perf.data" -- sleep "$SECONDS_SAMPLE" 2>"$OUT/perf-record.log"
-perf record -p "$server" -e cpu-clock -F 199 --call-graph dwarf,16384 -o "$OUT/perf-dwarf.data" \
+perf record -p "$server" -e cpu-clock -F 299 --call-graph dwarf,16384 -o "$OUT/perf-dwarf.data" \
   -- sleep "$SECONDS_DWARF" 2>>"$OUT/perf-record.log"
 wait "$goose" || true
 curl -s "$url/metrics" >"$OUT/metrics.txt"
@@ -83,9 +85,43 @@ curl -s "$url/metrics" >"$OUT/metrics.txt"
 perf report -i "$OUT/perf.data" --stdio --no-children --sort comm,pid 2>/dev/null >"$OUT/perf-by-process.txt"
 # cashgrid's threads are named after actix (actix-rt|system, actix-server …); select by pid.
 perf report -i "$OUT/perf.data" --stdio --no-children --pid "$server" --sort dso,symbol \
-  --percentage relative --percent-limit 0.5 2>/dev/null >"$OUT/perf-cashgrid.txt"
+  --percentage relative --percent-limit 0.5 2>/dev/null | sed -E 's/([[:space:]]+-)*[[:space:]]*$//' \
+  >"$OUT/perf-cashgrid.txt"
 perf report -i "$OUT/perf.data" --stdio --no-children --comm postgres --sort symbol \
-  --percentage relative --percent-limit 0.5 2>/dev/null >"$OUT/perf-postgres.txt"
+  --percentage relative --percent-limit 0.5 2>/dev/null | sed -E 's/([[:space:]]+-)*[[:space:]]*$//' \
+  >"$OUT/perf-postgres.txt"
 perf report -i "$OUT/perf-dwarf.data" --stdio --children --sort symbol -g none --percent-limit 2 \
-  2>/dev/null >"$OUT/perf-cashgrid-callers.txt"
+  2>/dev/null | sed -E 's/([[:space:]]+-)*[[:space:]]*$//' >"$OUT/perf-cashgrid-callers.txt"
+# Inclusive share of cashgrid's CPU under each named part, summed over its threads. Each part
+# is one function (matched as a fixed string), so nested parts are not counted twice in a line.
+perf report -i "$OUT/perf-dwarf.data" --stdio --children --sort pid,symbol -g none 2>/dev/null \
+  | sed -E 's/([[:space:]]+-)*[[:space:]]*$//' >"$OUT/perf-cashgrid-by-thread.txt"
+part() { # part NAME SYMBOL: print the summed inclusive share of lines ending in SYMBOL
+  local share
+  share=$( { grep -F -e "] $2" "$OUT/perf-cashgrid-by-thread.txt" || true; } | awk -v s="$2" '
+    substr($0, length($0) - length(s) + 1) == s { sub(/%/, "", $1); total += $1 } END { printf "%.1f", total }')
+  printf "%6s%%  %s\n" "$share" "$1"
+}
+{
+  part "HTTP request handling (RequestMetrics middleware and everything under it)" \
+    "<cashgrid_http::metrics::RequestMetricsMiddleware<S> as actix_service::Service<actix_web::service::ServiceRequest>>::call::{{closure}}"
+  part "  RSA encryption of the secure code (create_token)" "cashgrid_actors::crypto::encrypt_code"
+  part "  NormalizePath middleware (a regex per request)" \
+    "<actix_web::middleware::normalize::NormalizePathNormalization<S> as actix_service::Service<actix_web::service::ServiceRequest>>::call"
+  part "  PostgresStore::load_token (token actor activation on claim)" \
+    "<cashgrid_actors::store::postgres::PostgresStore as cashgrid_actors::store::Store>::load_token::{{closure}}"
+  part "  PostgresStore::load_param" \
+    "<cashgrid_actors::store::postgres::PostgresStore as cashgrid_actors::store::Store>::load_param::{{closure}}"
+  part "writer task (group commit)" "cashgrid_actors::writer::run::{{closure}}"
+  part "  PostgresStore::commit" \
+    "<cashgrid_actors::store::postgres::PostgresStore as cashgrid_actors::store::Store>::commit::{{closure}}"
+  part "  SqliteStore::commit" \
+    "<cashgrid_actors::store::sqlite::SqliteStore as cashgrid_actors::store::Store>::commit::{{closure}}"
+  part "  SqliteStore::load_token" \
+    "<cashgrid_actors::store::sqlite::SqliteStore as cashgrid_actors::store::Store>::load_token::{{closure}}"
+  part "SQLite engine (sqlite3_step, in blocking threads)" "sqlite3_step"
+  part "tokio-postgres connection tasks (socket I/O with PostgreSQL)" \
+    "<tokio_postgres::connection::Connection<S,T> as core::future::future::Future>::poll"
+  part "system calls (kernel, all threads)" "do_syscall_64"
+} >"$OUT/perf-cashgrid-summary.txt"
 echo "profile: $OUT" >&2

@@ -127,9 +127,11 @@ fn write_cpu(w: &mut String, cpu: &BTreeMap<String, f64>, seconds: f64, unit: &s
         return Ok(());
     }
     let get = |name: &str| cpu.get(name).copied().unwrap_or(0.0);
+    // The accounting window includes goose's start and stop around the measured seconds.
+    let seconds = if get("wall") > 0.0 { get("wall") } else { seconds };
     writeln!(
         w,
-        "CPU used during that run ({seconds:.1} s wall × 2 cores = {:.1} CPU-s available): server {:.1} s, \
+        "CPU used during that run, start and stop included ({seconds:.1} s wall × 2 cores = {:.1} CPU-s): server {:.1} s, \
          PostgreSQL {:.1} s, goose {:.1} s, other processes on the machine {:.1} s (total {:.1} s). \
          Per {unit}: server {:.3} ms, PostgreSQL {:.3} ms, goose {:.3} ms.",
         2.0 * seconds,
@@ -312,6 +314,45 @@ fn main() -> anyhow::Result<()> {
             ratio(pipelined)
         )?;
     }
+    // The same comparison in CPU time per unit of work, which other load on the machine
+    // disturbs far less than throughput: what the two cores could do if they were ours alone.
+    let ceiling_cpu = read_cpu(&args.dir.join("ceiling-http.cpu-all"));
+    let per_request_ceiling_ms = {
+        let get = |name: &str| ceiling_cpu.get(name).copied().unwrap_or(0.0);
+        1000.0 * (get("server") + get("goose")) / (http.http_requests.max(1) as f64)
+    };
+    writeln!(w, "\n### The same in CPU time per unit of work\n")?;
+    writeln!(
+        w,
+        "Other processes took CPU during some runs (see \"other processes\" above). CPU seconds per unit of work are \
+         much less sensitive to that than throughput; from them, the throughput the two cores would give if nothing \
+         else ran (server + PostgreSQL + goose sharing them):\n"
+    )?;
+    writeln!(w, "| | CPU ms per request (server + PostgreSQL + goose) | of which server | CPU-bound capacity on 2 cores | CPU per-request ratio (trivial ÷ cashgrid) |")?;
+    writeln!(w, "|---|---|---|---|---|")?;
+    writeln!(
+        w,
+        "| trivial handler | {per_request_ceiling_ms:.3} | {:.3} | {:.0} requests/s | 100 % |",
+        1000.0 * ceiling_cpu.get("server").copied().unwrap_or(0.0) / (http.http_requests.max(1) as f64),
+        2000.0 / per_request_ceiling_ms.max(1e-9)
+    )?;
+    for b in &backends {
+        let requests = b.peak.http_requests.max(1) as f64;
+        let lifecycles = (lifecycles_per_second(&b.peak) * b.peak.seconds).max(1.0);
+        let get = |name: &str| b.cpu.get(name).copied().unwrap_or(0.0);
+        let per_request_ms = 1000.0 * (get("server") + get("postgres") + get("goose")) / requests;
+        let per_lifecycle_ms = 1000.0 * (get("server") + get("postgres") + get("goose")) / lifecycles;
+        writeln!(
+            w,
+            "| cashgrid on {} | {per_request_ms:.3} | {:.3} | {:.0} lifecycles/s ({:.0} requests/s) | {:.1} % |",
+            b.name,
+            1000.0 * get("server") / requests,
+            2000.0 / per_lifecycle_ms.max(1e-9),
+            2000.0 / per_request_ms.max(1e-9),
+            100.0 * per_request_ceiling_ms / per_request_ms.max(1e-9)
+        )?;
+    }
+    writeln!(w, "\n(CPU is counted over each run's whole window, start and stop included, so per-unit costs are slightly high.)")?;
     writeln!(w, "\n## Targets\n")?;
     for b in &backends {
         let lifecycles = lifecycles_per_second(&b.peak);
