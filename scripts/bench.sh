@@ -16,7 +16,7 @@
 # Knobs (environment): BENCH_USERS_SWEEP ("32 64 128 256"), BENCH_PEAK_SECONDS (15 per user
 # count), BENCH_PHASE_SECONDS (20, the 80 % run), BENCH_CEILING_SECONDS (10 per user count),
 # BENCH_PG_SECONDS (10 per insert mode), BENCH_KEY_BITS (1024), BENCH_BACKENDS
-# ("postgres sqlite"), BENCH_QUIET_WAIT (300), BENCH_PG (postgres://postgres@127.0.0.1:5432),
+# ("postgres sqlite"), BENCH_QUIET_WAIT (120), BENCH_PG (postgres://postgres@127.0.0.1:5432),
 # BENCH_OUT (output directory), BENCH_CASHGRID (a cashgrid binary to measure instead of building
 # the work tree's, e.g. one built from a given commit; BENCH_CASHGRID_LABEL describes it).
 set -euo pipefail
@@ -27,7 +27,7 @@ USERS_SWEEP=${BENCH_USERS_SWEEP:-32 64 128 256}
 PEAK_SECONDS=${BENCH_PEAK_SECONDS:-15}
 PHASE_SECONDS=${BENCH_PHASE_SECONDS:-20}
 CEILING_SECONDS=${BENCH_CEILING_SECONDS:-10}
-QUIET_WAIT=${BENCH_QUIET_WAIT:-300}
+QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
 PG_SECONDS=${BENCH_PG_SECONDS:-10}
 KEY_BITS=${BENCH_KEY_BITS:-1024}
 BACKENDS=${BENCH_BACKENDS:-postgres sqlite}
