@@ -12,6 +12,8 @@ use serde::Deserialize;
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_POOL_SIZE: usize = 16;
+/// Group commits in flight at once; more than a few only splits batches on a small machine.
+const DEFAULT_COMMIT_CONNECTIONS: usize = 4;
 const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
 const SERVER_KEY_FILE: &str = "server.key";
 
@@ -23,6 +25,7 @@ pub struct FileSettings {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub database_pool_size: Option<usize>,
+    pub database_commit_connections: Option<usize>,
     pub server_key_file: Option<PathBuf>,
     pub error_status: Option<String>,
     pub workers: Option<usize>,
@@ -62,6 +65,9 @@ pub struct StoreArgs {
     /// PostgreSQL connections per process.
     #[arg(long, env = "CASHGRID_DATABASE_POOL_SIZE", global = true)]
     database_pool_size: Option<usize>,
+    /// PostgreSQL connections for group commits, each with one batch in flight [default: 4].
+    #[arg(long, env = "CASHGRID_DATABASE_COMMIT_CONNECTIONS", global = true)]
+    database_commit_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +76,7 @@ pub struct StoreSettings {
     pub database_url: Option<String>,
     pub server_key_file: PathBuf,
     pub pool_size: usize,
+    pub commit_connections: usize,
 }
 
 impl StoreArgs {
@@ -82,6 +89,10 @@ impl StoreArgs {
         StoreSettings {
             database_url: self.database_url.or_else(|| file.database_url.clone()).filter(|url| !url.is_empty()),
             pool_size: self.database_pool_size.or(file.database_pool_size).unwrap_or(DEFAULT_POOL_SIZE),
+            commit_connections: self
+                .database_commit_connections
+                .or(file.database_commit_connections)
+                .unwrap_or(DEFAULT_COMMIT_CONNECTIONS),
             data_dir,
             server_key_file,
         }

@@ -3,7 +3,6 @@
 use std::io::Write as _;
 use std::sync::Arc;
 
-use actix_web::middleware::{NormalizePath, TrailingSlash};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use cashgrid_actors::crypto::{SecretHasher, ServerKey};
@@ -18,7 +17,7 @@ use crate::config::{ServeSettings, StoreSettings};
 /// Open the configured store: PostgreSQL when a URL is given, embedded SQLite otherwise.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &settings.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, settings.pool_size).await.context("opening PostgreSQL")?),
+        Some(url) => Arc::new(PostgresStore::connect(url, settings.pool_size, settings.commit_connections).await.context("opening PostgreSQL")?),
         None => Arc::new(SqliteStore::open(&settings.data_dir).context("opening the embedded store")?),
     })
 }
@@ -53,8 +52,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(NormalizePath::new(TrailingSlash::Trim))
-            .wrap(actix_web::middleware::from_fn(cashgrid_http::paths::lowercase_path))
+            .wrap(actix_web::middleware::from_fn(cashgrid_http::paths::canonical_path))
             .wrap(actix_web::middleware::from_fn(cashgrid_http::metrics::record_request))
             .configure(cashgrid_http::configure)
             .default_service(web::to(cashgrid_http::system::not_found))

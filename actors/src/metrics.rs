@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use metrics::{counter, gauge, histogram};
 
+use crate::domain::token::TokenState;
+use crate::store::PoolUsage;
+
 pub const COMMIT_BATCH_SIZE: &str = "cashgrid_store_commit_batch_size";
 pub const COMMIT_DURATION: &str = "cashgrid_store_commit_duration_seconds";
 pub const COMMITS: &str = "cashgrid_store_commits_total";
@@ -27,6 +30,24 @@ pub const TRIGGER_ENDS: &str = "cashgrid_trigger_ends_total";
 pub const TRIGGER_WAITERS: &str = "cashgrid_trigger_waiters";
 pub const TRIGGER_WAIT_ANSWERS: &str = "cashgrid_trigger_wait_answers_total";
 pub const TRIGGER_PUSHES: &str = "cashgrid_trigger_pushes_total";
+pub const TOKENS: &str = "cashgrid_tokens";
+pub const POOL_CONNECTIONS: &str = "cashgrid_store_pool_connections";
+pub const POOL_MAX_CONNECTIONS: &str = "cashgrid_store_pool_max_connections";
+pub const POOL_WAITING: &str = "cashgrid_store_pool_waiting";
+
+/// Label values that exist from the start, so that rates and alerts see a 0 before the first
+/// event instead of no series at all.
+const ACTOR_KINDS: [&str; 2] = ["token", "device"];
+const OVERLOAD_KINDS: [&str; 6] = ["mailbox", "writer", "token", "password_hashing", "trigger", "feed"];
+const REJECTION_REASONS: [&str; 7] = [
+    "not_open",
+    "not_locked",
+    "invalid_code",
+    "unknown_token",
+    "unknown_device",
+    "locked_by_another_device",
+    "illegal_radiocode",
+];
 
 /// Bucket bounds (seconds) for latencies measured inside the engine: 50 µs to 2.5 s.
 pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
@@ -35,6 +56,50 @@ pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
 ];
 /// Bucket bounds for the number of write sets in one commit.
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// Register the counters and gauges that would otherwise appear only with their first event.
+pub fn register_initial_series() {
+    for kind in ACTOR_KINDS {
+        gauge!(ACTORS_LIVE, "kind" => kind).increment(0.0);
+        counter!(ACTOR_ACTIVATIONS, "kind" => kind).absolute(0);
+        counter!(ACTOR_PASSIVATIONS, "kind" => kind).absolute(0);
+        counter!(ACTOR_RESTARTS, "kind" => kind).absolute(0);
+    }
+    for kind in OVERLOAD_KINDS {
+        counter!(OVERLOAD_REJECTIONS, "kind" => kind).absolute(0);
+    }
+    for reason in REJECTION_REASONS {
+        counter!(TOKEN_REJECTIONS, "reason" => reason).absolute(0);
+    }
+    for result in ["ok", "error"] {
+        counter!(COMMITS, "result" => result).absolute(0);
+    }
+    counter!(FENCE_CONFLICTS).absolute(0);
+    for state in TokenState::ALL {
+        gauge!(TOKENS, "state" => state.as_str()).increment(0.0);
+    }
+}
+
+/// Tokens in the store per state; states without tokens are set to 0.
+pub fn set_token_counts(counts: impl IntoIterator<Item = (TokenState, i64)>) {
+    let mut by_state = [0_i64; TokenState::ALL.len()];
+    for (state, count) in counts {
+        if let Some(index) = TokenState::ALL.iter().position(|known| *known == state) {
+            by_state[index] = by_state[index].saturating_add(count);
+        }
+    }
+    for (state, count) in TokenState::ALL.iter().zip(by_state) {
+        gauge!(TOKENS, "state" => state.as_str()).set(count as f64);
+    }
+}
+
+pub fn set_pool_usage(usage: &PoolUsage) {
+    let idle = usage.open.saturating_sub(usage.in_use);
+    gauge!(POOL_CONNECTIONS, "pool" => usage.pool, "state" => "in_use").set(usage.in_use as f64);
+    gauge!(POOL_CONNECTIONS, "pool" => usage.pool, "state" => "idle").set(idle as f64);
+    gauge!(POOL_MAX_CONNECTIONS, "pool" => usage.pool).set(usage.max as f64);
+    gauge!(POOL_WAITING, "pool" => usage.pool).set(usage.waiting as f64);
+}
 
 pub fn record_commit(sets: usize, elapsed: Duration, ok: bool) {
     histogram!(COMMIT_BATCH_SIZE).record(sets as f64);

@@ -3,11 +3,17 @@
 //! An actor hands its write set over and waits for the outcome before it answers anyone, so a
 //! reply always follows a commit. Throughput comes from batching, never from skipping the
 //! commit: the queue, the batch and the linger are all bounded.
+//!
+//! Up to [`Store::commit_slots`] batches are in flight at once (PostgreSQL: one per commit
+//! connection; SQLite: one). While they are, new write sets queue up and form the next batch,
+//! so batches grow with load instead of waiting behind one fsync. Batches in flight never
+//! conflict on an entity: an actor has at most one write set in flight, and the version fence
+//! turns anything else into a `Conflict` outcome rather than a lost update.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::metrics as m;
 use crate::store::{Store, StoreError, WriteOutcome, WriteSet};
@@ -85,14 +91,26 @@ impl Writer {
 
 async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiver<Job>, committed: watch::Sender<u64>) {
     let batch_max = config.batch_max.max(1);
-    let mut batch: Vec<Job> = Vec::with_capacity(batch_max);
-    while let Some(first) = jobs.recv().await {
+    let slots = store.commit_slots().max(1);
+    let free = Arc::new(Semaphore::new(slots));
+    let committed = Arc::new(committed);
+    loop {
+        // Wait for a free slot before taking jobs, so that they gather into one batch meanwhile.
+        let Ok(slot) = Arc::clone(&free).acquire_owned().await else { break };
+        let Some(first) = jobs.recv().await else { break };
+        let mut batch = Vec::with_capacity(batch_max);
         batch.push(first);
         collect(&mut jobs, &mut batch, batch_max, config.linger).await;
-        if commit_batch(store.as_ref(), &mut batch).await {
-            committed.send_modify(|count| *count = count.wrapping_add(1));
-        }
+        let (store, committed) = (Arc::clone(&store), Arc::clone(&committed));
+        tokio::spawn(async move {
+            if commit_batch(store.as_ref(), batch).await {
+                committed.send_modify(|count| *count = count.wrapping_add(1));
+            }
+            drop(slot);
+        });
     }
+    // The queue is closed: let the batches in flight finish before the writer ends.
+    let _all_done = free.acquire_many(u32::try_from(slots).unwrap_or(u32::MAX)).await;
 }
 
 /// Take what is already queued, then linger (bounded) for stragglers.
@@ -116,12 +134,12 @@ async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max
 }
 
 /// Commit the batch and answer every waiter; `true` when the transaction committed.
-async fn commit_batch(store: &dyn Store, batch: &mut Vec<Job>) -> bool {
+async fn commit_batch(store: &dyn Store, batch: Vec<Job>) -> bool {
     let started = Instant::now();
     for job in batch.iter() {
         m::record_writer_queue_wait(started.saturating_duration_since(job.enqueued));
     }
-    let (sets, replies): (Vec<WriteSet>, Vec<_>) = batch.drain(..).map(|job| (job.set, job.reply)).unzip();
+    let (sets, replies): (Vec<WriteSet>, Vec<_>) = batch.into_iter().map(|job| (job.set, job.reply)).unzip();
     let result = store.commit(&sets).await;
     let committed = result.is_ok();
     m::record_commit(sets.len(), started.elapsed(), committed);

@@ -149,7 +149,7 @@ mod postgres_only {
     #[tokio::test]
     async fn postgres_unreachable_is_unavailable() -> anyhow::Result<()> {
         // Nothing listens on port 1.
-        let result = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1).await;
+        let result = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1, 1).await;
         assert!(
             matches!(result, Err(StoreError::Unavailable(_))),
             "{result:?}"
@@ -161,16 +161,16 @@ mod postgres_only {
     async fn postgres_concurrent_start_up_migrates_once() -> anyhow::Result<()> {
         harness::with_postgres_url(|url| async move {
             let (first, second, third) = tokio::join!(
-                PostgresStore::connect(&url, 1),
-                PostgresStore::connect(&url, 1),
-                PostgresStore::connect(&url, 1),
+                PostgresStore::connect(&url, 1, 1),
+                PostgresStore::connect(&url, 1, 1),
+                PostgresStore::connect(&url, 1, 1),
             );
             let store = first?;
             second?;
             third?;
             drop(store);
             // A later start finds the schema up to date.
-            PostgresStore::connect(&url, 1).await?;
+            PostgresStore::connect(&url, 1, 1).await?;
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             let connection = tokio::spawn(connection);
             let versions: i64 = client

@@ -27,6 +27,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    state.engine.refresh_store_gauges();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
 }
 

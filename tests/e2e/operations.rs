@@ -148,3 +148,83 @@ pub async fn responses_carry_the_original_cache_and_cors_headers(backend: Backen
         reply.describe()
     );
 }
+
+/// The value of the sample `name{labels}` (labels exactly as rendered) in a Prometheus scrape.
+fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Tokens per state come from the store (every state present, 0 when none) and pool usage
+/// from the store's pools; the first scrape starts the count, a later one shows it.
+pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let scene = env.scene("gauges@example.com").await;
+    for amount in [1000, 2000] {
+        env.issue(&scene.bank, &scene.phone, amount).await;
+    }
+    let token = env.issue(&scene.bank, &scene.phone, 3000).await;
+    let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    env.confirm(
+        &scene.cash,
+        &scene.atm,
+        &uuid,
+        serde_json::json!({"state": "COMPLETED"}),
+    )
+    .await
+    .ok();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let scrape = loop {
+        let reply = env.api.get_anonymous("/metrics").await;
+        reply.assert_status(200);
+        let counted = sample(&reply.text, r#"cashgrid_tokens{state="OPEN"}"#) == Some(2.0)
+            && sample(&reply.text, r#"cashgrid_tokens{state="COMPLETED"}"#) == Some(1.0);
+        if counted || std::time::Instant::now() > deadline {
+            break reply.text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let states = [
+        ("OPEN", 2.0),
+        ("LOCKED", 0.0),
+        ("COMPLETED", 1.0),
+        ("CANCELED", 0.0),
+        ("FAILED", 0.0),
+        ("REJECTED", 0.0),
+        ("RETRACTED", 0.0),
+        ("DELETED", 0.0),
+        ("EXPIRED", 0.0),
+    ];
+    for (state, count) in states {
+        let series = format!(r#"cashgrid_tokens{{state="{state}"}}"#);
+        assert_eq!(sample(&scrape, &series), Some(count), "{series} in:\n{scrape}");
+    }
+
+    let (query_pool, commit_pool, commit_max) = match backend {
+        Backend::Postgres => ("query", "commit", 4.0),
+        Backend::Sqlite => ("read", "write", 1.0),
+    };
+    let commit_max_series = format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);
+    assert_eq!(sample(&scrape, &commit_max_series), Some(commit_max), "{commit_max_series} in:\n{scrape}");
+    for pool in [query_pool, commit_pool] {
+        for series in [
+            format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="in_use"}}"#),
+            format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="idle"}}"#),
+            format!(r#"cashgrid_store_pool_waiting{{pool="{pool}"}}"#),
+        ] {
+            assert!(sample(&scrape, &series).is_some(), "{series} missing in:\n{scrape}");
+        }
+    }
+    // Series that must exist before their first event, so that rates start at 0.
+    for series in [
+        r#"cashgrid_actor_restarts_total{kind="token"}"#,
+        r#"cashgrid_overload_rejections_total{kind="writer"}"#,
+        r#"cashgrid_store_commits_total{result="error"}"#,
+        "cashgrid_store_fence_conflicts_total",
+    ] {
+        assert_eq!(sample(&scrape, series), Some(0.0), "{series} in:\n{scrape}");
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod clearing;
 mod feed;
+mod gauges;
 pub mod portal;
 pub mod trigger;
 
@@ -217,6 +218,8 @@ pub struct Engine {
     feeds: FeedHub,
     /// Portal sessions, login brake and sealed secrets.
     portal: Arc<portal::Portal>,
+    /// When the tokens-per-state gauge was last refreshed.
+    token_counts: Arc<gauges::TokenCountSchedule>,
     /// Kept so the arbiters live as long as the engine.
     _arbiters: Arc<Vec<Arbiter>>,
 }
@@ -224,6 +227,7 @@ pub struct Engine {
 impl Engine {
     /// Start arbiters, the writer and the registries. Must run inside an actix system.
     pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
+        m::register_initial_series();
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
         let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let writer_arbiter = Arbiter::new();
@@ -260,6 +264,7 @@ impl Engine {
             triggers,
             feeds,
             portal,
+            token_counts: Arc::default(),
             _arbiters: Arc::new(all),
         };
         let (sweeper, retention) = (engine.clone(), engine.clone());

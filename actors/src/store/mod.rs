@@ -147,11 +147,35 @@ pub struct TokenFilter {
     pub device: Option<Uuid>,
 }
 
+/// How busy one of a store's connection pools is, for the pool gauges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// PostgreSQL: `query` (reads, admin writes) or `commit` (group commits). SQLite: `read`
+    /// (the read connections) or `write` (its one writer connection).
+    pub pool: &'static str,
+    /// Most connections the pool opens.
+    pub max: usize,
+    /// Connections open now (in use or idle).
+    pub open: usize,
+    /// Connections lent out now.
+    pub in_use: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Commit many write sets in one transaction; one outcome per set, in order.
     /// An `Err` means nothing was committed.
     async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError>;
+    /// How many `commit` calls may usefully run at once (each on its own connection). The
+    /// writer keeps at most this many batches in flight; the version fence keeps them correct,
+    /// because one entity never has two write sets in flight.
+    fn commit_slots(&self) -> usize {
+        1
+    }
+    /// Connection pool usage now; cheap (no I/O).
+    fn pool_usage(&self) -> Vec<PoolUsage>;
 
     async fn load_token(&self, uuid: Uuid) -> Result<Option<Token>, StoreError>;
     /// The OPEN or LOCKED token holding this plain code, if any.

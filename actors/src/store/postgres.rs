@@ -5,6 +5,11 @@
 //! connection), then, for the sets whose first write applied, all their remaining writes at once,
 //! all their events in one `UNNEST` insert and their clearing rows. Two round trips for the
 //! batch (plus `BEGIN` and `COMMIT`) instead of one per statement.
+//!
+//! Commits have a pool of their own (`commit_connections`, see [`PostgresStore::connect`]): the
+//! writer keeps one batch in flight per connection, and since only the writer's thread asks that
+//! pool for connections, their I/O tasks run on that thread too, never behind the HTTP or actor
+//! work of a busy thread.
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -32,7 +37,7 @@ use super::rows::{
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
     CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
-    Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
+    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
 };
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
@@ -67,10 +72,13 @@ static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
-/// The PostgreSQL store. Cloning is cheap: clones share the pool.
+/// The PostgreSQL store. Cloning is cheap: clones share the pools.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// Reads and the admin commands' writes.
     pool: Pool,
+    /// Group commits only.
+    commit_pool: Pool,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -78,15 +86,20 @@ impl std::fmt::Debug for PostgresStore {
         // The pool's configuration holds the password: show its status only.
         f.debug_struct("PostgresStore")
             .field("pool", &self.pool.status())
+            .field("commit_pool", &self.commit_pool.status())
             .finish()
     }
 }
 
 impl PostgresStore {
     /// Build a pool of at most `pool_size` connections to `database_url` (a `postgres://` URL
-    /// or a `key=value` string) and bring the schema up to date. Fails with `Unavailable` when
-    /// the server cannot be reached.
-    pub async fn connect(database_url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    /// or a `key=value` string), and one of `commit_connections` for group commits, and bring
+    /// the schema up to date. Fails with `Unavailable` when the server cannot be reached.
+    pub async fn connect(
+        database_url: &str,
+        pool_size: usize,
+        commit_connections: usize,
+    ) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(database_url)
             .map_err(|err| StoreError::Internal(anyhow!("invalid database url: {err}")))?;
         if config.get_connect_timeout().is_none() {
@@ -95,24 +108,10 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("cashgrid");
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .runtime(Runtime::Tokio1)
-            .wait_timeout(Some(POOL_TIMEOUT))
-            .create_timeout(Some(POOL_TIMEOUT))
-            .recycle_timeout(Some(POOL_TIMEOUT))
-            .build()
-            .map_err(|err| {
-                StoreError::Internal(anyhow!("cannot build the connection pool: {err}"))
-            })?;
-        let store = Self { pool };
+        let store = Self {
+            pool: build_pool(config.clone(), pool_size)?,
+            commit_pool: build_pool(config, commit_connections)?,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -238,6 +237,34 @@ impl PostgresStore {
         tx.commit()
             .await
             .map_err(|err| pg_error(err, "commit migrations"))
+    }
+}
+
+fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size.max(1))
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_TIMEOUT))
+        .create_timeout(Some(POOL_TIMEOUT))
+        .recycle_timeout(Some(POOL_TIMEOUT))
+        .build()
+        .map_err(|err| StoreError::Internal(anyhow!("cannot build the connection pool: {err}")))
+}
+
+fn usage(pool: &'static str, status: deadpool_postgres::Status) -> PoolUsage {
+    PoolUsage {
+        pool,
+        max: status.max_size,
+        open: status.size,
+        in_use: status.size.saturating_sub(status.available),
+        waiting: status.waiting,
     }
 }
 
@@ -729,12 +756,20 @@ async fn commit_in_order(
 
 #[async_trait]
 impl Store for PostgresStore {
+    fn commit_slots(&self) -> usize {
+        self.commit_pool.status().max_size
+    }
+
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![usage("query", self.pool.status()), usage("commit", self.commit_pool.status())]
+    }
+
     async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
         let sets = rows::encode_sets(sets)?;
-        let mut client = self.client().await?;
+        let mut client = self.commit_pool.get().await.map_err(pool_error)?;
         let tx = client
             .transaction()
             .await

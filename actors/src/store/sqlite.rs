@@ -30,7 +30,7 @@ use super::rows::{
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
     CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
-    Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
+    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
 };
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
@@ -66,6 +66,47 @@ struct Inner {
     writer: Mutex<Connection>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
+    /// For the pool gauges: calls waiting for, and holding, the writer and the readers.
+    writer_usage: Usage,
+    reader_usage: Usage,
+}
+
+/// Calls waiting for a connection and calls holding one.
+#[derive(Default)]
+struct Usage {
+    waiting: AtomicUsize,
+    in_use: AtomicUsize,
+}
+
+impl Usage {
+    /// Count a call from now until the guard drops; `acquire` takes the connection.
+    fn run<C, T>(&self, acquire: impl FnOnce() -> C, job: impl FnOnce(C) -> T) -> T {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let connection = acquire();
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        self.in_use.fetch_add(1, Ordering::Relaxed);
+        let _release = Release(&self.in_use);
+        job(connection)
+    }
+
+    fn snapshot(&self, pool: &'static str, max: usize) -> PoolUsage {
+        PoolUsage {
+            pool,
+            max,
+            open: max,
+            in_use: self.in_use.load(Ordering::Relaxed).min(max),
+            waiting: self.waiting.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Decrements its counter when dropped, so a panicking job still gives its slot back.
+struct Release<'a>(&'a AtomicUsize);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -115,6 +156,8 @@ impl SqliteStore {
                 writer: Mutex::new(writer),
                 readers,
                 next_reader: AtomicUsize::new(0),
+                writer_usage: Usage::default(),
+                reader_usage: Usage::default(),
             }),
         })
     }
@@ -159,8 +202,7 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let conn = inner.reader();
-            job(&conn)
+            inner.reader_usage.run(|| inner.reader(), |conn| job(&conn))
         })
         .await
         .map_err(|err| StoreError::Internal(anyhow!("sqlite read task failed: {err}")))?
@@ -173,8 +215,7 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let mut conn = lock(&inner.writer);
-            job(&mut conn)
+            inner.writer_usage.run(|| lock(&inner.writer), |mut conn| job(&mut conn))
         })
         .await
         .map_err(|err| StoreError::Internal(anyhow!("sqlite write task failed: {err}")))?
@@ -645,6 +686,13 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
 
 #[async_trait]
 impl Store for SqliteStore {
+    fn pool_usage(&self) -> Vec<PoolUsage> {
+        vec![
+            self.inner.reader_usage.snapshot("read", self.inner.readers.len()),
+            self.inner.writer_usage.snapshot("write", 1),
+        ]
+    }
+
     async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         if sets.is_empty() {
             return Ok(Vec::new());

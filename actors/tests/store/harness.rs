@@ -97,7 +97,7 @@ where
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
     with_postgres_url(|url| async move {
-        let store = PostgresStore::connect(&url, 4).await?;
+        let store = PostgresStore::connect(&url, 4, 2).await?;
         scenario(Harness::postgres(store)).await
     })
     .await
