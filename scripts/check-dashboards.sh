@@ -83,7 +83,9 @@ if ! command -v prometheus >/dev/null 2>&1; then
   SUDO=
   [ "$(id -u)" -eq 0 ] || SUDO=sudo
   $SUDO apt-get update -qq >"$TMP/apt.log" 2>&1 || { cat "$TMP/apt.log" >&2; die "apt-get update failed"; }
-  apt-cache policy prometheus | grep -q 'Candidate: [0-9]' || die "apt-cache policy prometheus shows no candidate"
+  # Captured first: under pipefail, `grep -q` closing the pipe early would fail the pipeline.
+  policy=$(apt-cache policy prometheus 2>&1 || true)
+  grep -q 'Candidate: [0-9]' <<<"$policy" || die "apt-cache policy prometheus shows no candidate: $policy"
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends prometheus \
     >>"$TMP/apt.log" 2>&1 || { tail -n 30 "$TMP/apt.log" >&2; die "apt-get install prometheus failed"; }
 fi

@@ -75,6 +75,22 @@ pub fn register_initial_series() {
         counter!(COMMITS, "result" => result).absolute(0);
     }
     counter!(FENCE_CONFLICTS).absolute(0);
+    counter!(TRIGGERS_CREATED).absolute(0);
+    for reason in ["used", "expired", "replaced"] {
+        counter!(TRIGGER_ENDS, "reason" => reason).absolute(0);
+    }
+    for answer in ["locked", "expired", "replaced", "timeout"] {
+        counter!(TRIGGER_WAIT_ANSWERS, "answer" => answer).absolute(0);
+    }
+    for result in ["sent", "dropped"] {
+        counter!(TRIGGER_PUSHES, "result" => result).absolute(0);
+    }
+    for token_type in ["CASHOUT", "CASHIN"] {
+        counter!(CLEARING_ROWS, "type" => token_type).absolute(0);
+    }
+    for result in ["ok", "wrong_credentials", "need_twofa", "wrong_twofa"] {
+        counter!(crate::engine::portal::PORTAL_LOGINS, "result" => result).absolute(0);
+    }
     for state in TokenState::ALL {
         gauge!(TOKENS, "state" => state.as_str()).increment(0.0);
     }
