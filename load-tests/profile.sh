@@ -103,11 +103,9 @@ part() { # part NAME SYMBOL: print the summed inclusive share of lines ending in
   printf "%6s%%  %s\n" "$share" "$1"
 }
 {
-  part "HTTP request handling (RequestMetrics middleware and everything under it)" \
-    "<cashgrid_http::metrics::RequestMetricsMiddleware<S> as actix_service::Service<actix_web::service::ServiceRequest>>::call::{{closure}}"
+  part "HTTP connections (actix-http dispatcher: parsing, middleware, handlers, writing)" \
+    "<actix_http::h1::dispatcher::Dispatcher<T,S,B,X,U> as core::future::future::Future>::poll"
   part "  RSA encryption of the secure code (create_token)" "cashgrid_actors::crypto::encrypt_code"
-  part "  NormalizePath middleware (a regex per request)" \
-    "<actix_web::middleware::normalize::NormalizePathNormalization<S> as actix_service::Service<actix_web::service::ServiceRequest>>::call"
   part "  PostgresStore::load_token (token actor activation on claim)" \
     "<cashgrid_actors::store::postgres::PostgresStore as cashgrid_actors::store::Store>::load_token::{{closure}}"
   part "  PostgresStore::load_param" \

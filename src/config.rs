@@ -12,8 +12,9 @@ use serde::Deserialize;
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
 const DEFAULT_POOL_SIZE: usize = 16;
-/// Group commits in flight at once; more than a few only splits batches on a small machine.
-const DEFAULT_COMMIT_CONNECTIONS: usize = 4;
+/// Group commits in flight at once. One gives the biggest batches and the least CPU per write
+/// on a machine with fast fsync (docs/PERFORMANCE.md); more help where commits are slow.
+const DEFAULT_COMMIT_CONNECTIONS: usize = 1;
 const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
 const SERVER_KEY_FILE: &str = "server.key";
 
@@ -65,7 +66,7 @@ pub struct StoreArgs {
     /// PostgreSQL connections per process.
     #[arg(long, env = "CASHGRID_DATABASE_POOL_SIZE", global = true)]
     database_pool_size: Option<usize>,
-    /// PostgreSQL connections for group commits, each with one batch in flight [default: 4].
+    /// PostgreSQL connections for group commits, each with one batch in flight [default: 1].
     #[arg(long, env = "CASHGRID_DATABASE_COMMIT_CONNECTIONS", global = true)]
     database_commit_connections: Option<usize>,
 }

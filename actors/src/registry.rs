@@ -73,6 +73,13 @@ where
         &self.arbiters[index.min(self.arbiters.len().saturating_sub(1))]
     }
 
+    /// Forget `id` whatever actor it maps to, without starting one: the next message starts a
+    /// fresh actor, which loads the entity again. A forgotten actor gets no more messages and
+    /// passivates when idle.
+    pub fn forget(&self, id: Uuid) {
+        self.entries.remove(&id);
+    }
+
     /// Forget `id` if it still maps to `address` (an actor passivating itself).
     pub fn remove(&self, id: Uuid, address: &Addr<A>) {
         self.entries.remove_if(&id, |_, current| current == address);

@@ -204,7 +204,7 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     }
 
     let (query_pool, commit_pool, commit_max) = match backend {
-        Backend::Postgres => ("query", "commit", 4.0),
+        Backend::Postgres => ("query", "commit", 1.0),
         Backend::Sqlite => ("read", "write", 1.0),
     };
     let commit_max_series = format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);

@@ -38,6 +38,12 @@ const ISSUE_ATTEMPTS: usize = 10;
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Bound on cached API keys; the cache is cleared when it would grow past it.
 const ACCESS_CACHE_MAX: usize = 100_000;
+/// How long a device answered by its actor is reused without asking the actor again. Changes
+/// through this engine apply at once (the entry is dropped); the actor itself keeps the row
+/// until it passivates, so this adds no staleness for changes made elsewhere.
+const DEVICE_CACHE_TTL: Duration = Duration::from_secs(30);
+/// Bound on cached devices; the cache is cleared when it would grow past it.
+const DEVICE_CACHE_MAX: usize = 100_000;
 /// How long a customer parameter read is reused. Changes made through this engine apply at
 /// once; changes by another node or the CLI within this time.
 const PARAM_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -211,6 +217,8 @@ pub struct Engine {
     shared: Arc<Shared>,
     config: Arc<EngineConfig>,
     access_cache: Arc<DashMap<String, CachedAccess>>,
+    /// Devices as their actors answered, so the hot paths skip a round trip to another thread.
+    device_cache: Arc<DashMap<Uuid, (Arc<DeviceEntry>, Instant)>>,
     param_cache: Arc<DashMap<(CustomerId, String), CachedParam>>,
     /// Trigger codes, their long polls and device sockets (one actor on its own arbiter).
     triggers: Addr<crate::trigger_actor::TriggerRegistry>,
@@ -260,6 +268,7 @@ impl Engine {
             shared,
             config: Arc::new(config),
             access_cache: Arc::new(DashMap::new()),
+            device_cache: Arc::new(DashMap::new()),
             param_cache: Arc::new(DashMap::new()),
             triggers,
             feeds,
@@ -376,10 +385,24 @@ impl Engine {
     }
 
     async fn device(&self, uuid: Uuid) -> Result<Option<Arc<DeviceEntry>>, EngineError> {
+        if let Some(cached) = self.device_cache.get(&uuid) {
+            let (entry, fetched) = cached.value();
+            if fetched.elapsed() < DEVICE_CACHE_TTL {
+                return Ok(Some(Arc::clone(entry)));
+            }
+        }
         let shared = Arc::clone(&self.shared);
         let make = move || DeviceActor::new(uuid, shared);
         let deadline = self.config.send_timeout;
-        ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await?
+        let found = ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await??;
+        // Only devices that exist are cached: an unknown uuid may be registered any moment.
+        if let Some(entry) = &found {
+            if self.device_cache.len() >= DEVICE_CACHE_MAX {
+                self.device_cache.clear();
+            }
+            self.device_cache.insert(uuid, (Arc::clone(entry), Instant::now()));
+        }
+        Ok(found)
     }
 
     pub async fn list_devices(&self, customer: CustomerId) -> Result<Vec<Device>, EngineError> {

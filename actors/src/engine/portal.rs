@@ -11,7 +11,6 @@ mod throttle;
 mod totp;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
@@ -26,7 +25,6 @@ use super::{Engine, EngineError};
 use crate::clock::now_millis;
 use crate::crypto::password::{hash_password, new_initial_password, password_is_acceptable, verify_password};
 use crate::crypto::{new_api_credential, Sealer, SecretHasher};
-use crate::device_actor::DeviceActor;
 use crate::domain::{CustomerId, DeviceType};
 use crate::metrics as m;
 use crate::store::{
@@ -370,9 +368,8 @@ impl Engine {
 
     /// Drop the in-memory copy of a changed or deleted device, so the next request reloads it.
     fn forget_device(&self, uuid: Uuid) {
-        let shared = Arc::clone(&self.shared);
-        let address = self.shared.devices.address(uuid, move || DeviceActor::new(uuid, shared));
-        self.shared.devices.remove(uuid, &address);
+        self.device_cache.remove(&uuid);
+        self.shared.devices.forget(uuid);
     }
 
     // --- Sessions ---
