@@ -18,7 +18,10 @@
 # BENCH_PG_SECONDS (10 per insert mode), BENCH_KEY_BITS (1024), BENCH_BACKENDS
 # ("postgres sqlite"), BENCH_QUIET_WAIT (120), BENCH_PG (postgres://postgres@127.0.0.1:5432),
 # BENCH_OUT (output directory), BENCH_CASHGRID (a cashgrid binary to measure instead of building
-# the work tree's, e.g. one built from a given commit; BENCH_CASHGRID_LABEL describes it).
+# the work tree's, e.g. one built from a given commit; BENCH_CASHGRID_LABEL describes it),
+# BENCH_SERVER_ARGS ("--workers 1 --arbiters 1": cashgrid's threads; on 2 cores shared with goose
+# and PostgreSQL, one HTTP worker and one actor thread beat one of each per core, see
+# docs/PERFORMANCE.md; "" measures the defaults).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -32,6 +35,7 @@ PG_SECONDS=${BENCH_PG_SECONDS:-10}
 KEY_BITS=${BENCH_KEY_BITS:-1024}
 BACKENDS=${BENCH_BACKENDS:-postgres sqlite}
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS---workers 1 --arbiters 1}"
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
 # Seconds to wait for a server's listening line, and for goose beyond its run time.
 START_TIMEOUT=60
@@ -192,6 +196,7 @@ quiet=$(wait_for_quiet)
   echo "cores: $(nproc)"
   echo "cpu: $(grep -m 1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "postgres: $(psql -h 127.0.0.1 -U postgres -Atc 'select version()' | cut -d' ' -f1-2)"
+  echo "server flags: ${SERVER_ARGS[*]:-(defaults)}; environment: $(env | grep -E '^CASHGRID_' | sort | tr '\n' ' ')"
   echo "users swept: $USERS_SWEEP; ${PEAK_SECONDS}s per user count; 80% run ${PHASE_SECONDS}s; phone keys ${KEY_BITS}-bit"
   echo "other work on the machine just before the run: $quiet cores busy (load average $(cut -d' ' -f1-3 /proc/loadavg))"
 } >"$OUT/meta.txt"
@@ -231,7 +236,8 @@ for backend in $BACKENDS; do
     BENCH_DB=$db
     store_args+=(--database-url "$PG/$db")
   fi
-  "$CASHGRID" "${store_args[@]}" serve --bind 127.0.0.1:0 >"$dir/server.out" 2>"$dir/server.log" &
+  "$CASHGRID" "${store_args[@]}" serve --bind 127.0.0.1:0 "${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"}" \
+    >"$dir/server.out" 2>"$dir/server.log" &
   PIDS+=($!)
   server=$!
   url=$(wait_for_url "$dir/server.out")

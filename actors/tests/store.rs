@@ -41,6 +41,7 @@ on_both_backends!(
     scenarios::token_round_trip,
     scenarios::version_fence,
     scenarios::batch_with_conflicts,
+    scenarios::batch_of_distinct_tokens_decides_each_set,
     scenarios::failed_later_write_commits_nothing,
     scenarios::partial_cashout_set,
     scenarios::set_order_decides_within_a_batch,

@@ -1,16 +1,19 @@
 //! The production store: PostgreSQL through a deadpool-postgres pool (no TLS).
 //!
-//! `commit` runs the write sets of a whole batch in one transaction and pipelines them: the first
-//! write of every set is sent at once (tokio-postgres pipelines concurrent queries on one
-//! connection), then, for the sets whose first write applied, all their remaining writes at once,
-//! all their events in one `UNNEST` insert and their clearing rows. Two round trips for the
-//! batch (plus `BEGIN` and `COMMIT`) instead of one per statement.
+//! `commit` runs the write sets of a whole batch in one transaction in two round trips (plus
+//! `BEGIN` and `COMMIT`): first the deciding first write of every set, set-based (one `INSERT`
+//! and one fenced `UPDATE` over `UNNEST`ed column arrays, each returning the uuids it wrote);
+//! then, for the sets whose first write applied, their remaining writes, all their events in one
+//! `UNNEST` insert and their clearing rows, pipelined (tokio-postgres sends concurrent queries on
+//! one connection without waiting). A batch whose first writes name a token twice, or whose later
+//! writes do not all apply, is rolled back and committed set by set instead.
 //!
 //! Commits have a pool of their own (`commit_connections`, see [`PostgresStore::connect`]): the
 //! writer keeps one batch in flight per connection, and since only the writer's thread asks that
 //! pool for connections, their I/O tasks run on that thread too, never behind the HTTP or actor
 //! work of a busy thread.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -58,6 +61,44 @@ const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('$'));
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
+/// The SQL type of each of [`TOKEN_COLUMNS`], in order: the arrays of the set-based writes.
+const TOKEN_COLUMN_TYPES: [&str; 21] = [
+    "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BYTEA", "BIGINT", "TEXT", "TEXT",
+    "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT",
+];
+
+/// `UNNEST($1::TEXT[], $2::BIGINT[], ...)`: token rows bound as one array per column.
+fn unnest_tokens() -> String {
+    let arrays = TOKEN_COLUMN_TYPES
+        .iter()
+        .enumerate()
+        .map(|(index, sql_type)| format!("${}::{sql_type}[]", index + 1))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!("UNNEST({arrays})")
+}
+
+/// Many new tokens in one statement; returns the uuids inserted (a conflict inserts nothing).
+static INSERT_TOKENS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO tokens ({TOKEN_COLUMNS}) SELECT * FROM {} ON CONFLICT DO NOTHING RETURNING uuid",
+        unnest_tokens()
+    )
+});
+/// Many fenced updates in one statement (each over its predecessor version only); returns the
+/// uuids updated. The rows must name distinct tokens.
+static UPDATE_TOKENS: LazyLock<String> = LazyLock::new(|| {
+    let assignments = rows::token_columns()
+        .skip(1)
+        .map(|column| format!("{column} = v.{column}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "UPDATE tokens AS t SET {assignments} FROM {} AS v ({TOKEN_COLUMNS}) \
+         WHERE t.uuid = v.uuid AND t.version = v.version - 1 RETURNING t.uuid",
+        unnest_tokens()
+    )
+});
 /// All the events of a commit in one statement: one array per column, rows in event order.
 static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
     format!(
@@ -512,6 +553,93 @@ fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
     ]
 }
 
+/// Token rows as column arrays, for [`INSERT_TOKENS`] and [`UPDATE_TOKENS`].
+#[derive(Default)]
+struct TokenColumns<'a> {
+    uuid: Vec<&'a str>,
+    version: Vec<i64>,
+    created: Vec<i64>,
+    updated: Vec<Option<i64>>,
+    token_type: Vec<&'static str>,
+    plain_code: Vec<Option<&'a str>>,
+    secure_code: Vec<&'a str>,
+    code_hash: Vec<Option<&'a [u8]>>,
+    amount: Vec<i64>,
+    symbol: Vec<&'a str>,
+    state: Vec<&'static str>,
+    clearstate: Vec<i64>,
+    expires: Vec<Option<i64>>,
+    refname: Vec<Option<&'a str>>,
+    lockrefname: Vec<Option<&'a str>>,
+    info: Vec<Option<&'a str>>,
+    processing_info: Vec<Option<&'a str>>,
+    owner_id: Vec<i64>,
+    owner_device: Vec<&'a str>,
+    lock_device: Vec<Option<&'a str>>,
+    lock_customer_id: Vec<Option<i64>>,
+}
+
+impl<'a> TokenColumns<'a> {
+    fn new(tokens: impl Iterator<Item = &'a TokenValues>) -> Self {
+        let mut columns = Self::default();
+        for token in tokens {
+            columns.uuid.push(&token.uuid);
+            columns.version.push(token.version);
+            columns.created.push(token.created);
+            columns.updated.push(token.updated);
+            columns.token_type.push(token.token_type);
+            columns.plain_code.push(token.plain_code.as_deref());
+            columns.secure_code.push(&token.secure_code);
+            columns.code_hash.push(token.code_hash.as_deref());
+            columns.amount.push(token.amount);
+            columns.symbol.push(&token.symbol);
+            columns.state.push(token.state);
+            columns.clearstate.push(token.clearstate);
+            columns.expires.push(token.expires);
+            columns.refname.push(token.refname.as_deref());
+            columns.lockrefname.push(token.lockrefname.as_deref());
+            columns.info.push(token.info.as_deref());
+            columns.processing_info.push(token.processing_info.as_deref());
+            columns.owner_id.push(token.owner_id);
+            columns.owner_device.push(&token.owner_device);
+            columns.lock_device.push(token.lock_device.as_deref());
+            columns.lock_customer_id.push(token.lock_customer_id);
+        }
+        columns
+    }
+
+    fn is_empty(&self) -> bool {
+        self.uuid.is_empty()
+    }
+
+    /// In [`TOKEN_COLUMNS`] order, as [`TOKEN_COLUMN_TYPES`] types them.
+    fn params(&self) -> [Param<'_>; 21] {
+        [
+            &self.uuid,
+            &self.version,
+            &self.created,
+            &self.updated,
+            &self.token_type,
+            &self.plain_code,
+            &self.secure_code,
+            &self.code_hash,
+            &self.amount,
+            &self.symbol,
+            &self.state,
+            &self.clearstate,
+            &self.expires,
+            &self.refname,
+            &self.lockrefname,
+            &self.info,
+            &self.processing_info,
+            &self.owner_id,
+            &self.owner_device,
+            &self.lock_device,
+            &self.lock_customer_id,
+        ]
+    }
+}
+
 /// Events as column arrays, for [`INSERT_EVENTS`].
 #[derive(Default)]
 struct EventColumns<'a> {
@@ -566,6 +694,8 @@ impl<'a> EventColumns<'a> {
 struct CommitStatements {
     insert: tokio_postgres::Statement,
     update: tokio_postgres::Statement,
+    insert_many: tokio_postgres::Statement,
+    update_many: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
     clearing: tokio_postgres::Statement,
 }
@@ -580,9 +710,25 @@ impl CommitStatements {
         Ok(Self {
             insert: prepare(&INSERT_TOKEN).await?,
             update: prepare(&UPDATE_TOKEN).await?,
+            insert_many: prepare(&INSERT_TOKENS).await?,
+            update_many: prepare(&UPDATE_TOKENS).await?,
             events: prepare(&INSERT_EVENTS).await?,
             clearing: prepare(&INSERT_CLEARING).await?,
         })
+    }
+
+    /// Many writes of one kind in one statement; the uuids of the rows written.
+    async fn write_many(
+        &self,
+        tx: &Transaction<'_>,
+        statement: &tokio_postgres::Statement,
+        tokens: &TokenColumns<'_>,
+    ) -> Result<HashSet<String>, tokio_postgres::Error> {
+        if tokens.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let rows = tx.query(statement, &tokens.params()).await?;
+        rows.iter().map(|row| row.try_get::<_, String>(0)).collect()
     }
 
     /// One token write; the number of rows it changed (0 or 1).
@@ -641,19 +787,37 @@ async fn commit_pipelined(
     statements: &CommitStatements,
     sets: &[SetValues],
 ) -> Result<Option<Vec<WriteOutcome>>, StoreError> {
-    // Round one: the deciding first write of every set. Queries are sent in order on the first
-    // poll, and the server runs them in that order.
-    let first = join_all(sets.iter().map(|set| async move {
-        match set.writes.first() {
-            Some(write) => statements.write(tx, write).await.map(|rows| rows > 0),
-            None => Ok(true),
-        }
-    }))
-    .await;
-    let mut applied = Vec::with_capacity(sets.len());
-    for result in first {
-        applied.push(result.map_err(|err| pg_error(err, "commit: first write"))?);
+    // Round one: the deciding first write of every set, as one INSERT and one UPDATE over
+    // arrays (sent together; the server runs them in that order). A token named twice would make
+    // the set-based UPDATE pick one row arbitrarily: such a batch goes the in-order way.
+    let firsts: Vec<Option<&WriteValues>> = sets.iter().map(|set| set.writes.first()).collect();
+    let mut named = HashSet::with_capacity(firsts.len());
+    if !firsts.iter().flatten().all(|write| named.insert(written_uuid(write))) {
+        return Ok(None);
     }
+    let inserts = TokenColumns::new(firsts.iter().flatten().filter_map(|write| match write {
+        WriteValues::Insert(token) => Some(token),
+        WriteValues::Update(_) => None,
+    }));
+    let updates = TokenColumns::new(firsts.iter().flatten().filter_map(|write| match write {
+        WriteValues::Update(token) => Some(token),
+        WriteValues::Insert(_) => None,
+    }));
+    let (inserted, updated) = futures_util::future::join(
+        statements.write_many(tx, &statements.insert_many, &inserts),
+        statements.write_many(tx, &statements.update_many, &updates),
+    )
+    .await;
+    let inserted = inserted.map_err(|err| pg_error(err, "commit: inserts"))?;
+    let updated = updated.map_err(|err| pg_error(err, "commit: updates"))?;
+    let applied: Vec<bool> = firsts
+        .iter()
+        .map(|first| match first {
+            None => true,
+            Some(WriteValues::Insert(token)) => inserted.contains(&token.uuid),
+            Some(WriteValues::Update(token)) => updated.contains(&token.uuid),
+        })
+        .collect();
 
     // Round two: the rest of the sets that apply, in order, all their events in one statement
     // and their clearing rows (events and clearing rows depend on no token write, so where they
@@ -700,6 +864,12 @@ async fn commit_pipelined(
             })
             .collect(),
     ))
+}
+
+fn written_uuid(write: &WriteValues) -> &str {
+    match write {
+        WriteValues::Insert(token) | WriteValues::Update(token) => &token.uuid,
+    }
 }
 
 /// The batch set by set, in order: the reference semantics, used when pipelining cannot

@@ -135,7 +135,7 @@ fn placeholders(prefix: char, count: usize) -> String {
         .join(", ")
 }
 
-fn token_columns() -> impl Iterator<Item = &'static str> {
+pub(super) fn token_columns() -> impl Iterator<Item = &'static str> {
     TOKEN_COLUMNS.split(',').map(str::trim)
 }
 

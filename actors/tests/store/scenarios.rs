@@ -176,6 +176,49 @@ pub async fn batch_with_conflicts(h: Harness) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A batch naming every token once: PostgreSQL decides it set-based (one INSERT and one UPDATE
+/// over arrays), and each set must still get the outcome the in-order reference gives it,
+/// including two new tokens of the batch wanting the same plain code (the first one wins).
+pub async fn batch_of_distinct_tokens_decides_each_set(h: Harness) -> anyhow::Result<()> {
+    let owner = customer(&h).await?;
+    let device = Uuid::new_v4();
+    let existing = fixtures::token(owner.id, device, Some("444444"));
+    let other = fixtures::token(owner.id, device, None);
+    assert_eq!(
+        h.store.commit(&[insert_set(&existing), insert_set(&other)]).await?,
+        vec![Committed, Committed]
+    );
+
+    let fresh = fixtures::token(owner.id, device, Some("555555"));
+    let twin_code = fixtures::token(owner.id, device, Some("555555"));
+    let taken_code = fixtures::token(owner.id, device, Some("444444"));
+    let stale = next(&next(&other, |_| {}), |next| next.clearstate = 7);
+    let right = next(&existing, |next| next.clearstate = 8);
+    let plain = fixtures::token(owner.id, device, None);
+    let outcomes = h
+        .store
+        .commit(&[
+            insert_set(&fresh),                    // commits
+            update_set(&stale, TokenState::Open),  // version fence: conflicts
+            insert_set(&twin_code),                // plain code of `fresh`, same batch: conflicts
+            update_set(&right, TokenState::Open),  // commits
+            insert_set(&taken_code),               // plain code of `existing`: conflicts
+            insert_set(&plain),                    // commits
+        ])
+        .await?;
+    assert_eq!(outcomes, vec![Committed, Conflict, Conflict, Committed, Conflict, Committed]);
+    assert_eq!(h.store.load_token(fresh.uuid).await?, Some(fresh.clone()));
+    assert_eq!(h.store.load_token(twin_code.uuid).await?, None);
+    assert_eq!(h.store.load_token(taken_code.uuid).await?, None);
+    assert_eq!(h.store.load_token(other.uuid).await?, Some(other));
+    assert_eq!(h.store.load_token(existing.uuid).await?, Some(right));
+    assert_eq!(h.store.load_token(plain.uuid).await?, Some(plain));
+    assert_eq!(h.store.find_token_by_plain_code("555555").await?, Some(fresh.uuid));
+    // 2 before, then fresh, the right update and plain: only committed sets leave events.
+    assert_eq!(h.count_events().await?, 5);
+    Ok(())
+}
+
 pub async fn failed_later_write_commits_nothing(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let device = Uuid::new_v4();
