@@ -1,12 +1,13 @@
 //! The production store: PostgreSQL through a deadpool-postgres pool (no TLS).
 //!
 //! `commit` runs the write sets of a whole batch in one transaction in two round trips (plus
-//! `BEGIN` and `COMMIT`): first the deciding first write of every set, set-based (one `INSERT`
-//! and one fenced `UPDATE` over `UNNEST`ed column arrays, each returning the uuids it wrote);
-//! then, for the sets whose first write applied, their remaining writes, all their events in one
-//! `UNNEST` insert and their clearing rows, pipelined (tokio-postgres sends concurrent queries on
-//! one connection without waiting). A batch whose first writes name a token twice, or whose later
-//! writes do not all apply, is rolled back and committed set by set instead.
+//! `BEGIN` and `COMMIT`). First the deciding first write of every set: new tokens in one
+//! `INSERT` over `UNNEST`ed column arrays that returns the uuids it inserted, updates one fenced
+//! statement each, all pipelined (tokio-postgres sends concurrent queries on one connection
+//! without waiting). Then, for the sets whose first write applied, their remaining writes, all
+//! their events in one `UNNEST` insert and their clearing rows, pipelined too. A batch whose
+//! first writes name a token twice, or whose later writes do not all apply, is rolled back and
+//! committed set by set instead.
 //!
 //! Commits have a pool of their own (`commit_connections`, see [`PostgresStore::connect`]): the
 //! writer keeps one batch in flight per connection, and since only the writer's thread asks that
@@ -82,20 +83,6 @@ fn unnest_tokens() -> String {
 static INSERT_TOKENS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "INSERT INTO tokens ({TOKEN_COLUMNS}) SELECT * FROM {} ON CONFLICT DO NOTHING RETURNING uuid",
-        unnest_tokens()
-    )
-});
-/// Many fenced updates in one statement (each over its predecessor version only); returns the
-/// uuids updated. The rows must name distinct tokens.
-static UPDATE_TOKENS: LazyLock<String> = LazyLock::new(|| {
-    let assignments = rows::token_columns()
-        .skip(1)
-        .map(|column| format!("{column} = v.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "UPDATE tokens AS t SET {assignments} FROM {} AS v ({TOKEN_COLUMNS}) \
-         WHERE t.uuid = v.uuid AND t.version = v.version - 1 RETURNING t.uuid",
         unnest_tokens()
     )
 });
@@ -553,7 +540,7 @@ fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
     ]
 }
 
-/// Token rows as column arrays, for [`INSERT_TOKENS`] and [`UPDATE_TOKENS`].
+/// Token rows as column arrays, for [`INSERT_TOKENS`].
 #[derive(Default)]
 struct TokenColumns<'a> {
     uuid: Vec<&'a str>,
@@ -695,7 +682,6 @@ struct CommitStatements {
     insert: tokio_postgres::Statement,
     update: tokio_postgres::Statement,
     insert_many: tokio_postgres::Statement,
-    update_many: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
     clearing: tokio_postgres::Statement,
 }
@@ -711,23 +697,21 @@ impl CommitStatements {
             insert: prepare(&INSERT_TOKEN).await?,
             update: prepare(&UPDATE_TOKEN).await?,
             insert_many: prepare(&INSERT_TOKENS).await?,
-            update_many: prepare(&UPDATE_TOKENS).await?,
             events: prepare(&INSERT_EVENTS).await?,
             clearing: prepare(&INSERT_CLEARING).await?,
         })
     }
 
-    /// Many writes of one kind in one statement; the uuids of the rows written.
-    async fn write_many(
+    /// Many new tokens in one statement; the uuids of those inserted.
+    async fn insert_many(
         &self,
         tx: &Transaction<'_>,
-        statement: &tokio_postgres::Statement,
         tokens: &TokenColumns<'_>,
     ) -> Result<HashSet<String>, tokio_postgres::Error> {
         if tokens.is_empty() {
             return Ok(HashSet::new());
         }
-        let rows = tx.query(statement, &tokens.params()).await?;
+        let rows = tx.query(&self.insert_many, &tokens.params()).await?;
         rows.iter().map(|row| row.try_get::<_, String>(0)).collect()
     }
 
@@ -787,9 +771,11 @@ async fn commit_pipelined(
     statements: &CommitStatements,
     sets: &[SetValues],
 ) -> Result<Option<Vec<WriteOutcome>>, StoreError> {
-    // Round one: the deciding first write of every set, as one INSERT and one UPDATE over
-    // arrays (sent together; the server runs them in that order). A token named twice would make
-    // the set-based UPDATE pick one row arbitrarily: such a batch goes the in-order way.
+    // Round one: the deciding first write of every set. New tokens go in as one INSERT over
+    // arrays; updates go one statement each (a fenced single-row UPDATE always plans as a unique
+    // index lookup, where an UPDATE joined to arrays may be planned as a hash join over the whole
+    // table). All are sent at once and run in that order. A token named twice would make the
+    // set-based INSERT's answer ambiguous: such a batch goes the in-order way.
     let firsts: Vec<Option<&WriteValues>> = sets.iter().map(|set| set.writes.first()).collect();
     let mut named = HashSet::with_capacity(firsts.len());
     if !firsts.iter().flatten().all(|write| named.insert(written_uuid(write))) {
@@ -799,25 +785,23 @@ async fn commit_pipelined(
         WriteValues::Insert(token) => Some(token),
         WriteValues::Update(_) => None,
     }));
-    let updates = TokenColumns::new(firsts.iter().flatten().filter_map(|write| match write {
-        WriteValues::Update(token) => Some(token),
-        WriteValues::Insert(_) => None,
+    let updates = join_all(firsts.iter().map(|first| async move {
+        match first {
+            Some(write @ WriteValues::Update(_)) => statements.write(tx, write).await.map(|rows| rows > 0),
+            Some(WriteValues::Insert(_)) | None => Ok(true),
+        }
     }));
-    let (inserted, updated) = futures_util::future::join(
-        statements.write_many(tx, &statements.insert_many, &inserts),
-        statements.write_many(tx, &statements.update_many, &updates),
-    )
-    .await;
+    let (inserted, updated) =
+        futures_util::future::join(statements.insert_many(tx, &inserts), updates).await;
     let inserted = inserted.map_err(|err| pg_error(err, "commit: inserts"))?;
-    let updated = updated.map_err(|err| pg_error(err, "commit: updates"))?;
-    let applied: Vec<bool> = firsts
-        .iter()
-        .map(|first| match first {
-            None => true,
+    let mut applied = Vec::with_capacity(sets.len());
+    for (first, updated) in firsts.iter().zip(updated) {
+        let updated = updated.map_err(|err| pg_error(err, "commit: first write"))?;
+        applied.push(match first {
             Some(WriteValues::Insert(token)) => inserted.contains(&token.uuid),
-            Some(WriteValues::Update(token)) => updated.contains(&token.uuid),
-        })
-        .collect();
+            Some(WriteValues::Update(_)) | None => updated,
+        });
+    }
 
     // Round two: the rest of the sets that apply, in order, all their events in one statement
     // and their clearing rows (events and clearing rows depend on no token write, so where they
