@@ -11,7 +11,8 @@
 # function, from the DWARF call graphs in perf-dwarf.data), perf-cashgrid-summary.txt (the
 # share of cashgrid's CPU spent under a few named parts), pg-waits.txt (PostgreSQL only:
 # what its backends wait on), the goose summary and the server's /metrics. Needs `perf` (Debian: linux-perf) and a release build
-# (scripts/bench.sh builds everything; PROFILE_CASHGRID=path profiles a given binary). Loopback only.
+# (scripts/bench.sh builds everything; PROFILE_CASHGRID=path profiles a given binary;
+# PROFILE_SERVER_ARGS, like BENCH_SERVER_ARGS, sets cashgrid's threads). Loopback only.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -19,6 +20,7 @@ ROOT=$PWD
 BACKEND=${1:?usage: load-tests/profile.sh postgres|sqlite [OUT_DIR]}
 OUT=${2:-$ROOT/target/profile/$BACKEND-$(date -u +%Y%m%dT%H%M%SZ)}
 USERS=${PROFILE_USERS:-64}
+read -r -a SERVER_ARGS <<<"${PROFILE_SERVER_ARGS---workers 1 --arbiters 1}"
 SECONDS_RUN=${PROFILE_SECONDS:-30}
 SECONDS_SAMPLE=${PROFILE_SAMPLE_SECONDS:-8}
 SECONDS_DWARF=${PROFILE_DWARF_SECONDS:-8}
@@ -43,7 +45,8 @@ if [ "$BACKEND" = postgres ]; then
   createdb -h 127.0.0.1 -U postgres "$DB"
   store_args+=(--database-url "$PG/$DB")
 fi
-"$OUT/cashgrid" "${store_args[@]}" serve --bind 127.0.0.1:0 >"$OUT/server.out" 2>"$OUT/server.log" &
+"$OUT/cashgrid" "${store_args[@]}" serve --bind 127.0.0.1:0 "${SERVER_ARGS[@]+"${SERVER_ARGS[@]}"}" \
+  >"$OUT/server.out" 2>"$OUT/server.log" &
 PIDS+=($!)
 server=$!
 url=
