@@ -4,7 +4,8 @@
 #   2. the PostgreSQL ceiling: batched inserts of token-shaped rows (256 per transaction);
 #   3. cashgrid on PostgreSQL and on SQLite (fresh database / data directory each): durable
 #      lifecycles (create + claim + confirm) in closed loop at several user counts; the best
-#      is the peak; then a run throttled to 80 % of that peak for per-step p50/p99;
+#      is the peak; then a run throttled to 80 % of that peak for per-step p50/p99, with the
+#      fewest users that reached 97 % of the peak (the knee of the sweep);
 #   4. a report with cashgrid's figures as ratios of the ceilings measured in this same run.
 # Everything listens on 127.0.0.1 only. Output: target/bench/<UTC time>/ (goose HTML reports,
 # JSON summaries, server logs, /metrics scrapes) and the report on stdout (also report.md).
@@ -157,6 +158,25 @@ best_of() {
   echo "$best"
 }
 
+# knee_of PREFIX USERS...: the fewest users whose run reached 97 % of the best requests/s. The
+# 80 % run uses that many: beyond the knee, more users only lengthen the queues, and a throttled
+# run with them would measure those queues rather than the server.
+knee_of() {
+  local prefix=$1 best_rps=0 users rps
+  shift
+  for users in "$@"; do
+    rps=$(field "$prefix-u$users.json" http_per_second 2>/dev/null || echo 0)
+    if awk -v a="${rps:-0}" -v b="$best_rps" 'BEGIN { exit !(a > b) }'; then best_rps=$rps; fi
+  done
+  for users in "$@"; do
+    rps=$(field "$prefix-u$users.json" http_per_second 2>/dev/null || echo 0)
+    if awk -v a="${rps:-0}" -v b="$best_rps" 'BEGIN { exit !(a >= 0.97 * b) }'; then
+      echo "$users"
+      return 0
+    fi
+  done
+}
+
 # Wait (bounded) until the machine is quiet: under a quarter of a core busy over 3 seconds.
 wait_for_quiet() {
   local waited=0 m0 m1 busy
@@ -261,7 +281,8 @@ for backend in $BACKENDS; do
   peak_rps=$(field "$dir/peak.json" http_per_second)
   throttle=$(awk -v r="$peak_rps" 'BEGIN { t = int(0.8 * r); print (t < 1 ? 1 : t) }')
   measured "$dir/p80" "$server" \
-    run_goose "$dir/p80" "$url" atmlifecycle "$best" "$PHASE_SECONDS" --throttle-requests "$throttle"
+    run_goose "$dir/p80" "$url" atmlifecycle "$(knee_of "$dir/peak" $USERS_SWEEP)" "$PHASE_SECONDS" \
+      --throttle-requests "$throttle"
   cp "$dir/p80.cpu-all" "$dir/cpu-p80.txt"
   curl -s "$url/metrics" >"$dir/metrics-2.txt"
 

@@ -99,6 +99,11 @@ impl TokenActor {
         Self { id, shared, slot: Slot::Loading, last_active: Instant::now() }
     }
 
+    /// An actor for a token whose snapshot was just committed, so it need not read it back.
+    pub fn with_snapshot(token: Token, shared: Arc<Shared>) -> Self {
+        Self { id: token.uuid, shared, slot: Slot::Ready(token), last_active: Instant::now() }
+    }
+
     fn passivate(&mut self, ctx: &mut Context<Self>) {
         self.shared.tokens.remove(self.id, &ctx.address());
         ctx.stop();
@@ -131,7 +136,10 @@ impl Actor for TokenActor {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
         m::actor_started(KIND);
-        self.load(ctx);
+        // A restart (see `restarting`) or a first activation loads; a seeded actor is ready.
+        if matches!(self.slot, Slot::Loading) {
+            self.load(ctx);
+        }
         ctx.run_interval(IDLE_CHECK_INTERVAL, |actor, ctx| {
             if actor.last_active.elapsed() >= IDLE_TIMEOUT {
                 actor.passivate(ctx);

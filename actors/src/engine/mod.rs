@@ -442,6 +442,10 @@ impl Engine {
             match self.shared.writer.commit(set).await.map_err(write_error)? {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());
+                    // The phone claims it soon (at the ATM, often within seconds): start its
+                    // actor with the committed snapshot instead of reading it back then.
+                    let (shared, snapshot) = (Arc::clone(&self.shared), token.clone());
+                    self.shared.tokens.address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
                     return Ok(token);
                 }
                 // A plain code (or, absurdly, a uuid) already in use: draw again.

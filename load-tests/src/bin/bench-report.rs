@@ -279,8 +279,9 @@ fn main() -> anyhow::Result<()> {
         if let Some(p80) = &b.p80 {
             writeln!(
                 w,
-                "At 80 % of peak (goose throttled to {:.0} requests/s): {:.0} requests/s achieved, {:.0} lifecycles/s, \
-                 worst per-request p99 {:.2} ms, {} failed requests.\n",
+                "At 80 % of peak ({} users, goose throttled to {:.0} requests/s): {:.0} requests/s achieved, \
+                 {:.0} lifecycles/s, worst per-request p99 {:.2} ms, {} failed requests.\n",
+                p80.users,
                 0.8 * b.peak.http_per_second,
                 p80.http_per_second,
                 lifecycles_per_second(p80),
