@@ -137,3 +137,36 @@ pub async fn a_locked_token_cannot_be_claimed_again(backend: Backend) {
         "a LOCKED token keeps its code"
     );
 }
+
+/// With several group commits in flight (`--database-commit-connections 4`, PostgreSQL), batches
+/// commit concurrently: every lifecycle of many run at once still completes, and concurrent
+/// claims of one token still have exactly one winner.
+pub async fn concurrent_commits_keep_every_lifecycle_and_one_winner(backend: Backend) {
+    const TOKENS: i64 = 24;
+    const EXTRA_CLAIMS: usize = 16;
+    let env = TestEnv::start_with(backend, &["--database-commit-connections", "4"]).await;
+    let scene = env.scene("bank@example.com").await;
+    let tokens = join_all((0..TOKENS).map(|index| env.issue(&scene.bank, &scene.phone, 100 + index))).await;
+    let radiocodes: Vec<String> = tokens.iter().map(|token| long_radiocode(token, scene.phone.key)).collect();
+
+    let hot = radiocodes[0].clone();
+    let claims = radiocodes
+        .iter()
+        .chain(std::iter::repeat_n(&hot, EXTRA_CLAIMS))
+        .map(|radiocode| env.claim(&scene.cash, &scene.atm, radiocode));
+    let replies = join_all(claims).await;
+    let won = replies.iter().filter(|reply| reply.status.as_u16() == 200).count();
+    assert_eq!(won, tokens.len(), "one winner per token; statuses: {:?}", statuses(&replies));
+
+    let uuids: Vec<String> = tokens.iter().map(uuid_of).collect();
+    let confirms = uuids
+        .iter()
+        .map(|uuid| env.confirm(&scene.cash, &scene.atm, uuid, json!({"state": "COMPLETED"})));
+    for (reply, token) in join_all(confirms).await.iter().zip(&tokens) {
+        assert_eq!(reply.ok()["state"], "COMPLETED", "{}", reply.describe());
+        assert_eq!(reply.json["amount"], token["amount"], "paid out exactly what was issued");
+    }
+    for uuid in &uuids {
+        assert_eq!(env.token_state(&scene.bank, uuid).await, "COMPLETED");
+    }
+}

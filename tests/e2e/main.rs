@@ -133,6 +133,13 @@ scenarios_on_both_backends! {
 /// Scenarios that need PostgreSQL itself (its connections can be cut from outside).
 mod postgres_only {
     #[actix_web::test]
+    async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
+        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
+            crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(backend).await;
+        }
+    }
+
+    #[actix_web::test]
     async fn postgres_lost_connections_answer_503_and_the_server_recovers() {
         if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
             crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(backend).await;
