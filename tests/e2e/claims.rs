@@ -152,7 +152,7 @@ pub async fn concurrent_commits_keep_every_lifecycle_and_one_winner(backend: Bac
     let hot = radiocodes[0].clone();
     let claims = radiocodes
         .iter()
-        .chain(std::iter::repeat_n(&hot, EXTRA_CLAIMS))
+        .chain(std::iter::repeat(&hot).take(EXTRA_CLAIMS))
         .map(|radiocode| env.claim(&scene.cash, &scene.atm, radiocode));
     let replies = join_all(claims).await;
     let won = replies.iter().filter(|reply| reply.status.as_u16() == 200).count();

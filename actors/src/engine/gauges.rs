@@ -28,9 +28,10 @@ impl TokenCountSchedule {
     /// Claim the next count if one is due and none is running.
     fn start_if_due(&self, now: Instant) -> bool {
         let mut schedule = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let due = schedule
-            .last_started
-            .is_none_or(|last| now.saturating_duration_since(last) >= TOKEN_COUNT_INTERVAL);
+        let due = match schedule.last_started {
+            Some(last) => now.saturating_duration_since(last) >= TOKEN_COUNT_INTERVAL,
+            None => true,
+        };
         if schedule.running || !due {
             return false;
         }
