@@ -233,9 +233,9 @@ if [ "$LOAD" = goose ]; then
   "$SETUP" --host "http://127.0.0.1:$PORT_A" --data-dir "$DATA" --cashgrid "$CASHGRID" \
     --phones 16 --atms 16 --key-bits 1024 --out "$TMP/load-fixture.json" >"$TMP/setup.log" 2>&1 ||
     die "load-tests setup failed (see setup.log)"
-  log "goose: mixed_atm_day + hot_token_contention, $USERS users, ${LOAD_SECONDS}s"
+  log "goose: mixed_atm_day + hot_token_contention + atm_trigger, $USERS users, ${LOAD_SECONDS}s"
   CASHGRID_LOAD_FIXTURE="$TMP/load-fixture.json" timeout -k 5 $((LOAD_SECONDS + 60)) \
-    "$GOOSE" --host "http://127.0.0.1:$PORT_A" --scenarios mixedatmday,hottokencontention \
+    "$GOOSE" --host "http://127.0.0.1:$PORT_A" --scenarios mixedatmday,hottokencontention,atmtrigger \
     --users "$USERS" --increase-rate "$USERS" --run-time "${LOAD_SECONDS}s" --no-telnet \
     >"$TMP/goose.log" 2>&1 &
   LOAD_PIDS+=($!)

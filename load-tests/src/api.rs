@@ -202,3 +202,69 @@ pub async fn confirm(
     let body = json!({ "state": state, "lockrefname": format!("load-{}", user.weighted_users_index) });
     call(user, Api::Cash, GooseMethod::Put, &path, name, Some(&body)).await
 }
+
+pub const CASH_TRIGGER_PATH: &str = "/dnapi/cash/v1/trigger";
+pub const MOBILE_TRIGGER_PATH: &str = "/dnapi/mobile/v1/trigger";
+
+/// `POST /cash/v1/trigger?device_uuid=<atm>`: a fresh trigger code for the ATM's screen.
+pub async fn create_trigger(user: &mut GooseUser, atm: &str, name: &str) -> Result<Reply, Box<TransactionError>> {
+    let path = format!("{CASH_TRIGGER_PATH}?device_uuid={atm}");
+    call(user, Api::Cash, GooseMethod::Post, &path, name, None).await
+}
+
+/// What the ATM's long poll got: status, body, and when the answer arrived.
+pub type PollAnswer = Result<(u16, String, Instant), String>;
+
+/// The ATM's long poll `GET /cash/v1/trigger/<code>`, sent on the user's HTTP client but outside
+/// goose's request loop, so that it waits while the same user acts as the phone. Bounded by
+/// `timeout`; the caller records it as a custom request.
+pub fn spawn_trigger_poll(
+    user: &GooseUser,
+    code: &str,
+    timeout: std::time::Duration,
+) -> Result<tokio::task::JoinHandle<PollAnswer>, Box<TransactionError>> {
+    let credentials = &context()?.fixture.cash_api;
+    let url = user
+        .base_url
+        .join(&format!("{CASH_TRIGGER_PATH}/{code}"))
+        .map_err(|error| Box::new(TransactionError::Custom(format!("trigger poll url: {error}"))))?;
+    let request = user
+        .client
+        .get(url)
+        .header("DN-API-KEY", credentials.apikey.as_str())
+        .header("DN-API-SECRET", credentials.apisecret.as_str());
+    Ok(tokio::spawn(async move {
+        let answer = async {
+            let response = request.send().await.map_err(|error| error.to_string())?;
+            let status = response.status().as_u16();
+            let body = response.text().await.map_err(|error| error.to_string())?;
+            Ok((status, body, Instant::now()))
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .unwrap_or_else(|_| Err(format!("no answer within {timeout:?}")))
+    }))
+}
+
+/// The phone's `POST /mobile/v1/trigger` (no credentials): 204 once the token is locked.
+pub async fn phone_trigger(user: &mut GooseUser, body: &Value, name: &str) -> Result<Reply, Box<TransactionError>> {
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, MOBILE_TRIGGER_PATH)?
+        .header("Content-Type", "application/json")
+        .body(body.to_string());
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path(MOBILE_TRIGGER_PATH)
+        .name(name)
+        .set_request_builder(builder)
+        .build();
+    let goose = user.request(request).await?;
+    match goose.response {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let body = response.text().await.unwrap_or_default();
+            Ok(Reply { status, body, metric: goose.request })
+        }
+        Err(_) => Err(Box::new(TransactionError::RequestFailed { raw_request: Box::new(goose.request) })),
+    }
+}

@@ -5,7 +5,8 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use rsa::pkcs1::DecodeRsaPrivateKey;
-use rsa::{Pkcs1v15Encrypt, RsaPrivateKey};
+use rsa::{Pkcs1v15Encrypt, Pkcs1v15Sign, RsaPrivateKey};
+use sha2::{Digest as _, Sha256};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming the fixture file the scenarios read.
@@ -93,5 +94,15 @@ impl Context {
             radiocode.push_str(&format!("{byte:02x}"));
         }
         Ok(radiocode)
+    }
+
+    /// What the phone app does with a trigger code: sign `triggercode + radiocode` with its
+    /// private key (RSA PKCS#1 v1.5 over SHA-256), Base64.
+    pub fn trigger_signature(&self, phone: &Phone, triggercode: &str, radiocode: &str) -> anyhow::Result<String> {
+        use base64::Engine as _;
+        let key = self.keys.get(phone.key).context("phone key missing")?;
+        let digest = Sha256::digest(format!("{triggercode}{radiocode}").as_bytes());
+        let signature = key.sign(Pkcs1v15Sign::new::<Sha256>(), &digest).context("signing the trigger")?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(signature))
     }
 }

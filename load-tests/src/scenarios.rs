@@ -1,6 +1,7 @@
 //! The goose scenarios. Select them with `--scenarios` by their machine names (goose drops the
-//! underscores): `bankissuestokens`, `atmlifecycle`, `hottokencontention`, `mixedatmday`, and
-//! the benchmark-only `ceilingjson` (for the trivial `ceiling-server`, not for cashgrid).
+//! underscores): `bankissuestokens`, `atmlifecycle`, `atmtrigger`, `hottokencontention`,
+//! `mixedatmday`, and the benchmark-only `ceilingjson` (for the trivial `ceiling-server`, not for
+//! cashgrid).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,8 +12,8 @@ use rand::Rng as _;
 use serde_json::json;
 
 use crate::api::{
-    self, atm_of, call, claim, confirm, expect_ok, expect_refusal, fail, issue, Api, INVALID_CODE, NOT_OPEN,
-    TOKENS_PATH,
+    self, atm_of, call, claim, confirm, context, create_trigger, expect_ok, expect_refusal, fail, issue,
+    phone_trigger, spawn_trigger_poll, Api, INVALID_CODE, NOT_OPEN, TOKENS_PATH,
 };
 
 /// Every scenario, for `GooseAttack::register_scenario`.
@@ -20,6 +21,7 @@ pub fn all() -> Result<Vec<Scenario>, GooseError> {
     Ok(vec![
         scenario!("bank_issues_tokens").register_transaction(transaction!(bank_issue).set_name("bank: issue")),
         scenario!("atm_lifecycle").register_transaction(transaction!(atm_lifecycle).set_name("lifecycle")),
+        scenario!("atm_trigger").register_transaction(transaction!(atm_trigger).set_name("trigger")),
         scenario!("hot_token_contention").register_transaction(transaction!(hot_contend).set_name("hot: contend")),
         scenario!("mixed_atm_day")
             .register_transaction(transaction!(mixed_issue).set_name("mixed: issue only").set_weight(3)?)
@@ -51,6 +53,77 @@ async fn atm_lifecycle(user: &mut GooseUser) -> TransactionResult {
     let mut locked = claim(user, atm, &radiocode, "lifecycle: 3 claim").await?;
     expect_ok(user, &mut locked, "claim: expected 200 LOCKED")?;
     let mut done = confirm(user, atm, &token.uuid, "COMPLETED", "lifecycle: 4 confirm").await?;
+    expect_ok(user, &mut done, "confirm: expected 200 COMPLETED")
+}
+
+// ---- atm_trigger --------------------------------------------------------------------------
+
+/// How long the phone's user takes to scan the trigger code off the ATM's screen. The ATM's poll
+/// has long reached the server by then (a poll that arrives after the phone used the trigger is
+/// answered "not found", as the original does, and counts as a failure here).
+const TRIGGER_SCAN_DELAY: Duration = Duration::from_millis(100);
+/// Longest the ATM's poll may wait for the phone before the lifecycle counts as failed.
+const TRIGGER_POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The trigger-code cash-out: the ATM shows a trigger code and long-polls it; the bank issues a
+/// token and the phone decrypts it; the phone scans the trigger code and sends it with its
+/// radiocode and signature; the waiting poll answers with the locked token; the ATM confirms.
+async fn atm_trigger(user: &mut GooseUser) -> TransactionResult {
+    let atm = atm_of(user)?;
+    let mut created = create_trigger(user, atm, "trigger: 1 create trigger").await?;
+    expect_ok(user, &mut created, "create trigger: expected 200")?;
+    let code = created
+        .json()
+        .and_then(|answer| answer.get("triggercode").and_then(serde_json::Value::as_str).map(str::to_owned));
+    let Some(code) = code else {
+        return fail(user, &mut created, "create trigger: answer without triggercode");
+    };
+    let polling_since = std::time::Instant::now();
+    let poll = spawn_trigger_poll(user, &code, TRIGGER_POLL_TIMEOUT)?;
+
+    let token = issue(user, "trigger: 2 create token", Some("trigger: 3 decrypt")).await?;
+    let radiocode = token.radiocode.unwrap_or_default();
+    tokio::time::sleep_until((polling_since + TRIGGER_SCAN_DELAY).into()).await;
+    let signing = std::time::Instant::now();
+    let signature = context()?.trigger_signature(token.phone, &code, &radiocode);
+    let signed = signature.is_ok();
+    user.record_custom_request_duration("RSA", "trigger: 4 sign", signing.elapsed(), signed, None, None)
+        .await?;
+    let signature = signature.map_err(|error| Box::new(TransactionError::Custom(format!("{error:#}"))))?;
+
+    let body = json!({ "triggercode": code, "radiocode": radiocode, "signature": signature });
+    let sent = std::time::Instant::now();
+    let mut used = phone_trigger(user, &body, "trigger: 5 phone uses trigger").await?;
+    if used.status != 204 {
+        poll.abort();
+        return fail(user, &mut used, "phone trigger: expected 204");
+    }
+    // The poll's latency as the ATM sees it: from the phone's request to the locked token.
+    let answer = poll.await.unwrap_or_else(|error| Err(format!("poll task: {error}")));
+    let (locked, status, error, waited) = match &answer {
+        Ok((status, body, at)) => {
+            let state = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|answer| answer.get("state").and_then(serde_json::Value::as_str).map(str::to_owned));
+            let locked = *status == 200 && state.as_deref() == Some("LOCKED");
+            let error = (!locked).then(|| format!("poll: expected 200 LOCKED, got {status}: {body}"));
+            (locked, Some(*status), error, at.saturating_duration_since(sent))
+        }
+        Err(error) => (false, None, Some(format!("poll: {error}")), sent.elapsed()),
+    };
+    user.record_custom_request_duration(
+        "GET",
+        "trigger: 6 poll answered",
+        waited,
+        locked,
+        status,
+        error.as_deref(),
+    )
+    .await?;
+    if let Some(error) = error {
+        return Err(Box::new(TransactionError::Custom(error)));
+    }
+    let mut done = confirm(user, atm, &token.uuid, "COMPLETED", "trigger: 7 confirm").await?;
     expect_ok(user, &mut done, "confirm: expected 200 COMPLETED")
 }
 
