@@ -27,6 +27,10 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
 /// An id with no token behind it keeps its actor only briefly.
 const MISSING_TTL: Duration = Duration::from_secs(1);
+/// A token in a final state changes rarely (an owner's update, a retention delete), so its
+/// actor leaves memory this soon after its last request instead of after `IDLE_TIMEOUT`: the
+/// actors in memory are then mostly the tokens in use (OPEN or LOCKED).
+const FINAL_LINGER: Duration = Duration::from_secs(2);
 /// Decide-and-write rounds after a version-fence conflict before giving up.
 const FENCE_ATTEMPTS: usize = 3;
 const KIND: &str = "token";
@@ -191,7 +195,16 @@ impl Handler<Envelope> for TokenActor {
             decide_and_commit(shared, token, envelope.request).into_actor(self).map(
                 |(after, answer), actor, ctx| {
                     match after {
-                        After::Keep(token) => actor.slot = Slot::Ready(token),
+                        After::Keep(token) => {
+                            if token.state.is_final() {
+                                ctx.run_later(FINAL_LINGER, |actor, ctx| {
+                                    if actor.last_active.elapsed() >= FINAL_LINGER {
+                                        actor.passivate(ctx);
+                                    }
+                                });
+                            }
+                            actor.slot = Slot::Ready(token);
+                        }
                         After::Missing => actor.slot = Slot::Missing,
                         After::Reload => ctx.stop(),
                     }

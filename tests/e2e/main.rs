@@ -99,6 +99,7 @@ scenarios_on_both_backends! {
     expiry::an_expired_token_cannot_be_claimed,
     operations::health_and_metrics_answer,
     operations::store_gauges_count_tokens_per_state_and_show_pool_usage,
+    operations::finished_tokens_leave_memory_and_still_answer,
     operations::responses_carry_the_original_cache_and_cors_headers,
     code_storage::secure_codes_and_api_secrets_are_never_stored_in_cleartext,
     code_storage::secure_codes_and_api_secrets_never_appear_in_server_logs,

@@ -228,3 +228,37 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
         assert_eq!(sample(&scrape, series), Some(0.0), "{series} in:\n{scrape}");
     }
 }
+
+/// Poll `/metrics` (for at most 10 s) until `cashgrid_actors_live{kind="token"}` is `expected`.
+async fn wait_for_live_token_actors(env: &TestEnv, expected: f64, why: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let scrape = env.api.get_anonymous("/metrics").await.text;
+        if sample(&scrape, r#"cashgrid_actors_live{kind="token"}"#) == Some(expected) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{why}:\n{scrape}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// Actors hold the tokens in use: a token issued here starts with an actor, and one that reached
+/// a final state leaves memory about two seconds after its last request, yet still answers (its
+/// next request loads it again).
+pub async fn finished_tokens_leave_memory_and_still_answer(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let scene = env.scene("finished@example.com").await;
+    let token = env.issue(&scene.bank, &scene.phone, 700).await;
+    let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
+    wait_for_live_token_actors(&env, 1.0, "an issued token has its actor").await;
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    env.confirm(&scene.cash, &scene.atm, &uuid, serde_json::json!({"state": "COMPLETED"}))
+        .await
+        .ok();
+    wait_for_live_token_actors(&env, 0.0, "the finished token's actor stayed").await;
+
+    let path = format!("/dnapi/token/v1/tokens/{uuid}");
+    let updated = env.api.put(&path, &scene.bank, serde_json::json!({"clearstate": 1})).await;
+    assert_eq!(updated.ok()["clearstate"], 1, "{}", updated.describe());
+    assert_eq!(updated.json["state"], "COMPLETED");
+}

@@ -44,6 +44,8 @@ const ACCESS_CACHE_MAX: usize = 100_000;
 const DEVICE_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Bound on cached devices; the cache is cleared when it would grow past it.
 const DEVICE_CACHE_MAX: usize = 100_000;
+/// Token actors in memory beyond which a newly issued token gets no actor until it is used.
+const SEEDED_TOKEN_ACTORS_MAX: usize = 50_000;
 /// How long a customer parameter read is reused. Changes made through this engine apply at
 /// once; changes by another node or the CLI within this time.
 const PARAM_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -443,9 +445,13 @@ impl Engine {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());
                     // The phone claims it soon (at the ATM, often within seconds): start its
-                    // actor with the committed snapshot instead of reading it back then.
-                    let (shared, snapshot) = (Arc::clone(&self.shared), token.clone());
-                    self.shared.tokens.address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
+                    // actor with the committed snapshot instead of reading it back then. Each
+                    // costs about 2 kB until it passivates, so a burst of issuing stops seeding
+                    // at a bound and those tokens load on their first claim, as any other.
+                    if self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX {
+                        let (shared, snapshot) = (Arc::clone(&self.shared), token.clone());
+                        self.shared.tokens.address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
+                    }
                     return Ok(token);
                 }
                 // A plain code (or, absurdly, a uuid) already in use: draw again.
