@@ -18,6 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::token_api::query_map;
+use super::views::CustomerRow;
 use super::{authenticate, resource, CLEARING_API};
 use crate::error::ApiError;
 use crate::{time, AppState};
@@ -98,19 +99,6 @@ impl<'a> SumJson<'a> {
             amount: sum.amount,
         }
     }
-}
-
-/// An admin's view of a customer: the row without password or 2FA secret.
-#[derive(Serialize)]
-struct CustomerJson<'a> {
-    id: i64,
-    #[serde(serialize_with = "time::serialize")]
-    created: i64,
-    email: &'a str,
-    display_name: &'a Option<String>,
-    roles: &'a str,
-    status: i32,
-    info: &'a Option<String>,
 }
 
 /// A customer's view of itself: the original also dropped `id`, `created` and `status`, and
@@ -194,15 +182,7 @@ async fn customers(state: web::Data<AppState>, request: HttpRequest) -> Result<H
     if is_admin(&customer) {
         let views: Vec<_> = rows
             .iter()
-            .map(|row| CustomerJson {
-                id: row.id,
-                created: row.created,
-                email: &row.email,
-                display_name: &row.display_name,
-                roles: &row.roles,
-                status: row.status,
-                info: &row.info,
-            })
+            .map(CustomerRow::of)
             .collect();
         return Ok(crate::json_ok(views));
     }

@@ -1,6 +1,7 @@
 //! The original's JSON shapes, field for field and in its key order.
 
 use cashgrid_actors::domain::{Device, Token};
+use cashgrid_actors::store::Customer;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -104,6 +105,34 @@ impl<'a> TokenJson<'a> {
             info: &token.info,
             processing_info: &token.processing_info,
             device_uuid: (view == TokenView::Full).then(|| token.owner_device.to_string()),
+        }
+    }
+}
+
+/// A customer row as admins see it (portal `/customers`, clearing `/customers`): without its
+/// password hash and TOTP secret; `roles` is the comma text.
+#[derive(Serialize)]
+pub struct CustomerRow<'a> {
+    id: i64,
+    #[serde(serialize_with = "time::serialize")]
+    created: i64,
+    email: &'a str,
+    display_name: &'a Option<String>,
+    roles: &'a str,
+    status: i32,
+    info: &'a Option<String>,
+}
+
+impl<'a> CustomerRow<'a> {
+    pub fn of(customer: &'a Customer) -> Self {
+        Self {
+            id: customer.id,
+            created: customer.created,
+            email: &customer.email,
+            display_name: &customer.display_name,
+            roles: &customer.roles,
+            status: customer.status,
+            info: &customer.info,
         }
     }
 }

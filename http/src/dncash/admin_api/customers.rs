@@ -1,46 +1,19 @@
 //! Customers (admin only): list, change, delete, and reset another user's two-factor login.
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use cashgrid_actors::store::{Customer, CustomerUpdate};
-use serde::Serialize;
+use cashgrid_actors::store::CustomerUpdate;
 use serde_json::Value;
 
 use super::{invalid, ok_packet, portal_error, session, token_answer};
 use crate::body::read_json;
+use crate::dncash::views::CustomerRow;
 use crate::error::ApiError;
-use crate::{time, AppState, ErrorStatus};
-
-/// A customer row without its password hash and TOTP secret; `roles` is the comma text.
-#[derive(Serialize)]
-struct CustomerJson<'a> {
-    id: i64,
-    #[serde(serialize_with = "time::serialize")]
-    created: i64,
-    email: &'a str,
-    display_name: &'a Option<String>,
-    roles: &'a str,
-    status: i32,
-    info: &'a Option<String>,
-}
-
-impl<'a> CustomerJson<'a> {
-    fn of(customer: &'a Customer) -> Self {
-        Self {
-            id: customer.id,
-            created: customer.created,
-            email: &customer.email,
-            display_name: &customer.display_name,
-            roles: &customer.roles,
-            status: customer.status,
-            info: &customer.info,
-        }
-    }
-}
+use crate::{AppState, ErrorStatus};
 
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request)?;
     let customers = state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(customers.iter().map(CustomerJson::of).collect::<Vec<_>>()))
+    Ok(crate::json_ok(customers.iter().map(CustomerRow::of).collect::<Vec<_>>()))
 }
 
 /// The update body: every field overwritten, a missing one becomes NULL. `info` is JSON text
