@@ -68,8 +68,7 @@ impl Reply {
     }
 }
 
-/// Send one authenticated request named `name`. A transport error ends the transaction (goose
-/// has already counted the request as failed).
+/// Send one authenticated request named `name` (see [`send`]).
 pub async fn call(
     user: &mut GooseUser,
     api: Api,
@@ -88,6 +87,12 @@ pub async fn call(
         builder = builder.header("Content-Type", "application/json").body(body.to_string());
     }
     let request = GooseRequest::builder().method(method).path(path).name(name).set_request_builder(builder).build();
+    send(user, request).await
+}
+
+/// Send a built request and read its answer. A transport error ends the transaction (goose has
+/// already counted the request as failed).
+async fn send(user: &mut GooseUser, request: GooseRequest<'_>) -> Result<Reply, Box<TransactionError>> {
     let goose = user.request(request).await?;
     match goose.response {
         Ok(response) => {
@@ -258,13 +263,5 @@ pub async fn phone_trigger(user: &mut GooseUser, body: &Value, name: &str) -> Re
         .name(name)
         .set_request_builder(builder)
         .build();
-    let goose = user.request(request).await?;
-    match goose.response {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            let body = response.text().await.unwrap_or_default();
-            Ok(Reply { status, body, metric: goose.request })
-        }
-        Err(_) => Err(Box::new(TransactionError::RequestFailed { raw_request: Box::new(goose.request) })),
-    }
+    send(user, request).await
 }
