@@ -1580,23 +1580,7 @@ impl Store for PostgresStore {
         customer: CustomerId,
         default: Option<bool>,
     ) -> Result<Vec<Account>, StoreError> {
-        let mut query = BoundQuery {
-            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = $1"),
-            values: vec![FilterValue::Int(customer)],
-        };
-        if let Some(default) = default {
-            query
-                .values
-                .push(FilterValue::Int(rows::default_flag(default)));
-            // is_default is INTEGER; the parameter is bound as BIGINT.
-            query.sql.push_str(" AND is_default = CAST($2 AS BIGINT)");
-        }
-        query
-            .values
-            .push(FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX)));
-        query
-            .sql
-            .push_str(&format!(" ORDER BY id LIMIT ${}", query.values.len()));
+        let query = rows::list_accounts_query(Dialect::Postgres, customer, default);
         Ok(self
             .query_rows(&query, "list_accounts", account_row)
             .await?

@@ -677,6 +677,22 @@ impl BoundQuery {
     }
 }
 
+/// A customer's accounts in id order, optionally only the default one (or only the others);
+/// columns [`ACCOUNT_COLUMNS`].
+pub(super) fn list_accounts_query(dialect: Dialect, customer: CustomerId, default: Option<bool>) -> BoundQuery {
+    let mut query = BoundQuery::new(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "));
+    let customer = query.bind(dialect, FilterValue::Int(customer));
+    query.sql.push_str(&customer);
+    if let Some(default) = default {
+        let flag = query.bind(dialect, FilterValue::Int(default_flag(default)));
+        // is_default is INTEGER; PostgreSQL binds the parameter as BIGINT.
+        query.sql.push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
+    }
+    let limit = query.bind(dialect, FilterValue::Int(list_limit(super::LIST_LIMIT_MAX)));
+    query.sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
+    query
+}
+
 /// Events after `after_seq` in sequence order, optionally those of one customer (owner or cash
 /// customer), at most `limit`; columns [`EVENT_RECORD_COLUMNS`].
 pub(super) fn events_after_query(

@@ -1355,22 +1355,7 @@ impl Store for SqliteStore {
         customer: CustomerId,
         default: Option<bool>,
     ) -> Result<Vec<Account>, StoreError> {
-        let mut query = BoundQuery {
-            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = ?1"),
-            values: vec![FilterValue::Int(customer)],
-        };
-        if let Some(default) = default {
-            query
-                .values
-                .push(FilterValue::Int(rows::default_flag(default)));
-            query.sql.push_str(" AND is_default = ?2");
-        }
-        query
-            .values
-            .push(FilterValue::Int(rows::list_limit(LIST_LIMIT_MAX)));
-        query
-            .sql
-            .push_str(&format!(" ORDER BY id LIMIT ?{}", query.values.len()));
+        let query = rows::list_accounts_query(Dialect::Sqlite, customer, default);
         self.read(move |conn| {
             let rows = query_rows(conn, query, "list_accounts", account_row)?;
             Ok(rows.into_iter().map(AccountRow::into_account).collect())
