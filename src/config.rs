@@ -16,6 +16,11 @@ const DEFAULT_POOL_SIZE: usize = 16;
 /// on a machine with fast fsync (docs/PERFORMANCE.md); more help where commits are slow.
 const DEFAULT_COMMIT_CONNECTIONS: usize = 1;
 const DEFAULT_SEND_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_STORE_TIMEOUT_MS: u64 = 5_000;
+const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Open client connections the server keeps at most (all workers together), unless set; it is
+/// also kept below the process's descriptor limit (see `server::connection_bound`).
+const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const SERVER_KEY_FILE: &str = "server.key";
 
 /// The configuration file; every key is optional.
@@ -32,6 +37,11 @@ pub struct FileSettings {
     pub workers: Option<usize>,
     pub arbiters: Option<usize>,
     pub send_timeout_ms: Option<u64>,
+    pub store_timeout_ms: Option<u64>,
+    pub body_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub min_rsa_key_bits: Option<usize>,
+    pub allow_any_rsa_exponent: Option<bool>,
     pub commit_batch_max: Option<usize>,
     pub commit_linger_us: Option<u64>,
     pub fixed_trigger_codes: Option<bool>,
@@ -131,6 +141,25 @@ pub struct ServeArgs {
     /// environment or the configuration file: flags are visible to other local users.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// Deadline of every database call and commit, in ms; a call past it answers 503 (nothing
+    /// done) or 504 (outcome unknown) [default: 5000].
+    #[arg(long, env = "CASHGRID_STORE_TIMEOUT_MS")]
+    store_timeout_ms: Option<u64>,
+    /// How long a whole request body may take to arrive, in ms; then 408 and the connection is
+    /// closed [default: 30000].
+    #[arg(long, env = "CASHGRID_BODY_TIMEOUT_MS")]
+    body_timeout_ms: Option<u64>,
+    /// Open client connections kept at most, all workers together; also kept below the
+    /// descriptor limit [default: 10000].
+    #[arg(long, env = "CASHGRID_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Smallest RSA modulus, in bits, of a phone's public key [default: 1024; 2048 is prudent].
+    #[arg(long, env = "CASHGRID_MIN_RSA_KEY_BITS")]
+    min_rsa_key_bits: Option<usize>,
+    /// Accept phone keys with public exponents other than 65537 [default: false].
+    #[arg(long, env = "CASHGRID_ALLOW_ANY_RSA_EXPONENT", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    allow_any_rsa_exponent: Option<bool>,
     /// Lifetime of a portal session in hours [default: 168].
     #[arg(long, env = "JWT_VALID_HOURS")]
     jwt_valid_hours: Option<u64>,
@@ -146,6 +175,8 @@ pub struct ServeSettings {
     pub bind: SocketAddr,
     pub error_status: ErrorStatus,
     pub workers: usize,
+    pub body_timeout: Duration,
+    pub max_connections: usize,
     pub engine: cashgrid_actors::EngineConfig,
     pub store: StoreSettings,
 }
@@ -161,8 +192,17 @@ impl ServeArgs {
         let mut engine = cashgrid_actors::EngineConfig {
             arbiters: self.arbiters.or(file.arbiters).unwrap_or(cores).max(1),
             send_timeout: Duration::from_millis(file.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS)),
+            store_timeout: Duration::from_millis(
+                self.store_timeout_ms.or(file.store_timeout_ms).unwrap_or(DEFAULT_STORE_TIMEOUT_MS).max(1),
+            ),
             ..cashgrid_actors::EngineConfig::default()
         };
+        if let Some(bits) = self.min_rsa_key_bits.or(file.min_rsa_key_bits) {
+            engine.key_policy.min_bits = bits;
+        }
+        if let Some(any) = self.allow_any_rsa_exponent.or(file.allow_any_rsa_exponent) {
+            engine.key_policy.any_exponent = any;
+        }
         if let Some(batch_max) = file.commit_batch_max {
             engine.writer.batch_max = batch_max.max(1);
         }
@@ -194,6 +234,10 @@ impl ServeArgs {
             bind,
             error_status,
             workers: self.workers.or(file.workers).unwrap_or(cores).max(1),
+            body_timeout: Duration::from_millis(
+                self.body_timeout_ms.or(file.body_timeout_ms).unwrap_or(DEFAULT_BODY_TIMEOUT_MS).max(1),
+            ),
+            max_connections: self.max_connections.or(file.max_connections).unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
             engine,
             store,
         })

@@ -38,6 +38,35 @@ fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
         .context("installing the metrics recorder")
 }
 
+/// Descriptors kept free of client connections: database connections, the data files, the
+/// listening sockets, logs, and room to answer while full.
+const DESCRIPTOR_HEADROOM: u64 = 256;
+
+/// The most client connections to keep open at once: the setting, and never so many that the
+/// process runs out of descriptors (then it could not even open a database connection or
+/// accept `/health`). The descriptor limit is raised to the hard limit first, where allowed.
+fn connection_bound(settings: &ServeSettings) -> usize {
+    let limit = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "could not read or raise the open-file limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(1024, |(soft, _)| soft)
+        }
+    };
+    let pools = (settings.store.pool_size + settings.store.commit_connections) as u64;
+    let room = limit.saturating_sub(DESCRIPTOR_HEADROOM + pools).max(1);
+    let bound = settings.max_connections.min(usize::try_from(room).unwrap_or(usize::MAX));
+    if bound < settings.max_connections {
+        tracing::warn!(
+            open_file_limit = limit,
+            max_connections = bound,
+            "the open-file limit caps client connections below the configured max_connections"
+        );
+    }
+    tracing::info!(open_file_limit = limit, max_connections = bound, "connection bound");
+    bound
+}
+
 pub fn serve(settings: ServeSettings) -> anyhow::Result<()> {
     actix_web::rt::System::new().block_on(run(settings))
 }
@@ -48,7 +77,13 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let store = open_store(&settings.store).await?;
     let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
     let engine = Engine::start(store, hasher, settings.engine.clone());
-    let state = web::Data::new(AppState { engine, error_status: settings.error_status, prometheus });
+    let state = web::Data::new(AppState {
+        engine,
+        error_status: settings.error_status,
+        prometheus,
+        body_timeout: settings.body_timeout,
+    });
+    let connections = connection_bound(&settings);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -58,6 +93,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             .default_service(web::to(cashgrid_http::system::not_found))
     })
     .workers(settings.workers)
+    .max_connections(connections.div_ceil(settings.workers).max(1))
     .bind(settings.bind)
     .with_context(|| format!("binding {}", settings.bind))?;
     for address in server.addrs() {

@@ -8,7 +8,7 @@ use actix::prelude::*;
 use rsa::RsaPublicKey;
 use uuid::Uuid;
 
-use crate::crypto::{parse_public_key, KeyError};
+use crate::crypto::{parse_public_key, KeyError, KeyPolicy};
 use crate::domain::Device;
 use crate::engine::{EngineError, Shared};
 use crate::metrics as m;
@@ -27,9 +27,11 @@ pub struct DeviceEntry {
 }
 
 impl DeviceEntry {
-    pub fn new(device: Device) -> Self {
+    /// The device with its key checked against `policy`: a key registered before a stricter
+    /// policy is refused when it is used.
+    pub fn new(device: Device, policy: KeyPolicy) -> Self {
         let key = match &device.pubkey {
-            Some(pem) => parse_public_key(pem),
+            Some(pem) => parse_public_key(pem, policy),
             None => Err(KeyError::NotPem),
         };
         Self { device, key }
@@ -80,7 +82,7 @@ impl Actor for DeviceActor {
         let id = self.id;
         ctx.wait(async move { store.load_device(id).await }.into_actor(self).map(|loaded, actor, ctx| {
             actor.slot = match loaded {
-                Ok(Some(device)) => Slot::Ready(Arc::new(DeviceEntry::new(device))),
+                Ok(Some(device)) => Slot::Ready(Arc::new(DeviceEntry::new(device, actor.shared.key_policy))),
                 Ok(None) => {
                     ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
                     Slot::Missing

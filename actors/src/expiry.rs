@@ -10,7 +10,8 @@
 //! transition is committed.
 //!
 //! Retention: once a day (first shortly after start) tokens in a final state that were created
-//! more than `max_history_days` ago are deleted with their events and clearing rows.
+//! more than `max_history_days` ago are deleted with their events and clearing rows. Every hour,
+//! idempotency keys older than a day are forgotten.
 
 use std::time::Duration;
 
@@ -33,6 +34,8 @@ pub const RETENTION_INTERVAL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const RETENTION_RETRY: Duration = Duration::from_secs(60 * 60);
 /// Delay from start to the first retention run, so that start-up is not slowed down.
 pub const RETENTION_FIRST_DELAY: Duration = Duration::from_secs(60);
+/// Time between two runs forgetting old idempotency keys (kept a day, so at most an hour more).
+pub const IDEMPOTENCY_CLEANUP_INTERVAL: Duration = Duration::from_secs(60 * 60);
 const MILLIS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 /// How often a failing job logs at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
@@ -105,6 +108,17 @@ async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
 }
 
 /// The retention job: runs until the system stops; does nothing when `max_history_days` is 0.
+/// Forget idempotency keys past their day, every [`IDEMPOTENCY_CLEANUP_INTERVAL`].
+pub async fn run_idempotency_cleanup(engine: Engine) {
+    loop {
+        tokio::time::sleep(IDEMPOTENCY_CLEANUP_INTERVAL).await;
+        match engine.forget_idempotency_keys().await {
+            Ok(forgotten) => tracing::info!(forgotten, "old idempotency keys forgotten"),
+            Err(error) => tracing::warn!(%error, "forgetting old idempotency keys failed; trying again in an hour"),
+        }
+    }
+}
+
 pub async fn run_retention(engine: Engine, config: ExpiryConfig) {
     if config.max_history_days == 0 {
         return;

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod engine;
 pub mod expiry;
 pub mod feed_hub;
+pub mod handoff;
 pub mod metrics;
 pub mod registry;
 pub mod store;

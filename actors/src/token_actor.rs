@@ -5,6 +5,11 @@
 //! answered only after the commit; the actor takes no other message meanwhile
 //! (`AtomicResponse`). A fenced write (another node moved the token on) reloads and decides
 //! again; a failed write restarts the actor under its supervisor, which reloads the snapshot.
+//!
+//! Another node may also have moved the token on without this actor writing anything: a
+//! refusal that depends on the token's state (not OPEN, not LOCKED, locked by another device,
+//! not found for this caller) is therefore checked against the stored version before it is
+//! answered, and decided again on the newer snapshot if there is one.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +20,9 @@ use uuid::Uuid;
 
 use crate::clock::now_millis;
 use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
+use crate::domain::token::TokenRejection;
 use crate::engine::{EngineError, Rejection, Shared};
+use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::store::{ClearingWrite, TokenWrite, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
@@ -75,6 +82,8 @@ pub struct Envelope {
     pub request: TokenRequest,
     pub sent_at: Instant,
     pub deadline: Instant,
+    /// Taken when the actor starts on the request; a sender that gave up has abandoned it.
+    pub handoff: Arc<Handoff>,
 }
 
 impl Message for Envelope {
@@ -180,19 +189,25 @@ impl Handler<Envelope> for TokenActor {
         self.last_active = Instant::now();
         m::record_mailbox_wait(KIND, envelope.sent_at.elapsed());
         let immediate = |answer| AtomicResponse::new(Box::pin(fut::ready(answer)));
-        if Instant::now() >= envelope.deadline {
+        if Instant::now() >= envelope.deadline || envelope.handoff.is_abandoned() {
             // The sender has given up; deciding now would change state behind its back.
             m::record_overload(KIND);
             return immediate(Err(EngineError::Overloaded));
         }
+        if !envelope.handoff.take() {
+            // Sent again after an actor that took it stopped: that one may have decided it.
+            return immediate(Err(EngineError::OutcomeUnknown));
+        }
         let token = match &self.slot {
-            Slot::Ready(token) => token.clone(),
-            Slot::Missing => return immediate(Err(Rejection::UnknownToken.into())),
+            Slot::Ready(token) => Some(token.clone()),
+            // Another node may have created it since: look again.
+            Slot::Missing => None,
             Slot::Loading | Slot::Unavailable => return immediate(Err(EngineError::Unavailable)),
         };
         let shared = Arc::clone(&self.shared);
+        let id = self.id;
         AtomicResponse::new(Box::pin(
-            decide_and_commit(shared, token, envelope.request).into_actor(self).map(
+            decide_and_commit(shared, id, token, envelope.request, envelope.deadline).into_actor(self).map(
                 |(after, answer), actor, ctx| {
                     match after {
                         After::Keep(token) => {
@@ -205,7 +220,12 @@ impl Handler<Envelope> for TokenActor {
                             }
                             actor.slot = Slot::Ready(token);
                         }
-                        After::Missing => actor.slot = Slot::Missing,
+                        After::Missing => {
+                            if !matches!(actor.slot, Slot::Missing) {
+                                ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
+                            }
+                            actor.slot = Slot::Missing;
+                        }
                         After::Reload => ctx.stop(),
                     }
                     answer
@@ -268,24 +288,76 @@ fn write_set(transition: &Transition) -> WriteSet {
         creditor_id: clearing.creditor,
         created: clearing.at,
     });
-    WriteSet { writes, events: transition.events.clone(), clearing }
+    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None }
+}
+
+/// Whether a refusal of a command on `token` could be wrong because another node changed the
+/// token since this actor read it. Only OPEN and LOCKED tokens move on (a final state is
+/// final), and only refusals that look at the state, the lock or the owner's rights can go
+/// stale; a refusal of the request's own values cannot.
+fn may_be_stale(token: &Token, rejection: TokenRejection) -> bool {
+    let depends_on_state = match rejection {
+        TokenRejection::NotFound
+        | TokenRejection::NotOpen
+        | TokenRejection::NotLocked
+        | TokenRejection::LockedByAnotherDevice
+        | TokenRejection::IllegalAmountIncrease => true,
+        TokenRejection::InvalidCode
+        | TokenRejection::InvalidSignature
+        | TokenRejection::InvalidConfirmState
+        | TokenRejection::AmountOutOfRange
+        | TokenRejection::NothingToUpdate => false,
+    };
+    depends_on_state && !token.state.is_final()
 }
 
 async fn decide_and_commit(
     shared: Arc<Shared>,
-    mut token: Token,
+    id: Uuid,
+    known: Option<Token>,
     request: TokenRequest,
+    deadline: Instant,
 ) -> (After, Result<Token, EngineError>) {
+    let mut token = match known {
+        Some(token) => token,
+        None => match shared.store.load_token(id).await {
+            Ok(Some(token)) => token,
+            Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
+            Err(error) => {
+                tracing::warn!(token = %id, %error, "token snapshot could not be loaded");
+                return (After::Missing, Err(EngineError::Unavailable));
+            }
+        },
+    };
     for _ in 0..FENCE_ATTEMPTS {
         let command = to_command(&shared, &token, &request);
         let transition = match apply(&token, &command, now_millis()) {
             Ok(transition) => transition,
+            Err(rejection) if may_be_stale(&token, rejection) => {
+                // Answer only what the stored version says: reload, and decide again if it moved.
+                match shared.store.load_token(token.uuid).await {
+                    Ok(Some(current)) if current.version != token.version => {
+                        tracing::info!(token = %token.uuid, request = request.name(), "stale snapshot: deciding again");
+                        token = current;
+                        continue;
+                    }
+                    Ok(Some(_)) => {
+                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
+                        return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
+                    }
+                    Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
+                    Err(error) => {
+                        tracing::warn!(token = %token.uuid, %error, "could not check a refusal against the store");
+                        return (After::Keep(token), Err(EngineError::Unavailable));
+                    }
+                }
+            }
             Err(rejection) => {
                 m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
                 return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
             }
         };
-        match shared.writer.commit(write_set(&transition)).await {
+        match shared.writer.commit(write_set(&transition), deadline).await {
             Ok(WriteOutcome::Committed) => {
                 for event in &transition.events {
                     // Owner updates keep the state: events, but no state transition.
@@ -321,14 +393,15 @@ async fn decide_and_commit(
                     }
                 }
             }
+            Ok(WriteOutcome::Refused) | Err(WriteError::Failed) => {
+                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
+            }
             Err(WriteError::Overloaded) => {
                 m::record_overload("writer");
                 return (After::Keep(token), Err(EngineError::Overloaded));
             }
             Err(WriteError::Unavailable) => return (After::Reload, Err(EngineError::Unavailable)),
-            Err(WriteError::Failed) => {
-                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
-            }
+            Err(WriteError::OutcomeUnknown) => return (After::Reload, Err(EngineError::OutcomeUnknown)),
         }
     }
     (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))

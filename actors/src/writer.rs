@@ -4,6 +4,11 @@
 //! reply always follows a commit. Throughput comes from batching, never from skipping the
 //! commit: the queue, the batch and the linger are all bounded.
 //!
+//! Every write set carries its sender's deadline. One still queued when the deadline passes is
+//! abandoned and never written (the sender answers "not done"); one already taken into a batch
+//! that has not committed by then has an unknown outcome, and its sender says so. The store
+//! call itself has a deadline too (`DeadlineStore`), so a hung database frees the writer.
+//!
 //! Up to [`Store::commit_slots`] batches are in flight at once (PostgreSQL: one per commit
 //! connection; SQLite: one). While they are, new write sets queue up and form the next batch,
 //! so batches grow with load instead of waiting behind one fsync. Batches in flight never
@@ -15,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::store::{Store, StoreError, WriteOutcome, WriteSet};
 
@@ -37,18 +43,27 @@ impl Default for WriterConfig {
 /// Why a write set was not committed; cheap to clone to every waiter of a failed batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum WriteError {
+    /// Not written: the store could not be reached.
     #[error("store unavailable")]
     Unavailable,
+    /// Not written: the store refused the commit or this set.
     #[error("commit failed")]
     Failed,
+    /// Not written, and never will be: the queue was full, or the deadline passed while the set
+    /// waited in it.
     #[error("writer queue full")]
     Overloaded,
+    /// Handed to the database, but no outcome by the deadline: it may have been written.
+    #[error("commit outcome unknown")]
+    OutcomeUnknown,
 }
 
 struct Job {
     set: WriteSet,
     enqueued: Instant,
     reply: oneshot::Sender<Result<WriteOutcome, WriteError>>,
+    /// Taken by the writer when it puts the set into a batch, or abandoned by its sender.
+    handoff: Arc<Handoff>,
 }
 
 #[derive(Clone)]
@@ -76,16 +91,31 @@ impl Writer {
         self.commits.clone()
     }
 
-    /// Commit one write set; resolves once it is durable (or known not to be).
-    pub async fn commit(&self, set: WriteSet) -> Result<WriteOutcome, WriteError> {
-        let (reply, outcome) = oneshot::channel();
-        let job = Job { set, enqueued: Instant::now(), reply };
-        match self.queue.send_timeout(job, self.enqueue_timeout).await {
+    /// Commit one write set; resolves once it is durable, known not to be, or at `deadline`
+    /// with the outcome unknown if the set was already on its way to the database.
+    pub async fn commit(&self, set: WriteSet, deadline: Instant) -> Result<WriteOutcome, WriteError> {
+        let (reply, mut outcome) = oneshot::channel();
+        let handoff = Arc::new(Handoff::default());
+        let job = Job { set, enqueued: Instant::now(), reply, handoff: Arc::clone(&handoff) };
+        let wait = deadline.saturating_duration_since(Instant::now()).min(self.enqueue_timeout);
+        match self.queue.send_timeout(job, wait).await {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(WriteError::Overloaded),
             Err(mpsc::error::SendTimeoutError::Closed(_)) => return Err(WriteError::Unavailable),
         }
-        outcome.await.unwrap_or(Err(WriteError::Failed))
+        match tokio::time::timeout_at(deadline.into(), &mut outcome).await {
+            Ok(Ok(result)) => result,
+            // The writer dropped the set unanswered: it stopped (a batch is never dropped
+            // while the writer runs).
+            Ok(Err(_)) if handoff.abandon() => Err(WriteError::Unavailable),
+            Ok(Err(_)) => Err(WriteError::OutcomeUnknown),
+            Err(_) if handoff.abandon() => {
+                m::record_overload("writer_deadline");
+                Err(WriteError::Overloaded)
+            }
+            // Taken into a batch: its answer may have arrived just now.
+            Err(_) => outcome.try_recv().unwrap_or(Err(WriteError::OutcomeUnknown)),
+        }
     }
 }
 
@@ -97,9 +127,11 @@ async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiv
     loop {
         // Wait for a free slot before taking jobs, so that they gather into one batch meanwhile.
         let Ok(slot) = Arc::clone(&free).acquire_owned().await else { break };
-        let Some(first) = jobs.recv().await else { break };
         let mut batch = Vec::with_capacity(batch_max);
-        batch.push(first);
+        while batch.is_empty() {
+            let Some(first) = jobs.recv().await else { return drain(free, slots).await };
+            take(first, &mut batch);
+        }
         collect(&mut jobs, &mut batch, batch_max, config.linger).await;
         let (store, committed) = (Arc::clone(&store), Arc::clone(&committed));
         tokio::spawn(async move {
@@ -109,15 +141,26 @@ async fn run(store: Arc<dyn Store>, config: WriterConfig, mut jobs: mpsc::Receiv
             drop(slot);
         });
     }
-    // The queue is closed: let the batches in flight finish before the writer ends.
+    drain(free, slots).await;
+}
+
+/// The queue is closed: let the batches in flight finish before the writer ends.
+async fn drain(free: Arc<Semaphore>, slots: usize) {
     let _all_done = free.acquire_many(u32::try_from(slots).unwrap_or(u32::MAX)).await;
+}
+
+/// Put a job into the batch unless its sender gave up on it (then it is never written).
+fn take(job: Job, batch: &mut Vec<Job>) {
+    if job.handoff.take() {
+        batch.push(job);
+    }
 }
 
 /// Take what is already queued, then linger (bounded) for stragglers.
 async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max: usize, linger: Duration) {
     while batch.len() < batch_max {
         match jobs.try_recv() {
-            Ok(job) => batch.push(job),
+            Ok(job) => take(job, batch),
             Err(_) => break,
         }
     }
@@ -127,7 +170,7 @@ async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max
     let deadline = tokio::time::Instant::now() + linger;
     while batch.len() < batch_max {
         match tokio::time::timeout_at(deadline, jobs.recv()).await {
-            Ok(Some(job)) => batch.push(job),
+            Ok(Some(job)) => take(job, batch),
             Ok(None) | Err(_) => break,
         }
     }
@@ -144,7 +187,14 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Job>) -> bool {
     let committed = result.is_ok();
     m::record_commit(sets.len(), started.elapsed(), committed);
     let outcomes = match result {
-        Ok(outcomes) if outcomes.len() == replies.len() => outcomes.into_iter().map(Ok).collect(),
+        Ok(outcomes) if outcomes.len() == replies.len() => outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                // The set's own value was refused; the rest of the batch committed.
+                WriteOutcome::Refused => Err(WriteError::Failed),
+                outcome => Ok(outcome),
+            })
+            .collect(),
         Ok(outcomes) => {
             tracing::error!(sets = sets.len(), outcomes = outcomes.len(), "store returned a wrong number of outcomes");
             vec![Err(WriteError::Failed); replies.len()]
@@ -152,6 +202,10 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Job>) -> bool {
         Err(StoreError::Unavailable(reason)) => {
             tracing::warn!(sets = sets.len(), %reason, "commit failed: store unavailable");
             vec![Err(WriteError::Unavailable); replies.len()]
+        }
+        Err(StoreError::OutcomeUnknown(reason)) => {
+            tracing::error!(sets = sets.len(), %reason, "commit outcome unknown");
+            vec![Err(WriteError::OutcomeUnknown); replies.len()]
         }
         Err(error) => {
             tracing::error!(sets = sets.len(), %error, "commit failed");
@@ -171,7 +225,34 @@ mod tests {
     use crate::store::SqliteStore;
 
     fn empty_set() -> WriteSet {
-        WriteSet { writes: Vec::new(), events: Vec::new(), clearing: None }
+        WriteSet::default()
+    }
+
+    fn open_token() -> crate::domain::Token {
+        use crate::domain::token::{Issue, Token, TokenType};
+        let issue = Issue {
+            uuid: uuid::Uuid::new_v4(),
+            owner_id: 1,
+            owner_device: uuid::Uuid::new_v4(),
+            token_type: TokenType::Cashout,
+            amount: 100,
+            symbol: "EUR".into(),
+            expires: None,
+            refname: None,
+            clearstate: 0,
+            info: None,
+            plain_code: None,
+            secure_code: "code".into(),
+            code_hash: vec![0; 32],
+        };
+        match Token::issue(issue, 0) {
+            Ok((token, _)) => token,
+            Err(rejection) => panic!("issue: {rejection:?}"),
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
     }
 
     fn store() -> Arc<dyn Store> {
@@ -188,10 +269,26 @@ mod tests {
         // The commit task is not started, so nothing drains the queue.
         let (writer, _idle_task) = Writer::new(store(), config, Duration::from_millis(50));
         let first = writer.clone();
-        let parked = tokio::spawn(async move { first.commit(empty_set()).await });
+        let parked = tokio::spawn(async move { first.commit(empty_set(), soon()).await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        assert_eq!(writer.commit(empty_set()).await, Err(WriteError::Overloaded));
+        assert_eq!(writer.commit(empty_set(), soon()).await, Err(WriteError::Overloaded));
         parked.abort();
+    }
+
+    #[tokio::test]
+    async fn a_set_whose_deadline_passes_in_the_queue_is_never_written() {
+        let config = WriterConfig { queue_capacity: 4, batch_max: 4, linger: Duration::ZERO };
+        let store = store();
+        let (writer, task) = Writer::new(Arc::clone(&store), config, Duration::from_secs(5));
+        // Nothing takes the set before its deadline: the writer task starts only afterwards.
+        let token = open_token();
+        let set = WriteSet { writes: vec![crate::store::TokenWrite::Insert(token.clone())], ..WriteSet::default() };
+        let answer = writer.commit(set, Instant::now() + Duration::from_millis(30)).await;
+        assert_eq!(answer, Err(WriteError::Overloaded));
+        tokio::spawn(task);
+        // A later set commits, so the writer has looked at the queue and skipped the first.
+        assert_eq!(writer.commit(empty_set(), soon()).await, Ok(WriteOutcome::Committed));
+        assert_eq!(store.load_token(token.uuid).await.ok().flatten(), None, "the abandoned set was written");
     }
 
     #[tokio::test]
@@ -202,7 +299,7 @@ mod tests {
         let commits: Vec<_> = (0..20)
             .map(|_| {
                 let writer = writer.clone();
-                tokio::spawn(async move { writer.commit(empty_set()).await })
+                tokio::spawn(async move { writer.commit(empty_set(), soon()).await })
             })
             .collect();
         for commit in commits {

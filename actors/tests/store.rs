@@ -42,7 +42,9 @@ on_both_backends!(
     scenarios::version_fence,
     scenarios::batch_with_conflicts,
     scenarios::batch_of_distinct_tokens_decides_each_set,
-    scenarios::failed_later_write_commits_nothing,
+    scenarios::a_failing_set_is_undone_alone_and_its_batch_commits,
+    scenarios::an_idempotency_key_commits_once_with_its_set,
+    scenarios::a_device_with_an_idempotency_key_is_stored_once,
     scenarios::partial_cashout_set,
     scenarios::set_order_decides_within_a_batch,
     scenarios::duplicate_plain_code,
@@ -85,6 +87,7 @@ mod sqlite_only {
                     writes: vec![TokenWrite::Insert(token.clone())],
                     events: vec![fixtures::created_event(&token)],
                     clearing: None,
+                    idempotency: None,
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);
@@ -115,7 +118,7 @@ mod sqlite_only {
             conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
                 row.get(0)
             })?;
-        assert_eq!(versions, 2);
+        assert_eq!(versions, 3);
         Ok(())
     }
 
@@ -178,7 +181,7 @@ mod postgres_only {
                 .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
                 .await?
                 .try_get(0)?;
-            assert_eq!(versions, 2);
+            assert_eq!(versions, 3);
             drop(client);
             connection.await??;
             Ok(())

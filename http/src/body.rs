@@ -1,5 +1,9 @@
 //! Request bodies as the original's body-parser reads them: JSON only when the content type
-//! says so, `{}` otherwise, a 100 kB limit, and only objects or arrays at the top level.
+//! says so, `{}` otherwise, a 100 kB limit, and only objects or arrays at the top level. The
+//! whole body must arrive within the body deadline (`body_timeout_ms`, 30 s): a gap-between-reads
+//! timeout alone would keep a client that sends a byte every few seconds forever.
+
+use std::time::Duration;
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest};
@@ -10,8 +14,20 @@ use crate::error::ApiError;
 
 /// The original's body limit (body-parser's default).
 pub const BODY_LIMIT_BYTES: usize = 100 * 1024;
+/// How long a whole request body may take to arrive, unless configured otherwise.
+pub const BODY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
-pub async fn read_json(request: &HttpRequest, mut payload: web::Payload) -> Result<Value, ApiError> {
+pub async fn read_json(request: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+    let deadline = request
+        .app_data::<web::Data<crate::AppState>>()
+        .map_or(BODY_TIMEOUT_DEFAULT, |state| state.body_timeout);
+    match actix_web::rt::time::timeout(deadline, read_json_body(request, payload)).await {
+        Ok(answer) => answer,
+        Err(_) => Err(ApiError::BodyTimeout),
+    }
+}
+
+async fn read_json_body(request: &HttpRequest, mut payload: web::Payload) -> Result<Value, ApiError> {
     if !is_json(request) {
         return Ok(Value::Object(Map::new()));
     }
@@ -35,9 +51,26 @@ pub async fn read_json(request: &HttpRequest, mut payload: web::Payload) -> Resu
         return Ok(Value::Object(Map::new()));
     }
     let value: Value = serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    if contains_nul(&value) {
+        return Err(ApiError::bad_request(NUL_REFUSED));
+    }
     match value {
         Value::Object(_) | Value::Array(_) => Ok(value),
         other => Err(ApiError::bad_request(format!("Unexpected token {other} in JSON at position 0"))),
+    }
+}
+
+/// The 400's message for a NUL in a body, path or query (the store cannot hold it; see
+/// `dncash::text`).
+pub const NUL_REFUSED: &str = "Text must not contain NUL characters (\\u0000 or %00).";
+
+/// Whether any string or key in `value` holds a NUL.
+fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => map.iter().any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

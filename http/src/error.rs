@@ -11,6 +11,13 @@ use crate::ErrorStatus;
 
 /// Seconds a client should wait before retrying after a 503.
 const RETRY_AFTER_SECONDS: &str = "1";
+/// The 504 body's message: what happened, and how to find out what became of the request.
+pub const OUTCOME_UNKNOWN: &str = "Gateway Timeout: the outcome of this request is unknown. \
+    It may or may not have taken effect: read the token (or device) to find out, or repeat the \
+    request with the same Idempotency-Key header to get its original result.";
+const IDEMPOTENCY_KEY_REUSED: &str = "This Idempotency-Key was already used with another request.";
+const IDEMPOTENCY_KEY_IN_FLIGHT: &str =
+    "A request with this Idempotency-Key is still in progress; retry after a moment.";
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ApiError {
@@ -27,15 +34,30 @@ pub enum ApiError {
     Credentials,
     #[error("request entity too large")]
     TooLarge,
+    /// 408: the body did not arrive within the body deadline; the connection is closed.
+    #[error("request body timeout")]
+    BodyTimeout,
     #[error("overloaded")]
     Overloaded,
     #[error("store unavailable")]
     Unavailable,
+    /// 504: the change was handed to the store and its outcome did not come back in time.
+    #[error("outcome unknown")]
+    OutcomeUnknown,
+    /// 409: the `Idempotency-Key` came with another request before, or (`in_flight`) its first
+    /// request is still being decided (with `Retry-After`).
+    #[error("idempotency key conflict")]
+    IdempotencyKey { in_flight: bool },
     #[error("internal error")]
     Internal,
 }
 
 impl ApiError {
+    /// The 409 of an idempotency key's refusal.
+    pub fn idempotency_key(in_flight: bool) -> Self {
+        Self::IdempotencyKey { in_flight }
+    }
+
     /// A business error the original answers with 500; `client_status` under `4xx` mode.
     pub fn business(mode: ErrorStatus, client_status: StatusCode, message: impl Into<String>) -> Self {
         let status = match mode {
@@ -55,6 +77,7 @@ impl ApiError {
         match error {
             EngineError::Overloaded => Self::Overloaded,
             EngineError::Unavailable => Self::Unavailable,
+            EngineError::OutcomeUnknown => Self::OutcomeUnknown,
             EngineError::Internal(_) => Self::Internal,
             EngineError::Rejected(rejection) => {
                 tracing::error!(?rejection, "rejection reached the generic fault mapping");
@@ -72,7 +95,10 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Credentials => StatusCode::UNAUTHORIZED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Overloaded | Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::OutcomeUnknown => StatusCode::GATEWAY_TIMEOUT,
+            Self::IdempotencyKey { .. } => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,9 +112,20 @@ impl ResponseError for ApiError {
             Self::NotFound(text) => json!(text),
             Self::Credentials => json!({ "error": "Invalid API access key or secret" }),
             Self::TooLarge => json!({ "error": {}, "message": "request entity too large" }),
+            Self::BodyTimeout => {
+                // The rest of the body may never come: end the connection with the answer.
+                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
+                json!({ "error": {}, "message": "request body timeout" })
+            }
             Self::Overloaded | Self::Unavailable => {
                 response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
                 json!({ "error": {}, "message": "Service Unavailable" })
+            }
+            Self::OutcomeUnknown => json!({ "error": {}, "message": OUTCOME_UNKNOWN }),
+            Self::IdempotencyKey { in_flight: false } => json!({ "error": {}, "message": IDEMPOTENCY_KEY_REUSED }),
+            Self::IdempotencyKey { in_flight: true } => {
+                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
+                json!({ "error": {}, "message": IDEMPOTENCY_KEY_IN_FLIGHT })
             }
             Self::Internal => json!({ "error": {}, "message": "Internal Server Error" }),
         };

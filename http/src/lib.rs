@@ -38,6 +38,8 @@ pub struct AppState {
     pub engine: Engine,
     pub error_status: ErrorStatus,
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// How long a whole request body may take to arrive (`body::read_json`).
+    pub body_timeout: std::time::Duration,
 }
 
 /// Register every route of every protocol.

@@ -13,7 +13,8 @@ use hmac::{Hmac, Mac};
 use rand::{Rng, RngCore};
 use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::pkcs8::DecodePublicKey;
-use rsa::{Pkcs1v15Encrypt, RsaPublicKey};
+use rsa::traits::PublicKeyParts;
+use rsa::{BigUint, Pkcs1v15Encrypt, RsaPublicKey};
 use sha2::Sha256;
 use uuid::Uuid;
 
@@ -39,18 +40,52 @@ pub enum KeyError {
     UnsupportedType(String),
     #[error("Invalid public key: {0}")]
     Malformed(String),
+    #[error("Invalid public key: the RSA modulus has {bits} bits; at least {min_bits} are required")]
+    TooShort { bits: usize, min_bits: usize },
+    #[error("Invalid public key: the public exponent {0} is not accepted; use 65537")]
+    Exponent(String),
 }
 
-/// Parse a phone's public key. Accepts PKCS#1 and SPKI PEM with any line wrapping.
-pub fn parse_public_key(pem_text: &str) -> Result<RsaPublicKey, KeyError> {
+/// Smallest RSA modulus accepted by default: what the original's phone apps generate at least.
+pub const KEY_BITS_MIN_DEFAULT: usize = 1024;
+/// The public exponent every mainstream key generator uses (F4). Small exponents (3, 5, 17)
+/// turn padding mistakes into plaintext recovery; a policy may still allow them.
+const STANDARD_EXPONENT: u32 = 65_537;
+
+/// What a phone's public key must be to be registered or used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyPolicy {
+    /// Smallest modulus in bits (`min_rsa_key_bits`; 1024 by default, 2048 is prudent).
+    pub min_bits: usize,
+    /// Accept public exponents other than 65537 (`allow_any_rsa_exponent`).
+    pub any_exponent: bool,
+}
+
+impl Default for KeyPolicy {
+    fn default() -> Self {
+        Self { min_bits: KEY_BITS_MIN_DEFAULT, any_exponent: false }
+    }
+}
+
+/// Parse a phone's public key and check it against `policy`. Accepts PKCS#1 and SPKI PEM with
+/// any line wrapping.
+pub fn parse_public_key(pem_text: &str, policy: KeyPolicy) -> Result<RsaPublicKey, KeyError> {
     let block = pem::parse(normalise_pem(pem_text).as_bytes()).map_err(|_| KeyError::NotPem)?;
-    match block.tag() {
+    let key = match block.tag() {
         "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(block.contents())
             .map_err(|error| KeyError::Malformed(error.to_string())),
         "PUBLIC KEY" => RsaPublicKey::from_public_key_der(block.contents())
             .map_err(|error| KeyError::Malformed(error.to_string())),
         other => Err(KeyError::UnsupportedType(other.to_owned())),
+    }?;
+    let bits = key.n().bits();
+    if bits < policy.min_bits {
+        return Err(KeyError::TooShort { bits, min_bits: policy.min_bits });
     }
+    if !policy.any_exponent && *key.e() != BigUint::from(STANDARD_EXPONENT) {
+        return Err(KeyError::Exponent(key.e().to_string()));
+    }
+    Ok(key)
 }
 
 /// Phone apps send PEM with arbitrary wrapping, `\r\n`, or even literal `\n` escapes.

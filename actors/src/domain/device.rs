@@ -37,7 +37,7 @@ impl DeviceType {
 }
 
 /// A registered device. `id` is the store's row number, shown on the wire for compatibility.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
     pub id: i64,
     pub uuid: Uuid,

@@ -202,6 +202,16 @@ pub enum TokenCommand {
     Expire,
 }
 
+/// The largest amount a token carries, in minor units: 2^53 - 1, the largest integer that the
+/// original's JavaScript clients read exactly. Totals of many amounts are summed exactly in
+/// 128 bits (see `store::TokenStat`), so no sum overflows.
+pub const AMOUNT_MAX: i64 = (1 << 53) - 1;
+
+/// Whether `amount` is one a token may carry: 0 to [`AMOUNT_MAX`].
+pub fn amount_in_range(amount: i64) -> bool {
+    (0..=AMOUNT_MAX).contains(&amount)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TokenRejection {
     /// The caller may not see this token (or it does not exist for it).
@@ -214,8 +224,9 @@ pub enum TokenRejection {
     LockedByAnotherDevice,
     InvalidConfirmState,
     IllegalAmountIncrease,
-    /// Deliberate improvement: the original accepts negative amounts, which creates money.
-    NegativeAmount,
+    /// An amount below 0 or above [`AMOUNT_MAX`]. Deliberate improvement: the original accepts
+    /// negative amounts, which creates money, and any 64-bit amount, whose sums overflow.
+    AmountOutOfRange,
     /// An update that names neither `clearstate` nor `info`.
     NothingToUpdate,
 }
@@ -275,8 +286,8 @@ pub struct Transition {
 impl Token {
     /// A newly issued OPEN token and its creation event.
     pub fn issue(issue: Issue, now: Millis) -> Result<(Self, TokenEvent), TokenRejection> {
-        if issue.amount < 0 {
-            return Err(TokenRejection::NegativeAmount);
+        if !amount_in_range(issue.amount) {
+            return Err(TokenRejection::AmountOutOfRange);
         }
         let token = Self {
             uuid: issue.uuid,
@@ -476,8 +487,8 @@ fn confirm(token: &Token, confirmation: Confirmation, now: Millis) -> Result<Tra
     }
     let final_state = confirmation.state.ok_or(TokenRejection::InvalidConfirmState)?;
     let amount = confirmation.amount.unwrap_or(token.amount);
-    if amount < 0 {
-        return Err(TokenRejection::NegativeAmount);
+    if !amount_in_range(amount) {
+        return Err(TokenRejection::AmountOutOfRange);
     }
     if token.token_type == TokenType::Cashout && amount > token.amount {
         return Err(TokenRejection::IllegalAmountIncrease);

@@ -57,7 +57,7 @@ fn command() -> impl Strategy<Value = TokenCommand> {
                 code_matches,
             }
         }),
-        (2_u8..5, confirm_state, prop::option::of(-50_i64..20_000), prop::bool::ANY).prop_map(
+        (2_u8..5, confirm_state, prop::option::of(confirm_amount()), prop::bool::ANY).prop_map(
             |(cash, state, amount, partial)| TokenCommand::Confirm {
                 cash_device: device(cash),
                 cash_customer: i64::from(cash),
@@ -77,6 +77,17 @@ fn command() -> impl Strategy<Value = TokenCommand> {
     ]
 }
 
+/// Small amounts around an issued one, and the edges of the range (cash-ins may confirm more).
+fn confirm_amount() -> impl Strategy<Value = i64> {
+    prop_oneof![
+        -50_i64..20_000,
+        Just(AMOUNT_MAX),
+        Just(AMOUNT_MAX + 1),
+        Just(i64::MAX),
+        Just(i64::MIN),
+    ]
+}
+
 fn allowed(from: TokenState, to: TokenState) -> bool {
     use TokenState::*;
     from == to
@@ -91,7 +102,7 @@ proptest! {
     #[test]
     fn any_command_sequence_keeps_the_invariants(
         token_type in prop_oneof![Just(TokenType::Cashout), Just(TokenType::Cashin), Just(TokenType::Other)],
-        amount in 0_i64..10_000,
+        amount in prop_oneof![0_i64..10_000, Just(AMOUNT_MAX)],
         commands in prop::collection::vec((command(), 0_i64..3_000), 1..25),
     ) {
         let original = open_token(token_type, amount, Some(2_000));
@@ -114,7 +125,7 @@ proptest! {
                         prop_assert!(next.plain_code.is_none() && next.secure_code.is_empty() && next.code_hash.is_none(),
                             "final states keep no codes");
                     }
-                    prop_assert!(next.amount >= 0, "amounts never go negative");
+                    prop_assert!(amount_in_range(next.amount), "amounts stay within 0..=AMOUNT_MAX");
                     if before.state == TokenState::Locked && next.state.is_final() && token_type == TokenType::Cashout {
                         prop_assert!(next.amount <= before.amount, "a cash-out never pays more than issued");
                     }

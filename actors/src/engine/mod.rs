@@ -6,6 +6,7 @@
 pub mod clearing;
 mod feed;
 mod gauges;
+pub mod idempotency;
 pub mod portal;
 pub mod trigger;
 
@@ -18,7 +19,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
-use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyError, SecretHasher};
+use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyError, KeyPolicy, SecretHasher};
 use crate::device_actor::{DeviceActor, DeviceEntry, GetDevice};
 use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
@@ -26,7 +27,11 @@ use crate::domain::token::{ConfirmState, Issue, Token, TokenRejection, TokenType
 use crate::domain::{CustomerId, Device, DeviceType};
 use crate::metrics as m;
 use crate::registry::Registry;
-use crate::store::{Customer, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet, LIST_LIMIT_MAX};
+use crate::handoff::Handoff;
+use crate::store::{
+    Customer, DeadlineStore, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
+    WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+};
 use crate::token_actor::{Envelope, TokenActor, TokenRequest};
 use crate::writer::{WriteError, Writer, WriterConfig};
 use crate::expiry::ExpiryConfig;
@@ -46,6 +51,11 @@ const DEVICE_CACHE_TTL: Duration = Duration::from_secs(30);
 const DEVICE_CACHE_MAX: usize = 100_000;
 /// Token actors in memory beyond which a newly issued token gets no actor until it is used.
 const SEEDED_TOKEN_ACTORS_MAX: usize = 50_000;
+/// Time an actor gets beyond a request's deadline to answer it itself: its own answer says
+/// whether the request took effect, where a timeout here could only say "unknown".
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+/// `/health` answers within a second whatever the store does.
+const HEALTH_TIMEOUT: Duration = Duration::from_millis(900);
 /// How long a customer parameter read is reused. Changes made through this engine apply at
 /// once; changes by another node or the CLI within this time.
 const PARAM_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -58,6 +68,10 @@ pub struct EngineConfig {
     pub arbiters: usize,
     /// Longest a request waits for an actor's mailbox and answer before 503.
     pub send_timeout: Duration,
+    /// Deadline of every store call and commit (`store_timeout_ms`).
+    pub store_timeout: Duration,
+    /// What a phone's public key must be.
+    pub key_policy: KeyPolicy,
     pub writer: WriterConfig,
     /// Trigger codes: long-poll bound and fixed codes.
     pub triggers: crate::trigger_actor::TriggerConfig,
@@ -74,6 +88,8 @@ impl Default for EngineConfig {
         Self {
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             send_timeout: Duration::from_secs(5),
+            store_timeout: Duration::from_secs(5),
+            key_policy: KeyPolicy::default(),
             writer: WriterConfig::default(),
             triggers: crate::trigger_actor::TriggerConfig::default(),
             feed_buffer: DEFAULT_SUBSCRIBER_BUFFER,
@@ -98,6 +114,10 @@ pub enum Rejection {
     BadPublicKey(KeyError),
     /// Required token fields missing or invalid; the original's catch-all for a failed insert.
     TokenNotCreated,
+    /// The `Idempotency-Key` was used before with another request (409).
+    IdempotencyKeyReused,
+    /// A request with the same `Idempotency-Key` is still being decided (409, retry).
+    IdempotencyKeyInFlight,
 }
 
 /// Stable, low-cardinality metric label of a rejection.
@@ -112,7 +132,7 @@ pub fn rejection_reason(rejection: &Rejection) -> &'static str {
             TokenRejection::LockedByAnotherDevice => "locked_by_another_device",
             TokenRejection::InvalidConfirmState => "invalid_confirm_state",
             TokenRejection::IllegalAmountIncrease => "illegal_amount_increase",
-            TokenRejection::NegativeAmount => "negative_amount",
+            TokenRejection::AmountOutOfRange => "amount_out_of_range",
             TokenRejection::NothingToUpdate => "nothing_to_update",
         },
         Rejection::UnknownDevice => "unknown_device",
@@ -120,6 +140,8 @@ pub fn rejection_reason(rejection: &Rejection) -> &'static str {
         Rejection::IllegalRadiocode => "illegal_radiocode",
         Rejection::BadPublicKey(_) => "bad_public_key",
         Rejection::TokenNotCreated => "token_not_created",
+        Rejection::IdempotencyKeyReused => "idempotency_key_reused",
+        Rejection::IdempotencyKeyInFlight => "idempotency_key_in_flight",
     }
 }
 
@@ -130,9 +152,14 @@ pub enum EngineError {
     /// Bounded queues are full or an actor did not answer in time: retry later (503).
     #[error("overloaded")]
     Overloaded,
-    /// The store cannot be reached (503).
+    /// The store cannot be reached (503). Nothing changed.
     #[error("store unavailable")]
     Unavailable,
+    /// A change was handed to the store but its outcome did not come back in time: it may or
+    /// may not have taken effect (504). The client reads the entity, or retries with the same
+    /// `Idempotency-Key`, to find out.
+    #[error("outcome unknown")]
+    OutcomeUnknown,
     /// A fault of ours; the cause is logged where it happened (opaque 500).
     #[error("internal error: {0}")]
     Internal(String),
@@ -142,6 +169,10 @@ impl From<StoreError> for EngineError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Unavailable(_) => Self::Unavailable,
+            StoreError::OutcomeUnknown(reason) => {
+                tracing::error!(%reason, "store outcome unknown");
+                Self::OutcomeUnknown
+            }
             StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
             StoreError::Referenced(what) => Self::Internal(format!("unexpected reference from {what}")),
             StoreError::Internal(error) => {
@@ -164,12 +195,13 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     pub writer: Writer,
     pub hasher: SecretHasher,
+    pub key_policy: KeyPolicy,
     pub tokens: Registry<TokenActor>,
     pub devices: Registry<DeviceActor>,
 }
 
 /// A bank's request to issue a token, validated by the frontend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewToken {
     pub device: Uuid,
     pub token_type: TokenType,
@@ -182,7 +214,7 @@ pub struct NewToken {
 }
 
 /// A device registration, validated by the frontend.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct NewDevice {
     pub device_type: DeviceType,
     pub pubkey: Option<String>,
@@ -230,6 +262,8 @@ pub struct Engine {
     portal: Arc<portal::Portal>,
     /// When the tokens-per-state gauge was last refreshed.
     token_counts: Arc<gauges::TokenCountSchedule>,
+    /// Keyed requests this node is deciding now.
+    idempotency: Arc<idempotency::InFlight>,
     /// Kept so the arbiters live as long as the engine.
     _arbiters: Arc<Vec<Arbiter>>,
 }
@@ -238,6 +272,7 @@ impl Engine {
     /// Start arbiters, the writer and the registries. Must run inside an actix system.
     pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
         m::register_initial_series();
+        let store: Arc<dyn Store> = Arc::new(DeadlineStore::new(store, config.store_timeout));
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
         let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let writer_arbiter = Arbiter::new();
@@ -248,6 +283,7 @@ impl Engine {
             store,
             writer,
             hasher,
+            key_policy: config.key_policy,
             tokens: Registry::new(handles.clone()),
             devices: Registry::new(handles),
         });
@@ -276,12 +312,14 @@ impl Engine {
             feeds,
             portal,
             token_counts: Arc::default(),
+            idempotency: Arc::default(),
             _arbiters: Arc::new(all),
         };
-        let (sweeper, retention) = (engine.clone(), engine.clone());
+        let (sweeper, retention, keys) = (engine.clone(), engine.clone(), engine.clone());
         background_handle.spawn_fn(move || {
             actix::spawn(crate::expiry::run_expiry(sweeper, expiry));
             actix::spawn(crate::expiry::run_retention(retention, expiry));
+            actix::spawn(crate::expiry::run_idempotency_cleanup(keys));
         });
         engine
     }
@@ -359,9 +397,23 @@ impl Engine {
         Ok(removed)
     }
 
-    pub async fn register_device(&self, customer: CustomerId, new: NewDevice) -> Result<Device, EngineError> {
+    /// Register a device. With an idempotency key, a retry answers the device first registered
+    /// under it (see `idempotency`).
+    pub async fn register_device(
+        &self,
+        customer: CustomerId,
+        new: NewDevice,
+        idempotency: Option<&str>,
+    ) -> Result<Device, EngineError> {
         if let Some(pem) = &new.pubkey {
-            crate::crypto::parse_public_key(pem).map_err(Rejection::BadPublicKey)?;
+            crate::crypto::parse_public_key(pem, self.shared.key_policy).map_err(Rejection::BadPublicKey)?;
+        }
+        let key = idempotency.map(|key| idempotency::key_for(customer, key, "device", &new)).transpose()?;
+        let _in_flight = key.as_ref().map(|key| self.idempotency_enter(key)).transpose()?;
+        if let Some(key) = &key {
+            if let Some(device) = self.idempotency_replay(key).await? {
+                return Ok(device);
+            }
         }
         let device = Device {
             id: 0,
@@ -375,7 +427,13 @@ impl Engine {
             refname: new.refname,
             info: new.info,
         };
-        Ok(self.shared.store.insert_device(&device).await?)
+        match (self.shared.store.insert_device(&device, key.as_ref()).await, &key) {
+            (Err(StoreError::Duplicate(what)), Some(key)) if what == IDEMPOTENCY_KEY => self
+                .idempotency_replay(key)
+                .await?
+                .ok_or_else(|| EngineError::Internal("idempotency key taken but not found".into())),
+            (result, _) => Ok(result?),
+        }
     }
 
     /// A device of `customer`, from its actor; `UnknownDevice` for any other.
@@ -415,15 +473,29 @@ impl Engine {
         Ok(self.device(uuid).await?.filter(|entry| entry.device.customer_id == customer).map(|entry| entry.device.clone()))
     }
 
-    /// Issue a token for one of the customer's phones; answers once it is committed.
-    pub async fn create_token(&self, customer: CustomerId, new: NewToken) -> Result<Token, EngineError> {
+    /// Issue a token for one of the customer's phones; answers once it is committed. With an
+    /// idempotency key, a retry answers the token first issued under it, secure code included.
+    pub async fn create_token(
+        &self,
+        customer: CustomerId,
+        new: NewToken,
+        idempotency: Option<&str>,
+    ) -> Result<Token, EngineError> {
+        let key = idempotency.map(|key| idempotency::key_for(customer, key, "token", &new)).transpose()?;
+        let _in_flight = key.as_ref().map(|key| self.idempotency_enter(key)).transpose()?;
+        if let Some(key) = &key {
+            if let Some(token) = self.idempotency_replay(key).await? {
+                return Ok(token);
+            }
+        }
         let device = self.owned_device(customer, new.device).await?;
-        let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let key_of_device = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
         let plain = is_on(self.param(customer, params::USE_PLAIN_CODES).await?.as_ref());
+        let deadline = Instant::now() + self.config.send_timeout;
         for _ in 0..ISSUE_ATTEMPTS {
             let uuid = Uuid::new_v4();
             let code = new_secure_code(plain);
-            let secure_code = encrypt_code(key, &code).map_err(Rejection::BadPublicKey)?;
+            let secure_code = encrypt_code(key_of_device, &code).map_err(Rejection::BadPublicKey)?;
             let issue = Issue {
                 uuid,
                 owner_id: customer,
@@ -440,8 +512,12 @@ impl Engine {
                 code_hash: self.shared.hasher.code_hash(uuid, &code),
             };
             let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
-            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event], clearing: None };
-            match self.shared.writer.commit(set).await.map_err(write_error)? {
+            let idempotency = match &key {
+                Some(key) => Some(IdempotencyRecord { key: key.clone(), result: issued_result(&token)? }),
+                None => None,
+            };
+            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event], clearing: None, idempotency };
+            match self.shared.writer.commit(set, deadline).await.map_err(write_error)? {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());
                     // The phone claims it soon (at the ATM, often within seconds): start its
@@ -454,8 +530,16 @@ impl Engine {
                     }
                     return Ok(token);
                 }
-                // A plain code (or, absurdly, a uuid) already in use: draw again.
-                WriteOutcome::Conflict => continue,
+                // A plain code (or, absurdly, a uuid) already in use: draw again. Or the key
+                // was taken meanwhile (another node): answer what it created.
+                WriteOutcome::Conflict => {
+                    if let Some(key) = &key {
+                        if let Some(token) = self.idempotency_replay(key).await? {
+                            return Ok(token);
+                        }
+                    }
+                }
+                WriteOutcome::Refused => return Err(EngineError::Internal("token write refused".into())),
             }
         }
         Err(Rejection::TokenNotCreated.into())
@@ -526,16 +610,32 @@ impl Engine {
         Ok(self.shared.store.list_tokens(owner, filter, LIST_LIMIT_MAX).await?)
     }
 
+    /// Ask a token's actor. The actor answers by the request's deadline (its write has the same
+    /// deadline); if it cannot be reached in time the request is abandoned — and then certainly
+    /// never decided — unless the actor had already started on it: then the outcome is unknown.
     async fn ask_token(&self, token: Uuid, request: TokenRequest) -> Result<Token, EngineError> {
         let shared = Arc::clone(&self.shared);
         let make = move || TokenActor::new(token, shared);
-        let timeout = self.config.send_timeout;
-        let envelope = || Envelope { request: request.clone(), sent_at: Instant::now(), deadline: Instant::now() + timeout };
-        ask(&self.shared.tokens, token, make, envelope, timeout).await?
+        let deadline = Instant::now() + self.config.send_timeout;
+        let handoff = Arc::new(Handoff::default());
+        let envelope =
+            || Envelope { request: request.clone(), sent_at: Instant::now(), deadline, handoff: Arc::clone(&handoff) };
+        match ask(&self.shared.tokens, token, make, envelope, self.config.send_timeout + ANSWER_GRACE).await {
+            Ok(answer) => answer,
+            Err(EngineError::Overloaded | EngineError::Unavailable) if !handoff.abandon() => {
+                tracing::error!(%token, "a token actor took a request but did not answer it in time");
+                Err(EngineError::OutcomeUnknown)
+            }
+            Err(error) => Err(error),
+        }
     }
 
+    /// Whether the store answers, within [`HEALTH_TIMEOUT`].
     pub async fn ping(&self) -> Result<(), EngineError> {
-        Ok(self.shared.store.ping().await?)
+        match tokio::time::timeout(HEALTH_TIMEOUT, self.shared.store.ping()).await {
+            Ok(answer) => Ok(answer?),
+            Err(_) => Err(EngineError::Unavailable),
+        }
     }
 }
 
@@ -554,7 +654,15 @@ fn write_error(error: WriteError) -> EngineError {
         }
         WriteError::Unavailable => EngineError::Unavailable,
         WriteError::Failed => EngineError::Internal("write failed".into()),
+        WriteError::OutcomeUnknown => EngineError::OutcomeUnknown,
     }
+}
+
+/// A newly issued token as its idempotency key's result: everything its creator was answered,
+/// secure code included, but not the keyed hash of the code.
+fn issued_result(token: &Token) -> Result<String, EngineError> {
+    let answered = Token { code_hash: None, ..token.clone() };
+    serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
 }
 
 /// Send to an entity's actor, activating it if needed. A message that finds the actor just

@@ -10,15 +10,19 @@ use uuid::Uuid;
 
 use crate::domain::{CustomerId, Device, Token, TokenEvent, TokenState};
 
+mod deadline;
 mod postgres;
 mod rows;
 mod sqlite;
 
+pub use deadline::DeadlineStore;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 /// Longest token or device list one request may read.
 pub const LIST_LIMIT_MAX: usize = 10_000;
+/// What `StoreError::Duplicate` names when an idempotency key is already taken.
+pub const IDEMPOTENCY_KEY: &str = "idempotency key";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -31,6 +35,11 @@ pub enum StoreError {
     /// Other rows still reference this one (a device with tokens, a customer with devices).
     #[error("still referenced: {0}")]
     Referenced(&'static str),
+    /// A write was sent but no answer came before its deadline (or the connection broke while
+    /// the transaction committed): it may or may not have taken effect. Never answered as
+    /// "not done"; the caller reports the outcome as unknown.
+    #[error("outcome unknown: {0}")]
+    OutcomeUnknown(String),
     /// Anything else: a bug or a corrupt row. Answer an opaque 500 and log it.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -53,15 +62,39 @@ impl TokenWrite {
     }
 }
 
-/// What one actor commits atomically: token writes, the events they produced, and the
-/// clearing row a COMPLETED cash-out or cash-in creates.
-#[derive(Debug, Clone, PartialEq)]
+/// What one actor commits atomically: token writes, the events they produced, the clearing
+/// row a COMPLETED cash-out or cash-in creates, and the idempotency key of the request that
+/// created it.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteSet {
     pub writes: Vec<TokenWrite>,
     /// Each event row also stores the public snapshot of its token as written in this set
     /// (`Token::snapshot_json`), so feeds and the journal need no second read.
     pub events: Vec<TokenEvent>,
     pub clearing: Option<ClearingWrite>,
+    /// Written with the set, or the set conflicts when the key is already taken.
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// A client's `Idempotency-Key` with the request it came with, scoped to the customer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub customer_id: CustomerId,
+    pub key: String,
+    /// A digest of the request (its kind and validated fields): the same key with another
+    /// request is refused.
+    pub fingerprint: String,
+    pub created: i64,
+}
+
+/// An idempotency key stored in the commit of what its request created, so that a retry on
+/// any node finds the original result. A key already taken makes the write that carries it a
+/// conflict: nothing of it is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub key: IdempotencyKey,
+    /// The original result as JSON text (the created entity as it was answered).
+    pub result: String,
 }
 
 /// A clearing row: the store snapshots each party's default account (or NULL) at commit time,
@@ -77,9 +110,13 @@ pub struct ClearingWrite {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {
     Committed,
-    /// The first write did not apply (version fence or unique conflict); nothing of the set was
-    /// written. The actor reloads (update) or retries with fresh codes (insert).
+    /// A write did not apply (version fence, unique conflict, or a taken idempotency key);
+    /// nothing of the set was written. The actor reloads (update) or retries with fresh codes
+    /// (insert).
     Conflict,
+    /// The database refused a value of this set (a bug: the edge validates what the store
+    /// cannot hold); nothing of it was written, and the other sets of its batch are unaffected.
+    Refused,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,8 +225,14 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Token>, StoreError>;
 
-    /// Insert a device; the store assigns `id` and returns the stored row.
-    async fn insert_device(&self, device: &Device) -> Result<Device, StoreError>;
+    /// Insert a device; the store assigns `id` and returns the stored row. With an idempotency
+    /// key, the key is stored in the same transaction with the stored row (as JSON) as its
+    /// result; a key already taken inserts nothing and answers `Duplicate(IDEMPOTENCY_KEY)`.
+    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError>;
+    /// The stored idempotency key of a customer, if any.
+    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Forget idempotency keys stored before `before`; the number removed.
+    async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError>;
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError>;
     async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError>;
 
@@ -341,7 +384,8 @@ pub struct Account {
 pub struct TokenStat {
     pub state: TokenState,
     pub token_type: crate::domain::TokenType,
-    pub amount: i64,
+    /// Exact: a sum of many amounts may exceed 64 bits.
+    pub amount: i128,
     pub count: i64,
 }
 
@@ -407,7 +451,8 @@ pub struct ClearingSum {
     pub debitor_id: CustomerId,
     pub creditor_id: CustomerId,
     pub count: i64,
-    pub amount: i64,
+    /// Exact: a sum of many amounts may exceed 64 bits.
+    pub amount: i128,
 }
 
 /// A committed event with its global sequence number, for live feeds.

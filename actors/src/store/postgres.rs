@@ -40,8 +40,9 @@ use super::rows::{
 };
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
-    CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
-    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
+    CustomerUpdate, DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry,
+    JournalQuery, NewAccount, NewCustomer, PoolUsage, Scope, Store, StoreError, TokenFilter,
+    TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
@@ -52,13 +53,16 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/postgres/0002_portal_clearing.sql"),
     ),
+    (3, include_str!("migrations/postgres/0003_idempotency.sql")),
 ];
 
 /// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").
 const MIGRATION_LOCK: i64 = 0x6361_7368_6772_6964;
 
-/// How long to wait for a pooled connection, to open one, or to check one: then 503.
-const POOL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for a pooled connection, to open one, or to check one: then 503. Shorter
+/// than the deadline of a store call (`DeadlineStore`), so that a call that never reached the
+/// database says so (503) instead of "outcome unknown".
+const POOL_TIMEOUT: Duration = Duration::from_secs(2);
 
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('$'));
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
@@ -97,6 +101,8 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
 static INSERT_CLEARING: LazyLock<String> =
     LazyLock::new(|| rows::insert_clearing_sql(Dialect::Postgres));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
+static INSERT_IDEMPOTENCY: LazyLock<String> =
+    LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -684,6 +690,7 @@ struct CommitStatements {
     insert_many: tokio_postgres::Statement,
     events: tokio_postgres::Statement,
     clearing: tokio_postgres::Statement,
+    idempotency: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
@@ -699,7 +706,17 @@ impl CommitStatements {
             insert_many: prepare(&INSERT_TOKENS).await?,
             events: prepare(&INSERT_EVENTS).await?,
             clearing: prepare(&INSERT_CLEARING).await?,
+            idempotency: prepare(&INSERT_IDEMPOTENCY).await?,
         })
+    }
+
+    /// Store an idempotency key; 0 rows when the customer already used it.
+    async fn idempotency(
+        &self,
+        tx: &Transaction<'_>,
+        record: &IdempotencyRecord,
+    ) -> Result<u64, tokio_postgres::Error> {
+        tx.execute(&self.idempotency, &idempotency_params(record)).await
     }
 
     /// Many new tokens in one statement; the uuids of those inserted.
@@ -759,9 +776,11 @@ impl CommitStatements {
     }
 }
 
-/// The pipelined commit. `Ok(None)` when a write after the first of its set did not apply —
-/// possible only when two sets of the batch touch the same token or plain code: the caller
-/// then rolls back and reruns the batch set by set, which decides exactly as SQLite does.
+/// The pipelined commit. `Ok(None)` when a write after the first of its set (or its
+/// idempotency key) did not apply — possible only when two sets of the batch touch the same
+/// token or plain code, or a key is already taken: the caller then rolls back and reruns the
+/// batch set by set, which decides exactly as SQLite does. A database error (a value it
+/// refuses) also sends the batch the set-by-set way, where it fails only its own set.
 ///
 /// One case still differs from set-by-set order, and safely: a first write that only a
 /// *later* write of an earlier set would make possible (e.g. set A's second write frees a plain
@@ -770,7 +789,7 @@ async fn commit_pipelined(
     tx: &Transaction<'_>,
     statements: &CommitStatements,
     sets: &[SetValues],
-) -> Result<Option<Vec<WriteOutcome>>, StoreError> {
+) -> Result<Option<Vec<WriteOutcome>>, tokio_postgres::Error> {
     // Round one: the deciding first write of every set. New tokens go in as one INSERT over
     // arrays; updates go one statement each (a fenced single-row UPDATE always plans as a unique
     // index lookup, where an UPDATE joined to arrays may be planned as a hash join over the whole
@@ -793,18 +812,18 @@ async fn commit_pipelined(
     }));
     let (inserted, updated) =
         futures_util::future::join(statements.insert_many(tx, &inserts), updates).await;
-    let inserted = inserted.map_err(|err| pg_error(err, "commit: inserts"))?;
+    let inserted = inserted?;
     let mut applied = Vec::with_capacity(sets.len());
     for (first, updated) in firsts.iter().zip(updated) {
-        let updated = updated.map_err(|err| pg_error(err, "commit: first write"))?;
+        let updated = updated?;
         applied.push(match first {
             Some(WriteValues::Insert(token)) => inserted.contains(&token.uuid),
             Some(WriteValues::Update(_)) | None => updated,
         });
     }
 
-    // Round two: the rest of the sets that apply, in order, all their events in one statement
-    // and their clearing rows (events and clearing rows depend on no token write, so where they
+    // Round two: the rest of the sets that apply, in order, all their events in one statement,
+    // their clearing rows and idempotency keys (none depends on a token write, so where they
     // land in the pipeline is moot; the account snapshots are read inside this transaction).
     let committed = || {
         sets.iter()
@@ -823,15 +842,20 @@ async fn commit_pipelined(
             .filter_map(|set| set.clearing.as_ref())
             .map(|clearing| statements.clearing(tx, clearing)),
     );
-    let (later, events, clearings) =
-        futures_util::future::join3(later, statements.events(tx, &events), clearings).await;
+    let keys = join_all(
+        committed()
+            .filter_map(|set| set.idempotency.as_ref())
+            .map(|record| statements.idempotency(tx, record)),
+    );
+    let (later, events, clearings, keys) =
+        futures_util::future::join4(later, statements.events(tx, &events), clearings, keys).await;
     let mut all_applied = true;
-    for result in later {
-        all_applied &= result.map_err(|err| pg_error(err, "commit: write"))? > 0;
+    for result in later.into_iter().chain(keys) {
+        all_applied &= result? > 0;
     }
-    events.map_err(|err| pg_error(err, "commit: events"))?;
+    events?;
     for result in clearings {
-        result.map_err(|err| pg_error(err, "commit: clearing"))?;
+        result?;
     }
     if !all_applied {
         return Ok(None);
@@ -857,7 +881,9 @@ fn written_uuid(write: &WriteValues) -> &str {
 }
 
 /// The batch set by set, in order: the reference semantics, used when pipelining cannot
-/// decide. A later write of a set that does not apply fails the whole batch.
+/// decide. Each set runs under a savepoint: a write of it that does not apply (or a taken
+/// idempotency key) undoes the set (`Conflict`), and a value the database refuses undoes it too
+/// (`Refused`) — one set's bad value never fails the others of its batch.
 async fn commit_in_order(
     tx: &Transaction<'_>,
     statements: &CommitStatements,
@@ -865,47 +891,74 @@ async fn commit_in_order(
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(sets.len());
     for set in sets {
-        let mut writes = set.writes.iter();
-        if let Some(first) = writes.next() {
-            let rows = statements
-                .write(tx, first)
-                .await
-                .map_err(|err| pg_error(err, "commit: first write"))?;
-            if rows == 0 {
-                outcomes.push(WriteOutcome::Conflict);
-                continue;
+        tx.batch_execute("SAVEPOINT write_set")
+            .await
+            .map_err(|err| pg_error(err, "commit: savepoint"))?;
+        let outcome = match commit_set(tx, statements, set).await {
+            Ok(true) => WriteOutcome::Committed,
+            Ok(false) => WriteOutcome::Conflict,
+            Err(err) if err.as_db_error().is_some() => {
+                tracing::error!(error = %err, "commit: the database refused a write set; its batch goes on without it");
+                WriteOutcome::Refused
             }
-        }
-        for write in writes {
-            let rows = statements
-                .write(tx, write)
-                .await
-                .map_err(|err| pg_error(err, "commit: write"))?;
-            if rows == 0 {
-                return Err(match write {
-                    WriteValues::Insert(token) => rows::unexpected_write("insert", &token.uuid),
-                    WriteValues::Update(token) => rows::unexpected_write("update", &token.uuid),
-                });
-            }
-        }
-        if let Some(clearing) = &set.clearing {
-            statements
-                .clearing(tx, clearing)
-                .await
-                .map_err(|err| pg_error(err, "commit: clearing"))?;
-        }
-        outcomes.push(WriteOutcome::Committed);
+            Err(err) => return Err(pg_error(err, "commit: write set")),
+        };
+        let end = match outcome {
+            WriteOutcome::Committed => "RELEASE SAVEPOINT write_set",
+            WriteOutcome::Conflict | WriteOutcome::Refused => "ROLLBACK TO SAVEPOINT write_set",
+        };
+        tx.batch_execute(end)
+            .await
+            .map_err(|err| pg_error(err, "commit: savepoint"))?;
+        outcomes.push(outcome);
     }
-    let committed = sets
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| **outcome == WriteOutcome::Committed);
-    let events = EventColumns::new(committed.flat_map(|(set, _)| &set.events));
-    statements
-        .events(tx, &events)
-        .await
-        .map_err(|err| pg_error(err, "commit: events"))?;
     Ok(outcomes)
+}
+
+/// One set's writes, idempotency key, clearing row and events; `false` when a write or the key
+/// did not apply (the caller undoes the set).
+async fn commit_set(
+    tx: &Transaction<'_>,
+    statements: &CommitStatements,
+    set: &SetValues,
+) -> Result<bool, tokio_postgres::Error> {
+    for write in &set.writes {
+        if statements.write(tx, write).await? == 0 {
+            return Ok(false);
+        }
+    }
+    if let Some(record) = &set.idempotency {
+        if statements.idempotency(tx, record).await? == 0 {
+            return Ok(false);
+        }
+    }
+    if let Some(clearing) = &set.clearing {
+        statements.clearing(tx, clearing).await?;
+    }
+    statements.events(tx, &EventColumns::new(set.events.iter())).await?;
+    Ok(true)
+}
+
+/// COMMIT. A refusal by the database (it answered) rolled everything back; a connection lost
+/// while waiting for the answer leaves the outcome unknown.
+async fn finish(tx: Transaction<'_>) -> Result<(), StoreError> {
+    tx.commit().await.map_err(|err| {
+        if err.as_db_error().is_some() {
+            pg_error(err, "commit")
+        } else {
+            StoreError::OutcomeUnknown(format!("postgres commit: {err}"))
+        }
+    })
+}
+
+fn idempotency_params(record: &IdempotencyRecord) -> [Param<'_>; 5] {
+    [
+        &record.key.customer_id,
+        &record.key.key,
+        &record.key.fingerprint,
+        &record.key.created,
+        &record.result,
+    ]
 }
 
 #[async_trait]
@@ -929,9 +982,17 @@ impl Store for PostgresStore {
             .await
             .map_err(|err| pg_error(err, "commit: begin"))?;
         let statements = CommitStatements::prepare(&tx).await?;
-        if let Some(outcomes) = commit_pipelined(&tx, &statements, &sets).await? {
-            tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
-            return Ok(outcomes);
+        match commit_pipelined(&tx, &statements, &sets).await {
+            Ok(Some(outcomes)) => {
+                finish(tx).await?;
+                return Ok(outcomes);
+            }
+            Ok(None) => {}
+            // A value the database refused: find its set the slow way.
+            Err(err) if err.as_db_error().is_some() => {
+                tracing::debug!(error = %err, "commit: pipelined batch refused; committing set by set");
+            }
+            Err(err) => return Err(pg_error(err, "commit")),
         }
         tx.rollback()
             .await
@@ -941,7 +1002,7 @@ impl Store for PostgresStore {
             .await
             .map_err(|err| pg_error(err, "commit: begin"))?;
         let outcomes = commit_in_order(&tx, &statements, &sets).await?;
-        tx.commit().await.map_err(|err| pg_error(err, "commit"))?;
+        finish(tx).await?;
         Ok(outcomes)
     }
 
@@ -1007,16 +1068,20 @@ impl Store for PostgresStore {
         rows.into_iter().map(TokenRow::into_token).collect()
     }
 
-    async fn insert_device(&self, device: &Device) -> Result<Device, StoreError> {
-        let client = self.client().await?;
-        let statement = client
+    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError> {
+        let mut client = self.client().await?;
+        let tx = client
+            .transaction()
+            .await
+            .map_err(|err| pg_error(err, "insert_device: begin"))?;
+        let statement = tx
             .prepare_cached(&format!(
                 "INSERT INTO devices (uuid, customer_id, created, type, pubkey, lat, lon, refname, info) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING {DEVICE_COLUMNS}"
             ))
             .await
             .map_err(|err| pg_error(err, "insert_device"))?;
-        let row = client
+        let row = tx
             .query_one(
                 &statement,
                 &[
@@ -1040,7 +1105,49 @@ impl Store for PostgresStore {
                     pg_error(err, "insert_device")
                 }
             })?;
-        row.into_device()
+        let stored = row.into_device()?;
+        if let Some(key) = idempotency {
+            let record = IdempotencyRecord { key: key.clone(), result: rows::device_json(&stored)? };
+            let inserted = tx
+                .execute(INSERT_IDEMPOTENCY.as_str(), &idempotency_params(&record))
+                .await
+                .map_err(|err| pg_error(err, "insert_device: idempotency key"))?;
+            if inserted == 0 {
+                // Dropping the transaction rolls the device back.
+                return Err(StoreError::Duplicate(IDEMPOTENCY_KEY));
+            }
+        }
+        finish(tx).await?;
+        Ok(stored)
+    }
+
+    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        static FIND: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
+        let client = self.client().await?;
+        let statement = client.prepare_cached(&FIND).await.map_err(|err| pg_error(err, "find_idempotency"))?;
+        client
+            .query_opt(&statement, &[&customer, &key])
+            .await
+            .and_then(|row| {
+                row.map(|row| {
+                    Ok(IdempotencyRecord {
+                        key: IdempotencyKey {
+                            customer_id: row.try_get(0)?,
+                            key: row.try_get(1)?,
+                            fingerprint: row.try_get(2)?,
+                            created: row.try_get(3)?,
+                        },
+                        result: row.try_get(4)?,
+                    })
+                })
+                .transpose()
+            })
+            .map_err(|err| pg_error(err, "find_idempotency"))
+    }
+
+    async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError> {
+        self.execute("DELETE FROM idempotency_keys WHERE created < $1", &[&before], "delete_idempotency_before")
+            .await
     }
 
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
@@ -1681,22 +1788,23 @@ impl Store for PostgresStore {
         customer: Option<CustomerId>,
     ) -> Result<Vec<TokenStat>, StoreError> {
         let query = rows::token_stats_query(Dialect::Postgres, customer);
-        let rows: Vec<(String, String, i64, i64)> = self
+        let rows: Vec<(String, String, i64, i64, i64)> = self
             .query_rows(&query, "token_stats", |row| {
                 Ok((
                     row.try_get(0)?,
                     row.try_get(1)?,
                     row.try_get(2)?,
                     row.try_get(3)?,
+                    row.try_get(4)?,
                 ))
             })
             .await?;
         rows.into_iter()
-            .map(|(state, token_type, amount, count)| {
+            .map(|(state, token_type, high, low, count)| {
                 Ok(TokenStat {
                     state: rows::parse_token_state(&state, "tokens.state")?,
                     token_type: rows::parse_token_type(&token_type)?,
-                    amount,
+                    amount: rows::exact_sum_value(high, low),
                     count,
                 })
             })
@@ -1723,7 +1831,8 @@ impl Store for PostgresStore {
 
     async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
         let bound = rows::clearing_sums_query(Dialect::Postgres, query);
-        let rows: Vec<(String, String, i64, i64, i64, i64)> = self
+        type SumRow = (String, String, i64, i64, i64, i64, i64);
+        let rows: Vec<SumRow> = self
             .query_rows(&bound, "clearing_sums", |row| {
                 Ok((
                     row.try_get(0)?,
@@ -1732,19 +1841,20 @@ impl Store for PostgresStore {
                     row.try_get(3)?,
                     row.try_get(4)?,
                     row.try_get(5)?,
+                    row.try_get(6)?,
                 ))
             })
             .await?;
         rows.into_iter()
             .map(
-                |(token_type, symbol, debitor_id, creditor_id, count, amount)| {
+                |(token_type, symbol, debitor_id, creditor_id, count, high, low)| {
                     Ok(ClearingSum {
                         token_type: rows::parse_token_type(&token_type)?,
                         symbol,
                         debitor_id,
                         creditor_id,
                         count,
-                        amount,
+                        amount: rows::exact_sum_value(high, low),
                     })
                 },
             )

@@ -420,6 +420,7 @@ pub(super) struct SetValues {
     pub writes: Vec<WriteValues>,
     pub events: Vec<EventValues>,
     pub clearing: Option<ClearingValues>,
+    pub idempotency: Option<super::IdempotencyRecord>,
 }
 
 /// The snapshot an event row stores: that of the last write of its set for the event's token;
@@ -469,6 +470,7 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 writes,
                 events,
                 clearing,
+                idempotency: set.idempotency.clone(),
             })
         })
         .collect()
@@ -718,10 +720,11 @@ pub(super) fn events_after_query(
 }
 
 /// Sums and counts by (state, type), over the tokens of `customer` (owned, or locked by one of
-/// its devices) or over all tokens. Columns: state, type, amount, count.
+/// its devices) or over all tokens. Columns: state, type, amount (two columns, see
+/// [`exact_sum`]), count.
 pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) -> BoundQuery {
     let mut query =
-        BoundQuery::new("SELECT state, type, CAST(SUM(amount) AS BIGINT), COUNT(*) FROM tokens");
+        BoundQuery::new(&format!("SELECT state, type, {}, COUNT(*) FROM tokens", exact_sum("amount")));
     if let Some(customer) = customer {
         let customer = query.bind(dialect, FilterValue::Int(customer));
         query.sql.push_str(&format!(
@@ -940,12 +943,13 @@ pub(super) fn clearing_row(
 }
 
 /// Sums by (type, symbol, debitor, creditor) over [`clearing_rows_query`]'s selection. Columns:
-/// type, symbol, debitor_id, creditor_id, count, amount.
+/// type, symbol, debitor_id, creditor_id, count, amount (two columns, see [`exact_sum`]).
 pub(super) fn clearing_sums_query(dialect: Dialect, clearing: &ClearingQuery) -> BoundQuery {
-    let mut query = BoundQuery::new(
-        "SELECT t.type, t.symbol, c.debitor_id, c.creditor_id, COUNT(*), \
-         CAST(SUM(t.amount) AS BIGINT) FROM clearing c JOIN tokens t ON t.uuid = c.token_uuid",
-    );
+    let mut query = BoundQuery::new(&format!(
+        "SELECT t.type, t.symbol, c.debitor_id, c.creditor_id, COUNT(*), {} \
+         FROM clearing c JOIN tokens t ON t.uuid = c.token_uuid",
+        exact_sum("t.amount")
+    ));
     clearing_conditions(dialect, clearing, &mut query);
     let limit = query.bind(dialect, FilterValue::Int(list_limit(clearing.limit)));
     query.sql.push_str(&format!(
@@ -1004,11 +1008,45 @@ pub(super) fn update_device_query(
     Some(query)
 }
 
-/// The error for a write after the first of a set that did not apply.
-pub(super) fn unexpected_write(kind: &str, uuid: &str) -> StoreError {
-    StoreError::Internal(anyhow!(
-        "commit: the {kind} of token {uuid} after the first write of its set did not apply"
-    ))
+/// Amounts are at most 2^53 - 1, but a sum of many may exceed 64 bits, where PostgreSQL's
+/// cast and SQLite's integer `SUM` fail. So each sum is two 64-bit sums that cannot overflow
+/// before 2^31 rows: of the amounts' high parts (amount / 2^32) and of their low parts
+/// (amount % 2^32), joined exactly by [`exact_sum_value`]. Two columns, high then low.
+pub(super) fn exact_sum(column: &str) -> String {
+    format!(
+        "CAST(COALESCE(SUM({column} / {SUM_SPLIT}), 0) AS BIGINT), \
+         CAST(COALESCE(SUM({column} % {SUM_SPLIT}), 0) AS BIGINT)"
+    )
+}
+
+const SUM_SPLIT: i64 = 1 << 32;
+
+/// The sum that the two columns of [`exact_sum`] stand for.
+pub(super) fn exact_sum_value(high: i64, low: i64) -> i128 {
+    i128::from(high) * i128::from(SUM_SPLIT) + i128::from(low)
+}
+
+/// A stored device as its idempotency key's result.
+pub(super) fn device_json(device: &Device) -> Result<String, StoreError> {
+    serde_json::to_string(device).map_err(|err| StoreError::Internal(anyhow!("cannot encode a device: {err}")))
+}
+
+/// Columns of `idempotency_keys`, in the order [`insert_idempotency_sql`] binds them.
+pub(super) const IDEMPOTENCY_COLUMNS: &str = "customer_id, idem_key, fingerprint, created, result";
+
+/// Store an idempotency key unless the customer already used it (then nothing is inserted).
+pub(super) fn insert_idempotency_sql(dialect: Dialect) -> String {
+    let values = (1..=5).map(|index| dialect.placeholder(index)).collect::<Vec<_>>().join(", ");
+    format!("INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING")
+}
+
+/// Find one customer's idempotency key.
+pub(super) fn find_idempotency_sql(dialect: Dialect) -> String {
+    format!(
+        "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE customer_id = {} AND idem_key = {}",
+        dialect.placeholder(1),
+        dialect.placeholder(2)
+    )
 }
 
 #[cfg(test)]
@@ -1031,6 +1069,17 @@ mod tests {
         assert!(update_token_sql('?').contains("lock_customer_id = ?21 WHERE"));
         assert!(insert_token_sql('$').contains("$21) ON CONFLICT DO NOTHING"));
         assert!(insert_event_sql('?').ends_with("(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"));
+    }
+
+    #[test]
+    fn split_sums_join_exactly_beyond_64_bits() {
+        let amount: i64 = (1 << 53) - 1;
+        let (high, low) = (amount / SUM_SPLIT, amount % SUM_SPLIT);
+        assert_eq!(exact_sum_value(high, low), i128::from(amount));
+        // 4096 of the largest amounts: far beyond i64::MAX, still exact.
+        let total = exact_sum_value(high * 4096, low * 4096);
+        assert_eq!(total, i128::from(amount) * 4096);
+        assert!(total > i128::from(i64::MAX));
     }
 
     #[test]

@@ -29,8 +29,9 @@ use super::rows::{
 };
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
-    CustomerUpdate, DeviceStat, EventRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
-    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
+    CustomerUpdate, DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry,
+    JournalQuery, NewAccount, NewCustomer, PoolUsage, Scope, Store, StoreError, TokenFilter,
+    TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
@@ -41,6 +42,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
         2,
         include_str!("migrations/sqlite/0002_portal_clearing.sql"),
     ),
+    (3, include_str!("migrations/sqlite/0003_idempotency.sql")),
 ];
 
 const READERS: usize = 4;
@@ -54,6 +56,9 @@ static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql(
 static INSERT_CLEARING: LazyLock<String> =
     LazyLock::new(|| rows::insert_clearing_sql(Dialect::Sqlite));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Sqlite));
+static INSERT_IDEMPOTENCY: LazyLock<String> =
+    LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Sqlite));
+static FIND_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Sqlite));
 
 /// The SQLite store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
@@ -631,57 +636,94 @@ fn write_clearing(
     ])
 }
 
-/// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction.
+/// The commit's prepared statements.
+struct CommitStatements<'conn> {
+    insert: rusqlite::CachedStatement<'conn>,
+    update: rusqlite::CachedStatement<'conn>,
+    event: rusqlite::CachedStatement<'conn>,
+    clearing: rusqlite::CachedStatement<'conn>,
+    idempotency: rusqlite::CachedStatement<'conn>,
+}
+
+/// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction. Each set runs under
+/// a savepoint: a write of it that does not apply (or a taken idempotency key) undoes the set
+/// (`Conflict`), and so does a value the database refuses (`Refused`), without failing the
+/// other sets of the batch.
 fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| sql_error(err, "commit: begin"))?;
     let mut outcomes = Vec::with_capacity(sets.len());
     {
-        let mut insert = tx
-            .prepare_cached(&INSERT_TOKEN)
-            .map_err(|err| sql_error(err, "prepare insert"))?;
-        let mut update = tx
-            .prepare_cached(&UPDATE_TOKEN)
-            .map_err(|err| sql_error(err, "prepare update"))?;
-        let mut event = tx
-            .prepare_cached(&INSERT_EVENT)
-            .map_err(|err| sql_error(err, "prepare event"))?;
-        let mut clearing = tx
-            .prepare_cached(&INSERT_CLEARING)
-            .map_err(|err| sql_error(err, "prepare clearing"))?;
+        let prepare = |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
+        let mut statements = CommitStatements {
+            insert: prepare(&INSERT_TOKEN, "prepare insert")?,
+            update: prepare(&UPDATE_TOKEN, "prepare update")?,
+            event: prepare(&INSERT_EVENT, "prepare event")?,
+            clearing: prepare(&INSERT_CLEARING, "prepare clearing")?,
+            idempotency: prepare(&INSERT_IDEMPOTENCY, "prepare idempotency")?,
+        };
+        let mut savepoint = prepare("SAVEPOINT write_set", "prepare savepoint")?;
+        let mut release = prepare("RELEASE SAVEPOINT write_set", "prepare release")?;
+        let mut rollback = prepare("ROLLBACK TO SAVEPOINT write_set", "prepare rollback")?;
         for set in sets {
-            let mut writes = set.writes.iter();
-            if let Some(first) = writes.next() {
-                let applied = write_token(&mut insert, &mut update, first)
-                    .map_err(|err| sql_error(err, "commit: first write"))?;
-                if applied == 0 {
-                    outcomes.push(WriteOutcome::Conflict);
-                    continue;
-                }
+            savepoint.execute([]).map_err(|err| sql_error(err, "commit: savepoint"))?;
+            let outcome = match commit_set(&mut statements, set) {
+                Ok(true) => WriteOutcome::Committed,
+                Ok(false) => WriteOutcome::Conflict,
+                Err(err) => match sql_error(err, "commit: write set") {
+                    unavailable @ StoreError::Unavailable(_) => return Err(unavailable),
+                    refused => {
+                        tracing::error!(error = %refused, "commit: the database refused a write set; its batch goes on without it");
+                        WriteOutcome::Refused
+                    }
+                },
+            };
+            if outcome != WriteOutcome::Committed {
+                rollback.execute([]).map_err(|err| sql_error(err, "commit: rollback to savepoint"))?;
             }
-            for write in writes {
-                let applied = write_token(&mut insert, &mut update, write)
-                    .map_err(|err| sql_error(err, "commit: write"))?;
-                if applied == 0 {
-                    return Err(match write {
-                        WriteValues::Insert(token) => rows::unexpected_write("insert", &token.uuid),
-                        WriteValues::Update(token) => rows::unexpected_write("update", &token.uuid),
-                    });
-                }
-            }
-            for values in &set.events {
-                write_event(&mut event, values).map_err(|err| sql_error(err, "commit: event"))?;
-            }
-            if let Some(values) = &set.clearing {
-                write_clearing(&mut clearing, values)
-                    .map_err(|err| sql_error(err, "commit: clearing"))?;
-            }
-            outcomes.push(WriteOutcome::Committed);
+            // Pops the savepoint (after a rollback to it, SQLite keeps it on the stack).
+            release.execute([]).map_err(|err| sql_error(err, "commit: release savepoint"))?;
+            outcomes.push(outcome);
         }
     }
     tx.commit().map_err(|err| sql_error(err, "commit"))?;
     Ok(outcomes)
+}
+
+/// One set's writes, idempotency key, events and clearing row; `false` when a write or the key
+/// did not apply (the caller undoes the set).
+fn commit_set(statements: &mut CommitStatements<'_>, set: &SetValues) -> rusqlite::Result<bool> {
+    for write in &set.writes {
+        if write_token(&mut statements.insert, &mut statements.update, write)? == 0 {
+            return Ok(false);
+        }
+    }
+    if let Some(record) = &set.idempotency {
+        if write_idempotency(&mut statements.idempotency, record)? == 0 {
+            return Ok(false);
+        }
+    }
+    for values in &set.events {
+        write_event(&mut statements.event, values)?;
+    }
+    if let Some(values) = &set.clearing {
+        write_clearing(&mut statements.clearing, values)?;
+    }
+    Ok(true)
+}
+
+fn write_idempotency(
+    statement: &mut rusqlite::CachedStatement<'_>,
+    record: &IdempotencyRecord,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        record.key.customer_id,
+        record.key.key,
+        record.key.fingerprint,
+        record.key.created,
+        record.result,
+    ])
 }
 
 #[async_trait]
@@ -764,10 +806,14 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_device(&self, device: &Device) -> Result<Device, StoreError> {
+    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError> {
         let device = device.clone();
+        let idempotency = idempotency.cloned();
         self.write(move |conn| {
-            let row = conn
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|err| sql_error(err, "insert_device: begin"))?;
+            let row = tx
                 .prepare_cached(&format!(
                     "INSERT INTO devices \
                      (uuid, customer_id, created, type, pubkey, lat, lon, refname, info) \
@@ -796,7 +842,53 @@ impl Store for SqliteStore {
                         sql_error(err, "insert_device")
                     }
                 })?;
-            row.into_device()
+            let stored = row.into_device()?;
+            if let Some(key) = idempotency {
+                let record = IdempotencyRecord { result: rows::device_json(&stored)?, key };
+                let inserted = tx
+                    .prepare_cached(&INSERT_IDEMPOTENCY)
+                    .and_then(|mut statement| write_idempotency(&mut statement, &record))
+                    .map_err(|err| sql_error(err, "insert_device: idempotency key"))?;
+                if inserted == 0 {
+                    // Dropping the transaction rolls the device back.
+                    return Err(StoreError::Duplicate(IDEMPOTENCY_KEY));
+                }
+            }
+            tx.commit().map_err(|err| sql_error(err, "insert_device: commit"))?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let key = key.to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&FIND_IDEMPOTENCY)
+                .and_then(|mut statement| {
+                    statement
+                        .query_row(params![customer, key], |row| {
+                            Ok(IdempotencyRecord {
+                                key: IdempotencyKey {
+                                    customer_id: row.get(0)?,
+                                    key: row.get(1)?,
+                                    fingerprint: row.get(2)?,
+                                    created: row.get(3)?,
+                                },
+                                result: row.get(4)?,
+                            })
+                        })
+                        .optional()
+                })
+                .map_err(|err| sql_error(err, "find_idempotency"))
+        })
+        .await
+    }
+
+    async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM idempotency_keys WHERE created < ?1", [before])
+                .map(|rows| rows as u64)
+                .map_err(|err| sql_error(err, "delete_idempotency_before"))
         })
         .await
     }
@@ -1445,16 +1537,16 @@ impl Store for SqliteStore {
     ) -> Result<Vec<TokenStat>, StoreError> {
         let query = rows::token_stats_query(Dialect::Sqlite, customer);
         self.read(move |conn| {
-            let rows: Vec<(String, String, i64, i64)> =
+            let rows: Vec<(String, String, i64, i64, i64)> =
                 query_rows(conn, query, "token_stats", |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
                 })?;
             rows.into_iter()
-                .map(|(state, token_type, amount, count)| {
+                .map(|(state, token_type, high, low, count)| {
                     Ok(TokenStat {
                         state: rows::parse_token_state(&state, "tokens.state")?,
                         token_type: rows::parse_token_type(&token_type)?,
-                        amount,
+                        amount: rows::exact_sum_value(high, low),
                         count,
                     })
                 })
@@ -1489,7 +1581,8 @@ impl Store for SqliteStore {
     async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
         let query = rows::clearing_sums_query(Dialect::Sqlite, query);
         self.read(move |conn| {
-            let rows: Vec<(String, String, i64, i64, i64, i64)> =
+            type SumRow = (String, String, i64, i64, i64, i64, i64);
+            let rows: Vec<SumRow> =
                 query_rows(conn, query, "clearing_sums", |row| {
                     Ok((
                         row.get(0)?,
@@ -1498,18 +1591,19 @@ impl Store for SqliteStore {
                         row.get(3)?,
                         row.get(4)?,
                         row.get(5)?,
+                        row.get(6)?,
                     ))
                 })?;
             rows.into_iter()
                 .map(
-                    |(token_type, symbol, debitor_id, creditor_id, count, amount)| {
+                    |(token_type, symbol, debitor_id, creditor_id, count, high, low)| {
                         Ok(ClearingSum {
                             token_type: rows::parse_token_type(&token_type)?,
                             symbol,
                             debitor_id,
                             creditor_id,
                             count,
-                            amount,
+                            amount: rows::exact_sum_value(high, low),
                         })
                     },
                 )

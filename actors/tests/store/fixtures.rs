@@ -109,6 +109,7 @@ pub fn insert_set(token: &Token) -> WriteSet {
         writes: vec![TokenWrite::Insert(token.clone())],
         events: vec![created_event(token)],
         clearing: None,
+        idempotency: None,
     }
 }
 
@@ -118,6 +119,7 @@ pub fn update_set(token: &Token, from: TokenState) -> WriteSet {
         writes: vec![TokenWrite::Update(token.clone())],
         events: vec![event(token, TokenEventKind::Updated, Some(from))],
         clearing: None,
+        idempotency: None,
     }
 }
 

@@ -25,7 +25,7 @@ async fn device(h: &Harness, customer: CustomerId, refname: &str) -> anyhow::Res
         refname: Some(refname.to_owned()),
         ..fixtures::device(customer, DeviceType::Atm)
     };
-    Ok(h.store.insert_device(&device).await?)
+    Ok(h.store.insert_device(&device, None).await?)
 }
 
 fn account(value: &str, default: bool) -> NewAccount {
@@ -66,6 +66,7 @@ async fn commit(
             writes,
             events,
             clearing,
+            idempotency: None,
         }])
         .await?;
     assert_eq!(outcomes, vec![Committed]);
@@ -332,7 +333,7 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
             cashout.count,
             cashout.amount
         ),
-        ("EUR", owner.id, cash.id, 2, first.amount + 700)
+        ("EUR", owner.id, cash.id, 2, i128::from(first.amount + 700))
     );
     let usd = sums
         .iter()

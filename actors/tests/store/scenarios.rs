@@ -2,7 +2,8 @@
 
 use cashgrid_actors::domain::{Device, DeviceType, Token, TokenEventKind, TokenState};
 use cashgrid_actors::store::{
-    Customer, Scope, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet, LIST_LIMIT_MAX,
+    Customer, IdempotencyKey, IdempotencyRecord, Scope, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet,
+    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -10,7 +11,7 @@ use uuid::Uuid;
 use super::fixtures::{self, event, finished, insert_set, next, update_set};
 use super::harness::Harness;
 
-use WriteOutcome::{Committed, Conflict};
+use WriteOutcome::{Committed, Conflict, Refused};
 
 async fn customer(h: &Harness) -> anyhow::Result<Customer> {
     Ok(h.store.create_customer(&fixtures::new_customer()).await?)
@@ -152,6 +153,7 @@ pub async fn batch_with_conflicts(h: Harness) -> anyhow::Result<()> {
                 writes: vec![],
                 events: vec![],
                 clearing: None,
+                idempotency: None,
             }, // nothing to do: commits
         ])
         .await?;
@@ -219,12 +221,13 @@ pub async fn batch_of_distinct_tokens_decides_each_set(h: Harness) -> anyhow::Re
     Ok(())
 }
 
-pub async fn failed_later_write_commits_nothing(h: Harness) -> anyhow::Result<()> {
+pub async fn a_failing_set_is_undone_alone_and_its_batch_commits(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let device = Uuid::new_v4();
     let fine = fixtures::token(owner.id, device, None);
     let first = fixtures::token(owner.id, device, None);
-    // The second write of a set must apply; this one updates a token that does not exist.
+    // The second write of a set must apply; this one updates a token that does not exist, so
+    // the set is undone (its insert too) and answered as a conflict.
     let missing = next(&fixtures::token(owner.id, device, None), |_| {});
     let broken = WriteSet {
         writes: vec![
@@ -232,27 +235,67 @@ pub async fn failed_later_write_commits_nothing(h: Harness) -> anyhow::Result<()
             TokenWrite::Update(missing),
         ],
         events: vec![fixtures::created_event(&first)],
-        clearing: None,
+        ..WriteSet::default()
     };
-    let result = h.store.commit(&[insert_set(&fine), broken]).await;
-    assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}");
-    assert_eq!(h.store.load_token(fine.uuid).await?, None);
+    let outcomes = h.store.commit(&[insert_set(&fine), broken]).await?;
+    assert_eq!(outcomes, vec![Committed, Conflict]);
+    assert_eq!(h.store.load_token(fine.uuid).await?, Some(fine.clone()));
     assert_eq!(h.store.load_token(first.uuid).await?, None);
-    assert_eq!(h.count_events().await?, 0);
+    assert_eq!(h.count_events().await?, 1, "only the committed set's event");
 
-    // A write that breaks a constraint (an owner that does not exist) fails it all too.
+    // A write the database refuses (an owner that does not exist) undoes its own set only:
+    // one customer's bad write never fails another's.
     let orphan = fixtures::token(owner.id + 1_000_000, device, None);
-    let result = h
+    let neighbour = fixtures::token(owner.id, device, None);
+    let outcomes = h
         .store
-        .commit(&[insert_set(&fine), insert_set(&orphan)])
-        .await;
-    assert!(matches!(result, Err(StoreError::Internal(_))), "{result:?}");
-    assert_eq!(h.store.load_token(fine.uuid).await?, None);
-    assert_eq!(h.count_events().await?, 0);
+        .commit(&[insert_set(&orphan), insert_set(&neighbour)])
+        .await?;
+    assert_eq!(outcomes, vec![Refused, Committed]);
+    assert_eq!(h.store.load_token(orphan.uuid).await?, None);
+    assert_eq!(h.store.load_token(neighbour.uuid).await?, Some(neighbour));
+    assert_eq!(h.count_events().await?, 2);
+    Ok(())
+}
 
-    // The store is usable afterwards.
-    assert_eq!(h.store.commit(&[insert_set(&fine)]).await?, vec![Committed]);
-    assert_eq!(h.count_events().await?, 1);
+pub async fn an_idempotency_key_commits_once_with_its_set(h: Harness) -> anyhow::Result<()> {
+    let owner = customer(&h).await?;
+    let device = Uuid::new_v4();
+    let key = IdempotencyKey { customer_id: owner.id, key: "retry-1".into(), fingerprint: "f".into(), created: 1 };
+    let keyed = |token: &Token| WriteSet {
+        idempotency: Some(IdempotencyRecord { key: key.clone(), result: format!("\"{}\"", token.uuid) }),
+        ..insert_set(token)
+    };
+    let first = fixtures::token(owner.id, device, None);
+    let second = fixtures::token(owner.id, device, None);
+    // Two sets with one key in one batch: the first wins, the second is undone whole.
+    let outcomes = h.store.commit(&[keyed(&first), keyed(&second)]).await?;
+    assert_eq!(outcomes, vec![Committed, Conflict]);
+    assert!(h.store.load_token(second.uuid).await?.is_none());
+    let stored = h.store.find_idempotency(owner.id, "retry-1").await?;
+    assert_eq!(stored.map(|record| record.result), Some(format!("\"{}\"", first.uuid)));
+    // A later batch with the key conflicts too; another customer's same key is its own.
+    let third = fixtures::token(owner.id, device, None);
+    assert_eq!(h.store.commit(&[keyed(&third)]).await?, vec![Conflict]);
+    assert!(h.store.find_idempotency(owner.id + 1, "retry-1").await?.is_none());
+    // Keys older than the cut-off are forgotten.
+    assert_eq!(h.store.delete_idempotency_before(2).await?, 1);
+    assert!(h.store.find_idempotency(owner.id, "retry-1").await?.is_none());
+    Ok(())
+}
+
+pub async fn a_device_with_an_idempotency_key_is_stored_once(h: Harness) -> anyhow::Result<()> {
+    let owner = customer(&h).await?;
+    let key = IdempotencyKey { customer_id: owner.id, key: "device-1".into(), fingerprint: "f".into(), created: 1 };
+    let phone = fixtures::device(owner.id, DeviceType::Mobile);
+    let stored = h.store.insert_device(&phone, Some(&key)).await?;
+    let record = h.store.find_idempotency(owner.id, "device-1").await?.ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let answered: Device = serde_json::from_str(&record.result)?;
+    assert_eq!(answered, stored);
+    let again = fixtures::device(owner.id, DeviceType::Mobile);
+    let result = h.store.insert_device(&again, Some(&key)).await;
+    assert!(matches!(result, Err(StoreError::Duplicate(IDEMPOTENCY_KEY))), "{result:?}");
+    assert_eq!(h.store.load_device(again.uuid).await?, None, "the second device was rolled back");
     Ok(())
 }
 
@@ -286,7 +329,7 @@ pub async fn partial_cashout_set(h: Harness) -> anyhow::Result<()> {
             ),
             fixtures::created_event(&remainder),
         ],
-        clearing: None,
+        ..WriteSet::default()
     };
     assert_eq!(h.store.commit(&[set]).await?, vec![Committed]);
     assert_eq!(h.store.load_token(token.uuid).await?, Some(completed));
@@ -324,7 +367,7 @@ pub async fn set_order_decides_within_a_batch(h: Harness) -> anyhow::Result<()> 
             TokenWrite::Insert(remainder.clone()),
         ],
         events: vec![fixtures::created_event(&remainder)],
-        clearing: None,
+        ..WriteSet::default()
     };
     let newcomer = fixtures::token(owner.id, device, Some("555555"));
     let other = fixtures::token(owner.id, device, None);
@@ -656,7 +699,7 @@ pub async fn devices(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let other = customer(&h).await?;
     let atm = fixtures::device(owner.id, DeviceType::Atm);
-    let stored = h.store.insert_device(&atm).await?;
+    let stored = h.store.insert_device(&atm, None).await?;
     assert!(stored.id > 0);
     assert_eq!(
         stored,
@@ -670,10 +713,13 @@ pub async fn devices(h: Harness) -> anyhow::Result<()> {
 
     let duplicate = h
         .store
-        .insert_device(&Device {
-            customer_id: other.id,
-            ..atm.clone()
-        })
+        .insert_device(
+            &Device {
+                customer_id: other.id,
+                ..atm.clone()
+            },
+            None,
+        )
         .await;
     assert!(
         matches!(duplicate, Err(StoreError::Duplicate("device uuid"))),
@@ -688,14 +734,14 @@ pub async fn devices(h: Harness) -> anyhow::Result<()> {
         info: None,
         ..fixtures::device(owner.id, DeviceType::Mobile)
     };
-    let bare = h.store.insert_device(&bare).await?;
+    let bare = h.store.insert_device(&bare, None).await?;
     let register = h
         .store
-        .insert_device(&fixtures::device(owner.id, DeviceType::CashRegister))
+        .insert_device(&fixtures::device(owner.id, DeviceType::CashRegister), None)
         .await?;
     let foreign = h
         .store
-        .insert_device(&fixtures::device(other.id, DeviceType::Other))
+        .insert_device(&fixtures::device(other.id, DeviceType::Other), None)
         .await?;
     assert!(stored.id < bare.id && bare.id < register.id);
 
@@ -710,7 +756,7 @@ pub async fn devices(h: Harness) -> anyhow::Result<()> {
     // Devices of unknown customers are refused (foreign key), not stored.
     let orphan = fixtures::device(other.id + 1_000, DeviceType::Atm);
     assert!(matches!(
-        h.store.insert_device(&orphan).await,
+        h.store.insert_device(&orphan, None).await,
         Err(StoreError::Internal(_))
     ));
     Ok(())

@@ -31,6 +31,7 @@ const NO_TOKEN: &str = "No authorization token was found";
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/dnapi/admin/v1")
+            .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
             .wrap(actix_web::middleware::from_fn(super::headers::express_headers))
             .service(open_resource("/auth", "POST").route(web::post().to(auth::login)))
             .service(open_resource("/auth/register", "POST").route(web::post().to(auth::register)))

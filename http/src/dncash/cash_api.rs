@@ -13,7 +13,7 @@ use cashgrid_actors::store::Scope;
 use cashgrid_actors::{EngineError, Rejection};
 use uuid::Uuid;
 
-use super::{authenticate, resource, CASH_API};
+use super::{authenticate, idempotency_key, resource, CASH_API};
 use super::token_api::{device_error, new_device, query_map, REFNAME_LENGTH_MAX};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
@@ -40,9 +40,14 @@ async fn register_device(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::CashApi).await?;
+    let key = idempotency_key(&request)?;
     let body = read_json(&request, payload).await?;
     let new = new_device(state.error_status, &body, DeviceType::Atm)?;
-    let device = state.engine.register_device(customer.id, new).await.map_err(|e| device_error(state.error_status, e))?;
+    let device = state
+        .engine
+        .register_device(customer.id, new, key.as_deref())
+        .await
+        .map_err(|e| device_error(state.error_status, e))?;
     Ok(crate::json_ok(DeviceRow::of(&device)))
 }
 
@@ -65,11 +70,13 @@ fn claim_message(rejection: &Rejection, device: &str, radiocode: &str) -> String
             | TokenRejection::LockedByAnotherDevice
             | TokenRejection::InvalidConfirmState
             | TokenRejection::IllegalAmountIncrease
-            | TokenRejection::NegativeAmount
+            | TokenRejection::AmountOutOfRange
             | TokenRejection::NothingToUpdate,
         ) => "Token not in OPEN state.".to_owned(),
         Rejection::BadPublicKey(reason) => reason.to_string(),
-        Rejection::TokenNotCreated => "Token not in OPEN state.".to_owned(),
+        Rejection::TokenNotCreated | Rejection::IdempotencyKeyReused | Rejection::IdempotencyKeyInFlight => {
+            "Token not in OPEN state.".to_owned()
+        }
     }
 }
 
@@ -120,8 +127,8 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
         Rejection::Token(TokenRejection::IllegalAmountIncrease) => {
             (StatusCode::BAD_REQUEST, "Illegal amount increase for dispense token.".to_owned())
         }
-        Rejection::Token(TokenRejection::NegativeAmount) => {
-            (StatusCode::BAD_REQUEST, "Illegal amount: must not be negative.".to_owned())
+        Rejection::Token(TokenRejection::AmountOutOfRange) => {
+            (StatusCode::BAD_REQUEST, "Illegal amount: must be between 0 and 9007199254740991.".to_owned())
         }
         Rejection::Token(
             TokenRejection::NotLocked
@@ -134,7 +141,9 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
         Rejection::Token(TokenRejection::NothingToUpdate)
         | Rejection::IllegalRadiocode
         | Rejection::BadPublicKey(_)
-        | Rejection::TokenNotCreated => (StatusCode::BAD_REQUEST, format!("{rejection:?}")),
+        | Rejection::TokenNotCreated
+        | Rejection::IdempotencyKeyReused
+        | Rejection::IdempotencyKeyInFlight => (StatusCode::BAD_REQUEST, format!("{rejection:?}")),
     };
     ApiError::business(mode, status, message)
 }

@@ -26,6 +26,7 @@ use crate::{time, AppState};
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/dnapi/clearing/v1")
+            .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
             .wrap(actix_web::middleware::from_fn(super::headers::express_headers))
             .service(resource::<CLEARING_API>("/tokens", "GET,HEAD").route(web::get().to(list_tokens)))
             .service(resource::<CLEARING_API>("/tokens/{uuid}", "GET,HEAD").route(web::get().to(get_token)))
@@ -85,7 +86,8 @@ struct SumJson<'a> {
     debitor_id: i64,
     creditor_id: i64,
     count: i64,
-    amount: i64,
+    /// Exact beyond 64 bits: a sum of many amounts.
+    amount: i128,
 }
 
 impl<'a> SumJson<'a> {

@@ -27,6 +27,7 @@ pub const MISSING_SIGNATURE: &str =
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/dnapi/mobile/v1")
+            .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
             .wrap(actix_web::middleware::from_fn(headers::express_headers))
             .service(
                 web::resource("/trigger")
@@ -84,11 +85,13 @@ fn trigger_error(mode: ErrorStatus, error: TriggerError, code: &str, radiocode: 
                 | TokenRejection::LockedByAnotherDevice
                 | TokenRejection::InvalidConfirmState
                 | TokenRejection::IllegalAmountIncrease
-                | TokenRejection::NegativeAmount
+                | TokenRejection::AmountOutOfRange
                 | TokenRejection::NothingToUpdate,
             )
             | Rejection::UnknownDevice
-            | Rejection::TokenNotCreated => business(StatusCode::CONFLICT, "Token not in OPEN state.".to_owned()),
+            | Rejection::TokenNotCreated
+            | Rejection::IdempotencyKeyReused
+            | Rejection::IdempotencyKeyInFlight => business(StatusCode::CONFLICT, "Token not in OPEN state.".to_owned()),
         },
         TriggerError::Engine(fault) => ApiError::from_fault(fault),
     }

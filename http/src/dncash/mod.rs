@@ -6,6 +6,7 @@ mod cash_api;
 mod clearing_api;
 mod headers;
 mod mobile_api;
+mod text;
 mod token_api;
 mod trigger_socket;
 mod views;
@@ -26,12 +27,14 @@ pub fn configure(config: &mut web::ServiceConfig) {
     websocket::configure(config);
     config.service(
         web::scope("/dnapi/token/v1")
+            .wrap(actix_web::middleware::from_fn(text::refuse_nul))
             .wrap(actix_web::middleware::from_fn(headers::express_headers))
             .configure(token_api::configure)
             .default_service(web::to(not_found_in::<TOKEN_API>)),
     );
     config.service(
         web::scope("/dnapi/cash/v1")
+            .wrap(actix_web::middleware::from_fn(text::refuse_nul))
             .wrap(actix_web::middleware::from_fn(headers::express_headers))
             .configure(cash_api::configure)
             .default_service(web::to(not_found_in::<CASH_API>)),
@@ -72,6 +75,16 @@ async fn not_found_in<const GROUP: u8>(
 ) -> Result<HttpResponse, ApiError> {
     authenticate(&state, &request, scope_of(GROUP)).await?;
     Err(route_not_found(&state, &request))
+}
+
+/// The `Idempotency-Key` header of a creating request (token and device creates): 1 to 255
+/// visible ASCII characters, or a 400.
+pub(crate) fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else { return Ok(None) };
+    match value.to_str() {
+        Ok(text) if cashgrid_actors::engine::idempotency::key_is_valid(text) => Ok(Some(text.to_owned())),
+        _ => Err(ApiError::bad_request("Invalid Idempotency-Key: use 1 to 255 visible ASCII characters.")),
+    }
 }
 
 pub fn route_not_found(state: &AppState, request: &HttpRequest) -> ApiError {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cashgrid_actors::domain::token::{TokenRejection, TokenState, TokenType};
+use cashgrid_actors::domain::token::{amount_in_range, TokenRejection, TokenState, TokenType};
 use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::engine::{NewDevice, NewToken};
 use cashgrid_actors::store::{Scope, TokenFilter};
@@ -13,7 +13,7 @@ use chrono::DateTime;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{authenticate, resource, TOKEN_API};
+use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::ApiError;
@@ -87,6 +87,8 @@ pub fn new_device(mode: ErrorStatus, body: &Value, default_type: DeviceType) -> 
 pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     match error {
         EngineError::Rejected(Rejection::BadPublicKey(reason)) => ApiError::bad_request(reason.to_string()),
+        EngineError::Rejected(Rejection::IdempotencyKeyReused) => ApiError::idempotency_key(false),
+        EngineError::Rejected(Rejection::IdempotencyKeyInFlight) => ApiError::idempotency_key(true),
         EngineError::Rejected(other) => ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}")),
         fault => ApiError::from_fault(fault),
     }
@@ -98,9 +100,14 @@ async fn register_device(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let key = idempotency_key(&request)?;
     let body = read_json(&request, payload).await?;
     let new = new_device(state.error_status, &body, DeviceType::Mobile)?;
-    let device = state.engine.register_device(customer.id, new).await.map_err(|e| device_error(state.error_status, e))?;
+    let device = state
+        .engine
+        .register_device(customer.id, new, key.as_deref())
+        .await
+        .map_err(|e| device_error(state.error_status, e))?;
     Ok(crate::json_ok(DeviceRow::of(&device)))
 }
 
@@ -144,7 +151,7 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
         return Err(());
     }
     let fields = Fields(body);
-    let amount = fields.integer("amount").map_err(|_| ())?.filter(|amount| *amount >= 0).ok_or(())?;
+    let amount = fields.integer("amount").map_err(|_| ())?.filter(|amount| amount_in_range(*amount)).ok_or(())?;
     let symbol = fields.string("symbol").map_err(|_| ())?.ok_or(())?;
     let token_type = match fields.string("type").map_err(|_| ())? {
         None => TokenType::Cashout,
@@ -176,6 +183,7 @@ async fn create_token(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
+    let key = idempotency_key(&request)?;
     let body = read_json(&request, payload).await?;
     let mode = state.error_status;
     let device_text = match body.get("device_uuid") {
@@ -199,10 +207,12 @@ async fn create_token(
             });
         }
     };
-    match state.engine.create_token(customer.id, new).await {
+    match state.engine.create_token(customer.id, new, key.as_deref()).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(match rejection {
             Rejection::UnknownDevice => unknown_device(),
+            Rejection::IdempotencyKeyReused => ApiError::idempotency_key(false),
+            Rejection::IdempotencyKeyInFlight => ApiError::idempotency_key(true),
             Rejection::BadPublicKey(reason) => ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string()),
             Rejection::TokenNotCreated
             | Rejection::Token(_)

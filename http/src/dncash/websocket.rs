@@ -59,17 +59,20 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config
         .service(
             web::scope("/dnapi/tokenws/v1")
+                .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
                 .route("/tokenchange/{key}", web::get().to(token_changes))
                 .route("/events/{key}", web::get().to(events))
                 .default_service(web::to(unknown)),
         )
         .service(
             web::scope("/dnapi/clearingws/v1")
+                .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
                 .route("/change/{key}", web::get().to(clearing_changes))
                 .default_service(web::to(unknown)),
         )
         .service(
             web::scope("/dnapi/adminws/v1")
+                .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
                 .route("/tokenchange/{id}", web::get().to(admin_token_changes))
                 .default_service(web::to(unknown)),
         );

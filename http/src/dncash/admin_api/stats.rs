@@ -18,7 +18,7 @@ struct TokenStatJson {
     state: &'static str,
     #[serde(rename = "type")]
     token_type: &'static str,
-    amount: i64,
+    amount: i128,
     count: i64,
 }
 
