@@ -110,7 +110,7 @@ impl Writer {
             Ok(Err(_)) if handoff.abandon() => Err(WriteError::Unavailable),
             Ok(Err(_)) => Err(WriteError::OutcomeUnknown),
             Err(_) if handoff.abandon() => {
-                m::record_overload("writer_deadline");
+                m::record_overload("writer");
                 Err(WriteError::Overloaded)
             }
             // Taken into a batch: its answer may have arrived just now.

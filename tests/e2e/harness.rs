@@ -173,9 +173,21 @@ pub struct Store {
     pub data_dir: PathBuf,
     pub logs_dir: PathBuf,
     pub database: Option<PostgresDatabase>,
+    /// A database the test manages itself (see [`Store::on_database`]).
+    external_url: Option<String>,
 }
 
 impl Store {
+    /// A store on a PostgreSQL server of the test's own (`url`), e.g. a [`PrivateCluster`].
+    fn on_database(url: String) -> Self {
+        let root = std::env::temp_dir().join(format!("cashgrid-e2e-{}", Uuid::new_v4().simple()));
+        let data_dir = root.join("data");
+        let logs_dir = root.join("logs");
+        fs::create_dir_all(&data_dir).expect("create the test data directory");
+        fs::create_dir_all(&logs_dir).expect("create the test log directory");
+        Self { backend: Backend::Postgres, root, data_dir, logs_dir, database: None, external_url: Some(url) }
+    }
+
     async fn create(backend: Backend) -> Self {
         let root = std::env::temp_dir().join(format!("cashgrid-e2e-{}", Uuid::new_v4().simple()));
         let data_dir = root.join("data");
@@ -192,15 +204,17 @@ impl Store {
             data_dir,
             logs_dir,
             database,
+            external_url: None,
         }
     }
 
     /// `--data-dir DIR [--database-url URL]`, shared by `serve` and every CLI command.
     fn flags(&self) -> Vec<String> {
         let mut flags = vec!["--data-dir".to_owned(), self.data_dir.display().to_string()];
-        if let Some(database) = &self.database {
+        let url = self.database.as_ref().map(|database| database.url.clone()).or_else(|| self.external_url.clone());
+        if let Some(url) = url {
             flags.push("--database-url".to_owned());
-            flags.push(database.url.clone());
+            flags.push(url);
         }
         flags
     }
@@ -344,7 +358,15 @@ impl TestEnv {
 
     /// Start with extra `serve` flags, e.g. `["--error-status", "4xx"]`.
     pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Self {
-        let store = Store::create(backend).await;
+        Self::start_on(Store::create(backend).await, extra_args).await
+    }
+
+    /// Start on a PostgreSQL database the test runs itself (a [`PrivateCluster`]).
+    pub async fn start_on_database(url: &str, extra_args: &[&str]) -> Self {
+        Self::start_on(Store::on_database(url.to_owned()), extra_args).await
+    }
+
+    async fn start_on(store: Store, extra_args: &[&str]) -> Self {
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
         let server = TestServer::spawn(&store, &extra_args, 0).await;
         let api = Api::new(&server.base_url);
@@ -359,6 +381,22 @@ impl TestEnv {
 
     pub fn backend(&self) -> Backend {
         self.store.backend
+    }
+
+    /// The running server's base URL, e.g. `http://127.0.0.1:34567`.
+    pub fn base_url(&self) -> &str {
+        self.server.as_ref().map_or("", |server| server.base_url.as_str())
+    }
+
+    /// Another `cashgrid serve` on the same store (a second node on one PostgreSQL database),
+    /// with the same flags plus `extra_args`; dropping it kills it.
+    pub async fn start_another_node(&mut self, extra_args: &[&str]) -> (TestServer, Api) {
+        self.generation += 1;
+        let mut args = self.extra_args.clone();
+        args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
+        let server = TestServer::spawn(&self.store, &args, self.generation).await;
+        let api = Api::new(&server.base_url);
+        (server, api)
     }
 
     /// SIGKILL the server (no graceful shutdown) and start a new one on the same store.
@@ -465,6 +503,110 @@ impl Drop for TestEnv {
             if let Some(server) = &self.server {
                 eprintln!("{}", server.log_tail());
             }
+        }
+    }
+}
+
+/// A PostgreSQL cluster of the test's own, on a free port, for what must never be done to the
+/// shared server (stopping it). `initdb` and `pg_ctl` refuse to run as root, so they run as the
+/// `postgres` user when the test runs as root. Dropping it resumes and stops the cluster.
+pub struct PrivateCluster {
+    directory: PathBuf,
+    bin: PathBuf,
+    pub url: String,
+}
+
+impl PrivateCluster {
+    pub fn start() -> Self {
+        let bin = fs::read_dir("/usr/lib/postgresql")
+            .expect("PostgreSQL server binaries under /usr/lib/postgresql")
+            .filter_map(Result::ok)
+            .map(|entry| entry.path().join("bin"))
+            .find(|bin| bin.join("initdb").is_file())
+            .expect("an initdb under /usr/lib/postgresql/*/bin");
+        let directory = std::env::temp_dir().join(format!("cashgrid-pg-{}", Uuid::new_v4().simple()));
+        fs::create_dir_all(&directory).expect("create the cluster directory");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let cluster = Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), directory, bin };
+        cluster.chown();
+        let data = cluster.directory.join("data");
+        cluster.run("initdb", &["-D", &data.display().to_string(), "-U", "postgres", "-A", "trust", "--no-sync"]);
+        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", cluster.directory.display());
+        cluster.run(
+            "pg_ctl",
+            &["-D", &data.display().to_string(), "-o", &options, "-l", &cluster.directory.join("log").display().to_string(), "-w", "start"],
+        );
+        cluster
+    }
+
+    fn as_root() -> bool {
+        Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+    }
+
+    fn chown(&self) {
+        if Self::as_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&self.directory).status();
+            assert!(status.is_ok_and(|status| status.success()), "chown of the cluster directory failed");
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let binary = self.bin.join(program);
+        let output = if Self::as_root() {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&binary).args(args).output()
+        } else {
+            Command::new(&binary).args(args).output()
+        }
+        .unwrap_or_else(|error| panic!("cannot run {}: {error}", binary.display()));
+        assert!(
+            output.status.success(),
+            "{program} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// The postmaster and every backend it forked.
+    fn processes(&self) -> Vec<String> {
+        let pid_file = fs::read_to_string(self.directory.join("data/postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else { return Vec::new() };
+        let children = Command::new("pgrep").args(["-P", &postmaster]).output().map(|output| output.stdout).unwrap_or_default();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children).lines().map(str::to_owned).collect();
+        pids.push(postmaster);
+        pids
+    }
+
+    fn signal(&self, signal: &str) {
+        for pid in self.processes() {
+            let _ = Command::new("kill").args([signal, &pid]).status();
+        }
+    }
+
+    /// Freeze every process of the cluster: connections stay open and nothing answers.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        self.resume();
+        let data = self.directory.join("data").display().to_string();
+        let binary = self.bin.join("pg_ctl");
+        let _ = if Self::as_root() {
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&binary).args(["-D", &data, "-m", "immediate", "stop"]).output()
+        } else {
+            Command::new(&binary).args(["-D", &data, "-m", "immediate", "stop"]).output()
+        };
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.directory);
         }
     }
 }

@@ -14,6 +14,8 @@
 mod api;
 mod flows;
 mod harness;
+mod hardening;
+mod hung_database;
 mod phone;
 mod wire;
 
@@ -129,6 +131,24 @@ scenarios_on_both_backends! {
     admin_resources::accounts_keep_exactly_one_default,
     admin_resources::token_stats_journal_and_devices_follow_a_cash_out,
     admin_resources::the_store_holds_no_plaintext_password_or_api_secret,
+    hardening::nul_bytes_are_refused_at_the_edge_and_change_nothing,
+    hardening::one_customers_nul_bytes_never_fail_another_customers_writes,
+    hardening::amounts_are_bounded_and_their_sums_never_overflow,
+    hardening::a_retried_create_with_an_idempotency_key_answers_the_original_result,
+    hardening::a_deleted_customers_session_ends,
+}
+
+/// Scenarios about the HTTP edge, the same on either store: run once, on the embedded one.
+mod sqlite_only {
+    #[actix_web::test]
+    async fn sqlite_a_slow_body_is_cut_at_the_body_deadline() {
+        crate::hardening::a_slow_body_is_cut_at_the_body_deadline(crate::harness::Backend::Sqlite).await;
+    }
+
+    #[actix_web::test]
+    async fn sqlite_weak_phone_keys_are_refused_with_the_reason() {
+        crate::hardening::weak_phone_keys_are_refused_with_the_reason(crate::harness::Backend::Sqlite).await;
+    }
 }
 
 /// Scenarios that need PostgreSQL itself (its connections can be cut from outside).
@@ -137,6 +157,18 @@ mod postgres_only {
     async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
         if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
             crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(backend).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn postgres_a_hung_database_never_applies_a_request_answered_503() {
+        crate::hung_database::a_hung_database_never_applies_a_request_answered_503().await;
+    }
+
+    #[actix_web::test]
+    async fn postgres_a_stale_node_answers_from_the_stored_version() {
+        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
+            crate::hardening::a_stale_node_answers_from_the_stored_version(backend).await;
         }
     }
 

@@ -297,10 +297,23 @@ fn new_email(email: Option<String>) -> Result<String, PortalRejection> {
     Ok(email.to_lowercase())
 }
 
+/// Why a session was not accepted: a refused token, or the store could not tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionCheck {
+    Refused(SessionError),
+    Fault(EngineError),
+}
+
 impl Engine {
-    /// The session a portal JWT carries, or why it is refused.
-    pub fn verify_session(&self, token: &str) -> Result<Session, SessionError> {
-        self.portal.jwt.verify(token)
+    /// The session a portal JWT carries, or why it is refused. A valid token of a customer
+    /// that was deleted since is refused: its sessions end with it (one read by primary key).
+    pub async fn verify_session(&self, token: &str) -> Result<Session, SessionCheck> {
+        let session = self.portal.jwt.verify(token).map_err(SessionCheck::Refused)?;
+        match self.shared.store.load_customer(session.id).await {
+            Ok(Some(_)) => Ok(session),
+            Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),
+            Err(error) => Err(SessionCheck::Fault(error.into())),
+        }
     }
 
     /// Run password hashing on a blocking thread, at most [`PASSWORD_HASHING_CONCURRENCY`] at

@@ -724,7 +724,7 @@ pub(super) fn events_after_query(
 /// [`exact_sum`]), count.
 pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) -> BoundQuery {
     let mut query =
-        BoundQuery::new(&format!("SELECT state, type, {}, COUNT(*) FROM tokens", exact_sum("amount")));
+        BoundQuery::new(format!("SELECT state, type, {}, COUNT(*) FROM tokens", exact_sum("amount")));
     if let Some(customer) = customer {
         let customer = query.bind(dialect, FilterValue::Int(customer));
         query.sql.push_str(&format!(
@@ -945,7 +945,7 @@ pub(super) fn clearing_row(
 /// Sums by (type, symbol, debitor, creditor) over [`clearing_rows_query`]'s selection. Columns:
 /// type, symbol, debitor_id, creditor_id, count, amount (two columns, see [`exact_sum`]).
 pub(super) fn clearing_sums_query(dialect: Dialect, clearing: &ClearingQuery) -> BoundQuery {
-    let mut query = BoundQuery::new(&format!(
+    let mut query = BoundQuery::new(format!(
         "SELECT t.type, t.symbol, c.debitor_id, c.creditor_id, COUNT(*), {} \
          FROM clearing c JOIN tokens t ON t.uuid = c.token_uuid",
         exact_sum("t.amount")

@@ -17,7 +17,7 @@ mod stats;
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
-use cashgrid_actors::engine::portal::{PortalError, PortalRejection, Session};
+use cashgrid_actors::engine::portal::{PortalError, PortalRejection, Session, SessionCheck};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -110,7 +110,7 @@ fn resource(path: &str, methods: &'static str) -> actix_web::Resource {
     web::resource(path)
         .route(web::route().method(Method::OPTIONS).to(move |state: web::Data<AppState>, request: HttpRequest| async move {
             if !is_authorization_preflight(&request) {
-                session(&state, &request)?;
+                session(&state, &request).await?;
             }
             Ok::<_, ApiError>(allow(methods))
         }))
@@ -131,7 +131,7 @@ fn is_authorization_preflight(request: &HttpRequest) -> bool {
 /// `500 Not Found: <url>` (404 under `4xx`).
 async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if !is_authorization_preflight(&request) {
-        session(&state, &request)?;
+        session(&state, &request).await?;
     }
     Err(super::route_not_found(&state, &request))
 }
@@ -141,7 +141,7 @@ fn unauthorized(message: &str) -> ApiError {
 }
 
 /// The caller's session from `Authorization: Bearer <jwt>`; 401 with express-jwt's messages.
-pub(crate) fn session(state: &AppState, request: &HttpRequest) -> Result<Session, ApiError> {
+pub(crate) async fn session(state: &AppState, request: &HttpRequest) -> Result<Session, ApiError> {
     let header = request.headers().get(header::AUTHORIZATION).map(|value| value.to_str().map_err(|_| unauthorized(BAD_FORMAT)));
     let text = match header {
         None => return Err(unauthorized(NO_TOKEN)),
@@ -160,7 +160,10 @@ pub(crate) fn session(state: &AppState, request: &HttpRequest) -> Result<Session
     if token.is_empty() {
         return Err(unauthorized(NO_TOKEN));
     }
-    state.engine.verify_session(token).map_err(|error| unauthorized(error.message()))
+    state.engine.verify_session(token).await.map_err(|check| match check {
+        SessionCheck::Refused(error) => unauthorized(error.message()),
+        SessionCheck::Fault(fault) => ApiError::from_fault(fault),
+    })
 }
 
 /// A portal refusal in the original's words; faults stay opaque.

@@ -150,7 +150,7 @@ async fn admin_token_changes(
     if !is_upgrade(&request) {
         return Err(route_not_found(&state, &request).into());
     }
-    let start = match admin_audience(&state, &request, &id) {
+    let start = match admin_audience(&state, &request, &id).await {
         Some(audience) => match state.engine.subscribe(Feed::AdminTokenChange, audience, None) {
             Ok(subscription) => Start::Subscribed(subscription, Style::Change),
             Err(error) => unavailable(&error),
@@ -162,7 +162,7 @@ async fn admin_token_changes(
 
 /// Whose changes a portal session may watch under `id`: its own customer's, or as an admin
 /// any customer's or (`admin`) everyone's. `None` without a valid session or for anyone else.
-fn admin_audience(state: &AppState, request: &HttpRequest, id: &str) -> Option<Audience> {
+async fn admin_audience(state: &AppState, request: &HttpRequest, id: &str) -> Option<Audience> {
     let bearer = request
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -171,7 +171,7 @@ fn admin_audience(state: &AppState, request: &HttpRequest, id: &str) -> Option<A
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_owned());
     let token = bearer.or_else(|| query_map(request).remove("token"))?;
-    let session = state.engine.verify_session(&token).ok()?;
+    let session = state.engine.verify_session(&token).await.ok()?;
     match id {
         ADMIN_FEED_ID if session.is_admin() => Some(Audience::All),
         _ => match id.parse::<i64>() {

@@ -49,6 +49,10 @@ pub enum SessionError {
     Expired,
     /// `nbf` in the future.
     NotActive,
+    /// No `exp` claim: such a token would be valid forever (the original accepted it).
+    NoExpiry,
+    /// The customer it names no longer exists: its sessions end with it.
+    Revoked,
 }
 
 impl SessionError {
@@ -62,6 +66,8 @@ impl SessionError {
             Self::InvalidSignature => "invalid signature",
             Self::Expired => "jwt expired",
             Self::NotActive => "jwt not active",
+            Self::NoExpiry => "jwt must expire: the exp claim is required",
+            Self::Revoked => "The token has been revoked.",
         }
     }
 }
@@ -91,7 +97,7 @@ impl Jwt {
     pub(super) fn new(secret: &[u8], valid_hours: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
-        validation.required_spec_claims = HashSet::new();
+        validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
         validation.validate_exp = true;
         validation.validate_nbf = true;
         validation.validate_aud = false;
@@ -140,6 +146,7 @@ impl Jwt {
                 jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::InvalidSignature,
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => SessionError::Expired,
                 jsonwebtoken::errors::ErrorKind::ImmatureSignature => SessionError::NotActive,
+                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => SessionError::NoExpiry,
                 jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
                 | jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
                 | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => SessionError::InvalidAlgorithm,
@@ -231,9 +238,19 @@ mod tests {
                 jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(b"secret")).unwrap();
             assert_eq!(jwt.verify(&token).unwrap().id, 3);
         }
-        let claims = serde_json::json!({"id": 3, "email": "x@y.z"});
+        let claims = serde_json::json!({"id": 3, "email": "x@y.z", "exp": now + 60});
         let rs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
             .unwrap();
         assert!(jwt.verify(&rs).unwrap().roles.is_empty());
+    }
+
+    #[test]
+    fn a_token_without_expiry_is_refused() {
+        let jwt = Jwt::new(b"secret", 1);
+        let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user", "admin"]});
+        let forever = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+            .unwrap();
+        assert_eq!(jwt.verify(&forever), Err(SessionError::NoExpiry));
+        assert!(SessionError::NoExpiry.message().contains("exp"));
     }
 }

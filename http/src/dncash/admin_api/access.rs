@@ -45,7 +45,7 @@ impl<'a> AccessJson<'a> {
 
 /// `POST /access` `{"scope"}`: new credentials, without the secret.
 pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let scope = match body.get("scope") {
         None | Some(Value::Null) => None,
@@ -62,7 +62,7 @@ pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: w
 
 /// `GET /access?scope=`: the caller's credentials of that scope (none without one).
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let query = query_map(&request);
     let records = state
         .engine
@@ -79,7 +79,7 @@ pub async fn reveal(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let password = body.get("password").and_then(Value::as_str).map(str::to_owned);
     let revealed = state
@@ -95,7 +95,7 @@ pub async fn reveal(
 
 /// `DELETE /access/:id`: an OK packet; the key stops authenticating at once on this node.
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
         Some(id) => state.engine.delete_access(&session, id).await.map_err(|error| portal_error(state.error_status, error))?,
         None => 0,

@@ -83,7 +83,7 @@ fn fields(mode: ErrorStatus, body: &Value) -> Result<Fields, ApiError> {
 
 /// `POST /accounts` `{value,type,default,symbol,refname}`: 200 with an empty body.
 pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let mode = state.error_status;
     let fields = fields(mode, &body)?;
@@ -100,7 +100,7 @@ pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: w
 
 /// `GET /accounts?default=0|1`: the caller's accounts.
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     // MySQL compared the text with the 0/1 column: anything but a non-zero number is 0.
     let default = query_map(&request).get("default").map(|text| text.trim().parse::<f64>().is_ok_and(|value| value != 0.0));
     let accounts =
@@ -110,7 +110,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
 
 /// `GET /accounts/:id`: the caller's account, or an empty body.
 pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let Some(id) = row_id(&path) else {
         return Ok(empty_ok());
     };
@@ -127,7 +127,7 @@ pub async fn update(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let mode = state.error_status;
     // The original compares loosely (`!=`): 4 and "4" are the same id.
@@ -156,7 +156,7 @@ pub async fn update(
 
 /// `DELETE /accounts/:id`: 200, empty body.
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     if let Some(id) = row_id(&path) {
         state.engine.delete_account(&session, id).await.map_err(|error| portal_error(state.error_status, error))?;
     }

@@ -82,7 +82,7 @@ pub async fn register(
 
 /// `GET /auth/twofa`: a new pending secret and its provisioning URL.
 pub async fn begin_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let setup = state.engine.begin_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     #[derive(Serialize)]
     struct Setup {
@@ -98,7 +98,7 @@ pub async fn enable_twofa(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let code = text_field(&body, "token");
     let token = state
@@ -111,7 +111,7 @@ pub async fn enable_twofa(
 
 /// `DELETE /auth/twofa`: two-factor login off; a new session.
 pub async fn disable_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let token = state.engine.disable_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }
@@ -122,7 +122,7 @@ pub async fn change_password(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let old = body.get("oldPassword").and_then(Value::as_str).map(str::to_owned);
     let new = body.get("newPassword").and_then(Value::as_str).map(str::to_owned);
@@ -140,7 +140,7 @@ pub async fn create_user(
     request: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let email = body.get("email").and_then(Value::as_str).map(str::to_owned);
     let created =

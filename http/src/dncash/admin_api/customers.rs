@@ -11,7 +11,7 @@ use crate::error::ApiError;
 use crate::{AppState, ErrorStatus};
 
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let customers = state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(customers.iter().map(CustomerRow::of).collect::<Vec<_>>()))
 }
@@ -52,7 +52,7 @@ pub async fn update(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     if !session.is_admin() {
         // The admin check comes before any look at the body.
@@ -72,7 +72,7 @@ pub async fn update(
 
 /// `DELETE /customers/:email`: an OK packet; refused while other rows reference the customer.
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let deleted =
         state.engine.delete_customer(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
@@ -85,7 +85,7 @@ pub async fn reset_twofa(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let token = state.engine.reset_twofa(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::{AppState, ErrorStatus};
 
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let devices = state.engine.list_devices(session.id).await.map_err(ApiError::from_fault)?;
     Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
@@ -45,7 +45,7 @@ pub async fn update(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let (device_type, refname) = device_change(state.error_status, &body)?;
     let matched = match row_id(&path) {
@@ -67,7 +67,7 @@ pub async fn update(
 
 /// `DELETE /devices/:id`: an OK packet; refused while tokens reference the device.
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
         Some(id) => state.engine.delete_device(&session, id).await.map_err(|error| portal_error(state.error_status, error))?,
         None => 0,

@@ -22,7 +22,7 @@ fn pkey(mode: ErrorStatus, request: &HttpRequest, routed: &str) -> Result<String
 
 /// `GET /params/:pkey`: the stored value, or `null`.
 pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
     let value = state.engine.param_value(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(value))
@@ -35,7 +35,7 @@ pub async fn set(
     path: web::Path<String>,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let key = pkey(state.error_status, &request, &path)?;
     state.engine.set_param(&session, &key, &body).await.map_err(|error| portal_error(state.error_status, error))?;
@@ -44,7 +44,7 @@ pub async fn set(
 
 /// `DELETE /params/:pkey`: an OK packet.
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
     let deleted = state.engine.remove_param(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))

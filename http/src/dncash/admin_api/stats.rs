@@ -24,7 +24,7 @@ struct TokenStatJson {
 
 /// `GET /tokenstat`: amounts and counts by state and type.
 pub async fn token_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let stats = state.engine.token_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
@@ -56,7 +56,7 @@ fn integer(text: Option<&String>) -> Option<i64> {
 
 /// `GET /journal?limit&from&to&filter`: newest first; `from`/`to` are epoch ms.
 pub async fn journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let query = query_map(&request);
     let filter = JournalFilter {
         from: integer(query.get("from")),
@@ -89,7 +89,7 @@ struct DeviceStatJson<'a> {
 
 /// `GET /admin/devicestat` (admin): one row per device.
 pub async fn device_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let stats = state.engine.device_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
@@ -109,7 +109,7 @@ struct AdminJournalJson<'a> {
 
 /// `GET /admin/journal` (admin): the latest entries of all customers, newest first.
 pub async fn admin_journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    let session = session(&state, &request)?;
+    let session = session(&state, &request).await?;
     let entries = state.engine.admin_journal(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
