@@ -5,28 +5,9 @@ use std::time::Duration;
 use actix::Actor as _;
 
 use super::*;
-use crate::domain::token::{Issue, TokenType};
 
 fn token() -> Token {
-    let issue = Issue {
-        uuid: Uuid::new_v4(),
-        owner_id: 1,
-        owner_device: Uuid::new_v4(),
-        token_type: TokenType::Cashout,
-        amount: 100,
-        symbol: "EUR".into(),
-        expires: None,
-        refname: None,
-        clearstate: 0,
-        info: None,
-        plain_code: None,
-        secure_code: "cipher".into(),
-        code_hash: vec![1],
-    };
-    match Token::issue(issue, 1_000) {
-        Ok((token, _)) => token,
-        Err(rejection) => panic!("issue failed: {rejection:?}"),
-    }
+    crate::domain::token::issued_for_tests(1_000)
 }
 
 fn owner() -> TriggerOwner {

@@ -228,29 +228,6 @@ mod tests {
         WriteSet::default()
     }
 
-    fn open_token() -> crate::domain::Token {
-        use crate::domain::token::{Issue, Token, TokenType};
-        let issue = Issue {
-            uuid: uuid::Uuid::new_v4(),
-            owner_id: 1,
-            owner_device: uuid::Uuid::new_v4(),
-            token_type: TokenType::Cashout,
-            amount: 100,
-            symbol: "EUR".into(),
-            expires: None,
-            refname: None,
-            clearstate: 0,
-            info: None,
-            plain_code: None,
-            secure_code: "code".into(),
-            code_hash: vec![0; 32],
-        };
-        match Token::issue(issue, 0) {
-            Ok((token, _)) => token,
-            Err(rejection) => panic!("issue: {rejection:?}"),
-        }
-    }
-
     fn soon() -> Instant {
         Instant::now() + Duration::from_secs(5)
     }
@@ -281,7 +258,7 @@ mod tests {
         let store = store();
         let (writer, task) = Writer::new(Arc::clone(&store), config, Duration::from_secs(5));
         // Nothing takes the set before its deadline: the writer task starts only afterwards.
-        let token = open_token();
+        let token = crate::domain::token::issued_for_tests(0);
         let set = WriteSet { writes: vec![crate::store::TokenWrite::Insert(token.clone())], ..WriteSet::default() };
         let answer = writer.commit(set, Instant::now() + Duration::from_millis(30)).await;
         assert_eq!(answer, Err(WriteError::Overloaded));

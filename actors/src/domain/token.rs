@@ -574,6 +574,30 @@ fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Resul
     Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
 }
 
+/// An OPEN cash-out of 100 EUR issued at `now`, for the tests of the shells around the domain.
+#[cfg(test)]
+pub(crate) fn issued_for_tests(now: Millis) -> Token {
+    let issue = Issue {
+        uuid: Uuid::new_v4(),
+        owner_id: 1,
+        owner_device: Uuid::new_v4(),
+        token_type: TokenType::Cashout,
+        amount: 100,
+        symbol: "EUR".into(),
+        expires: None,
+        refname: None,
+        clearstate: 0,
+        info: None,
+        plain_code: None,
+        secure_code: "cipher".into(),
+        code_hash: vec![1],
+    };
+    match Token::issue(issue, now) {
+        Ok((token, _)) => token,
+        Err(rejection) => panic!("issue failed: {rejection:?}"),
+    }
+}
+
 #[cfg(test)]
 #[path = "token_tests.rs"]
 mod tests;

@@ -59,7 +59,7 @@ impl InFlight {
 }
 
 /// The key of a request of `kind` with these validated fields, for `customer`.
-pub(super) fn key_for(customer: CustomerId, key: &str, kind: &str, request: &impl Serialize) -> Result<IdempotencyKey, EngineError> {
+fn key_for(customer: CustomerId, key: &str, kind: &str, request: &impl Serialize) -> Result<IdempotencyKey, EngineError> {
     let fields = serde_json::to_vec(request).map_err(|error| EngineError::Internal(format!("request fingerprint: {error}")))?;
     let mut digest = Sha256::new();
     digest.update(kind.as_bytes());
@@ -73,10 +73,39 @@ pub(super) fn key_for(customer: CustomerId, key: &str, kind: &str, request: &imp
     })
 }
 
+/// How a create with an optional key goes on.
+pub(super) enum Begin<'a, T> {
+    /// No key: create as always.
+    Unkeyed,
+    /// The key's request was done before: its original result.
+    Replay(T),
+    /// Create, carrying the key; it stays in flight on this node until dropped.
+    Fresh(Keyed<'a>),
+}
+
+/// A key being decided on this node.
+pub(super) struct Keyed<'a> {
+    pub key: IdempotencyKey,
+    _in_flight: InFlightGuard<'a>,
+}
+
 impl Engine {
-    /// Start deciding a keyed request: refused while the same key is in flight here.
-    pub(super) fn idempotency_enter<'a>(&'a self, key: &IdempotencyKey) -> Result<InFlightGuard<'a>, EngineError> {
-        self.idempotency.enter(key)
+    /// Start a create of `kind` with `request`'s validated fields under an optional key:
+    /// refused while the key is in flight here or when it came with another request.
+    pub(super) async fn idempotency_begin<T: DeserializeOwned>(
+        &self,
+        customer: CustomerId,
+        key: Option<&str>,
+        kind: &str,
+        request: &impl Serialize,
+    ) -> Result<Begin<'_, T>, EngineError> {
+        let Some(key) = key else { return Ok(Begin::Unkeyed) };
+        let key = key_for(customer, key, kind, request)?;
+        let in_flight = self.idempotency.enter(&key)?;
+        Ok(match self.idempotency_replay(&key).await? {
+            Some(result) => Begin::Replay(result),
+            None => Begin::Fresh(Keyed { key, _in_flight: in_flight }),
+        })
     }
 
     /// The original result of a request with this key, if its commit happened; refused when the
@@ -117,6 +146,7 @@ mod tests {
     #[test]
     fn the_fingerprint_tells_requests_apart_but_not_retries() {
         let first = key_for(1, "k", "token", &serde_json::json!({"amount": 1})).ok();
+        assert!(first.is_some());
         let retry = key_for(1, "k", "token", &serde_json::json!({"amount": 1})).ok();
         let other = key_for(1, "k", "token", &serde_json::json!({"amount": 2})).ok();
         let device = key_for(1, "k", "device", &serde_json::json!({"amount": 1})).ok();

@@ -28,6 +28,7 @@ use crate::domain::{CustomerId, Device, DeviceType};
 use crate::metrics as m;
 use crate::registry::Registry;
 use crate::handoff::Handoff;
+use idempotency::Begin;
 use crate::store::{
     Customer, DeadlineStore, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
     WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
@@ -408,13 +409,12 @@ impl Engine {
         if let Some(pem) = &new.pubkey {
             crate::crypto::parse_public_key(pem, self.shared.key_policy).map_err(Rejection::BadPublicKey)?;
         }
-        let key = idempotency.map(|key| idempotency::key_for(customer, key, "device", &new)).transpose()?;
-        let _in_flight = key.as_ref().map(|key| self.idempotency_enter(key)).transpose()?;
-        if let Some(key) = &key {
-            if let Some(device) = self.idempotency_replay(key).await? {
-                return Ok(device);
-            }
-        }
+        let keyed = match self.idempotency_begin(customer, idempotency, "device", &new).await? {
+            Begin::Replay(device) => return Ok(device),
+            Begin::Fresh(keyed) => Some(keyed),
+            Begin::Unkeyed => None,
+        };
+        let key = keyed.as_ref().map(|keyed| &keyed.key);
         let device = Device {
             id: 0,
             uuid: Uuid::new_v4(),
@@ -427,7 +427,7 @@ impl Engine {
             refname: new.refname,
             info: new.info,
         };
-        match (self.shared.store.insert_device(&device, key.as_ref()).await, &key) {
+        match (self.shared.store.insert_device(&device, key).await, key) {
             (Err(StoreError::Duplicate(what)), Some(key)) if what == IDEMPOTENCY_KEY => self
                 .idempotency_replay(key)
                 .await?
@@ -481,13 +481,12 @@ impl Engine {
         new: NewToken,
         idempotency: Option<&str>,
     ) -> Result<Token, EngineError> {
-        let key = idempotency.map(|key| idempotency::key_for(customer, key, "token", &new)).transpose()?;
-        let _in_flight = key.as_ref().map(|key| self.idempotency_enter(key)).transpose()?;
-        if let Some(key) = &key {
-            if let Some(token) = self.idempotency_replay(key).await? {
-                return Ok(token);
-            }
-        }
+        let keyed = match self.idempotency_begin(customer, idempotency, "token", &new).await? {
+            Begin::Replay(token) => return Ok(token),
+            Begin::Fresh(keyed) => Some(keyed),
+            Begin::Unkeyed => None,
+        };
+        let key = keyed.as_ref().map(|keyed| &keyed.key);
         let device = self.owned_device(customer, new.device).await?;
         let key_of_device = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
         let plain = is_on(self.param(customer, params::USE_PLAIN_CODES).await?.as_ref());
@@ -512,7 +511,7 @@ impl Engine {
                 code_hash: self.shared.hasher.code_hash(uuid, &code),
             };
             let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
-            let idempotency = match &key {
+            let idempotency = match key {
                 Some(key) => Some(IdempotencyRecord { key: key.clone(), result: issued_result(&token)? }),
                 None => None,
             };
@@ -533,7 +532,7 @@ impl Engine {
                 // A plain code (or, absurdly, a uuid) already in use: draw again. Or the key
                 // was taken meanwhile (another node): answer what it created.
                 WriteOutcome::Conflict => {
-                    if let Some(key) = &key {
+                    if let Some(key) = key {
                         if let Some(token) = self.idempotency_replay(key).await? {
                             return Ok(token);
                         }
