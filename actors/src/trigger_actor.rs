@@ -113,6 +113,8 @@ struct Trigger {
 struct Poll {
     reply: oneshot::Sender<WaitOutcome>,
     deadline: Instant,
+    /// The cash customer that polls: always the trigger's own (`Wait` checks it).
+    customer: CustomerId,
 }
 
 struct Socket {
@@ -252,8 +254,15 @@ impl Handler<Create> for TriggerRegistry {
         if let Some(existing) = self.triggers.get_mut(&create.code) {
             // A fixed code created again: same device, fresh validity; a poll already
             // waiting for it keeps waiting, and a claim in flight keeps its reservation.
+            // (Codes are the creator's own device uuids or fresh uuids, so another customer
+            // cannot name an existing code; should a device ever change hands, the old
+            // owner's poll is answered "gone" rather than handed to the new one.)
+            let new_customer = existing.owner.cash_customer != create.owner.cash_customer;
             existing.owner = create.owner;
             existing.expires = expires;
+            if new_customer {
+                self.answer_poll(&create.code, WaitOutcome::Expired);
+            }
             m::record_trigger_end("replaced");
             m::record_trigger_created();
             return Ok(());
@@ -271,9 +280,13 @@ impl Handler<Create> for TriggerRegistry {
     }
 }
 
-/// Wait for a trigger to be used: the receiver gets exactly one outcome.
+/// Wait for a trigger to be used: the receiver gets exactly one outcome. Only the cash
+/// customer whose device created the trigger may wait for it; for anyone else it does not
+/// exist (the original let anyone poll any code, and fixed codes are device uuids that other
+/// customers see, so a foreign poll could take over and receive the locked token).
 pub struct Wait {
     pub code: String,
+    pub customer: CustomerId,
 }
 
 impl Message for Wait {
@@ -285,8 +298,9 @@ impl Handler<Wait> for TriggerRegistry {
 
     fn handle(&mut self, wait: Wait, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        if self.live(&wait.code, now).is_none() {
-            return Err(TriggerRefusal::NotFound);
+        match self.live(&wait.code, now) {
+            Some(trigger) if trigger.owner.cash_customer == wait.customer => {}
+            Some(_) | None => return Err(TriggerRefusal::NotFound),
         }
         // A second poll replaces the first, as in the original; the first gets an answer.
         self.answer_poll(&wait.code, WaitOutcome::Replaced);
@@ -297,7 +311,7 @@ impl Handler<Wait> for TriggerRegistry {
             }
         }
         let (reply, receiver) = oneshot::channel();
-        self.polls.insert(wait.code, Poll { reply, deadline: now + self.wait_max });
+        self.polls.insert(wait.code, Poll { reply, deadline: now + self.wait_max, customer: wait.customer });
         self.publish_gauges();
         Ok(receiver)
     }
@@ -347,10 +361,11 @@ impl Handler<Release> for TriggerRegistry {
 }
 
 /// The claim through a reserved trigger locked `token`: the trigger is used up, its poll gets
-/// the token, and so does every socket of the trigger's cash device.
+/// the token, and so does every socket of the trigger's cash device. `owner` is the one
+/// `Reserve` answered.
 pub struct Complete {
     pub code: String,
-    pub cash_device: Uuid,
+    pub owner: TriggerOwner,
     pub token: Token,
 }
 
@@ -366,8 +381,11 @@ impl Handler<Complete> for TriggerRegistry {
             m::record_trigger_end("used");
         }
         let push = TriggerPush { code: complete.code, token: complete.token };
-        self.push(complete.cash_device, &push);
-        self.answer_poll(&push.code, WaitOutcome::Locked(Box::new(push.token.clone())));
+        self.push(complete.owner.cash_device, &push);
+        // Only the trigger owner's poll may hear of the token (`Wait` admits no other).
+        if self.polls.get(&push.code).is_some_and(|poll| poll.customer == complete.owner.cash_customer) {
+            self.answer_poll(&push.code, WaitOutcome::Locked(Box::new(push.token.clone())));
+        }
         self.publish_gauges();
     }
 }

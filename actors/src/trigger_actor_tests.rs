@@ -43,7 +43,7 @@ async fn create(registry: &Addr<TriggerRegistry>, code: &str, expires_in: Durati
 }
 
 async fn wait(registry: &Addr<TriggerRegistry>, code: &str) -> oneshot::Receiver<WaitOutcome> {
-    match registry.send(Wait { code: code.into() }).await {
+    match registry.send(Wait { code: code.into(), customer: owner().cash_customer }).await {
         Ok(Ok(receiver)) => receiver,
         other => panic!("wait refused: {other:?}"),
     }
@@ -63,10 +63,10 @@ async fn a_used_trigger_answers_its_poll_and_cannot_be_used_again() {
     let poll = wait(&registry, "t1").await;
     assert_eq!(reserve(&registry, "t1").await, Ok(owner()));
     let locked = token();
-    registry.do_send(Complete { code: "t1".into(), cash_device: owner().cash_device, token: locked.clone() });
+    registry.do_send(Complete { code: "t1".into(), owner: owner(), token: locked.clone() });
     assert_eq!(poll.await, Ok(WaitOutcome::Locked(Box::new(locked))));
     assert_eq!(reserve(&registry, "t1").await, Err(TriggerRefusal::NotFound));
-    let again = registry.send(Wait { code: "t1".into() }).await.map(|answer| answer.err());
+    let again = registry.send(Wait { code: "t1".into(), customer: owner().cash_customer }).await.map(|answer| answer.err());
     assert_eq!(again, Ok(Some(TriggerRefusal::NotFound)));
 }
 
@@ -87,6 +87,19 @@ async fn a_second_poll_replaces_the_first_which_gets_an_answer() {
     let first = wait(&registry, "t3").await;
     let _second = wait(&registry, "t3").await;
     assert_eq!(first.await, Ok(WaitOutcome::Replaced));
+}
+
+#[actix::test]
+async fn only_the_trigger_owners_customer_may_wait_and_a_foreign_poll_displaces_nothing() {
+    let registry = start(Duration::from_secs(60));
+    create(&registry, "t6", Duration::from_secs(60)).await;
+    let own = wait(&registry, "t6").await;
+    let foreign = registry.send(Wait { code: "t6".into(), customer: owner().cash_customer + 1 }).await;
+    assert_eq!(foreign.map(|answer| answer.err()), Ok(Some(TriggerRefusal::NotFound)), "as for an unknown code");
+    assert_eq!(reserve(&registry, "t6").await, Ok(owner()));
+    let locked = token();
+    registry.do_send(Complete { code: "t6".into(), owner: owner(), token: locked.clone() });
+    assert_eq!(own.await, Ok(WaitOutcome::Locked(Box::new(locked))), "the owner's poll was never replaced");
 }
 
 #[actix::test]
@@ -113,7 +126,7 @@ async fn a_poll_is_answered_when_it_has_waited_long_enough_and_the_trigger_lives
 async fn unknown_codes_are_not_found() {
     let registry = start(Duration::from_secs(60));
     assert_eq!(reserve(&registry, "nope").await, Err(TriggerRefusal::NotFound));
-    let waited = registry.send(Wait { code: "nope".into() }).await.map(|answer| answer.err());
+    let waited = registry.send(Wait { code: "nope".into(), customer: owner().cash_customer }).await.map(|answer| answer.err());
     assert_eq!(waited, Ok(Some(TriggerRefusal::NotFound)));
 }
 
@@ -132,7 +145,7 @@ async fn device_sockets_get_pushes_and_slow_ones_are_dropped() {
     for round in 0..=SOCKET_BUFFER {
         let code = format!("code-{round}");
         create(&registry, &code, Duration::from_secs(60)).await;
-        registry.do_send(Complete { code: code.clone(), cash_device: device, token: token() });
+        registry.do_send(Complete { code: code.clone(), owner: owner(), token: token() });
         // The fast socket reads every push as it comes.
         let push = tokio::time::timeout(Duration::from_secs(5), fast.pushes.recv()).await;
         assert_eq!(push.ok().flatten().map(|push| push.code), Some(code));

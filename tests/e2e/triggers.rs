@@ -311,3 +311,35 @@ pub async fn the_device_socket_receives_locked_tokens(backend: Backend) {
         .await;
     assert!(refused.is_err(), "a foreign customer's socket must be refused");
 }
+
+/// Issue 8, item 6: a fixed trigger code is the ATM's uuid, which other customers can learn.
+/// Another customer's cash key polling it is answered at once, as for an unknown code, and the
+/// owner's poll keeps waiting and gets the token.
+pub async fn only_the_cash_customer_of_a_trigger_may_poll_it(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let owner = env.customer("atm-operator@example.com");
+    env.set_param("atm-operator@example.com", "USE_FIXED_TRIGGER_CODES", "true");
+    let operator = env.scene_for(owner).await;
+    let stranger = env.scene("stranger@example.com").await;
+    let token = env.issue(&operator.bank, &operator.phone, 4_200).await;
+    let code = trigger_code(&env, &operator).await;
+    assert_eq!(code, operator.atm, "a fixed code is the ATM's uuid");
+
+    let path = trigger_path(&code);
+    let own_poll = env.api.get(&path, &operator.cash);
+    let stranger_then_phone = async {
+        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        let started = std::time::Instant::now();
+        let foreign = env.api.get(&path, &stranger.cash).await;
+        let waited = started.elapsed();
+        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        phone_trigger_ok(&env, &code, &token).await;
+        (foreign, waited)
+    };
+    let (own, (foreign, waited)) = futures_util::future::join(own_poll, stranger_then_phone).await;
+    foreign.assert_status(500);
+    assert_error_body(&foreign, &format!("Trigger {code} not found."));
+    assert!(waited < Duration::from_secs(5), "answered at once, not held: {waited:?}");
+    assert_v_locked(&own, &token);
+    assert!(!foreign.text.contains(&uuid_of(&token)), "{}", foreign.describe());
+}

@@ -22,8 +22,8 @@ use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
 use crate::token_actor::TokenRequest;
 use crate::trigger_actor::{
-    Complete, Create, Release, Reserve, Subscribe, TriggerPush, TriggerRefusal, TriggerRegistry,
-    Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
+    Complete, Create, Release, Reserve, Subscribe, TriggerOwner, TriggerPush, TriggerRefusal,
+    TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
 };
 
 pub use crate::trigger_actor::{WaitOutcome as TriggerWait, EXPIRES_IN_DEFAULT as TRIGGER_EXPIRES_IN_DEFAULT};
@@ -103,9 +103,9 @@ struct Reservation {
 }
 
 impl Reservation {
-    fn complete(mut self, cash_device: Uuid, token: Token) {
+    fn complete(mut self, owner: TriggerOwner, token: Token) {
         self.done = true;
-        self.registry.do_send(Complete { code: self.code.clone(), cash_device, token });
+        self.registry.do_send(Complete { code: self.code.clone(), owner, token });
     }
 }
 
@@ -155,7 +155,7 @@ impl Engine {
         let code = if fixed { cash_device } else { Uuid::new_v4() }.to_string();
         let create = Create {
             code: code.clone(),
-            owner: crate::trigger_actor::TriggerOwner { cash_device, cash_customer },
+            owner: TriggerOwner { cash_device, cash_customer },
             expires_in: expires_in.min(EXPIRES_IN_MAX),
         };
         match self.triggers.send(create).timeout(self.config.send_timeout).await {
@@ -169,9 +169,10 @@ impl Engine {
     }
 
     /// Wait until a phone uses the trigger, it expires, a newer poll takes over, or the
-    /// configured bound passes. Anyone may wait (the original checks no owner).
-    pub async fn wait_trigger(&self, code: &str) -> Result<WaitOutcome, TriggerError> {
-        let wait = Wait { code: normalise(code) };
+    /// configured bound passes. Only the cash customer whose device created the trigger may
+    /// wait; for anyone else the trigger is unknown (the original checked no owner).
+    pub async fn wait_trigger(&self, cash_customer: CustomerId, code: &str) -> Result<WaitOutcome, TriggerError> {
+        let wait = Wait { code: normalise(code), customer: cash_customer };
         let receiver = match self.triggers.send(wait).timeout(self.config.send_timeout).await {
             Ok(Ok(receiver)) => receiver,
             Ok(Err(refused)) => return Err(refusal(refused)),
@@ -254,7 +255,7 @@ impl Engine {
             signature_valid: signature_valid(key, message.as_bytes(), signature),
         };
         let locked = self.ask_token(token_id, request).await?;
-        reservation.complete(owner.cash_device, locked.clone());
+        reservation.complete(owner, locked.clone());
         Ok(locked)
     }
 

@@ -245,10 +245,10 @@ async fn wait_trigger(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&state, &request, Scope::CashApi).await?;
+    let customer = authenticate(&state, &request, Scope::CashApi).await?;
     let mode = state.error_status;
     let code = path.into_inner();
-    match state.engine.wait_trigger(&code).await {
+    match state.engine.wait_trigger(customer.id, &code).await {
         Ok(TriggerWait::Locked(token)) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Locked))),
         Ok(TriggerWait::TimedOut) => Ok(HttpResponse::NoContent().finish()),
         Ok(TriggerWait::Expired) | Err(TriggerError::UnknownTrigger) => Err(trigger_not_found(mode, &code)),
