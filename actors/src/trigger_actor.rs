@@ -89,6 +89,30 @@ impl WaitOutcome {
     }
 }
 
+/// What a long poll receives: its outcome and, with a locked token, the handover that the
+/// phone's request waits for.
+#[derive(Debug)]
+pub struct PollAnswer {
+    pub outcome: WaitOutcome,
+    pub handover: Option<Handover>,
+}
+
+/// Held by the ATM's answer until it has been handed to the ATM's connection; dropping it
+/// tells the phone's request (which holds the receiving end) that it may answer now. The
+/// original answered the ATM's poll before the phone's 204, and ATM software relies on it.
+#[derive(Debug)]
+pub struct Handover {
+    _released_on_drop: oneshot::Sender<()>,
+}
+
+impl Handover {
+    /// A handover and the receiver that wakes when it is dropped.
+    pub fn new() -> (Self, oneshot::Receiver<()>) {
+        let (sender, receiver) = oneshot::channel();
+        (Self { _released_on_drop: sender }, receiver)
+    }
+}
+
 /// What a device socket receives: the trigger code and the token it locked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerPush {
@@ -111,7 +135,7 @@ struct Trigger {
 }
 
 struct Poll {
-    reply: oneshot::Sender<WaitOutcome>,
+    reply: oneshot::Sender<PollAnswer>,
     deadline: Instant,
     /// The cash customer that polls: always the trigger's own (`Wait` checks it).
     customer: CustomerId,
@@ -148,11 +172,12 @@ impl TriggerRegistry {
         self.triggers.get(code).filter(|trigger| trigger.reserved || trigger.expires > now)
     }
 
-    fn answer_poll(&mut self, code: &str, outcome: WaitOutcome) {
+    fn answer_poll(&mut self, code: &str, outcome: WaitOutcome, handover: Option<Handover>) {
         if let Some(poll) = self.polls.remove(code) {
             m::record_trigger_wait_answer(outcome.label());
-            // The poller may have given up (client gone); nothing to do then.
-            let _ = poll.reply.send(outcome);
+            // The poller may have given up (client gone); the handover is dropped with the
+            // answer then, so nobody waits for it.
+            let _ = poll.reply.send(PollAnswer { outcome, handover });
         }
     }
 
@@ -168,7 +193,7 @@ impl TriggerRegistry {
         for code in expired {
             self.triggers.remove(&code);
             m::record_trigger_end("expired");
-            self.answer_poll(&code, WaitOutcome::Expired);
+            self.answer_poll(&code, WaitOutcome::Expired, None);
         }
         let mut abandoned = Vec::new();
         let mut ended = Vec::new();
@@ -186,7 +211,7 @@ impl TriggerRegistry {
             self.polls.remove(&code);
         }
         for (code, outcome) in ended {
-            self.answer_poll(&code, outcome);
+            self.answer_poll(&code, outcome, None);
         }
         self.sockets.retain(|_, sockets| {
             sockets.retain(|socket| !socket.sender.is_closed());
@@ -261,7 +286,7 @@ impl Handler<Create> for TriggerRegistry {
             existing.owner = create.owner;
             existing.expires = expires;
             if new_customer {
-                self.answer_poll(&create.code, WaitOutcome::Expired);
+                self.answer_poll(&create.code, WaitOutcome::Expired, None);
             }
             m::record_trigger_end("replaced");
             m::record_trigger_created();
@@ -290,11 +315,11 @@ pub struct Wait {
 }
 
 impl Message for Wait {
-    type Result = Result<oneshot::Receiver<WaitOutcome>, TriggerRefusal>;
+    type Result = Result<oneshot::Receiver<PollAnswer>, TriggerRefusal>;
 }
 
 impl Handler<Wait> for TriggerRegistry {
-    type Result = Result<oneshot::Receiver<WaitOutcome>, TriggerRefusal>;
+    type Result = Result<oneshot::Receiver<PollAnswer>, TriggerRefusal>;
 
     fn handle(&mut self, wait: Wait, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
@@ -303,7 +328,7 @@ impl Handler<Wait> for TriggerRegistry {
             Some(_) | None => return Err(TriggerRefusal::NotFound),
         }
         // A second poll replaces the first, as in the original; the first gets an answer.
-        self.answer_poll(&wait.code, WaitOutcome::Replaced);
+        self.answer_poll(&wait.code, WaitOutcome::Replaced, None);
         if self.polls.len() >= POLLS_MAX {
             self.sweep(now);
             if self.polls.len() >= POLLS_MAX {
@@ -362,11 +387,13 @@ impl Handler<Release> for TriggerRegistry {
 
 /// The claim through a reserved trigger locked `token`: the trigger is used up, its poll gets
 /// the token, and so does every socket of the trigger's cash device. `owner` is the one
-/// `Reserve` answered.
+/// `Reserve` answered. `handover` goes to the poll with the token (and is dropped at once if
+/// nobody polls), so the phone's request can wait until the ATM has its answer.
 pub struct Complete {
     pub code: String,
     pub owner: TriggerOwner,
     pub token: Token,
+    pub handover: Handover,
 }
 
 impl Message for Complete {
@@ -384,7 +411,8 @@ impl Handler<Complete> for TriggerRegistry {
         self.push(complete.owner.cash_device, &push);
         // Only the trigger owner's poll may hear of the token (`Wait` admits no other).
         if self.polls.get(&push.code).is_some_and(|poll| poll.customer == complete.owner.cash_customer) {
-            self.answer_poll(&push.code, WaitOutcome::Locked(Box::new(push.token.clone())));
+            let outcome = WaitOutcome::Locked(Box::new(push.token.clone()));
+            self.answer_poll(&push.code, outcome, Some(complete.handover));
         }
         self.publish_gauges();
     }

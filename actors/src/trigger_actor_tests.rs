@@ -42,11 +42,19 @@ async fn create(registry: &Addr<TriggerRegistry>, code: &str, expires_in: Durati
     assert_eq!(created, Ok(Ok(())));
 }
 
-async fn wait(registry: &Addr<TriggerRegistry>, code: &str) -> oneshot::Receiver<WaitOutcome> {
-    match registry.send(Wait { code: code.into(), customer: owner().cash_customer }).await {
+/// A poll's outcome, once answered.
+async fn wait(registry: &Addr<TriggerRegistry>, code: &str) -> impl std::future::Future<Output = Result<WaitOutcome, oneshot::error::RecvError>> {
+    let receiver = match registry.send(Wait { code: code.into(), customer: owner().cash_customer }).await {
         Ok(Ok(receiver)) => receiver,
         other => panic!("wait refused: {other:?}"),
-    }
+    };
+    async move { receiver.await.map(|answer| answer.outcome) }
+}
+
+fn complete(registry: &Addr<TriggerRegistry>, code: &str, token: Token) -> oneshot::Receiver<()> {
+    let (handover, handed_over) = Handover::new();
+    registry.do_send(Complete { code: code.into(), owner: owner(), token, handover });
+    handed_over
 }
 
 async fn reserve(registry: &Addr<TriggerRegistry>, code: &str) -> Result<TriggerOwner, TriggerRefusal> {
@@ -63,11 +71,31 @@ async fn a_used_trigger_answers_its_poll_and_cannot_be_used_again() {
     let poll = wait(&registry, "t1").await;
     assert_eq!(reserve(&registry, "t1").await, Ok(owner()));
     let locked = token();
-    registry.do_send(Complete { code: "t1".into(), owner: owner(), token: locked.clone() });
+    complete(&registry, "t1", locked.clone());
     assert_eq!(poll.await, Ok(WaitOutcome::Locked(Box::new(locked))));
     assert_eq!(reserve(&registry, "t1").await, Err(TriggerRefusal::NotFound));
     let again = registry.send(Wait { code: "t1".into(), customer: owner().cash_customer }).await.map(|answer| answer.err());
     assert_eq!(again, Ok(Some(TriggerRefusal::NotFound)));
+}
+
+#[actix::test]
+async fn the_handover_reaches_the_poll_with_the_token_and_ends_when_the_poll_lets_go() {
+    let registry = start(Duration::from_secs(60));
+    create(&registry, "t7", Duration::from_secs(60)).await;
+    let receiver = match registry.send(Wait { code: "t7".into(), customer: owner().cash_customer }).await {
+        Ok(Ok(receiver)) => receiver,
+        other => panic!("wait refused: {other:?}"),
+    };
+    let mut handed_over = complete(&registry, "t7", token());
+    let answer = receiver.await.unwrap_or_else(|error| panic!("no answer: {error}"));
+    assert!(matches!(answer.outcome, WaitOutcome::Locked(_)));
+    assert!(handed_over.try_recv().is_err_and(|error| error == oneshot::error::TryRecvError::Empty), "the poll still holds it");
+    drop(answer);
+    assert!(handed_over.await.is_err(), "dropped with the answer: the phone may go on");
+    // Nobody polls: the handover ends at once.
+    create(&registry, "t8", Duration::from_secs(60)).await;
+    let unheard = tokio::time::timeout(Duration::from_secs(5), complete(&registry, "t8", token())).await;
+    assert!(unheard.is_ok());
 }
 
 #[actix::test]
@@ -98,7 +126,7 @@ async fn only_the_trigger_owners_customer_may_wait_and_a_foreign_poll_displaces_
     assert_eq!(foreign.map(|answer| answer.err()), Ok(Some(TriggerRefusal::NotFound)), "as for an unknown code");
     assert_eq!(reserve(&registry, "t6").await, Ok(owner()));
     let locked = token();
-    registry.do_send(Complete { code: "t6".into(), owner: owner(), token: locked.clone() });
+    complete(&registry, "t6", locked.clone());
     assert_eq!(own.await, Ok(WaitOutcome::Locked(Box::new(locked))), "the owner's poll was never replaced");
 }
 
@@ -145,7 +173,7 @@ async fn device_sockets_get_pushes_and_slow_ones_are_dropped() {
     for round in 0..=SOCKET_BUFFER {
         let code = format!("code-{round}");
         create(&registry, &code, Duration::from_secs(60)).await;
-        registry.do_send(Complete { code: code.clone(), owner: owner(), token: token() });
+        complete(&registry, &code, token());
         // The fast socket reads every push as it comes.
         let push = tokio::time::timeout(Duration::from_secs(5), fast.pushes.recv()).await;
         assert_eq!(push.ok().flatten().map(|push| push.code), Some(code));

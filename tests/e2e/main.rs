@@ -116,6 +116,7 @@ scenarios_on_both_backends! {
     triggers::fixed_trigger_codes_are_the_cash_device_uuid,
     triggers::the_device_socket_receives_locked_tokens,
     triggers::only_the_cash_customer_of_a_trigger_may_poll_it,
+    triggers::the_atm_poll_is_answered_before_the_phones_204,
     clearing::completed_cash_outs_and_cash_ins_leave_one_clearing_row_each,
     clearing::clearing_sums_name_debitor_and_creditor,
     clearing::clearing_filters_read_dates_and_types_like_the_original,

@@ -4,6 +4,7 @@ mod admin_api;
 mod auth;
 mod cash_api;
 mod clearing_api;
+mod handover_body;
 mod headers;
 mod mobile_api;
 mod token_api;
