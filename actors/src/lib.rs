@@ -13,6 +13,7 @@ pub mod engine;
 pub mod expiry;
 pub mod feed_hub;
 pub mod metrics;
+pub mod mqtt;
 pub mod registry;
 pub mod store;
 pub mod token_actor;

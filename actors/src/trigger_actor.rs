@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
+use crate::mqtt::MqttPublisher;
 
 /// Trigger codes held at once; creating more answers `Full` (503).
 pub const TRIGGERS_MAX: usize = 100_000;
@@ -153,10 +154,12 @@ pub struct TriggerRegistry {
     socket_count: usize,
     next_socket: u64,
     wait_max: Duration,
+    /// Where locked tokens are also published, when MQTT is configured.
+    mqtt: Option<MqttPublisher>,
 }
 
 impl TriggerRegistry {
-    pub fn new(config: &TriggerConfig) -> Self {
+    pub fn new(config: &TriggerConfig, mqtt: Option<MqttPublisher>) -> Self {
         Self {
             triggers: HashMap::new(),
             polls: HashMap::new(),
@@ -164,6 +167,7 @@ impl TriggerRegistry {
             socket_count: 0,
             next_socket: 0,
             wait_max: config.wait_max,
+            mqtt,
         }
     }
 
@@ -409,6 +413,10 @@ impl Handler<Complete> for TriggerRegistry {
         }
         let push = TriggerPush { code: complete.code, token: complete.token };
         self.push(complete.owner.cash_device, &push);
+        // The lock is committed (Complete follows the token actor's answer); best effort.
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.offer(&push);
+        }
         // Only the trigger owner's poll may hear of the token (`Wait` admits no other).
         if self.polls.get(&push.code).is_some_and(|poll| poll.customer == complete.owner.cash_customer) {
             let outcome = WaitOutcome::Locked(Box::new(push.token.clone()));

@@ -34,7 +34,7 @@ fn owner() -> TriggerOwner {
 }
 
 fn start(wait_max: Duration) -> Addr<TriggerRegistry> {
-    TriggerRegistry::new(&TriggerConfig { wait_max, fixed_codes: false }).start()
+    TriggerRegistry::new(&TriggerConfig { wait_max, fixed_codes: false }, None).start()
 }
 
 async fn create(registry: &Addr<TriggerRegistry>, code: &str, expires_in: Duration) {

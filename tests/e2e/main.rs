@@ -26,6 +26,7 @@ mod errors;
 mod expiry;
 mod active_expiry;
 mod live_feeds;
+mod mqtt;
 mod operations;
 mod partial_cashouts;
 mod plain_codes;
@@ -117,6 +118,7 @@ scenarios_on_both_backends! {
     triggers::the_device_socket_receives_locked_tokens,
     triggers::only_the_cash_customer_of_a_trigger_may_poll_it,
     triggers::the_atm_poll_is_answered_before_the_phones_204,
+    mqtt::a_trigger_cash_out_is_published_signed_on_mqtt,
     clearing::completed_cash_outs_and_cash_ins_leave_one_clearing_row_each,
     clearing::clearing_sums_name_debitor_and_creditor,
     clearing::clearing_filters_read_dates_and_types_like_the_original,
