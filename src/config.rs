@@ -9,8 +9,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use cashgrid_actors::crypto::private_key::RsaSigningKey;
 use cashgrid_actors::mqtt::{Broker, MqttConfig};
+use cashgrid_http::client_origin::TrustedProxies;
 use cashgrid_http::ErrorStatus;
 use serde::Deserialize;
+
+use crate::tls::TlsFiles;
 
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
@@ -49,6 +52,17 @@ pub struct FileSettings {
     pub mqtt_user: Option<String>,
     pub mqtt_password: Option<String>,
     pub mqtt_signature_key_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trusted_proxies: Option<ProxyList>,
+}
+
+/// `trusted_proxies` in the file: `"10.0.0.0/8, 192.168.1.7"` or `["10.0.0.0/8", "192.168.1.7"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyList {
+    Text(String),
+    List(Vec<String>),
 }
 
 impl FileSettings {
@@ -162,11 +176,24 @@ pub struct ServeArgs {
     /// File holding the MQTT signing key (PEM), instead of MQTT_SIGNATURE_KEY.
     #[arg(long, env = "MQTT_SIGNATURE_KEY_FILE")]
     mqtt_signature_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of plain HTTP.
+    #[arg(long, env = "CASHGRID_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CASHGRID_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Reverse proxies (IPs or CIDR blocks, comma-separated) whose X-Forwarded-For/-Proto/-Host
+    /// headers are believed [default: none].
+    #[arg(long, env = "CASHGRID_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub bind: SocketAddr,
+    /// HTTPS when set.
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: TrustedProxies,
     pub error_status: ErrorStatus,
     pub workers: usize,
     pub engine: cashgrid_actors::EngineConfig,
@@ -220,8 +247,20 @@ impl ServeArgs {
             self.mqtt_signature_key,
             self.mqtt_signature_key_file.or_else(|| file.mqtt_signature_key_file.clone()),
         )?;
+        let tls = match (self.tls_cert.or_else(|| file.tls_cert.clone()), self.tls_key.or_else(|| file.tls_key.clone())) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!("HTTPS needs both --tls-cert and --tls-key"),
+        };
+        let trusted_proxies = match (self.trusted_proxies.as_ref(), &file.trusted_proxies) {
+            (Some(text), _) | (None, Some(ProxyList::Text(text))) => TrustedProxies::parse(text)?,
+            (None, Some(ProxyList::List(entries))) => TrustedProxies::from_entries(entries.iter().map(String::as_str))?,
+            (None, None) => TrustedProxies::default(),
+        };
         Ok(ServeSettings {
             bind,
+            tls,
+            trusted_proxies,
             error_status,
             workers: self.workers.or(file.workers).unwrap_or(cores).max(1),
             engine,

@@ -48,7 +48,12 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let store = open_store(&settings.store).await?;
     let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
     let engine = Engine::start(store, hasher, settings.engine.clone());
-    let state = web::Data::new(AppState { engine, error_status: settings.error_status, prometheus });
+    let state = web::Data::new(AppState {
+        engine,
+        error_status: settings.error_status,
+        prometheus,
+        trusted_proxies: settings.trusted_proxies.clone(),
+    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -57,13 +62,19 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             .configure(cashgrid_http::configure)
             .default_service(web::to(cashgrid_http::system::not_found))
     })
-    .workers(settings.workers)
-    .bind(settings.bind)
-    .with_context(|| format!("binding {}", settings.bind))?;
+    .workers(settings.workers);
+    let (server, scheme) = match &settings.tls {
+        Some(files) => {
+            let config = crate::tls::server_config(files)?;
+            (server.bind_rustls_0_23(settings.bind, config), "https")
+        }
+        None => (server.bind(settings.bind), "http"),
+    };
+    let server = server.with_context(|| format!("binding {}", settings.bind))?;
     for address in server.addrs() {
-        tracing::info!(%address, backend, "listening");
+        tracing::info!(%address, backend, scheme, "listening");
         // Scripts and tests wait for this line to learn the port when binding port 0.
-        println!("cashgrid listening on http://{address}");
+        println!("cashgrid listening on {scheme}://{address}");
     }
     std::io::stdout().flush().context("writing to stdout")?;
     server.run().await.context("serving HTTP")

@@ -2,6 +2,7 @@
 //! touch the store. Each protocol maps engine answers to its own statuses and bodies.
 
 pub mod body;
+pub mod client_origin;
 pub mod dncash;
 pub mod error;
 pub mod metrics;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub engine: Engine,
     pub error_status: ErrorStatus,
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// Reverse proxies whose `X-Forwarded-*` headers are believed (`client_origin`).
+    pub trusted_proxies: client_origin::TrustedProxies,
 }
 
 /// Register every route of every protocol.

@@ -273,7 +273,7 @@ impl TestServer {
         match tokio::time::timeout(STARTUP_TIMEOUT, listening).await {
             Ok(Ok(address)) => {
                 assert!(
-                    address.starts_with("http://127.0.0.1:"),
+                    address.starts_with("http://127.0.0.1:") || address.starts_with("https://127.0.0.1:"),
                     "unexpected listening line `{LISTENING_PREFIX}{address}`"
                 );
                 server.base_url = address.trim_end_matches('/').to_owned();
@@ -359,6 +359,11 @@ impl TestEnv {
 
     pub fn backend(&self) -> Backend {
         self.store.backend
+    }
+
+    /// `http://127.0.0.1:<port>` (or `https://…`) of the running server.
+    pub fn base_url(&self) -> String {
+        self.server.as_ref().map(|server| server.base_url.clone()).expect("a running server")
     }
 
     /// SIGKILL the server (no graceful shutdown) and start a new one on the same store.

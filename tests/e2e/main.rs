@@ -25,6 +25,7 @@ mod durability;
 mod errors;
 mod expiry;
 mod active_expiry;
+mod https;
 mod live_feeds;
 mod mqtt;
 mod operations;
@@ -119,6 +120,8 @@ scenarios_on_both_backends! {
     triggers::only_the_cash_customer_of_a_trigger_may_poll_it,
     triggers::the_atm_poll_is_answered_before_the_phones_204,
     mqtt::a_trigger_cash_out_is_published_signed_on_mqtt,
+    https::the_server_speaks_https_with_the_configured_certificate,
+    https::forwarded_addresses_are_believed_only_from_trusted_proxies,
     clearing::completed_cash_outs_and_cash_ins_leave_one_clearing_row_each,
     clearing::clearing_sums_name_debitor_and_creditor,
     clearing::clearing_filters_read_dates_and_types_like_the_original,
