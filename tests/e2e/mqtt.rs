@@ -62,7 +62,8 @@ impl Subscriber {
                         }
                     }
                     Event::Incoming(Packet::Publish(publish)) => {
-                        if sender.send((publish.topic.clone(), publish.payload.to_vec())).await.is_err() {
+                        let handed_on = sender.send((publish.topic.clone(), publish.payload.to_vec())).await;
+                        if handed_on.is_err() {
                             break;
                         }
                     }
