@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of cashgrid on both backends (embedded SQLite and PostgreSQL).
-# Sets up what a fresh machine lacks: cargo-nextest, and a PostgreSQL at 127.0.0.1:5432.
+# Sets up what a fresh machine lacks: cargo-nextest, a PostgreSQL at 127.0.0.1:5432, and an
+# MQTT broker (Mosquitto) at 127.0.0.1:1883 for the MQTT push tests.
 # PostgreSQL tests fail (never skip) when the database cannot be reached, unless
 # CASHGRID_SKIP_POSTGRES=1 is set by hand.
 set -euo pipefail
@@ -16,5 +17,7 @@ fi
 if [ "${CASHGRID_SKIP_POSTGRES:-0}" != "1" ]; then
   scripts/ensure-postgres.sh
 fi
+
+scripts/ensure-mosquitto.sh
 
 exec cargo nextest run --workspace --no-fail-fast "$@"

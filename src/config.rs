@@ -3,11 +3,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use cashgrid_actors::crypto::private_key::RsaSigningKey;
+use cashgrid_actors::mqtt::{Broker, MqttConfig};
+use cashgrid_http::client_origin::TrustedProxies;
 use cashgrid_http::ErrorStatus;
 use serde::Deserialize;
+
+use crate::tls::TlsFiles;
 
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
 const DEFAULT_DATA_DIR: &str = "./data";
@@ -52,6 +58,21 @@ pub struct FileSettings {
     pub jwt_secret: Option<String>,
     pub jwt_valid_hours: Option<u64>,
     pub captcha_off: Option<bool>,
+    pub mqtt_url: Option<String>,
+    pub mqtt_user: Option<String>,
+    pub mqtt_password: Option<String>,
+    pub mqtt_signature_key_file: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub trusted_proxies: Option<ProxyList>,
+}
+
+/// `trusted_proxies` in the file: `"10.0.0.0/8, 192.168.1.7"` or `["10.0.0.0/8", "192.168.1.7"]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum ProxyList {
+    Text(String),
+    List(Vec<String>),
 }
 
 impl FileSettings {
@@ -168,11 +189,40 @@ pub struct ServeArgs {
     #[arg(long, env = "CAPTCHA_OFF", num_args = 0..=1, default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     captcha_off: Option<bool>,
+    /// Publish locked trigger tokens to this MQTT broker (mqtt://host[:port]); off without it.
+    #[arg(long, env = "MQTT_URL")]
+    mqtt_url: Option<String>,
+    /// MQTT user name.
+    #[arg(long, env = "MQTT_USER")]
+    mqtt_user: Option<String>,
+    /// MQTT password. Prefer the environment or the configuration file.
+    #[arg(long, env = "MQTT_PASSWORD", hide_env_values = true)]
+    mqtt_password: Option<String>,
+    /// RSA private key (PEM, PKCS#1 or PKCS#8; literal \n allowed) that signs MQTT pushes.
+    /// Prefer the environment or a key file: flags are visible to other local users.
+    #[arg(long, env = "MQTT_SIGNATURE_KEY", hide_env_values = true)]
+    mqtt_signature_key: Option<String>,
+    /// File holding the MQTT signing key (PEM), instead of MQTT_SIGNATURE_KEY.
+    #[arg(long, env = "MQTT_SIGNATURE_KEY_FILE")]
+    mqtt_signature_key_file: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key) instead of plain HTTP.
+    #[arg(long, env = "CASHGRID_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CASHGRID_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Reverse proxies (IPs or CIDR blocks, comma-separated) whose X-Forwarded-For/-Proto/-Host
+    /// headers are believed [default: none].
+    #[arg(long, env = "CASHGRID_TRUSTED_PROXIES")]
+    trusted_proxies: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub bind: SocketAddr,
+    /// HTTPS when set.
+    pub tls: Option<TlsFiles>,
+    pub trusted_proxies: TrustedProxies,
     pub error_status: ErrorStatus,
     pub workers: usize,
     pub body_timeout: Duration,
@@ -230,8 +280,27 @@ impl ServeArgs {
             engine.portal.jwt_valid_hours = hours.max(1);
         }
         engine.portal.captcha_off = self.captcha_off.or(file.captcha_off).unwrap_or(false);
+        engine.mqtt = mqtt_config(
+            self.mqtt_url.or_else(|| file.mqtt_url.clone()),
+            self.mqtt_user.or_else(|| file.mqtt_user.clone()),
+            self.mqtt_password.or_else(|| file.mqtt_password.clone()),
+            self.mqtt_signature_key,
+            self.mqtt_signature_key_file.or_else(|| file.mqtt_signature_key_file.clone()),
+        )?;
+        let tls = match (self.tls_cert.or_else(|| file.tls_cert.clone()), self.tls_key.or_else(|| file.tls_key.clone())) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            (Some(_), None) | (None, Some(_)) => anyhow::bail!("HTTPS needs both --tls-cert and --tls-key"),
+        };
+        let trusted_proxies = match (self.trusted_proxies.as_ref(), &file.trusted_proxies) {
+            (Some(text), _) | (None, Some(ProxyList::Text(text))) => TrustedProxies::parse(text)?,
+            (None, Some(ProxyList::List(entries))) => TrustedProxies::from_entries(entries.iter().map(String::as_str))?,
+            (None, None) => TrustedProxies::default(),
+        };
         Ok(ServeSettings {
             bind,
+            tls,
+            trusted_proxies,
             error_status,
             workers: self.workers.or(file.workers).unwrap_or(cores).max(1),
             body_timeout: Duration::from_millis(
@@ -241,5 +310,62 @@ impl ServeArgs {
             engine,
             store,
         })
+    }
+}
+
+/// MQTT pushes when a broker URL is given: the URL must name a plain TCP broker and a signing
+/// key must be given (there is no built-in one). Without a URL, MQTT is off.
+fn mqtt_config(
+    url: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
+    key_text: Option<String>,
+    key_file: Option<PathBuf>,
+) -> anyhow::Result<Option<MqttConfig>> {
+    let Some(url) = url.filter(|url| !url.trim().is_empty()) else { return Ok(None) };
+    let broker = Broker::parse(&url)?;
+    let key_text = match (key_text.filter(|text| !text.trim().is_empty()), key_file) {
+        (Some(text), _) => text,
+        (None, Some(path)) => {
+            std::fs::read_to_string(&path).with_context(|| format!("reading the MQTT signing key {}", path.display()))?
+        }
+        (None, None) => anyhow::bail!(
+            "MQTT_URL is set but no signing key is: give MQTT_SIGNATURE_KEY or --mqtt-signature-key-file \
+             (cashgrid has no built-in key)"
+        ),
+    };
+    let signing_key = RsaSigningKey::from_pem(&key_text).context("the MQTT signing key")?;
+    Ok(Some(MqttConfig {
+        broker,
+        user: user.filter(|user| !user.is_empty()),
+        password,
+        signing_key: Arc::new(signing_key),
+        render: cashgrid_http::dncash::trigger_push_json,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = include_str!("../tests/fixtures/keys/phone_c_2048.private.pem");
+
+    #[test]
+    fn mqtt_is_off_without_a_url_and_refuses_to_start_without_a_key_or_with_a_tls_url() {
+        assert!(matches!(mqtt_config(None, None, None, Some(KEY.into()), None), Ok(None)));
+        let missing_key = mqtt_config(Some("mqtt://127.0.0.1".into()), None, None, None, None);
+        assert!(missing_key.is_err_and(|error| error.to_string().contains("no built-in key")));
+        let tls = mqtt_config(Some("mqtts://127.0.0.1".into()), None, None, Some(KEY.into()), None);
+        assert!(tls.is_err());
+        let bad_key = mqtt_config(Some("mqtt://127.0.0.1".into()), None, None, Some("not a key".into()), None);
+        assert!(bad_key.is_err());
+        let configured = mqtt_config(Some("mqtt://127.0.0.1:1884".into()), Some("u".into()), Some("p".into()), Some(KEY.into()), None);
+        match configured {
+            Ok(Some(config)) => {
+                assert_eq!(config.broker, Broker { host: "127.0.0.1".into(), port: 1884 });
+                assert!(!format!("{config:?}").contains("\"p\""), "the password is not printed");
+            }
+            other => panic!("expected a configuration, got {other:?}"),
+        }
     }
 }

@@ -3,6 +3,7 @@
 mod admin;
 mod config;
 mod server;
+mod tls;
 
 use std::process::ExitCode;
 
@@ -25,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage customers (banks, merchants).
     #[command(subcommand)]
     Customer(admin::CustomerCommand),

@@ -82,6 +82,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         error_status: settings.error_status,
         prometheus,
         body_timeout: settings.body_timeout,
+        trusted_proxies: settings.trusted_proxies.clone(),
     });
     let connections = connection_bound(&settings);
     let server = HttpServer::new(move || {
@@ -93,13 +94,19 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             .default_service(web::to(cashgrid_http::system::not_found))
     })
     .workers(settings.workers)
-    .max_connections(connections.div_ceil(settings.workers).max(1))
-    .bind(settings.bind)
-    .with_context(|| format!("binding {}", settings.bind))?;
+    .max_connections(connections.div_ceil(settings.workers).max(1));
+    let (server, scheme) = match &settings.tls {
+        Some(files) => {
+            let config = crate::tls::server_config(files)?;
+            (server.bind_rustls_0_23(settings.bind, config), "https")
+        }
+        None => (server.bind(settings.bind), "http"),
+    };
+    let server = server.with_context(|| format!("binding {}", settings.bind))?;
     for address in server.addrs() {
-        tracing::info!(%address, backend, "listening");
+        tracing::info!(%address, backend, scheme, "listening");
         // Scripts and tests wait for this line to learn the port when binding port 0.
-        println!("cashgrid listening on http://{address}");
+        println!("cashgrid listening on {scheme}://{address}");
     }
     std::io::stdout().flush().context("writing to stdout")?;
     server.run().await.context("serving HTTP")

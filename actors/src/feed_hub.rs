@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use metrics::{counter, gauge};
 use tokio::sync::{mpsc, watch};
 
+use crate::domain::disclosure::Viewer;
 use crate::domain::token::{TokenEventKind, TokenState, TokenType};
 use crate::domain::CustomerId;
 use crate::store::{Customer, EventRecord, Store, StoreError};
@@ -96,6 +97,14 @@ impl Audience {
         match self {
             Self::Customer(customer) => Some(customer),
             Self::All => None,
+        }
+    }
+
+    /// Who looks at the events' snapshots: a customer sees only its own devices in them.
+    pub fn viewer(self) -> Viewer {
+        match self {
+            Self::Customer(customer) => Viewer::Customer(customer),
+            Self::All => Viewer::Admin,
         }
     }
 }
@@ -296,6 +305,11 @@ pub struct Subscription {
 impl Subscription {
     pub fn feed(&self) -> Feed {
         self.feed
+    }
+
+    /// Whose events these are; render snapshots with `audience().viewer()`.
+    pub fn audience(&self) -> Audience {
+        self.audience
     }
 
     /// The sequence number of the last event yielded (or where the subscription started).

@@ -14,6 +14,7 @@ pub mod expiry;
 pub mod feed_hub;
 pub mod handoff;
 pub mod metrics;
+pub mod mqtt;
 pub mod registry;
 pub mod store;
 pub mod token_actor;

@@ -30,6 +30,8 @@ pub const TRIGGER_ENDS: &str = "cashgrid_trigger_ends_total";
 pub const TRIGGER_WAITERS: &str = "cashgrid_trigger_waiters";
 pub const TRIGGER_WAIT_ANSWERS: &str = "cashgrid_trigger_wait_answers_total";
 pub const TRIGGER_PUSHES: &str = "cashgrid_trigger_pushes_total";
+pub const MQTT_PUSHES: &str = "cashgrid_mqtt_pushes_total";
+pub const MQTT_CONNECTED: &str = "cashgrid_mqtt_connected";
 pub const TOKENS: &str = "cashgrid_tokens";
 pub const POOL_CONNECTIONS: &str = "cashgrid_store_pool_connections";
 pub const POOL_MAX_CONNECTIONS: &str = "cashgrid_store_pool_max_connections";
@@ -85,6 +87,10 @@ pub fn register_initial_series() {
     for result in ["sent", "dropped"] {
         counter!(TRIGGER_PUSHES, "result" => result).absolute(0);
     }
+    for result in ["published", "dropped", "failed"] {
+        counter!(MQTT_PUSHES, "result" => result).absolute(0);
+    }
+    gauge!(MQTT_CONNECTED).set(0.0);
     for token_type in ["CASHOUT", "CASHIN"] {
         counter!(CLEARING_ROWS, "type" => token_type).absolute(0);
     }
@@ -203,4 +209,15 @@ pub fn record_trigger_wait_answer(answer: &'static str) {
 /// (`dropped`; the socket is closed).
 pub fn record_trigger_push(result: &'static str) {
     counter!(TRIGGER_PUSHES, "result" => result).increment(1);
+}
+
+/// An MQTT trigger push: acknowledged by the broker (`published`), dropped because a bounded
+/// queue was full (`dropped`), or not sent for another reason (`failed`: signing, shutdown).
+pub fn record_mqtt_push(result: &'static str) {
+    counter!(MQTT_PUSHES, "result" => result).increment(1);
+}
+
+/// Whether the MQTT publisher has a broker connection (1) or not (0; also when MQTT is off).
+pub fn set_mqtt_connected(connected: bool) {
+    gauge!(MQTT_CONNECTED).set(if connected { 1.0 } else { 0.0 });
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
+use crate::mqtt::MqttPublisher;
 
 /// Trigger codes held at once; creating more answers `Full` (503).
 pub const TRIGGERS_MAX: usize = 100_000;
@@ -89,6 +90,30 @@ impl WaitOutcome {
     }
 }
 
+/// What a long poll receives: its outcome and, with a locked token, the handover that the
+/// phone's request waits for.
+#[derive(Debug)]
+pub struct PollAnswer {
+    pub outcome: WaitOutcome,
+    pub handover: Option<Handover>,
+}
+
+/// Held by the ATM's answer until it has been handed to the ATM's connection; dropping it
+/// tells the phone's request (which holds the receiving end) that it may answer now. The
+/// original answered the ATM's poll before the phone's 204, and ATM software relies on it.
+#[derive(Debug)]
+pub struct Handover {
+    _released_on_drop: oneshot::Sender<()>,
+}
+
+impl Handover {
+    /// A handover and the receiver that wakes when it is dropped.
+    pub fn new() -> (Self, oneshot::Receiver<()>) {
+        let (sender, receiver) = oneshot::channel();
+        (Self { _released_on_drop: sender }, receiver)
+    }
+}
+
 /// What a device socket receives: the trigger code and the token it locked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerPush {
@@ -111,8 +136,10 @@ struct Trigger {
 }
 
 struct Poll {
-    reply: oneshot::Sender<WaitOutcome>,
+    reply: oneshot::Sender<PollAnswer>,
     deadline: Instant,
+    /// The cash customer that polls: always the trigger's own (`Wait` checks it).
+    customer: CustomerId,
 }
 
 struct Socket {
@@ -127,10 +154,12 @@ pub struct TriggerRegistry {
     socket_count: usize,
     next_socket: u64,
     wait_max: Duration,
+    /// Where locked tokens are also published, when MQTT is configured.
+    mqtt: Option<MqttPublisher>,
 }
 
 impl TriggerRegistry {
-    pub fn new(config: &TriggerConfig) -> Self {
+    pub fn new(config: &TriggerConfig, mqtt: Option<MqttPublisher>) -> Self {
         Self {
             triggers: HashMap::new(),
             polls: HashMap::new(),
@@ -138,6 +167,7 @@ impl TriggerRegistry {
             socket_count: 0,
             next_socket: 0,
             wait_max: config.wait_max,
+            mqtt,
         }
     }
 
@@ -146,11 +176,12 @@ impl TriggerRegistry {
         self.triggers.get(code).filter(|trigger| trigger.reserved || trigger.expires > now)
     }
 
-    fn answer_poll(&mut self, code: &str, outcome: WaitOutcome) {
+    fn answer_poll(&mut self, code: &str, outcome: WaitOutcome, handover: Option<Handover>) {
         if let Some(poll) = self.polls.remove(code) {
             m::record_trigger_wait_answer(outcome.label());
-            // The poller may have given up (client gone); nothing to do then.
-            let _ = poll.reply.send(outcome);
+            // The poller may have given up (client gone); the handover is dropped with the
+            // answer then, so nobody waits for it.
+            let _ = poll.reply.send(PollAnswer { outcome, handover });
         }
     }
 
@@ -166,7 +197,7 @@ impl TriggerRegistry {
         for code in expired {
             self.triggers.remove(&code);
             m::record_trigger_end("expired");
-            self.answer_poll(&code, WaitOutcome::Expired);
+            self.answer_poll(&code, WaitOutcome::Expired, None);
         }
         let mut abandoned = Vec::new();
         let mut ended = Vec::new();
@@ -184,7 +215,7 @@ impl TriggerRegistry {
             self.polls.remove(&code);
         }
         for (code, outcome) in ended {
-            self.answer_poll(&code, outcome);
+            self.answer_poll(&code, outcome, None);
         }
         self.sockets.retain(|_, sockets| {
             sockets.retain(|socket| !socket.sender.is_closed());
@@ -252,8 +283,15 @@ impl Handler<Create> for TriggerRegistry {
         if let Some(existing) = self.triggers.get_mut(&create.code) {
             // A fixed code created again: same device, fresh validity; a poll already
             // waiting for it keeps waiting, and a claim in flight keeps its reservation.
+            // (Codes are the creator's own device uuids or fresh uuids, so another customer
+            // cannot name an existing code; should a device ever change hands, the old
+            // owner's poll is answered "gone" rather than handed to the new one.)
+            let new_customer = existing.owner.cash_customer != create.owner.cash_customer;
             existing.owner = create.owner;
             existing.expires = expires;
+            if new_customer {
+                self.answer_poll(&create.code, WaitOutcome::Expired, None);
+            }
             m::record_trigger_end("replaced");
             m::record_trigger_created();
             return Ok(());
@@ -271,25 +309,30 @@ impl Handler<Create> for TriggerRegistry {
     }
 }
 
-/// Wait for a trigger to be used: the receiver gets exactly one outcome.
+/// Wait for a trigger to be used: the receiver gets exactly one outcome. Only the cash
+/// customer whose device created the trigger may wait for it; for anyone else it does not
+/// exist (the original let anyone poll any code, and fixed codes are device uuids that other
+/// customers see, so a foreign poll could take over and receive the locked token).
 pub struct Wait {
     pub code: String,
+    pub customer: CustomerId,
 }
 
 impl Message for Wait {
-    type Result = Result<oneshot::Receiver<WaitOutcome>, TriggerRefusal>;
+    type Result = Result<oneshot::Receiver<PollAnswer>, TriggerRefusal>;
 }
 
 impl Handler<Wait> for TriggerRegistry {
-    type Result = Result<oneshot::Receiver<WaitOutcome>, TriggerRefusal>;
+    type Result = Result<oneshot::Receiver<PollAnswer>, TriggerRefusal>;
 
     fn handle(&mut self, wait: Wait, _: &mut Self::Context) -> Self::Result {
         let now = Instant::now();
-        if self.live(&wait.code, now).is_none() {
-            return Err(TriggerRefusal::NotFound);
+        match self.live(&wait.code, now) {
+            Some(trigger) if trigger.owner.cash_customer == wait.customer => {}
+            Some(_) | None => return Err(TriggerRefusal::NotFound),
         }
         // A second poll replaces the first, as in the original; the first gets an answer.
-        self.answer_poll(&wait.code, WaitOutcome::Replaced);
+        self.answer_poll(&wait.code, WaitOutcome::Replaced, None);
         if self.polls.len() >= POLLS_MAX {
             self.sweep(now);
             if self.polls.len() >= POLLS_MAX {
@@ -297,7 +340,7 @@ impl Handler<Wait> for TriggerRegistry {
             }
         }
         let (reply, receiver) = oneshot::channel();
-        self.polls.insert(wait.code, Poll { reply, deadline: now + self.wait_max });
+        self.polls.insert(wait.code, Poll { reply, deadline: now + self.wait_max, customer: wait.customer });
         self.publish_gauges();
         Ok(receiver)
     }
@@ -347,11 +390,14 @@ impl Handler<Release> for TriggerRegistry {
 }
 
 /// The claim through a reserved trigger locked `token`: the trigger is used up, its poll gets
-/// the token, and so does every socket of the trigger's cash device.
+/// the token, and so does every socket of the trigger's cash device. `owner` is the one
+/// `Reserve` answered. `handover` goes to the poll with the token (and is dropped at once if
+/// nobody polls), so the phone's request can wait until the ATM has its answer.
 pub struct Complete {
     pub code: String,
-    pub cash_device: Uuid,
+    pub owner: TriggerOwner,
     pub token: Token,
+    pub handover: Handover,
 }
 
 impl Message for Complete {
@@ -366,8 +412,16 @@ impl Handler<Complete> for TriggerRegistry {
             m::record_trigger_end("used");
         }
         let push = TriggerPush { code: complete.code, token: complete.token };
-        self.push(complete.cash_device, &push);
-        self.answer_poll(&push.code, WaitOutcome::Locked(Box::new(push.token.clone())));
+        self.push(complete.owner.cash_device, &push);
+        // The lock is committed (Complete follows the token actor's answer); best effort.
+        if let Some(mqtt) = &self.mqtt {
+            mqtt.offer(&push);
+        }
+        // Only the trigger owner's poll may hear of the token (`Wait` admits no other).
+        if self.polls.get(&push.code).is_some_and(|poll| poll.customer == complete.owner.cash_customer) {
+            let outcome = WaitOutcome::Locked(Box::new(push.token.clone()));
+            self.answer_poll(&push.code, outcome, Some(complete.handover));
+        }
         self.publish_gauges();
     }
 }

@@ -2,6 +2,7 @@
 //! touch the store. Each protocol maps engine answers to its own statuses and bodies.
 
 pub mod body;
+pub mod client_origin;
 pub mod dncash;
 pub mod error;
 pub mod metrics;
@@ -40,6 +41,8 @@ pub struct AppState {
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
     /// How long a whole request body may take to arrive (`body::read_json`).
     pub body_timeout: std::time::Duration,
+    /// Reverse proxies whose `X-Forwarded-*` headers are believed (`client_origin`).
+    pub trusted_proxies: client_origin::TrustedProxies,
 }
 
 /// Register every route of every protocol.

@@ -287,7 +287,7 @@ impl TestServer {
         match tokio::time::timeout(STARTUP_TIMEOUT, listening).await {
             Ok(Ok(address)) => {
                 assert!(
-                    address.starts_with("http://127.0.0.1:"),
+                    address.starts_with("http://127.0.0.1:") || address.starts_with("https://127.0.0.1:"),
                     "unexpected listening line `{LISTENING_PREFIX}{address}`"
                 );
                 server.base_url = address.trim_end_matches('/').to_owned();

@@ -486,3 +486,35 @@ async fn slow_consumers_dropped(env: &TestEnv) -> u64 {
         .and_then(|value| value.parse::<f64>().ok())
         .map_or(0, |value| value as u64)
 }
+
+/// Issue 8, item 6: the event feed's snapshots name another customer's device nowhere the
+/// original showed it: the token owner never sees the cash side's ATM (with fixed trigger
+/// codes its uuid is a trigger code), the cash side never sees the owner's phone.
+pub async fn event_feeds_show_each_party_only_its_own_devices(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let bank = env.scene("bank@example.com").await;
+    let atm_operator = env.scene("atm-operator@example.com").await;
+    let token = env.issue(&bank.bank, &bank.phone, 5_000).await;
+    env.claim_ok(&atm_operator.cash, &atm_operator.atm, &token, &bank.phone).await;
+
+    let locked_event = |mut feed: FeedClient| async move {
+        loop {
+            let event = feed.event().await;
+            if event["event"] == "locked" {
+                return event;
+            }
+        }
+    };
+    let owner_view = locked_event(FeedClient::connect(&env, &events_path(&bank.bank.apikey, Some(0))).await).await;
+    let cash_view = locked_event(FeedClient::connect(&env, &events_path(&atm_operator.bank.apikey, Some(0))).await).await;
+    for view in [&owner_view, &cash_view] {
+        assert_eq!(view["uuid"], token["uuid"], "{view}");
+        assert_eq!(view["token"]["state"], "LOCKED", "{view}");
+    }
+    let owner_text = owner_view.to_string();
+    assert!(!owner_text.contains(&atm_operator.atm), "the owner sees no foreign ATM: {owner_text}");
+    assert_eq!(owner_view["token"]["owner_device"], bank.phone.uuid.as_str(), "its own phone, as V-full's device_uuid");
+    let cash_text = cash_view.to_string();
+    assert!(!cash_text.contains(bank.phone.uuid.as_str()), "the cash side sees no foreign phone: {cash_text}");
+    assert_eq!(cash_view["token"]["lock_device"], atm_operator.atm.as_str(), "its own ATM");
+}

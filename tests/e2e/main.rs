@@ -27,7 +27,9 @@ mod durability;
 mod errors;
 mod expiry;
 mod active_expiry;
+mod https;
 mod live_feeds;
+mod mqtt;
 mod operations;
 mod partial_cashouts;
 mod plain_codes;
@@ -69,6 +71,7 @@ scenarios_on_both_backends! {
     live_feeds::unknown_keys_and_paths_are_closed_at_once,
     live_feeds::the_admin_feed_needs_a_portal_session_and_says_change,
     live_feeds::a_consumer_that_stops_reading_is_closed_with_the_seq_to_resume_from,
+    live_feeds::event_feeds_show_each_party_only_its_own_devices,
     active_expiry::an_open_token_expires_on_time_without_a_claim_and_the_feed_says_so,
     cashout::a_full_cash_out_takes_a_token_from_open_to_completed,
     cashout::phones_with_pkcs1_spki_and_rewrapped_keys_all_receive_working_codes,
@@ -116,6 +119,11 @@ scenarios_on_both_backends! {
     triggers::a_long_poll_ends_after_the_server_bound_and_the_trigger_stays_valid,
     triggers::fixed_trigger_codes_are_the_cash_device_uuid,
     triggers::the_device_socket_receives_locked_tokens,
+    triggers::only_the_cash_customer_of_a_trigger_may_poll_it,
+    triggers::the_atm_poll_is_answered_before_the_phones_204,
+    mqtt::a_trigger_cash_out_is_published_signed_on_mqtt,
+    https::the_server_speaks_https_with_the_configured_certificate,
+    https::forwarded_addresses_are_believed_only_from_trusted_proxies,
     clearing::completed_cash_outs_and_cash_ins_leave_one_clearing_row_each,
     clearing::clearing_sums_name_debitor_and_creditor,
     clearing::clearing_filters_read_dates_and_types_like_the_original,

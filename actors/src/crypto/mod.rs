@@ -5,6 +5,7 @@
 //! does not allow an offline brute force of the six-byte codes.
 
 pub mod password;
+pub mod private_key;
 mod sealing;
 mod server_key;
 

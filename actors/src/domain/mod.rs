@@ -3,6 +3,7 @@
 
 pub mod clearing;
 pub mod device;
+pub mod disclosure;
 pub mod ids;
 pub mod params;
 pub mod radiocode;

@@ -82,6 +82,8 @@ pub struct EngineConfig {
     pub expiry: ExpiryConfig,
     /// Portal sessions, JWT key and registration.
     pub portal: portal::PortalConfig,
+    /// MQTT trigger pushes; off when `None`.
+    pub mqtt: Option<crate::mqtt::MqttConfig>,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +98,7 @@ impl Default for EngineConfig {
             feed_buffer: DEFAULT_SUBSCRIBER_BUFFER,
             expiry: ExpiryConfig::default(),
             portal: portal::PortalConfig::default(),
+            mqtt: None,
         }
     }
 }
@@ -294,10 +297,16 @@ impl Engine {
         background.spawn(hub_task);
         let background_handle = background.handle();
         let expiry = config.expiry;
+        // MQTT publishing (signing included) runs on the background thread too.
+        let mqtt = config.mqtt.clone().map(|mqtt| {
+            let (publisher, task) = crate::mqtt::start(mqtt);
+            background_handle.spawn(task);
+            publisher
+        });
         let trigger_arbiter = Arbiter::new();
         let trigger_config = config.triggers.clone();
         let triggers = actix::Supervisor::start_in_arbiter(&trigger_arbiter.handle(), move |_| {
-            crate::trigger_actor::TriggerRegistry::new(&trigger_config)
+            crate::trigger_actor::TriggerRegistry::new(&trigger_config, mqtt.clone())
         });
         let mut all = arbiters;
         all.push(writer_arbiter);

@@ -25,6 +25,7 @@ use super::{Engine, EngineError};
 use crate::clock::now_millis;
 use crate::crypto::password::{hash_password, new_initial_password, password_is_acceptable, verify_password};
 use crate::crypto::{new_api_credential, Sealer, SecretHasher};
+use crate::domain::disclosure::{snapshot_for, Viewer};
 use crate::domain::{CustomerId, DeviceType};
 use crate::metrics as m;
 use crate::store::{
@@ -745,7 +746,15 @@ impl Engine {
             filter: filter.filter,
             limit: filter.limit.unwrap_or(JOURNAL_LIMIT_MAX).min(JOURNAL_LIMIT_MAX),
         };
-        Ok(self.shared.store.journal(&query).await?)
+        let mut entries = self.shared.store.journal(&query).await?;
+        // A customer's copy of another customer's token shows only its own device.
+        if !session.is_admin() {
+            let viewer = Viewer::Customer(session.id);
+            for entry in &mut entries {
+                entry.data = snapshot_for(viewer, &entry.data);
+            }
+        }
+        Ok(entries)
     }
 
     /// `GET /admin/devicestat` (admin): every device with its customer's email.

@@ -22,14 +22,20 @@ use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
 use crate::token_actor::TokenRequest;
 use crate::trigger_actor::{
-    Complete, Create, Release, Reserve, Subscribe, TriggerPush, TriggerRefusal, TriggerRegistry,
-    Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
+    Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerOwner, TriggerPush,
+    TriggerRefusal, TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
 };
 
-pub use crate::trigger_actor::{WaitOutcome as TriggerWait, EXPIRES_IN_DEFAULT as TRIGGER_EXPIRES_IN_DEFAULT};
+pub use crate::trigger_actor::{
+    Handover as TriggerHandover, PollAnswer as TriggerAnswer, WaitOutcome as TriggerWait,
+    EXPIRES_IN_DEFAULT as TRIGGER_EXPIRES_IN_DEFAULT,
+};
 
 /// Extra time the engine gives the registry to answer a poll before it answers it itself.
 const WAIT_GRACE: Duration = Duration::from_secs(2);
+/// Longest the phone's request waits for the ATM's poll to be handed its answer before it
+/// answers anyway (the lock is committed either way; this only keeps the original's order).
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(1);
 
 /// Why a trigger operation was refused, beyond the engine's usual answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,9 +109,16 @@ struct Reservation {
 }
 
 impl Reservation {
-    fn complete(mut self, cash_device: Uuid, token: Token) {
+    /// Use the trigger up and hand `token` to its poll and sockets; resolves once the poll's
+    /// answer has been handed to the ATM's connection (or nobody polls, or `HANDOVER_WAIT`).
+    /// `do_send`, not `send`: the completion must reach the registry even when its mailbox is
+    /// full, or the trigger would stay usable; one completion per reservation bounds it.
+    async fn complete(mut self, owner: TriggerOwner, token: Token) {
         self.done = true;
-        self.registry.do_send(Complete { code: self.code.clone(), cash_device, token });
+        let (handover, handed_over) = Handover::new();
+        self.registry.do_send(Complete { code: self.code.clone(), owner, token, handover });
+        // Ok or Err alike: either the answer was handed over, or it never will be.
+        let _ = tokio::time::timeout(HANDOVER_WAIT, handed_over).await;
     }
 }
 
@@ -155,7 +168,7 @@ impl Engine {
         let code = if fixed { cash_device } else { Uuid::new_v4() }.to_string();
         let create = Create {
             code: code.clone(),
-            owner: crate::trigger_actor::TriggerOwner { cash_device, cash_customer },
+            owner: TriggerOwner { cash_device, cash_customer },
             expires_in: expires_in.min(EXPIRES_IN_MAX),
         };
         match self.triggers.send(create).timeout(self.config.send_timeout).await {
@@ -169,9 +182,13 @@ impl Engine {
     }
 
     /// Wait until a phone uses the trigger, it expires, a newer poll takes over, or the
-    /// configured bound passes. Anyone may wait (the original checks no owner).
-    pub async fn wait_trigger(&self, code: &str) -> Result<WaitOutcome, TriggerError> {
-        let wait = Wait { code: normalise(code) };
+    /// configured bound passes. Only the cash customer whose device created the trigger may
+    /// wait; for anyone else the trigger is unknown (the original checked no owner).
+    ///
+    /// A `Locked` answer carries a handover: keep it until the answer has been handed to the
+    /// ATM's connection, then drop it; the phone's request is answered after that.
+    pub async fn wait_trigger(&self, cash_customer: CustomerId, code: &str) -> Result<PollAnswer, TriggerError> {
+        let wait = Wait { code: normalise(code), customer: cash_customer };
         let receiver = match self.triggers.send(wait).timeout(self.config.send_timeout).await {
             Ok(Ok(receiver)) => receiver,
             Ok(Err(refused)) => return Err(refusal(refused)),
@@ -179,10 +196,10 @@ impl Engine {
         };
         let limit = self.config.triggers.wait_max + WAIT_GRACE;
         Ok(match tokio::time::timeout(limit, receiver).await {
-            Ok(Ok(outcome)) => outcome,
+            Ok(Ok(answer)) => answer,
             // The registry let go of the poll without an answer (it restarted): the trigger is gone.
-            Ok(Err(_)) => WaitOutcome::Expired,
-            Err(_) => WaitOutcome::TimedOut,
+            Ok(Err(_)) => PollAnswer { outcome: WaitOutcome::Expired, handover: None },
+            Err(_) => PollAnswer { outcome: WaitOutcome::TimedOut, handover: None },
         })
     }
 
@@ -254,7 +271,7 @@ impl Engine {
             signature_valid: signature_valid(key, message.as_bytes(), signature),
         };
         let locked = self.ask_token(token_id, request).await?;
-        reservation.complete(owner.cash_device, locked.clone());
+        reservation.complete(owner, locked.clone()).await;
         Ok(locked)
     }
 

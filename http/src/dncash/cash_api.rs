@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::{authenticate, idempotency_key, resource, CASH_API};
 use super::token_api::{device_error, new_device, query_map, REFNAME_LENGTH_MAX};
+use super::handover_body::HandoverBody;
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::ApiError;
@@ -254,14 +255,22 @@ async fn wait_trigger(
     request: HttpRequest,
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    authenticate(&state, &request, Scope::CashApi).await?;
+    let customer = authenticate(&state, &request, Scope::CashApi).await?;
     let mode = state.error_status;
     let code = path.into_inner();
-    match state.engine.wait_trigger(&code).await {
-        Ok(TriggerWait::Locked(token)) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Locked))),
-        Ok(TriggerWait::TimedOut) => Ok(HttpResponse::NoContent().finish()),
-        Ok(TriggerWait::Expired) | Err(TriggerError::UnknownTrigger) => Err(trigger_not_found(mode, &code)),
-        Ok(TriggerWait::Replaced) => Err(ApiError::business(
+    let answer = state.engine.wait_trigger(customer.id, &code).await;
+    match answer.map(|answer| (answer.outcome, answer.handover)) {
+        Ok((TriggerWait::Locked(token), handover)) => {
+            // The phone's 204 waits until this body has been handed to the connection.
+            let json = serde_json::to_vec(&TokenJson::of(&token, TokenView::Locked)).map_err(|error| {
+                tracing::error!(%error, "locked token could not be serialised");
+                ApiError::Internal
+            })?;
+            Ok(HttpResponse::Ok().content_type(crate::JSON_CONTENT_TYPE).body(HandoverBody::new(json, handover)))
+        }
+        Ok((TriggerWait::TimedOut, _)) => Ok(HttpResponse::NoContent().finish()),
+        Ok((TriggerWait::Expired, _)) | Err(TriggerError::UnknownTrigger) => Err(trigger_not_found(mode, &code)),
+        Ok((TriggerWait::Replaced, _)) => Err(ApiError::business(
             mode,
             StatusCode::CONFLICT,
             format!("Trigger {code} is awaited by a newer request."),

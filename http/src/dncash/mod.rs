@@ -4,6 +4,7 @@ mod admin_api;
 mod auth;
 mod cash_api;
 mod clearing_api;
+mod handover_body;
 mod headers;
 mod mobile_api;
 mod text;
@@ -19,6 +20,8 @@ use crate::error::ApiError;
 use crate::AppState;
 
 pub use auth::authenticate;
+/// `{"triggercode":T,"token":<V-locked>}`: the trigger socket's frame, the MQTT push's `data`.
+pub use trigger_socket::push_frame as trigger_push_json;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     admin_api::configure(config);

@@ -29,6 +29,7 @@ use std::time::Duration;
 use actix_web::rt::time::{interval_at, timeout, Instant};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use cashgrid_actors::domain::disclosure::{snapshot_for, Viewer};
 use cashgrid_actors::feed_hub::{self, Audience, Feed, FeedItem, Subscription};
 use cashgrid_actors::store::{EventRecord, Scope};
 use cashgrid_actors::EngineError;
@@ -300,6 +301,7 @@ async fn send_text(session: &mut Session, text: String) -> Result<(), SendFailur
 /// Relay a subscription to one client until either side ends it.
 async fn run_session(mut subscription: Subscription, mut session: Session, messages: MessageStream, style: Style) {
     let feed = subscription.feed();
+    let viewer = subscription.audience().viewer();
     let mut messages = messages.max_frame_size(CLIENT_FRAME_MAX_BYTES);
     let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
     let mut last_heard = Instant::now();
@@ -318,7 +320,7 @@ async fn run_session(mut subscription: Subscription, mut session: Session, messa
             }
         };
         match input {
-            Input::Feed(Ok(FeedItem::Event(event))) => match send_text(&mut session, frame(style, &event)).await {
+            Input::Feed(Ok(FeedItem::Event(event))) => match send_text(&mut session, frame(style, &event, viewer)).await {
                 Ok(()) => delivered = event.seq,
                 Err(SendFailure::Closed) => break None,
                 Err(SendFailure::Timeout) => {
@@ -381,11 +383,11 @@ async fn run_session(mut subscription: Subscription, mut session: Session, messa
     }
 }
 
-fn frame(style: Style, event: &EventRecord) -> String {
+fn frame(style: Style, event: &EventRecord, viewer: Viewer) -> String {
     match style {
         Style::Uuid => serde_json::json!({ "uuid": event.token.to_string() }).to_string(),
         Style::Change => "change".to_owned(),
-        Style::Event => event_frame(event),
+        Style::Event => event_frame(event, viewer),
     }
 }
 
@@ -404,8 +406,9 @@ struct EventFrame {
 /// Snapshot fields holding epoch milliseconds, rendered as the wire's `TS`.
 const SNAPSHOT_TIMES: [&str; 3] = ["created", "updated", "expires"];
 
-fn event_frame(event: &EventRecord) -> String {
-    let mut token = event.snapshot.clone();
+/// One event as `viewer` may see it: the other party's devices are left out of the snapshot.
+fn event_frame(event: &EventRecord, viewer: Viewer) -> String {
+    let mut token = snapshot_for(viewer, &event.snapshot);
     if let Value::Object(fields) = &mut token {
         for name in SNAPSHOT_TIMES {
             if let Some(field) = fields.get_mut(name) {
@@ -468,13 +471,13 @@ mod tests {
             snapshot: serde_json::json!({"amount": 100, "created": 1_583_857_417_000_i64, "updated": null}),
         };
         assert_eq!(
-            event_frame(&event),
+            event_frame(&event, Viewer::Admin),
             concat!(
                 r#"{"seq":7,"uuid":"00000000-0000-0000-0000-000000000000","event":"locked","from":"OPEN","#,
                 r#""to":"LOCKED","at":"2020-03-10T16:23:37.123Z","#,
                 r#""token":{"amount":100,"created":"2020-03-10T16:23:37.000Z","updated":null}}"#
             )
         );
-        assert_eq!(frame(Style::Uuid, &event), r#"{"uuid":"00000000-0000-0000-0000-000000000000"}"#);
+        assert_eq!(frame(Style::Uuid, &event, Viewer::Admin), r#"{"uuid":"00000000-0000-0000-0000-000000000000"}"#);
     }
 }

@@ -31,6 +31,11 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, payload: we
     let password = text_field(&body, "password").unwrap_or_default();
     let code = text_field(&body, "token");
     let outcome = state.engine.login(&email, &password, code.as_deref()).await.map_err(ApiError::from_fault)?;
+    if matches!(outcome, LoginOutcome::WrongCredentials | LoginOutcome::WrongTwofa) {
+        // Where failed logins come from is what an operator (or fail2ban) needs.
+        let client = crate::client_origin::of(&request, &state.trusted_proxies).address;
+        tracing::info!(client = ?client, "portal login refused");
+    }
     Ok(match outcome {
         LoginOutcome::Token(token) => token_answer(token),
         LoginOutcome::WrongCredentials => result("Sorry, wrong user or password."),
