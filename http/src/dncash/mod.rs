@@ -19,6 +19,32 @@ use crate::AppState;
 
 pub use auth::authenticate;
 
+/// The dncash-io document: every operation of every group, from the handlers' annotations.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut document = Document::openapi();
+    document.merge(token_api::Document::openapi());
+    document.merge(cash_api::Document::openapi());
+    document.merge(mobile_api::Document::openapi());
+    document.merge(clearing_api::Document::openapi());
+    document.merge(admin_api::document());
+    document
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "dncash.io APIs (cashgrid)", description = include_str!("openapi.md")),
+    components(schemas(crate::error::GlobalError, crate::error::TextError)),
+    tags(
+        (name = "Token API", description = "Banks register phones and issue tokens (`token-api` credentials)."),
+        (name = "Cash API", description = "ATMs and cash registers claim and confirm tokens, and use trigger codes (`cash-api` credentials)."),
+        (name = "Mobile API", description = "Phones use trigger codes; the body carries a signature instead of credentials."),
+        (name = "Clearing API", description = "Settlement rows of completed cash-outs and cash-ins (`clearing-api` credentials)."),
+        (name = "Admin API", description = "The portal: login, API credentials, devices, accounts, parameters, statistics (a JWT from `POST /auth`)."),
+    )
+)]
+struct Document;
+
 pub fn configure(config: &mut web::ServiceConfig) {
     admin_api::configure(config);
     clearing_api::configure(config);

@@ -1,0 +1,248 @@
+//! The OpenAPI 3 documents of every HTTP API cashgrid serves, generated from the handlers'
+//! `#[utoipa::path]` annotations and the view types' `ToSchema` derives, and the pages that
+//! publish them:
+//!
+//! | path | what |
+//! |---|---|
+//! | `/openapi/dncash.json` | the dncash-io APIs (Token, Cash, Mobile, Clearing, Admin) |
+//! | `/dnapi/docs.json` | the same document, where the original served its Swagger |
+//! | `/openapi/system.json` | health, metrics and these documents |
+//! | `/docs` | Swagger UI listing every document (served from the binary: no internet needed) |
+//!
+//! A new protocol adds its document to [`DOCUMENTS`] and joins `scripts/check-contracts.sh`.
+
+pub mod schemas;
+
+use std::sync::{Arc, OnceLock};
+
+use actix_web::http::header::{self, ContentType};
+use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::OpenApi as Document;
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, Url};
+
+use crate::error::{ApiError, GlobalError, TextError};
+use crate::AppState;
+
+/// Security scheme names the operations refer to.
+pub const API_KEY: &str = "dn_api_key";
+pub const API_SECRET: &str = "dn_api_secret";
+pub const SESSION: &str = "portal_jwt";
+
+/// Every published document: its name in Swagger UI and its path.
+pub const DOCUMENTS: [(&str, &str); 2] = [("dncash", "/openapi/dncash.json"), ("system", "/openapi/system.json")];
+/// Where the original served its Swagger document.
+pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
+/// Swagger UI's entry page; relative asset paths need the file name (paths are folded without
+/// their trailing slash, so `/docs/` cannot be the page).
+const SWAGGER_UI_PAGE: &str = "/docs/index.html";
+
+/// The dncash-io document: every operation of the five API groups.
+pub fn dncash_document() -> Document {
+    let mut document = crate::dncash::document();
+    SecuritySchemes.modify(&mut document);
+    document
+}
+
+/// The operational document: health, metrics, the landing texts and the documents themselves.
+pub fn system_document() -> Document {
+    SystemApi::openapi()
+}
+
+/// A document by its file name under `/openapi/`.
+pub fn document(file: &str) -> Option<Document> {
+    match file {
+        "dncash.json" => Some(dncash_document()),
+        "system.json" => Some(system_document()),
+        _ => None,
+    }
+}
+
+/// The serialised documents, built once: they are fixed at compile time.
+fn rendered(file: &str) -> Option<&'static str> {
+    static RENDERED: OnceLock<Vec<(&'static str, String)>> = OnceLock::new();
+    let documents = RENDERED.get_or_init(|| {
+        DOCUMENTS
+            .iter()
+            .filter_map(|(_, path)| {
+                let file = path.trim_start_matches("/openapi/");
+                let text = document(file).map(|document| document.to_json());
+                match text {
+                    Some(Ok(text)) => Some((file, text)),
+                    Some(Err(error)) => {
+                        tracing::error!(%error, file, "cannot serialise an OpenAPI document");
+                        None
+                    }
+                    None => None,
+                }
+            })
+            .collect()
+    });
+    documents.iter().find(|(name, _)| *name == file).map(|(_, text)| text.as_str())
+}
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config
+        .route("/openapi/{document}", web::get().to(openapi_document))
+        .route(DNCASH_LEGACY_PATH, web::get().to(dncash_legacy))
+        .route("/docs", web::get().to(to_swagger_ui))
+        .route("/dnapi/docs", web::get().to(to_swagger_ui))
+        .route("/docs/{file:.*}", web::get().to(swagger_ui_file));
+}
+
+fn json_document(text: &str) -> HttpResponse {
+    HttpResponse::Ok().content_type(ContentType::json()).body(text.to_owned())
+}
+
+/// `GET /openapi/{document}`.
+#[utoipa::path(
+    get,
+    path = "/openapi/{document}",
+    tag = "Documents",
+    params(("document" = schemas::DocumentFile, Path, min_length = 1, description = "A document's file name.")),
+    responses(
+        (status = 200, description = "The OpenAPI 3 document.", content_type = "application/json", body = Object),
+        (status = 404, description = "No such document (`Not Found: <url>`).", body = GlobalError),
+        schemas::Faults,
+    )
+)]
+async fn openapi_document(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match rendered(&path) {
+        Some(text) => Ok(json_document(text)),
+        None => Err(not_found(&state, &request)),
+    }
+}
+
+/// `GET /dnapi/docs.json`: the dncash document where the original served its Swagger.
+#[utoipa::path(
+    get,
+    path = "/dnapi/docs.json",
+    tag = "Documents",
+    responses(
+        (status = 200, description = "The dncash OpenAPI 3 document (`/openapi/dncash.json`).", content_type = "application/json", body = Object),
+        schemas::Faults,
+    )
+)]
+async fn dncash_legacy() -> Result<HttpResponse, ApiError> {
+    rendered("dncash.json").map(json_document).ok_or(ApiError::Internal)
+}
+
+/// `GET /docs` and the original's `GET /dnapi/docs`: to Swagger UI's page.
+#[utoipa::path(
+    get,
+    path = "/docs",
+    tag = "Documents",
+    responses((status = 302, description = "To Swagger UI (`/docs/index.html`), which lists every document."))
+)]
+async fn to_swagger_ui() -> HttpResponse {
+    HttpResponse::Found().insert_header((header::LOCATION, SWAGGER_UI_PAGE)).finish()
+}
+
+#[utoipa::path(
+    get,
+    path = "/dnapi/docs",
+    tag = "Documents",
+    responses((status = 302, description = "To Swagger UI (`/docs/index.html`), where the original served its own."))
+)]
+#[allow(dead_code)] // Documents the second path of `to_swagger_ui`.
+fn dnapi_docs() {}
+
+fn swagger_config() -> Arc<Config<'static>> {
+    static CONFIG: OnceLock<Arc<Config<'static>>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            Arc::new(Config::new(DOCUMENTS.map(|(name, path)| Url::new(name, path))))
+        })
+        .clone()
+}
+
+/// `GET /docs/{file}`: Swagger UI's files, embedded in the binary.
+#[utoipa::path(
+    get,
+    path = "/docs/{file}",
+    tag = "Documents",
+    params(("file" = String, Path, min_length = 1, description = "A file of Swagger UI, e.g. `index.html`.")),
+    responses(
+        (status = 200, description = "The file (HTML, JavaScript, CSS or an image)."),
+        (status = 404, description = "No such file (`Not Found: <url>`).", body = GlobalError),
+        schemas::Faults,
+    )
+)]
+async fn swagger_ui_file(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    match utoipa_swagger_ui::serve(&path, swagger_config()) {
+        Ok(Some(file)) => Ok(HttpResponse::Ok().content_type(file.content_type).body(file.bytes.into_owned())),
+        Ok(None) => Err(not_found(&state, &request)),
+        Err(error) => {
+            tracing::error!(%error, "cannot render Swagger UI's configuration");
+            Err(ApiError::Internal)
+        }
+    }
+}
+
+fn not_found(state: &AppState, request: &HttpRequest) -> ApiError {
+    crate::dncash::route_not_found(state, request)
+}
+
+/// The credentials every protected operation names.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, document: &mut Document) {
+        let components = document.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            API_KEY,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "DN-API-KEY",
+                "The API key of a credential pair (`cashgrid access create`, or the portal's `POST /access`).",
+            ))),
+        );
+        components.add_security_scheme(
+            API_SECRET,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "DN-API-SECRET",
+                "The API secret of the same pair.",
+            ))),
+        );
+        components.add_security_scheme(
+            SESSION,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some("The portal session from `POST /dnapi/admin/v1/auth`."))
+                    .build(),
+            ),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cashgrid system endpoints",
+        description = "Health, Prometheus metrics, the landing texts and the API documents. \
+            Paths are matched case-insensitively and without a trailing slash."
+    ),
+    paths(
+        crate::system::health,
+        crate::system::metrics,
+        crate::system::root,
+        crate::system::dnapi,
+        openapi_document,
+        dncash_legacy,
+        to_swagger_ui,
+        dnapi_docs,
+        swagger_ui_file,
+    ),
+    components(schemas(GlobalError, TextError))
+)]
+struct SystemApi;
