@@ -151,6 +151,13 @@ pub async fn login(state: web::Data<AppState>, request: HttpRequest, payload: we
     })
 }
 
+/// A new user's e-mail address; a blank one counts as missing (`ER_BAD_NULL_ERROR`). MySQL
+/// took `""` from the original, and the user it made could never be named in a path again
+/// (`/customers//twofa` is read as `/customers/twofa`).
+fn email_field(body: &Value) -> Option<String> {
+    body.get("email").and_then(Value::as_str).filter(|email| !email.trim().is_empty()).map(str::to_owned)
+}
+
 /// `info` as the text the original stores: a string as it is, other JSON serialised.
 fn info_text(value: Option<&Value>) -> Option<String> {
     match value {
@@ -186,7 +193,7 @@ pub async fn register(
         _ => None,
     };
     let registration = Registration {
-        email: body.get("email").and_then(Value::as_str).map(str::to_owned),
+        email: email_field(&body),
         password: body.get("password").and_then(Value::as_str).map(str::to_owned),
         display_name: body.get("display_name").and_then(Value::as_str).map(str::to_owned),
         info: info_text(body.get("info")),
@@ -314,7 +321,7 @@ pub async fn create_user(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request)?;
     let body = read_json(&request, payload).await?;
-    let email = body.get("email").and_then(Value::as_str).map(str::to_owned);
+    let email = email_field(&body);
     let created =
         state.engine.create_user(&session, email).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(CreatedUser { email: created.email, initialpassword: created.initial_password }))
