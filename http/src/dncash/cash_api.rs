@@ -136,10 +136,10 @@ fn lookup_key(radiocode: &str) -> &str {
 /// the hex of its secure code, or the 12-digit short code.
 #[utoipa::path(
     get,
-    path = "/dnapi/cash/v1/tokens/{radiocode}",
+    path = "/dnapi/cash/v1/tokens/{code}",
     tag = "Cash API",
     params(
-        ("radiocode" = String, Path, min_length = 1, description = "uuid + hex(secure code), or the 12-digit plain code."),
+        ("code" = String, Path, min_length = 1, description = "The radiocode: uuid + hex(secure code), or the 12-digit plain code."),
         ("device_uuid" = String, Query, format = Uuid, description = "The caller's cash device that claims."),
     ),
     responses(
@@ -209,10 +209,10 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
 /// Finish a token this cash device locked.
 #[utoipa::path(
     put,
-    path = "/dnapi/cash/v1/tokens/{radiocode}",
+    path = "/dnapi/cash/v1/tokens/{code}",
     tag = "Cash API",
     params(
-        ("radiocode" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid."),
+        ("code" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid."),
         ("device_uuid" = String, Query, format = Uuid, description = "The cash device that locked the token."),
     ),
     request_body(content = ConfirmationBody, content_type = "application/json"),
@@ -348,9 +348,9 @@ fn trigger_not_found(mode: ErrorStatus, code: &str) -> ApiError {
 /// Wait (a long poll, at most `trigger_wait_ms`, 120 s by default) until a phone uses the trigger.
 #[utoipa::path(
     get,
-    path = "/dnapi/cash/v1/trigger/{triggercode}",
+    path = "/dnapi/cash/v1/trigger/{code}",
     tag = "Cash API",
-    params(("triggercode" = String, Path, min_length = 1, description = "A trigger code from `POST /trigger`.")),
+    params(("code" = String, Path, min_length = 1, description = "A trigger code from `POST /trigger`.")),
     responses(
         (status = 200, description = "A phone used the trigger: the token, now LOCKED, without its codes.", body = TokenJson),
         (status = 204, description = "Nothing happened within the server's bound; the trigger is still valid: poll again."),

@@ -34,7 +34,14 @@ pub fn document() -> utoipa::openapi::OpenApi {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "dncash.io APIs (cashgrid)", description = include_str!("openapi.md")),
-    components(schemas(crate::error::GlobalError, crate::error::TextError)),
+    components(schemas(
+        crate::error::GlobalError,
+        crate::error::TextError,
+        crate::openapi::schemas::TokenStateName,
+        crate::openapi::schemas::TokenTypeName,
+        crate::openapi::schemas::DeviceTypeName,
+        crate::openapi::schemas::ScopeName,
+    )),
     tags(
         (name = "Token API", description = "Banks register phones and issue tokens (`token-api` credentials)."),
         (name = "Cash API", description = "ATMs and cash registers claim and confirm tokens, and use trigger codes (`cash-api` credentials)."),

@@ -219,3 +219,23 @@ impl<'a> AccountRow<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_account_row_is_written_as_the_store_row_was() {
+        let account = Account {
+            id: 4,
+            customer_id: 7,
+            value: "DE00 1234".to_owned(),
+            account_type: "BANKACCOUNT".to_owned(),
+            default: 1,
+            symbol: None,
+            refname: Some("main".to_owned()),
+        };
+        let view = serde_json::to_string(&AccountRow::of(&account)).unwrap_or_default();
+        assert_eq!(view, serde_json::to_string(&account).unwrap_or_default());
+    }
+}

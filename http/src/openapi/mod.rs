@@ -243,6 +243,80 @@ impl Modify for SecuritySchemes {
         dnapi_docs,
         swagger_ui_file,
     ),
-    components(schemas(GlobalError, TextError))
+    components(schemas(GlobalError, TextError, schemas::DocumentFile))
 )]
 struct SystemApi;
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::*;
+
+    fn json(file: &str) -> Value {
+        let text = rendered(file).unwrap_or_else(|| panic!("{file} is not rendered"));
+        serde_json::from_str(text).unwrap_or_else(|error| panic!("{file}: {error}"))
+    }
+
+    /// Every `$ref` string anywhere in `value`.
+    fn references(value: &Value, found: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, value) in map {
+                    match (key.as_str(), value) {
+                        ("$ref", Value::String(reference)) => found.push(reference.clone()),
+                        _ => references(value, found),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|item| references(item, found)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves_and_every_security_scheme_exists() {
+        for (_, path) in DOCUMENTS {
+            let document = json(path.trim_start_matches("/openapi/"));
+            assert!(document["openapi"].as_str().is_some_and(|version| version.starts_with("3.")), "{path}");
+            let mut found = Vec::new();
+            references(&document, &mut found);
+            for reference in found {
+                let name = reference.trim_start_matches("#/components/schemas/");
+                assert!(document["components"]["schemas"].get(name).is_some(), "{path}: {reference} does not resolve");
+            }
+            for (route, item) in document["paths"].as_object().into_iter().flatten() {
+                for (method, operation) in item.as_object().into_iter().flatten() {
+                    for requirement in operation["security"].as_array().into_iter().flatten() {
+                        for scheme in requirement.as_object().into_iter().flatten().map(|(name, _)| name) {
+                            assert!(
+                                document["components"]["securitySchemes"].get(scheme).is_some(),
+                                "{path}: {method} {route} names the unknown security scheme {scheme}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_dncash_document_covers_every_group() {
+        let document = json("dncash.json");
+        for prefix in ["/dnapi/token/v1/", "/dnapi/cash/v1/", "/dnapi/mobile/v1/", "/dnapi/clearing/v1/", "/dnapi/admin/v1/"] {
+            assert!(
+                document["paths"].as_object().into_iter().flatten().any(|(path, _)| path.starts_with(prefix)),
+                "no operation under {prefix}"
+            );
+        }
+    }
+
+    #[test]
+    fn enumerations_list_the_domains_wire_names() {
+        let document = json("dncash.json");
+        let schemas = &document["components"]["schemas"];
+        assert_eq!(schemas["TokenStateName"]["enum"].as_array().map(Vec::len), Some(9));
+        assert!(schemas["DeviceTypeName"]["enum"].as_array().into_iter().flatten().any(|name| name == "CASH_REGISTER"));
+        assert!(schemas["ScopeName"]["enum"].as_array().into_iter().flatten().any(|name| name == "clearing-api"));
+    }
+}

@@ -137,6 +137,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
         (status = 400, description = "The body is no JSON object or array.", body = GlobalError),
         (status = 403, description = "`Sorry, wrong password` (counts towards the login brake).", body = GlobalError),
         BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -167,7 +168,11 @@ pub async fn reveal(
     path = "/dnapi/admin/v1/access/{id}",
     tag = "Admin API",
     params(("id" = String, Path, min_length = 1, description = "The credentials' row id.")),
-    responses((status = 200, description = "An OK packet; the key stops authenticating.", body = OkPacket), SessionFaults),
+    responses(
+        (status = 200, description = "An OK packet; the key stops authenticating.", body = OkPacket),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
     security(("portal_jwt" = []))
 )]
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {

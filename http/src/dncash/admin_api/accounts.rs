@@ -171,6 +171,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     params(("id" = String, Path, min_length = 1, description = "The account's row id.")),
     responses(
         (status = 200, description = "The account (`Account`), or an empty body when the caller has no such account."),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -198,6 +199,7 @@ pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Pa
         (status = 400, description = "`Cannot update account. ID mismatch!`, a null `value` or `type`, an unknown type or key, \
             a field too long, or a body that is no JSON object or array.", body = GlobalError),
         BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -244,6 +246,7 @@ pub async fn update(
     responses(
         (status = 200, description = "Deleted (or no such account of the caller's); an empty body."),
         (status = 409, description = "Other rows still reference the account (`ER_ROW_IS_REFERENCED_2: …`).", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))

@@ -91,6 +91,7 @@ fn customer_update(mode: ErrorStatus, body: &Value) -> Result<CustomerUpdate, Ap
             or a body that is no JSON object or array.", body = GlobalError),
         (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
         BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -129,6 +130,7 @@ pub async fn update(
         (status = 200, description = "An OK packet; `affectedRows` is 0 for an unknown address.", body = OkPacket),
         (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
         (status = 409, description = "Other rows still reference the customer (`ER_ROW_IS_REFERENCED_2: …`).", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -150,7 +152,7 @@ pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web:
     responses(
         (status = 200, description = "That user's two-factor login is off; a session of that user, as in the original.", body = TokenAnswer),
         (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
-        (status = 404, description = "`Sorry, no customer with this email.`", body = GlobalError),
+        (status = 404, description = "`Sorry, no customer with this email.`, or an empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))

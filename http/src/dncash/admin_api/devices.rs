@@ -75,6 +75,7 @@ fn device_change(mode: ErrorStatus, body: &Value) -> Result<DeviceChange, ApiErr
         (status = 400, description = "`Nothing to update: give 'type' or 'refname'.`, an unknown type \
             (`WARN_DATA_TRUNCATED: …`), a refname over 36 characters, or a body that is no JSON object or array.", body = GlobalError),
         BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -114,6 +115,7 @@ pub async fn update(
     responses(
         (status = 200, description = "An OK packet.", body = OkPacket),
         (status = 409, description = "Tokens still reference the device (`ER_ROW_IS_REFERENCED_2: …`).", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))

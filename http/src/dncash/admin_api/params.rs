@@ -36,6 +36,7 @@ fn pkey(mode: ErrorStatus, request: &HttpRequest, routed: &str) -> Result<String
     responses(
         (status = 200, description = "The stored JSON value, or `null`.", body = Value),
         (status = 400, description = "A key over 45 characters.", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -58,6 +59,7 @@ pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Pa
         (status = 200, description = "An OK packet (`affectedRows` is always 1).", body = OkPacket),
         (status = 400, description = "A key over 45 characters, or a body that is no JSON object or array.", body = GlobalError),
         BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
@@ -84,6 +86,7 @@ pub async fn set(
     responses(
         (status = 200, description = "An OK packet: the flag is off.", body = OkPacket),
         (status = 400, description = "A key over 45 characters.", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
         SessionFaults,
     ),
     security(("portal_jwt" = []))
