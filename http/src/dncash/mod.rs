@@ -41,6 +41,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         crate::openapi::schemas::TokenTypeName,
         crate::openapi::schemas::DeviceTypeName,
         crate::openapi::schemas::ScopeName,
+        crate::openapi::schemas::ExpiresValue,
     )),
     tags(
         (name = "Token API", description = "Banks register phones and issue tokens (`token-api` credentials)."),

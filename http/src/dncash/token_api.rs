@@ -18,7 +18,7 @@ use super::{authenticate, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError};
-use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, DeviceTypeName, TokenStateName, TokenTypeName};
+use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, TokenStateName, TokenTypeName};
 use crate::{AppState, ErrorStatus};
 
 /// Longest `refname` the original's column holds.
@@ -219,7 +219,7 @@ pub struct NewTokenBody {
     #[schema(rename = "type", value_type = Option<TokenTypeName>, required = false)]
     token_type: Option<String>,
     /// Epoch milliseconds (a number or a numeric string), or an RFC 3339 date-time.
-    #[schema(value_type = Option<Value>, required = false)]
+    #[schema(value_type = Option<ExpiresValue>, required = false)]
     expires: Option<Value>,
     #[schema(required = false, max_length = 36)]
     refname: Option<String>,

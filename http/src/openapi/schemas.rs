@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use cashgrid_actors::domain::token::{TokenState, TokenType};
 use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::store::Scope;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
@@ -83,6 +83,22 @@ impl PartialSchema for ScopeName {
 }
 
 impl ToSchema for ScopeName {}
+
+/// A token's `expires` in a request: epoch milliseconds (a number, or a numeric string), or an
+/// RFC 3339 date-time, as the original's `new Date(x)` read it.
+pub struct ExpiresValue;
+
+impl PartialSchema for ExpiresValue {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Integer).format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64))))
+            .item(ObjectBuilder::new().schema_type(Type::String).format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))))
+            .description(Some("Epoch milliseconds, or an RFC 3339 date-time."))
+            .into()
+    }
+}
+
+impl ToSchema for ExpiresValue {}
 
 /// The file names of the published documents (`dncash.json`, ...).
 pub struct DocumentFile;
