@@ -15,11 +15,12 @@
 # Everything listens on 127.0.0.1 only; the server and temporary files are removed on exit.
 #
 # Knobs (environment):
-#   CHECK_CONTRACTS_MAX_EXAMPLES=20   test cases per operation in the fuzzing phase
+#   CHECK_CONTRACTS_MAX_EXAMPLES=50   test cases per operation in the fuzzing phase
 #   CHECK_CONTRACTS_RUN_TIMEOUT=120   seconds one schemathesis run may take
 #   CHECK_CONTRACTS_SEED=N            reproduce a run (schemathesis prints the seed it used)
 #   CHECK_CONTRACTS_ONLY=a,b          only these runs (token-api, cash-api, mobile-api,
 #                                     clearing-api, admin-api, admin-api-braked, system)
+#   CHECK_CONTRACTS_DATABASE_URL=URL  an empty PostgreSQL database instead of the embedded store
 #   CHECK_CONTRACTS_KEEP=1            keep the temporary directory (server log, reports)
 #   CHECK_CONTRACTS_SKIP_BUILD=1      use the built binary as it is (while iterating locally)
 set -euo pipefail
@@ -27,7 +28,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 SCHEMATHESIS_VERSION=4.32.5
-MAX_EXAMPLES=${CHECK_CONTRACTS_MAX_EXAMPLES:-20}
+MAX_EXAMPLES=${CHECK_CONTRACTS_MAX_EXAMPLES:-50}
 RUN_TIMEOUT=${CHECK_CONTRACTS_RUN_TIMEOUT:-120}
 START_TIMEOUT=60
 # "0 server errors and 0 schema violations": no 5xx; every status, content type and body as
@@ -98,9 +99,11 @@ CASHGRID=$TARGET/debug/cashgrid
 
 # --- 3. a server with credentials ---------------------------------------------------------------
 DATA=$TMP/data
+STORE_ARGS=(--data-dir "$DATA")
+[ -n "${CHECK_CONTRACTS_DATABASE_URL:-}" ] && STORE_ARGS+=(--database-url "$CHECK_CONTRACTS_DATABASE_URL")
 # A trigger's long poll is held 2 s instead of 120 s, so that polls answer (204) within a test
 # case's request timeout.
-"$CASHGRID" serve --bind 127.0.0.1:0 --data-dir "$DATA" --error-status 4xx --trigger-wait-ms 2000 \
+"$CASHGRID" serve --bind 127.0.0.1:0 "${STORE_ARGS[@]}" --error-status 4xx --trigger-wait-ms 2000 \
   >"$TMP/cashgrid.out" 2>"$TMP/cashgrid.log" &
 SERVER_PID=$!
 PORT=
@@ -115,7 +118,7 @@ done
 BASE=http://127.0.0.1:$PORT
 log "cashgrid listening on $BASE (pid $SERVER_PID)"
 
-cli() { "$CASHGRID" "$@" --data-dir "$DATA"; }
+cli() { "$CASHGRID" "$@" "${STORE_ARGS[@]}"; }
 cli customer create --email contracts@example.com --name "Contract check" >/dev/null
 for scope in token-api cash-api clearing-api; do
   cli access create --customer contracts@example.com --scope "$scope" >"$TMP/$scope.json"
@@ -138,6 +141,20 @@ credential() {  # credential SCOPE FIELD
 api_key_headers() {  # api_key_headers SCOPE -> the schemathesis -H arguments
   API_HEADERS=(-H "DN-API-KEY: $(credential "$1" apikey)" -H "DN-API-SECRET: $(credential "$1" apisecret)")
 }
+
+# A phone and an ATM of the customer's, for scripts/contracts/hooks.py to put into generated
+# requests (random uuids would only meet "not found").
+register_device() {  # register_device SCOPE API BODY -> the new device's uuid
+  curl -fsS "$BASE/dnapi/$2/v1/devices" -H "DN-API-KEY: $(credential "$1" apikey)" \
+    -H "DN-API-SECRET: $(credential "$1" apisecret)" -H 'Content-Type: application/json' -d "$3" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["uuid"])'
+}
+PUBKEY=$(python3 -c 'import json, sys; print(json.dumps(open(sys.argv[1]).read()))' \
+  "$ROOT/tests/fixtures/keys/phone_a_1024.spki.pub.pem")
+export CHECK_CONTRACTS_PHONE CHECK_CONTRACTS_ATM SCHEMATHESIS_HOOKS=$ROOT/scripts/contracts/hooks.py
+CHECK_CONTRACTS_PHONE=$(register_device token-api token "{\"refname\":\"phone\",\"pubkey\":$PUBKEY}") ||
+  die "registering the phone failed"
+CHECK_CONTRACTS_ATM=$(register_device cash-api cash '{"refname":"atm"}') || die "registering the ATM failed"
 
 # --- 4. the documents, then schemathesis per group ----------------------------------------------
 curl -fsS "$BASE/openapi/dncash.json" -o "$TMP/dncash.json" || die "GET /openapi/dncash.json failed"
