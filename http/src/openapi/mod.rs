@@ -25,7 +25,8 @@ use utoipa_swagger_ui::{Config, Url};
 use crate::error::{ApiError, GlobalError, TextError};
 use crate::AppState;
 
-/// Security scheme names the operations refer to.
+/// Security scheme names. The handlers' `security(...)` attributes must spell them as literals
+/// (the macro takes no constants); a unit test checks that every name they use exists here.
 pub const API_KEY: &str = "dn_api_key";
 pub const API_SECRET: &str = "dn_api_secret";
 pub const SESSION: &str = "portal_jwt";
