@@ -71,15 +71,17 @@ trap 'exit 143' TERM
 STARTED=$(date +%s)
 
 # --- 1. schemathesis from PyPI ----------------------------------------------------------------
-installed=$(schemathesis --version 2>/dev/null || true)
-if [ "$installed" != "schemathesis, version $SCHEMATHESIS_VERSION" ]; then
+# Run as `python3 -m schemathesis.cli`: the interpreter pip installed into, whatever PATH (or a
+# pyenv shim not yet rehashed) says.
+SCHEMATHESIS=(python3 -m schemathesis.cli)
+installed=$(python3 -c 'import schemathesis; print(schemathesis.__version__)' 2>/dev/null || true)
+if [ "$installed" != "$SCHEMATHESIS_VERSION" ]; then
   log "installing schemathesis $SCHEMATHESIS_VERSION with pip (found: ${installed:-none})"
   python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
     >"$TMP/pip.log" 2>&1 || { tail -n 30 "$TMP/pip.log" >&2; die "pip install schemathesis failed"; }
-  hash -r
 fi
-schemathesis --version >/dev/null 2>&1 || die "schemathesis is not on PATH after the install"
-log "$(schemathesis --version)"
+"${SCHEMATHESIS[@]}" --version >/dev/null 2>&1 || die "schemathesis does not run after the install"
+log "$("${SCHEMATHESIS[@]}" --version)"
 
 # --- 2. build (the tests' profile: no second compilation in CI) ------------------------------
 if [ "${CHECK_CONTRACTS_SKIP_BUILD:-0}" = "1" ]; then
@@ -175,7 +177,7 @@ run_schemathesis() {  # run_schemathesis NAME DOCUMENT [schemathesis arguments..
   # From the temporary directory: schemathesis keeps its example database in the working one.
   # One worker: schemathesis' threads trip CPython 3.11's `ast.parse` ("AST constructor
   # recursion depth mismatch"), and the server shares the machine anyway.
-  (cd "$TMP" && timeout -k 10 "$RUN_TIMEOUT" schemathesis run "$BASE$document" --url "$BASE" \
+  (cd "$TMP" && timeout -k 10 "$RUN_TIMEOUT" "${SCHEMATHESIS[@]}" run "$BASE$document" --url "$BASE" \
     --checks "$CHECKS" --max-examples "$MAX_EXAMPLES" --workers 1 --request-timeout 30 \
     --no-color "${SEED_ARGS[@]}" "$@") >"$TMP/$name.txt" 2>&1 || rc=$?
   if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
