@@ -89,6 +89,12 @@ pub struct Fields<'a>(pub &'a Value);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WrongType;
 
+/// A float that is a whole number within i64's range (2^63 itself is just outside).
+fn whole(value: f64) -> Option<i64> {
+    const LIMIT: f64 = 9_223_372_036_854_775_808.0;
+    (value.fract() == 0.0 && (-LIMIT..LIMIT).contains(&value)).then_some(value as i64)
+}
+
 impl<'a> Fields<'a> {
     pub fn get(&self, name: &str) -> Option<&'a Value> {
         self.0.get(name).filter(|value| !value.is_null())
@@ -102,11 +108,13 @@ impl<'a> Fields<'a> {
         }
     }
 
-    /// Integers; numeric strings too, as MySQL coerced them for the original.
+    /// Integers; numeric strings too, as MySQL coerced them for the original. JSON has one
+    /// number type: `100.0` is the integer 100 (JavaScript and JSON Schema agree), while
+    /// `100.5` and numbers beyond i64 are not integers.
     pub fn integer(&self, name: &str) -> Result<Option<i64>, WrongType> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Number(number)) => number.as_i64().map(Some).ok_or(WrongType),
+            Some(Value::Number(number)) => number.as_i64().or_else(|| whole(number.as_f64()?)).map(Some).ok_or(WrongType),
             Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| WrongType),
             Some(_) => Err(WrongType),
         }
@@ -119,5 +127,25 @@ impl<'a> Fields<'a> {
             Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| WrongType),
             Some(_) => Err(WrongType),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn whole_floats_are_integers_and_other_numbers_are_not() {
+        let body = json!({"a": 100.0, "b": 100.5, "c": 1e300, "d": -7, "e": " 12 ", "f": true});
+        let fields = Fields(&body);
+        assert_eq!(fields.integer("a"), Ok(Some(100)));
+        assert_eq!(fields.integer("b"), Err(WrongType));
+        assert_eq!(fields.integer("c"), Err(WrongType));
+        assert_eq!(fields.integer("d"), Ok(Some(-7)));
+        assert_eq!(fields.integer("e"), Ok(Some(12)));
+        assert_eq!(fields.integer("f"), Err(WrongType));
+        assert_eq!(fields.integer("missing"), Ok(None));
     }
 }

@@ -5,7 +5,8 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use cashgrid_actors::EngineError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::ErrorStatus;
 
@@ -87,6 +88,33 @@ impl ApiError {
     }
 }
 
+/// The global error format `{"error":{},"message":M}`: business errors, MySQL-worded input
+/// errors, JWT failures, bad JSON bodies, 413, 503 and opaque 500s.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {}, "message": "Not Found: /dnapi/token/v1/nothing"}))]
+pub struct GlobalError {
+    /// Always an empty object (the original's serialised `Error`).
+    pub error: EmptyObject,
+    pub message: String,
+}
+
+/// `{}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EmptyObject {}
+
+/// Cash API claim refusals and credential failures: `{"error":M}`, no `message`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": "Invalid API access key or secret"}))]
+pub struct TextError {
+    pub error: String,
+}
+
+impl GlobalError {
+    fn new(message: impl Into<String>) -> Self {
+        Self { error: EmptyObject {}, message: message.into() }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -106,29 +134,27 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         let mut response = HttpResponse::build(status);
-        let body = match self {
-            Self::Business { message, .. } => json!({ "error": {}, "message": message }),
-            Self::Claim(message) => json!({ "error": message }),
-            Self::NotFound(text) => json!(text),
-            Self::Credentials => json!({ "error": "Invalid API access key or secret" }),
-            Self::TooLarge => json!({ "error": {}, "message": "request entity too large" }),
-            Self::BodyTimeout => {
-                // The rest of the body may never come: end the connection with the answer.
-                response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
-                json!({ "error": {}, "message": "request body timeout" })
-            }
-            Self::Overloaded | Self::Unavailable => {
-                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
-                json!({ "error": {}, "message": "Service Unavailable" })
-            }
-            Self::OutcomeUnknown => json!({ "error": {}, "message": OUTCOME_UNKNOWN }),
-            Self::IdempotencyKey { in_flight: false } => json!({ "error": {}, "message": IDEMPOTENCY_KEY_REUSED }),
-            Self::IdempotencyKey { in_flight: true } => {
-                response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
-                json!({ "error": {}, "message": IDEMPOTENCY_KEY_IN_FLIGHT })
-            }
-            Self::Internal => json!({ "error": {}, "message": "Internal Server Error" }),
-        };
-        response.content_type(crate::JSON_CONTENT_TYPE).json(body)
+        let response = response.content_type(crate::JSON_CONTENT_TYPE);
+        match self {
+            Self::Business { message, .. } => response.json(GlobalError::new(message.as_str())),
+            Self::Claim(message) => response.json(TextError { error: message.clone() }),
+            // Token API lookups answer a bare JSON string.
+            Self::NotFound(text) => response.json(text),
+            Self::Credentials => response.json(TextError { error: "Invalid API access key or secret".to_owned() }),
+            Self::TooLarge => response.json(GlobalError::new("request entity too large")),
+            // The rest of the body may never come: end the connection with the answer.
+            Self::BodyTimeout => response
+                .insert_header((header::CONNECTION, HeaderValue::from_static("close")))
+                .json(GlobalError::new("request body timeout")),
+            Self::Overloaded | Self::Unavailable => response
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)))
+                .json(GlobalError::new("Service Unavailable")),
+            Self::OutcomeUnknown => response.json(GlobalError::new(OUTCOME_UNKNOWN)),
+            Self::IdempotencyKey { in_flight: false } => response.json(GlobalError::new(IDEMPOTENCY_KEY_REUSED)),
+            Self::IdempotencyKey { in_flight: true } => response
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)))
+                .json(GlobalError::new(IDEMPOTENCY_KEY_IN_FLIGHT)),
+            Self::Internal => response.json(GlobalError::new("Internal Server Error")),
+        }
     }
 }

@@ -6,6 +6,7 @@ pub mod client_origin;
 pub mod dncash;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod paths;
 pub mod system;
 pub mod time;
@@ -48,6 +49,7 @@ pub struct AppState {
 /// Register every route of every protocol.
 pub fn configure(config: &mut web::ServiceConfig) {
     system::configure(config);
+    openapi::configure(config);
     dncash::configure(config);
 }
 

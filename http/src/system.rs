@@ -2,7 +2,8 @@
 
 use actix_web::http::header::ContentType;
 use actix_web::{web, HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 use crate::AppState;
@@ -15,27 +16,62 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .route("/dnapi", web::get().to(dnapi));
 }
 
+/// The health answer: `ok` or `unavailable`.
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    status: &'static str,
+}
+
 /// 200 when the store answers, 503 otherwise: what a load balancer needs to know.
-async fn health(state: web::Data<AppState>) -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "Operations",
+    responses(
+        (status = 200, description = "The store answers: `{\"status\":\"ok\"}`.", body = Health),
+        (status = 503, description = "The store does not answer: `{\"status\":\"unavailable\"}`.", body = Health),
+    )
+)]
+pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
     match state.engine.ping().await {
-        Ok(()) => HttpResponse::Ok().json(json!({ "status": "ok" })),
+        Ok(()) => HttpResponse::Ok().json(Health { status: "ok" }),
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            HttpResponse::ServiceUnavailable().json(json!({ "status": "unavailable" }))
+            HttpResponse::ServiceUnavailable().json(Health { status: "unavailable" })
         }
     }
 }
 
-async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus text format; every metric is listed in docs/METRICS.md.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Operations",
+    responses((status = 200, description = "Every metric in Prometheus' text format (docs/METRICS.md).", content_type = "text/plain", body = String))
+)]
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.engine.refresh_store_gauges();
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
 }
 
-async fn root() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "Operations",
+    responses((status = 200, description = "The original's landing text.", content_type = "text/html", body = String, example = "dncash.io is running on /dnapi."))
+)]
+pub(crate) async fn root() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::html()).body("dncash.io is running on /dnapi.")
 }
 
-async fn dnapi() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/dnapi",
+    tag = "Operations",
+    responses((status = 200, description = "A link to the documentation.", content_type = "text/html", body = String, example = "<a href=\"/dnapi/docs\">API Docs</a>"))
+)]
+pub(crate) async fn dnapi() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::html()).body("<a href=\"/dnapi/docs\">API Docs</a>")
 }
 

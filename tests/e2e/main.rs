@@ -12,6 +12,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod api_documents;
 mod flows;
 mod harness;
 mod hardening;
@@ -66,6 +67,7 @@ macro_rules! scenarios_on_both_backends {
 }
 
 scenarios_on_both_backends! {
+    api_documents::every_document_is_served_and_every_operation_is_routed,
     live_feeds::a_bank_sees_every_state_change_of_a_thousand_tokens_in_order_across_a_reconnect,
     live_feeds::the_original_feeds_tell_owner_cash_customer_and_admin_which_token_changed,
     live_feeds::unknown_keys_and_paths_are_closed_at_once,

@@ -20,9 +20,26 @@ use actix_web::{web, HttpMessage as _, HttpRequest, HttpResponse};
 use cashgrid_actors::engine::portal::{PortalError, PortalRejection, Session, SessionCheck};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::{OpenApi as _, ToSchema};
 
 use crate::error::ApiError;
 use crate::{AppState, ErrorStatus};
+
+/// The Admin API's operations, as annotated on the handlers of the submodules.
+pub(super) fn document() -> utoipa::openapi::OpenApi {
+    let mut document = auth::Document::openapi();
+    for part in [
+        customers::Document::openapi(),
+        access::Document::openapi(),
+        devices::Document::openapi(),
+        accounts::Document::openapi(),
+        stats::Document::openapi(),
+        params::Document::openapi(),
+    ] {
+        document.merge(part);
+    }
+    document
+}
 
 /// express-jwt's answer to a bad `Authorization` header.
 const BAD_FORMAT: &str = "Format is Authorization: Bearer [token]";
@@ -222,7 +239,7 @@ fn invalid(mode: ErrorStatus, message: String) -> ApiError {
 
 /// The MySQL driver's OK packet the original answers writes with; `affectedRows` counts
 /// matched rows.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct OkPacket {
     field_count: u32,
@@ -253,12 +270,15 @@ fn empty_ok() -> HttpResponse {
     HttpResponse::Ok().content_type(crate::JSON_CONTENT_TYPE).finish()
 }
 
-/// `{"token": <jwt>}`.
+/// `{"token": <jwt>}`: a new session.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Session)]
+struct TokenAnswer {
+    /// The portal JWT (HS256), for `Authorization: Bearer`.
+    token: String,
+}
+
 fn token_answer(token: String) -> HttpResponse {
-    #[derive(Serialize)]
-    struct TokenAnswer {
-        token: String,
-    }
     crate::json_ok(TokenAnswer { token })
 }
 

@@ -11,15 +11,48 @@ use cashgrid_actors::engine::Confirmation;
 use cashgrid_actors::trigger_actor::EXPIRES_IN_MAX;
 use cashgrid_actors::store::Scope;
 use cashgrid_actors::{EngineError, Rejection};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{authenticate, idempotency_key, resource, CASH_API};
-use super::token_api::{device_error, new_device, query_map, REFNAME_LENGTH_MAX};
+use super::token_api::{device_error, new_device, query_map, DeviceRegistration, REFNAME_LENGTH_MAX};
 use super::handover_body::HandoverBody;
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
-use crate::error::ApiError;
+use crate::error::{ApiError, GlobalError, TextError};
+use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, TokenStateName};
 use crate::{AppState, ErrorStatus};
+
+/// The Cash API's operations, as annotated on the handlers below.
+#[derive(OpenApi)]
+#[openapi(paths(register_device, claim, confirm, create_trigger, wait_trigger, trigger_socket))]
+pub(super) struct Document;
+
+/// How an ATM finishes a locked token.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `confirm` reads it field by field.
+pub struct ConfirmationBody {
+    /// `COMPLETED`, `CANCELED`, `FAILED`, `REJECTED` or `RETRACTED`; anything else is refused.
+    #[schema(value_type = Option<TokenStateName>, required = false)]
+    state: Option<String>,
+    /// The amount paid out or taken in, when it differs from the token's (minor units).
+    #[schema(required = false)]
+    amount: Option<i64>,
+    #[schema(required = false, max_length = 36)]
+    lockrefname: Option<String>,
+    /// Any JSON.
+    #[schema(required = false)]
+    processing_info: Option<Value>,
+}
+
+/// A new trigger code.
+#[derive(Serialize, ToSchema)]
+pub struct TriggerCode {
+    /// A fresh uuid, or the ATM's uuid with fixed trigger codes.
+    triggercode: String,
+}
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -35,6 +68,27 @@ pub fn configure(config: &mut web::ServiceConfig) {
         .service(resource::<CASH_API>("/trigger/{code}", "GET,HEAD").route(web::get().to(wait_trigger)));
 }
 
+/// Register an ATM or cash register.
+#[utoipa::path(
+    post,
+    path = "/dnapi/cash/v1/devices",
+    tag = "Cash API",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
+            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    request_body(content = DeviceRegistration, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new device (`ATM` unless `type` says otherwise).", body = DeviceRow),
+        (status = 409, description = "The `Idempotency-Key` came with another request before \
+            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
+            progress (with `Retry-After`).", body = GlobalError),
+        (status = 400, description = "A field of the wrong type, an unknown `type`, a `refname` over 36 characters, \
+            an unusable public key, or a body that is no JSON object or array.", body = GlobalError),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn register_device(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -92,6 +146,24 @@ fn lookup_key(radiocode: &str) -> &str {
 }
 
 /// Verify and lock: `GET /tokens/:radiocode?device_uuid=C`. Every refusal is a 403.
+/// Verify and lock a token with the radiocode from the phone's QR code: the token's uuid and
+/// the hex of its secure code, or the 12-digit short code.
+#[utoipa::path(
+    get,
+    path = "/dnapi/cash/v1/tokens/{code}",
+    tag = "Cash API",
+    params(
+        ("code" = String, Path, min_length = 1, description = "The radiocode: uuid + hex(secure code), or the 12-digit plain code."),
+        ("device_uuid" = String, Query, format = Uuid, description = "The caller's cash device that claims."),
+    ),
+    responses(
+        (status = 200, description = "The token, now LOCKED, without its codes.", body = TokenJson),
+        (status = 403, description = "Every refusal: `Cash device with UUID <d> not found.`, `Illegal radio code`, \
+            `Token not found: <key>`, `Invalid token code` (the token is rejected for good), `Token not in OPEN state.`", body = TextError),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn claim(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -150,6 +222,27 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
 }
 
 /// Finish a locked token: `PUT /tokens/:uuid?device_uuid=C`.
+/// Finish a token this cash device locked.
+#[utoipa::path(
+    put,
+    path = "/dnapi/cash/v1/tokens/{code}",
+    tag = "Cash API",
+    params(
+        ("code" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid."),
+        ("device_uuid" = String, Query, format = Uuid, description = "The cash device that locked the token."),
+    ),
+    request_body(content = ConfirmationBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The token in its final state.", body = TokenJson),
+        (status = 400, description = "A state that is not final, an amount over the issued one (cash-out) or below zero, \
+            a field of the wrong type, a `lockrefname` over 36 characters, or a body that is no JSON object or array.", body = GlobalError),
+        (status = 404, description = "`Cash device with UUID <d> not found.` or `Token not found`.", body = GlobalError),
+        (status = 409, description = "`Token not in LOCKED state.` or `Sorry, token was locked by another device`.", body = GlobalError),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn confirm(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -208,6 +301,24 @@ fn expires_in(text: Option<&str>) -> Result<Duration, ()> {
 }
 
 /// `POST /trigger?device_uuid=C&expiresIn=S`: a trigger code for one of my cash devices.
+/// A trigger code for one of the caller's cash devices, to show instead of scanning the phone.
+#[utoipa::path(
+    post,
+    path = "/dnapi/cash/v1/trigger",
+    tag = "Cash API",
+    params(
+        ("device_uuid" = String, Query, format = Uuid, description = "The caller's cash device."),
+        ("expiresIn" = Option<u32>, Query, minimum = 1, maximum = 86400, description = "Validity in seconds (default 60)."),
+    ),
+    responses(
+        (status = 200, description = "The trigger code.", body = TriggerCode),
+        (status = 400, description = "`expiresIn` is not a whole number from 1 to 86400, or the body is no JSON object or array.", body = GlobalError),
+        (status = 404, description = "`Sorry, device with UUID <d> not found.`", body = GlobalError),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn create_trigger(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -236,7 +347,7 @@ async fn create_trigger(
         });
     };
     match state.engine.create_trigger(customer.id, device, expires_in).await {
-        Ok(code) => Ok(crate::json_ok(serde_json::json!({ "triggercode": code }))),
+        Ok(code) => Ok(crate::json_ok(TriggerCode { triggercode: code })),
         Err(EngineError::Rejected(_)) => Err(unknown_device()),
         Err(fault) => Err(ApiError::from_fault(fault)),
     }
@@ -250,6 +361,21 @@ fn trigger_not_found(mode: ErrorStatus, code: &str) -> ApiError {
 /// original's "not found" when it is unknown or expires; 204 when nothing happened within the
 /// server's bound (the trigger stays valid: poll again); and, when a newer poll of the same
 /// code takes over, an error instead of the original's never-ending request.
+/// Wait (a long poll, at most `trigger_wait_ms`, 120 s by default) until a phone uses the trigger.
+#[utoipa::path(
+    get,
+    path = "/dnapi/cash/v1/trigger/{code}",
+    tag = "Cash API",
+    params(("code" = String, Path, min_length = 1, description = "A trigger code from `POST /trigger`.")),
+    responses(
+        (status = 200, description = "A phone used the trigger: the token, now LOCKED, without its codes.", body = TokenJson),
+        (status = 204, description = "Nothing happened within the server's bound; the trigger is still valid: poll again."),
+        (status = 404, description = "`Trigger <T> not found.`: unknown or expired.", body = GlobalError),
+        (status = 409, description = "`Trigger <T> is awaited by a newer request.`", body = GlobalError),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn wait_trigger(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -285,6 +411,21 @@ async fn wait_trigger(
 }
 
 /// `GET /trigger/ws?device_uuid=C` (WebSocket): the locks of C's triggers, pushed.
+/// A WebSocket that pushes `{"triggercode":T,"token":<locked token>}` for every trigger of
+/// this cash device that locks a token.
+#[utoipa::path(
+    get,
+    path = "/dnapi/cash/v1/trigger/ws",
+    tag = "Cash API",
+    params(("device_uuid" = String, Query, format = Uuid, description = "The caller's cash device.")),
+    responses(
+        (status = 101, description = "The WebSocket is open."),
+        (status = 400, description = "Not a WebSocket upgrade request.", body = GlobalError),
+        (status = 404, description = "`Cash device with UUID <d> not found.`", body = GlobalError),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn trigger_socket(
     state: web::Data<AppState>,
     request: HttpRequest,

@@ -15,13 +15,20 @@ use cashgrid_actors::store::{ClearingRow, ClearingSum, Customer, Scope};
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::token_api::query_map;
 use super::views::CustomerRow;
 use super::{authenticate, resource, CLEARING_API};
 use crate::error::ApiError;
+use crate::openapi::schemas::{ApiKeyFaults, TokenTypeName};
 use crate::{time, AppState};
+
+/// The Clearing API's operations, as annotated on the handlers below.
+#[derive(OpenApi)]
+#[openapi(paths(list_tokens, get_token, sums, customers))]
+pub(super) struct Document;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
@@ -37,24 +44,44 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 /// One clearing row as the original selects it; admins also get the two customer ids.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ClearingRow)]
 struct ClearingJson<'a> {
+    /// When the token was confirmed.
     #[serde(serialize_with = "time::serialize")]
+    #[schema(value_type = String, format = DateTime)]
     date: i64,
+    #[schema(format = Uuid)]
     uuid: String,
     #[serde(rename = "type")]
+    #[schema(value_type = TokenTypeName)]
     token_type: &'static str,
+    /// The phone's refname.
+    #[schema(required = true, value_type = Option<String>)]
     tokendevice: &'a Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
     refname: &'a Option<String>,
+    /// The cash device's refname.
+    #[schema(required = true, value_type = Option<String>)]
     lockdevice: &'a Option<String>,
+    #[schema(required = true, value_type = Option<String>)]
     lockrefname: &'a Option<String>,
     amount: i64,
+    #[schema(value_type = String)]
     symbol: &'a str,
+    /// The debitor's default account when the token was confirmed (JSON), or null.
+    #[schema(required = true, value_type = Value)]
     debitor: &'a Option<Value>,
+    /// The creditor's default account when the token was confirmed (JSON), or null.
+    #[schema(required = true, value_type = Value)]
     creditor: &'a Option<Value>,
+    /// Admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
     debitor_id: Option<i64>,
+    /// Admins only.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = i64)]
     creditor_id: Option<i64>,
 }
 
@@ -78,10 +105,14 @@ impl<'a> ClearingJson<'a> {
     }
 }
 
-#[derive(Serialize)]
+/// Count and sum of the clearing rows of one type, symbol, debitor and creditor.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ClearingSum)]
 struct SumJson<'a> {
     #[serde(rename = "type")]
+    #[schema(value_type = TokenTypeName)]
     token_type: &'static str,
+    #[schema(value_type = String)]
     symbol: &'a str,
     debitor_id: i64,
     creditor_id: i64,
@@ -105,12 +136,28 @@ impl<'a> SumJson<'a> {
 
 /// A customer's view of itself: the original also dropped `id`, `created` and `status`, and
 /// leaked the password hash and 2FA secret, which cashgrid leaves out.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = OwnCustomer)]
 struct OwnCustomerJson<'a> {
+    #[schema(value_type = String)]
     email: &'a str,
+    #[schema(required = true, value_type = Option<String>)]
     display_name: &'a Option<String>,
+    #[schema(value_type = String)]
     roles: &'a str,
+    /// JSON text.
+    #[schema(required = true, value_type = Option<String>)]
     info: &'a Option<String>,
+}
+
+/// A row of `GET /customers`: what an admin sees, or what a customer sees of itself.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum CustomersAnswer<'a> {
+    #[schema(value_type = CustomerRow)]
+    Admin(CustomerRow<'a>),
+    #[schema(value_type = OwnCustomerJson)]
+    Own(OwnCustomerJson<'a>),
 }
 
 /// The query's filter; `None` when a value cannot match anything (an unreadable date, an
@@ -141,6 +188,20 @@ fn filter_for(customer: &Customer, query: &HashMap<String, String>, with_type: b
     filter(&own, with_type)
 }
 
+/// The clearing rows the caller is debitor or creditor of.
+#[utoipa::path(
+    get,
+    path = "/dnapi/clearing/v1/tokens",
+    tag = "Clearing API",
+    params(
+        ("from" = Option<String>, Query, description = "A date string (ISO 8601 or RFC 2822; no offset is UTC). Anything else, epoch numbers included, matches nothing."),
+        ("to" = Option<String>, Query, description = "A date string, as `from`."),
+        ("customer_id" = Option<i64>, Query, description = "Admins: whose rows (without it they see none). Ignored for others."),
+        ("type" = Option<TokenTypeName>, Query, description = "`CASHOUT` or `CASHIN` (any case); another value matches nothing."),
+    ),
+    responses((status = 200, description = "The rows, oldest first.", body = Vec<ClearingJson>), ApiKeyFaults),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let rows = match filter_for(&customer, &query_map(&request), true) {
@@ -152,6 +213,21 @@ async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result
 }
 
 /// One token's clearing row in my scope; 200 with an empty body when there is none.
+/// One token's clearing row in the caller's scope.
+#[utoipa::path(
+    get,
+    path = "/dnapi/clearing/v1/tokens/{uuid}",
+    tag = "Clearing API",
+    params(
+        ("uuid" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid."),
+        ("customer_id" = Option<i64>, Query, description = "Admins: whose row. Ignored for others."),
+    ),
+    responses(
+        (status = 200, description = "The row (`ClearingRow`) as JSON, or an empty body when there is none (as in the original)."),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn get_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -169,6 +245,19 @@ async fn get_token(
     })
 }
 
+/// Counts and sums of the caller's clearing rows.
+#[utoipa::path(
+    get,
+    path = "/dnapi/clearing/v1/sums",
+    tag = "Clearing API",
+    params(
+        ("from" = Option<String>, Query, description = "A date string (ISO 8601 or RFC 2822; no offset is UTC). Anything else, epoch numbers included, matches nothing."),
+        ("to" = Option<String>, Query, description = "A date string, as `from`."),
+        ("customer_id" = Option<i64>, Query, description = "Admins: whose rows (without it they see none). Ignored for others."),
+    ),
+    responses((status = 200, description = "One row per type, symbol, debitor and creditor.", body = Vec<SumJson>), ApiKeyFaults),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let sums = match filter_for(&customer, &query_map(&request), false) {
@@ -178,19 +267,32 @@ async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpRe
     Ok(crate::json_ok(sums.iter().map(SumJson::of).collect::<Vec<_>>()))
 }
 
+/// Admins: every customer. Others: their own row, without `id`, `created` and `status`.
+#[utoipa::path(
+    get,
+    path = "/dnapi/clearing/v1/customers",
+    tag = "Clearing API",
+    responses(
+        (status = 200, description = "Customers.", body = Vec<CustomersAnswer>),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn customers(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let rows = state.engine.clearing_customers(&customer).await.map_err(ApiError::from_fault)?;
-    if is_admin(&customer) {
-        let views: Vec<_> = rows
-            .iter()
-            .map(CustomerRow::of)
-            .collect();
-        return Ok(crate::json_ok(views));
-    }
+    let admin = is_admin(&customer);
     let views: Vec<_> = rows
         .iter()
-        .map(|row| OwnCustomerJson { email: &row.email, display_name: &row.display_name, roles: &row.roles, info: &row.info })
+        .map(|row| match admin {
+            true => CustomersAnswer::Admin(CustomerRow::of(row)),
+            false => CustomersAnswer::Own(OwnCustomerJson {
+                email: &row.email,
+                display_name: &row.display_name,
+                roles: &row.roles,
+                info: &row.info,
+            }),
+        })
         .collect();
     Ok(crate::json_ok(views))
 }

@@ -13,11 +13,31 @@ use cashgrid_actors::domain::token::TokenRejection;
 use cashgrid_actors::engine::trigger::TriggerError;
 use cashgrid_actors::{EngineError, Rejection};
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 
 use super::headers;
 use crate::body::read_json;
-use crate::error::ApiError;
+use crate::error::{ApiError, GlobalError};
+use crate::openapi::schemas::{BodyFaults, Faults};
 use crate::{AppState, ErrorStatus};
+
+/// The Mobile API's operation, as annotated on the handler below.
+#[derive(OpenApi)]
+#[openapi(paths(trigger))]
+pub(super) struct Document;
+
+/// A phone's use of a trigger code.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `trigger` reads it field by field.
+pub struct TriggerUse {
+    /// The code the ATM shows.
+    triggercode: String,
+    /// The token's radiocode: uuid + hex(secure code), or the 12-digit plain code.
+    radiocode: String,
+    /// Base64 of the RSA PKCS#1 v1.5 SHA-256 signature of `triggercode + radiocode`, made with
+    /// the phone's private key.
+    signature: String,
+}
 
 /// The methods `/trigger` answers, for OPTIONS.
 const TRIGGER_METHODS: &str = "POST";
@@ -98,6 +118,22 @@ fn trigger_error(mode: ErrorStatus, error: TriggerError, code: &str, radiocode: 
 }
 
 /// `POST /trigger`: the phone uses a trigger code.
+#[utoipa::path(
+    post,
+    path = "/dnapi/mobile/v1/trigger",
+    tag = "Mobile API",
+    request_body(content = TriggerUse, content_type = "application/json"),
+    responses(
+        (status = 204, description = "The token is LOCKED for the trigger's cash device; its long poll and socket get it."),
+        (status = 400, description = "A missing signature (the token stays OPEN), `Illegal radio code`, or a body \
+            that is no JSON object or array.", body = GlobalError),
+        (status = 403, description = "`Invalid signature` or `Invalid token code`: the token is rejected for good.", body = GlobalError),
+        (status = 404, description = "`Trigger <T> not found.` or `Token not found: <key>`.", body = GlobalError),
+        (status = 409, description = "`Token not in OPEN state.`", body = GlobalError),
+        BodyFaults,
+        Faults,
+    )
+)]
 async fn trigger(
     state: web::Data<AppState>,
     request: HttpRequest,

@@ -23,6 +23,40 @@ pub use auth::authenticate;
 /// `{"triggercode":T,"token":<V-locked>}`: the trigger socket's frame, the MQTT push's `data`.
 pub use trigger_socket::push_frame as trigger_push_json;
 
+/// The dncash-io document: every operation of every group, from the handlers' annotations.
+pub fn document() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi as _;
+    let mut document = Document::openapi();
+    document.merge(token_api::Document::openapi());
+    document.merge(cash_api::Document::openapi());
+    document.merge(mobile_api::Document::openapi());
+    document.merge(clearing_api::Document::openapi());
+    document.merge(admin_api::document());
+    document
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "dncash.io APIs (cashgrid)", description = include_str!("openapi.md")),
+    components(schemas(
+        crate::error::GlobalError,
+        crate::error::TextError,
+        crate::openapi::schemas::TokenStateName,
+        crate::openapi::schemas::TokenTypeName,
+        crate::openapi::schemas::DeviceTypeName,
+        crate::openapi::schemas::ScopeName,
+        crate::openapi::schemas::ExpiresValue,
+    )),
+    tags(
+        (name = "Token API", description = "Banks register phones and issue tokens (`token-api` credentials)."),
+        (name = "Cash API", description = "ATMs and cash registers claim and confirm tokens, and use trigger codes (`cash-api` credentials)."),
+        (name = "Mobile API", description = "Phones use trigger codes; the body carries a signature instead of credentials."),
+        (name = "Clearing API", description = "Settlement rows of completed cash-outs and cash-ins (`clearing-api` credentials)."),
+        (name = "Admin API", description = "The portal: login, API credentials, devices, accounts, parameters, statistics (a JWT from `POST /auth`)."),
+    )
+)]
+struct Document;
+
 pub fn configure(config: &mut web::ServiceConfig) {
     admin_api::configure(config);
     clearing_api::configure(config);

@@ -11,12 +11,14 @@ use cashgrid_actors::store::{Scope, TokenFilter};
 use cashgrid_actors::{EngineError, Rejection};
 use chrono::DateTime;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
-use crate::error::ApiError;
+use crate::error::{ApiError, GlobalError};
+use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, TokenStateName, TokenTypeName};
 use crate::{AppState, ErrorStatus};
 
 /// Longest `refname` the original's column holds.
@@ -51,6 +53,33 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::put().to(update_token))
                 .route(web::delete().to(delete_token)),
         );
+}
+
+/// The Token API's operations, as annotated on the handlers below.
+#[derive(OpenApi)]
+#[openapi(paths(register_device, list_devices, get_device, create_token, list_tokens, get_token, update_token, delete_token))]
+pub(super) struct Document;
+
+/// A device registration (Token API: a phone; Cash API: an ATM or cash register). Every field
+/// may be missing; the body is read loosely, as the original's was.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `new_device` reads it field by field.
+pub struct DeviceRegistration {
+    /// `MOBILE` by default on the Token API, `ATM` on the Cash API (any case).
+    #[schema(rename = "type", value_type = Option<DeviceTypeName>, required = false)]
+    device_type: Option<String>,
+    /// The phone's RSA public key, PEM (PKCS#1 or SPKI): secure codes are encrypted to it.
+    #[schema(required = false)]
+    pubkey: Option<String>,
+    #[schema(required = false)]
+    lat: Option<f64>,
+    #[schema(required = false)]
+    lon: Option<f64>,
+    #[schema(required = false, max_length = 36)]
+    refname: Option<String>,
+    /// Any JSON; echoed back as JSON text.
+    #[schema(required = false)]
+    info: Option<Value>,
 }
 
 pub fn query_map(request: &HttpRequest) -> HashMap<String, String> {
@@ -94,6 +123,28 @@ pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     }
 }
 
+/// Register a phone.
+#[utoipa::path(
+    post,
+    path = "/dnapi/token/v1/devices",
+    tag = "Token API",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
+            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    request_body(content = DeviceRegistration, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new device.", body = DeviceRow),
+        (status = 409, description = "The `Idempotency-Key` came with another request before \
+            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
+            progress (with `Retry-After`).", body = GlobalError),
+        (status = 400, description = "A field of the wrong type (`Invalid value for 'lat'`), an unknown `type` \
+            (`Data truncated for column 'type': X`), a `refname` over 36 characters, an unusable public key, \
+            or a body that is no JSON object or array.", body = GlobalError),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn register_device(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -111,12 +162,33 @@ async fn register_device(
     Ok(crate::json_ok(DeviceRow::of(&device)))
 }
 
+/// The caller's devices.
+#[utoipa::path(
+    get,
+    path = "/dnapi/token/v1/devices",
+    tag = "Token API",
+    responses((status = 200, description = "Every device of the caller.", body = Vec<DeviceRow>), ApiKeyFaults),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
     let devices = state.engine.list_devices(customer.id).await.map_err(ApiError::from_fault)?;
     Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
 
+/// One of the caller's devices.
+#[utoipa::path(
+    get,
+    path = "/dnapi/token/v1/devices/{uuid}",
+    tag = "Token API",
+    params(("uuid" = String, Path, min_length = 1, format = Uuid, description = "The device's uuid.")),
+    responses(
+        (status = 200, description = "The device.", body = DeviceRow),
+        (status = 404, description = "No device of the caller's with this uuid: the JSON string `\"Not found\"`.", content_type = "application/json", body = String, example = json!("Not found")),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn get_device(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -142,6 +214,44 @@ fn parse_expires(value: &Value) -> Option<i64> {
             .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())),
         _ => None,
     }
+}
+
+/// A token to issue. Only these keys and the token's other columns are accepted.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `new_token` reads it field by field.
+pub struct NewTokenBody {
+    /// The phone (one of the caller's devices) the secure code is encrypted to.
+    #[schema(format = Uuid)]
+    device_uuid: String,
+    /// Minor units (cents); a numeric string is read too.
+    #[schema(minimum = 0)]
+    amount: i64,
+    #[schema(max_length = 5, example = "EUR")]
+    symbol: String,
+    /// `CASHOUT` by default (any case).
+    #[schema(rename = "type", value_type = Option<TokenTypeName>, required = false)]
+    token_type: Option<String>,
+    /// Epoch milliseconds (a number or a numeric string), or an RFC 3339 date-time.
+    #[schema(value_type = Option<ExpiresValue>, required = false)]
+    expires: Option<Value>,
+    #[schema(required = false, max_length = 36)]
+    refname: Option<String>,
+    /// Any JSON.
+    #[schema(required = false)]
+    info: Option<Value>,
+    #[schema(required = false)]
+    clearstate: Option<i64>,
+}
+
+/// What the owner may change.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `update_token` reads it field by field.
+pub struct TokenUpdate {
+    #[schema(required = false)]
+    clearstate: Option<i64>,
+    /// Any JSON; replaces the token's `info`.
+    #[schema(required = false)]
+    info: Option<Value>,
 }
 
 /// Validate a creation body; `Err(())` is the original's catch-all "could not be created".
@@ -177,6 +287,29 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
     })
 }
 
+/// Issue a token to one of the caller's phones; the secure code comes encrypted to the phone.
+#[utoipa::path(
+    post,
+    path = "/dnapi/token/v1/tokens",
+    tag = "Token API",
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
+        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
+            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    request_body(content = NewTokenBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The new token (OPEN), with its codes and without `device_uuid`.", body = TokenJson),
+        (status = 409, description = "The `Idempotency-Key` came with another request before \
+            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
+            progress (with `Retry-After`).", body = GlobalError),
+        (status = 400, description = "`Token could not be created in database` (a missing or negative amount, \
+            a missing or too long symbol, an unknown type or key, an unreadable `expires`, ...), or a body that is \
+            no JSON object or array.", body = GlobalError),
+        (status = 404, description = "`Sorry, device with UUID <device_uuid> not found.`", body = GlobalError),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn create_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -250,6 +383,22 @@ fn token_filter(query: &HashMap<String, String>) -> Option<TokenFilter> {
     Some(filter)
 }
 
+/// The caller's tokens: the OPEN tokens of one phone (`device_uuid`), or filtered by the other
+/// parameters. A value that cannot match (an unknown state, a bad uuid) gives `[]`.
+#[utoipa::path(
+    get,
+    path = "/dnapi/token/v1/tokens",
+    tag = "Token API",
+    params(
+        ("device_uuid" = Option<String>, Query, format = Uuid, description = "Only this phone's OPEN tokens (the other filters are ignored)."),
+        ("state" = Option<TokenStateName>, Query, description = "Also `t.state`."),
+        ("clearstate" = Option<i64>, Query, description = "Also `t.clearstate`."),
+        ("uuid" = Option<String>, Query, format = Uuid, description = "Also `t.uuid`."),
+        ("d.uuid" = Option<String>, Query, format = Uuid, description = "The phone's uuid, with any state."),
+    ),
+    responses((status = 200, description = "The matching tokens, with their codes and `device_uuid`.", body = Vec<TokenJson>), ApiKeyFaults),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
     let tokens = match token_filter(&query_map(&request)) {
@@ -260,6 +409,19 @@ async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result
     Ok(crate::json_ok(views))
 }
 
+/// One of the caller's tokens.
+#[utoipa::path(
+    get,
+    path = "/dnapi/token/v1/tokens/{uuid}",
+    tag = "Token API",
+    params(("uuid" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid.")),
+    responses(
+        (status = 200, description = "The token, with its codes and `device_uuid`.", body = TokenJson),
+        (status = 404, description = "No token of the caller's with this uuid: the JSON string `\"Not found\"`.", content_type = "application/json", body = String, example = json!("Not found")),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn get_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -285,6 +447,23 @@ fn owner_change_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     }
 }
 
+/// Change a token's `clearstate` or `info`, in any state.
+#[utoipa::path(
+    put,
+    path = "/dnapi/token/v1/tokens/{uuid}",
+    tag = "Token API",
+    params(("uuid" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid.")),
+    request_body(content = TokenUpdate, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The changed token, without `device_uuid`.", body = TokenJson),
+        (status = 400, description = "`Nothing to update: give 'clearstate' or 'info'.`, `Invalid value for 'clearstate'`, \
+            or a body that is no JSON object or array.", body = GlobalError),
+        (status = 404, description = "No token of the caller's with this uuid: the JSON string `\"Not found\"`.", content_type = "application/json", body = String, example = json!("Not found")),
+        BodyFaults,
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn update_token(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -309,6 +488,22 @@ async fn update_token(
     Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row)))
 }
 
+/// Delete an OPEN token (its state becomes DELETED).
+#[utoipa::path(
+    delete,
+    path = "/dnapi/token/v1/tokens/{uuid}",
+    tag = "Token API",
+    params(
+        ("uuid" = String, Path, min_length = 1, format = Uuid, description = "The token's uuid."),
+        ("device_uuid" = String, Query, format = Uuid, description = "The phone the token was issued to."),
+    ),
+    responses(
+        (status = 200, description = "The deleted token, without `device_uuid`.", body = TokenJson),
+        (status = 404, description = "No such OPEN token of this phone's: the JSON string `\"Not found\"`.", content_type = "application/json", body = String, example = json!("Not found")),
+        ApiKeyFaults,
+    ),
+    security(("dn_api_key" = [], "dn_api_secret" = []))
+)]
 async fn delete_token(
     state: web::Data<AppState>,
     request: HttpRequest,

@@ -6,12 +6,45 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use cashgrid_actors::engine::portal::AccountPatch;
 use cashgrid_actors::store::NewAccount;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 
 use super::{column_null, column_too_long, column_truncated, empty_ok, invalid, portal_error, row_id, session, unknown_column};
 use crate::body::read_json;
 use crate::dncash::token_api::query_map;
-use crate::error::ApiError;
+use crate::dncash::views::AccountRow;
+use crate::error::{ApiError, GlobalError};
+use crate::openapi::schemas::{BodyFaults, SessionFaults};
 use crate::{AppState, ErrorStatus};
+
+/// The caller's settlement accounts.
+#[derive(OpenApi)]
+#[openapi(paths(create, list, get, update, delete))]
+pub(super) struct Document;
+
+/// An account body: `value` and `type` are needed to create one; `PUT` also needs `id` (the
+/// path's). Other keys are refused.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `fields` reads it field by field.
+struct AccountBody {
+    /// The row id; `PUT` only, and it must be the path's.
+    #[schema(required = false)]
+    id: Option<i64>,
+    /// Ignored: an account never moves to another customer.
+    #[schema(required = false)]
+    customer_id: Option<i64>,
+    #[schema(required = false, max_length = 80)]
+    value: Option<String>,
+    /// `BANKACCOUNT`, `CREDITCARD` or `CRYPTOWALLET` (any case).
+    #[schema(rename = "type", required = false)]
+    account_type: Option<String>,
+    /// 1 makes it the default account.
+    #[schema(value_type = Option<Value>, required = false)]
+    default: Option<Value>,
+    #[schema(required = false, max_length = 40)]
+    symbol: Option<String>,
+    #[schema(required = false, max_length = 80)]
+    refname: Option<String>,
+}
 
 const ACCOUNT_TYPES: [&str; 3] = ["BANKACCOUNT", "CREDITCARD", "CRYPTOWALLET"];
 const VALUE_LENGTH_MAX: usize = 80;
@@ -82,6 +115,20 @@ fn fields(mode: ErrorStatus, body: &Value) -> Result<Fields, ApiError> {
 }
 
 /// `POST /accounts` `{value,type,default,symbol,refname}`: 200 with an empty body.
+#[utoipa::path(
+    post,
+    path = "/dnapi/admin/v1/accounts",
+    tag = "Admin API",
+    request_body(content = AccountBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Created; an empty body, as in the original."),
+        (status = 400, description = "A missing `value` or `type` (`ER_BAD_NULL_ERROR: …`), an unknown type or key, a field \
+            too long, or a body that is no JSON object or array.", body = GlobalError),
+        BodyFaults,
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
@@ -99,28 +146,64 @@ pub async fn create(state: web::Data<AppState>, request: HttpRequest, payload: w
 }
 
 /// `GET /accounts?default=0|1`: the caller's accounts.
+#[utoipa::path(
+    get,
+    path = "/dnapi/admin/v1/accounts",
+    tag = "Admin API",
+    params(("default" = Option<String>, Query, description = "`1`: only the default account; anything else: only the others.")),
+    responses((status = 200, description = "The caller's accounts.", body = Vec<AccountRow>), SessionFaults),
+    security(("portal_jwt" = []))
+)]
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     // MySQL compared the text with the 0/1 column: anything but a non-zero number is 0.
     let default = query_map(&request).get("default").map(|text| text.trim().parse::<f64>().is_ok_and(|value| value != 0.0));
     let accounts =
         state.engine.list_accounts(&session, default).await.map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(accounts))
+    Ok(crate::json_ok(accounts.iter().map(AccountRow::of).collect::<Vec<_>>()))
 }
 
 /// `GET /accounts/:id`: the caller's account, or an empty body.
+#[utoipa::path(
+    get,
+    path = "/dnapi/admin/v1/accounts/{id}",
+    tag = "Admin API",
+    params(("id" = String, Path, min_length = 1, description = "The account's row id.")),
+    responses(
+        (status = 200, description = "The account (`Account`), or an empty body when the caller has no such account."),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn get(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let Some(id) = row_id(&path) else {
         return Ok(empty_ok());
     };
     match state.engine.account(&session, id).await.map_err(|error| portal_error(state.error_status, error))? {
-        Some(account) => Ok(crate::json_ok(account)),
+        Some(account) => Ok(crate::json_ok(AccountRow::of(&account))),
         None => Ok(empty_ok()),
     }
 }
 
 /// `PUT /accounts/:id` with the account, whose `id` must be the path's: 200, empty body.
+#[utoipa::path(
+    put,
+    path = "/dnapi/admin/v1/accounts/{id}",
+    tag = "Admin API",
+    params(("id" = String, Path, min_length = 1, description = "The account's row id.")),
+    request_body(content = AccountBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Changed (or no such account of the caller's); an empty body."),
+        (status = 400, description = "`Cannot update account. ID mismatch!`, a null `value` or `type`, an unknown type or key, \
+            a field too long, or a body that is no JSON object or array.", body = GlobalError),
+        BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn update(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -155,6 +238,19 @@ pub async fn update(
 }
 
 /// `DELETE /accounts/:id`: 200, empty body.
+#[utoipa::path(
+    delete,
+    path = "/dnapi/admin/v1/accounts/{id}",
+    tag = "Admin API",
+    params(("id" = String, Path, min_length = 1, description = "The account's row id.")),
+    responses(
+        (status = 200, description = "Deleted (or no such account of the caller's); an empty body."),
+        (status = 409, description = "Other rows still reference the account (`ER_ROW_IS_REFERENCED_2: …`).", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     if let Some(id) = row_id(&path) {

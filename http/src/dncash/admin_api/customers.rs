@@ -3,13 +3,46 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use cashgrid_actors::store::CustomerUpdate;
 use serde_json::Value;
+use utoipa::{OpenApi, ToSchema};
 
-use super::{invalid, ok_packet, portal_error, session, token_answer};
+use super::{invalid, ok_packet, portal_error, session, token_answer, OkPacket, TokenAnswer};
 use crate::body::read_json;
 use crate::dncash::views::CustomerRow;
-use crate::error::ApiError;
+use crate::error::{ApiError, GlobalError};
+use crate::openapi::schemas::{BodyFaults, SessionFaults};
 use crate::{AppState, ErrorStatus};
 
+/// The customers' operations (admins only).
+#[derive(OpenApi)]
+#[openapi(paths(list, update, delete, reset_twofa))]
+pub(super) struct Document;
+
+/// A customer's new display name, roles and info: every field is overwritten, a missing one
+/// becomes null, and `roles` must be given.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Describes the body in the documents; `customer_update` reads it field by field.
+struct CustomerChange {
+    #[schema(required = false)]
+    display_name: Option<String>,
+    /// Comma text (`user,admin`) or an array of roles.
+    #[schema(value_type = Value)]
+    roles: Value,
+    /// JSON text (a string holding JSON), or JSON that is stored as text.
+    #[schema(required = false)]
+    info: Option<Value>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/dnapi/admin/v1/customers",
+    tag = "Admin API",
+    responses(
+        (status = 200, description = "Every customer, without password hash and TOTP secret.", body = Vec<CustomerRow>),
+        (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let customers = state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
@@ -46,6 +79,23 @@ fn customer_update(mode: ErrorStatus, body: &Value) -> Result<CustomerUpdate, Ap
 }
 
 /// `PUT /customers/:email` `{display_name, roles, info}`: an OK packet.
+#[utoipa::path(
+    put,
+    path = "/dnapi/admin/v1/customers/{email}",
+    tag = "Admin API",
+    params(("email" = String, Path, min_length = 1, description = "The customer's e-mail address.")),
+    request_body(content = CustomerChange, content_type = "application/json"),
+    responses(
+        (status = 200, description = "An OK packet; `affectedRows` is 0 for an unknown address.", body = OkPacket),
+        (status = 400, description = "`ER_BAD_NULL_ERROR: Column 'roles' cannot be null`, an `info` string that is no JSON, \
+            or a body that is no JSON object or array.", body = GlobalError),
+        (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
+        BodyFaults,
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn update(
     state: web::Data<AppState>,
     request: HttpRequest,
@@ -71,6 +121,20 @@ pub async fn update(
 }
 
 /// `DELETE /customers/:email`: an OK packet; refused while other rows reference the customer.
+#[utoipa::path(
+    delete,
+    path = "/dnapi/admin/v1/customers/{email}",
+    tag = "Admin API",
+    params(("email" = String, Path, min_length = 1, description = "The customer's e-mail address.")),
+    responses(
+        (status = 200, description = "An OK packet; `affectedRows` is 0 for an unknown address.", body = OkPacket),
+        (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
+        (status = 409, description = "Other rows still reference the customer (`ER_ROW_IS_REFERENCED_2: …`).", body = GlobalError),
+        (status = 404, description = "An empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let deleted =
@@ -80,6 +144,19 @@ pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web:
 
 /// `DELETE /customers/:email/twofa`: that user's two-factor login off; the original answers
 /// with a session of that user.
+#[utoipa::path(
+    delete,
+    path = "/dnapi/admin/v1/customers/{email}/twofa",
+    tag = "Admin API",
+    params(("email" = String, Path, min_length = 1, description = "The customer's e-mail address.")),
+    responses(
+        (status = 200, description = "That user's two-factor login is off; a session of that user, as in the original.", body = TokenAnswer),
+        (status = 403, description = "`Illegal access: Not allowed.`: admins only.", body = GlobalError),
+        (status = 404, description = "`Sorry, no customer with this email.`, or an empty path parameter: the path is another resource's (`Not Found: <url>`).", body = GlobalError),
+        SessionFaults,
+    ),
+    security(("portal_jwt" = []))
+)]
 pub async fn reset_twofa(
     state: web::Data<AppState>,
     request: HttpRequest,
