@@ -169,14 +169,34 @@ pub fn record_fence_conflict() {
 
 /// A completed cash-out: its amount in minor units by currency. The currency is free text from
 /// clients, so only three-letter codes become labels; anything else counts as `other`.
-pub fn record_cashout(symbol: &str, amount_minor: i64) {
-    let currency = if symbol.len() == 3 && symbol.bytes().all(|byte| byte.is_ascii_alphabetic()) {
-        symbol.to_ascii_uppercase()
-    } else {
-        "other".to_owned()
-    };
+pub fn record_cashout(currencies: &CurrencyLabels, symbol: &str, amount_minor: i64) {
+    let currency = currencies.label(symbol);
     counter!(CASHOUT_AMOUNT, "currency" => currency.clone()).increment(u64::try_from(amount_minor).unwrap_or(0));
     counter!(CASHOUTS, "currency" => currency).increment(1);
+}
+
+/// Currencies with a label of their own: the first [`CURRENCY_LABELS_MAX`] three-letter symbols
+/// seen in completed cash-outs; any other is `other`. Symbols are the clients' choice, so
+/// without a bound every invented one would be a new series (17,576 of three letters).
+pub const CURRENCY_LABELS_MAX: usize = 32;
+
+#[derive(Debug, Default)]
+pub struct CurrencyLabels(std::sync::Mutex<std::collections::HashSet<String>>);
+
+impl CurrencyLabels {
+    pub fn label(&self, symbol: &str) -> String {
+        if symbol.len() != 3 || !symbol.bytes().all(|byte| byte.is_ascii_alphabetic()) {
+            return "other".to_owned();
+        }
+        let currency = symbol.to_ascii_uppercase();
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(&currency) || known.len() < CURRENCY_LABELS_MAX {
+            known.insert(currency.clone());
+            currency
+        } else {
+            "other".to_owned()
+        }
+    }
 }
 
 /// A clearing row committed with a COMPLETED cash-out or cash-in.
@@ -220,4 +240,20 @@ pub fn record_mqtt_push(result: &'static str) {
 /// Whether the MQTT publisher has a broker connection (1) or not (0; also when MQTT is off).
 pub fn set_mqtt_connected(connected: bool) {
     gauge!(MQTT_CONNECTED).set(if connected { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod currency_tests {
+    use super::*;
+
+    #[test]
+    fn currency_labels_are_bounded() {
+        let labels = CurrencyLabels::default();
+        assert_eq!(labels.label("eur"), "EUR");
+        assert_eq!(labels.label("EURO"), "other");
+        let invented: Vec<String> = (0..100_u8).map(|n| format!("Q{}{}", (b'A' + n / 26) as char, (b'A' + n % 26) as char)).collect();
+        let own = invented.iter().map(|symbol| labels.label(symbol)).filter(|label| label != "other").count();
+        assert_eq!(own, CURRENCY_LABELS_MAX - 1, "EUR took one label");
+        assert_eq!(labels.label("EUR"), "EUR", "a known currency keeps its label");
+    }
 }

@@ -367,7 +367,7 @@ async fn decide_and_commit(
                 }
                 let confirmed = &transition.token;
                 if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
-                    m::record_cashout(&confirmed.symbol, confirmed.amount);
+                    m::record_cashout(&shared.currencies, &confirmed.symbol, confirmed.amount);
                 }
                 if transition.clearing.is_some() {
                     m::record_clearing(confirmed.token_type.as_str());

@@ -200,6 +200,8 @@ pub struct Shared {
     pub writer: Writer,
     pub hasher: SecretHasher,
     pub key_policy: KeyPolicy,
+    /// The bounded set of currency labels of the cash-out metrics.
+    pub currencies: m::CurrencyLabels,
     pub tokens: Registry<TokenActor>,
     pub devices: Registry<DeviceActor>,
 }
@@ -288,6 +290,7 @@ impl Engine {
             writer,
             hasher,
             key_policy: config.key_policy,
+            currencies: m::CurrencyLabels::default(),
             tokens: Registry::new(handles.clone()),
             devices: Registry::new(handles),
         });
