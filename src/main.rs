@@ -9,12 +9,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::{FileSettings, ServeArgs, StoreArgs};
+use crate::config::{ErasedFlags, Layered, ServeArgs, ServeSettings, StoreArgs, StoreSettings};
 
 #[derive(Debug, Parser)]
 #[command(name = "cashgrid", version, about = "Actor-based engine for cash tokens, accounts and vouchers")]
 struct Cli {
-    /// TOML configuration file (see config/example.toml); flags and environment override it.
+    /// TOML configuration file (see config/example.toml); the environment and flags override it.
     #[arg(long, env = "CASHGRID_CONFIG", global = true)]
     config: Option<std::path::PathBuf>,
     #[command(flatten)]
@@ -44,13 +44,17 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let file = match cli.config.as_deref().map(FileSettings::load).transpose() {
-        Ok(file) => file.unwrap_or_default(),
+    let mut flags: Vec<&dyn ErasedFlags> = vec![&cli.store];
+    if let Command::Serve(args) = &cli.command {
+        flags.push(args.as_ref());
+    }
+    let layered = match Layered::load(cli.config.as_deref(), &flags) {
+        Ok(layered) => layered,
         Err(error) => return fail(&error),
     };
-    let store_settings = cli.store.resolve(&file);
+    let store_settings = StoreSettings::resolve(&layered);
     let result = match cli.command {
-        Command::Serve(args) => args.resolve(&file, store_settings).and_then(server::serve),
+        Command::Serve(_) => ServeSettings::resolve(layered, store_settings).and_then(server::serve),
         Command::Customer(command) => admin::run_customer(store_settings, command),
         Command::Access(command) => admin::run_access(store_settings, command),
         Command::User(command) => admin::run_user(store_settings, command),

@@ -12,12 +12,18 @@ use cashgrid_actors::Engine;
 use cashgrid_http::AppState;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use secrecy::ExposeSecret as _;
+
 use crate::config::{ServeSettings, StoreSettings};
 
 /// Open the configured store: PostgreSQL when a URL is given, embedded SQLite otherwise.
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &settings.database_url {
-        Some(url) => Arc::new(PostgresStore::connect(url, settings.pool_size, settings.commit_connections).await.context("opening PostgreSQL")?),
+        Some(url) => Arc::new(
+            PostgresStore::connect(url.expose_secret(), settings.pool_size, settings.commit_connections)
+                .await
+                .context("opening PostgreSQL")?,
+        ),
         None => Arc::new(SqliteStore::open(&settings.data_dir).context("opening the embedded store")?),
     })
 }

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, MailboxError, Message, Supervised};
-use dashmap::DashMap;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -42,14 +41,14 @@ use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
 const ISSUE_ATTEMPTS: usize = 10;
 /// How long an authenticated API key is trusted without asking the store again.
 const ACCESS_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Bound on cached API keys; the cache is cleared when it would grow past it.
-const ACCESS_CACHE_MAX: usize = 100_000;
+/// Bound on cached API keys.
+const ACCESS_CACHE_MAX: u64 = 100_000;
 /// How long a device answered by its actor is reused without asking the actor again. Changes
 /// through this engine apply at once (the entry is dropped); the actor itself keeps the row
 /// until it passivates, so this adds no staleness for changes made elsewhere.
 const DEVICE_CACHE_TTL: Duration = Duration::from_secs(30);
-/// Bound on cached devices; the cache is cleared when it would grow past it.
-const DEVICE_CACHE_MAX: usize = 100_000;
+/// Bound on cached devices.
+const DEVICE_CACHE_MAX: u64 = 100_000;
 /// Token actors in memory beyond which a newly issued token gets no actor until it is used.
 const SEEDED_TOKEN_ACTORS_MAX: usize = 50_000;
 /// Time an actor gets beyond a request's deadline to answer it itself: its own answer says
@@ -60,8 +59,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_millis(900);
 /// How long a customer parameter read is reused. Changes made through this engine apply at
 /// once; changes by another node or the CLI within this time.
 const PARAM_CACHE_TTL: Duration = Duration::from_secs(2);
-/// Bound on cached parameters; the cache is cleared when it would grow past it.
-const PARAM_CACHE_MAX: usize = 100_000;
+/// Bound on cached parameters.
+const PARAM_CACHE_MAX: u64 = 100_000;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -240,26 +239,30 @@ pub struct Confirmation {
     pub processing_info: Option<Value>,
 }
 
-struct CachedParam {
-    value: Option<Value>,
-    fetched: Instant,
-}
-
+#[derive(Clone)]
 struct CachedAccess {
     secret_hash: Vec<u8>,
     scope: Scope,
     customer: Customer,
-    fetched: Instant,
+}
+
+/// A cache whose entries live `ttl` and of which at most `max` are kept.
+fn bounded_cache<K, V>(ttl: Duration, max: u64) -> moka::sync::Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    moka::sync::Cache::builder().time_to_live(ttl).max_capacity(max).build()
 }
 
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<Shared>,
     config: Arc<EngineConfig>,
-    access_cache: Arc<DashMap<String, CachedAccess>>,
+    access_cache: moka::sync::Cache<String, Arc<CachedAccess>>,
     /// Devices as their actors answered, so the hot paths skip a round trip to another thread.
-    device_cache: Arc<DashMap<Uuid, (Arc<DeviceEntry>, Instant)>>,
-    param_cache: Arc<DashMap<(CustomerId, String), CachedParam>>,
+    device_cache: moka::sync::Cache<Uuid, Arc<DeviceEntry>>,
+    param_cache: moka::sync::Cache<(CustomerId, String), Option<Value>>,
     /// Trigger codes, their long polls and device sockets (one actor on its own arbiter).
     triggers: Addr<crate::trigger_actor::TriggerRegistry>,
     /// Live feeds of committed events.
@@ -318,9 +321,9 @@ impl Engine {
         let engine = Self {
             shared,
             config: Arc::new(config),
-            access_cache: Arc::new(DashMap::new()),
-            device_cache: Arc::new(DashMap::new()),
-            param_cache: Arc::new(DashMap::new()),
+            access_cache: bounded_cache(ACCESS_CACHE_TTL, ACCESS_CACHE_MAX),
+            device_cache: bounded_cache(DEVICE_CACHE_TTL, DEVICE_CACHE_MAX),
+            param_cache: bounded_cache(PARAM_CACHE_TTL, PARAM_CACHE_MAX),
             triggers,
             feeds,
             portal,
@@ -349,33 +352,22 @@ impl Engine {
         scope: Scope,
     ) -> Result<Option<Customer>, EngineError> {
         let key = apikey.to_ascii_lowercase();
-        let fresh = self.access_cache.get(&key).filter(|entry| entry.fetched.elapsed() < ACCESS_CACHE_TTL);
-        let (secret_hash, found_scope, customer) = match fresh {
-            Some(entry) => (entry.secret_hash.clone(), entry.scope, entry.customer.clone()),
+        let access = match self.access_cache.get(&key) {
+            Some(access) => access,
             None => {
-                drop(fresh);
-                let Some(access) = self.shared.store.find_access(&key).await? else {
+                let Some(found) = self.shared.store.find_access(&key).await? else {
                     return Ok(None);
                 };
-                let Some(customer) = self.shared.store.load_customer(access.customer_id).await? else {
+                let Some(customer) = self.shared.store.load_customer(found.customer_id).await? else {
                     return Ok(None);
                 };
-                if self.access_cache.len() >= ACCESS_CACHE_MAX {
-                    self.access_cache.clear();
-                }
-                self.access_cache.insert(
-                    key,
-                    CachedAccess {
-                        secret_hash: access.secret_hash.clone(),
-                        scope: access.scope,
-                        customer: customer.clone(),
-                        fetched: Instant::now(),
-                    },
-                );
-                (access.secret_hash, access.scope, customer)
+                let access = Arc::new(CachedAccess { secret_hash: found.secret_hash, scope: found.scope, customer });
+                self.access_cache.insert(key, Arc::clone(&access));
+                access
             }
         };
-        let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, &secret_hash);
+        let (secret_hash, found_scope, customer) = (&access.secret_hash, access.scope, access.customer.clone());
+        let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, secret_hash);
         Ok(matches.then_some(customer))
     }
 
@@ -383,30 +375,25 @@ impl Engine {
     /// would otherwise pay a query each.
     pub async fn param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, EngineError> {
         let cache_key = (customer, key.to_owned());
-        if let Some(entry) = self.param_cache.get(&cache_key) {
-            if entry.fetched.elapsed() < PARAM_CACHE_TTL {
-                return Ok(entry.value.clone());
-            }
+        if let Some(value) = self.param_cache.get(&cache_key) {
+            return Ok(value);
         }
         let value = self.shared.store.load_param(customer, key).await?;
-        if self.param_cache.len() >= PARAM_CACHE_MAX {
-            self.param_cache.clear();
-        }
-        self.param_cache.insert(cache_key, CachedParam { value: value.clone(), fetched: Instant::now() });
+        self.param_cache.insert(cache_key, value.clone());
         Ok(value)
     }
 
     /// Set a customer parameter; it applies to this node's next request at once.
     pub async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), EngineError> {
         self.shared.store.save_param(customer, key, value).await?;
-        self.param_cache.remove(&(customer, key.to_owned()));
+        self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(())
     }
 
     /// Remove a customer parameter (turns a flag off); applies at once on this node.
     pub async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, EngineError> {
         let removed = self.shared.store.delete_param(customer, key).await?;
-        self.param_cache.remove(&(customer, key.to_owned()));
+        self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(removed)
     }
 
@@ -457,11 +444,8 @@ impl Engine {
     }
 
     async fn device(&self, uuid: Uuid) -> Result<Option<Arc<DeviceEntry>>, EngineError> {
-        if let Some(cached) = self.device_cache.get(&uuid) {
-            let (entry, fetched) = cached.value();
-            if fetched.elapsed() < DEVICE_CACHE_TTL {
-                return Ok(Some(Arc::clone(entry)));
-            }
+        if let Some(entry) = self.device_cache.get(&uuid) {
+            return Ok(Some(entry));
         }
         let shared = Arc::clone(&self.shared);
         let make = move || DeviceActor::new(uuid, shared);
@@ -469,10 +453,7 @@ impl Engine {
         let found = ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await??;
         // Only devices that exist are cached: an unknown uuid may be registered any moment.
         if let Some(entry) = &found {
-            if self.device_cache.len() >= DEVICE_CACHE_MAX {
-                self.device_cache.clear();
-            }
-            self.device_cache.insert(uuid, (Arc::clone(entry), Instant::now()));
+            self.device_cache.insert(uuid, Arc::clone(entry));
         }
         Ok(found)
     }

@@ -377,12 +377,16 @@ impl Engine {
     /// Stop trusting cached API keys of the customer with this email (roles changed, deleted).
     fn forget_customer_access(&self, email: &str) {
         let email = email.to_lowercase();
-        self.access_cache.retain(|_, entry| entry.customer.email != email);
+        for (key, entry) in self.access_cache.iter() {
+            if entry.customer.email == email {
+                self.access_cache.invalidate(key.as_ref());
+            }
+        }
     }
 
     /// Drop the in-memory copy of a changed or deleted device, so the next request reloads it.
     fn forget_device(&self, uuid: Uuid) {
-        self.device_cache.remove(&uuid);
+        self.device_cache.invalidate(&uuid);
         self.shared.devices.forget(uuid);
     }
 
@@ -635,7 +639,7 @@ impl Engine {
         let record = self.shared.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id);
         let deleted = self.shared.store.delete_access(session.id, id).await?;
         if let Some(record) = record {
-            self.access_cache.remove(&record.access.apikey.to_ascii_lowercase());
+            self.access_cache.invalidate(&record.access.apikey.to_ascii_lowercase());
         }
         Ok(deleted)
     }

@@ -2,33 +2,26 @@
 //! after (2^(n−1) − 1) s: 0, 1, 3, 7, … A success resets the count. Held in memory per node,
 //! bounded in size, entries forgotten after a day without use.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 /// A failure count not touched for this long is forgotten.
 pub const FAILURE_MEMORY: Duration = Duration::from_secs(24 * 3600);
-/// Emails tracked at once. When full, forgotten entries go first, then the least recently used.
-pub const TRACKED_EMAILS_MAX: usize = 100_000;
+/// Emails tracked at once; when full, the cache evicts the least useful entries first.
+pub const TRACKED_EMAILS_MAX: u64 = 100_000;
 /// Longest delay of one answer. The original's delay doubles without bound; past this, a
 /// request would only tie up a connection for hours.
 pub const DELAY_MAX: Duration = Duration::from_secs(300);
-/// How often stale entries are swept out even when the map is not full.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(3600);
 
+#[derive(Debug, Clone, Copy)]
 struct Failures {
     count: u32,
     last: Instant,
 }
 
-struct State {
-    failures: HashMap<String, Failures>,
-    last_sweep: Instant,
-}
-
+/// Failure counts per e-mail in a bounded cache (`moka`): entries idle for [`FAILURE_MEMORY`]
+/// leave it, and it never holds more than its capacity.
 pub struct LoginThrottle {
-    state: Mutex<State>,
-    capacity: usize,
+    failures: moka::sync::Cache<String, Failures>,
 }
 
 impl Default for LoginThrottle {
@@ -45,48 +38,35 @@ pub fn delay_after(failures: u32) -> Duration {
 }
 
 impl LoginThrottle {
-    pub fn with_capacity(capacity: usize) -> Self {
+    pub fn with_capacity(capacity: u64) -> Self {
         Self {
-            state: Mutex::new(State { failures: HashMap::new(), last_sweep: Instant::now() }),
-            capacity: capacity.max(1),
+            failures: moka::sync::Cache::builder().max_capacity(capacity.max(1)).time_to_idle(FAILURE_MEMORY).build(),
         }
     }
 
-    /// Count a failure for `email` and return how long to wait before answering.
+    /// Count a failure for `email` at `now` and return how long to wait before answering. The
+    /// count restarts after [`FAILURE_MEMORY`] without a failure (judged by `now`, so that the
+    /// rule holds whatever the cache has evicted yet).
     pub fn failure(&self, email: &str, now: Instant) -> Duration {
-        let key = email.to_lowercase();
-        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if now.saturating_duration_since(state.last_sweep) >= SWEEP_INTERVAL {
-            state.failures.retain(|_, entry| now.saturating_duration_since(entry.last) < FAILURE_MEMORY);
-            state.last_sweep = now;
-        }
-        if !state.failures.contains_key(&key) && state.failures.len() >= self.capacity {
-            state.failures.retain(|_, entry| now.saturating_duration_since(entry.last) < FAILURE_MEMORY);
-            if state.failures.len() >= self.capacity {
-                let oldest = state.failures.iter().min_by_key(|(_, entry)| entry.last).map(|(email, _)| email.clone());
-                if let Some(oldest) = oldest {
-                    state.failures.remove(&oldest);
-                }
-            }
-        }
-        let entry = state.failures.entry(key).or_insert(Failures { count: 0, last: now });
-        if now.saturating_duration_since(entry.last) >= FAILURE_MEMORY {
-            entry.count = 0;
-        }
-        entry.count = entry.count.saturating_add(1);
-        entry.last = now;
-        delay_after(entry.count)
+        let entry = self.failures.entry(email.to_lowercase()).and_upsert_with(|previous| {
+            let count = match previous.map(|entry| entry.into_value()) {
+                Some(failures) if now.saturating_duration_since(failures.last) < FAILURE_MEMORY => failures.count,
+                Some(_) | None => 0,
+            };
+            Failures { count: count.saturating_add(1), last: now }
+        });
+        delay_after(entry.into_value().count)
     }
 
     /// A successful login: the count starts over.
     pub fn success(&self, email: &str) {
-        let key = email.to_lowercase();
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).failures.remove(&key);
+        self.failures.invalidate(&email.to_lowercase());
     }
 
     #[cfg(test)]
-    fn tracked(&self) -> usize {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner).failures.len()
+    fn tracked(&self) -> u64 {
+        self.failures.run_pending_tasks();
+        self.failures.entry_count()
     }
 }
 
@@ -123,19 +103,16 @@ mod tests {
         throttle.failure("a@x.de", now);
         let later = now + FAILURE_MEMORY;
         assert_eq!(throttle.failure("a@x.de", later), Duration::ZERO);
-        throttle.failure("b@x.de", later + SWEEP_INTERVAL + FAILURE_MEMORY);
-        assert_eq!(throttle.tracked(), 1, "the sweep dropped the stale entry");
+        assert_eq!(throttle.failure("a@x.de", later), Duration::from_secs(1), "counting again from there");
     }
 
     #[test]
-    fn the_map_never_grows_past_its_capacity() {
+    fn the_cache_never_grows_past_its_capacity() {
         let throttle = LoginThrottle::with_capacity(3);
         let start = Instant::now();
         for index in 0..10_u64 {
             throttle.failure(&format!("user{index}@x.de"), start + Duration::from_secs(index));
         }
-        assert_eq!(throttle.tracked(), 3);
-        // The most recent ones are kept.
-        assert_eq!(throttle.failure("user9@x.de", start + Duration::from_secs(20)), Duration::from_secs(1));
+        assert!(throttle.tracked() <= 3, "{} tracked", throttle.tracked());
     }
 }
