@@ -3,8 +3,8 @@
 //! `sqlite::<name>` (a fresh data directory per test) and as `postgres::<name>` (a fresh
 //! database `cashgrid_test_<uuid>` per test, created through the admin URL in
 //! `CASHGRID_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and
-//! dropped at the end). The PostgreSQL tests fail when the server cannot be reached, unless
-//! `CASHGRID_SKIP_POSTGRES=1`.
+//! dropped at the end). The PostgreSQL tests fail when the server cannot be reached;
+//! `CASHGRID_SKIP_POSTGRES=1 scripts/test.sh` leaves them out (nextest shows them as skipped).
 
 mod store {
     pub mod fixtures;

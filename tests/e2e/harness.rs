@@ -29,35 +29,11 @@ const LOG_TAIL_LINES: usize = 60;
 
 const ADMIN_URL_VARIABLE: &str = "CASHGRID_TEST_DATABASE_URL";
 const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const SKIP_POSTGRES_VARIABLE: &str = "CASHGRID_SKIP_POSTGRES";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-impl Backend {
-    /// `Some(Postgres)` when the admin database answers. When it does not, the test fails with
-    /// a clear message, unless `CASHGRID_SKIP_POSTGRES=1` is set: then `None` and a skip line.
-    pub async fn postgres_unless_skipped() -> Option<Self> {
-        let admin_url = admin_url();
-        match connect(&admin_url).await {
-            Ok(_) => Some(Self::Postgres),
-            Err(error) if std::env::var(SKIP_POSTGRES_VARIABLE).as_deref() == Ok("1") => {
-                println!(
-                    "skipping PostgreSQL test: {admin_url} is unreachable ({error}) and \
-                     {SKIP_POSTGRES_VARIABLE}=1"
-                );
-                None
-            }
-            Err(error) => panic!(
-                "PostgreSQL tests need a server: could not connect to {admin_url} ({error}). \
-                 Start one, point {ADMIN_URL_VARIABLE} at it, or set {SKIP_POSTGRES_VARIABLE}=1 \
-                 to skip the PostgreSQL half of the suite."
-            ),
-        }
-    }
 }
 
 pub fn admin_url() -> String {
@@ -113,9 +89,13 @@ impl PostgresDatabase {
     async fn create() -> Self {
         let admin_url = admin_url();
         let name = format!("cashgrid_e2e_{}", Uuid::new_v4().simple());
-        let admin = connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
+        let admin = connect(&admin_url).await.unwrap_or_else(|error| {
+            panic!(
+                "PostgreSQL tests need a server: could not connect to {admin_url} ({error}). Start \
+                 one, point {ADMIN_URL_VARIABLE} at it, or leave these tests out with \
+                 `CASHGRID_SKIP_POSTGRES=1 scripts/test.sh`."
+            )
+        });
         admin
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await

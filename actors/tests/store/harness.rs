@@ -110,10 +110,6 @@ where
     F: FnOnce(String) -> Fut + Send + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
 {
-    if std::env::var("CASHGRID_SKIP_POSTGRES").is_ok_and(|value| value == "1") {
-        eprintln!("skipped: CASHGRID_SKIP_POSTGRES=1, not testing against PostgreSQL");
-        return Ok(());
-    }
     let admin_url = std::env::var("CASHGRID_TEST_DATABASE_URL")
         .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
     let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
@@ -121,8 +117,8 @@ where
         .map_err(|err| {
             anyhow!(
                 "PostgreSQL is unreachable through CASHGRID_TEST_DATABASE_URL ({}): {:#}. \
-                 Start PostgreSQL, point CASHGRID_TEST_DATABASE_URL at an admin connection, or set \
-                 CASHGRID_SKIP_POSTGRES=1 to skip the PostgreSQL store tests.",
+                 Start PostgreSQL, point CASHGRID_TEST_DATABASE_URL at an admin connection, or \
+                 leave these tests out with `CASHGRID_SKIP_POSTGRES=1 scripts/test.sh`.",
                 redact(&admin_url),
                 anyhow::Error::new(err)
             )
