@@ -4,8 +4,9 @@
 //! sets customers and credentials up through the binary's CLI, and talks HTTP to it like a
 //! bank, a phone app and an ATM would. Each scenario is written once, as
 //! `async fn scenario(backend: Backend)`, and runs twice: `sqlite::<scenario>` on the embedded
-//! store and `postgres::<scenario>` on a PostgreSQL database created for that test alone
-//! (admin URL from `CASHGRID_TEST_DATABASE_URL`). A PostgreSQL test that cannot reach its
+//! store and `postgres::<scenario>` on a PostgreSQL database created for that test alone, a
+//! copy of a template migrated once per migration set (`tests/support/database.rs`; admin URL
+//! from `CASHGRID_TEST_DATABASE_URL`). A PostgreSQL test that cannot reach its
 //! server fails; `scripts/test.sh` with `CASHGRID_SKIP_POSTGRES=1` leaves the `postgres` and
 //! `postgres_only` modules out with a nextest filter, so they show as skipped.
 //!
@@ -13,6 +14,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+#[path = "../support/database.rs"]
+mod database;
 mod flows;
 mod harness;
 mod hardening;
