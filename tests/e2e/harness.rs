@@ -109,7 +109,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn spawn(store: &Store, extra_args: &[String], generation: usize) -> Self {
+    /// `cashgrid serve` on `store` with `extra_args`, and `env` added to its environment.
+    pub async fn spawn(store: &Store, extra_args: &[String], env: &[(String, String)], generation: usize) -> Self {
         let stdout_log = store
             .logs_dir
             .join(format!("server-{generation}.stdout.log"));
@@ -122,6 +123,7 @@ impl TestServer {
             .args(["--bind", "127.0.0.1:0"])
             .args(store.flags())
             .args(extra_args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file))
@@ -217,6 +219,8 @@ pub struct TestEnv {
     server: Option<TestServer>,
     pub api: Api,
     extra_args: Vec<String>,
+    /// Environment variables of every server process of this test.
+    env: Vec<(String, String)>,
     generation: usize,
     pub store: Store,
 }
@@ -228,22 +232,30 @@ impl TestEnv {
 
     /// Start with extra `serve` flags, e.g. `["--error-status", "4xx"]`.
     pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Self {
-        Self::start_on(Store::create(backend).await, extra_args).await
+        Self::start_on(Store::create(backend).await, extra_args, &[]).await
+    }
+
+    /// Start with extra `serve` flags and environment variables for the server, e.g.
+    /// `[("RUST_LOG", "debug")]`; other nodes and restarts get them too.
+    pub async fn start_with_env(backend: Backend, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(Store::create(backend).await, extra_args, env).await
     }
 
     /// Start on a PostgreSQL database the test runs itself (a [`PrivateCluster`]).
     pub async fn start_on_database(url: &str, extra_args: &[&str]) -> Self {
-        Self::start_on(Store::on_database(url.to_owned()), extra_args).await
+        Self::start_on(Store::on_database(url.to_owned()), extra_args, &[]).await
     }
 
-    async fn start_on(store: Store, extra_args: &[&str]) -> Self {
+    async fn start_on(store: Store, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
-        let server = TestServer::spawn(&store, &extra_args, 0).await;
+        let env: Vec<(String, String)> = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let server = TestServer::spawn(&store, &extra_args, &env, 0).await;
         let api = Api::new(&server.base_url);
         Self {
             server: Some(server),
             api,
             extra_args,
+            env,
             generation: 0,
             store,
         }
@@ -264,7 +276,7 @@ impl TestEnv {
         self.generation += 1;
         let mut args = self.extra_args.clone();
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
-        let server = TestServer::spawn(&self.store, &args, self.generation).await;
+        let server = TestServer::spawn(&self.store, &args, &self.env, self.generation).await;
         let api = Api::new(&server.base_url);
         (server, api)
     }
@@ -275,7 +287,7 @@ impl TestEnv {
             server.kill();
         }
         self.generation += 1;
-        let server = TestServer::spawn(&self.store, &self.extra_args, self.generation).await;
+        let server = TestServer::spawn(&self.store, &self.extra_args, &self.env, self.generation).await;
         self.api = Api::new(&server.base_url);
         self.server = Some(server);
     }
