@@ -161,11 +161,18 @@ mod sqlite_only {
     }
 }
 
-/// Scenarios that need PostgreSQL itself (its connections can be cut from outside).
+/// Scenarios that need PostgreSQL itself: several nodes on one database, connections cut from
+/// outside.
 mod postgres_only {
     #[actix_web::test]
     async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
         crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(crate::harness::Backend::Postgres).await;
+    }
+
+    #[actix_web::test]
+    async fn postgres_two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm() {
+        crate::claims::two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm(crate::harness::Backend::Postgres)
+            .await;
     }
 
     #[actix_web::test]
