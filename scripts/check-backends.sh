@@ -13,13 +13,16 @@ log=${1:?usage: scripts/check-backends.sh NEXTEST_OUTPUT_FILE}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# Colours, should the output have them, are dropped first.
+sed -E 's/\x1b\[[0-9;]*m//g' "$log" >"$work/log"
+
 # `        PASS [   0.201s] (158/331) cashgrid::e2e sqlite::some_scenario` -> `cashgrid::e2e sqlite::some_scenario`
 # (LEAK: passed, but left a subprocess's handles open a moment longer.)
-sed -nE 's/^[[:space:]]*(PASS|LEAK) \[[^]]*\] (\([^)]*\) )?([^ ]+) ([^ ]+)[[:space:]]*$/\3 \4/p' "$log" | sort -u >"$work/passed"
+sed -nE 's/^[[:space:]]*(PASS|LEAK) \[[^]]*\] (\([^)]*\) )?([^ ]+) ([^ ]+)[[:space:]]*$/\3 \4/p' "$work/log" | sort -u >"$work/passed"
 
 # Guard against a change of nextest's output format: the lines read must be all the passes its
 # summary counts.
-summary=$(grep -E '^[[:space:]]*Summary \[' "$log" | tail -n 1 || true)
+summary=$(grep -E '^[[:space:]]*Summary \[' "$work/log" | tail -n 1 || true)
 counted=$(sed -nE 's/.* tests? run: ([0-9]+) passed.*/\1/p' <<<"$summary")
 read_lines=$(wc -l <"$work/passed")
 if [ -z "$counted" ] || [ "$counted" -ne "$read_lines" ]; then
