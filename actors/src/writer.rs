@@ -240,6 +240,15 @@ mod tests {
         }
     }
 
+    /// Yield until `queued` write sets wait in the writer's queue (at most 5 s).
+    async fn until_queued(writer: &Writer, queued: usize) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while writer.queue.max_capacity() - writer.queue.capacity() < queued {
+            assert!(Instant::now() < deadline, "{queued} sets never reached the queue");
+            tokio::task::yield_now().await;
+        }
+    }
+
     #[tokio::test]
     async fn a_full_queue_answers_overloaded_instead_of_waiting_forever() {
         let config = WriterConfig { queue_capacity: 1, batch_max: 1, linger: Duration::ZERO };
@@ -247,7 +256,7 @@ mod tests {
         let (writer, _idle_task) = Writer::new(store(), config, Duration::from_millis(50));
         let first = writer.clone();
         let parked = tokio::spawn(async move { first.commit(empty_set(), soon()).await });
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        until_queued(&writer, 1).await;
         assert_eq!(writer.commit(empty_set(), soon()).await, Err(WriteError::Overloaded));
         parked.abort();
     }
@@ -270,17 +279,44 @@ mod tests {
 
     #[tokio::test]
     async fn queued_sets_are_committed_together_and_each_gets_its_outcome() {
-        let config = WriterConfig { queue_capacity: 64, batch_max: 16, linger: Duration::from_millis(5) };
-        let (writer, task) = Writer::new(store(), config, Duration::from_secs(5));
-        tokio::spawn(task);
-        let commits: Vec<_> = (0..20)
-            .map(|_| {
-                let writer = writer.clone();
-                tokio::spawn(async move { writer.commit(empty_set(), soon()).await })
-            })
+        const SETS: usize = 20;
+        const BATCH_MAX: usize = 16;
+        let config = WriterConfig { queue_capacity: 64, batch_max: BATCH_MAX, linger: Duration::ZERO };
+        let store = store();
+        let customer = crate::store::NewCustomer { email: "bank@writer.test".into(), display_name: None, roles: "user".into() };
+        let owner = match store.create_customer(&customer).await {
+            Ok(customer) => customer.id,
+            Err(error) => panic!("customer: {error}"),
+        };
+        let mut tokens: Vec<_> = (0..SETS - 1)
+            .map(|_| crate::domain::token::Token { owner_id: owner, ..crate::domain::token::issued_for_tests(0) })
             .collect();
-        for commit in commits {
-            assert_eq!(commit.await.ok(), Some(Ok(WriteOutcome::Committed)));
+        // The last set inserts the first one's token again: that set alone is a conflict.
+        tokens.push(tokens[0].clone());
+        let (writer, task) = Writer::new(Arc::clone(&store), config, Duration::from_secs(5));
+        let mut commits = writer.commits();
+        let sets = tokens.iter().map(|token| {
+            let writer = writer.clone();
+            let set = WriteSet { writes: vec![crate::store::TokenWrite::Insert(token.clone())], ..WriteSet::default() };
+            async move { writer.commit(set, soon()).await }
+        });
+        // join_all polls them in order, so they are queued in order; all of them before the
+        // writer starts, so no timing decides the batches.
+        let answers = tokio::spawn(futures_util::future::join_all(sets));
+        until_queued(&writer, SETS).await;
+        tokio::spawn(task);
+
+        let mut expected = vec![Ok(WriteOutcome::Committed); SETS - 1];
+        expected.push(Ok(WriteOutcome::Conflict));
+        assert_eq!(answers.await.ok(), Some(expected));
+        for token in &tokens {
+            let stored = store.load_token(token.uuid).await.ok().flatten();
+            assert_eq!(stored.map(|stored| stored.uuid), Some(token.uuid));
         }
+        // The counter moves just after a batch's answers: wait for it, bounded.
+        let counted = tokio::time::timeout(Duration::from_secs(5), commits.wait_for(|count| *count >= 2))
+            .await
+            .map(|count| count.map(|count| *count).ok());
+        assert_eq!(counted.ok().flatten(), Some(2), "{SETS} queued sets go in two commits: a full batch of {BATCH_MAX}, then the rest");
     }
 }

@@ -1,10 +1,13 @@
 //! The store contract, run against both backends: every scenario in `store/scenarios.rs` and
-//! `store/portal.rs` runs as
-//! `sqlite::<name>` (a fresh data directory per test) and as `postgres::<name>` (a fresh
-//! database `cashgrid_test_<uuid>` per test, created through the admin URL in
-//! `CASHGRID_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`, and
-//! dropped at the end). The PostgreSQL tests fail when the server cannot be reached, unless
-//! `CASHGRID_SKIP_POSTGRES=1`.
+//! `store/portal.rs` runs as `sqlite::<name>` (a fresh data directory per test) and as
+//! `postgres::<name>` (a fresh database per test, copied from a template migrated once:
+//! `tests/support/database.rs`, shared with the end-to-end tests; admin URL from
+//! `CASHGRID_TEST_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`). The
+//! PostgreSQL tests fail when the server cannot be reached; `CASHGRID_SKIP_POSTGRES=1
+//! scripts/test.sh` leaves them out (nextest shows them as skipped).
+
+#[path = "../../tests/support/database.rs"]
+mod database;
 
 mod store {
     pub mod fixtures;
@@ -148,7 +151,26 @@ mod sqlite_only {
 mod postgres_only {
     use cashgrid_actors::store::{PostgresStore, StoreError};
 
+    use crate::database::{connect, TestDatabase};
     use crate::harness;
+
+    /// `(version, applied)` of every recorded migration.
+    async fn recorded_migrations(url: &str) -> anyhow::Result<Vec<(i64, i64)>> {
+        let client = connect(url).await?;
+        let rows = client.query("SELECT version, applied FROM schema_migrations ORDER BY version", &[]).await?;
+        Ok(rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, tokio_postgres::Error>>()?)
+    }
+
+    #[tokio::test]
+    async fn postgres_a_server_on_a_copy_of_the_template_migrates_nothing() -> anyhow::Result<()> {
+        let database = TestDatabase::migrated().await?;
+        let before = recorded_migrations(&database.url).await?;
+        let versions: Vec<i64> = PostgresStore::migrations().iter().map(|(version, _)| *version).collect();
+        assert_eq!(before.iter().map(|(version, _)| *version).collect::<Vec<_>>(), versions, "the template is fully migrated");
+        PostgresStore::connect(&database.url, 1, 1).await?;
+        assert_eq!(recorded_migrations(&database.url).await?, before, "no migration applied again");
+        Ok(())
+    }
 
     #[tokio::test]
     async fn postgres_unreachable_is_unavailable() -> anyhow::Result<()> {
@@ -163,7 +185,7 @@ mod postgres_only {
 
     #[tokio::test]
     async fn postgres_concurrent_start_up_migrates_once() -> anyhow::Result<()> {
-        harness::with_postgres_url(|url| async move {
+        harness::with_empty_postgres_database(|url| async move {
             let (first, second, third) = tokio::join!(
                 PostgresStore::connect(&url, 1, 1),
                 PostgresStore::connect(&url, 1, 1),

@@ -1,7 +1,7 @@
 //! A thin HTTP client for the dncash-io APIs: every call returns a [`Reply`] holding the
 //! status, the raw text and the parsed JSON, so assertions can look at all three.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use awc::http::{Method, StatusCode};
 use serde_json::Value;
@@ -12,6 +12,15 @@ use crate::wire;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest response body a test reads (metrics pages, long token lists).
 const RESPONSE_LIMIT_BYTES: usize = 16 * 1024 * 1024;
+/// Longest a test waits for a metric to show what the server must have done.
+const METRIC_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two scrapes while waiting for a metric.
+const METRIC_POLL: Duration = Duration::from_millis(20);
+
+/// The value of the sample `name{labels}` (labels exactly as rendered) in a Prometheus scrape.
+pub fn sample(scrape: &str, series: &str) -> Option<f64> {
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
 
 /// DN-API-KEY / DN-API-SECRET of one `customer_access` row.
 #[derive(Debug, Clone)]
@@ -221,5 +230,19 @@ impl Api {
     pub async fn delete(&self, path: &str, creds: &Creds) -> Reply {
         self.request(Method::DELETE, path, Some(creds), Body::None)
             .await
+    }
+
+    /// Scrape `/metrics` until the sample `series` is `expected`: a wait for something the
+    /// server did, not for time. Fails the test, saying `why`, after 10 s.
+    pub async fn wait_for_metric(&self, series: &str, expected: f64, why: &str) {
+        let deadline = Instant::now() + METRIC_WAIT;
+        loop {
+            let scrape = self.get_anonymous("/metrics").await.text;
+            if sample(&scrape, series) == Some(expected) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{why}: {series} is not {expected} after {METRIC_WAIT:?}:\n{scrape}");
+            actix_web::rt::time::sleep(METRIC_POLL).await;
+        }
     }
 }

@@ -1,9 +1,10 @@
-//! Claims: exactly one winner under concurrency, and a wrong code kills the token.
+//! Claims: exactly one winner under concurrency, on one node or two, and a wrong code kills
+//! the token.
 
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 
-use crate::flows::uuid_of;
+use crate::flows::{claim_path, confirm_path, token_path, uuid_of, TOKENS};
 use crate::harness::{Backend, TestEnv};
 use crate::phone::{corrupted, hex, long_radiocode};
 use crate::wire::{assert_claim_error_body, assert_recent_timestamp, INVALID_CODE, NOT_OPEN};
@@ -169,4 +170,100 @@ pub async fn concurrent_commits_keep_every_lifecycle_and_one_winner(backend: Bac
     for uuid in &uuids {
         assert_eq!(env.token_state(&scene.bank, uuid).await, "COMPLETED");
     }
+}
+
+/// Tokens the two nodes race for.
+const RACED_TOKENS: i64 = 20;
+/// Claims of each token sent to each node, all at once.
+const CLAIMS_PER_NODE: usize = 3;
+/// Confirms of each locked token sent to each node, all at once.
+const CONFIRMS_PER_NODE: usize = 2;
+const NOT_LOCKED: &str = "Token not in LOCKED state.";
+
+/// Two servers on one PostgreSQL database, each with its own actor for every token, race
+/// claims of the same tokens (each node for its own ATM) and then confirms of each winner: one
+/// claim wins per token, one confirm completes it, with one clearing row, and every confirm
+/// answered 200 is in the store.
+pub async fn two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm(backend: Backend) {
+    let mut env = TestEnv::start(backend).await;
+    let bank = env.scene("bank@two-nodes.test").await;
+    let bank_clearing = env.access("bank@two-nodes.test", "clearing-api");
+    env.customer("shop@two-nodes.test");
+    let shop = env.access("shop@two-nodes.test", "cash-api");
+    let (_node_b, api_b) = env.start_another_node(&[]).await;
+    let nodes = [&env.api, &api_b];
+    let atms = [env.register_cash_device(&shop, "atm-a").await, env.register_cash_device(&shop, "atm-b").await];
+
+    // Issued on both nodes, so each node holds the warm (seeded) actor of half the tokens and
+    // neither wins every race by being first.
+    let issues = (0..RACED_TOKENS).map(|n| {
+        let (api, bank, phone) = (nodes[usize::from(n % 2 == 1)], &bank.bank, &bank.phone);
+        async move { api.post(TOKENS, bank, json!({"device_uuid": phone.uuid, "amount": 1_000 + n, "symbol": "EUR"})).await.ok().clone() }
+    });
+    let tokens = join_all(issues).await;
+    let uuids: Vec<String> = tokens.iter().map(uuid_of).collect();
+
+    // Every claim of every token at once, alternating between the nodes.
+    let claims = tokens.iter().enumerate().flat_map(|(index, token)| {
+        let radiocode = long_radiocode(token, bank.phone.key);
+        (0..CLAIMS_PER_NODE * 2).map(move |attempt| (index, attempt % 2, radiocode.clone()))
+    });
+    let claims = join_all(claims.map(|(index, node, radiocode)| {
+        let (api, atm, shop) = (nodes[node], &atms[node], &shop);
+        async move { (index, node, api.get(&claim_path(&radiocode, atm), shop).await) }
+    }))
+    .await;
+    let mut winners: Vec<Vec<usize>> = vec![Vec::new(); tokens.len()];
+    for (index, node, reply) in &claims {
+        if reply.status.as_u16() == 200 {
+            assert_eq!(reply.json["state"], "LOCKED", "{}", reply.describe());
+            assert_eq!(reply.json["uuid"], uuids[*index].as_str(), "{}", reply.describe());
+            winners[*index].push(*node);
+        } else {
+            reply.assert_status(403);
+            assert_claim_error_body(reply, NOT_OPEN);
+        }
+    }
+    for (uuid, won) in uuids.iter().zip(&winners) {
+        assert_eq!(won.len(), 1, "token {uuid}: exactly one claim wins, not {}", won.len());
+    }
+
+    // Every confirm of every token at once, from both nodes, by the ATM that won the token.
+    let confirms = winners.iter().enumerate().flat_map(|(index, won)| {
+        let atm = &atms[won[0]];
+        (0..CONFIRMS_PER_NODE * 2).map(move |attempt| (index, attempt % 2, atm))
+    });
+    let confirms = join_all(confirms.map(|(index, node, atm)| {
+        let (api, uuid, shop) = (nodes[node], &uuids[index], &shop);
+        async move { (index, api.put(&confirm_path(uuid, atm), shop, json!({"state": "COMPLETED"})).await) }
+    }))
+    .await;
+    let mut completions = vec![0; tokens.len()];
+    for (index, reply) in &confirms {
+        if reply.status.as_u16() == 200 {
+            assert_eq!(reply.json["state"], "COMPLETED", "{}", reply.describe());
+            assert_eq!(reply.json["amount"], tokens[*index]["amount"], "{}", reply.describe());
+            completions[*index] += 1;
+        } else {
+            let message = reply.json["message"].as_str().or_else(|| reply.json["error"].as_str());
+            assert_eq!(message, Some(NOT_LOCKED), "a losing confirm: {}", reply.describe());
+        }
+    }
+
+    // The store agrees with the answers, seen from either node.
+    for (index, uuid) in uuids.iter().enumerate() {
+        assert_eq!(completions[index], 1, "token {uuid}: exactly one confirm completes it");
+        for api in nodes {
+            let stored = api.get(&token_path(uuid), &bank.bank).await;
+            assert_eq!(stored.ok()["state"], "COMPLETED", "token {uuid}: the 200 confirm is stored: {}", stored.describe());
+        }
+    }
+    let clearing = env.api.get("/dnapi/clearing/v1/tokens", &bank_clearing).await;
+    let mut rows: Vec<(String, i64)> =
+        clearing.list().iter().map(|row| (uuid_of(row), row["amount"].as_i64().unwrap_or(-1))).collect();
+    rows.sort();
+    let mut expected: Vec<(String, i64)> =
+        tokens.iter().map(|token| (uuid_of(token), token["amount"].as_i64().unwrap_or(-2))).collect();
+    expected.sort();
+    assert_eq!(rows, expected, "one clearing row per token, of its amount: {}", clearing.describe());
 }

@@ -1,5 +1,6 @@
-//! Runs the real `cashgrid` binary: one fresh store (temporary directory, plus a PostgreSQL
-//! database of its own on that backend) and one server process per test.
+//! Runs the real `cashgrid` binary: one fresh store (temporary directory, plus on that backend
+//! a PostgreSQL database of its own, copied from the migrated template: `crate::database`)
+//! and one server process per test.
 //!
 //! Drop order matters and is encoded in [`TestEnv`]'s field order: the server is killed first,
 //! then the store (database dropped, directory removed) goes. A failing test keeps its
@@ -15,155 +16,22 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::api::{Api, Creds};
+use crate::database::TestDatabase;
+pub use crate::database::{admin_url, connect};
 
 /// Path of the binary under test, built by cargo for this test target.
 const BINARY: &str = env!("CARGO_BIN_EXE_cashgrid");
 /// How long a server may take from spawn to its "listening" line.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long connecting to the PostgreSQL admin database may take.
-const POSTGRES_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// What the server prints on stdout once its socket is bound.
 const LISTENING_PREFIX: &str = "cashgrid listening on ";
 /// Lines of server log shown when a test fails.
 const LOG_TAIL_LINES: usize = 60;
 
-const ADMIN_URL_VARIABLE: &str = "CASHGRID_TEST_DATABASE_URL";
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
-const SKIP_POSTGRES_VARIABLE: &str = "CASHGRID_SKIP_POSTGRES";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
     Postgres,
-}
-
-impl Backend {
-    /// `Some(Postgres)` when the admin database answers. When it does not, the test fails with
-    /// a clear message, unless `CASHGRID_SKIP_POSTGRES=1` is set: then `None` and a skip line.
-    pub async fn postgres_unless_skipped() -> Option<Self> {
-        let admin_url = admin_url();
-        match connect(&admin_url).await {
-            Ok(_) => Some(Self::Postgres),
-            Err(error) if std::env::var(SKIP_POSTGRES_VARIABLE).as_deref() == Ok("1") => {
-                println!(
-                    "skipping PostgreSQL test: {admin_url} is unreachable ({error}) and \
-                     {SKIP_POSTGRES_VARIABLE}=1"
-                );
-                None
-            }
-            Err(error) => panic!(
-                "PostgreSQL tests need a server: could not connect to {admin_url} ({error}). \
-                 Start one, point {ADMIN_URL_VARIABLE} at it, or set {SKIP_POSTGRES_VARIABLE}=1 \
-                 to skip the PostgreSQL half of the suite."
-            ),
-        }
-    }
-}
-
-pub fn admin_url() -> String {
-    std::env::var(ADMIN_URL_VARIABLE).unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned())
-}
-
-/// Connect with a bounded wait; the connection task runs on the current (actix) runtime.
-pub async fn connect(url: &str) -> Result<tokio_postgres::Client, String> {
-    let connecting = tokio_postgres::connect(url, tokio_postgres::NoTls);
-    let (client, connection) = tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, connecting)
-        .await
-        .map_err(|_| format!("no answer within {POSTGRES_CONNECT_TIMEOUT:?}"))?
-        .map_err(|error| error_chain(&error))?;
-    actix_web::rt::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(client)
-}
-
-/// An error with its causes, e.g. `error connecting to server: Connection refused (os error 111)`.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(&format!(": {cause}"));
-        source = cause.source();
-    }
-    text
-}
-
-/// The same server and credentials as `admin`, another database name.
-fn database_url(admin: &str, database: &str) -> String {
-    let (base, query) = match admin.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (admin, String::new()),
-    };
-    let authority_start = base.find("://").map_or(0, |index| index + 3);
-    let base = match base[authority_start..].find('/') {
-        Some(index) => &base[..authority_start + index],
-        None => base,
-    };
-    format!("{base}/{database}{query}")
-}
-
-/// A PostgreSQL database that exists for one test only.
-pub struct PostgresDatabase {
-    admin_url: String,
-    name: String,
-    pub url: String,
-}
-
-impl PostgresDatabase {
-    async fn create() -> Self {
-        let admin_url = admin_url();
-        let name = format!("cashgrid_e2e_{}", Uuid::new_v4().simple());
-        let admin = connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("cannot connect to PostgreSQL at {admin_url}: {error}"));
-        admin
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap_or_else(|error| panic!("CREATE DATABASE {name} failed: {error}"));
-        let url = database_url(&admin_url, &name);
-        Self {
-            admin_url,
-            name,
-            url,
-        }
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        // Drop cannot await; a private runtime on its own thread does the clean-up.
-        let admin_url = self.admin_url.clone();
-        let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
-        let outcome = std::thread::spawn(move || -> Result<(), String> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|error| error.to_string())?;
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-                        .await
-                        .map_err(|error| error.to_string())?;
-                let driver = tokio::spawn(connection);
-                let result = client
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(|error| error.to_string());
-                drop(client);
-                let _ = driver.await;
-                result
-            })
-        })
-        .join();
-        match outcome {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!(
-                "warning: could not drop test database {}: {error}",
-                self.name
-            ),
-            Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
-        }
-    }
 }
 
 /// Where one test's data lives: `<tmp>/cashgrid-e2e-<uuid>/{data,logs}`, plus a database.
@@ -172,7 +40,7 @@ pub struct Store {
     root: PathBuf,
     pub data_dir: PathBuf,
     pub logs_dir: PathBuf,
-    pub database: Option<PostgresDatabase>,
+    pub database: Option<TestDatabase>,
     /// A database the test manages itself (see [`Store::on_database`]).
     external_url: Option<String>,
 }
@@ -196,7 +64,9 @@ impl Store {
         fs::create_dir_all(&logs_dir).expect("create the test log directory");
         let database = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(PostgresDatabase::create().await),
+            Backend::Postgres => Some(
+                TestDatabase::migrated().await.unwrap_or_else(|error| panic!("no test database: {error:#}")),
+            ),
         };
         Self {
             backend,
@@ -239,7 +109,8 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn spawn(store: &Store, extra_args: &[String], generation: usize) -> Self {
+    /// `cashgrid serve` on `store` with `extra_args`, and `env` added to its environment.
+    pub async fn spawn(store: &Store, extra_args: &[String], env: &[(String, String)], generation: usize) -> Self {
         let stdout_log = store
             .logs_dir
             .join(format!("server-{generation}.stdout.log"));
@@ -252,6 +123,7 @@ impl TestServer {
             .args(["--bind", "127.0.0.1:0"])
             .args(store.flags())
             .args(extra_args)
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(stderr_file))
@@ -347,6 +219,8 @@ pub struct TestEnv {
     server: Option<TestServer>,
     pub api: Api,
     extra_args: Vec<String>,
+    /// Environment variables of every server process of this test.
+    env: Vec<(String, String)>,
     generation: usize,
     pub store: Store,
 }
@@ -358,22 +232,30 @@ impl TestEnv {
 
     /// Start with extra `serve` flags, e.g. `["--error-status", "4xx"]`.
     pub async fn start_with(backend: Backend, extra_args: &[&str]) -> Self {
-        Self::start_on(Store::create(backend).await, extra_args).await
+        Self::start_on(Store::create(backend).await, extra_args, &[]).await
+    }
+
+    /// Start with extra `serve` flags and environment variables for the server, e.g.
+    /// `[("RUST_LOG", "debug")]`; other nodes and restarts get them too.
+    pub async fn start_with_env(backend: Backend, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_on(Store::create(backend).await, extra_args, env).await
     }
 
     /// Start on a PostgreSQL database the test runs itself (a [`PrivateCluster`]).
     pub async fn start_on_database(url: &str, extra_args: &[&str]) -> Self {
-        Self::start_on(Store::on_database(url.to_owned()), extra_args).await
+        Self::start_on(Store::on_database(url.to_owned()), extra_args, &[]).await
     }
 
-    async fn start_on(store: Store, extra_args: &[&str]) -> Self {
+    async fn start_on(store: Store, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
-        let server = TestServer::spawn(&store, &extra_args, 0).await;
+        let env: Vec<(String, String)> = env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let server = TestServer::spawn(&store, &extra_args, &env, 0).await;
         let api = Api::new(&server.base_url);
         Self {
             server: Some(server),
             api,
             extra_args,
+            env,
             generation: 0,
             store,
         }
@@ -394,7 +276,7 @@ impl TestEnv {
         self.generation += 1;
         let mut args = self.extra_args.clone();
         args.extend(extra_args.iter().map(|arg| (*arg).to_owned()));
-        let server = TestServer::spawn(&self.store, &args, self.generation).await;
+        let server = TestServer::spawn(&self.store, &args, &self.env, self.generation).await;
         let api = Api::new(&server.base_url);
         (server, api)
     }
@@ -405,7 +287,7 @@ impl TestEnv {
             server.kill();
         }
         self.generation += 1;
-        let server = TestServer::spawn(&self.store, &self.extra_args, self.generation).await;
+        let server = TestServer::spawn(&self.store, &self.extra_args, &self.env, self.generation).await;
         self.api = Api::new(&server.base_url);
         self.server = Some(server);
     }
@@ -608,23 +490,5 @@ impl Drop for PrivateCluster {
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.directory);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::database_url;
-
-    #[test]
-    fn database_url_replaces_only_the_database_name() {
-        assert_eq!(
-            database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-            "postgres://postgres@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            database_url("postgres://u:p@h:1/db?sslmode=disable", "x"),
-            "postgres://u:p@h:1/x?sslmode=disable"
-        );
-        assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
     }
 }

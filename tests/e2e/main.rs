@@ -4,15 +4,19 @@
 //! sets customers and credentials up through the binary's CLI, and talks HTTP to it like a
 //! bank, a phone app and an ATM would. Each scenario is written once, as
 //! `async fn scenario(backend: Backend)`, and runs twice: `sqlite::<scenario>` on the embedded
-//! store and `postgres::<scenario>` on a PostgreSQL database created for that test alone
-//! (admin URL from `CASHGRID_TEST_DATABASE_URL`; `CASHGRID_SKIP_POSTGRES=1` skips the
-//! PostgreSQL half when no server is reachable).
+//! store and `postgres::<scenario>` on a PostgreSQL database created for that test alone, a
+//! copy of a template migrated once per migration set (`tests/support/database.rs`; admin URL
+//! from `CASHGRID_TEST_DATABASE_URL`). A PostgreSQL test that cannot reach its
+//! server fails; `scripts/test.sh` with `CASHGRID_SKIP_POSTGRES=1` leaves the `postgres` and
+//! `postgres_only` modules out with a nextest filter, so they show as skipped.
 //!
 //! The wire facts checked here come from `shared/spec/dncash-io-api.md`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
 mod api_documents;
+#[path = "../support/database.rs"]
+mod database;
 mod flows;
 mod harness;
 mod hardening;
@@ -57,9 +61,7 @@ macro_rules! scenarios_on_both_backends {
             $(
                 #[actix_web::test]
                 async fn $scenario() {
-                    if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
-                        crate::$module::$scenario(backend).await;
-                    }
+                    crate::$module::$scenario(crate::harness::Backend::Postgres).await;
                 }
             )*
         }
@@ -161,13 +163,18 @@ mod sqlite_only {
     }
 }
 
-/// Scenarios that need PostgreSQL itself (its connections can be cut from outside).
+/// Scenarios that need PostgreSQL itself: several nodes on one database, connections cut from
+/// outside.
 mod postgres_only {
     #[actix_web::test]
     async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
-        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
-            crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(backend).await;
-        }
+        crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(crate::harness::Backend::Postgres).await;
+    }
+
+    #[actix_web::test]
+    async fn postgres_two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm() {
+        crate::claims::two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm(crate::harness::Backend::Postgres)
+            .await;
     }
 
     #[actix_web::test]
@@ -177,15 +184,12 @@ mod postgres_only {
 
     #[actix_web::test]
     async fn postgres_a_stale_node_answers_from_the_stored_version() {
-        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
-            crate::hardening::a_stale_node_answers_from_the_stored_version(backend).await;
-        }
+        crate::hardening::a_stale_node_answers_from_the_stored_version(crate::harness::Backend::Postgres).await;
     }
 
     #[actix_web::test]
     async fn postgres_lost_connections_answer_503_and_the_server_recovers() {
-        if let Some(backend) = crate::harness::Backend::postgres_unless_skipped().await {
-            crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(backend).await;
-        }
+        crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(crate::harness::Backend::Postgres)
+            .await;
     }
 }

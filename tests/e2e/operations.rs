@@ -1,5 +1,6 @@
 //! Operations endpoints: liveness and Prometheus metrics.
 
+use crate::api::sample;
 use crate::harness::{Backend, TestEnv};
 
 pub async fn health_and_metrics_answer(backend: Backend) {
@@ -149,13 +150,6 @@ pub async fn responses_carry_the_original_cache_and_cors_headers(backend: Backen
     );
 }
 
-/// The value of the sample `name{labels}` (labels exactly as rendered) in a Prometheus scrape.
-fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape
-        .lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-}
-
 /// Tokens per state come from the store (every state present, 0 when none) and pool usage
 /// from the store's pools; the first scrape starts the count, a later one shows it.
 pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Backend) {
@@ -229,17 +223,9 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     }
 }
 
-/// Poll `/metrics` (for at most 10 s) until `cashgrid_actors_live{kind="token"}` is `expected`.
+/// Wait (at most 10 s) until `cashgrid_actors_live{kind="token"}` is `expected`.
 async fn wait_for_live_token_actors(env: &TestEnv, expected: f64, why: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let scrape = env.api.get_anonymous("/metrics").await.text;
-        if sample(&scrape, r#"cashgrid_actors_live{kind="token"}"#) == Some(expected) {
-            return;
-        }
-        assert!(std::time::Instant::now() < deadline, "{why}:\n{scrape}");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    env.api.wait_for_metric(r#"cashgrid_actors_live{kind="token"}"#, expected, why).await;
 }
 
 /// Actors hold the tokens in use: a token issued here starts with an actor, and one that reached

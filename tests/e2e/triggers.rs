@@ -26,8 +26,10 @@ const PHONE_C_PRIVATE: &str =
 /// Another phone's private key: its signatures do not verify for phone C's tokens.
 const PHONE_A_PRIVATE: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/phone_a_1024.private.pem"));
-/// Time for a long poll to reach the server before the phone acts.
-const POLL_SETTLE: Duration = Duration::from_millis(500);
+/// Long polls the server holds: a test waits for its poll to be registered before it goes on.
+const POLLS_WAITING: &str = r#"cashgrid_trigger_waiters{channel="poll"}"#;
+/// Polls answered because a newer one replaced them.
+const POLLS_REPLACED: &str = r#"cashgrid_trigger_wait_answers_total{answer="replaced"}"#;
 /// Longest a test waits for a socket frame that must come.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(20);
 /// What the phone app does: RSA PKCS#1 v1.5 over SHA-256 of `triggercode + radiocode`, Base64.
@@ -100,7 +102,7 @@ pub async fn a_phone_trigger_locks_the_token_and_answers_the_waiting_poll(backen
     let path = trigger_path(&code);
     let poll = env.api.get(&path, &scene.cash);
     let phone = async {
-        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        env.api.wait_for_metric(POLLS_WAITING, 1.0, "the ATM's poll is registered").await;
         phone_trigger_ok(&env, &code, &token).await;
     };
     let (polled, ()) = futures_util::future::join(poll, phone).await;
@@ -225,10 +227,11 @@ pub async fn a_newer_poll_takes_over_and_the_older_one_is_answered(backend: Back
     let path = trigger_path(&code);
     let older = env.api.get(&path, &scene.cash);
     let newer_and_phone = async {
-        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        env.api.wait_for_metric(POLLS_WAITING, 1.0, "the older poll is registered").await;
         let newer = env.api.get(&path, &scene.cash);
         let phone = async {
-            actix_web::rt::time::sleep(POLL_SETTLE).await;
+            // The newer poll replaced the older one in the same step as it registered.
+            env.api.wait_for_metric(POLLS_REPLACED, 1.0, "the newer poll replaced the older").await;
             phone_trigger_ok(&env, &code, &token).await;
         };
         futures_util::future::join(newer, phone).await.0
@@ -328,11 +331,11 @@ pub async fn only_the_cash_customer_of_a_trigger_may_poll_it(backend: Backend) {
     let path = trigger_path(&code);
     let own_poll = env.api.get(&path, &operator.cash);
     let stranger_then_phone = async {
-        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        env.api.wait_for_metric(POLLS_WAITING, 1.0, "the owner's poll is registered").await;
         let started = std::time::Instant::now();
         let foreign = env.api.get(&path, &stranger.cash).await;
         let waited = started.elapsed();
-        actix_web::rt::time::sleep(POLL_SETTLE).await;
+        env.api.wait_for_metric(POLLS_WAITING, 1.0, "the owner's poll still waits").await;
         phone_trigger_ok(&env, &code, &token).await;
         (foreign, waited)
     };
@@ -372,8 +375,12 @@ pub async fn the_atm_poll_is_answered_before_the_phones_204(backend: Backend) {
              Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let address = address.clone();
-        let answers = actix_web::rt::task::spawn_blocking(move || poll_and_phone(&address, &poll, &phone));
+        let atm_address = address.clone();
+        let atm = actix_web::rt::task::spawn_blocking(move || send_poll(&atm_address, &poll)).await.expect("the socket thread");
+        // The previous round's poll was answered (the gauge went back to 0) before its 204.
+        env.api.wait_for_metric(POLLS_WAITING, 1.0, &format!("round {round}: the ATM's poll is registered")).await;
+        let phone_address = address.clone();
+        let answers = actix_web::rt::task::spawn_blocking(move || phone_after_poll(&phone_address, atm, &phone));
         let (atm_answered_first, polled, phoned) = answers.await.expect("the socket thread");
         assert!(polled.starts_with("HTTP/1.1 200"), "round {round}: {polled}");
         assert!(polled.contains(&uuid_of(&token)) && polled.contains("\"state\":\"LOCKED\""), "round {round}: {polled}");
@@ -385,21 +392,28 @@ pub async fn the_atm_poll_is_answered_before_the_phones_204(backend: Backend) {
     assert!(out_of_order.is_empty(), "the phone's 204 came before the ATM's answer in rounds {out_of_order:?} of {ORDER_ROUNDS}");
 }
 
-/// Send the ATM's poll, then (once it waits) the phone's trigger, on raw sockets. Returns
-/// whether the ATM's answer was already there when the phone's first byte arrived — on
-/// loopback a write lands in the peer's socket within the server's write call, so this is the
-/// server's order, whatever this thread's scheduling — and both answers.
-fn poll_and_phone(address: &str, poll: &str, phone: &str) -> (bool, String, String) {
-    use std::io::{Read as _, Write as _};
-    let connect = || {
-        let socket = std::net::TcpStream::connect(address).expect("connect");
-        socket.set_read_timeout(Some(FRAME_TIMEOUT)).expect("read timeout");
-        socket
-    };
-    let mut atm = connect();
+/// A raw socket to the server, with a bounded read.
+fn connect(address: &str) -> std::net::TcpStream {
+    let socket = std::net::TcpStream::connect(address).expect("connect");
+    socket.set_read_timeout(Some(FRAME_TIMEOUT)).expect("read timeout");
+    socket
+}
+
+/// Send the ATM's poll on a raw socket of its own.
+fn send_poll(address: &str, poll: &str) -> std::net::TcpStream {
+    use std::io::Write as _;
+    let mut atm = connect(address);
     atm.write_all(poll.as_bytes()).expect("send the poll");
-    std::thread::sleep(Duration::from_millis(200));
-    let mut handset = connect();
+    atm
+}
+
+/// Send the phone's trigger once the ATM's poll waits. Returns whether the ATM's answer was
+/// already there when the phone's first byte arrived — on loopback a write lands in the peer's
+/// socket within the server's write call, so this is the server's order, whatever this
+/// thread's scheduling — and both answers.
+fn phone_after_poll(address: &str, mut atm: std::net::TcpStream, phone: &str) -> (bool, String, String) {
+    use std::io::{Read as _, Write as _};
+    let mut handset = connect(address);
     handset.write_all(phone.as_bytes()).expect("send the trigger");
     let mut first = [0_u8; 1];
     handset.peek(&mut first).expect("the phone's answer");

@@ -150,6 +150,13 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// The migrations this build applies, `(version, sql)` ascending. For tests: their
+    /// template database is named after a hash of these.
+    #[doc(hidden)]
+    pub fn migrations() -> &'static [(i64, &'static str)] {
+        MIGRATIONS
+    }
+
     /// Number of `token_events` rows. For tests.
     #[doc(hidden)]
     pub async fn count_events(&self) -> Result<i64, StoreError> {

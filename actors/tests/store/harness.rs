@@ -1,15 +1,16 @@
-//! A fresh store per test: a temporary SQLite data directory, or a temporary PostgreSQL
-//! database created through the admin URL and dropped (`WITH (FORCE)`) at the end.
+//! A fresh store per test: a temporary SQLite data directory, or a PostgreSQL database copied
+//! from the migrated template (`tests/support/database.rs`, shared with the end-to-end tests)
+//! and dropped (`WITH (FORCE)`) at the end, even when the test fails.
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, Context};
+use anyhow::Context;
 use cashgrid_actors::store::{PostgresStore, SqliteStore, Store};
 use uuid::Uuid;
 
-const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+use crate::database::TestDatabase;
 
 /// The store under test, and its test-only probes.
 #[derive(Clone)]
@@ -91,114 +92,23 @@ where
     scenario(Harness::sqlite(store)).await
 }
 
+/// Run `scenario` on a store over a fresh copy of the migrated template.
 pub async fn with_postgres<F, Fut>(scenario: F) -> anyhow::Result<()>
 where
-    F: FnOnce(Harness) -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    F: FnOnce(Harness) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
 {
-    with_postgres_url(|url| async move {
-        let store = PostgresStore::connect(&url, 4, 2).await?;
-        scenario(Harness::postgres(store)).await
-    })
-    .await
+    let database = TestDatabase::migrated().await?;
+    let store = PostgresStore::connect(&database.url, 4, 2).await?;
+    scenario(Harness::postgres(store)).await
 }
 
-/// Run `scenario` with the URL of a fresh database, then drop the database, even when the
-/// scenario fails or panics.
-pub async fn with_postgres_url<F, Fut>(scenario: F) -> anyhow::Result<()>
+/// Run `scenario` with the URL of a fresh, empty database (no schema yet).
+pub async fn with_empty_postgres_database<F, Fut>(scenario: F) -> anyhow::Result<()>
 where
-    F: FnOnce(String) -> Fut + Send + 'static,
-    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
 {
-    if std::env::var("CASHGRID_SKIP_POSTGRES").is_ok_and(|value| value == "1") {
-        eprintln!("skipped: CASHGRID_SKIP_POSTGRES=1, not testing against PostgreSQL");
-        return Ok(());
-    }
-    let admin_url = std::env::var("CASHGRID_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| DEFAULT_ADMIN_URL.to_owned());
-    let (admin, connection) = tokio_postgres::connect(&admin_url, tokio_postgres::NoTls)
-        .await
-        .map_err(|err| {
-            anyhow!(
-                "PostgreSQL is unreachable through CASHGRID_TEST_DATABASE_URL ({}): {:#}. \
-                 Start PostgreSQL, point CASHGRID_TEST_DATABASE_URL at an admin connection, or set \
-                 CASHGRID_SKIP_POSTGRES=1 to skip the PostgreSQL store tests.",
-                redact(&admin_url),
-                anyhow::Error::new(err)
-            )
-        })?;
-    let connection = tokio::spawn(connection);
-    let name = format!("cashgrid_test_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .with_context(|| format!("create database {name}"))?;
-
-    let outcome = tokio::spawn(scenario(database_url(&admin_url, &name))).await;
-
-    let dropped = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("drop database {name}"));
-    drop(admin);
-    let _ = connection.await;
-    match outcome {
-        Ok(result) => {
-            result?;
-            dropped
-        }
-        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
-        Err(err) => Err(anyhow!("scenario task failed: {err}")),
-    }
-}
-
-/// `admin_url` naming database `name` instead: URL or `key=value` form.
-fn database_url(admin_url: &str, name: &str) -> String {
-    match admin_url.split_once("://") {
-        Some((scheme, rest)) => {
-            let (rest, query) = match rest.split_once('?') {
-                Some((rest, query)) => (rest, format!("?{query}")),
-                None => (rest, String::new()),
-            };
-            let authority = rest
-                .split_once('/')
-                .map_or(rest, |(authority, _)| authority);
-            format!("{scheme}://{authority}/{name}{query}")
-        }
-        None => format!("{admin_url} dbname={name}"),
-    }
-}
-
-/// The URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.split_once("://"), url.rfind('@')) {
-        (Some((scheme, rest)), Some(_)) => match rest.split_once('@') {
-            Some((user_info, host)) => {
-                let user = user_info
-                    .split_once(':')
-                    .map_or(user_info, |(user, _)| user);
-                format!("{scheme}://{user}@{host}")
-            }
-            None => url.to_owned(),
-        },
-        _ => url.to_owned(),
-    }
-}
-
-#[test]
-fn database_urls() {
-    assert_eq!(
-        database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        database_url("postgresql://u:p@h/db?sslmode=disable", "x"),
-        "postgresql://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(
-        database_url("postgres://h:5432", "x"),
-        "postgres://h:5432/x"
-    );
-    assert_eq!(database_url("host=h user=u", "x"), "host=h user=u dbname=x");
-    assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u@h/db");
+    let database = TestDatabase::empty().await?;
+    scenario(database.url.clone()).await
 }
