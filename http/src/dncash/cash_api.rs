@@ -22,7 +22,7 @@ use super::handover_body::HandoverBody;
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError, TextError};
-use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, TokenStateName};
+use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName};
 use crate::{AppState, ErrorStatus};
 
 /// The Cash API's operations, as annotated on the handlers below.
@@ -73,18 +73,14 @@ pub fn configure(config: &mut web::ServiceConfig) {
     post,
     path = "/dnapi/cash/v1/devices",
     tag = "Cash API",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
-        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
-            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    params(IdempotencyKeyHeader),
     request_body(content = DeviceRegistration, content_type = "application/json"),
     responses(
         (status = 200, description = "The new device (`ATM` unless `type` says otherwise).", body = DeviceRow),
-        (status = 409, description = "The `Idempotency-Key` came with another request before \
-            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
-            progress (with `Retry-After`).", body = GlobalError),
         (status = 400, description = "A field of the wrong type, an unknown `type`, a `refname` over 36 characters, \
             an unusable public key, or a body that is no JSON object or array.", body = GlobalError),
         BodyFaults,
+        IdempotencyFaults,
         ApiKeyFaults,
     ),
     security(("dn_api_key" = [], "dn_api_secret" = []))

@@ -18,7 +18,10 @@ use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError};
-use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, TokenStateName, TokenTypeName};
+use crate::openapi::schemas::{
+    ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName,
+    TokenTypeName,
+};
 use crate::{AppState, ErrorStatus};
 
 /// Longest `refname` the original's column holds.
@@ -128,19 +131,15 @@ pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     post,
     path = "/dnapi/token/v1/devices",
     tag = "Token API",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
-        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
-            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    params(IdempotencyKeyHeader),
     request_body(content = DeviceRegistration, content_type = "application/json"),
     responses(
         (status = 200, description = "The new device.", body = DeviceRow),
-        (status = 409, description = "The `Idempotency-Key` came with another request before \
-            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
-            progress (with `Retry-After`).", body = GlobalError),
         (status = 400, description = "A field of the wrong type (`Invalid value for 'lat'`), an unknown `type` \
             (`Data truncated for column 'type': X`), a `refname` over 36 characters, an unusable public key, \
             or a body that is no JSON object or array.", body = GlobalError),
         BodyFaults,
+        IdempotencyFaults,
         ApiKeyFaults,
     ),
     security(("dn_api_key" = [], "dn_api_secret" = []))
@@ -292,20 +291,16 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
     post,
     path = "/dnapi/token/v1/tokens",
     tag = "Token API",
-    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[!-~]+$",
-        description = "Optional. A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer \
-            the original result instead of creating again; scoped to the customer, kept at least 24 hours.")),
+    params(IdempotencyKeyHeader),
     request_body(content = NewTokenBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The new token (OPEN), with its codes and without `device_uuid`.", body = TokenJson),
-        (status = 409, description = "The `Idempotency-Key` came with another request before \
-            (`This Idempotency-Key was already used with another request.`), or its first request is still in \
-            progress (with `Retry-After`).", body = GlobalError),
         (status = 400, description = "`Token could not be created in database` (a missing or negative amount, \
             a missing or too long symbol, an unknown type or key, an unreadable `expires`, ...), or a body that is \
             no JSON object or array.", body = GlobalError),
         (status = 404, description = "`Sorry, device with UUID <device_uuid> not found.`", body = GlobalError),
         BodyFaults,
+        IdempotencyFaults,
         ApiKeyFaults,
     ),
     security(("dn_api_key" = [], "dn_api_secret" = []))

@@ -9,7 +9,7 @@ use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::store::Scope;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
-use utoipa::{IntoResponses, PartialSchema, ToSchema};
+use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
 use crate::error::{GlobalError, TextError};
 
@@ -185,5 +185,31 @@ pub struct BodyFaults;
 impl IntoResponses for BodyFaults {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
         BTreeMap::from([("413".to_owned(), global_error("The body is larger than 100 kB (`request entity too large`)."))])
+    }
+}
+
+/// The optional `Idempotency-Key` header of the creates (tokens and devices).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Describes the header in the documents; the handlers read it themselves.
+pub struct IdempotencyKeyHeader {
+    /// A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer the
+    /// original result instead of creating again; scoped to the customer, kept at least 24 hours.
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
+    idempotency_key: Option<String>,
+}
+
+/// The 409 of a create with an `Idempotency-Key`.
+pub struct IdempotencyFaults;
+
+impl IntoResponses for IdempotencyFaults {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        BTreeMap::from([(
+            "409".to_owned(),
+            global_error(
+                "The `Idempotency-Key` came with another request before (`This Idempotency-Key was already used \
+                 with another request.`), or its first request is still in progress (with `Retry-After`).",
+            ),
+        )])
     }
 }
