@@ -645,30 +645,83 @@ struct CommitStatements<'conn> {
     idempotency: rusqlite::CachedStatement<'conn>,
 }
 
-/// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction. Each set runs under
-/// a savepoint: a write of it that does not apply (or a taken idempotency key) undoes the set
-/// (`Conflict`), and so does a value the database refuses (`Refused`), without failing the
-/// other sets of the batch.
+/// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction. First without
+/// savepoints (a savepoint makes SQLite keep a sub-journal of every page the set touches: it
+/// more than doubled the commit's cost): a set whose first write does not apply is a conflict
+/// with nothing of it written. Should anything else of a set fail — a later write or its
+/// idempotency key not applying, or a value the database refuses — the transaction is rolled
+/// back and the batch committed again with a savepoint per set, which undoes just that set
+/// (`Conflict` or `Refused`) and commits the others.
 fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOutcome>, StoreError> {
+    {
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|err| sql_error(err, "commit: begin"))?;
+        let statements = commit_statements(&tx);
+        match statements.and_then(|mut statements| commit_deciding_first_writes(&mut statements, sets)) {
+            Ok(Some(outcomes)) => {
+                tx.commit().map_err(|err| sql_error(err, "commit"))?;
+                return Ok(outcomes);
+            }
+            // Dropping the transaction rolls it back.
+            Ok(None) => {}
+            Err(err) => match sql_error(err, "commit") {
+                unavailable @ StoreError::Unavailable(_) => return Err(unavailable),
+                refused => tracing::debug!(error = %refused, "commit: batch refused; committing set by set"),
+            },
+        }
+    }
+    commit_sets_under_savepoints(conn, sets)
+}
+
+/// The commit statements of `tx`.
+fn commit_statements<'conn>(tx: &'conn rusqlite::Transaction<'_>) -> rusqlite::Result<CommitStatements<'conn>> {
+    Ok(CommitStatements {
+        insert: tx.prepare_cached(&INSERT_TOKEN)?,
+        update: tx.prepare_cached(&UPDATE_TOKEN)?,
+        event: tx.prepare_cached(&INSERT_EVENT)?,
+        clearing: tx.prepare_cached(&INSERT_CLEARING)?,
+        idempotency: tx.prepare_cached(&INSERT_IDEMPOTENCY)?,
+    })
+}
+
+/// Every set whose first write applies, whole; `None` as soon as something after a set's first
+/// write does not apply (the caller rolls back and goes set by set).
+fn commit_deciding_first_writes(
+    statements: &mut CommitStatements<'_>,
+    sets: &[SetValues],
+) -> rusqlite::Result<Option<Vec<WriteOutcome>>> {
+    let mut outcomes = Vec::with_capacity(sets.len());
+    for set in sets {
+        if let Some(first) = set.writes.first() {
+            if write_token(&mut statements.insert, &mut statements.update, first)? == 0 {
+                outcomes.push(WriteOutcome::Conflict);
+                continue;
+            }
+        }
+        if !commit_set_after(statements, set, 1)? {
+            return Ok(None);
+        }
+        outcomes.push(WriteOutcome::Committed);
+    }
+    Ok(Some(outcomes))
+}
+
+/// The batch set by set, each under a savepoint.
+fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| sql_error(err, "commit: begin"))?;
     let mut outcomes = Vec::with_capacity(sets.len());
     {
+        let mut statements = commit_statements(&tx).map_err(|err| sql_error(err, "commit: prepare"))?;
         let prepare = |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
-        let mut statements = CommitStatements {
-            insert: prepare(&INSERT_TOKEN, "prepare insert")?,
-            update: prepare(&UPDATE_TOKEN, "prepare update")?,
-            event: prepare(&INSERT_EVENT, "prepare event")?,
-            clearing: prepare(&INSERT_CLEARING, "prepare clearing")?,
-            idempotency: prepare(&INSERT_IDEMPOTENCY, "prepare idempotency")?,
-        };
         let mut savepoint = prepare("SAVEPOINT write_set", "prepare savepoint")?;
         let mut release = prepare("RELEASE SAVEPOINT write_set", "prepare release")?;
         let mut rollback = prepare("ROLLBACK TO SAVEPOINT write_set", "prepare rollback")?;
         for set in sets {
             savepoint.execute([]).map_err(|err| sql_error(err, "commit: savepoint"))?;
-            let outcome = match commit_set(&mut statements, set) {
+            let outcome = match commit_set_after(&mut statements, set, 0) {
                 Ok(true) => WriteOutcome::Committed,
                 Ok(false) => WriteOutcome::Conflict,
                 Err(err) => match sql_error(err, "commit: write set") {
@@ -691,10 +744,10 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
     Ok(outcomes)
 }
 
-/// One set's writes, idempotency key, events and clearing row; `false` when a write or the key
-/// did not apply (the caller undoes the set).
-fn commit_set(statements: &mut CommitStatements<'_>, set: &SetValues) -> rusqlite::Result<bool> {
-    for write in &set.writes {
+/// One set's writes from the `from`-th on, its idempotency key, events and clearing row;
+/// `false` when a write or the key did not apply (the caller undoes the set).
+fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from: usize) -> rusqlite::Result<bool> {
+    for write in set.writes.iter().skip(from) {
         if write_token(&mut statements.insert, &mut statements.update, write)? == 0 {
             return Ok(false);
         }
