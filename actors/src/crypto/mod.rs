@@ -5,6 +5,7 @@
 //! does not allow an offline brute force of the six-byte codes.
 
 pub mod password;
+mod phone_signature;
 pub mod private_key;
 mod sealing;
 mod server_key;
@@ -19,6 +20,7 @@ use rsa::{BigUint, Pkcs1v15Encrypt, RsaPublicKey};
 use sha2::Sha256;
 use uuid::Uuid;
 
+pub use phone_signature::phone_signature_valid;
 pub use sealing::{SealError, Sealer};
 pub use server_key::{ServerKey, ServerKeyError};
 
