@@ -19,6 +19,7 @@ use futures_util::stream::{self, StreamExt as _};
 use metrics::counter;
 
 use crate::clock::now_millis;
+use crate::metrics::{HISTORY_TOKENS_DELETED, TOKENS_EXPIRED};
 use crate::engine::{Engine, EngineError, Rejection};
 use crate::domain::token::TokenRejection;
 
@@ -40,10 +41,6 @@ const MILLIS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 /// How often a failing job logs at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-/// Tokens the sweeper expired.
-pub const TOKENS_EXPIRED: &str = "cashgrid_tokens_expired_total";
-/// Tokens the retention job deleted.
-pub const HISTORY_TOKENS_DELETED: &str = "cashgrid_history_tokens_deleted_total";
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExpiryConfig {

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, watch};
 use crate::domain::disclosure::Viewer;
 use crate::domain::token::{TokenEventKind, TokenState, TokenType};
 use crate::domain::CustomerId;
+use crate::metrics::{SLOW_CONSUMERS_DROPPED, WEBSOCKET_SUBSCRIBERS};
 use crate::store::{Customer, EventRecord, Store, StoreError};
 
 /// How often the hub asks the store for events committed by other nodes.
@@ -39,10 +40,6 @@ pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1_024;
 /// Most subscribers one node serves at once; more are refused.
 pub const SUBSCRIBERS_MAX: usize = 10_000;
 
-/// Live subscribers by feed.
-pub const WEBSOCKET_SUBSCRIBERS: &str = "cashgrid_websocket_subscribers";
-/// Subscribers dropped because they did not keep up.
-pub const SLOW_CONSUMERS_DROPPED: &str = "cashgrid_websocket_slow_consumers_dropped_total";
 
 /// The feeds a client can subscribe to. Each decides which events concern which audience.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,4 +1,5 @@
-//! Every metric the engine records, in one place. Names use base units and `_total` counters;
+//! Every metric cashgrid records (the engine here, the frontends' HTTP metrics by these names),
+//! in one place. Names use base units and `_total` counters;
 //! labels never carry entity ids. docs/METRICS.md explains each one.
 
 use std::time::Duration;
@@ -36,6 +37,21 @@ pub const TOKENS: &str = "cashgrid_tokens";
 pub const POOL_CONNECTIONS: &str = "cashgrid_store_pool_connections";
 pub const POOL_MAX_CONNECTIONS: &str = "cashgrid_store_pool_max_connections";
 pub const POOL_WAITING: &str = "cashgrid_store_pool_waiting";
+/// Live WebSocket subscribers by feed.
+pub const WEBSOCKET_SUBSCRIBERS: &str = "cashgrid_websocket_subscribers";
+/// WebSocket subscribers dropped because they did not keep up.
+pub const SLOW_CONSUMERS_DROPPED: &str = "cashgrid_websocket_slow_consumers_dropped_total";
+/// Portal logins by outcome.
+pub const PORTAL_LOGINS: &str = "cashgrid_portal_logins_total";
+/// Tokens the expiry sweeper expired.
+pub const TOKENS_EXPIRED: &str = "cashgrid_tokens_expired_total";
+/// Tokens the retention job deleted.
+pub const HISTORY_TOKENS_DELETED: &str = "cashgrid_history_tokens_deleted_total";
+/// HTTP requests by protocol, route pattern, method and status (recorded by the frontends).
+pub const HTTP_REQUESTS: &str = "cashgrid_http_requests_total";
+pub const HTTP_REQUEST_DURATION: &str = "cashgrid_http_request_duration_seconds";
+/// Answers with status 500 or above: our faults, or the original's business 500s.
+pub const HTTP_SERVER_ERRORS: &str = "cashgrid_http_server_errors_total";
 
 /// Label values that exist from the start, so that rates and alerts see a 0 before the first
 /// event instead of no series at all.
@@ -95,7 +111,7 @@ pub fn register_initial_series() {
         counter!(CLEARING_ROWS, "type" => token_type).absolute(0);
     }
     for result in ["ok", "wrong_credentials", "need_twofa", "wrong_twofa"] {
-        counter!(crate::engine::portal::PORTAL_LOGINS, "result" => result).absolute(0);
+        counter!(PORTAL_LOGINS, "result" => result).absolute(0);
     }
     for state in TokenState::ALL {
         gauge!(TOKENS, "state" => state.as_str()).increment(0.0);

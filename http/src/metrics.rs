@@ -8,10 +8,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use metrics::{counter, histogram};
 
-pub const HTTP_REQUESTS: &str = "cashgrid_http_requests_total";
-pub const HTTP_REQUEST_DURATION: &str = "cashgrid_http_request_duration_seconds";
-/// Answers with status 500 or above: our faults, or the original's business 500s.
-pub const HTTP_SERVER_ERRORS: &str = "cashgrid_http_server_errors_total";
+pub use cashgrid_actors::metrics::{HTTP_REQUESTS, HTTP_REQUEST_DURATION, HTTP_SERVER_ERRORS};
 
 /// Which protocol a route belongs to, from its pattern.
 fn protocol_of(route: &str) -> &'static str {

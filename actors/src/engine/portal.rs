@@ -55,8 +55,6 @@ pub const ADMIN_ROLES: &str = "user,admin";
 /// Customer status: 0 asks the portal UI for a password change, 1 is normal.
 pub const STATUS_MUST_CHANGE_PASSWORD: i32 = 0;
 pub const STATUS_OK: i32 = 1;
-/// Portal logins by outcome.
-pub const PORTAL_LOGINS: &str = "cashgrid_portal_logins_total";
 
 /// The JWT signing secret as configured; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -395,7 +393,7 @@ impl Engine {
     /// `POST /auth`: password, then the TOTP code when two-factor login is on.
     pub async fn login(&self, email: &str, password: &str, code: Option<&str>) -> Result<LoginOutcome, EngineError> {
         let outcome = self.login_outcome(email, password, code).await?;
-        metrics::counter!(PORTAL_LOGINS, "result" => outcome.label()).increment(1);
+        metrics::counter!(crate::metrics::PORTAL_LOGINS, "result" => outcome.label()).increment(1);
         Ok(outcome)
     }
 
