@@ -1,20 +1,27 @@
 //! Administrative commands on the same store as a running server: each prints one JSON object
 //! on stdout. `user create` makes the first portal admin; everything else can then be done in
 //! the portal (admin API) too.
+//!
+//! The operations are the engine's ([`Customers`], which the portal uses too); this module only
+//! parses, words refusals for a terminal and prints. It needs no running engine: `Customers`
+//! works on the store and the server key alone.
+
+use std::time::Duration;
 
 use anyhow::Context as _;
-use cashgrid_actors::crypto::new_api_credential;
-use cashgrid_actors::crypto::password::{hash_password, new_initial_password, password_is_acceptable, PASSWORD_LENGTH_MIN};
-use cashgrid_actors::engine::portal::{ADMIN_ROLES, STATUS_MUST_CHANGE_PASSWORD, STATUS_OK, USER_ROLES};
-use cashgrid_actors::store::{NewCustomer, Scope, Store, StoreError};
+use cashgrid_actors::crypto::password::PASSWORD_LENGTH_MIN;
+use cashgrid_actors::engine::customers::{Customers, NewPassword, ADMIN_ROLES, USER_ROLES};
+use cashgrid_actors::engine::portal::{PortalError, PortalRejection};
+use cashgrid_actors::store::{NewCustomer, Scope};
 use clap::Subcommand;
 use serde_json::{json, Value};
 
 use crate::config::StoreSettings;
 use crate::server::{open_store, secret_hasher};
 
-/// Attempts at drawing an API key that is not taken yet.
-const APIKEY_ATTEMPTS: usize = 5;
+/// How long a command waits for a password-hashing slot; one command hashes at most once, so
+/// it never waits in practice.
+const HASHING_WAIT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Subcommand)]
 pub enum CustomerCommand {
@@ -90,20 +97,38 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<Value>>>(future: F) -
     Ok(())
 }
 
-async fn customer_id(store: &dyn Store, email: &str) -> anyhow::Result<i64> {
-    let customer = store.find_customer_by_email(email).await?;
+/// The engine's customer operations on the configured store.
+async fn customers(settings: &StoreSettings) -> anyhow::Result<Customers> {
+    Ok(Customers::new(open_store(settings).await?, HASHING_WAIT))
+}
+
+async fn customer_id(customers: &Customers, email: &str) -> anyhow::Result<i64> {
+    let customer = customers.customer_by_email(email).await?;
     Ok(customer.with_context(|| format!("no customer with email {email}"))?.id)
+}
+
+/// A refusal worded for the command line; faults as they are.
+fn refused(error: PortalError, email: &str, hint: &str) -> anyhow::Error {
+    match error {
+        PortalError::Rejected(PortalRejection::EmailInUse) => {
+            anyhow::anyhow!("a customer with email {email} exists already{hint}")
+        }
+        other => other.into(),
+    }
+}
+
+/// The password given, checked; or a fresh initial one (then the user must change it).
+fn chosen_password(password: Option<String>) -> anyhow::Result<NewPassword> {
+    NewPassword::given_or_initial(password)
+        .map_err(|_| anyhow::anyhow!("the password must have at least {PASSWORD_LENGTH_MIN} characters"))
 }
 
 pub fn run_customer(settings: StoreSettings, command: CustomerCommand) -> anyhow::Result<()> {
     let CustomerCommand::Create { email, name, roles } = command;
     block_on(async move {
-        let store = open_store(&settings).await?;
-        let new = NewCustomer { email: email.to_ascii_lowercase(), display_name: name, roles };
-        let customer = match store.create_customer(&new).await {
-            Err(StoreError::Duplicate(_)) => anyhow::bail!("a customer with email {email} exists already"),
-            other => other?,
-        };
+        let customers = customers(&settings).await?;
+        let new = NewCustomer { email: email.to_lowercase(), display_name: name, roles };
+        let customer = customers.create_customer(&new).await.map_err(|error| refused(error, &email, ""))?;
         Ok(json!({
             "id": customer.id,
             "email": customer.email,
@@ -118,32 +143,16 @@ pub fn run_access(settings: StoreSettings, command: AccessCommand) -> anyhow::Re
     let scope = Scope::parse(&scope).with_context(|| format!("Unknown scope: {scope}"))?;
     let hasher = secret_hasher(&settings)?;
     block_on(async move {
-        let store = open_store(&settings).await?;
-        let customer_id = customer_id(store.as_ref(), &customer).await?;
-        let apisecret = new_api_credential();
-        for _ in 0..APIKEY_ATTEMPTS {
-            let apikey = new_api_credential();
-            match store.create_access(customer_id, scope, &apikey, &hasher.api_secret_hash(&apisecret)).await {
-                Ok(access) => {
-                    // Sealed too, so that its owner can reveal it in the portal.
-                    let sealed = hasher.sealer().seal_api_secret(&access.apikey, &apisecret)?;
-                    if let Err(error) = store.set_access_secret_encrypted(access.id, &sealed).await {
-                        let _ = store.delete_access(customer_id, access.id).await;
-                        return Err(error.into());
-                    }
-                    return Ok(json!({
-                        "id": access.id,
-                        "customer_id": access.customer_id,
-                        "scope": scope.as_str(),
-                        "apikey": access.apikey,
-                        "apisecret": apisecret,
-                    }));
-                }
-                Err(StoreError::Duplicate(_)) => continue,
-                Err(error) => return Err(error.into()),
-            }
-        }
-        anyhow::bail!("could not draw an unused API key")
+        let customers = customers(&settings).await?;
+        let customer_id = customer_id(&customers, &customer).await?;
+        let created = customers.create_access(&hasher, customer_id, scope).await?;
+        Ok(json!({
+            "id": created.access.id,
+            "customer_id": created.access.customer_id,
+            "scope": scope.as_str(),
+            "apikey": created.access.apikey,
+            "apisecret": created.apisecret,
+        }))
     })
 }
 
@@ -151,58 +160,45 @@ pub fn run_param(settings: StoreSettings, command: ParamCommand) -> anyhow::Resu
     let ParamCommand::Set { customer, key, value } = command;
     let value: Value = serde_json::from_str(&value).with_context(|| format!("value is not JSON: {value}"))?;
     block_on(async move {
-        let store = open_store(&settings).await?;
-        let customer_id = customer_id(store.as_ref(), &customer).await?;
-        store.save_param(customer_id, &key, &value).await?;
+        let customers = customers(&settings).await?;
+        let customer_id = customer_id(&customers, &customer).await?;
+        customers.save_param(customer_id, &key, &value).await?;
         Ok(json!({ "customer_id": customer_id, "pkey": key, "pvalue": value }))
     })
-}
-
-/// The password given, checked; or a fresh initial one (then the user must change it).
-fn chosen_password(password: Option<String>) -> anyhow::Result<(String, i32, bool)> {
-    match password {
-        Some(password) if password_is_acceptable(&password) => Ok((password, STATUS_OK, false)),
-        Some(_) => anyhow::bail!("the password must have at least {PASSWORD_LENGTH_MIN} characters"),
-        None => Ok((new_initial_password(), STATUS_MUST_CHANGE_PASSWORD, true)),
-    }
 }
 
 pub fn run_user(settings: StoreSettings, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Create { email, password, admin, name } => {
-            let (password, status, generated) = chosen_password(password)?;
+            let password = chosen_password(password)?;
             block_on(async move {
-                let store = open_store(&settings).await?;
-                let hash = hash_password(&password)?;
+                let customers = customers(&settings).await?;
                 let roles = if admin { ADMIN_ROLES } else { USER_ROLES };
                 let new = NewCustomer { email: email.to_lowercase(), display_name: name, roles: roles.into() };
-                let customer = match store.create_user(&new, &hash, status).await {
-                    Err(StoreError::Duplicate(_)) => anyhow::bail!(
-                        "a customer with email {email} exists already (`cashgrid user password` sets its password)"
-                    ),
-                    other => other?,
-                };
+                let customer = customers.create_user(&new, &password).await.map_err(|error| {
+                    refused(error, &email, " (`cashgrid user password` sets its password)")
+                })?;
                 let mut output = json!({
                     "id": customer.id,
                     "email": customer.email,
                     "roles": customer.roles,
                     "status": customer.status,
                 });
-                if generated {
-                    output["initialpassword"] = Value::String(password);
+                if let Some(initial) = password.initial_password() {
+                    output["initialpassword"] = Value::String(initial.to_owned());
                 }
                 Ok(output)
             })
         }
         UserCommand::Password { email, password } => {
-            let (password, status, generated) = chosen_password(password)?;
+            let password = chosen_password(password)?;
             block_on(async move {
-                let store = open_store(&settings).await?;
-                let customer_id = customer_id(store.as_ref(), &email.to_lowercase()).await?;
-                store.set_password(customer_id, &hash_password(&password)?, status).await?;
-                let mut output = json!({ "id": customer_id, "email": email.to_lowercase(), "status": status });
-                if generated {
-                    output["initialpassword"] = Value::String(password);
+                let customers = customers(&settings).await?;
+                let customer_id = customer_id(&customers, &email.to_lowercase()).await?;
+                customers.set_password(customer_id, &password).await?;
+                let mut output = json!({ "id": customer_id, "email": email.to_lowercase(), "status": password.status() });
+                if let Some(initial) = password.initial_password() {
+                    output["initialpassword"] = Value::String(initial.to_owned());
                 }
                 Ok(output)
             })

@@ -83,6 +83,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let store = open_store(&settings.store).await?;
     let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
     let engine = Engine::start(store, hasher, settings.engine.clone());
+    cashgrid_http::register_initial_series();
     let state = web::Data::new(AppState {
         engine,
         error_status: settings.error_status,

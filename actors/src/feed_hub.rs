@@ -7,6 +7,11 @@
 //! every successful commit (`Writer::commits`), and a poll of `Store::last_event_seq` every
 //! [`POLL_INTERVAL`] finds events that other nodes sharing the database committed.
 //!
+//! The hub knows no protocol's feeds. An event concerns an [`Audience`] (its owner, its cash
+//! customer, and `All`); which of those events a feed carries is the [`FeedSpec`]'s filter,
+//! supplied by the frontend that owns the feed (the dncash feeds' recipient table is in
+//! `http/src/dncash/feeds.rs`).
+//!
 //! Ordering: the hub delivers events strictly in sequence order. A gap in the sequence may be a
 //! transaction of another node that took its number but has not committed yet, or a number
 //! that a rolled-back transaction burnt; the hub waits [`HOLE_GRACE`] for it before moving on.
@@ -24,10 +29,9 @@ use metrics::{counter, gauge};
 use tokio::sync::{mpsc, watch};
 
 use crate::domain::disclosure::Viewer;
-use crate::domain::token::{TokenEventKind, TokenState, TokenType};
 use crate::domain::CustomerId;
 use crate::metrics::{SLOW_CONSUMERS_DROPPED, WEBSOCKET_SUBSCRIBERS};
-use crate::store::{Customer, EventRecord, Store, StoreError};
+use crate::store::{EventRecord, Store, StoreError};
 
 /// How often the hub asks the store for events committed by other nodes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -41,54 +45,17 @@ pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1_024;
 pub const SUBSCRIBERS_MAX: usize = 10_000;
 
 
-/// The feeds a client can subscribe to. Each decides which events concern which audience.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Feed {
-    /// The original's `tokenws/v1/tokenchange`: uuids of created, deleted, locked, rejected and
-    /// confirmed tokens, for the owner, the cash customer and admins.
-    TokenChange,
-    /// The original's `adminws/v1/tokenchange`: the same events as `TokenChange`.
-    AdminTokenChange,
-    /// The original's `clearingws/v1/change`: tokens that got a clearing row (COMPLETED
-    /// CASHOUT or CASHIN), for debitor and creditor.
-    Clearing,
-    /// Every state change with its snapshot, resumable by sequence number.
-    Events,
-}
-
-impl Feed {
-    pub const ALL: [Self; 4] = [Self::TokenChange, Self::AdminTokenChange, Self::Clearing, Self::Events];
-
-    /// Metric label.
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::TokenChange => "tokenchange",
-            Self::AdminTokenChange => "admin_tokenchange",
-            Self::Clearing => "clearing",
-            Self::Events => "events",
-        }
-    }
-}
-
-/// Whose events a subscriber receives.
+/// Whose events a subscriber receives: subscribers are indexed by it, so an event costs a
+/// lookup of its owner, its cash customer and `All`, not a scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Audience {
+    /// Events of tokens the customer owns or is the cash customer of.
     Customer(CustomerId),
-    /// Admins: every customer's events.
+    /// Every customer's events (admins).
     All,
 }
 
 impl Audience {
-    /// A customer's own events; admins (roles containing `admin`, matched as a substring as
-    /// the original does) get every customer's.
-    pub fn of(customer: &Customer) -> Self {
-        if customer.roles.contains("admin") {
-            Self::All
-        } else {
-            Self::Customer(customer.id)
-        }
-    }
-
     /// The store's filter for this audience.
     pub fn customer(self) -> Option<CustomerId> {
         match self {
@@ -106,28 +73,37 @@ impl Audience {
     }
 }
 
-/// Whether `feed` delivers `event` to `audience` (the original's recipient table, §12).
-pub fn delivers(feed: Feed, audience: Audience, event: &EventRecord) -> bool {
-    let is_owner = audience == Audience::All || audience == Audience::Customer(event.owner_id);
-    let is_party = is_owner || event.cash_customer_id.is_some_and(|cash| audience == Audience::Customer(cash));
-    match feed {
-        Feed::Events => is_party,
-        Feed::TokenChange | Feed::AdminTokenChange => match event.kind {
-            TokenEventKind::Created | TokenEventKind::Deleted => is_owner,
-            TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed => is_party,
-            TokenEventKind::Updated | TokenEventKind::Expired => false,
-        },
-        Feed::Clearing => is_party && creates_clearing_row(event),
+/// Whether a feed delivers an event to an audience the event concerns. The hub calls it on its
+/// own thread, under its lock, for every event of a subscriber's audience, and for every
+/// replayed one: it must be a cheap, pure check.
+pub type EventFilter = Arc<dyn Fn(Audience, &EventRecord) -> bool + Send + Sync>;
+
+/// A frontend's feed as the hub sees it: its name and which events it carries.
+#[derive(Clone)]
+pub struct FeedSpec {
+    /// The `feed` label of the subscriber metrics: one of a small fixed set, each registered
+    /// once with [`register_feed_series`].
+    pub label: &'static str,
+    pub filter: EventFilter,
+}
+
+impl FeedSpec {
+    pub fn new(label: &'static str, filter: impl Fn(Audience, &EventRecord) -> bool + Send + Sync + 'static) -> Self {
+        Self { label, filter: Arc::new(filter) }
     }
 }
 
-/// A confirm to COMPLETED of a CASHOUT or CASHIN token writes a clearing row (§8.3); its
-/// parties (debitor and creditor) are the token's owner and the confirming cash customer.
-fn creates_clearing_row(event: &EventRecord) -> bool {
-    let token_type = event.snapshot.get("type").and_then(|value| value.as_str()).and_then(TokenType::parse);
-    event.kind == TokenEventKind::Confirmed
-        && event.to == TokenState::Completed
-        && matches!(token_type, Some(TokenType::Cashout | TokenType::Cashin))
+impl std::fmt::Debug for FeedSpec {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("FeedSpec").field("label", &self.label).finish_non_exhaustive()
+    }
+}
+
+/// Create a feed's metric series at zero, so dashboards show 0 rather than nothing before its
+/// first subscriber. Harmless to repeat.
+pub fn register_feed_series(label: &'static str) {
+    gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => label).increment(0.0);
+    counter!(SLOW_CONSUMERS_DROPPED, "feed" => label).increment(0);
 }
 
 /// Why a subscription could not be made.
@@ -152,7 +128,7 @@ pub enum FeedItem {
 }
 
 struct Subscriber {
-    feed: Feed,
+    feed: FeedSpec,
     sender: mpsc::Sender<Arc<EventRecord>>,
     lagged: Arc<AtomicBool>,
 }
@@ -191,7 +167,7 @@ fn remove_locked(state: &mut HubState, audience: Audience, id: u64) -> Option<Su
         state.subscribers.remove(&audience);
     }
     state.count = state.count.saturating_sub(1);
-    gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => removed.feed.label()).decrement(1.0);
+    gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => removed.feed.label).decrement(1.0);
     Some(removed)
 }
 
@@ -216,17 +192,18 @@ impl FeedHub {
             next_id: AtomicU64::new(1),
         });
         let hub = Self { inner: Arc::clone(&inner), store: Arc::clone(&store) };
-        // Every series exists from the start, so dashboards show 0 rather than nothing.
-        for feed in Feed::ALL {
-            gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label()).set(0.0);
-            counter!(SLOW_CONSUMERS_DROPPED, "feed" => feed.label()).increment(0);
-        }
         (hub, run(inner, store, commits))
     }
 
-    /// Subscribe `audience` to `feed`. With `since`, first replay the audience's events after
-    /// that sequence number from the store, then continue live without a gap or a duplicate.
-    pub fn subscribe(&self, feed: Feed, audience: Audience, since: Option<i64>) -> Result<Subscription, SubscribeError> {
+    /// Subscribe `audience` to the events of `feed`. With `since`, first replay the audience's
+    /// events after that sequence number from the store, then continue live without a gap or a
+    /// duplicate.
+    pub fn subscribe(
+        &self,
+        feed: FeedSpec,
+        audience: Audience,
+        since: Option<i64>,
+    ) -> Result<Subscription, SubscribeError> {
         let (sender, receiver) = mpsc::channel(self.inner.buffer);
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -238,12 +215,12 @@ impl FeedHub {
             if state.count >= SUBSCRIBERS_MAX {
                 return Err(SubscribeError::Full);
             }
-            let subscriber = Subscriber { feed, sender, lagged: Arc::clone(&lagged) };
+            let subscriber = Subscriber { feed: feed.clone(), sender, lagged: Arc::clone(&lagged) };
             state.subscribers.entry(audience).or_default().insert(id, subscriber);
             state.count += 1;
             state.horizon
         };
-        gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label()).increment(1.0);
+        gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label).increment(1.0);
         // Events up to `horizon` never reach the channel; events after it all do.
         let replay = match since {
             Some(since) if since < horizon => {
@@ -274,9 +251,10 @@ impl FeedHub {
     }
 }
 
-/// Count a subscriber that its frontend had to drop (it stopped reading its socket).
-pub fn record_slow_consumer(feed: Feed) {
-    counter!(SLOW_CONSUMERS_DROPPED, "feed" => feed.label()).increment(1);
+/// Count a subscriber of the feed labelled `label` that was dropped for not keeping up (by the
+/// hub, or by its frontend when it stopped reading its socket).
+pub fn record_slow_consumer(label: &'static str) {
+    counter!(SLOW_CONSUMERS_DROPPED, "feed" => label).increment(1);
 }
 
 /// Replay state: the audience's stored events after `last_seq` up to `until`.
@@ -291,7 +269,7 @@ pub struct Subscription {
     inner: Arc<HubInner>,
     store: Arc<dyn Store>,
     id: u64,
-    feed: Feed,
+    feed: FeedSpec,
     audience: Audience,
     receiver: mpsc::Receiver<Arc<EventRecord>>,
     lagged: Arc<AtomicBool>,
@@ -300,8 +278,9 @@ pub struct Subscription {
 }
 
 impl Subscription {
-    pub fn feed(&self) -> Feed {
-        self.feed
+    /// The feed's metric label.
+    pub fn label(&self) -> &'static str {
+        self.feed.label
     }
 
     /// Whose events these are; render snapshots with `audience().viewer()`.
@@ -322,7 +301,7 @@ impl Subscription {
             if let Some(replay) = &mut self.replay {
                 if let Some(event) = replay.page.pop_front() {
                     self.last_seq = event.seq;
-                    if delivers(self.feed, self.audience, &event) {
+                    if (self.feed.filter)(self.audience, &event) {
                         return Ok(FeedItem::Event(Arc::new(event)));
                     }
                     continue;
@@ -474,14 +453,14 @@ fn fan_out(inner: &HubInner, events: &[Arc<EventRecord>]) -> i64 {
         for audience in audiences.into_iter().flatten() {
             let Some(subscribers) = state.subscribers.get(&audience) else { continue };
             for (id, subscriber) in subscribers {
-                if !delivers(subscriber.feed, audience, event) || dropped.contains(&(audience, *id)) {
+                if !(subscriber.feed.filter)(audience, event) || dropped.contains(&(audience, *id)) {
                     continue;
                 }
                 match subscriber.sender.try_send(Arc::clone(event)) {
                     Ok(()) => {}
                     Err(mpsc::error::TrySendError::Full(_)) => {
                         subscriber.lagged.store(true, Ordering::Release);
-                        record_slow_consumer(subscriber.feed);
+                        record_slow_consumer(subscriber.feed.label);
                         dropped.push((audience, *id));
                     }
                     // The session has ended; its `Drop` is about to unsubscribe.
@@ -503,6 +482,12 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::domain::token::{TokenEventKind, TokenState};
+
+    /// A feed that carries every event of its audience.
+    fn every_event() -> FeedSpec {
+        FeedSpec::new("test", |_, _| true)
+    }
 
     fn event(seq: i64, kind: TokenEventKind, to: TokenState, owner: CustomerId, cash: Option<CustomerId>) -> EventRecord {
         EventRecord {
@@ -517,48 +502,6 @@ mod tests {
             version: 1,
             snapshot: json!({"type": "CASHOUT"}),
         }
-    }
-
-    #[test]
-    fn token_changes_reach_owner_cash_customer_and_admin_as_the_original_sends_them() {
-        let owner = Audience::Customer(1);
-        let cash = Audience::Customer(2);
-        let other = Audience::Customer(3);
-        let created = event(1, TokenEventKind::Created, TokenState::Open, 1, None);
-        let locked = event(2, TokenEventKind::Locked, TokenState::Locked, 1, Some(2));
-        let updated = event(3, TokenEventKind::Updated, TokenState::Locked, 1, None);
-        let expired = event(4, TokenEventKind::Expired, TokenState::Expired, 1, None);
-        for feed in [Feed::TokenChange, Feed::AdminTokenChange] {
-            assert!(delivers(feed, owner, &created) && delivers(feed, Audience::All, &created));
-            assert!(!delivers(feed, cash, &created) && !delivers(feed, other, &created));
-            assert!(delivers(feed, owner, &locked) && delivers(feed, cash, &locked) && delivers(feed, Audience::All, &locked));
-            assert!(!delivers(feed, other, &locked));
-            for silent in [&updated, &expired] {
-                assert!(!delivers(feed, owner, silent) && !delivers(feed, Audience::All, silent));
-            }
-        }
-        // The full event feed carries everything that concerns the subscriber.
-        for any in [&created, &locked, &updated, &expired] {
-            assert!(delivers(Feed::Events, owner, any) && delivers(Feed::Events, Audience::All, any));
-            assert!(!delivers(Feed::Events, other, any));
-        }
-        assert!(delivers(Feed::Events, cash, &locked) && !delivers(Feed::Events, cash, &created));
-    }
-
-    #[test]
-    fn clearing_changes_are_completed_cash_outs_and_cash_ins_for_debitor_and_creditor() {
-        let completed = event(1, TokenEventKind::Confirmed, TokenState::Completed, 1, Some(2));
-        assert!(delivers(Feed::Clearing, Audience::Customer(1), &completed));
-        assert!(delivers(Feed::Clearing, Audience::Customer(2), &completed));
-        assert!(!delivers(Feed::Clearing, Audience::Customer(3), &completed));
-        let canceled = event(2, TokenEventKind::Confirmed, TokenState::Canceled, 1, Some(2));
-        assert!(!delivers(Feed::Clearing, Audience::Customer(1), &canceled));
-        let mut transfer = completed.clone();
-        transfer.snapshot = json!({"type": "TRANSFER"});
-        assert!(!delivers(Feed::Clearing, Audience::Customer(1), &transfer));
-        let mut cash_in = completed.clone();
-        cash_in.snapshot = json!({"type": "CASHIN"});
-        assert!(delivers(Feed::Clearing, Audience::Customer(2), &cash_in));
     }
 
     #[test]
@@ -589,8 +532,9 @@ mod tests {
     async fn a_subscriber_that_falls_behind_is_dropped_and_told_so_after_its_buffered_events() {
         let inner = inner(2);
         let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
-        let mut slow = hub.subscribe(Feed::Events, Audience::Customer(1), None).unwrap_or_else(|error| panic!("{error}"));
-        let mut other = hub.subscribe(Feed::Events, Audience::Customer(2), None).unwrap_or_else(|error| panic!("{error}"));
+        let subscribe = |audience| hub.subscribe(every_event(), audience, None).unwrap_or_else(|error| panic!("{error}"));
+        let mut slow = subscribe(Audience::Customer(1));
+        let mut other = subscribe(Audience::Customer(2));
         let events: Vec<_> =
             (1..=3).map(|seq| Arc::new(event(seq, TokenEventKind::Created, TokenState::Open, 1, None))).collect();
         assert_eq!(fan_out(&inner, &events), 3);
@@ -609,6 +553,40 @@ mod tests {
         assert!(matches!(other.next().await, Ok(FeedItem::Event(event)) if event.seq == 4));
         drop(other);
         assert_eq!(hub.subscribers(), 0, "dropping a subscription unsubscribes it");
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_gets_the_events_of_its_audience_that_its_feed_lets_through() {
+        let inner = inner(16);
+        let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
+        let subscribe = |feed, audience| hub.subscribe(feed, audience, None).unwrap_or_else(|error| panic!("{error}"));
+        let locks_only = FeedSpec::new("locks", |_, event: &EventRecord| event.kind == TokenEventKind::Locked);
+        let owners_only = FeedSpec::new("owners", |audience, event: &EventRecord| {
+            audience == Audience::All || audience == Audience::Customer(event.owner_id)
+        });
+        let mut owner = subscribe(every_event(), Audience::Customer(1));
+        let mut cash = subscribe(every_event(), Audience::Customer(2));
+        let mut cash_owners_only = subscribe(owners_only, Audience::Customer(2));
+        let mut bystander = subscribe(every_event(), Audience::Customer(3));
+        let mut admin_locks = subscribe(locks_only, Audience::All);
+        let events = [
+            event(1, TokenEventKind::Created, TokenState::Open, 1, None),
+            event(2, TokenEventKind::Locked, TokenState::Locked, 1, Some(2)),
+            event(3, TokenEventKind::Created, TokenState::Open, 2, None),
+        ];
+        fan_out(&inner, &events.map(Arc::new));
+        let received = |subscription: &mut Subscription| {
+            let mut seqs = Vec::new();
+            while let Ok(event) = subscription.receiver.try_recv() {
+                seqs.push(event.seq);
+            }
+            seqs
+        };
+        assert_eq!(received(&mut owner), [1, 2]);
+        assert_eq!(received(&mut cash), [2, 3]);
+        assert_eq!(received(&mut cash_owners_only), [3], "the filter sees the audience it is asked for");
+        assert_eq!(received(&mut bystander), Vec::<i64>::new());
+        assert_eq!(received(&mut admin_locks), [2]);
     }
 
     fn test_store() -> Arc<dyn Store> {

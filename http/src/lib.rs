@@ -46,6 +46,12 @@ pub struct AppState {
     pub trusted_proxies: client_origin::TrustedProxies,
 }
 
+/// Create the frontends' metric series at zero (once, at start), so dashboards show 0 rather
+/// than nothing.
+pub fn register_initial_series() {
+    dncash::register_initial_series();
+}
+
 /// Register every route of every protocol.
 pub fn configure(config: &mut web::ServiceConfig) {
     system::configure(config);

@@ -4,7 +4,7 @@ use uuid::Uuid;
 
 use super::{Engine, EngineError};
 use crate::domain::Token;
-use crate::feed_hub::{Audience, Feed, SubscribeError, Subscription};
+use crate::feed_hub::{Audience, FeedSpec, SubscribeError, Subscription};
 use crate::metrics as m;
 use crate::store::{Customer, Scope};
 use crate::token_actor::TokenRequest;
@@ -22,9 +22,15 @@ impl Engine {
         Ok(self.shared.store.load_customer(access.customer_id).await?)
     }
 
-    /// Subscribe to a live feed; with `since`, the audience's stored events after that
-    /// sequence number come first. Dropping the subscription unsubscribes.
-    pub fn subscribe(&self, feed: Feed, audience: Audience, since: Option<i64>) -> Result<Subscription, EngineError> {
+    /// Subscribe to a live feed: the audience's committed events that the frontend's `feed`
+    /// lets through. With `since`, the audience's stored events after that sequence number come
+    /// first. Dropping the subscription unsubscribes.
+    pub fn subscribe(
+        &self,
+        feed: FeedSpec,
+        audience: Audience,
+        since: Option<i64>,
+    ) -> Result<Subscription, EngineError> {
         self.feeds.subscribe(feed, audience, since).map_err(|error| match error {
             SubscribeError::NotReady => EngineError::Unavailable,
             SubscribeError::Full => {

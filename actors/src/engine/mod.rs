@@ -4,6 +4,7 @@
 //! Submodules add the facade's other areas as further `impl Engine` blocks.
 
 pub mod clearing;
+pub mod customers;
 mod feed;
 mod gauges;
 pub mod idempotency;
@@ -267,8 +268,10 @@ pub struct Engine {
     triggers: Addr<crate::trigger_actor::TriggerRegistry>,
     /// Live feeds of committed events.
     feeds: FeedHub,
-    /// Portal sessions, login brake and sealed secrets.
+    /// Portal sessions, login brake and sealed TOTP secrets.
     portal: Arc<portal::Portal>,
+    /// Logins, API credentials and parameters (shared with the CLI).
+    customers: Arc<customers::Customers>,
     /// When the tokens-per-state gauge was last refreshed.
     token_counts: Arc<gauges::TokenCountSchedule>,
     /// Keyed requests this node is deciding now.
@@ -288,6 +291,7 @@ impl Engine {
         let (writer, writer_task) = Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
         writer_arbiter.spawn(writer_task);
         let portal = Arc::new(portal::Portal::new(&config.portal, &hasher));
+        let customers = Arc::new(customers::Customers::new(Arc::clone(&store), config.send_timeout));
         let shared = Arc::new(Shared {
             store,
             writer,
@@ -327,6 +331,7 @@ impl Engine {
             triggers,
             feeds,
             portal,
+            customers,
             token_counts: Arc::default(),
             idempotency: Arc::default(),
             _arbiters: Arc::new(all),
@@ -385,14 +390,14 @@ impl Engine {
 
     /// Set a customer parameter; it applies to this node's next request at once.
     pub async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), EngineError> {
-        self.shared.store.save_param(customer, key, value).await?;
+        self.customers.save_param(customer, key, value).await?;
         self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(())
     }
 
     /// Remove a customer parameter (turns a flag off); applies at once on this node.
     pub async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, EngineError> {
-        let removed = self.shared.store.delete_param(customer, key).await?;
+        let removed = self.customers.delete_param(customer, key).await?;
         self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(removed)
     }

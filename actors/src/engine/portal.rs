@@ -2,9 +2,10 @@
 //! accounts, devices, statistics and the journal.
 //!
 //! Every call takes the caller's verified [`Session`] and scopes itself to it; admin-only calls
-//! check the role here, not in the frontend. Passwords are argon2id (hashed on blocking threads,
-//! a bounded number at once); API and TOTP secrets are sealed under the server key; sessions are
-//! the original's JWTs, signed with the configured secret or a key derived from the server key.
+//! check the role here, not in the frontend. Passwords, API credentials and parameters go
+//! through [`super::customers`], which the CLI shares; TOTP secrets are sealed under the server
+//! key; sessions are the original's JWTs, signed with the configured secret or a key derived
+//! from the server key.
 
 mod session;
 mod throttle;
@@ -15,19 +16,17 @@ use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub use session::{Session, SessionError, ADMIN_ROLE, TWOFA_ROLE};
 pub use throttle::{DELAY_MAX as LOGIN_DELAY_MAX, FAILURE_MEMORY as LOGIN_FAILURE_MEMORY};
 
+use super::customers::{sealing_fault, Customers, NewPassword, USER_ROLES};
 use super::{Engine, EngineError};
 use crate::clock::now_millis;
-use crate::crypto::password::{hash_password, new_initial_password, password_is_acceptable, verify_password};
-use crate::crypto::{new_api_credential, Sealer, SecretHasher};
+use crate::crypto::{Sealer, SecretHasher};
 use crate::domain::disclosure::{snapshot_for, Viewer};
 use crate::domain::{CustomerId, DeviceType};
-use crate::metrics as m;
 use crate::store::{
     Access, Account, Credentials, Customer, CustomerUpdate, DeviceStat, JournalEntry, JournalQuery, NewAccount,
     NewCustomer, Scope, StoreError, TokenStat,
@@ -37,24 +36,12 @@ use crate::store::{
 pub const JWT_VALID_HOURS_DEFAULT: u64 = 168;
 /// Label of the JWT key derived from the server key when no JWT secret is configured.
 const JWT_KEY_LABEL: &[u8] = b"cashgrid portal jwt v1\0";
-/// Password hashes computed at once; further requests wait, at most the send timeout, for a
-/// slot. argon2id costs ~19 MiB and tens of milliseconds per hash.
-pub const PASSWORD_HASHING_CONCURRENCY: usize = 4;
-/// Attempts at drawing an API key that is not taken yet.
-const APIKEY_ATTEMPTS: usize = 5;
 /// Customer parameter holding a pending TOTP secret (sealed), as the original names it.
 pub const TWOFA_TEMP_PARAM: &str = "twofa_temp";
 /// Longest journal page, and the page size when the caller names none.
 pub const JOURNAL_LIMIT_MAX: usize = 1_000;
 /// Longest e-mail address (the original's column).
 pub const EMAIL_LENGTH_MAX: usize = 128;
-/// Roles of users created by registration, by an admin or by the CLI without `--admin`.
-pub const USER_ROLES: &str = "user";
-/// Roles of an administrator.
-pub const ADMIN_ROLES: &str = "user,admin";
-/// Customer status: 0 asks the portal UI for a password change, 1 is normal.
-pub const STATUS_MUST_CHANGE_PASSWORD: i32 = 0;
-pub const STATUS_OK: i32 = 1;
 
 /// The JWT signing secret as configured; never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,7 +84,6 @@ pub(super) struct Portal {
     jwt: session::Jwt,
     sealer: Sealer,
     throttle: throttle::LoginThrottle,
-    hashing: Semaphore,
     captcha_off: bool,
 }
 
@@ -111,7 +97,6 @@ impl Portal {
             jwt: session::Jwt::new(&jwt_key, config.jwt_valid_hours),
             sealer: hasher.sealer(),
             throttle: throttle::LoginThrottle::default(),
-            hashing: Semaphore::new(PASSWORD_HASHING_CONCURRENCY),
             captcha_off: config.captcha_off,
         }
     }
@@ -282,11 +267,6 @@ fn now_seconds() -> i64 {
     now_millis() / 1000
 }
 
-fn sealing_fault(error: crate::crypto::SealError) -> EngineError {
-    tracing::error!(%error, "portal secret");
-    EngineError::Internal(error.to_string())
-}
-
 /// Lower-cased, checked e-mail address for a new user.
 fn new_email(email: Option<String>) -> Result<String, PortalRejection> {
     let email = email.ok_or(PortalRejection::MissingField("email"))?;
@@ -313,38 +293,6 @@ impl Engine {
             Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),
             Err(error) => Err(SessionCheck::Fault(error.into())),
         }
-    }
-
-    /// Run password hashing on a blocking thread, at most [`PASSWORD_HASHING_CONCURRENCY`] at
-    /// once; waiting longer than the send timeout for a slot is an overload.
-    async fn hashing<T, F>(&self, work: F) -> Result<T, EngineError>
-    where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
-    {
-        let permit = match tokio::time::timeout(self.config.send_timeout, self.portal.hashing.acquire()).await {
-            Ok(Ok(permit)) => permit,
-            Ok(Err(_)) => return Err(EngineError::Internal("password hashing is shut down".into())),
-            Err(_) => {
-                m::record_overload("password_hashing");
-                return Err(EngineError::Overloaded);
-            }
-        };
-        let result = tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|error| EngineError::Internal(format!("password hashing task failed: {error}")));
-        drop(permit);
-        result
-    }
-
-    async fn password_matches(&self, stored: Option<String>, password: String) -> Result<bool, EngineError> {
-        self.hashing(move || verify_password(&password, stored.as_deref())).await
-    }
-
-    async fn password_hash(&self, password: String) -> Result<String, EngineError> {
-        self.hashing(move || hash_password(&password))
-            .await?
-            .map_err(|error| EngineError::Internal(error.to_string()))
     }
 
     /// Count a failed attempt for `email` and wait the brake's delay.
@@ -400,7 +348,7 @@ impl Engine {
     async fn login_outcome(&self, email: &str, password: &str, code: Option<&str>) -> Result<LoginOutcome, EngineError> {
         let credentials = self.credentials(email).await?;
         let stored = credentials.as_ref().and_then(|found| found.password_hash.clone());
-        let matches = self.password_matches(stored, password.to_owned()).await?;
+        let matches = self.customers.password_matches(stored, password.to_owned()).await?;
         let Some(credentials) = credentials.filter(|_| matches) else {
             self.failed_attempt(email).await;
             return Ok(LoginOutcome::WrongCredentials);
@@ -426,7 +374,7 @@ impl Engine {
                 return Ok(RegisterOutcome::EmailRegistered);
             }
         }
-        let Some(password) = registration.password.filter(|password| password_is_acceptable(password)) else {
+        let Some(password) = registration.password.and_then(|password| NewPassword::chosen(password).ok()) else {
             return Ok(RegisterOutcome::BadPassword);
         };
         if !self.portal.captcha_off {
@@ -436,12 +384,11 @@ impl Engine {
             return Err(PortalRejection::UnknownColumn(column).into());
         }
         let email = new_email(registration.email)?;
-        let hash = self.password_hash(password).await?;
         let new = NewCustomer { email: email.clone(), display_name: registration.display_name.clone(), roles: USER_ROLES.into() };
-        let mut customer = match self.shared.store.create_user(&new, &hash, STATUS_OK).await {
+        let mut customer = match self.customers.create_user(&new, &password).await {
             Ok(customer) => customer,
-            Err(StoreError::Duplicate(_)) => return Ok(RegisterOutcome::EmailRegistered),
-            Err(error) => return Err(error.into()),
+            Err(PortalError::Rejected(PortalRejection::EmailInUse)) => return Ok(RegisterOutcome::EmailRegistered),
+            Err(error) => return Err(error),
         };
         if registration.info.is_some() {
             let update = CustomerUpdate {
@@ -465,18 +412,15 @@ impl Engine {
         let credentials = self.credentials(&session.email).await?;
         let stored = credentials.as_ref().and_then(|found| found.password_hash.clone());
         let old = old.unwrap_or_default();
-        let matches = self.password_matches(stored, old.clone()).await?;
+        let matches = self.customers.password_matches(stored, old.clone()).await?;
         let Some(credentials) = credentials.filter(|_| matches) else {
             return Err(PortalRejection::PasswordIncorrect.into());
         };
-        let Some(new) = new.filter(|new| password_is_acceptable(new)) else {
-            return Err(PortalRejection::BadNewPassword.into());
-        };
-        if new == old {
+        let new = NewPassword::chosen(new.unwrap_or_default())?;
+        if new.text() == old {
             return Err(PortalRejection::SamePassword.into());
         }
-        let hash = self.password_hash(new).await?;
-        self.shared.store.set_password(credentials.customer.id, &hash, STATUS_OK).await?;
+        self.customers.set_password(credentials.customer.id, &new).await?;
         self.session_for(&session.email).await
     }
 
@@ -488,14 +432,10 @@ impl Engine {
         if self.shared.store.find_customer_by_email(&email).await?.is_some() {
             return Err(PortalRejection::EmailInUse.into());
         }
-        let initial_password = new_initial_password();
-        let hash = self.password_hash(initial_password.clone()).await?;
+        let password = NewPassword::initial();
         let new = NewCustomer { email: email.clone(), display_name: None, roles: USER_ROLES.into() };
-        match self.shared.store.create_user(&new, &hash, STATUS_MUST_CHANGE_PASSWORD).await {
-            Ok(_) => Ok(CreatedUser { email: given.unwrap_or(email), initial_password }),
-            Err(StoreError::Duplicate(_)) => Err(PortalRejection::EmailInUse.into()),
-            Err(error) => Err(error.into()),
-        }
+        self.customers.create_user(&new, &password).await?;
+        Ok(CreatedUser { email: given.unwrap_or(email), initial_password: password.text().to_owned() })
     }
 
     // --- Two-factor login ---
@@ -576,26 +516,7 @@ impl Engine {
         let scope = scope
             .and_then(Scope::parse)
             .ok_or_else(|| PortalRejection::UnknownScope(scope.unwrap_or("undefined").to_owned()))?;
-        let secret = new_api_credential();
-        let secret_hash = self.shared.hasher.api_secret_hash(&secret);
-        for _ in 0..APIKEY_ATTEMPTS {
-            let apikey = new_api_credential();
-            let access = match self.shared.store.create_access(session.id, scope, &apikey, &secret_hash).await {
-                Ok(access) => access,
-                Err(StoreError::Duplicate(_)) => continue,
-                Err(error) => return Err(error.into()),
-            };
-            let sealed = self.portal.sealer.seal_api_secret(&access.apikey, &secret).map_err(sealing_fault)?;
-            if let Err(error) = self.shared.store.set_access_secret_encrypted(access.id, &sealed).await {
-                // Credentials whose secret nobody can ever see are useless: take them back.
-                if let Err(cleanup) = self.shared.store.delete_access(session.id, access.id).await {
-                    tracing::error!(error = %cleanup, access = access.id, "removing half-created credentials");
-                }
-                return Err(error.into());
-            }
-            return Ok(access);
-        }
-        Err(EngineError::Internal("could not draw an unused API key".into()).into())
+        Ok(self.customers.create_access(&self.shared.hasher, session.id, scope).await?.access)
     }
 
     /// `GET /access?scope=`: the caller's credentials of one scope (none without a scope).
@@ -617,7 +538,7 @@ impl Engine {
     ) -> Result<Option<RevealedAccess>, PortalError> {
         let credentials = self.credentials(&session.email).await?;
         let stored = credentials.and_then(|found| found.password_hash);
-        if !self.password_matches(stored, password.unwrap_or_default()).await? {
+        if !self.customers.password_matches(stored, password.unwrap_or_default()).await? {
             self.failed_attempt(&session.email).await;
             return Err(PortalRejection::WrongPassword.into());
         }
@@ -625,10 +546,7 @@ impl Engine {
         else {
             return Ok(None);
         };
-        let apisecret = match &record.secret_encrypted {
-            Some(sealed) => Some(self.portal.sealer.open_api_secret(&record.access.apikey, sealed).map_err(sealing_fault)?),
-            None => None,
-        };
+        let apisecret = Customers::api_secret(&self.shared.hasher, &record)?;
         Ok(Some(RevealedAccess { access: record.access, apisecret }))
     }
 

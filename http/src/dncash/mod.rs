@@ -4,6 +4,7 @@ mod admin_api;
 mod auth;
 mod cash_api;
 mod clearing_api;
+mod feeds;
 mod handover_body;
 mod headers;
 mod mobile_api;
@@ -20,6 +21,7 @@ use crate::error::ApiError;
 use crate::AppState;
 
 pub use auth::authenticate;
+pub use feeds::register_initial_series;
 /// `{"triggercode":T,"token":<V-locked>}`: the trigger socket's frame, the MQTT push's `data`.
 pub use trigger_socket::push_frame as trigger_push_json;
 

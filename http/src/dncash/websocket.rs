@@ -8,6 +8,7 @@
 //! | `/dnapi/adminws/v1/tokenchange/<id>?token=<JWT>` | portal JWT (see below) | `change` (the original's) |
 //! | `/dnapi/tokenws/v1/events/<key>?since=<seq>` | Token API key | `{"seq":N,"uuid":…,"event":…,"from":…,"to":…,"at":TS,"token":{…}}` |
 //!
+//! Which feed carries which event to whom is `feeds.rs` (the original's recipient table).
 //! Each session is a task that relays its engine [`Subscription`] to the socket. It pings the
 //! client every [`HEARTBEAT_INTERVAL`] (and, on the event feed, sends a text heartbeat with the
 //! last delivered `seq`), closes when nothing came back for [`CLIENT_TIMEOUT`], and closes a
@@ -30,7 +31,7 @@ use actix_web::rt::time::{interval_at, timeout, Instant};
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use cashgrid_actors::domain::disclosure::{snapshot_for, Viewer};
-use cashgrid_actors::feed_hub::{self, Audience, Feed, FeedItem, Subscription};
+use cashgrid_actors::feed_hub::{self, Audience, FeedItem, Subscription};
 use cashgrid_actors::store::{EventRecord, Scope};
 use cashgrid_actors::EngineError;
 use futures_util::future::{select, Either};
@@ -38,6 +39,7 @@ use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::feeds::{audience_of, Feed};
 use super::route_not_found;
 use super::token_api::query_map;
 use crate::time::iso_millis;
@@ -152,7 +154,7 @@ async fn admin_token_changes(
         return Err(route_not_found(&state, &request).into());
     }
     let start = match admin_audience(&state, &request, &id).await {
-        Some(audience) => match state.engine.subscribe(Feed::AdminTokenChange, audience, None) {
+        Some(audience) => match state.engine.subscribe(Feed::AdminTokenChange.spec(), audience, None) {
             Ok(subscription) => Start::Subscribed(subscription, Style::Change),
             Err(error) => unavailable(&error),
         },
@@ -233,9 +235,9 @@ async fn listen(
     // The clearing feed is per party, as the original's `clearing:<customer id>` scope.
     let audience = match feed {
         Feed::Clearing => Audience::Customer(customer.id),
-        Feed::TokenChange | Feed::AdminTokenChange | Feed::Events => Audience::of(&customer),
+        Feed::TokenChange | Feed::AdminTokenChange | Feed::Events => audience_of(&customer),
     };
-    match state.engine.subscribe(feed, audience, since) {
+    match state.engine.subscribe(feed.spec(), audience, since) {
         Ok(subscription) => Start::Subscribed(subscription, style),
         Err(error) => unavailable(&error),
     }
@@ -300,7 +302,7 @@ async fn send_text(session: &mut Session, text: String) -> Result<(), SendFailur
 
 /// Relay a subscription to one client until either side ends it.
 async fn run_session(mut subscription: Subscription, mut session: Session, messages: MessageStream, style: Style) {
-    let feed = subscription.feed();
+    let feed = subscription.label();
     let viewer = subscription.audience().viewer();
     let mut messages = messages.max_frame_size(CLIENT_FRAME_MAX_BYTES);
     let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
@@ -331,7 +333,7 @@ async fn run_session(mut subscription: Subscription, mut session: Session, messa
             Input::Feed(Ok(FeedItem::Lagged)) => break Some(slow_consumer(delivered)),
             Input::Feed(Ok(FeedItem::Closed)) => break Some(reason(CloseCode::Restart, "server stopping".into())),
             Input::Feed(Err(error)) => {
-                tracing::warn!(%error, feed = feed.label(), "live feed replay failed");
+                tracing::warn!(%error, feed, "live feed replay failed");
                 break Some(reason(CloseCode::Error, format!("feed unavailable; resume with since={delivered}")));
             }
             Input::Client(Some(Ok(message))) => {
