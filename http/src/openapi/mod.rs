@@ -35,8 +35,8 @@ pub const SESSION: &str = "portal_jwt";
 pub const DOCUMENTS: [(&str, &str); 2] = [("dncash", "/openapi/dncash.json"), ("system", "/openapi/system.json")];
 /// Where the original served its Swagger document.
 pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
-/// Swagger UI's entry page; relative asset paths need the file name (paths are folded without
-/// their trailing slash, so `/docs/` cannot be the page).
+/// Swagger UI's entry page; its relative asset paths resolve under `/docs/`, so the redirect
+/// names the file (`/docs/` serves the same page).
 const SWAGGER_UI_PAGE: &str = "/docs/index.html";
 
 /// The dncash-io document: every operation of the five API groups.
