@@ -22,7 +22,7 @@ pub use session::{Session, SessionError, ADMIN_ROLE, TWOFA_ROLE};
 pub use throttle::{DELAY_MAX as LOGIN_DELAY_MAX, FAILURE_MEMORY as LOGIN_FAILURE_MEMORY};
 
 use super::{Engine, EngineError};
-use crate::clock::now_millis;
+use crate::clock::now_seconds;
 use crate::crypto::password::{hash_password, new_initial_password, password_is_acceptable, verify_password};
 use crate::crypto::{new_api_credential, Sealer, SecretHasher};
 use crate::domain::disclosure::{snapshot_for, Viewer};
@@ -278,10 +278,6 @@ fn require_admin(session: &Session) -> Result<(), PortalRejection> {
     } else {
         Err(PortalRejection::NotAllowed)
     }
-}
-
-fn now_seconds() -> i64 {
-    now_millis() / 1000
 }
 
 fn sealing_fault(error: crate::crypto::SealError) -> EngineError {
