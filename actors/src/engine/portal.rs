@@ -305,7 +305,7 @@ impl Engine {
     /// The session a portal JWT carries, or why it is refused. A valid token of a customer
     /// that was deleted since is refused: its sessions end with it (one read by primary key).
     pub async fn verify_session(&self, token: &str) -> Result<Session, SessionCheck> {
-        let session = self.portal.jwt.verify(token).map_err(SessionCheck::Refused)?;
+        let session = self.portal.jwt.verify(token, now_seconds()).map_err(SessionCheck::Refused)?;
         match self.shared.store.load_customer(session.id).await {
             Ok(Some(_)) => Ok(session),
             Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),
