@@ -95,7 +95,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(actix_web::middleware::from_fn(cashgrid_http::paths::canonical_path))
+            .wrap(actix_web::middleware::from_fn(cashgrid_http::dncash::paths::canonical_path))
             .wrap(actix_web::middleware::from_fn(cashgrid_http::metrics::record_request))
             .configure(cashgrid_http::configure)
             .default_service(web::to(cashgrid_http::system::not_found))

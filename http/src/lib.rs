@@ -7,7 +7,6 @@ pub mod dncash;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
-pub mod paths;
 pub mod system;
 pub mod time;
 

@@ -75,7 +75,26 @@ pub(crate) async fn dnapi() -> HttpResponse {
     HttpResponse::Ok().content_type(ContentType::html()).body("<a href=\"/dnapi/docs\">API Docs</a>")
 }
 
-/// Any path no group claims: the original's `500 Not Found: <url>` (404 under `4xx`).
+/// The answer to an unknown path outside `/dnapi`.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"error": "Not Found"}))]
+pub struct NotFound {
+    #[schema(example = "Not Found")]
+    error: &'static str,
+}
+
+/// `404 {"error":"Not Found"}` in every error mode: the error-status mode and the
+/// `Not Found: <url>` text are the original's, for its namespace only.
+pub(crate) fn unknown_path() -> HttpResponse {
+    HttpResponse::NotFound().json(NotFound { error: "Not Found" })
+}
+
+/// Any path no route claims. Under `/dnapi` the original's `500 Not Found: <url>` (404 under
+/// `4xx`), which its clients rely on; anywhere else a plain 404.
 pub async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-    Err(crate::dncash::route_not_found(&state, &request))
+    if crate::dncash::paths::is_dncash(request.path()) {
+        Err(crate::dncash::route_not_found(&state, &request))
+    } else {
+        Ok(unknown_path())
+    }
 }

@@ -58,6 +58,14 @@ pub async fn every_document_is_served_and_every_operation_is_routed(backend: Bac
     for url in ["/openapi/dncash.json", "/openapi/system.json"] {
         assert!(initializer.text.contains(url), "Swagger UI does not list {url}:\n{}", initializer.text);
     }
+    // The original's spellings of its documentation paths are folded like every `/dnapi` path;
+    // `/docs/` is Swagger UI's directory, served as sent.
+    for path in ["/dnapi/docs", "/DNAPI/Docs/", "/docs/"] {
+        let page = env.api.get_anonymous(path).await;
+        page.assert_status(200);
+        assert!(page.text.contains("swagger-ui"), "{path} is no Swagger UI page: {}", page.describe());
+    }
+    assert_eq!(document(&env, "/DNAPI/Docs.json/").await, dncash, "/DNAPI/Docs.json/ must be the dncash document");
 
     // Every documented operation, without credentials: each must match its documented route.
     let mut documented = BTreeSet::new();

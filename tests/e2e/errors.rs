@@ -12,8 +12,8 @@ use crate::flows::{
 use crate::harness::{Backend, TestEnv};
 use crate::phone::{long_radiocode, PHONE_A_PKCS1, PHONE_C_2048};
 use crate::wire::{
-    assert_error_body, assert_error_shape, assert_not_found, assert_unauthorized, ErrorMode,
-    NOT_OPEN,
+    assert_error_body, assert_error_shape, assert_not_found, assert_plain_not_found,
+    assert_unauthorized, ErrorMode, NOT_OPEN,
 };
 
 const EC_PUBLIC_KEY: &str = include_str!(concat!(
@@ -191,8 +191,15 @@ async fn request_errors(backend: Backend, mode: ErrorMode) {
     assert_unauthorized(&env.api.request(Method::GET, path, None, Body::None).await);
     let path = "/dnapi/cash/v1/nope";
     mode.assert_unknown_route(&env.api.get(path, &scene.cash).await, path);
-    let path = "/nothing/here";
-    mode.assert_unknown_route(&env.api.get_anonymous(path).await, path);
+    // The original's namespace in any spelling answers its way, echoing the URL as sent.
+    for path in ["/dnapi/nothing", "/DNAPI//Nothing/?x=A", "//dnapi/nothing"] {
+        mode.assert_unknown_route(&env.api.get_anonymous(path).await, path);
+    }
+    // Outside `/dnapi` (a deliberate change: the original answered every path its way) an
+    // unknown path is a plain 404 in every mode, and paths are routed exactly as sent.
+    for path in ["/nothing/here", "/Health", "/metrics/", "//health", "/DOCS", "/openapi/DNCASH.json"] {
+        assert_plain_not_found(&env.api.get_anonymous(path).await);
+    }
 
     // Wrong JSON types: an error in the protocol format, never a success or a crash.
     let phone = scene.phone.uuid.as_str();

@@ -317,6 +317,18 @@ pub fn assert_not_found(reply: &Reply) {
     );
 }
 
+/// An unknown path outside `/dnapi`: 404 `{"error":"Not Found"}` whatever the error mode.
+#[track_caller]
+pub fn assert_plain_not_found(reply: &Reply) {
+    reply.assert_status(404);
+    assert_eq!(
+        reply.json,
+        json!({"error": "Not Found"}),
+        "wrong body for an unknown path outside /dnapi: {}",
+        reply.describe()
+    );
+}
+
 /// 401 `{"error":"Invalid API access key or secret"}`.
 #[track_caller]
 pub fn assert_unauthorized(reply: &Reply) {

@@ -23,7 +23,7 @@ pub use throttle::{DELAY_MAX as LOGIN_DELAY_MAX, FAILURE_MEMORY as LOGIN_FAILURE
 
 use super::customers::{sealing_fault, Customers, NewPassword, USER_ROLES};
 use super::{Engine, EngineError};
-use crate::clock::now_millis;
+use crate::clock::now_seconds;
 use crate::crypto::{Sealer, SecretHasher};
 use crate::domain::disclosure::{snapshot_for, Viewer};
 use crate::domain::{CustomerId, DeviceType};
@@ -263,10 +263,6 @@ fn require_admin(session: &Session) -> Result<(), PortalRejection> {
     }
 }
 
-fn now_seconds() -> i64 {
-    now_millis() / 1000
-}
-
 /// Lower-cased, checked e-mail address for a new user.
 fn new_email(email: Option<String>) -> Result<String, PortalRejection> {
     let email = email.ok_or(PortalRejection::MissingField("email"))?;
@@ -287,7 +283,7 @@ impl Engine {
     /// The session a portal JWT carries, or why it is refused. A valid token of a customer
     /// that was deleted since is refused: its sessions end with it (one read by primary key).
     pub async fn verify_session(&self, token: &str) -> Result<Session, SessionCheck> {
-        let session = self.portal.jwt.verify(token).map_err(SessionCheck::Refused)?;
+        let session = self.portal.jwt.verify(token, now_seconds()).map_err(SessionCheck::Refused)?;
         match self.shared.store.load_customer(session.id).await {
             Ok(Some(_)) => Ok(session),
             Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),

@@ -44,6 +44,7 @@ use super::{
     JournalQuery, NewAccount, NewCustomer, PoolUsage, Scope, Store, StoreError, TokenFilter,
     TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
+use crate::clock::now_millis;
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
@@ -269,7 +270,7 @@ impl PostgresStore {
                 .map_err(|err| pg_error(err, &format!("migration {version}")))?;
             tx.execute(
                 "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
-                &[version, &rows::now_millis()],
+                &[version, &now_millis()],
             )
             .await
             .map_err(|err| pg_error(err, &format!("record migration {version}")))?;
@@ -1206,7 +1207,7 @@ impl Store for PostgresStore {
             .query_one(
                 &statement,
                 &[
-                    &rows::now_millis(),
+                    &now_millis(),
                     &rows::fold_case(&customer.email),
                     &customer.display_name,
                     &customer.roles,
@@ -1273,7 +1274,7 @@ impl Store for PostgresStore {
                 &statement,
                 &[
                     &customer,
-                    &rows::now_millis(),
+                    &now_millis(),
                     &scope.as_str(),
                     &rows::fold_case(apikey),
                     &secret_hash,
@@ -1343,7 +1344,7 @@ impl Store for PostgresStore {
             .await
             .map_err(|err| pg_error(err, "save_param"))?;
         client
-            .execute(&statement, &[&customer, &key, &value, &rows::now_millis()])
+            .execute(&statement, &[&customer, &key, &value, &now_millis()])
             .await
             .map_err(|err| pg_error(err, "save_param"))?;
         Ok(())
@@ -1401,7 +1402,7 @@ impl Store for PostgresStore {
             .query_one(
                 &statement,
                 &[
-                    &rows::now_millis(),
+                    &now_millis(),
                     &rows::fold_case(&user.email),
                     &user.display_name,
                     &user.roles,

@@ -181,11 +181,6 @@ pub(super) fn insert_event_sql(prefix: char) -> String {
     )
 }
 
-/// Now, in epoch milliseconds UTC.
-pub(super) fn now_millis() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// How a uuid is stored.
 pub(super) fn uuid_text(uuid: Uuid) -> String {
     uuid.as_hyphenated().to_string()

@@ -33,6 +33,7 @@ use super::{
     JournalQuery, NewAccount, NewCustomer, PoolUsage, Scope, Store, StoreError, TokenFilter,
     TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
+use crate::clock::now_millis;
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
@@ -303,7 +304,7 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             .map_err(|err| sql_error(err, &format!("migration {version}")))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
-            params![version, rows::now_millis()],
+            params![version, now_millis()],
         )
         .map_err(|err| sql_error(err, &format!("record migration {version}")))?;
         tracing::info!(version, "sqlite store: applied migration");
@@ -992,7 +993,7 @@ impl Store for SqliteStore {
             .and_then(|mut statement| {
                 statement.query_row(
                     params![
-                        rows::now_millis(),
+                        now_millis(),
                         rows::fold_case(&customer.email),
                         customer.display_name,
                         customer.roles,
@@ -1053,7 +1054,7 @@ impl Store for SqliteStore {
                     statement.query_row(
                         params![
                             customer,
-                            rows::now_millis(),
+                            now_millis(),
                             scope.as_str(),
                             apikey,
                             secret_hash
@@ -1123,7 +1124,7 @@ impl Store for SqliteStore {
                  DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated",
             )
             .and_then(|mut statement| {
-                statement.execute(params![customer, key, value, rows::now_millis()])
+                statement.execute(params![customer, key, value, now_millis()])
             })
             .map_err(|err| sql_error(err, "save_param"))?;
             Ok(())
@@ -1181,7 +1182,7 @@ impl Store for SqliteStore {
             .and_then(|mut statement| {
                 statement.query_row(
                     params![
-                        rows::now_millis(),
+                        now_millis(),
                         rows::fold_case(&user.email),
                         user.display_name,
                         user.roles,

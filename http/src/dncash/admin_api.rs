@@ -298,7 +298,7 @@ fn row_id(text: &str) -> Option<i64> {
 
 /// The last path segment as the client sent it (before case folding), percent-decoded.
 fn original_last_segment(request: &HttpRequest, routed: &str) -> String {
-    let Some(original) = request.extensions().get::<crate::paths::OriginalUri>().map(|original| original.0.clone())
+    let Some(original) = request.extensions().get::<super::paths::OriginalUri>().map(|original| original.0.clone())
     else {
         return routed.to_owned();
     };

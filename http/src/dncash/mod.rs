@@ -8,6 +8,7 @@ mod feeds;
 mod handover_body;
 mod headers;
 mod mobile_api;
+pub mod paths;
 mod text;
 mod token_api;
 mod trigger_socket;
@@ -127,7 +128,7 @@ pub(crate) fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, A
 }
 
 pub fn route_not_found(state: &AppState, request: &HttpRequest) -> ApiError {
-    let original = request.extensions().get::<crate::paths::OriginalUri>().map(|original| original.0.clone());
+    let original = request.extensions().get::<paths::OriginalUri>().map(|original| original.0.clone());
     let uri = original.as_ref().unwrap_or_else(|| request.uri());
     let url = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
     ApiError::business(state.error_status, actix_web::http::StatusCode::NOT_FOUND, format!("Not Found: {url}"))

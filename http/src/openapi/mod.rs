@@ -16,14 +16,13 @@ pub mod schemas;
 use std::sync::{Arc, OnceLock};
 
 use actix_web::http::header::{self, ContentType};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{OpenApi as Document, RefOr};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, Url};
 
 use crate::error::{ApiError, GlobalError, TextError};
-use crate::AppState;
 
 /// Security scheme names. The handlers' `security(...)` attributes must spell them as literals
 /// (the macro takes no constants); a unit test checks that every name they use exists here.
@@ -35,8 +34,8 @@ pub const SESSION: &str = "portal_jwt";
 pub const DOCUMENTS: [(&str, &str); 2] = [("dncash", "/openapi/dncash.json"), ("system", "/openapi/system.json")];
 /// Where the original served its Swagger document.
 pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
-/// Swagger UI's entry page; relative asset paths need the file name (paths are folded without
-/// their trailing slash, so `/docs/` cannot be the page).
+/// Swagger UI's entry page; its relative asset paths resolve under `/docs/`, so the redirect
+/// names the file (`/docs/` serves the same page).
 const SWAGGER_UI_PAGE: &str = "/docs/index.html";
 
 /// The dncash-io document: every operation of the five API groups.
@@ -105,18 +104,14 @@ fn json_document(text: &str) -> HttpResponse {
     params(("document" = schemas::DocumentFile, Path, min_length = 1, description = "A document's file name.")),
     responses(
         (status = 200, description = "The OpenAPI 3 document.", content_type = "application/json", body = Object),
-        (status = 404, description = "No such document (`Not Found: <url>`).", body = GlobalError),
+        (status = 404, description = "No such document (`{\"error\":\"Not Found\"}`).", body = crate::system::NotFound),
         schemas::Faults,
     )
 )]
-async fn openapi_document(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn openapi_document(path: web::Path<String>) -> HttpResponse {
     match rendered(&path) {
-        Some(text) => Ok(json_document(text)),
-        None => Err(not_found(&state, &request)),
+        Some(text) => json_document(text),
+        None => crate::system::unknown_path(),
     }
 }
 
@@ -171,27 +166,19 @@ fn swagger_config() -> Arc<Config<'static>> {
     params(("file" = String, Path, min_length = 1, description = "A file of Swagger UI, e.g. `index.html`.")),
     responses(
         (status = 200, description = "The file (HTML, JavaScript, CSS or an image)."),
-        (status = 404, description = "No such file (`Not Found: <url>`).", body = GlobalError),
+        (status = 404, description = "No such file (`{\"error\":\"Not Found\"}`).", body = crate::system::NotFound),
         schemas::Faults,
     )
 )]
-async fn swagger_ui_file(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-    path: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+async fn swagger_ui_file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     match utoipa_swagger_ui::serve(&path, swagger_config()) {
         Ok(Some(file)) => Ok(HttpResponse::Ok().content_type(file.content_type).body(file.bytes.into_owned())),
-        Ok(None) => Err(not_found(&state, &request)),
+        Ok(None) => Ok(crate::system::unknown_path()),
         Err(error) => {
             tracing::error!(%error, "cannot render Swagger UI's configuration");
             Err(ApiError::Internal)
         }
     }
-}
-
-fn not_found(state: &AppState, request: &HttpRequest) -> ApiError {
-    crate::dncash::route_not_found(state, request)
 }
 
 /// The credentials every protected operation names.
@@ -271,7 +258,9 @@ impl Modify for EdgeAnswers {
     info(
         title = "cashgrid system endpoints",
         description = "Health, Prometheus metrics, the landing texts and the API documents. \
-            Paths are matched case-insensitively and without a trailing slash."
+            These paths are matched exactly as sent (only the original's `/dnapi` paths are matched \
+            case-insensitively and without a trailing slash); an unknown path outside `/dnapi` answers \
+            `404 {\"error\":\"Not Found\"}` in every error mode."
     ),
     paths(
         crate::system::health,
@@ -284,7 +273,7 @@ impl Modify for EdgeAnswers {
         dnapi_docs,
         swagger_ui_file,
     ),
-    components(schemas(GlobalError, TextError, schemas::DocumentFile))
+    components(schemas(GlobalError, TextError, crate::system::NotFound, schemas::DocumentFile))
 )]
 struct SystemApi;
 

@@ -98,8 +98,10 @@ impl Jwt {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.algorithms = vec![Algorithm::HS256, Algorithm::HS384, Algorithm::HS512];
         validation.required_spec_claims = HashSet::from(["exp".to_owned()]);
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
+        // `exp` and `nbf` are checked in `verify` against the caller's clock: jsonwebtoken
+        // would read the system clock itself.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.validate_aud = false;
         validation.leeway = 0;
         let valid_seconds = i64::try_from(valid_hours.saturating_mul(3600)).unwrap_or(i64::MAX / 2);
@@ -132,7 +134,8 @@ impl Jwt {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|error| error.to_string())
     }
 
-    pub(super) fn verify(&self, token: &str) -> Result<Session, SessionError> {
+    /// Verify `token` at `now_seconds`: valid through its `exp` second, not before its `nbf`.
+    pub(super) fn verify(&self, token: &str, now_seconds: i64) -> Result<Session, SessionError> {
         let parts: Vec<&str> = token.split('.').collect();
         if parts.len() != 3 {
             return Err(SessionError::Malformed);
@@ -140,27 +143,61 @@ impl Jwt {
         if parts[2].is_empty() {
             return Err(SessionError::SignatureRequired);
         }
-        match jsonwebtoken::decode::<Session>(token, &self.decoding, &self.validation) {
-            Ok(data) => Ok(data.claims),
-            Err(error) => Err(match error.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::InvalidSignature,
-                jsonwebtoken::errors::ErrorKind::ExpiredSignature => SessionError::Expired,
-                jsonwebtoken::errors::ErrorKind::ImmatureSignature => SessionError::NotActive,
-                jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => SessionError::NoExpiry,
-                jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
-                | jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
-                | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => SessionError::InvalidAlgorithm,
-                // Header and claims read fine, so the undecodable part is the signature: Node's
-                // verifier just compares it, and finds it wrong.
-                jsonwebtoken::errors::ErrorKind::Base64(_)
-                    if URL_SAFE_NO_PAD.decode(parts[0]).is_ok() && URL_SAFE_NO_PAD.decode(parts[1]).is_ok() =>
-                {
-                    SessionError::InvalidSignature
-                }
-                _ => SessionError::InvalidToken,
-            }),
+        let claims = match jsonwebtoken::decode::<VerifiedClaims>(token, &self.decoding, &self.validation) {
+            Ok(data) => data.claims,
+            Err(error) => return Err(Self::refusal(&error, &parts)),
+        };
+        // jsonwebtoken's order and reading: a malformed `nbf` first, then expired, then early.
+        let nbf = claims.nbf.as_ref().map(|nbf| numeric_date(nbf).ok_or(SessionError::InvalidToken)).transpose()?;
+        // The required `exp` was found readable, or decoding would have failed.
+        let exp = claims.exp.as_ref().and_then(numeric_date).ok_or(SessionError::NoExpiry)?;
+        let now = u64::try_from(now_seconds).unwrap_or(0);
+        if exp < now {
+            return Err(SessionError::Expired);
+        }
+        if nbf.is_some_and(|nbf| nbf > now) {
+            return Err(SessionError::NotActive);
+        }
+        Ok(claims.session)
+    }
+
+    fn refusal(error: &jsonwebtoken::errors::Error, parts: &[&str]) -> SessionError {
+        match error.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::InvalidSignature,
+            jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => SessionError::NoExpiry,
+            jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
+            | jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
+            | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => SessionError::InvalidAlgorithm,
+            // Header and claims read fine, so the undecodable part is the signature: Node's
+            // verifier just compares it, and finds it wrong.
+            jsonwebtoken::errors::ErrorKind::Base64(_)
+                if URL_SAFE_NO_PAD.decode(parts[0]).is_ok() && URL_SAFE_NO_PAD.decode(parts[1]).is_ok() =>
+            {
+                SessionError::InvalidSignature
+            }
+            _ => SessionError::InvalidToken,
         }
     }
+}
+
+/// What `verify` reads of the claims: the session, and the times it checks itself.
+#[derive(Deserialize)]
+struct VerifiedClaims {
+    #[serde(flatten)]
+    session: Session,
+    #[serde(default)]
+    exp: Option<serde_json::Value>,
+    #[serde(default)]
+    nbf: Option<serde_json::Value>,
+}
+
+/// A JWT time as jsonwebtoken reads one: a non-negative integer, or a number rounded to one.
+fn numeric_date(value: &serde_json::Value) -> Option<u64> {
+    let number = value.as_number()?;
+    number.as_u64().or_else(|| {
+        let float = number.as_f64().filter(|float| float.is_finite() && *float >= 0.0 && *float < u64::MAX as f64)?;
+        Some(float.round() as u64)
+    })
 }
 
 #[cfg(test)]
@@ -169,6 +206,9 @@ mod tests {
     use serde_json::Value;
 
     use super::*;
+
+    /// 2020-03-10T16:23:37Z: sessions are verified at the time the caller gives.
+    const NOW: i64 = 1_583_857_417;
 
     fn customer() -> Customer {
         Customer {
@@ -205,8 +245,7 @@ mod tests {
     #[test]
     fn a_fresh_token_verifies_and_names_its_customer() {
         let jwt = Jwt::new(b"secret", 1);
-        let now = chrono::Utc::now().timestamp();
-        let session = jwt.verify(&jwt.sign(&customer(), false, now).unwrap()).unwrap();
+        let session = jwt.verify(&jwt.sign(&customer(), false, NOW).unwrap(), NOW).unwrap();
         assert_eq!(session, Session { id: 7, email: "a@b.de".into(), roles: vec!["user".into(), "admin".into()] });
         assert!(session.is_admin());
     }
@@ -214,34 +253,32 @@ mod tests {
     #[test]
     fn refusals_carry_the_original_messages() {
         let jwt = Jwt::new(b"secret", 1);
-        let now = chrono::Utc::now().timestamp();
-        let token = jwt.sign(&customer(), false, now).unwrap();
-        assert_eq!(jwt.verify("abc"), Err(SessionError::Malformed));
-        assert_eq!(jwt.verify("a.b."), Err(SessionError::SignatureRequired));
-        assert_eq!(Jwt::new(b"other", 1).verify(&token), Err(SessionError::InvalidSignature));
-        let expired = jwt.sign(&customer(), false, now - 7200).unwrap();
-        assert_eq!(jwt.verify(&expired), Err(SessionError::Expired));
-        assert_eq!(jwt.verify("e30.e30.c2ln"), Err(SessionError::InvalidToken));
-        assert_eq!(jwt.verify("@@.e30.c2ln"), Err(SessionError::InvalidToken));
+        let token = jwt.sign(&customer(), false, NOW).unwrap();
+        assert_eq!(jwt.verify("abc", NOW), Err(SessionError::Malformed));
+        assert_eq!(jwt.verify("a.b.", NOW), Err(SessionError::SignatureRequired));
+        assert_eq!(Jwt::new(b"other", 1).verify(&token, NOW), Err(SessionError::InvalidSignature));
+        let expired = jwt.sign(&customer(), false, NOW - 7200).unwrap();
+        assert_eq!(jwt.verify(&expired, NOW), Err(SessionError::Expired));
+        assert_eq!(jwt.verify("e30.e30.c2ln", NOW), Err(SessionError::InvalidToken));
+        assert_eq!(jwt.verify("@@.e30.c2ln", NOW), Err(SessionError::InvalidToken));
         let (head, _) = token.rsplit_once('.').unwrap();
-        assert_eq!(jwt.verify(&format!("{head}.%%%")), Err(SessionError::InvalidSignature));
+        assert_eq!(jwt.verify(&format!("{head}.%%%"), NOW), Err(SessionError::InvalidSignature));
         assert_eq!(SessionError::Expired.message(), "jwt expired");
     }
 
     #[test]
     fn hs384_and_hs512_are_accepted() {
         let jwt = Jwt::new(b"secret", 1);
-        let now = chrono::Utc::now().timestamp();
         for algorithm in [Algorithm::HS384, Algorithm::HS512] {
-            let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user"], "iat": now, "exp": now + 60});
+            let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user"], "iat": NOW, "exp": NOW + 60});
             let token =
                 jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(b"secret")).unwrap();
-            assert_eq!(jwt.verify(&token).unwrap().id, 3);
+            assert_eq!(jwt.verify(&token, NOW).unwrap().id, 3);
         }
-        let claims = serde_json::json!({"id": 3, "email": "x@y.z", "exp": now + 60});
+        let claims = serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60});
         let rs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
             .unwrap();
-        assert!(jwt.verify(&rs).unwrap().roles.is_empty());
+        assert!(jwt.verify(&rs, NOW).unwrap().roles.is_empty());
     }
 
     #[test]
@@ -250,7 +287,31 @@ mod tests {
         let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user", "admin"]});
         let forever = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
             .unwrap();
-        assert_eq!(jwt.verify(&forever), Err(SessionError::NoExpiry));
+        assert_eq!(jwt.verify(&forever, NOW), Err(SessionError::NoExpiry));
         assert!(SessionError::NoExpiry.message().contains("exp"));
+    }
+
+    fn signed(claims: Value) -> String {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret")).unwrap()
+    }
+
+    #[test]
+    fn a_session_is_valid_through_its_exp_second_and_not_before_its_nbf() {
+        let jwt = Jwt::new(b"secret", 1);
+        let until_now = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW}));
+        assert!(jwt.verify(&until_now, NOW).is_ok());
+        assert_eq!(jwt.verify(&until_now, NOW + 1), Err(SessionError::Expired));
+        let later = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": NOW + 10}));
+        assert_eq!(jwt.verify(&later, NOW), Err(SessionError::NotActive));
+        assert!(jwt.verify(&later, NOW + 10).is_ok());
+        // Times are read as jsonwebtoken reads them: fractions rounded, anything else refused.
+        let fraction = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW as f64 + 0.4}));
+        assert!(jwt.verify(&fraction, NOW).is_ok());
+        let odd_nbf = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": "soon"}));
+        assert_eq!(jwt.verify(&odd_nbf, NOW), Err(SessionError::InvalidToken));
+        for exp in [serde_json::json!("never"), serde_json::json!(-1), Value::Null] {
+            let odd_exp = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": exp}));
+            assert_eq!(jwt.verify(&odd_exp, NOW), Err(SessionError::NoExpiry), "exp {exp}");
+        }
     }
 }
