@@ -40,6 +40,10 @@ fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
         .with_context(read)?
         .collect::<Result<Vec<_>, _>>()
         .with_context(read)?;
-    anyhow::ensure!(!chain.is_empty(), "{}: no CERTIFICATE block", path.display());
+    anyhow::ensure!(
+        !chain.is_empty(),
+        "{}: no CERTIFICATE block",
+        path.display()
+    );
     Ok(chain)
 }

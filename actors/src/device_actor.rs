@@ -62,7 +62,12 @@ pub struct DeviceActor {
 
 impl DeviceActor {
     pub fn new(id: Uuid, shared: Arc<Shared>) -> Self {
-        Self { id, shared, slot: Slot::Loading, last_active: Instant::now() }
+        Self {
+            id,
+            shared,
+            slot: Slot::Loading,
+            last_active: Instant::now(),
+        }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {

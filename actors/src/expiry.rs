@@ -19,9 +19,9 @@ use futures_util::stream::{self, StreamExt as _};
 use metrics::counter;
 
 use crate::clock::now_millis;
-use crate::metrics::{HISTORY_TOKENS_DELETED, TOKENS_EXPIRED};
-use crate::engine::{Engine, EngineError, Rejection};
 use crate::domain::token::TokenRejection;
+use crate::engine::{Engine, EngineError, Rejection};
+use crate::metrics::{HISTORY_TOKENS_DELETED, TOKENS_EXPIRED};
 
 /// Most due tokens read from the store per sweep round.
 pub const EXPIRY_BATCH: usize = 500;
@@ -41,7 +41,6 @@ const MILLIS_PER_DAY: i64 = 24 * 60 * 60 * 1000;
 /// How often a failing job logs at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-
 #[derive(Debug, Clone, Copy)]
 pub struct ExpiryConfig {
     /// Time between two expiry sweeps.
@@ -52,7 +51,10 @@ pub struct ExpiryConfig {
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
-        Self { interval: Duration::from_secs(1), max_history_days: 90 }
+        Self {
+            interval: Duration::from_secs(1),
+            max_history_days: 90,
+        }
     }
 }
 
@@ -70,7 +72,8 @@ pub async fn run_expiry(engine: Engine, config: ExpiryConfig) {
                 Ok(due) if due < EXPIRY_BATCH => break,
                 Ok(_) => continue,
                 Err(error) => {
-                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
+                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL)
+                    {
                         tracing::warn!(%error, "expiry sweep failed; retrying");
                         last_error_log = Some(std::time::Instant::now());
                     }
@@ -83,7 +86,10 @@ pub async fn run_expiry(engine: Engine, config: ExpiryConfig) {
 
 /// One round: expire what is due now. Returns how many tokens were due.
 async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
-    let due = engine.store().due_expiries(now_millis(), EXPIRY_BATCH).await?;
+    let due = engine
+        .store()
+        .due_expiries(now_millis(), EXPIRY_BATCH)
+        .await?;
     let count = due.len();
     let outcomes: Vec<Result<(), EngineError>> = stream::iter(due)
         .map(|token| async move { engine.expire_token(token).await.map(|_| ()) })
@@ -95,7 +101,9 @@ async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
         match outcome {
             Ok(()) => expired += 1,
             // Claimed, deleted or expired meanwhile (here or on another node): nothing to do.
-            Err(EngineError::Rejected(Rejection::Token(TokenRejection::NotOpen) | Rejection::UnknownToken)) => {}
+            Err(EngineError::Rejected(
+                Rejection::Token(TokenRejection::NotOpen) | Rejection::UnknownToken,
+            )) => {}
             Err(error @ (EngineError::Overloaded | EngineError::Unavailable)) => return Err(error),
             Err(error) => tracing::warn!(%error, "token could not be expired"),
         }
@@ -111,7 +119,9 @@ pub async fn run_idempotency_cleanup(engine: Engine) {
         tokio::time::sleep(IDEMPOTENCY_CLEANUP_INTERVAL).await;
         match engine.forget_idempotency_keys().await {
             Ok(forgotten) => tracing::info!(forgotten, "old idempotency keys forgotten"),
-            Err(error) => tracing::warn!(%error, "forgetting old idempotency keys failed; trying again in an hour"),
+            Err(error) => {
+                tracing::warn!(%error, "forgetting old idempotency keys failed; trying again in an hour")
+            }
         }
     }
 }
@@ -127,7 +137,11 @@ pub async fn run_retention(engine: Engine, config: ExpiryConfig) {
         wait = match engine.store().delete_history(before).await {
             Ok(deleted) => {
                 counter!(HISTORY_TOKENS_DELETED).increment(deleted);
-                tracing::info!(deleted, max_history_days = config.max_history_days, "history retention ran");
+                tracing::info!(
+                    deleted,
+                    max_history_days = config.max_history_days,
+                    "history retention ran"
+                );
                 RETENTION_INTERVAL
             }
             Err(error) => {

@@ -56,7 +56,14 @@ pub const HTTP_SERVER_ERRORS: &str = "cashgrid_http_server_errors_total";
 /// Label values that exist from the start, so that rates and alerts see a 0 before the first
 /// event instead of no series at all.
 const ACTOR_KINDS: [&str; 2] = ["token", "device"];
-const OVERLOAD_KINDS: [&str; 6] = ["mailbox", "writer", "token", "password_hashing", "trigger", "feed"];
+const OVERLOAD_KINDS: [&str; 6] = [
+    "mailbox",
+    "writer",
+    "token",
+    "password_hashing",
+    "trigger",
+    "feed",
+];
 const REJECTION_REASONS: [&str; 7] = [
     "not_open",
     "not_locked",
@@ -187,7 +194,8 @@ pub fn record_fence_conflict() {
 /// clients, so only three-letter codes become labels; anything else counts as `other`.
 pub fn record_cashout(currencies: &CurrencyLabels, symbol: &str, amount_minor: i64) {
     let currency = currencies.label(symbol);
-    counter!(CASHOUT_AMOUNT, "currency" => currency.clone()).increment(u64::try_from(amount_minor).unwrap_or(0));
+    counter!(CASHOUT_AMOUNT, "currency" => currency.clone())
+        .increment(u64::try_from(amount_minor).unwrap_or(0));
     counter!(CASHOUTS, "currency" => currency).increment(1);
 }
 
@@ -205,7 +213,10 @@ impl CurrencyLabels {
             return "other".to_owned();
         }
         let currency = symbol.to_ascii_uppercase();
-        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.contains(&currency) || known.len() < CURRENCY_LABELS_MAX {
             known.insert(currency.clone());
             currency
@@ -267,9 +278,19 @@ mod currency_tests {
         let labels = CurrencyLabels::default();
         assert_eq!(labels.label("eur"), "EUR");
         assert_eq!(labels.label("EURO"), "other");
-        let invented: Vec<String> = (0..100_u8).map(|n| format!("Q{}{}", (b'A' + n / 26) as char, (b'A' + n % 26) as char)).collect();
-        let own = invented.iter().map(|symbol| labels.label(symbol)).filter(|label| label != "other").count();
+        let invented: Vec<String> = (0..100_u8)
+            .map(|n| format!("Q{}{}", (b'A' + n / 26) as char, (b'A' + n % 26) as char))
+            .collect();
+        let own = invented
+            .iter()
+            .map(|symbol| labels.label(symbol))
+            .filter(|label| label != "other")
+            .count();
         assert_eq!(own, CURRENCY_LABELS_MAX - 1, "EUR took one label");
-        assert_eq!(labels.label("EUR"), "EUR", "a known currency keeps its label");
+        assert_eq!(
+            labels.label("EUR"),
+            "EUR",
+            "a known currency keeps its label"
+        );
     }
 }

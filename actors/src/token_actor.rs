@@ -19,8 +19,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
-use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
 use crate::domain::token::TokenRejection;
+use crate::domain::token::{
+    apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition,
+};
 use crate::engine::{EngineError, Rejection, Shared};
 use crate::handoff::Handoff;
 use crate::metrics as m;
@@ -45,9 +47,18 @@ const KIND: &str = "token";
 /// What a frontend asks of a token; the actor turns it into a domain command.
 #[derive(Debug, Clone)]
 pub enum TokenRequest {
-    Claim { cash_device: Uuid, cash_customer: i64, code: Vec<u8> },
+    Claim {
+        cash_device: Uuid,
+        cash_customer: i64,
+        code: Vec<u8>,
+    },
     /// A claim through a trigger code; the engine verified the phone's signature.
-    TriggerClaim { cash_device: Uuid, cash_customer: i64, code: Vec<u8>, signature_valid: bool },
+    TriggerClaim {
+        cash_device: Uuid,
+        cash_customer: i64,
+        code: Vec<u8>,
+        signature_valid: bool,
+    },
     Confirm {
         cash_device: Uuid,
         cash_customer: i64,
@@ -57,8 +68,15 @@ pub enum TokenRequest {
         processing_info: Option<Value>,
         partial_cashouts: bool,
     },
-    Update { caller: i64, clearstate: Option<i64>, info: Option<Value> },
-    Delete { caller: i64, device: Uuid },
+    Update {
+        caller: i64,
+        clearstate: Option<i64>,
+        info: Option<Value>,
+    },
+    Delete {
+        caller: i64,
+        device: Uuid,
+    },
     /// Active expiry: an OPEN token past `expires` becomes EXPIRED (`NotOpen` otherwise).
     Expire,
 }
@@ -109,12 +127,22 @@ pub struct TokenActor {
 
 impl TokenActor {
     pub fn new(id: Uuid, shared: Arc<Shared>) -> Self {
-        Self { id, shared, slot: Slot::Loading, last_active: Instant::now() }
+        Self {
+            id,
+            shared,
+            slot: Slot::Loading,
+            last_active: Instant::now(),
+        }
     }
 
     /// An actor for a token whose snapshot was just committed, so it need not read it back.
     pub fn with_snapshot(token: Token, shared: Arc<Shared>) -> Self {
-        Self { id: token.uuid, shared, slot: Slot::Ready(token), last_active: Instant::now() }
+        Self {
+            id: token.uuid,
+            shared,
+            slot: Slot::Ready(token),
+            last_active: Instant::now(),
+        }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {
@@ -207,8 +235,9 @@ impl Handler<Envelope> for TokenActor {
         let shared = Arc::clone(&self.shared);
         let id = self.id;
         AtomicResponse::new(Box::pin(
-            decide_and_commit(shared, id, token, envelope.request, envelope.deadline).into_actor(self).map(
-                |(after, answer), actor, ctx| {
+            decide_and_commit(shared, id, token, envelope.request, envelope.deadline)
+                .into_actor(self)
+                .map(|(after, answer), actor, ctx| {
                     match after {
                         After::Keep(token) => {
                             if token.state.is_final() {
@@ -229,15 +258,18 @@ impl Handler<Envelope> for TokenActor {
                         After::Reload => ctx.stop(),
                     }
                     answer
-                },
-            ),
+                }),
         ))
     }
 }
 
 fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCommand {
     match request {
-        TokenRequest::Claim { cash_device, cash_customer, code } => TokenCommand::Claim {
+        TokenRequest::Claim {
+            cash_device,
+            cash_customer,
+            code,
+        } => TokenCommand::Claim {
             cash_device: *cash_device,
             cash_customer: *cash_customer,
             code_matches: token
@@ -245,7 +277,12 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
                 .as_deref()
                 .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
         },
-        TokenRequest::TriggerClaim { cash_device, cash_customer, code, signature_valid } => TokenCommand::TriggerClaim {
+        TokenRequest::TriggerClaim {
+            cash_device,
+            cash_customer,
+            code,
+            signature_valid,
+        } => TokenCommand::TriggerClaim {
             cash_device: *cash_device,
             cash_customer: *cash_customer,
             signature_valid: *signature_valid,
@@ -271,10 +308,19 @@ fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCo
             processing_info: processing_info.clone(),
             remainder: partial_cashouts.then(Uuid::new_v4),
         },
-        TokenRequest::Update { caller, clearstate, info } => {
-            TokenCommand::Update { caller: *caller, clearstate: *clearstate, info: info.clone() }
-        }
-        TokenRequest::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
+        TokenRequest::Update {
+            caller,
+            clearstate,
+            info,
+        } => TokenCommand::Update {
+            caller: *caller,
+            clearstate: *clearstate,
+            info: info.clone(),
+        },
+        TokenRequest::Delete { caller, device } => TokenCommand::Delete {
+            caller: *caller,
+            device: *device,
+        },
         TokenRequest::Expire => TokenCommand::Expire,
     }
 }
@@ -288,7 +334,12 @@ fn write_set(transition: &Transition) -> WriteSet {
         creditor_id: clearing.creditor,
         created: clearing.at,
     });
-    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None }
+    WriteSet {
+        writes,
+        events: transition.events.clone(),
+        clearing,
+        idempotency: None,
+    }
 }
 
 /// Whether a refusal of a command on `token` could be wrong because another node changed the
@@ -306,6 +357,7 @@ fn may_be_stale(token: &Token, rejection: TokenRejection) -> bool {
         | TokenRejection::InvalidSignature
         | TokenRejection::InvalidConfirmState
         | TokenRejection::AmountOutOfRange
+        | TokenRejection::ExpiresOutOfRange
         | TokenRejection::NothingToUpdate => false,
     };
     depends_on_state && !token.state.is_final()
@@ -342,8 +394,13 @@ async fn decide_and_commit(
                         continue;
                     }
                     Ok(Some(_)) => {
-                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
-                        return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
+                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
+                            rejection,
+                        )));
+                        return (
+                            After::Keep(token),
+                            Err(EngineError::Rejected(Rejection::Token(rejection))),
+                        );
                     }
                     Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
                     Err(error) => {
@@ -353,8 +410,13 @@ async fn decide_and_commit(
                 }
             }
             Err(rejection) => {
-                m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
-                return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
+                m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
+                    rejection,
+                )));
+                return (
+                    After::Keep(token),
+                    Err(EngineError::Rejected(Rejection::Token(rejection))),
+                );
             }
         };
         match shared.writer.commit(write_set(&transition), deadline).await {
@@ -362,11 +424,16 @@ async fn decide_and_commit(
                 for event in &transition.events {
                     // Owner updates keep the state: events, but no state transition.
                     if event.from != Some(event.to) {
-                        m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
+                        m::record_transition(
+                            event.from.map_or("NONE", |state| state.as_str()),
+                            event.to.as_str(),
+                        );
                     }
                 }
                 let confirmed = &transition.token;
-                if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
+                if confirmed.state == TokenState::Completed
+                    && confirmed.token_type == TokenType::Cashout
+                {
                     m::record_cashout(&shared.currencies, &confirmed.symbol, confirmed.amount);
                 }
                 if transition.clearing.is_some() {
@@ -375,7 +442,9 @@ async fn decide_and_commit(
                 let answer = match transition.answer {
                     Ok(()) => Ok(transition.token.clone()),
                     Err(rejection) => {
-                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(rejection)));
+                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
+                            rejection,
+                        )));
                         Err(EngineError::Rejected(Rejection::Token(rejection)))
                     }
                 };
@@ -394,15 +463,23 @@ async fn decide_and_commit(
                 }
             }
             Ok(WriteOutcome::Refused) | Err(WriteError::Failed) => {
-                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
+                return (
+                    After::Reload,
+                    Err(EngineError::Internal("token write failed".into())),
+                );
             }
             Err(WriteError::Overloaded) => {
                 m::record_overload("writer");
                 return (After::Keep(token), Err(EngineError::Overloaded));
             }
             Err(WriteError::Unavailable) => return (After::Reload, Err(EngineError::Unavailable)),
-            Err(WriteError::OutcomeUnknown) => return (After::Reload, Err(EngineError::OutcomeUnknown)),
+            Err(WriteError::OutcomeUnknown) => {
+                return (After::Reload, Err(EngineError::OutcomeUnknown))
+            }
         }
     }
-    (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))
+    (
+        After::Reload,
+        Err(EngineError::Internal("version fence kept failing".into())),
+    )
 }

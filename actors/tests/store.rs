@@ -157,18 +157,40 @@ mod postgres_only {
     /// `(version, applied)` of every recorded migration.
     async fn recorded_migrations(url: &str) -> anyhow::Result<Vec<(i64, i64)>> {
         let client = connect(url).await?;
-        let rows = client.query("SELECT version, applied FROM schema_migrations ORDER BY version", &[]).await?;
-        Ok(rows.iter().map(|row| Ok((row.try_get(0)?, row.try_get(1)?))).collect::<Result<_, tokio_postgres::Error>>()?)
+        let rows = client
+            .query(
+                "SELECT version, applied FROM schema_migrations ORDER BY version",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()?)
     }
 
     #[tokio::test]
     async fn postgres_a_server_on_a_copy_of_the_template_migrates_nothing() -> anyhow::Result<()> {
         let database = TestDatabase::migrated().await?;
         let before = recorded_migrations(&database.url).await?;
-        let versions: Vec<i64> = PostgresStore::migrations().iter().map(|(version, _)| *version).collect();
-        assert_eq!(before.iter().map(|(version, _)| *version).collect::<Vec<_>>(), versions, "the template is fully migrated");
+        let versions: Vec<i64> = PostgresStore::migrations()
+            .iter()
+            .map(|(version, _)| *version)
+            .collect();
+        assert_eq!(
+            before
+                .iter()
+                .map(|(version, _)| *version)
+                .collect::<Vec<_>>(),
+            versions,
+            "the template is fully migrated"
+        );
         PostgresStore::connect(&database.url, 1, 1).await?;
-        assert_eq!(recorded_migrations(&database.url).await?, before, "no migration applied again");
+        assert_eq!(
+            recorded_migrations(&database.url).await?,
+            before,
+            "no migration applied again"
+        );
         Ok(())
     }
 

@@ -19,7 +19,13 @@ const METRIC_POLL: Duration = Duration::from_millis(20);
 
 /// The value of the sample `name{labels}` (labels exactly as rendered) in a Prometheus scrape.
 pub fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+    scrape.lines().find_map(|line| {
+        line.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// DN-API-KEY / DN-API-SECRET of one `customer_access` row.
@@ -241,7 +247,10 @@ impl Api {
             if sample(&scrape, series) == Some(expected) {
                 return;
             }
-            assert!(Instant::now() < deadline, "{why}: {series} is not {expected} after {METRIC_WAIT:?}:\n{scrape}");
+            assert!(
+                Instant::now() < deadline,
+                "{why}: {series} is not {expected} after {METRIC_WAIT:?}:\n{scrape}"
+            );
             actix_web::rt::time::sleep(METRIC_POLL).await;
         }
     }

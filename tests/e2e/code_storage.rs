@@ -192,7 +192,11 @@ fn leaks(secrets: &[Secret], contents: &[(String, Vec<u8>)]) -> Vec<(String, Str
         for form in &secret.forms {
             for (place, content) in contents {
                 if contains(content, form) {
-                    found.push((place.clone(), secret.what.clone(), String::from_utf8_lossy(form).into_owned()));
+                    found.push((
+                        place.clone(),
+                        secret.what.clone(),
+                        String::from_utf8_lossy(form).into_owned(),
+                    ));
                 }
             }
         }
@@ -233,13 +237,19 @@ pub async fn secure_codes_and_api_secrets_never_appear_in_server_logs(backend: B
     let logs = files_under(&env.store.logs_dir);
     assert_absent(&secrets, &logs);
 
-    let log_text: Vec<u8> = logs.iter().flat_map(|(_, content)| content.iter().copied()).collect();
+    let log_text: Vec<u8> = logs
+        .iter()
+        .flat_map(|(_, content)| content.iter().copied())
+        .collect();
     let debug_access_record = String::from_utf8_lossy(&log_text)
         .lines()
         .any(|line| line.contains("DEBUG") && line.contains("/dnapi/token/v1/tokens"));
     assert!(debug_access_record, "no debug access-log record of a token create: is RUST_LOG=debug reaching the server, and is this its log?");
     if backend == Backend::Postgres {
-        let control = secrets.iter().find(|secret| secret.what == CONTROL).expect("a control value");
+        let control = secrets
+            .iter()
+            .find(|secret| secret.what == CONTROL)
+            .expect("a control value");
         assert!(
             contains(&log_text, &control.forms[0]),
             "the control refname, a statement parameter, is not in the debug log: the scan does not see what the server sends to the database"
@@ -248,8 +258,15 @@ pub async fn secure_codes_and_api_secrets_never_appear_in_server_logs(backend: B
     for secret in secrets.iter().filter(|secret| secret.what != CONTROL) {
         for form in &secret.forms {
             let planted = [log_text.as_slice(), b"\nDEBUG planted: ", form, b"\n"].concat();
-            let found = leaks(std::slice::from_ref(secret), &[("planted log".to_owned(), planted)]);
-            assert!(!found.is_empty(), "the scan misses the {} planted into the log", secret.what);
+            let found = leaks(
+                std::slice::from_ref(secret),
+                &[("planted log".to_owned(), planted)],
+            );
+            assert!(
+                !found.is_empty(),
+                "the scan misses the {} planted into the log",
+                secret.what
+            );
         }
     }
 }

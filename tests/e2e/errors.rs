@@ -197,7 +197,14 @@ async fn request_errors(backend: Backend, mode: ErrorMode) {
     }
     // Outside `/dnapi` (a deliberate change: the original answered every path its way) an
     // unknown path is a plain 404 in every mode, and paths are routed exactly as sent.
-    for path in ["/nothing/here", "/Health", "/metrics/", "//health", "/DOCS", "/openapi/DNCASH.json"] {
+    for path in [
+        "/nothing/here",
+        "/Health",
+        "/metrics/",
+        "//health",
+        "/DOCS",
+        "/openapi/DNCASH.json",
+    ] {
         assert_plain_not_found(&env.api.get_anonymous(path).await);
     }
 

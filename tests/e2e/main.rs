@@ -18,20 +18,23 @@ mod api_documents;
 #[path = "../support/database.rs"]
 mod database;
 mod flows;
-mod harness;
 mod hardening;
+mod harness;
 mod hung_database;
 mod phone;
 mod wire;
 
+mod active_expiry;
+mod admin;
+mod admin_resources;
 mod cashout;
 mod claims;
+mod clearing;
 mod code_storage;
 mod compat;
 mod durability;
 mod errors;
 mod expiry;
-mod active_expiry;
 mod https;
 mod live_feeds;
 mod mqtt;
@@ -41,9 +44,6 @@ mod plain_codes;
 mod resilience;
 mod token_api;
 mod triggers;
-mod clearing;
-mod admin;
-mod admin_resources;
 
 /// One `#[actix_web::test]` per backend for each `module::scenario`.
 macro_rules! scenarios_on_both_backends {
@@ -154,12 +154,16 @@ scenarios_on_both_backends! {
 mod sqlite_only {
     #[actix_web::test]
     async fn sqlite_a_slow_body_is_cut_at_the_body_deadline() {
-        crate::hardening::a_slow_body_is_cut_at_the_body_deadline(crate::harness::Backend::Sqlite).await;
+        crate::hardening::a_slow_body_is_cut_at_the_body_deadline(crate::harness::Backend::Sqlite)
+            .await;
     }
 
     #[actix_web::test]
     async fn sqlite_weak_phone_keys_are_refused_with_the_reason() {
-        crate::hardening::weak_phone_keys_are_refused_with_the_reason(crate::harness::Backend::Sqlite).await;
+        crate::hardening::weak_phone_keys_are_refused_with_the_reason(
+            crate::harness::Backend::Sqlite,
+        )
+        .await;
     }
 }
 
@@ -168,13 +172,18 @@ mod sqlite_only {
 mod postgres_only {
     #[actix_web::test]
     async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
-        crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(crate::harness::Backend::Postgres).await;
+        crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
     }
 
     #[actix_web::test]
     async fn postgres_two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm() {
-        crate::claims::two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm(crate::harness::Backend::Postgres)
-            .await;
+        crate::claims::two_nodes_racing_for_the_same_tokens_give_one_winner_and_lose_no_confirm(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
     }
 
     #[actix_web::test]
@@ -184,12 +193,17 @@ mod postgres_only {
 
     #[actix_web::test]
     async fn postgres_a_stale_node_answers_from_the_stored_version() {
-        crate::hardening::a_stale_node_answers_from_the_stored_version(crate::harness::Backend::Postgres).await;
+        crate::hardening::a_stale_node_answers_from_the_stored_version(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
     }
 
     #[actix_web::test]
     async fn postgres_lost_connections_answer_503_and_the_server_recovers() {
-        crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(crate::harness::Backend::Postgres)
-            .await;
+        crate::resilience::a_lost_database_connection_answers_503_and_the_server_recovers(
+            crate::harness::Backend::Postgres,
+        )
+        .await;
     }
 }

@@ -160,7 +160,8 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     }
     let token = env.issue(&scene.bank, &scene.phone, 3000).await;
     let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
-    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
+        .await;
     env.confirm(
         &scene.cash,
         &scene.atm,
@@ -194,22 +195,34 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     ];
     for (state, count) in states {
         let series = format!(r#"cashgrid_tokens{{state="{state}"}}"#);
-        assert_eq!(sample(&scrape, &series), Some(count), "{series} in:\n{scrape}");
+        assert_eq!(
+            sample(&scrape, &series),
+            Some(count),
+            "{series} in:\n{scrape}"
+        );
     }
 
     let (query_pool, commit_pool, commit_max) = match backend {
         Backend::Postgres => ("query", "commit", 1.0),
         Backend::Sqlite => ("read", "write", 1.0),
     };
-    let commit_max_series = format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);
-    assert_eq!(sample(&scrape, &commit_max_series), Some(commit_max), "{commit_max_series} in:\n{scrape}");
+    let commit_max_series =
+        format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);
+    assert_eq!(
+        sample(&scrape, &commit_max_series),
+        Some(commit_max),
+        "{commit_max_series} in:\n{scrape}"
+    );
     for pool in [query_pool, commit_pool] {
         for series in [
             format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="in_use"}}"#),
             format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="idle"}}"#),
             format!(r#"cashgrid_store_pool_waiting{{pool="{pool}"}}"#),
         ] {
-            assert!(sample(&scrape, &series).is_some(), "{series} missing in:\n{scrape}");
+            assert!(
+                sample(&scrape, &series).is_some(),
+                "{series} missing in:\n{scrape}"
+            );
         }
     }
     // Series that must exist before their first event, so that rates start at 0.
@@ -225,7 +238,9 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
 
 /// Wait (at most 10 s) until `cashgrid_actors_live{kind="token"}` is `expected`.
 async fn wait_for_live_token_actors(env: &TestEnv, expected: f64, why: &str) {
-    env.api.wait_for_metric(r#"cashgrid_actors_live{kind="token"}"#, expected, why).await;
+    env.api
+        .wait_for_metric(r#"cashgrid_actors_live{kind="token"}"#, expected, why)
+        .await;
 }
 
 /// Actors hold the tokens in use: a token issued here starts with an actor, and one that reached
@@ -237,14 +252,23 @@ pub async fn finished_tokens_leave_memory_and_still_answer(backend: Backend) {
     let token = env.issue(&scene.bank, &scene.phone, 700).await;
     let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
     wait_for_live_token_actors(&env, 1.0, "an issued token has its actor").await;
-    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
-    env.confirm(&scene.cash, &scene.atm, &uuid, serde_json::json!({"state": "COMPLETED"}))
-        .await
-        .ok();
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
+        .await;
+    env.confirm(
+        &scene.cash,
+        &scene.atm,
+        &uuid,
+        serde_json::json!({"state": "COMPLETED"}),
+    )
+    .await
+    .ok();
     wait_for_live_token_actors(&env, 0.0, "the finished token's actor stayed").await;
 
     let path = format!("/dnapi/token/v1/tokens/{uuid}");
-    let updated = env.api.put(&path, &scene.bank, serde_json::json!({"clearstate": 1})).await;
+    let updated = env
+        .api
+        .put(&path, &scene.bank, serde_json::json!({"clearstate": 1}))
+        .await;
     assert_eq!(updated.ok()["clearstate"], 1, "{}", updated.describe());
     assert_eq!(updated.json["state"], "COMPLETED");
 }

@@ -76,7 +76,8 @@ impl ServerKey {
 
     pub(crate) fn hmac(&self) -> super::HmacSha256 {
         // HMAC accepts keys of any length, so this never falls back in practice.
-        super::HmacSha256::new_from_slice(&self.0)
-            .unwrap_or_else(|_| <super::HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+        super::HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| {
+            <super::HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
+        })
     }
 }

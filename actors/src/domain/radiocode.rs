@@ -29,12 +29,18 @@ impl Radiocode {
         }
         if text.len() > UUID_TEXT_LENGTH {
             let (head, tail) = split_at_char_boundary(text, UUID_TEXT_LENGTH);
-            let token = Uuid::parse_str(head)
-                .map_err(|_| RadiocodeError::UnknownToken(head.to_owned()))?;
-            Ok(Self::Long { token, code: decode_hex_lenient(tail) })
+            let token =
+                Uuid::parse_str(head).map_err(|_| RadiocodeError::UnknownToken(head.to_owned()))?;
+            Ok(Self::Long {
+                token,
+                code: decode_hex_lenient(tail),
+            })
         } else {
             let (head, tail) = split_at_char_boundary(text, PLAIN_CODE_LENGTH);
-            Ok(Self::Short { plain_code: head.to_owned(), code: tail.as_bytes().to_vec() })
+            Ok(Self::Short {
+                plain_code: head.to_owned(),
+                code: tail.as_bytes().to_vec(),
+            })
         }
     }
 }
@@ -62,7 +68,9 @@ pub fn decode_hex_lenient(text: &str) -> Vec<u8> {
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
+    char::from(digit)
+        .to_digit(16)
+        .and_then(|value| u8::try_from(value).ok())
 }
 
 #[cfg(test)]
@@ -86,7 +94,10 @@ mod tests {
         let parsed = Radiocode::parse("123456654321");
         assert_eq!(
             parsed,
-            Ok(Radiocode::Short { plain_code: "123456".into(), code: b"654321".to_vec() })
+            Ok(Radiocode::Short {
+                plain_code: "123456".into(),
+                code: b"654321".to_vec()
+            })
         );
     }
 

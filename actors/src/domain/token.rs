@@ -54,7 +54,9 @@ impl TokenState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|state| state.as_str().eq_ignore_ascii_case(text))
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str().eq_ignore_ascii_case(text))
     }
 
     /// Final states keep no codes and accept no further transition.
@@ -74,7 +76,13 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    pub const ALL: [Self; 5] = [Self::Cashout, Self::Cashin, Self::Transfer, Self::Payment, Self::Other];
+    pub const ALL: [Self; 5] = [
+        Self::Cashout,
+        Self::Cashin,
+        Self::Transfer,
+        Self::Payment,
+        Self::Other,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -87,7 +95,9 @@ impl TokenType {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -177,11 +187,20 @@ pub struct Issue {
 pub enum TokenCommand {
     /// Verify and lock (Cash API claim or Mobile trigger). `code_matches` is the result of the
     /// keyed-hash comparison the shell made: the domain never sees the key.
-    Claim { cash_device: Uuid, cash_customer: CustomerId, code_matches: bool },
+    Claim {
+        cash_device: Uuid,
+        cash_customer: CustomerId,
+        code_matches: bool,
+    },
     /// A claim through a trigger code (Mobile API): the phone's signature over trigger code and
     /// radiocode is checked before the code. `signature_valid` is the shell's verification
     /// with the token device's key; a bad signature rejects the token like a wrong code.
-    TriggerClaim { cash_device: Uuid, cash_customer: CustomerId, signature_valid: bool, code_matches: bool },
+    TriggerClaim {
+        cash_device: Uuid,
+        cash_customer: CustomerId,
+        signature_valid: bool,
+        code_matches: bool,
+    },
     /// Finish a LOCKED token. `state` is `None` when the requested value is not a final state.
     Confirm {
         cash_device: Uuid,
@@ -195,7 +214,11 @@ pub enum TokenCommand {
         remainder: Option<Uuid>,
     },
     /// The owner changes its bookkeeping fields.
-    Update { caller: CustomerId, clearstate: Option<i64>, info: Option<Value> },
+    Update {
+        caller: CustomerId,
+        clearstate: Option<i64>,
+        info: Option<Value>,
+    },
     /// The owner withdraws an OPEN token, naming the device it was issued to.
     Delete { caller: CustomerId, device: Uuid },
     /// Time has passed `expires` while the token was OPEN.
@@ -210,6 +233,18 @@ pub const AMOUNT_MAX: i64 = (1 << 53) - 1;
 /// Whether `amount` is one a token may carry: 0 to [`AMOUNT_MAX`].
 pub fn amount_in_range(amount: i64) -> bool {
     (0..=AMOUNT_MAX).contains(&amount)
+}
+
+/// The range of `expires`, in epoch milliseconds: 1970-01-01T00:00:00.000Z to
+/// 9999-12-31T23:59:59.999Z, the instants an RFC 3339 date-time with a four-digit year can name
+/// after the epoch. The original stored `expires` in a MySQL TIMESTAMP, which refuses anything
+/// outside 1970..2038; cashgrid keeps the lower bound and lifts the upper one.
+pub const EXPIRES_MIN: Millis = 0;
+pub const EXPIRES_MAX: Millis = 253_402_300_799_999;
+
+/// Whether `expires` is an instant a token may expire at.
+pub fn expires_in_range(expires: Millis) -> bool {
+    (EXPIRES_MIN..=EXPIRES_MAX).contains(&expires)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -227,6 +262,8 @@ pub enum TokenRejection {
     /// An amount below 0 or above [`AMOUNT_MAX`]. Deliberate improvement: the original accepts
     /// negative amounts, which creates money, and any 64-bit amount, whose sums overflow.
     AmountOutOfRange,
+    /// An `expires` outside [`EXPIRES_MIN`]..=[`EXPIRES_MAX`]: it has no date-time to render.
+    ExpiresOutOfRange,
     /// An update that names neither `clearstate` nor `info`.
     NothingToUpdate,
 }
@@ -288,6 +325,12 @@ impl Token {
     pub fn issue(issue: Issue, now: Millis) -> Result<(Self, TokenEvent), TokenRejection> {
         if !amount_in_range(issue.amount) {
             return Err(TokenRejection::AmountOutOfRange);
+        }
+        if issue
+            .expires
+            .is_some_and(|expires| !expires_in_range(expires))
+        {
+            return Err(TokenRejection::ExpiresOutOfRange);
         }
         let token = Self {
             uuid: issue.uuid,
@@ -379,13 +422,28 @@ impl Token {
 }
 
 /// Decide what `command` does to `token` at time `now`.
-pub fn apply(token: &Token, command: &TokenCommand, now: Millis) -> Result<Transition, TokenRejection> {
+pub fn apply(
+    token: &Token,
+    command: &TokenCommand,
+    now: Millis,
+) -> Result<Transition, TokenRejection> {
     match command {
-        TokenCommand::Claim { cash_device, cash_customer, code_matches } => {
-            claim(token, *cash_device, *cash_customer, Ok(*code_matches), now)
-        }
-        TokenCommand::TriggerClaim { cash_device, cash_customer, signature_valid, code_matches } => {
-            let verified = if *signature_valid { Ok(*code_matches) } else { Err(TokenRejection::InvalidSignature) };
+        TokenCommand::Claim {
+            cash_device,
+            cash_customer,
+            code_matches,
+        } => claim(token, *cash_device, *cash_customer, Ok(*code_matches), now),
+        TokenCommand::TriggerClaim {
+            cash_device,
+            cash_customer,
+            signature_valid,
+            code_matches,
+        } => {
+            let verified = if *signature_valid {
+                Ok(*code_matches)
+            } else {
+                Err(TokenRejection::InvalidSignature)
+            };
             claim(token, *cash_device, *cash_customer, verified, now)
         }
         TokenCommand::Confirm {
@@ -409,9 +467,11 @@ pub fn apply(token: &Token, command: &TokenCommand, now: Millis) -> Result<Trans
             },
             now,
         ),
-        TokenCommand::Update { caller, clearstate, info } => {
-            update(token, *caller, *clearstate, info.clone(), now)
-        }
+        TokenCommand::Update {
+            caller,
+            clearstate,
+            info,
+        } => update(token, *caller, *clearstate, info.clone(), now),
         TokenCommand::Delete { caller, device } => delete(token, *caller, *device, now),
         TokenCommand::Expire => expire(token, now).ok_or(TokenRejection::NotOpen),
     }
@@ -425,7 +485,13 @@ fn expire(token: &Token, now: Millis) -> Option<Transition> {
     next.state = TokenState::Expired;
     next.clear_codes();
     let event = next.event(TokenEventKind::Expired, Some(token.state), now, None);
-    Some(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
+    Some(Transition {
+        token: next,
+        spawned: None,
+        events: vec![event],
+        answer: Ok(()),
+        clearing: None,
+    })
 }
 
 /// `verified`: `Ok(code_matches)`, or the reason the presented proof failed before the code
@@ -467,7 +533,13 @@ fn claim(
         }
     };
     let event = next.event(kind, Some(token.state), now, Some(cash_customer));
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer, clearing: None })
+    Ok(Transition {
+        token: next,
+        spawned: None,
+        events: vec![event],
+        answer,
+        clearing: None,
+    })
 }
 
 struct Confirmation {
@@ -480,12 +552,18 @@ struct Confirmation {
     remainder: Option<Uuid>,
 }
 
-fn confirm(token: &Token, confirmation: Confirmation, now: Millis) -> Result<Transition, TokenRejection> {
+fn confirm(
+    token: &Token,
+    confirmation: Confirmation,
+    now: Millis,
+) -> Result<Transition, TokenRejection> {
     // Check order follows the original so that ATMs see the same first error.
     if token.lock_device != Some(confirmation.cash_device) {
         return Err(TokenRejection::LockedByAnotherDevice);
     }
-    let final_state = confirmation.state.ok_or(TokenRejection::InvalidConfirmState)?;
+    let final_state = confirmation
+        .state
+        .ok_or(TokenRejection::InvalidConfirmState)?;
     let amount = confirmation.amount.unwrap_or(token.amount);
     if !amount_in_range(amount) {
         return Err(TokenRejection::AmountOutOfRange);
@@ -517,8 +595,20 @@ fn confirm(token: &Token, confirmation: Confirmation, now: Millis) -> Result<Tra
         }
         Some(_) | None => None,
     };
-    let clearing = clearing_for(next.token_type, next.state, next.owner_id, confirmation.cash_customer, now);
-    Ok(Transition { token: next, spawned, events, answer: Ok(()), clearing })
+    let clearing = clearing_for(
+        next.token_type,
+        next.state,
+        next.owner_id,
+        confirmation.cash_customer,
+        now,
+    );
+    Ok(Transition {
+        token: next,
+        spawned,
+        events,
+        answer: Ok(()),
+        clearing,
+    })
 }
 
 /// The rest of a partial cash-out: a fresh OPEN token that the same radiocode claims.
@@ -560,10 +650,21 @@ fn update(
     }
     // The original does not touch `updated` here; neither do we.
     let event = next.event(TokenEventKind::Updated, Some(token.state), now, None);
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
+    Ok(Transition {
+        token: next,
+        spawned: None,
+        events: vec![event],
+        answer: Ok(()),
+        clearing: None,
+    })
 }
 
-fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Result<Transition, TokenRejection> {
+fn delete(
+    token: &Token,
+    caller: CustomerId,
+    device: Uuid,
+    now: Millis,
+) -> Result<Transition, TokenRejection> {
     if token.owner_id != caller || token.owner_device != device || token.state != TokenState::Open {
         return Err(TokenRejection::NotFound);
     }
@@ -571,7 +672,13 @@ fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Resul
     next.state = TokenState::Deleted;
     next.clear_codes();
     let event = next.event(TokenEventKind::Deleted, Some(token.state), now, None);
-    Ok(Transition { token: next, spawned: None, events: vec![event], answer: Ok(()), clearing: None })
+    Ok(Transition {
+        token: next,
+        spawned: None,
+        events: vec![event],
+        answer: Ok(()),
+        clearing: None,
+    })
 }
 
 /// An OPEN cash-out of 100 EUR issued at `now`, for the tests of the shells around the domain.

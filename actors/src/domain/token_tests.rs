@@ -49,16 +49,23 @@ fn command() -> impl Strategy<Value = TokenCommand> {
             cash_customer: i64::from(cash),
             code_matches,
         }),
-        (2_u8..5, prop::bool::ANY, prop::bool::ANY).prop_map(|(cash, signature_valid, code_matches)| {
-            TokenCommand::TriggerClaim {
-                cash_device: device(cash),
-                cash_customer: i64::from(cash),
-                signature_valid,
-                code_matches,
+        (2_u8..5, prop::bool::ANY, prop::bool::ANY).prop_map(
+            |(cash, signature_valid, code_matches)| {
+                TokenCommand::TriggerClaim {
+                    cash_device: device(cash),
+                    cash_customer: i64::from(cash),
+                    signature_valid,
+                    code_matches,
+                }
             }
-        }),
-        (2_u8..5, confirm_state, prop::option::of(confirm_amount()), prop::bool::ANY).prop_map(
-            |(cash, state, amount, partial)| TokenCommand::Confirm {
+        ),
+        (
+            2_u8..5,
+            confirm_state,
+            prop::option::of(confirm_amount()),
+            prop::bool::ANY
+        )
+            .prop_map(|(cash, state, amount, partial)| TokenCommand::Confirm {
                 cash_device: device(cash),
                 cash_customer: i64::from(cash),
                 state,
@@ -66,13 +73,24 @@ fn command() -> impl Strategy<Value = TokenCommand> {
                 lockrefname: Some("atm".into()),
                 processing_info: None,
                 remainder: partial.then(|| device(200)),
+            }),
+        (
+            prop_oneof![Just(OWNER), Just(OTHER)],
+            prop::option::of(0_i64..5)
+        )
+            .prop_map(|(caller, clearstate)| {
+                TokenCommand::Update {
+                    caller,
+                    clearstate,
+                    info: None,
+                }
+            }),
+        (prop_oneof![Just(OWNER), Just(OTHER)], 1_u8..3).prop_map(|(caller, n)| {
+            TokenCommand::Delete {
+                caller,
+                device: device(n),
             }
-        ),
-        (prop_oneof![Just(OWNER), Just(OTHER)], prop::option::of(0_i64..5)).prop_map(|(caller, clearstate)| {
-            TokenCommand::Update { caller, clearstate, info: None }
         }),
-        (prop_oneof![Just(OWNER), Just(OTHER)], 1_u8..3)
-            .prop_map(|(caller, n)| TokenCommand::Delete { caller, device: device(n) }),
         Just(TokenCommand::Expire),
     ]
 }
@@ -155,6 +173,40 @@ proptest! {
     }
 
     #[test]
+    fn a_token_is_issued_only_with_an_expiry_that_has_a_date(
+        expires in prop_oneof![
+            any::<i64>(),
+            Just(EXPIRES_MIN - 1),
+            Just(EXPIRES_MIN),
+            Just(EXPIRES_MAX),
+            Just(EXPIRES_MAX + 1),
+            Just(-1_594_521_770_418_259_i64),
+        ],
+    ) {
+        let issue = Issue {
+            uuid: device(99),
+            owner_id: OWNER,
+            owner_device: device(1),
+            token_type: TokenType::Cashout,
+            amount: 1,
+            symbol: "EUR".into(),
+            expires: Some(expires),
+            refname: None,
+            clearstate: 0,
+            info: None,
+            plain_code: None,
+            secure_code: "cipher".into(),
+            code_hash: vec![1],
+        };
+        let issued = Token::issue(issue, 1_000);
+        if (0..=253_402_300_799_999).contains(&expires) {
+            prop_assert!(issued.is_ok(), "{:?}", issued);
+        } else {
+            prop_assert_eq!(issued.err(), Some(TokenRejection::ExpiresOutOfRange));
+        }
+    }
+
+    #[test]
     fn only_the_first_correct_claim_wins(claimers in prop::collection::vec(2_u8..10, 2..32)) {
         let mut token = open_token(TokenType::Cashout, 100, None);
         let mut winners = 0;
@@ -175,7 +227,11 @@ proptest! {
 #[test]
 fn wrong_code_rejects_the_token_and_answers_invalid_code() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let command = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: false };
+    let command = TokenCommand::Claim {
+        cash_device: device(3),
+        cash_customer: 3,
+        code_matches: false,
+    };
     let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Rejected);
     assert_eq!(transition.answer, Err(TokenRejection::InvalidCode));
@@ -185,7 +241,11 @@ fn wrong_code_rejects_the_token_and_answers_invalid_code() {
 #[test]
 fn expired_token_expires_on_claim_and_answers_not_open() {
     let token = open_token(TokenType::Cashout, 100, Some(1_200));
-    let command = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: true };
+    let command = TokenCommand::Claim {
+        cash_device: device(3),
+        cash_customer: 3,
+        code_matches: true,
+    };
     let transition = apply(&token, &command, 1_201).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Expired);
     assert_eq!(transition.answer, Err(TokenRejection::NotOpen));
@@ -203,14 +263,23 @@ fn confirm_checks_lock_device_before_state_value() {
         processing_info: None,
         remainder: None,
     };
-    assert_eq!(apply(&token, &confirm, 1_500), Err(TokenRejection::LockedByAnotherDevice));
+    assert_eq!(
+        apply(&token, &confirm, 1_500),
+        Err(TokenRejection::LockedByAnotherDevice)
+    );
 }
 
 #[test]
 fn canceling_with_amount_zero_reissues_the_full_amount_when_partial() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let claim = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: true };
-    let locked = apply(&token, &claim, 1_500).unwrap_or_else(|_| panic!("locked")).token;
+    let claim = TokenCommand::Claim {
+        cash_device: device(3),
+        cash_customer: 3,
+        code_matches: true,
+    };
+    let locked = apply(&token, &claim, 1_500)
+        .unwrap_or_else(|_| panic!("locked"))
+        .token;
     let confirm = TokenCommand::Confirm {
         cash_device: device(3),
         cash_customer: 3,
@@ -223,13 +292,22 @@ fn canceling_with_amount_zero_reissues_the_full_amount_when_partial() {
     let transition = apply(&locked, &confirm, 1_600).unwrap_or_else(|_| panic!("confirmed"));
     let remainder = transition.spawned.unwrap_or_else(|| panic!("a remainder"));
     assert_eq!(remainder.amount, 100);
-    assert_eq!(remainder.info, Some(json!({"partial_from_uuid": token.uuid.to_string()})));
+    assert_eq!(
+        remainder.info,
+        Some(json!({"partial_from_uuid": token.uuid.to_string()}))
+    );
 }
 
 fn locked_by(cash: u8, token_type: TokenType) -> Token {
     let token = open_token(token_type, 100, None);
-    let claim = TokenCommand::Claim { cash_device: device(cash), cash_customer: i64::from(cash), code_matches: true };
-    apply(&token, &claim, 1_500).unwrap_or_else(|_| panic!("locked")).token
+    let claim = TokenCommand::Claim {
+        cash_device: device(cash),
+        cash_customer: i64::from(cash),
+        code_matches: true,
+    };
+    apply(&token, &claim, 1_500)
+        .unwrap_or_else(|_| panic!("locked"))
+        .token
 }
 
 fn completed(locked: &Token, cash: u8, state: ConfirmState) -> Transition {
@@ -248,7 +326,12 @@ fn completed(locked: &Token, cash: u8, state: ConfirmState) -> Transition {
 #[test]
 fn a_bad_trigger_signature_rejects_the_token_even_with_the_right_code() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let command = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: false, code_matches: true };
+    let command = TokenCommand::TriggerClaim {
+        cash_device: device(3),
+        cash_customer: 3,
+        signature_valid: false,
+        code_matches: true,
+    };
     let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Rejected);
     assert_eq!(transition.answer, Err(TokenRejection::InvalidSignature));
@@ -259,12 +342,22 @@ fn a_bad_trigger_signature_rejects_the_token_even_with_the_right_code() {
 #[test]
 fn a_trigger_claim_with_signature_and_code_locks_onto_the_trigger_device() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let command = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: true, code_matches: true };
+    let command = TokenCommand::TriggerClaim {
+        cash_device: device(3),
+        cash_customer: 3,
+        signature_valid: true,
+        code_matches: true,
+    };
     let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Locked);
     assert_eq!(transition.token.lock_device, Some(device(3)));
     assert_eq!(transition.answer, Ok(()));
-    let wrong_code = TokenCommand::TriggerClaim { cash_device: device(3), cash_customer: 3, signature_valid: true, code_matches: false };
+    let wrong_code = TokenCommand::TriggerClaim {
+        cash_device: device(3),
+        cash_customer: 3,
+        signature_valid: true,
+        code_matches: false,
+    };
     let rejected = apply(&token, &wrong_code, 1_500).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(rejected.answer, Err(TokenRejection::InvalidCode));
 }
@@ -272,16 +365,34 @@ fn a_trigger_claim_with_signature_and_code_locks_onto_the_trigger_device() {
 #[test]
 fn a_bad_signature_on_a_token_that_is_not_open_changes_nothing() {
     let locked = locked_by(3, TokenType::Cashout);
-    let command = TokenCommand::TriggerClaim { cash_device: device(4), cash_customer: 4, signature_valid: false, code_matches: true };
-    assert_eq!(apply(&locked, &command, 1_550), Err(TokenRejection::NotOpen));
+    let command = TokenCommand::TriggerClaim {
+        cash_device: device(4),
+        cash_customer: 4,
+        signature_valid: false,
+        code_matches: true,
+    };
+    assert_eq!(
+        apply(&locked, &command, 1_550),
+        Err(TokenRejection::NotOpen)
+    );
 }
 
 #[test]
 fn completing_a_cash_out_clears_from_owner_to_cash_side() {
-    let transition = completed(&locked_by(3, TokenType::Cashout), 3, ConfirmState::Completed);
+    let transition = completed(
+        &locked_by(3, TokenType::Cashout),
+        3,
+        ConfirmState::Completed,
+    );
     let clearing = transition.clearing.unwrap_or_else(|| panic!("a clearing"));
-    assert_eq!((clearing.debitor, clearing.creditor, clearing.at), (OWNER, 3, 1_600));
-    assert_eq!(transition.token.amount, 60, "the row clears the confirmed amount");
+    assert_eq!(
+        (clearing.debitor, clearing.creditor, clearing.at),
+        (OWNER, 3, 1_600)
+    );
+    assert_eq!(
+        transition.token.amount, 60,
+        "the row clears the confirmed amount"
+    );
 }
 
 #[test]
@@ -293,10 +404,23 @@ fn completing_a_cash_in_clears_from_cash_side_to_owner() {
 
 #[test]
 fn other_final_states_and_token_types_do_not_clear() {
-    for state in [ConfirmState::Canceled, ConfirmState::Failed, ConfirmState::Rejected, ConfirmState::Retracted] {
-        assert_eq!(completed(&locked_by(3, TokenType::Cashout), 3, state).clearing, None, "{state:?}");
+    for state in [
+        ConfirmState::Canceled,
+        ConfirmState::Failed,
+        ConfirmState::Rejected,
+        ConfirmState::Retracted,
+    ] {
+        assert_eq!(
+            completed(&locked_by(3, TokenType::Cashout), 3, state).clearing,
+            None,
+            "{state:?}"
+        );
     }
     for token_type in [TokenType::Transfer, TokenType::Payment, TokenType::Other] {
-        assert_eq!(completed(&locked_by(3, token_type), 3, ConfirmState::Completed).clearing, None, "{token_type:?}");
+        assert_eq!(
+            completed(&locked_by(3, token_type), 3, ConfirmState::Completed).clearing,
+            None,
+            "{token_type:?}"
+        );
     }
 }

@@ -19,24 +19,26 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
-use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyError, KeyPolicy, SecretHasher};
+use crate::crypto::{
+    encrypt_code, new_secure_code, random_digits, KeyError, KeyPolicy, SecretHasher,
+};
 use crate::device_actor::{DeviceActor, DeviceEntry, GetDevice};
 use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
 use crate::domain::token::{ConfirmState, Issue, Token, TokenRejection, TokenType};
 use crate::domain::{CustomerId, Device, DeviceType};
+use crate::expiry::ExpiryConfig;
+use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
+use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::registry::Registry;
-use crate::handoff::Handoff;
-use idempotency::Begin;
 use crate::store::{
-    Customer, DeadlineStore, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
-    WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Customer, DeadlineStore, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite,
+    WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::token_actor::{Envelope, TokenActor, TokenRequest};
 use crate::writer::{WriteError, Writer, WriterConfig};
-use crate::expiry::ExpiryConfig;
-use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
+use idempotency::Begin;
 
 /// Attempts at issuing a token with fresh codes before giving up, as the original does.
 const ISSUE_ATTEMPTS: usize = 10;
@@ -137,6 +139,7 @@ pub fn rejection_reason(rejection: &Rejection) -> &'static str {
             TokenRejection::InvalidConfirmState => "invalid_confirm_state",
             TokenRejection::IllegalAmountIncrease => "illegal_amount_increase",
             TokenRejection::AmountOutOfRange => "amount_out_of_range",
+            TokenRejection::ExpiresOutOfRange => "expires_out_of_range",
             TokenRejection::NothingToUpdate => "nothing_to_update",
         },
         Rejection::UnknownDevice => "unknown_device",
@@ -178,7 +181,9 @@ impl From<StoreError> for EngineError {
                 Self::OutcomeUnknown
             }
             StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
-            StoreError::Referenced(what) => Self::Internal(format!("unexpected reference from {what}")),
+            StoreError::Referenced(what) => {
+                Self::Internal(format!("unexpected reference from {what}"))
+            }
             StoreError::Internal(error) => {
                 tracing::error!(error = %format!("{error:#}"), "store error");
                 Self::Internal(error.to_string())
@@ -253,7 +258,10 @@ where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    moka::sync::Cache::builder().time_to_live(ttl).max_capacity(max).build()
+    moka::sync::Cache::builder()
+        .time_to_live(ttl)
+        .max_capacity(max)
+        .build()
 }
 
 #[derive(Clone)]
@@ -285,13 +293,19 @@ impl Engine {
     pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
         m::register_initial_series();
         let store: Arc<dyn Store> = Arc::new(DeadlineStore::new(store, config.store_timeout));
-        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
+            .map(|_| Arbiter::new())
+            .collect();
         let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let writer_arbiter = Arbiter::new();
-        let (writer, writer_task) = Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
+        let (writer, writer_task) =
+            Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
         writer_arbiter.spawn(writer_task);
         let portal = Arc::new(portal::Portal::new(&config.portal, &hasher));
-        let customers = Arc::new(customers::Customers::new(Arc::clone(&store), config.send_timeout));
+        let customers = Arc::new(customers::Customers::new(
+            Arc::clone(&store),
+            config.send_timeout,
+        ));
         let shared = Arc::new(Shared {
             store,
             writer,
@@ -303,7 +317,11 @@ impl Engine {
         });
         // Feeds, expiry and retention share one more thread, off the hot path.
         let background = Arbiter::new();
-        let (feeds, hub_task) = FeedHub::new(Arc::clone(&shared.store), shared.writer.commits(), config.feed_buffer);
+        let (feeds, hub_task) = FeedHub::new(
+            Arc::clone(&shared.store),
+            shared.writer.commits(),
+            config.feed_buffer,
+        );
         background.spawn(hub_task);
         let background_handle = background.handle();
         let expiry = config.expiry;
@@ -363,22 +381,33 @@ impl Engine {
                 let Some(found) = self.shared.store.find_access(&key).await? else {
                     return Ok(None);
                 };
-                let Some(customer) = self.shared.store.load_customer(found.customer_id).await? else {
+                let Some(customer) = self.shared.store.load_customer(found.customer_id).await?
+                else {
                     return Ok(None);
                 };
-                let access = Arc::new(CachedAccess { secret_hash: found.secret_hash, scope: found.scope, customer });
+                let access = Arc::new(CachedAccess {
+                    secret_hash: found.secret_hash,
+                    scope: found.scope,
+                    customer,
+                });
                 self.access_cache.insert(key, Arc::clone(&access));
                 access
             }
         };
-        let (secret_hash, found_scope, customer) = (&access.secret_hash, access.scope, access.customer.clone());
-        let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, secret_hash);
+        let (secret_hash, found_scope, customer) =
+            (&access.secret_hash, access.scope, access.customer.clone());
+        let matches =
+            found_scope == scope && self.shared.hasher.api_secret_matches(secret, secret_hash);
         Ok(matches.then_some(customer))
     }
 
     /// A customer parameter, read through a short-lived cache: the hot paths (issue, confirm)
     /// would otherwise pay a query each.
-    pub async fn param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, EngineError> {
+    pub async fn param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<Value>, EngineError> {
         let cache_key = (customer, key.to_owned());
         if let Some(value) = self.param_cache.get(&cache_key) {
             return Ok(value);
@@ -389,7 +418,12 @@ impl Engine {
     }
 
     /// Set a customer parameter; it applies to this node's next request at once.
-    pub async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), EngineError> {
+    pub async fn save_param(
+        &self,
+        customer: CustomerId,
+        key: &str,
+        value: &Value,
+    ) -> Result<(), EngineError> {
         self.customers.save_param(customer, key, value).await?;
         self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(())
@@ -411,9 +445,13 @@ impl Engine {
         idempotency: Option<&str>,
     ) -> Result<Device, EngineError> {
         if let Some(pem) = &new.pubkey {
-            crate::crypto::parse_public_key(pem, self.shared.key_policy).map_err(Rejection::BadPublicKey)?;
+            crate::crypto::parse_public_key(pem, self.shared.key_policy)
+                .map_err(Rejection::BadPublicKey)?;
         }
-        let keyed = match self.idempotency_begin(customer, idempotency, "device", &new).await? {
+        let keyed = match self
+            .idempotency_begin(customer, idempotency, "device", &new)
+            .await?
+        {
             Begin::Replay(device) => return Ok(device),
             Begin::Fresh(keyed) => Some(keyed),
             Begin::Unkeyed => None,
@@ -441,7 +479,11 @@ impl Engine {
     }
 
     /// A device of `customer`, from its actor; `UnknownDevice` for any other.
-    pub async fn owned_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Arc<DeviceEntry>, EngineError> {
+    pub async fn owned_device(
+        &self,
+        customer: CustomerId,
+        uuid: Uuid,
+    ) -> Result<Arc<DeviceEntry>, EngineError> {
         match self.device(uuid).await? {
             Some(entry) if entry.device.customer_id == customer => Ok(entry),
             Some(_) | None => Err(Rejection::UnknownDevice.into()),
@@ -455,7 +497,16 @@ impl Engine {
         let shared = Arc::clone(&self.shared);
         let make = move || DeviceActor::new(uuid, shared);
         let deadline = self.config.send_timeout;
-        let found = ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await??;
+        let found = ask(
+            &self.shared.devices,
+            uuid,
+            make,
+            || GetDevice {
+                sent_at: Instant::now(),
+            },
+            deadline,
+        )
+        .await??;
         // Only devices that exist are cached: an unknown uuid may be registered any moment.
         if let Some(entry) = &found {
             self.device_cache.insert(uuid, Arc::clone(entry));
@@ -464,11 +515,23 @@ impl Engine {
     }
 
     pub async fn list_devices(&self, customer: CustomerId) -> Result<Vec<Device>, EngineError> {
-        Ok(self.shared.store.list_devices(customer, LIST_LIMIT_MAX).await?)
+        Ok(self
+            .shared
+            .store
+            .list_devices(customer, LIST_LIMIT_MAX)
+            .await?)
     }
 
-    pub async fn find_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Option<Device>, EngineError> {
-        Ok(self.device(uuid).await?.filter(|entry| entry.device.customer_id == customer).map(|entry| entry.device.clone()))
+    pub async fn find_device(
+        &self,
+        customer: CustomerId,
+        uuid: Uuid,
+    ) -> Result<Option<Device>, EngineError> {
+        Ok(self
+            .device(uuid)
+            .await?
+            .filter(|entry| entry.device.customer_id == customer)
+            .map(|entry| entry.device.clone()))
     }
 
     /// Issue a token for one of the customer's phones; answers once it is committed. With an
@@ -479,20 +542,31 @@ impl Engine {
         new: NewToken,
         idempotency: Option<&str>,
     ) -> Result<Token, EngineError> {
-        let keyed = match self.idempotency_begin(customer, idempotency, "token", &new).await? {
+        let keyed = match self
+            .idempotency_begin(customer, idempotency, "token", &new)
+            .await?
+        {
             Begin::Replay(token) => return Ok(token),
             Begin::Fresh(keyed) => Some(keyed),
             Begin::Unkeyed => None,
         };
         let key = keyed.as_ref().map(|keyed| &keyed.key);
         let device = self.owned_device(customer, new.device).await?;
-        let key_of_device = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
-        let plain = is_on(self.param(customer, params::USE_PLAIN_CODES).await?.as_ref());
+        let key_of_device = device
+            .key
+            .as_ref()
+            .map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let plain = is_on(
+            self.param(customer, params::USE_PLAIN_CODES)
+                .await?
+                .as_ref(),
+        );
         let deadline = Instant::now() + self.config.send_timeout;
         for _ in 0..ISSUE_ATTEMPTS {
             let uuid = Uuid::new_v4();
             let code = new_secure_code(plain);
-            let secure_code = encrypt_code(key_of_device, &code).map_err(Rejection::BadPublicKey)?;
+            let secure_code =
+                encrypt_code(key_of_device, &code).map_err(Rejection::BadPublicKey)?;
             let issue = Issue {
                 uuid,
                 owner_id: customer,
@@ -510,11 +584,25 @@ impl Engine {
             };
             let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
             let idempotency = match key {
-                Some(key) => Some(IdempotencyRecord { key: key.clone(), result: issued_result(&token)? }),
+                Some(key) => Some(IdempotencyRecord {
+                    key: key.clone(),
+                    result: issued_result(&token)?,
+                }),
                 None => None,
             };
-            let set = WriteSet { writes: vec![TokenWrite::Insert(token.clone())], events: vec![event], clearing: None, idempotency };
-            match self.shared.writer.commit(set, deadline).await.map_err(write_error)? {
+            let set = WriteSet {
+                writes: vec![TokenWrite::Insert(token.clone())],
+                events: vec![event],
+                clearing: None,
+                idempotency,
+            };
+            match self
+                .shared
+                .writer
+                .commit(set, deadline)
+                .await
+                .map_err(write_error)?
+            {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());
                     // The phone claims it soon (at the ATM, often within seconds): start its
@@ -523,7 +611,9 @@ impl Engine {
                     // at a bound and those tokens load on their first claim, as any other.
                     if self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX {
                         let (shared, snapshot) = (Arc::clone(&self.shared), token.clone());
-                        self.shared.tokens.address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
+                        self.shared
+                            .tokens
+                            .address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
                     }
                     return Ok(token);
                 }
@@ -536,19 +626,31 @@ impl Engine {
                         }
                     }
                 }
-                WriteOutcome::Refused => return Err(EngineError::Internal("token write refused".into())),
+                WriteOutcome::Refused => {
+                    return Err(EngineError::Internal("token write refused".into()))
+                }
             }
         }
         Err(Rejection::TokenNotCreated.into())
     }
 
     /// Verify and lock a token for a cash device of `cash_customer`.
-    pub async fn claim(&self, cash_customer: CustomerId, cash_device: Uuid, radiocode: &str) -> Result<Token, EngineError> {
+    pub async fn claim(
+        &self,
+        cash_customer: CustomerId,
+        cash_device: Uuid,
+        radiocode: &str,
+    ) -> Result<Token, EngineError> {
         self.owned_device(cash_customer, cash_device).await?;
         let (token, code) = match Radiocode::parse(radiocode) {
             Ok(Radiocode::Long { token, code }) => (token, code),
             Ok(Radiocode::Short { plain_code, code }) => {
-                match self.shared.store.find_token_by_plain_code(&plain_code).await? {
+                match self
+                    .shared
+                    .store
+                    .find_token_by_plain_code(&plain_code)
+                    .await?
+                {
                     Some(token) => (token, code),
                     None => return Err(Rejection::UnknownToken.into()),
                 }
@@ -556,7 +658,15 @@ impl Engine {
             Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
             Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
         };
-        self.ask_token(token, TokenRequest::Claim { cash_device, cash_customer, code }).await
+        self.ask_token(
+            token,
+            TokenRequest::Claim {
+                cash_device,
+                cash_customer,
+                code,
+            },
+        )
+        .await
     }
 
     /// Finish a token that `cash_device` locked.
@@ -567,8 +677,11 @@ impl Engine {
         token: Uuid,
         confirmation: Confirmation,
     ) -> Result<Token, EngineError> {
-        let partial_cashouts =
-            is_on(self.param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
+        let partial_cashouts = is_on(
+            self.param(cash_customer, params::PARTIAL_CASHOUTS)
+                .await?
+                .as_ref(),
+        );
         self.owned_device(cash_customer, cash_device).await?;
         let request = TokenRequest::Confirm {
             cash_device,
@@ -589,22 +702,55 @@ impl Engine {
         clearstate: Option<i64>,
         info: Option<Value>,
     ) -> Result<Token, EngineError> {
-        let request = TokenRequest::Update { caller: owner, clearstate, info };
-        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
+        let request = TokenRequest::Update {
+            caller: owner,
+            clearstate,
+            info,
+        };
+        self.ask_token(token, request)
+            .await
+            .map_err(unknown_token_is_not_found)
     }
 
-    pub async fn delete_token(&self, owner: CustomerId, token: Uuid, device: Uuid) -> Result<Token, EngineError> {
-        let request = TokenRequest::Delete { caller: owner, device };
-        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
+    pub async fn delete_token(
+        &self,
+        owner: CustomerId,
+        token: Uuid,
+        device: Uuid,
+    ) -> Result<Token, EngineError> {
+        let request = TokenRequest::Delete {
+            caller: owner,
+            device,
+        };
+        self.ask_token(token, request)
+            .await
+            .map_err(unknown_token_is_not_found)
     }
 
     /// A committed token of `owner`, read from the store.
-    pub async fn find_token(&self, owner: CustomerId, token: Uuid) -> Result<Option<Token>, EngineError> {
-        Ok(self.shared.store.load_token(token).await?.filter(|token| token.owner_id == owner))
+    pub async fn find_token(
+        &self,
+        owner: CustomerId,
+        token: Uuid,
+    ) -> Result<Option<Token>, EngineError> {
+        Ok(self
+            .shared
+            .store
+            .load_token(token)
+            .await?
+            .filter(|token| token.owner_id == owner))
     }
 
-    pub async fn list_tokens(&self, owner: CustomerId, filter: &TokenFilter) -> Result<Vec<Token>, EngineError> {
-        Ok(self.shared.store.list_tokens(owner, filter, LIST_LIMIT_MAX).await?)
+    pub async fn list_tokens(
+        &self,
+        owner: CustomerId,
+        filter: &TokenFilter,
+    ) -> Result<Vec<Token>, EngineError> {
+        Ok(self
+            .shared
+            .store
+            .list_tokens(owner, filter, LIST_LIMIT_MAX)
+            .await?)
     }
 
     /// Ask a token's actor. The actor answers by the request's deadline (its write has the same
@@ -615,9 +761,21 @@ impl Engine {
         let make = move || TokenActor::new(token, shared);
         let deadline = Instant::now() + self.config.send_timeout;
         let handoff = Arc::new(Handoff::default());
-        let envelope =
-            || Envelope { request: request.clone(), sent_at: Instant::now(), deadline, handoff: Arc::clone(&handoff) };
-        match ask(&self.shared.tokens, token, make, envelope, self.config.send_timeout + ANSWER_GRACE).await {
+        let envelope = || Envelope {
+            request: request.clone(),
+            sent_at: Instant::now(),
+            deadline,
+            handoff: Arc::clone(&handoff),
+        };
+        match ask(
+            &self.shared.tokens,
+            token,
+            make,
+            envelope,
+            self.config.send_timeout + ANSWER_GRACE,
+        )
+        .await
+        {
             Ok(answer) => answer,
             Err(EngineError::Overloaded | EngineError::Unavailable) if !handoff.abandon() => {
                 tracing::error!(%token, "a token actor took a request but did not answer it in time");
@@ -638,7 +796,9 @@ impl Engine {
 
 fn unknown_token_is_not_found(error: EngineError) -> EngineError {
     match error {
-        EngineError::Rejected(Rejection::UnknownToken) => EngineError::Rejected(Rejection::Token(TokenRejection::NotFound)),
+        EngineError::Rejected(Rejection::UnknownToken) => {
+            EngineError::Rejected(Rejection::Token(TokenRejection::NotFound))
+        }
         other => other,
     }
 }
@@ -658,8 +818,12 @@ fn write_error(error: WriteError) -> EngineError {
 /// A newly issued token as its idempotency key's result: everything its creator was answered,
 /// secure code included, but not the keyed hash of the code.
 fn issued_result(token: &Token) -> Result<String, EngineError> {
-    let answered = Token { code_hash: None, ..token.clone() };
-    serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
+    let answered = Token {
+        code_hash: None,
+        ..token.clone()
+    };
+    serde_json::to_string(&answered)
+        .map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
 }
 
 /// Send to an entity's actor, activating it if needed. A message that finds the actor just

@@ -69,8 +69,8 @@ static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql(
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
 /// The SQL type of each of [`TOKEN_COLUMNS`], in order: the arrays of the set-based writes.
 const TOKEN_COLUMN_TYPES: [&str; 21] = [
-    "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BYTEA", "BIGINT", "TEXT", "TEXT",
-    "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT",
+    "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BYTEA", "BIGINT", "TEXT",
+    "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT",
 ];
 
 /// `UNNEST($1::TEXT[], $2::BIGINT[], ...)`: token rows bound as one array per column.
@@ -600,7 +600,9 @@ impl<'a> TokenColumns<'a> {
             columns.refname.push(token.refname.as_deref());
             columns.lockrefname.push(token.lockrefname.as_deref());
             columns.info.push(token.info.as_deref());
-            columns.processing_info.push(token.processing_info.as_deref());
+            columns
+                .processing_info
+                .push(token.processing_info.as_deref());
             columns.owner_id.push(token.owner_id);
             columns.owner_device.push(&token.owner_device);
             columns.lock_device.push(token.lock_device.as_deref());
@@ -724,7 +726,8 @@ impl CommitStatements {
         tx: &Transaction<'_>,
         record: &IdempotencyRecord,
     ) -> Result<u64, tokio_postgres::Error> {
-        tx.execute(&self.idempotency, &idempotency_params(record)).await
+        tx.execute(&self.idempotency, &idempotency_params(record))
+            .await
     }
 
     /// Many new tokens in one statement; the uuids of those inserted.
@@ -805,7 +808,11 @@ async fn commit_pipelined(
     // set-based INSERT's answer ambiguous: such a batch goes the in-order way.
     let firsts: Vec<Option<&WriteValues>> = sets.iter().map(|set| set.writes.first()).collect();
     let mut named = HashSet::with_capacity(firsts.len());
-    if !firsts.iter().flatten().all(|write| named.insert(written_uuid(write))) {
+    if !firsts
+        .iter()
+        .flatten()
+        .all(|write| named.insert(written_uuid(write)))
+    {
         return Ok(None);
     }
     let inserts = TokenColumns::new(firsts.iter().flatten().filter_map(|write| match write {
@@ -814,7 +821,9 @@ async fn commit_pipelined(
     }));
     let updates = join_all(firsts.iter().map(|first| async move {
         match first {
-            Some(write @ WriteValues::Update(_)) => statements.write(tx, write).await.map(|rows| rows > 0),
+            Some(write @ WriteValues::Update(_)) => {
+                statements.write(tx, write).await.map(|rows| rows > 0)
+            }
             Some(WriteValues::Insert(_)) | None => Ok(true),
         }
     }));
@@ -943,7 +952,9 @@ async fn commit_set(
     if let Some(clearing) = &set.clearing {
         statements.clearing(tx, clearing).await?;
     }
-    statements.events(tx, &EventColumns::new(set.events.iter())).await?;
+    statements
+        .events(tx, &EventColumns::new(set.events.iter()))
+        .await?;
     Ok(true)
 }
 
@@ -976,7 +987,10 @@ impl Store for PostgresStore {
     }
 
     fn pool_usage(&self) -> Vec<PoolUsage> {
-        vec![usage("query", self.pool.status()), usage("commit", self.commit_pool.status())]
+        vec![
+            usage("query", self.pool.status()),
+            usage("commit", self.commit_pool.status()),
+        ]
     }
 
     async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
@@ -1076,7 +1090,11 @@ impl Store for PostgresStore {
         rows.into_iter().map(TokenRow::into_token).collect()
     }
 
-    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError> {
+    async fn insert_device(
+        &self,
+        device: &Device,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Device, StoreError> {
         let mut client = self.client().await?;
         let tx = client
             .transaction()
@@ -1115,7 +1133,10 @@ impl Store for PostgresStore {
             })?;
         let stored = row.into_device()?;
         if let Some(key) = idempotency {
-            let record = IdempotencyRecord { key: key.clone(), result: rows::device_json(&stored)? };
+            let record = IdempotencyRecord {
+                key: key.clone(),
+                result: rows::device_json(&stored)?,
+            };
             let inserted = tx
                 .execute(INSERT_IDEMPOTENCY.as_str(), &idempotency_params(&record))
                 .await
@@ -1129,10 +1150,18 @@ impl Store for PostgresStore {
         Ok(stored)
     }
 
-    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        static FIND: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
+    async fn find_idempotency(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        static FIND: LazyLock<String> =
+            LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
         let client = self.client().await?;
-        let statement = client.prepare_cached(&FIND).await.map_err(|err| pg_error(err, "find_idempotency"))?;
+        let statement = client
+            .prepare_cached(&FIND)
+            .await
+            .map_err(|err| pg_error(err, "find_idempotency"))?;
         client
             .query_opt(&statement, &[&customer, &key])
             .await
@@ -1154,8 +1183,12 @@ impl Store for PostgresStore {
     }
 
     async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError> {
-        self.execute("DELETE FROM idempotency_keys WHERE created < $1", &[&before], "delete_idempotency_before")
-            .await
+        self.execute(
+            "DELETE FROM idempotency_keys WHERE created < $1",
+            &[&before],
+            "delete_idempotency_before",
+        )
+        .await
     }
 
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {

@@ -676,14 +676,22 @@ impl BoundQuery {
 
 /// A customer's accounts in id order, optionally only the default one (or only the others);
 /// columns [`ACCOUNT_COLUMNS`].
-pub(super) fn list_accounts_query(dialect: Dialect, customer: CustomerId, default: Option<bool>) -> BoundQuery {
-    let mut query = BoundQuery::new(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "));
+pub(super) fn list_accounts_query(
+    dialect: Dialect,
+    customer: CustomerId,
+    default: Option<bool>,
+) -> BoundQuery {
+    let mut query = BoundQuery::new(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "
+    ));
     let customer = query.bind(dialect, FilterValue::Int(customer));
     query.sql.push_str(&customer);
     if let Some(default) = default {
         let flag = query.bind(dialect, FilterValue::Int(default_flag(default)));
         // is_default is INTEGER; PostgreSQL binds the parameter as BIGINT.
-        query.sql.push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
+        query
+            .sql
+            .push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
     }
     let limit = query.bind(dialect, FilterValue::Int(list_limit(super::LIST_LIMIT_MAX)));
     query.sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
@@ -718,8 +726,10 @@ pub(super) fn events_after_query(
 /// its devices) or over all tokens. Columns: state, type, amount (two columns, see
 /// [`exact_sum`]), count.
 pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) -> BoundQuery {
-    let mut query =
-        BoundQuery::new(format!("SELECT state, type, {}, COUNT(*) FROM tokens", exact_sum("amount")));
+    let mut query = BoundQuery::new(format!(
+        "SELECT state, type, {}, COUNT(*) FROM tokens",
+        exact_sum("amount")
+    ));
     if let Some(customer) = customer {
         let customer = query.bind(dialect, FilterValue::Int(customer));
         query.sql.push_str(&format!(
@@ -1023,7 +1033,8 @@ pub(super) fn exact_sum_value(high: i64, low: i64) -> i128 {
 
 /// A stored device as its idempotency key's result.
 pub(super) fn device_json(device: &Device) -> Result<String, StoreError> {
-    serde_json::to_string(device).map_err(|err| StoreError::Internal(anyhow!("cannot encode a device: {err}")))
+    serde_json::to_string(device)
+        .map_err(|err| StoreError::Internal(anyhow!("cannot encode a device: {err}")))
 }
 
 /// Columns of `idempotency_keys`, in the order [`insert_idempotency_sql`] binds them.
@@ -1031,7 +1042,10 @@ pub(super) const IDEMPOTENCY_COLUMNS: &str = "customer_id, idem_key, fingerprint
 
 /// Store an idempotency key unless the customer already used it (then nothing is inserted).
 pub(super) fn insert_idempotency_sql(dialect: Dialect) -> String {
-    let values = (1..=5).map(|index| dialect.placeholder(index)).collect::<Vec<_>>().join(", ");
+    let values = (1..=5)
+        .map(|index| dialect.placeholder(index))
+        .collect::<Vec<_>>()
+        .join(", ");
     format!("INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING")
 }
 

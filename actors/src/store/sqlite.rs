@@ -59,7 +59,8 @@ static INSERT_CLEARING: LazyLock<String> =
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Sqlite));
 static INSERT_IDEMPOTENCY: LazyLock<String> =
     LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Sqlite));
-static FIND_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Sqlite));
+static FIND_IDEMPOTENCY: LazyLock<String> =
+    LazyLock::new(|| rows::find_idempotency_sql(Dialect::Sqlite));
 
 /// The SQLite store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
@@ -221,7 +222,9 @@ impl SqliteStore {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            inner.writer_usage.run(|| lock(&inner.writer), |mut conn| job(&mut conn))
+            inner
+                .writer_usage
+                .run(|| lock(&inner.writer), |mut conn| job(&mut conn))
         })
         .await
         .map_err(|err| StoreError::Internal(anyhow!("sqlite write task failed: {err}")))?
@@ -659,7 +662,9 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|err| sql_error(err, "commit: begin"))?;
         let statements = commit_statements(&tx);
-        match statements.and_then(|mut statements| commit_deciding_first_writes(&mut statements, sets)) {
+        match statements
+            .and_then(|mut statements| commit_deciding_first_writes(&mut statements, sets))
+        {
             Ok(Some(outcomes)) => {
                 tx.commit().map_err(|err| sql_error(err, "commit"))?;
                 return Ok(outcomes);
@@ -668,7 +673,9 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
             Ok(None) => {}
             Err(err) => match sql_error(err, "commit") {
                 unavailable @ StoreError::Unavailable(_) => return Err(unavailable),
-                refused => tracing::debug!(error = %refused, "commit: batch refused; committing set by set"),
+                refused => {
+                    tracing::debug!(error = %refused, "commit: batch refused; committing set by set")
+                }
             },
         }
     }
@@ -676,7 +683,9 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
 }
 
 /// The commit statements of `tx`.
-fn commit_statements<'conn>(tx: &'conn rusqlite::Transaction<'_>) -> rusqlite::Result<CommitStatements<'conn>> {
+fn commit_statements<'conn>(
+    tx: &'conn rusqlite::Transaction<'_>,
+) -> rusqlite::Result<CommitStatements<'conn>> {
     Ok(CommitStatements {
         insert: tx.prepare_cached(&INSERT_TOKEN)?,
         update: tx.prepare_cached(&UPDATE_TOKEN)?,
@@ -709,19 +718,26 @@ fn commit_deciding_first_writes(
 }
 
 /// The batch set by set, each under a savepoint.
-fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOutcome>, StoreError> {
+fn commit_sets_under_savepoints(
+    conn: &mut Connection,
+    sets: &[SetValues],
+) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| sql_error(err, "commit: begin"))?;
     let mut outcomes = Vec::with_capacity(sets.len());
     {
-        let mut statements = commit_statements(&tx).map_err(|err| sql_error(err, "commit: prepare"))?;
-        let prepare = |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
+        let mut statements =
+            commit_statements(&tx).map_err(|err| sql_error(err, "commit: prepare"))?;
+        let prepare =
+            |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
         let mut savepoint = prepare("SAVEPOINT write_set", "prepare savepoint")?;
         let mut release = prepare("RELEASE SAVEPOINT write_set", "prepare release")?;
         let mut rollback = prepare("ROLLBACK TO SAVEPOINT write_set", "prepare rollback")?;
         for set in sets {
-            savepoint.execute([]).map_err(|err| sql_error(err, "commit: savepoint"))?;
+            savepoint
+                .execute([])
+                .map_err(|err| sql_error(err, "commit: savepoint"))?;
             let outcome = match commit_set_after(&mut statements, set, 0) {
                 Ok(true) => WriteOutcome::Committed,
                 Ok(false) => WriteOutcome::Conflict,
@@ -734,10 +750,14 @@ fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Re
                 },
             };
             if outcome != WriteOutcome::Committed {
-                rollback.execute([]).map_err(|err| sql_error(err, "commit: rollback to savepoint"))?;
+                rollback
+                    .execute([])
+                    .map_err(|err| sql_error(err, "commit: rollback to savepoint"))?;
             }
             // Pops the savepoint (after a rollback to it, SQLite keeps it on the stack).
-            release.execute([]).map_err(|err| sql_error(err, "commit: release savepoint"))?;
+            release
+                .execute([])
+                .map_err(|err| sql_error(err, "commit: release savepoint"))?;
             outcomes.push(outcome);
         }
     }
@@ -747,7 +767,11 @@ fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Re
 
 /// One set's writes from the `from`-th on, its idempotency key, events and clearing row;
 /// `false` when a write or the key did not apply (the caller undoes the set).
-fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from: usize) -> rusqlite::Result<bool> {
+fn commit_set_after(
+    statements: &mut CommitStatements<'_>,
+    set: &SetValues,
+    from: usize,
+) -> rusqlite::Result<bool> {
     for write in set.writes.iter().skip(from) {
         if write_token(&mut statements.insert, &mut statements.update, write)? == 0 {
             return Ok(false);
@@ -784,7 +808,9 @@ fn write_idempotency(
 impl Store for SqliteStore {
     fn pool_usage(&self) -> Vec<PoolUsage> {
         vec![
-            self.inner.reader_usage.snapshot("read", self.inner.readers.len()),
+            self.inner
+                .reader_usage
+                .snapshot("read", self.inner.readers.len()),
             self.inner.writer_usage.snapshot("write", 1),
         ]
     }
@@ -860,7 +886,11 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError> {
+    async fn insert_device(
+        &self,
+        device: &Device,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<Device, StoreError> {
         let device = device.clone();
         let idempotency = idempotency.cloned();
         self.write(move |conn| {
@@ -898,7 +928,10 @@ impl Store for SqliteStore {
                 })?;
             let stored = row.into_device()?;
             if let Some(key) = idempotency {
-                let record = IdempotencyRecord { result: rows::device_json(&stored)?, key };
+                let record = IdempotencyRecord {
+                    result: rows::device_json(&stored)?,
+                    key,
+                };
                 let inserted = tx
                     .prepare_cached(&INSERT_IDEMPOTENCY)
                     .and_then(|mut statement| write_idempotency(&mut statement, &record))
@@ -908,13 +941,18 @@ impl Store for SqliteStore {
                     return Err(StoreError::Duplicate(IDEMPOTENCY_KEY));
                 }
             }
-            tx.commit().map_err(|err| sql_error(err, "insert_device: commit"))?;
+            tx.commit()
+                .map_err(|err| sql_error(err, "insert_device: commit"))?;
             Ok(stored)
         })
         .await
     }
 
-    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(
+        &self,
+        customer: CustomerId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let key = key.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&FIND_IDEMPOTENCY)
@@ -1052,13 +1090,7 @@ impl Store for SqliteStore {
                 ))
                 .and_then(|mut statement| {
                     statement.query_row(
-                        params![
-                            customer,
-                            now_millis(),
-                            scope.as_str(),
-                            apikey,
-                            secret_hash
-                        ],
+                        params![customer, now_millis(), scope.as_str(), apikey, secret_hash],
                         access_row,
                     )
                 })
@@ -1593,7 +1625,13 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let rows: Vec<(String, String, i64, i64, i64)> =
                 query_rows(conn, query, "token_stats", |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?))
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
                 })?;
             rows.into_iter()
                 .map(|(state, token_type, high, low, count)| {
@@ -1636,18 +1674,17 @@ impl Store for SqliteStore {
         let query = rows::clearing_sums_query(Dialect::Sqlite, query);
         self.read(move |conn| {
             type SumRow = (String, String, i64, i64, i64, i64, i64);
-            let rows: Vec<SumRow> =
-                query_rows(conn, query, "clearing_sums", |row| {
-                    Ok((
-                        row.get(0)?,
-                        row.get(1)?,
-                        row.get(2)?,
-                        row.get(3)?,
-                        row.get(4)?,
-                        row.get(5)?,
-                        row.get(6)?,
-                    ))
-                })?;
+            let rows: Vec<SumRow> = query_rows(conn, query, "clearing_sums", |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            })?;
             rows.into_iter()
                 .map(
                     |(token_type, symbol, debitor_id, creditor_id, count, high, low)| {

@@ -2,8 +2,8 @@
 
 use cashgrid_actors::domain::{Device, DeviceType, Token, TokenEventKind, TokenState};
 use cashgrid_actors::store::{
-    Customer, IdempotencyKey, IdempotencyRecord, Scope, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet,
-    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Customer, IdempotencyKey, IdempotencyRecord, Scope, StoreError, TokenFilter, TokenWrite,
+    WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -187,7 +187,9 @@ pub async fn batch_of_distinct_tokens_decides_each_set(h: Harness) -> anyhow::Re
     let existing = fixtures::token(owner.id, device, Some("444444"));
     let other = fixtures::token(owner.id, device, None);
     assert_eq!(
-        h.store.commit(&[insert_set(&existing), insert_set(&other)]).await?,
+        h.store
+            .commit(&[insert_set(&existing), insert_set(&other)])
+            .await?,
         vec![Committed, Committed]
     );
 
@@ -200,22 +202,28 @@ pub async fn batch_of_distinct_tokens_decides_each_set(h: Harness) -> anyhow::Re
     let outcomes = h
         .store
         .commit(&[
-            insert_set(&fresh),                    // commits
-            update_set(&stale, TokenState::Open),  // version fence: conflicts
-            insert_set(&twin_code),                // plain code of `fresh`, same batch: conflicts
-            update_set(&right, TokenState::Open),  // commits
-            insert_set(&taken_code),               // plain code of `existing`: conflicts
-            insert_set(&plain),                    // commits
+            insert_set(&fresh),                   // commits
+            update_set(&stale, TokenState::Open), // version fence: conflicts
+            insert_set(&twin_code),               // plain code of `fresh`, same batch: conflicts
+            update_set(&right, TokenState::Open), // commits
+            insert_set(&taken_code),              // plain code of `existing`: conflicts
+            insert_set(&plain),                   // commits
         ])
         .await?;
-    assert_eq!(outcomes, vec![Committed, Conflict, Conflict, Committed, Conflict, Committed]);
+    assert_eq!(
+        outcomes,
+        vec![Committed, Conflict, Conflict, Committed, Conflict, Committed]
+    );
     assert_eq!(h.store.load_token(fresh.uuid).await?, Some(fresh.clone()));
     assert_eq!(h.store.load_token(twin_code.uuid).await?, None);
     assert_eq!(h.store.load_token(taken_code.uuid).await?, None);
     assert_eq!(h.store.load_token(other.uuid).await?, Some(other));
     assert_eq!(h.store.load_token(existing.uuid).await?, Some(right));
     assert_eq!(h.store.load_token(plain.uuid).await?, Some(plain));
-    assert_eq!(h.store.find_token_by_plain_code("555555").await?, Some(fresh.uuid));
+    assert_eq!(
+        h.store.find_token_by_plain_code("555555").await?,
+        Some(fresh.uuid)
+    );
     // 2 before, then fresh, the right update and plain: only committed sets leave events.
     assert_eq!(h.count_events().await?, 5);
     Ok(())
@@ -261,9 +269,17 @@ pub async fn a_failing_set_is_undone_alone_and_its_batch_commits(h: Harness) -> 
 pub async fn an_idempotency_key_commits_once_with_its_set(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let device = Uuid::new_v4();
-    let key = IdempotencyKey { customer_id: owner.id, key: "retry-1".into(), fingerprint: "f".into(), created: 1 };
+    let key = IdempotencyKey {
+        customer_id: owner.id,
+        key: "retry-1".into(),
+        fingerprint: "f".into(),
+        created: 1,
+    };
     let keyed = |token: &Token| WriteSet {
-        idempotency: Some(IdempotencyRecord { key: key.clone(), result: format!("\"{}\"", token.uuid) }),
+        idempotency: Some(IdempotencyRecord {
+            key: key.clone(),
+            result: format!("\"{}\"", token.uuid),
+        }),
         ..insert_set(token)
     };
     let first = fixtures::token(owner.id, device, None);
@@ -273,29 +289,56 @@ pub async fn an_idempotency_key_commits_once_with_its_set(h: Harness) -> anyhow:
     assert_eq!(outcomes, vec![Committed, Conflict]);
     assert!(h.store.load_token(second.uuid).await?.is_none());
     let stored = h.store.find_idempotency(owner.id, "retry-1").await?;
-    assert_eq!(stored.map(|record| record.result), Some(format!("\"{}\"", first.uuid)));
+    assert_eq!(
+        stored.map(|record| record.result),
+        Some(format!("\"{}\"", first.uuid))
+    );
     // A later batch with the key conflicts too; another customer's same key is its own.
     let third = fixtures::token(owner.id, device, None);
     assert_eq!(h.store.commit(&[keyed(&third)]).await?, vec![Conflict]);
-    assert!(h.store.find_idempotency(owner.id + 1, "retry-1").await?.is_none());
+    assert!(h
+        .store
+        .find_idempotency(owner.id + 1, "retry-1")
+        .await?
+        .is_none());
     // Keys older than the cut-off are forgotten.
     assert_eq!(h.store.delete_idempotency_before(2).await?, 1);
-    assert!(h.store.find_idempotency(owner.id, "retry-1").await?.is_none());
+    assert!(h
+        .store
+        .find_idempotency(owner.id, "retry-1")
+        .await?
+        .is_none());
     Ok(())
 }
 
 pub async fn a_device_with_an_idempotency_key_is_stored_once(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
-    let key = IdempotencyKey { customer_id: owner.id, key: "device-1".into(), fingerprint: "f".into(), created: 1 };
+    let key = IdempotencyKey {
+        customer_id: owner.id,
+        key: "device-1".into(),
+        fingerprint: "f".into(),
+        created: 1,
+    };
     let phone = fixtures::device(owner.id, DeviceType::Mobile);
     let stored = h.store.insert_device(&phone, Some(&key)).await?;
-    let record = h.store.find_idempotency(owner.id, "device-1").await?.ok_or_else(|| anyhow::anyhow!("no key"))?;
+    let record = h
+        .store
+        .find_idempotency(owner.id, "device-1")
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no key"))?;
     let answered: Device = serde_json::from_str(&record.result)?;
     assert_eq!(answered, stored);
     let again = fixtures::device(owner.id, DeviceType::Mobile);
     let result = h.store.insert_device(&again, Some(&key)).await;
-    assert!(matches!(result, Err(StoreError::Duplicate(IDEMPOTENCY_KEY))), "{result:?}");
-    assert_eq!(h.store.load_device(again.uuid).await?, None, "the second device was rolled back");
+    assert!(
+        matches!(result, Err(StoreError::Duplicate(IDEMPOTENCY_KEY))),
+        "{result:?}"
+    );
+    assert_eq!(
+        h.store.load_device(again.uuid).await?,
+        None,
+        "the second device was rolled back"
+    );
     Ok(())
 }
 

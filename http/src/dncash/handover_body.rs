@@ -20,7 +20,11 @@ pub struct HandoverBody {
 impl HandoverBody {
     pub fn new(bytes: Vec<u8>, handover: Option<TriggerHandover>) -> Self {
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        Self { bytes: Some(Bytes::from(bytes)), size, handover }
+        Self {
+            bytes: Some(Bytes::from(bytes)),
+            size,
+            handover,
+        }
     }
 }
 
@@ -33,7 +37,10 @@ impl MessageBody for HandoverBody {
 
     // `try_into_bytes` keeps its default (refuse): taking the bytes out early would drop the
     // handover before anything was written.
-    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Poll::Ready(self.get_mut().bytes.take().map(Ok))
     }
 }
@@ -44,7 +51,9 @@ impl Drop for HandoverBody {
     /// first, which on a busy machine can answer before this thread has written; a task on
     /// this worker's (single-threaded) runtime runs only after that poll, i.e. after the write.
     fn drop(&mut self) {
-        let Some(handover) = self.handover.take() else { return };
+        let Some(handover) = self.handover.take() else {
+            return;
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move { drop(handover) });

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cashgrid_actors::domain::token::{amount_in_range, TokenRejection, TokenState, TokenType};
+use cashgrid_actors::domain::token::{
+    amount_in_range, expires_in_range, TokenRejection, TokenState, TokenType,
+};
 use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::engine::{NewDevice, NewToken};
 use cashgrid_actors::store::{Scope, TokenFilter};
@@ -14,13 +16,13 @@ use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use super::views::{DeviceRow, TokenJson, TokenView};
+use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError};
 use crate::openapi::schemas::{
-    ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName,
-    TokenTypeName,
+    ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, IdempotencyFaults,
+    IdempotencyKeyHeader, TokenStateName, TokenTypeName,
 };
 use crate::{AppState, ErrorStatus};
 
@@ -30,9 +32,26 @@ pub const REFNAME_LENGTH_MAX: usize = 36;
 const SYMBOL_LENGTH_MAX: usize = 5;
 /// Body keys the original accepts on token creation (token columns, some set by the server).
 const TOKEN_COLUMNS: [&str; 20] = [
-    "device_uuid", "amount", "symbol", "type", "expires", "refname", "info", "clearstate", "id", "uuid",
-    "created", "updated", "code_type", "plain_code", "secure_code", "state", "lockrefname",
-    "processing_info", "owner_id", "lock_device_id",
+    "device_uuid",
+    "amount",
+    "symbol",
+    "type",
+    "expires",
+    "refname",
+    "info",
+    "clearstate",
+    "id",
+    "uuid",
+    "created",
+    "updated",
+    "code_type",
+    "plain_code",
+    "secure_code",
+    "state",
+    "lockrefname",
+    "processing_info",
+    "owner_id",
+    "lock_device_id",
 ];
 const NOT_FOUND: &str = "Not found";
 const TOKEN_NOT_CREATED: &str = "Token could not be created in database";
@@ -44,7 +63,9 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::post().to(register_device))
                 .route(web::get().to(list_devices)),
         )
-        .service(resource::<TOKEN_API>("/devices/{uuid}", "GET,HEAD").route(web::get().to(get_device)))
+        .service(
+            resource::<TOKEN_API>("/devices/{uuid}", "GET,HEAD").route(web::get().to(get_device)),
+        )
         .service(
             resource::<TOKEN_API>("/tokens", "GET,HEAD,POST")
                 .route(web::post().to(create_token))
@@ -60,7 +81,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
 
 /// The Token API's operations, as annotated on the handlers below.
 #[derive(OpenApi)]
-#[openapi(paths(register_device, list_devices, get_device, create_token, list_tokens, get_token, update_token, delete_token))]
+#[openapi(paths(
+    register_device,
+    list_devices,
+    get_device,
+    create_token,
+    list_tokens,
+    get_token,
+    update_token,
+    delete_token
+))]
 pub(super) struct Document;
 
 /// A device registration (Token API: a phone; Cash API: an ATM or cash register). Every field
@@ -92,18 +122,39 @@ pub fn query_map(request: &HttpRequest) -> HashMap<String, String> {
 }
 
 /// Parse a device registration body; shared with the Cash API, which defaults to ATM.
-pub fn new_device(mode: ErrorStatus, body: &Value, default_type: DeviceType) -> Result<NewDevice, ApiError> {
+pub fn new_device(
+    mode: ErrorStatus,
+    body: &Value,
+    default_type: DeviceType,
+) -> Result<NewDevice, ApiError> {
     let fields = Fields(body);
-    let invalid = |field: &str| ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Invalid value for '{field}'"));
+    let invalid = |field: &str| {
+        ApiError::business(
+            mode,
+            StatusCode::BAD_REQUEST,
+            format!("Invalid value for '{field}'"),
+        )
+    };
     let device_type = match fields.string("type").map_err(|_| invalid("type"))? {
         None => default_type,
         Some(text) => DeviceType::parse(&text).ok_or_else(|| {
-            ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Data truncated for column 'type': {text}"))
+            ApiError::business(
+                mode,
+                StatusCode::BAD_REQUEST,
+                format!("Data truncated for column 'type': {text}"),
+            )
         })?,
     };
     let refname = fields.string("refname").map_err(|_| invalid("refname"))?;
-    if refname.as_ref().is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX) {
-        return Err(ApiError::business(mode, StatusCode::BAD_REQUEST, "Data too long for column 'refname'"));
+    if refname
+        .as_ref()
+        .is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX)
+    {
+        return Err(ApiError::business(
+            mode,
+            StatusCode::BAD_REQUEST,
+            "Data too long for column 'refname'",
+        ));
     }
     Ok(NewDevice {
         device_type,
@@ -118,10 +169,14 @@ pub fn new_device(mode: ErrorStatus, body: &Value, default_type: DeviceType) -> 
 /// The original never validated keys; cashgrid refuses unusable ones up front with a 400.
 pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     match error {
-        EngineError::Rejected(Rejection::BadPublicKey(reason)) => ApiError::bad_request(reason.to_string()),
+        EngineError::Rejected(Rejection::BadPublicKey(reason)) => {
+            ApiError::bad_request(reason.to_string())
+        }
         EngineError::Rejected(Rejection::IdempotencyKeyReused) => ApiError::idempotency_key(false),
         EngineError::Rejected(Rejection::IdempotencyKeyInFlight) => ApiError::idempotency_key(true),
-        EngineError::Rejected(other) => ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}")),
+        EngineError::Rejected(other) => {
+            ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}"))
+        }
         fault => ApiError::from_fault(fault),
     }
 }
@@ -169,10 +224,19 @@ async fn register_device(
     responses((status = 200, description = "Every device of the caller.", body = Vec<DeviceRow>), ApiKeyFaults),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_devices(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
-    let devices = state.engine.list_devices(customer.id).await.map_err(ApiError::from_fault)?;
-    Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
+    let devices = state
+        .engine
+        .list_devices(customer.id)
+        .await
+        .map_err(ApiError::from_fault)?;
+    Ok(crate::json_ok(
+        devices.iter().map(DeviceRow::of).collect::<Vec<_>>(),
+    ))
 }
 
 /// One of the caller's devices.
@@ -197,7 +261,12 @@ async fn get_device(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state.engine.find_device(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+    match state
+        .engine
+        .find_device(customer.id, uuid)
+        .await
+        .map_err(ApiError::from_fault)?
+    {
         Some(device) => Ok(crate::json_ok(DeviceRow::of(&device))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -206,11 +275,14 @@ async fn get_device(
 /// `expires` as the original's `new Date(x)` reads it: epoch ms, or a date string.
 fn parse_expires(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(number) => number.as_i64().or_else(|| number.as_f64().map(|ms| ms as i64)),
-        Value::String(text) => text
-            .parse::<i64>()
-            .ok()
-            .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())),
+        Value::Number(number) => number
+            .as_i64()
+            .or_else(|| number.as_f64().map(|ms| ms as i64)),
+        Value::String(text) => text.parse::<i64>().ok().or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.timestamp_millis())
+        }),
         _ => None,
     }
 }
@@ -255,12 +327,18 @@ pub struct TokenUpdate {
 
 /// Validate a creation body; `Err(())` is the original's catch-all "could not be created".
 fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
-    let Value::Object(map) = body else { return Err(()) };
+    let Value::Object(map) = body else {
+        return Err(());
+    };
     if map.keys().any(|key| !TOKEN_COLUMNS.contains(&key.as_str())) {
         return Err(());
     }
     let fields = Fields(body);
-    let amount = fields.integer("amount").map_err(|_| ())?.filter(|amount| amount_in_range(*amount)).ok_or(())?;
+    let amount = fields
+        .integer("amount")
+        .map_err(|_| ())?
+        .filter(|amount| amount_in_range(*amount))
+        .ok_or(())?;
     let symbol = fields.string("symbol").map_err(|_| ())?.ok_or(())?;
     let token_type = match fields.string("type").map_err(|_| ())? {
         None => TokenType::Cashout,
@@ -268,10 +346,18 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
     };
     let expires = match fields.get("expires") {
         None => None,
-        Some(value) => Some(parse_expires(value).ok_or(())?),
+        Some(value) => Some(
+            parse_expires(value)
+                .filter(|expires| expires_in_range(*expires))
+                .ok_or(())?,
+        ),
     };
     let refname = fields.string("refname").map_err(|_| ())?;
-    if symbol.chars().count() > SYMBOL_LENGTH_MAX || refname.as_ref().is_some_and(|r| r.chars().count() > REFNAME_LENGTH_MAX) {
+    if symbol.chars().count() > SYMBOL_LENGTH_MAX
+        || refname
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > REFNAME_LENGTH_MAX)
+    {
         return Err(());
     }
     Ok(NewToken {
@@ -296,7 +382,7 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
     responses(
         (status = 200, description = "The new token (OPEN), with its codes and without `device_uuid`.", body = TokenJson),
         (status = 400, description = "`Token could not be created in database` (a missing or negative amount, \
-            a missing or too long symbol, an unknown type or key, an unreadable `expires`, ...), or a body that is \
+            a missing or too long symbol, an unknown type or key, an unreadable `expires` or one outside 1970..9999, ...), or a body that is \
             no JSON object or array.", body = GlobalError),
         (status = 404, description = "`Sorry, device with UUID <device_uuid> not found.`", body = GlobalError),
         BodyFaults,
@@ -319,8 +405,13 @@ async fn create_token(
         Some(Value::Null) | None => "undefined".to_owned(),
         Some(other) => other.to_string(),
     };
-    let unknown_device =
-        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Sorry, device with UUID {device_text} not found."));
+    let unknown_device = || {
+        ApiError::business(
+            mode,
+            StatusCode::NOT_FOUND,
+            format!("Sorry, device with UUID {device_text} not found."),
+        )
+    };
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(unknown_device());
     };
@@ -328,24 +419,36 @@ async fn create_token(
         Ok(new) => new,
         Err(()) => {
             // The original checks the device before it tries the insert.
-            let owned = state.engine.find_device(customer.id, device).await.map_err(ApiError::from_fault)?;
+            let owned = state
+                .engine
+                .find_device(customer.id, device)
+                .await
+                .map_err(ApiError::from_fault)?;
             return Err(match owned {
                 None => unknown_device(),
                 Some(_) => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
             });
         }
     };
-    match state.engine.create_token(customer.id, new, key.as_deref()).await {
+    match state
+        .engine
+        .create_token(customer.id, new, key.as_deref())
+        .await
+    {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(match rejection {
             Rejection::UnknownDevice => unknown_device(),
             Rejection::IdempotencyKeyReused => ApiError::idempotency_key(false),
             Rejection::IdempotencyKeyInFlight => ApiError::idempotency_key(true),
-            Rejection::BadPublicKey(reason) => ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string()),
+            Rejection::BadPublicKey(reason) => {
+                ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string())
+            }
             Rejection::TokenNotCreated
             | Rejection::Token(_)
             | Rejection::UnknownToken
-            | Rejection::IllegalRadiocode => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
+            | Rejection::IllegalRadiocode => {
+                ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED)
+            }
         }),
         Err(fault) => Err(ApiError::from_fault(fault)),
     }
@@ -394,13 +497,23 @@ fn token_filter(query: &HashMap<String, String>) -> Option<TokenFilter> {
     responses((status = 200, description = "The matching tokens, with their codes and `device_uuid`.", body = Vec<TokenJson>), ApiKeyFaults),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+async fn list_tokens(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
     let tokens = match token_filter(&query_map(&request)) {
-        Some(filter) => state.engine.list_tokens(customer.id, &filter).await.map_err(ApiError::from_fault)?,
+        Some(filter) => state
+            .engine
+            .list_tokens(customer.id, &filter)
+            .await
+            .map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
-    let views: Vec<_> = tokens.iter().map(|token| TokenJson::of(token, TokenView::Full)).collect();
+    let views: Vec<_> = tokens
+        .iter()
+        .map(|token| TokenJson::of(token, TokenView::Full))
+        .collect();
     Ok(crate::json_ok(views))
 }
 
@@ -426,7 +539,12 @@ async fn get_token(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state.engine.find_token(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+    match state
+        .engine
+        .find_token(customer.id, uuid)
+        .await
+        .map_err(ApiError::from_fault)?
+    {
         Some(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Full))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -435,7 +553,11 @@ async fn get_token(
 fn owner_change_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     match error {
         EngineError::Rejected(Rejection::Token(TokenRejection::NothingToUpdate)) => {
-            ApiError::business(mode, StatusCode::BAD_REQUEST, "Nothing to update: give 'clearstate' or 'info'.")
+            ApiError::business(
+                mode,
+                StatusCode::BAD_REQUEST,
+                "Nothing to update: give 'clearstate' or 'info'.",
+            )
         }
         EngineError::Rejected(_) => ApiError::NotFound(NOT_FOUND),
         fault => ApiError::from_fault(fault),
@@ -472,7 +594,11 @@ async fn update_token(
     };
     let fields = Fields(&body);
     let clearstate = fields.integer("clearstate").map_err(|_| {
-        ApiError::business(state.error_status, StatusCode::BAD_REQUEST, "Invalid value for 'clearstate'")
+        ApiError::business(
+            state.error_status,
+            StatusCode::BAD_REQUEST,
+            "Invalid value for 'clearstate'",
+        )
     })?;
     let info = fields.get("info").cloned();
     let token = state
@@ -505,7 +631,9 @@ async fn delete_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
-    let device = query_map(&request).get("device_uuid").and_then(|text| Uuid::parse_str(text).ok());
+    let device = query_map(&request)
+        .get("device_uuid")
+        .and_then(|text| Uuid::parse_str(text).ok());
     let (Ok(uuid), Some(device)) = (Uuid::parse_str(&path), device) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };

@@ -43,10 +43,19 @@ struct CustomerChange {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let customers = state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(customers.iter().map(CustomerRow::of).collect::<Vec<_>>()))
+    let customers = state
+        .engine
+        .list_customers(&session)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(
+        customers.iter().map(CustomerRow::of).collect::<Vec<_>>(),
+    ))
 }
 
 /// The update body: every field overwritten, a missing one becomes NULL. `info` is JSON text
@@ -60,22 +69,36 @@ fn customer_update(mode: ErrorStatus, body: &Value) -> Result<CustomerUpdate, Ap
     let roles = match body.get("roles") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => Some(text.clone()),
-        Some(Value::Array(items)) => {
-            Some(items.iter().map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_owned)).collect::<Vec<_>>().join(","))
-        }
+        Some(Value::Array(items)) => Some(
+            items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_owned)
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
         Some(other) => Some(other.to_string()),
     };
     let info = match body.get("info") {
         None | Some(Value::Null) => None,
         Some(Value::String(text)) => {
             if serde_json::from_str::<Value>(text).is_err() {
-                return Err(invalid(mode, "ER_INVALID_JSON_TEXT: Invalid JSON text in column 'customer.info'".to_owned()));
+                return Err(invalid(
+                    mode,
+                    "ER_INVALID_JSON_TEXT: Invalid JSON text in column 'customer.info'".to_owned(),
+                ));
             }
             Some(text.clone())
         }
         Some(other) => Some(other.to_string()),
     };
-    Ok(CustomerUpdate { display_name, roles, info })
+    Ok(CustomerUpdate {
+        display_name,
+        roles,
+        info,
+    })
 }
 
 /// `PUT /customers/:email` `{display_name, roles, info}`: an OK packet.
@@ -135,10 +158,17 @@ pub async fn update(
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn delete(state: web::Data<AppState>, request: HttpRequest, path: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn delete(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+    path: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let deleted =
-        state.engine.delete_customer(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
+    let deleted = state
+        .engine
+        .delete_customer(&session, &path)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
 }
 
@@ -163,6 +193,10 @@ pub async fn reset_twofa(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let token = state.engine.reset_twofa(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
+    let token = state
+        .engine
+        .reset_twofa(&session, &path)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }

@@ -41,9 +41,16 @@ struct TokenStatJson {
     responses((status = 200, description = "The caller's tokens by state and type.", body = Vec<TokenStatJson>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn token_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn token_stats(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state.engine.token_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let stats = state
+        .engine
+        .token_stats(&session)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
         .map(|stat| TokenStatJson {
@@ -75,7 +82,9 @@ struct JournalJson<'a> {
 
 /// An integer query parameter; anything else is ignored.
 fn integer(text: Option<&String>) -> Option<i64> {
-    text.and_then(|text| text.trim().parse::<f64>().ok()).filter(|value| value.is_finite()).map(|value| value as i64)
+    text.and_then(|text| text.trim().parse::<f64>().ok())
+        .filter(|value| value.is_finite())
+        .map(|value| value as i64)
 }
 
 /// `GET /journal?limit&from&to&filter`: newest first; `from`/`to` are epoch ms.
@@ -92,7 +101,10 @@ fn integer(text: Option<&String>) -> Option<i64> {
     responses((status = 200, description = "The caller's journal, newest first.", body = Vec<JournalJson>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn journal(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let query = query_map(&request);
     let filter = JournalFilter {
@@ -101,7 +113,11 @@ pub async fn journal(state: web::Data<AppState>, request: HttpRequest) -> Result
         filter: query.get("filter").filter(|text| !text.is_empty()).cloned(),
         limit: integer(query.get("limit")).map(|limit| usize::try_from(limit).unwrap_or(0)),
     };
-    let entries = state.engine.journal(&session, filter).await.map_err(|error| portal_error(state.error_status, error))?;
+    let entries = state
+        .engine
+        .journal(&session, filter)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
         .map(|entry| JournalJson {
@@ -141,12 +157,23 @@ struct DeviceStatJson<'a> {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn device_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn device_stats(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state.engine.device_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let stats = state
+        .engine
+        .device_stats(&session)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
-        .map(|stat| DeviceStatJson { email: &stat.email, device_type: stat.device_type.as_str(), refname: &stat.refname })
+        .map(|stat| DeviceStatJson {
+            email: &stat.email,
+            device_type: stat.device_type.as_str(),
+            refname: &stat.refname,
+        })
         .collect();
     Ok(crate::json_ok(rows))
 }
@@ -177,12 +204,24 @@ struct AdminJournalJson<'a> {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn admin_journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+pub async fn admin_journal(
+    state: web::Data<AppState>,
+    request: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let entries = state.engine.admin_journal(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let entries = state
+        .engine
+        .admin_journal(&session)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
-        .map(|entry| AdminJournalJson { created: entry.created, email: &entry.email, entity: ENTITY, action: entry.action })
+        .map(|entry| AdminJournalJson {
+            created: entry.created,
+            email: &entry.email,
+            entity: ENTITY,
+            action: entry.action,
+        })
         .collect();
     Ok(crate::json_ok(rows))
 }
