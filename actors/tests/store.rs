@@ -73,7 +73,9 @@ on_both_backends!(
 mod sqlite_only {
     use std::sync::Arc;
 
-    use cashgrid_actors::store::{SqliteStore, Store, TokenWrite, WriteOutcome, WriteSet};
+    use cashgrid_actors::store::{
+        Inspection, SqliteStore, Store, TokenWrite, WriteOutcome, WriteSet,
+    };
 
     use crate::harness::TempDir;
     use crate::store::fixtures;
@@ -149,7 +151,7 @@ mod sqlite_only {
 }
 
 mod postgres_only {
-    use cashgrid_actors::store::{PostgresStore, StoreError};
+    use cashgrid_actors::store::{Inspection, PostgresStore, StoreError};
 
     use crate::database::{connect, TestDatabase};
     use crate::harness;

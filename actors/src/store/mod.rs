@@ -12,11 +12,16 @@ use crate::domain::{CustomerId, Device, Token, TokenEvent, TokenState};
 
 mod deadline;
 mod postgres;
+mod postgres_db;
+mod queries;
 mod rows;
+mod sql;
 mod sqlite;
+mod sqlite_db;
 
 pub use deadline::DeadlineStore;
 pub use postgres::PostgresStore;
+pub use queries::Inspection;
 pub use sqlite::SqliteStore;
 
 /// Longest token or device list one request may read.

@@ -6,6 +6,7 @@ use anyhow::anyhow;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::sql::{Row, Value as Param};
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, Customer, EventRecord, JournalEntry,
     JournalQuery, Scope, StoreError,
@@ -75,6 +76,25 @@ impl Dialect {
         match self {
             Self::Postgres => format!("strpos({haystack}, {needle}) > 0"),
             Self::Sqlite => format!("instr({haystack}, {needle}) > 0"),
+        }
+    }
+
+    /// A row-lock clause for a `SELECT` (`" FOR <strength>"`) on PostgreSQL; nothing on
+    /// SQLite, whose write transaction already holds the whole database.
+    pub fn row_lock(self, strength: &str) -> String {
+        match self {
+            Self::Postgres => format!(" FOR {strength}"),
+            Self::Sqlite => String::new(),
+        }
+    }
+
+    /// `column` is one of the strings of the JSON array bound at `placeholder`.
+    pub fn in_json_text_array(self, column: &str, placeholder: &str) -> String {
+        match self {
+            Self::Postgres => {
+                format!("{column} IN (SELECT jsonb_array_elements_text(CAST(CAST({placeholder} AS TEXT) AS JSONB)))")
+            }
+            Self::Sqlite => format!("{column} IN (SELECT value FROM json_each({placeholder}))"),
         }
     }
 
@@ -275,6 +295,33 @@ pub(super) struct TokenRow {
 }
 
 impl TokenRow {
+    /// The [`TOKEN_COLUMNS`] of `row`, from column `at` on.
+    pub fn read(row: &Row, at: usize) -> Result<Self, StoreError> {
+        Ok(Self {
+            uuid: row.text(at)?,
+            version: row.i64(at + 1)?,
+            created: row.i64(at + 2)?,
+            updated: row.opt_i64(at + 3)?,
+            token_type: row.text(at + 4)?,
+            plain_code: row.opt_text(at + 5)?,
+            secure_code: row.text(at + 6)?,
+            code_hash: row.opt_bytes(at + 7)?,
+            amount: row.i64(at + 8)?,
+            symbol: row.text(at + 9)?,
+            state: row.text(at + 10)?,
+            clearstate: row.i64(at + 11)?,
+            expires: row.opt_i64(at + 12)?,
+            refname: row.opt_text(at + 13)?,
+            lockrefname: row.opt_text(at + 14)?,
+            info: row.opt_text(at + 15)?,
+            processing_info: row.opt_text(at + 16)?,
+            owner_id: row.i64(at + 17)?,
+            owner_device: row.text(at + 18)?,
+            lock_device: row.opt_text(at + 19)?,
+            lock_customer_id: row.opt_i64(at + 20)?,
+        })
+    }
+
     pub fn into_token(self) -> Result<Token, StoreError> {
         Ok(Token {
             uuid: parse_uuid(&self.uuid, "tokens.uuid")?,
@@ -487,6 +534,22 @@ pub(super) struct DeviceRow {
 }
 
 impl DeviceRow {
+    /// A row read with [`DEVICE_COLUMNS`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.i64(0)?,
+            uuid: row.text(1)?,
+            customer_id: row.i64(2)?,
+            created: row.i64(3)?,
+            device_type: row.text(4)?,
+            pubkey: row.opt_text(5)?,
+            lat: row.opt_f64(6)?,
+            lon: row.opt_f64(7)?,
+            refname: row.opt_text(8)?,
+            info: row.opt_text(9)?,
+        })
+    }
+
     pub fn into_device(self) -> Result<Device, StoreError> {
         Ok(Device {
             id: self.id,
@@ -515,6 +578,18 @@ pub(super) struct AccessRow {
 }
 
 impl AccessRow {
+    /// A row read with [`ACCESS_COLUMNS`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.i64(0)?,
+            customer_id: row.i64(1)?,
+            created: row.i64(2)?,
+            scope: row.text(3)?,
+            apikey: row.text(4)?,
+            secret_hash: row.bytes(5)?,
+        })
+    }
+
     pub fn into_access(self) -> Result<Access, StoreError> {
         Ok(Access {
             id: self.id,
@@ -525,6 +600,19 @@ impl AccessRow {
             secret_hash: self.secret_hash,
         })
     }
+}
+
+/// A customer read with [`CUSTOMER_COLUMNS`].
+pub(super) fn customer(row: &Row) -> Result<Customer, StoreError> {
+    Ok(Customer {
+        id: row.i64(0)?,
+        created: row.i64(1)?,
+        email: row.text(2)?,
+        display_name: row.opt_text(3)?,
+        roles: row.text(4)?,
+        status: row.i32(5)?,
+        info: row.opt_text(6)?,
+    })
 }
 
 /// How e-mail addresses and API keys are stored and looked up: compared case-insensitively.
@@ -539,31 +627,21 @@ pub(super) fn list_limit(limit: usize) -> i64 {
 }
 
 /// The `WHERE` conditions (after `owner_id`) of a token list, as `(column, value)` pairs.
-pub(super) fn token_filter_conditions(
-    filter: &super::TokenFilter,
-) -> Vec<(&'static str, FilterValue)> {
+pub(super) fn token_filter_conditions(filter: &super::TokenFilter) -> Vec<(&'static str, Param)> {
     let mut conditions = Vec::new();
     if let Some(state) = filter.state {
-        conditions.push(("state", FilterValue::Text(state.as_str().to_owned())));
+        conditions.push(("state", Param::Text(state.as_str().to_owned())));
     }
     if let Some(clearstate) = filter.clearstate {
-        conditions.push(("clearstate", FilterValue::Int(clearstate)));
+        conditions.push(("clearstate", Param::Int(clearstate)));
     }
     if let Some(uuid) = filter.uuid {
-        conditions.push(("uuid", FilterValue::Text(uuid_text(uuid))));
+        conditions.push(("uuid", Param::Text(uuid_text(uuid))));
     }
     if let Some(device) = filter.device {
-        conditions.push(("owner_device", FilterValue::Text(uuid_text(device))));
+        conditions.push(("owner_device", Param::Text(uuid_text(device))));
     }
     conditions
-}
-
-#[derive(Debug, Clone)]
-pub(super) enum FilterValue {
-    Text(String),
-    /// Text or NULL.
-    OptText(Option<String>),
-    Int(i64),
 }
 
 /// A row as read with [`ACCESS_COLUMNS`] followed by `secret_encrypted`.
@@ -574,6 +652,14 @@ pub(super) struct AccessRecordRow {
 }
 
 impl AccessRecordRow {
+    /// A row read with [`ACCESS_COLUMNS`] and `secret_encrypted`.
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            access: AccessRow::read(row)?,
+            secret_encrypted: row.opt_bytes(6)?,
+        })
+    }
+
     pub fn into_record(self) -> Result<AccessRecord, StoreError> {
         Ok(AccessRecord {
             access: self.access.into_access()?,
@@ -595,6 +681,19 @@ pub(super) struct AccountRow {
 }
 
 impl AccountRow {
+    /// A row read with [`ACCOUNT_COLUMNS`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            id: row.i64(0)?,
+            customer_id: row.i64(1)?,
+            value: row.text(2)?,
+            account_type: row.text(3)?,
+            is_default: row.i64(4)?,
+            symbol: row.opt_text(5)?,
+            refname: row.opt_text(6)?,
+        })
+    }
+
     pub fn into_account(self) -> Account {
         Account {
             id: self.id,
@@ -633,6 +732,22 @@ pub(super) struct EventRow {
 }
 
 impl EventRow {
+    /// A row read with [`EVENT_RECORD_COLUMNS`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: row.i64(0)?,
+            token_uuid: row.text(1)?,
+            kind: row.text(2)?,
+            from_state: row.opt_text(3)?,
+            to_state: row.text(4)?,
+            created: row.i64(5)?,
+            owner_id: row.i64(6)?,
+            cash_customer_id: row.opt_i64(7)?,
+            version: row.i64(8)?,
+            payload: row.text(9)?,
+        })
+    }
+
     pub fn into_record(self) -> Result<EventRecord, StoreError> {
         Ok(EventRecord {
             seq: self.seq,
@@ -656,7 +771,7 @@ impl EventRow {
 #[derive(Debug)]
 pub(super) struct BoundQuery {
     pub sql: String,
-    pub values: Vec<FilterValue>,
+    pub values: Vec<Param>,
 }
 
 impl BoundQuery {
@@ -668,7 +783,7 @@ impl BoundQuery {
     }
 
     /// Bind `value` and return its placeholder.
-    fn bind(&mut self, dialect: Dialect, value: FilterValue) -> String {
+    fn bind(&mut self, dialect: Dialect, value: Param) -> String {
         self.values.push(value);
         dialect.placeholder(self.values.len())
     }
@@ -684,16 +799,16 @@ pub(super) fn list_accounts_query(
     let mut query = BoundQuery::new(format!(
         "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "
     ));
-    let customer = query.bind(dialect, FilterValue::Int(customer));
+    let customer = query.bind(dialect, Param::Int(customer));
     query.sql.push_str(&customer);
     if let Some(default) = default {
-        let flag = query.bind(dialect, FilterValue::Int(default_flag(default)));
+        let flag = query.bind(dialect, Param::Int(default_flag(default)));
         // is_default is INTEGER; PostgreSQL binds the parameter as BIGINT.
         query
             .sql
             .push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
     }
-    let limit = query.bind(dialect, FilterValue::Int(list_limit(super::LIST_LIMIT_MAX)));
+    let limit = query.bind(dialect, Param::Int(list_limit(super::LIST_LIMIT_MAX)));
     query.sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
     query
 }
@@ -709,15 +824,15 @@ pub(super) fn events_after_query(
     let mut query = BoundQuery::new(format!(
         "SELECT {EVENT_RECORD_COLUMNS} FROM token_events WHERE seq > "
     ));
-    let after = query.bind(dialect, FilterValue::Int(after_seq));
+    let after = query.bind(dialect, Param::Int(after_seq));
     query.sql.push_str(&after);
     if let Some(customer) = customer {
-        let customer = query.bind(dialect, FilterValue::Int(customer));
+        let customer = query.bind(dialect, Param::Int(customer));
         query.sql.push_str(&format!(
             " AND (owner_id = {customer} OR cash_customer_id = {customer})"
         ));
     }
-    let limit = query.bind(dialect, FilterValue::Int(list_limit(limit)));
+    let limit = query.bind(dialect, Param::Int(list_limit(limit)));
     query.sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
     query
 }
@@ -731,7 +846,7 @@ pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) 
         exact_sum("amount")
     ));
     if let Some(customer) = customer {
-        let customer = query.bind(dialect, FilterValue::Int(customer));
+        let customer = query.bind(dialect, Param::Int(customer));
         query.sql.push_str(&format!(
             " WHERE owner_id = {customer} OR lock_device IN \
              (SELECT uuid FROM devices WHERE customer_id = {customer})"
@@ -781,22 +896,22 @@ pub(super) fn journal_query(dialect: Dialect, journal: &JournalQuery) -> BoundQu
          WHERE kind <> 'expired'",
     );
     if let Some(customer) = journal.customer {
-        let customer = query.bind(dialect, FilterValue::Int(customer));
+        let customer = query.bind(dialect, Param::Int(customer));
         query.sql.push_str(&format!(
             " AND (owner_id = {customer} OR (cash_customer_id = {customer} \
              AND kind IN ('locked', 'rejected', 'confirmed')))"
         ));
     }
     if let Some(from) = journal.from {
-        let from = query.bind(dialect, FilterValue::Int(from));
+        let from = query.bind(dialect, Param::Int(from));
         query.sql.push_str(&format!(" AND created >= {from}"));
     }
     if let Some(to) = journal.to {
-        let to = query.bind(dialect, FilterValue::Int(to));
+        let to = query.bind(dialect, Param::Int(to));
         query.sql.push_str(&format!(" AND created < {to}"));
     }
     if let Some(filter) = &journal.filter {
-        let filter = query.bind(dialect, FilterValue::Text(filter.clone()));
+        let filter = query.bind(dialect, Param::Text(filter.clone()));
         let reject_text = format!("'\"processing_info\":{REJECT_PROCESSING_INFO}'");
         query.sql.push_str(&format!(
             " AND ({} OR {} OR (kind = 'rejected' AND {}))",
@@ -805,7 +920,7 @@ pub(super) fn journal_query(dialect: Dialect, journal: &JournalQuery) -> BoundQu
             dialect.contains(&reject_text, &filter),
         ));
     }
-    let limit = query.bind(dialect, FilterValue::Int(list_limit(journal.limit)));
+    let limit = query.bind(dialect, Param::Int(list_limit(journal.limit)));
     query
         .sql
         .push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
@@ -821,6 +936,20 @@ pub(super) struct JournalEventRow {
     pub owner_id: CustomerId,
     pub cash_customer_id: Option<CustomerId>,
     pub payload: String,
+}
+
+impl JournalEventRow {
+    /// A row of [`journal_query`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            seq: row.i64(0)?,
+            created: row.i64(1)?,
+            kind: row.text(2)?,
+            owner_id: row.i64(3)?,
+            cash_customer_id: row.opt_i64(4)?,
+            payload: row.text(5)?,
+        })
+    }
 }
 
 /// Journal entries from events, newest first: one for the owner and, for lock, reject and
@@ -876,25 +1005,25 @@ pub(super) fn journal_entries(
 fn clearing_conditions(dialect: Dialect, clearing: &ClearingQuery, query: &mut BoundQuery) {
     query.sql.push_str(" WHERE 1 = 1");
     if let Some(customer) = clearing.customer {
-        let customer = query.bind(dialect, FilterValue::Int(customer));
+        let customer = query.bind(dialect, Param::Int(customer));
         query.sql.push_str(&format!(
             " AND (c.debitor_id = {customer} OR c.creditor_id = {customer})"
         ));
     }
     if let Some(token) = clearing.token {
-        let token = query.bind(dialect, FilterValue::Text(uuid_text(token)));
+        let token = query.bind(dialect, Param::Text(uuid_text(token)));
         query.sql.push_str(&format!(" AND c.token_uuid = {token}"));
     }
     if let Some(from) = clearing.from {
-        let from = query.bind(dialect, FilterValue::Int(from));
+        let from = query.bind(dialect, Param::Int(from));
         query.sql.push_str(&format!(" AND c.created >= {from}"));
     }
     if let Some(to) = clearing.to {
-        let to = query.bind(dialect, FilterValue::Int(to));
+        let to = query.bind(dialect, Param::Int(to));
         query.sql.push_str(&format!(" AND c.created < {to}"));
     }
     if let Some(token_type) = clearing.token_type {
-        let token_type = query.bind(dialect, FilterValue::Text(token_type.as_str().to_owned()));
+        let token_type = query.bind(dialect, Param::Text(token_type.as_str().to_owned()));
         query.sql.push_str(&format!(" AND t.type = {token_type}"));
     }
 }
@@ -911,7 +1040,7 @@ pub(super) fn clearing_rows_query(dialect: Dialect, clearing: &ClearingQuery) ->
         token_columns_of("t")
     ));
     clearing_conditions(dialect, clearing, &mut query);
-    let limit = query.bind(dialect, FilterValue::Int(list_limit(clearing.limit)));
+    let limit = query.bind(dialect, Param::Int(list_limit(clearing.limit)));
     query.sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
     query
 }
@@ -929,6 +1058,22 @@ pub(super) struct ClearingExtra {
     pub creditor_id: CustomerId,
     pub debitor_account: Option<String>,
     pub creditor_account: Option<String>,
+}
+
+impl ClearingExtra {
+    /// The columns after the token's in a [`clearing_rows_query`] row.
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        let at = CLEARING_EXTRA_AT;
+        Ok(Self {
+            created: row.i64(at)?,
+            token_device_refname: row.opt_text(at + 1)?,
+            lock_device_refname: row.opt_text(at + 2)?,
+            debitor_id: row.i64(at + 3)?,
+            creditor_id: row.i64(at + 4)?,
+            debitor_account: row.opt_text(at + 5)?,
+            creditor_account: row.opt_text(at + 6)?,
+        })
+    }
 }
 
 pub(super) fn clearing_row(
@@ -956,7 +1101,7 @@ pub(super) fn clearing_sums_query(dialect: Dialect, clearing: &ClearingQuery) ->
         exact_sum("t.amount")
     ));
     clearing_conditions(dialect, clearing, &mut query);
-    let limit = query.bind(dialect, FilterValue::Int(list_limit(clearing.limit)));
+    let limit = query.bind(dialect, Param::Int(list_limit(clearing.limit)));
     query.sql.push_str(&format!(
         " GROUP BY t.type, t.symbol, c.debitor_id, c.creditor_id \
          ORDER BY t.type, t.symbol, c.debitor_id, c.creditor_id LIMIT {limit}"
@@ -973,6 +1118,15 @@ pub(super) struct CredentialsRow {
 }
 
 impl CredentialsRow {
+    /// A row read with [`CREDENTIAL_COLUMNS`].
+    pub fn read(row: &Row) -> Result<Self, StoreError> {
+        Ok(Self {
+            customer: customer(row)?,
+            password_hash: row.opt_text(7)?,
+            twofa_secret: row.opt_bytes(8)?,
+        })
+    }
+
     pub fn into_credentials(self) -> super::Credentials {
         super::Credentials {
             customer: self.customer,
@@ -994,19 +1148,19 @@ pub(super) fn update_device_query(
     let mut query = BoundQuery::new("UPDATE devices SET ");
     let mut assignments = Vec::with_capacity(2);
     if let Some(device_type) = device_type {
-        let device_type = query.bind(dialect, FilterValue::Text(device_type.as_str().to_owned()));
+        let device_type = query.bind(dialect, Param::Text(device_type.as_str().to_owned()));
         assignments.push(format!("type = {device_type}"));
     }
     if let Some(refname) = refname {
-        let refname = query.bind(dialect, FilterValue::OptText(refname));
+        let refname = query.bind(dialect, Param::from(refname));
         assignments.push(format!("refname = {refname}"));
     }
     if assignments.is_empty() {
         return None;
     }
     query.sql.push_str(&assignments.join(", "));
-    let customer = query.bind(dialect, FilterValue::Int(customer));
-    let id = query.bind(dialect, FilterValue::Int(id));
+    let customer = query.bind(dialect, Param::Int(customer));
+    let id = query.bind(dialect, Param::Int(id));
     query
         .sql
         .push_str(&format!(" WHERE customer_id = {customer} AND id = {id}"));

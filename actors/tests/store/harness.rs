@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use cashgrid_actors::store::{PostgresStore, SqliteStore, Store};
+use cashgrid_actors::store::{Inspection, PostgresStore, SqliteStore, Store};
 use uuid::Uuid;
 
 use crate::database::TestDatabase;
