@@ -234,6 +234,8 @@ pub struct StoreSettings {
     pub server_key_file: PathBuf,
     pub pool_size: usize,
     pub commit_connections: usize,
+    /// Deadline of every store call and commit (`store_timeout_ms`).
+    pub store_timeout: Duration,
 }
 
 impl std::fmt::Debug for StoreSettings {
@@ -248,6 +250,7 @@ impl std::fmt::Debug for StoreSettings {
             .field("server_key_file", &self.server_key_file)
             .field("pool_size", &self.pool_size)
             .field("commit_connections", &self.commit_connections)
+            .field("store_timeout", &self.store_timeout)
             .finish()
     }
 }
@@ -271,6 +274,12 @@ impl StoreSettings {
             commit_connections: layered
                 .database_commit_connections
                 .unwrap_or(DEFAULT_COMMIT_CONNECTIONS),
+            store_timeout: Duration::from_millis(
+                layered
+                    .store_timeout_ms
+                    .unwrap_or(DEFAULT_STORE_TIMEOUT_MS)
+                    .max(1),
+            ),
             data_dir,
             server_key_file,
         }
@@ -397,12 +406,6 @@ impl ServeSettings {
             arbiters: layered.arbiters.unwrap_or(cores).max(1),
             send_timeout: Duration::from_millis(
                 layered.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS),
-            ),
-            store_timeout: Duration::from_millis(
-                layered
-                    .store_timeout_ms
-                    .unwrap_or(DEFAULT_STORE_TIMEOUT_MS)
-                    .max(1),
             ),
             ..cashgrid_actors::EngineConfig::default()
         };

@@ -26,11 +26,14 @@ pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Stor
                 settings.commit_connections,
             )
             .await
-            .context("opening PostgreSQL")?,
+            .context("opening PostgreSQL")?
+            .with_deadline(settings.store_timeout),
         ),
-        None => {
-            Arc::new(SqliteStore::open(&settings.data_dir).context("opening the embedded store")?)
-        }
+        None => Arc::new(
+            SqliteStore::open(&settings.data_dir)
+                .context("opening the embedded store")?
+                .with_deadline(settings.store_timeout),
+        ),
     })
 }
 

@@ -151,7 +151,7 @@ mod sqlite_only {
 }
 
 mod postgres_only {
-    use cashgrid_actors::store::{Inspection, PostgresStore, StoreError};
+    use cashgrid_actors::store::{PostgresStore, StoreError};
 
     use crate::database::{connect, TestDatabase};
     use crate::harness;

@@ -33,8 +33,8 @@ use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::registry::Registry;
 use crate::store::{
-    Customer, DeadlineStore, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite,
-    WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Customer, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
+    WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::token_actor::{Envelope, TokenActor, TokenRequest};
 use crate::writer::{WriteError, Writer, WriterConfig};
@@ -71,8 +71,6 @@ pub struct EngineConfig {
     pub arbiters: usize,
     /// Longest a request waits for an actor's mailbox and answer before 503.
     pub send_timeout: Duration,
-    /// Deadline of every store call and commit (`store_timeout_ms`).
-    pub store_timeout: Duration,
     /// What a phone's public key must be.
     pub key_policy: KeyPolicy,
     pub writer: WriterConfig,
@@ -93,7 +91,6 @@ impl Default for EngineConfig {
         Self {
             arbiters: std::thread::available_parallelism().map_or(2, usize::from),
             send_timeout: Duration::from_secs(5),
-            store_timeout: Duration::from_secs(5),
             key_policy: KeyPolicy::default(),
             writer: WriterConfig::default(),
             triggers: crate::trigger_actor::TriggerConfig::default(),
@@ -292,7 +289,6 @@ impl Engine {
     /// Start arbiters, the writer and the registries. Must run inside an actix system.
     pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
         m::register_initial_series();
-        let store: Arc<dyn Store> = Arc::new(DeadlineStore::new(store, config.store_timeout));
         let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
             .map(|_| Arbiter::new())
             .collect();

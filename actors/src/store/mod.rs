@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::domain::{CustomerId, Device, Token, TokenEvent, TokenState};
 
-mod deadline;
+mod decode;
 mod postgres;
 mod postgres_db;
 mod queries;
@@ -19,9 +19,9 @@ mod sql;
 mod sqlite;
 mod sqlite_db;
 
-pub use deadline::DeadlineStore;
 pub use postgres::PostgresStore;
 pub use queries::Inspection;
+pub use sql::DEFAULT_DEADLINE;
 pub use sqlite::SqliteStore;
 
 /// Longest token or device list one request may read.

@@ -101,6 +101,8 @@ pub struct PostgresStore {
     pool: Pool,
     /// Group commits only.
     commit_pool: Pool,
+    /// Of every call and commit (`sql::Backend`).
+    pub(super) deadline: Duration,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -133,9 +135,16 @@ impl PostgresStore {
         let store = Self {
             pool: build_pool(config.clone(), pool_size)?,
             commit_pool: build_pool(config, commit_connections)?,
+            deadline: super::sql::DEFAULT_DEADLINE,
         };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// Every call and commit ends by `deadline` (default 5 s).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The migrations this build applies, `(version, sql)` ascending. For tests: their

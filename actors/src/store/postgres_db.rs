@@ -139,7 +139,11 @@ impl Backend for PostgresStore {
         Dialect::Postgres
     }
 
-    async fn read<T: Send + 'static>(
+    fn deadline(&self) -> std::time::Duration {
+        self.deadline
+    }
+
+    async fn run_read<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
@@ -152,7 +156,7 @@ impl Backend for PostgresStore {
         job(&mut db).await
     }
 
-    async fn write<T: Send + 'static>(
+    async fn run_write<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
@@ -172,7 +176,7 @@ impl Backend for PostgresStore {
         Ok(value)
     }
 
-    async fn commit_batch(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn run_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         self.group_commit(sets).await
     }
 

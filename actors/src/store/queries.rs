@@ -3,6 +3,9 @@
 //! Statements use `$n` placeholders; the few dialect differences (row locks, JSON functions)
 //! come from [`Dialect`]. Reads run on a read connection, writes in one transaction each.
 
+// `args!` builds a `Vec` also where a statement only borrows its parameters.
+#![allow(clippy::useless_vec)]
+
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
@@ -10,9 +13,9 @@ use futures_util::future::BoxFuture;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
+use super::decode::{self, device, token};
 use super::rows::{
-    self, AccessRecordRow, AccessRow, AccountRow, BoundQuery, ClearingExtra, CredentialsRow,
-    DeviceRow, Dialect, EventRow, JournalEventRow, TokenRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
+    self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
     CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, HISTORY_BATCH, TOKEN_COLUMNS,
 };
 use super::sql::{args, Backend, Db, Job, Row};
@@ -42,12 +45,8 @@ static FIND_IDEMPOTENCY: LazyLock<String> =
     LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
 
-fn token(row: &Row) -> Result<Token, StoreError> {
-    TokenRow::read(row, 0)?.into_token()
-}
-
-fn device(row: &Row) -> Result<Device, StoreError> {
-    DeviceRow::read(row)?.into_device()
+fn first_token(row: &Row) -> Result<Token, StoreError> {
+    token(row, 0)
 }
 
 fn uuid(row: &Row) -> Result<Uuid, StoreError> {
@@ -112,7 +111,7 @@ async fn apply_default_rule(db: &mut dyn Db, customer: CustomerId) -> Result<(),
 #[async_trait]
 impl<B: Backend> Store for B {
     async fn commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
-        self.commit_batch(sets).await
+        self.commit_within_deadline(sets).await
     }
 
     fn commit_slots(&self) -> usize {
@@ -132,7 +131,7 @@ impl<B: Backend> Store for B {
                     db.query_opt(&LOAD_TOKEN, &args![uuid])
                         .await?
                         .as_ref()
-                        .map(token)
+                        .map(first_token)
                         .transpose()
                 })
             }),
@@ -178,7 +177,7 @@ impl<B: Backend> Store for B {
         query
             .sql
             .push_str(&format!(" ORDER BY seq LIMIT ${}", query.values.len()));
-        read_rows(self, "list_tokens", query, token).await
+        read_rows(self, "list_tokens", query, first_token).await
     }
 
     async fn insert_device(
@@ -304,7 +303,7 @@ impl<B: Backend> Store for B {
             "create_customer",
             job(move |db| {
                 Box::pin(async move {
-                    rows::customer(
+                    decode::customer(
                         &db.query_one(&sql, &values)
                             .await
                             .map_err(|err| err.duplicate("email"))?,
@@ -320,7 +319,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"),
             values: args![id],
         };
-        Ok(read_rows(self, "load_customer", query, rows::customer)
+        Ok(read_rows(self, "load_customer", query, decode::customer)
             .await?
             .into_iter()
             .next())
@@ -332,7 +331,7 @@ impl<B: Backend> Store for B {
             values: args![rows::fold_case(email)],
         };
         Ok(
-            read_rows(self, "find_customer_by_email", query, rows::customer)
+            read_rows(self, "find_customer_by_email", query, decode::customer)
                 .await?
                 .into_iter()
                 .next(),
@@ -361,12 +360,11 @@ impl<B: Backend> Store for B {
             "create_access",
             job(move |db| {
                 Box::pin(async move {
-                    AccessRow::read(
+                    decode::access(
                         &db.query_one(&sql, &values)
                             .await
                             .map_err(|err| err.duplicate("apikey"))?,
-                    )?
-                    .into_access()
+                    )
                 })
             }),
         )
@@ -378,10 +376,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"),
             values: args![rows::fold_case(apikey)],
         };
-        let rows = read_rows(self, "find_access", query, |row| {
-            AccessRow::read(row)?.into_access()
-        })
-        .await?;
+        let rows = read_rows(self, "find_access", query, decode::access).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -448,10 +443,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"),
             values: args![rows::fold_case(email)],
         };
-        let rows = read_rows(self, "find_credentials", query, |row| {
-            Ok(CredentialsRow::read(row)?.into_credentials())
-        })
-        .await?;
+        let rows = read_rows(self, "find_credentials", query, decode::credentials).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -477,7 +469,7 @@ impl<B: Backend> Store for B {
             "create_user",
             job(move |db| {
                 Box::pin(async move {
-                    rows::customer(
+                    decode::customer(
                         &db.query_one(&sql, &values)
                             .await
                             .map_err(|err| err.duplicate("email"))?,
@@ -526,7 +518,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id LIMIT $1"),
             values: args![rows::list_limit(LIST_LIMIT_MAX)],
         };
-        read_rows(self, "list_customers", query, rows::customer).await
+        read_rows(self, "list_customers", query, decode::customer).await
     }
 
     async fn update_customer(
@@ -581,10 +573,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"),
             values: args![id],
         };
-        let rows = read_rows(self, "load_access", query, |row| {
-            AccessRecordRow::read(row)?.into_record()
-        })
-        .await?;
+        let rows = read_rows(self, "load_access", query, decode::access_record).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -599,10 +588,7 @@ impl<B: Backend> Store for B {
             ),
             values: args![customer, scope.as_str(), rows::list_limit(LIST_LIMIT_MAX)],
         };
-        read_rows(self, "list_access", query, |row| {
-            AccessRecordRow::read(row)?.into_record()
-        })
-        .await
+        read_rows(self, "list_access", query, decode::access_record).await
     }
 
     async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
@@ -719,7 +705,7 @@ impl<B: Backend> Store for B {
                         .i64(0)?;
                     apply_default_rule(db, customer).await?;
                     let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-                    Ok(AccountRow::read(&db.query_one(&sql, &args![id]).await?)?.into_account())
+                    decode::account(&db.query_one(&sql, &args![id]).await?)
                 })
             }),
         )
@@ -732,10 +718,7 @@ impl<B: Backend> Store for B {
         default: Option<bool>,
     ) -> Result<Vec<Account>, StoreError> {
         let query = rows::list_accounts_query(self.dialect(), customer, default);
-        read_rows(self, "list_accounts", query, |row| {
-            Ok(AccountRow::read(row)?.into_account())
-        })
-        .await
+        read_rows(self, "list_accounts", query, decode::account).await
     }
 
     async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError> {
@@ -743,10 +726,7 @@ impl<B: Backend> Store for B {
             sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
             values: args![id],
         };
-        let rows = read_rows(self, "load_account", query, |row| {
-            Ok(AccountRow::read(row)?.into_account())
-        })
-        .await?;
+        let rows = read_rows(self, "load_account", query, decode::account).await?;
         Ok(rows.into_iter().next())
     }
 
@@ -849,7 +829,7 @@ impl<B: Backend> Store for B {
             self,
             "clearing_rows",
             rows::clearing_rows_query(self.dialect(), query),
-            |row| rows::clearing_row(TokenRow::read(row, 0)?, ClearingExtra::read(row)?),
+            decode::clearing_row,
         )
         .await
     }
@@ -880,10 +860,7 @@ impl<B: Backend> Store for B {
         limit: usize,
     ) -> Result<Vec<EventRecord>, StoreError> {
         let query = rows::events_after_query(self.dialect(), customer, after_seq, limit);
-        read_rows(self, "events_after", query, |row| {
-            EventRow::read(row)?.into_record()
-        })
-        .await
+        read_rows(self, "events_after", query, decode::event_record).await
     }
 
     async fn last_event_seq(&self) -> Result<i64, StoreError> {

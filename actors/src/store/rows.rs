@@ -7,15 +7,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::sql::{Row, Value as Param};
-use super::{
-    Access, AccessRecord, Account, ClearingQuery, ClearingRow, Customer, EventRecord, JournalEntry,
-    JournalQuery, Scope, StoreError,
-};
+use super::{ClearingQuery, JournalEntry, JournalQuery, Scope, StoreError};
 use crate::domain::{
     CustomerId, Device, DeviceType, Token, TokenEvent, TokenEventKind, TokenState, TokenType,
 };
 
-/// The token columns every token `SELECT` reads, in the order [`TokenRow`] expects them.
+/// The token columns every token `SELECT` reads, in the order `decode::token` expects them.
 pub(super) const TOKEN_COLUMNS: &str = "uuid, version, created, updated, type, plain_code, \
      secure_code, code_hash, amount, symbol, state, clearstate, expires, refname, lockrefname, \
      info, processing_info, owner_id, owner_device, lock_device, lock_customer_id";
@@ -249,10 +246,6 @@ pub(super) fn parse_json(text: &str, column: &'static str) -> Result<Value, Stor
     serde_json::from_str(text).map_err(|err| corrupt(column, text, err))
 }
 
-fn parse_json_opt(text: Option<String>, column: &'static str) -> Result<Option<Value>, StoreError> {
-    text.map(|text| parse_json(&text, column)).transpose()
-}
-
 pub(super) fn json_text(value: &Value) -> Result<String, StoreError> {
     serde_json::to_string(value)
         .map_err(|err| StoreError::Internal(anyhow!("cannot encode a JSON value: {err}")))
@@ -266,90 +259,6 @@ fn corrupt(column: &str, value: &str, err: impl std::fmt::Display) -> StoreError
     // Cut long values (JSON) so that one corrupt row does not flood the log.
     let shown: String = value.chars().take(120).collect();
     StoreError::Internal(anyhow!("corrupt value in {column}: {shown:?}: {err}"))
-}
-
-/// A row as read with [`TOKEN_COLUMNS`], before decoding.
-#[derive(Debug)]
-pub(super) struct TokenRow {
-    pub uuid: String,
-    pub version: i64,
-    pub created: i64,
-    pub updated: Option<i64>,
-    pub token_type: String,
-    pub plain_code: Option<String>,
-    pub secure_code: String,
-    pub code_hash: Option<Vec<u8>>,
-    pub amount: i64,
-    pub symbol: String,
-    pub state: String,
-    pub clearstate: i64,
-    pub expires: Option<i64>,
-    pub refname: Option<String>,
-    pub lockrefname: Option<String>,
-    pub info: Option<String>,
-    pub processing_info: Option<String>,
-    pub owner_id: CustomerId,
-    pub owner_device: String,
-    pub lock_device: Option<String>,
-    pub lock_customer_id: Option<CustomerId>,
-}
-
-impl TokenRow {
-    /// The [`TOKEN_COLUMNS`] of `row`, from column `at` on.
-    pub fn read(row: &Row, at: usize) -> Result<Self, StoreError> {
-        Ok(Self {
-            uuid: row.text(at)?,
-            version: row.i64(at + 1)?,
-            created: row.i64(at + 2)?,
-            updated: row.opt_i64(at + 3)?,
-            token_type: row.text(at + 4)?,
-            plain_code: row.opt_text(at + 5)?,
-            secure_code: row.text(at + 6)?,
-            code_hash: row.opt_bytes(at + 7)?,
-            amount: row.i64(at + 8)?,
-            symbol: row.text(at + 9)?,
-            state: row.text(at + 10)?,
-            clearstate: row.i64(at + 11)?,
-            expires: row.opt_i64(at + 12)?,
-            refname: row.opt_text(at + 13)?,
-            lockrefname: row.opt_text(at + 14)?,
-            info: row.opt_text(at + 15)?,
-            processing_info: row.opt_text(at + 16)?,
-            owner_id: row.i64(at + 17)?,
-            owner_device: row.text(at + 18)?,
-            lock_device: row.opt_text(at + 19)?,
-            lock_customer_id: row.opt_i64(at + 20)?,
-        })
-    }
-
-    pub fn into_token(self) -> Result<Token, StoreError> {
-        Ok(Token {
-            uuid: parse_uuid(&self.uuid, "tokens.uuid")?,
-            version: self.version,
-            created: self.created,
-            updated: self.updated,
-            token_type: parse_token_type(&self.token_type)?,
-            plain_code: self.plain_code,
-            secure_code: self.secure_code,
-            code_hash: self.code_hash,
-            amount: self.amount,
-            symbol: self.symbol,
-            state: parse_token_state(&self.state, "tokens.state")?,
-            clearstate: self.clearstate,
-            expires: self.expires,
-            refname: self.refname,
-            lockrefname: self.lockrefname,
-            info: parse_json_opt(self.info, "tokens.info")?,
-            processing_info: parse_json_opt(self.processing_info, "tokens.processing_info")?,
-            owner_id: self.owner_id,
-            owner_device: parse_uuid(&self.owner_device, "tokens.owner_device")?,
-            lock_device: self
-                .lock_device
-                .map(|text| parse_uuid(&text, "tokens.lock_device"))
-                .transpose()?,
-            lock_customer_id: self.lock_customer_id,
-        })
-    }
 }
 
 /// A token encoded for binding, in the order of [`TOKEN_COLUMNS`] (the `*_text` fields hold
@@ -518,103 +427,6 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
         .collect()
 }
 
-/// A row as read with [`DEVICE_COLUMNS`], before decoding.
-#[derive(Debug)]
-pub(super) struct DeviceRow {
-    pub id: i64,
-    pub uuid: String,
-    pub customer_id: CustomerId,
-    pub created: i64,
-    pub device_type: String,
-    pub pubkey: Option<String>,
-    pub lat: Option<f64>,
-    pub lon: Option<f64>,
-    pub refname: Option<String>,
-    pub info: Option<String>,
-}
-
-impl DeviceRow {
-    /// A row read with [`DEVICE_COLUMNS`].
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: row.i64(0)?,
-            uuid: row.text(1)?,
-            customer_id: row.i64(2)?,
-            created: row.i64(3)?,
-            device_type: row.text(4)?,
-            pubkey: row.opt_text(5)?,
-            lat: row.opt_f64(6)?,
-            lon: row.opt_f64(7)?,
-            refname: row.opt_text(8)?,
-            info: row.opt_text(9)?,
-        })
-    }
-
-    pub fn into_device(self) -> Result<Device, StoreError> {
-        Ok(Device {
-            id: self.id,
-            uuid: parse_uuid(&self.uuid, "devices.uuid")?,
-            customer_id: self.customer_id,
-            created: self.created,
-            device_type: parse_device_type(&self.device_type)?,
-            pubkey: self.pubkey,
-            lat: self.lat,
-            lon: self.lon,
-            refname: self.refname,
-            info: self.info,
-        })
-    }
-}
-
-/// A row as read with [`ACCESS_COLUMNS`], before decoding.
-#[derive(Debug)]
-pub(super) struct AccessRow {
-    pub id: i64,
-    pub customer_id: CustomerId,
-    pub created: i64,
-    pub scope: String,
-    pub apikey: String,
-    pub secret_hash: Vec<u8>,
-}
-
-impl AccessRow {
-    /// A row read with [`ACCESS_COLUMNS`].
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: row.i64(0)?,
-            customer_id: row.i64(1)?,
-            created: row.i64(2)?,
-            scope: row.text(3)?,
-            apikey: row.text(4)?,
-            secret_hash: row.bytes(5)?,
-        })
-    }
-
-    pub fn into_access(self) -> Result<Access, StoreError> {
-        Ok(Access {
-            id: self.id,
-            customer_id: self.customer_id,
-            created: self.created,
-            scope: parse_scope(&self.scope)?,
-            apikey: self.apikey,
-            secret_hash: self.secret_hash,
-        })
-    }
-}
-
-/// A customer read with [`CUSTOMER_COLUMNS`].
-pub(super) fn customer(row: &Row) -> Result<Customer, StoreError> {
-    Ok(Customer {
-        id: row.i64(0)?,
-        created: row.i64(1)?,
-        email: row.text(2)?,
-        display_name: row.opt_text(3)?,
-        roles: row.text(4)?,
-        status: row.i32(5)?,
-        info: row.opt_text(6)?,
-    })
-}
-
 /// How e-mail addresses and API keys are stored and looked up: compared case-insensitively.
 pub(super) fn fold_case(text: &str) -> String {
     text.to_lowercase()
@@ -644,69 +456,6 @@ pub(super) fn token_filter_conditions(filter: &super::TokenFilter) -> Vec<(&'sta
     conditions
 }
 
-/// A row as read with [`ACCESS_COLUMNS`] followed by `secret_encrypted`.
-#[derive(Debug)]
-pub(super) struct AccessRecordRow {
-    pub access: AccessRow,
-    pub secret_encrypted: Option<Vec<u8>>,
-}
-
-impl AccessRecordRow {
-    /// A row read with [`ACCESS_COLUMNS`] and `secret_encrypted`.
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            access: AccessRow::read(row)?,
-            secret_encrypted: row.opt_bytes(6)?,
-        })
-    }
-
-    pub fn into_record(self) -> Result<AccessRecord, StoreError> {
-        Ok(AccessRecord {
-            access: self.access.into_access()?,
-            secret_encrypted: self.secret_encrypted,
-        })
-    }
-}
-
-/// A row as read with [`ACCOUNT_COLUMNS`].
-#[derive(Debug)]
-pub(super) struct AccountRow {
-    pub id: i64,
-    pub customer_id: CustomerId,
-    pub value: String,
-    pub account_type: String,
-    pub is_default: i64,
-    pub symbol: Option<String>,
-    pub refname: Option<String>,
-}
-
-impl AccountRow {
-    /// A row read with [`ACCOUNT_COLUMNS`].
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            id: row.i64(0)?,
-            customer_id: row.i64(1)?,
-            value: row.text(2)?,
-            account_type: row.text(3)?,
-            is_default: row.i64(4)?,
-            symbol: row.opt_text(5)?,
-            refname: row.opt_text(6)?,
-        })
-    }
-
-    pub fn into_account(self) -> Account {
-        Account {
-            id: self.id,
-            customer_id: self.customer_id,
-            value: self.value,
-            account_type: self.account_type,
-            default: i32::from(self.is_default != 0),
-            symbol: self.symbol,
-            refname: self.refname,
-        }
-    }
-}
-
 /// How `is_default` is stored.
 pub(super) fn default_flag(default: bool) -> i64 {
     i64::from(default)
@@ -715,57 +464,6 @@ pub(super) fn default_flag(default: bool) -> i64 {
 /// A customer row ([`CUSTOMER_COLUMNS`]) with its login secrets.
 pub(super) const CREDENTIAL_COLUMNS: &str =
     "id, created, email, display_name, roles, status, info, password_hash, twofa_secret";
-
-/// A row as read with [`EVENT_RECORD_COLUMNS`].
-#[derive(Debug)]
-pub(super) struct EventRow {
-    pub seq: i64,
-    pub token_uuid: String,
-    pub kind: String,
-    pub from_state: Option<String>,
-    pub to_state: String,
-    pub created: i64,
-    pub owner_id: CustomerId,
-    pub cash_customer_id: Option<CustomerId>,
-    pub version: i64,
-    pub payload: String,
-}
-
-impl EventRow {
-    /// A row read with [`EVENT_RECORD_COLUMNS`].
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            seq: row.i64(0)?,
-            token_uuid: row.text(1)?,
-            kind: row.text(2)?,
-            from_state: row.opt_text(3)?,
-            to_state: row.text(4)?,
-            created: row.i64(5)?,
-            owner_id: row.i64(6)?,
-            cash_customer_id: row.opt_i64(7)?,
-            version: row.i64(8)?,
-            payload: row.text(9)?,
-        })
-    }
-
-    pub fn into_record(self) -> Result<EventRecord, StoreError> {
-        Ok(EventRecord {
-            seq: self.seq,
-            token: parse_uuid(&self.token_uuid, "token_events.token_uuid")?,
-            kind: parse_event_kind(&self.kind)?,
-            from: self
-                .from_state
-                .map(|state| parse_token_state(&state, "token_events.from_state"))
-                .transpose()?,
-            to: parse_token_state(&self.to_state, "token_events.to_state")?,
-            at: self.created,
-            owner_id: self.owner_id,
-            cash_customer_id: self.cash_customer_id,
-            version: self.version,
-            snapshot: parse_json(&self.payload, "token_events.payload")?,
-        })
-    }
-}
 
 /// A bound query: SQL text and its parameters, in placeholder order.
 #[derive(Debug)]
@@ -1028,8 +726,8 @@ fn clearing_conditions(dialect: Dialect, clearing: &ClearingQuery, query: &mut B
     }
 }
 
-/// Clearing rows in clearing order: [`TOKEN_COLUMNS`] first (as [`TokenRow`] reads them), then
-/// the columns [`ClearingExtra`] reads, from index 21.
+/// Clearing rows in clearing order: [`TOKEN_COLUMNS`] first, then the clearing
+/// columns, from index 21 (`decode::clearing_row`).
 pub(super) fn clearing_rows_query(dialect: Dialect, clearing: &ClearingQuery) -> BoundQuery {
     let mut query = BoundQuery::new(format!(
         "SELECT {}, c.created, od.refname, ld.refname, c.debitor_id, c.creditor_id, \
@@ -1043,53 +741,6 @@ pub(super) fn clearing_rows_query(dialect: Dialect, clearing: &ClearingQuery) ->
     let limit = query.bind(dialect, Param::Int(list_limit(clearing.limit)));
     query.sql.push_str(&format!(" ORDER BY c.id LIMIT {limit}"));
     query
-}
-
-/// The index of the first [`ClearingExtra`] column in a [`clearing_rows_query`] row.
-pub(super) const CLEARING_EXTRA_AT: usize = 21;
-
-/// The clearing columns of a [`clearing_rows_query`] row, after the token's.
-#[derive(Debug)]
-pub(super) struct ClearingExtra {
-    pub created: i64,
-    pub token_device_refname: Option<String>,
-    pub lock_device_refname: Option<String>,
-    pub debitor_id: CustomerId,
-    pub creditor_id: CustomerId,
-    pub debitor_account: Option<String>,
-    pub creditor_account: Option<String>,
-}
-
-impl ClearingExtra {
-    /// The columns after the token's in a [`clearing_rows_query`] row.
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        let at = CLEARING_EXTRA_AT;
-        Ok(Self {
-            created: row.i64(at)?,
-            token_device_refname: row.opt_text(at + 1)?,
-            lock_device_refname: row.opt_text(at + 2)?,
-            debitor_id: row.i64(at + 3)?,
-            creditor_id: row.i64(at + 4)?,
-            debitor_account: row.opt_text(at + 5)?,
-            creditor_account: row.opt_text(at + 6)?,
-        })
-    }
-}
-
-pub(super) fn clearing_row(
-    token: TokenRow,
-    extra: ClearingExtra,
-) -> Result<ClearingRow, StoreError> {
-    Ok(ClearingRow {
-        date: extra.created,
-        token: token.into_token()?,
-        token_device_refname: extra.token_device_refname,
-        lock_device_refname: extra.lock_device_refname,
-        debitor_id: extra.debitor_id,
-        creditor_id: extra.creditor_id,
-        debitor: parse_json_opt(extra.debitor_account, "clearing.debitor_account")?,
-        creditor: parse_json_opt(extra.creditor_account, "clearing.creditor_account")?,
-    })
 }
 
 /// Sums by (type, symbol, debitor, creditor) over [`clearing_rows_query`]'s selection. Columns:
@@ -1107,33 +758,6 @@ pub(super) fn clearing_sums_query(dialect: Dialect, clearing: &ClearingQuery) ->
          ORDER BY t.type, t.symbol, c.debitor_id, c.creditor_id LIMIT {limit}"
     ));
     query
-}
-
-/// A customer row with its credentials, before decoding.
-#[derive(Debug)]
-pub(super) struct CredentialsRow {
-    pub customer: Customer,
-    pub password_hash: Option<String>,
-    pub twofa_secret: Option<Vec<u8>>,
-}
-
-impl CredentialsRow {
-    /// A row read with [`CREDENTIAL_COLUMNS`].
-    pub fn read(row: &Row) -> Result<Self, StoreError> {
-        Ok(Self {
-            customer: customer(row)?,
-            password_hash: row.opt_text(7)?,
-            twofa_secret: row.opt_bytes(8)?,
-        })
-    }
-
-    pub fn into_credentials(self) -> super::Credentials {
-        super::Credentials {
-            customer: self.customer,
-            password_hash: self.password_hash,
-            twofa_secret: self.twofa_secret,
-        }
-    }
 }
 
 /// The SQL of `update_device`: `SET` only the given fields (a `Some(None)` refname sets NULL);

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::BoxFuture;
@@ -82,7 +83,8 @@ impl<T: Into<Value>> From<Option<T>> for Value {
     }
 }
 
-/// `args![a, b, c]`: statement parameters, each converted with `Value::from`.
+/// `args![a, b, c]`: statement parameters, each converted with `Value::from`. A `Vec`, so that
+/// one macro serves both a statement's borrowed parameters and a query's owned ones.
 macro_rules! args {
     ($($value:expr),* $(,)?) => {
         vec![$($crate::store::sql::Value::from($value)),*]
@@ -231,30 +233,89 @@ impl dyn Db + '_ {
 pub(super) type Job<T> =
     Box<dyn for<'a> FnOnce(&'a mut dyn Db) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
+/// The deadline of every store call and commit unless the store is given another
+/// (`with_deadline`; the server's `store_timeout_ms`).
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
 /// A database that runs jobs: everything `queries.rs` needs besides the group commit.
+///
+/// Every call ends by the store's deadline, so a database that stops answering (a hung
+/// server, a network partition) cannot hold requests, actors or the writer. A read past it is
+/// `Unavailable` (503: nothing changed). A write past it is `OutcomeUnknown`: it was handed to
+/// the database and may still take effect, so it is never reported as "not done". Backends
+/// keep their pool waits shorter than the deadline, so that a call that never reached the
+/// database fails as `Unavailable` first.
 #[async_trait]
 pub(super) trait Backend: Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
+    fn deadline(&self) -> Duration;
     /// Run `job` on a read connection (autocommit).
-    async fn read<T: Send + 'static>(
+    async fn run_read<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
     ) -> Result<T, StoreError>;
     /// Run `job` inside one transaction: committed when it returns `Ok`, rolled back otherwise.
-    async fn write<T: Send + 'static>(
+    async fn run_write<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
     ) -> Result<T, StoreError>;
     /// The group commit of many write sets (`Store::commit`), tuned per backend.
-    async fn commit_batch(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError>;
+    async fn run_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError>;
     /// `Store::commit_slots`.
     fn commit_connections(&self) -> usize {
         1
     }
     /// `Store::pool_usage`.
     fn connection_usage(&self) -> Vec<PoolUsage>;
+
+    /// [`Backend::run_read`] within the deadline.
+    async fn read<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        job: Job<T>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.deadline();
+        tokio::time::timeout(deadline, self.run_read(what, job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "{what}: no answer within {deadline:?}"
+                )))
+            })
+    }
+
+    /// [`Backend::run_write`] within the deadline.
+    async fn write<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        job: Job<T>,
+    ) -> Result<T, StoreError> {
+        let deadline = self.deadline();
+        tokio::time::timeout(deadline, self.run_write(what, job))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::OutcomeUnknown(format!(
+                    "{what}: no answer within {deadline:?}"
+                )))
+            })
+    }
+
+    /// [`Backend::run_commit`] within the deadline.
+    async fn commit_within_deadline(
+        &self,
+        sets: &[WriteSet],
+    ) -> Result<Vec<WriteOutcome>, StoreError> {
+        let deadline = self.deadline();
+        tokio::time::timeout(deadline, self.run_commit(sets))
+            .await
+            .unwrap_or_else(|_| {
+                Err(StoreError::OutcomeUnknown(format!(
+                    "commit: no answer within {deadline:?}"
+                )))
+            })
+    }
 }
 
 /// `$n` placeholders as SQLite's `?n` (a `$name` in SQLite is a named parameter, numbered in

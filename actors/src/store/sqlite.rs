@@ -47,6 +47,8 @@ static INSERT_IDEMPOTENCY: LazyLock<String> =
 #[derive(Clone)]
 pub struct SqliteStore {
     inner: Arc<Inner>,
+    /// Of every call and commit (`sql::Backend`).
+    pub(super) deadline: Duration,
 }
 
 struct Inner {
@@ -139,6 +141,7 @@ impl SqliteStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Self {
+            deadline: super::sql::DEFAULT_DEADLINE,
             inner: Arc::new(Inner {
                 path,
                 writer: Mutex::new(writer),
@@ -148,6 +151,12 @@ impl SqliteStore {
                 reader_usage: Usage::default(),
             }),
         })
+    }
+
+    /// Every call and commit ends by `deadline` (default 5 s).
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     /// The database file.

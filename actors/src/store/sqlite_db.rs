@@ -87,7 +87,11 @@ impl Backend for SqliteStore {
         Dialect::Sqlite
     }
 
-    async fn read<T: Send + 'static>(
+    fn deadline(&self) -> std::time::Duration {
+        self.deadline
+    }
+
+    async fn run_read<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
@@ -96,7 +100,7 @@ impl Backend for SqliteStore {
             .await
     }
 
-    async fn write<T: Send + 'static>(
+    async fn run_write<T: Send + 'static>(
         &self,
         what: &'static str,
         job: Job<T>,
@@ -121,7 +125,7 @@ impl Backend for SqliteStore {
         .await
     }
 
-    async fn commit_batch(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn run_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         self.group_commit(sets).await
     }
 
