@@ -76,6 +76,41 @@ async fn read_rows<B: Backend, T: Send + 'static>(
         .await
 }
 
+/// The first row of a read, decoded.
+async fn read_first<B: Backend, T: Send + 'static>(
+    backend: &B,
+    what: &'static str,
+    sql: String,
+    values: Vec<super::sql::Value>,
+    decode: fn(&Row) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    Ok(read_rows(backend, what, BoundQuery { sql, values }, decode)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Insert one row and decode what it returns; a unique violation is `Duplicate(unique)`.
+async fn insert_returning<B: Backend, T: Send + 'static>(
+    backend: &B,
+    what: &'static str,
+    sql: String,
+    values: Vec<super::sql::Value>,
+    decode: fn(&Row) -> Result<T, StoreError>,
+    unique: &'static str,
+) -> Result<T, StoreError> {
+    let work = job(move |db| {
+        Box::pin(async move {
+            decode(
+                &db.query_one(&sql, &values)
+                    .await
+                    .map_err(|err| err.duplicate(unique))?,
+            )
+        })
+    });
+    backend.write(what, work).await
+}
+
 /// Execute one statement in its own transaction; rows changed.
 async fn write_one<B: Backend>(
     backend: &B,
@@ -265,14 +300,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"),
-            values: args![rows::uuid_text(uuid)],
-        };
-        Ok(read_rows(self, "load_device", query, device)
-            .await?
-            .into_iter()
-            .next())
+        read_first(
+            self,
+            "load_device",
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"),
+            args![rows::uuid_text(uuid)],
+            device,
+        )
+        .await
     }
 
     async fn list_devices(
@@ -299,43 +334,37 @@ impl<B: Backend> Store for B {
             customer.display_name.clone(),
             &customer.roles
         ];
-        self.write(
+        insert_returning(
+            self,
             "create_customer",
-            job(move |db| {
-                Box::pin(async move {
-                    decode::customer(
-                        &db.query_one(&sql, &values)
-                            .await
-                            .map_err(|err| err.duplicate("email"))?,
-                    )
-                })
-            }),
+            sql,
+            values,
+            decode::customer,
+            "email",
         )
         .await
     }
 
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"),
-            values: args![id],
-        };
-        Ok(read_rows(self, "load_customer", query, decode::customer)
-            .await?
-            .into_iter()
-            .next())
+        read_first(
+            self,
+            "load_customer",
+            format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"),
+            args![id],
+            decode::customer,
+        )
+        .await
     }
 
     async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"),
-            values: args![rows::fold_case(email)],
-        };
-        Ok(
-            read_rows(self, "find_customer_by_email", query, decode::customer)
-                .await?
-                .into_iter()
-                .next(),
+        read_first(
+            self,
+            "find_customer_by_email",
+            format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"),
+            args![rows::fold_case(email)],
+            decode::customer,
         )
+        .await
     }
 
     async fn create_access(
@@ -356,28 +385,18 @@ impl<B: Backend> Store for B {
             rows::fold_case(apikey),
             secret_hash
         ];
-        self.write(
-            "create_access",
-            job(move |db| {
-                Box::pin(async move {
-                    decode::access(
-                        &db.query_one(&sql, &values)
-                            .await
-                            .map_err(|err| err.duplicate("apikey"))?,
-                    )
-                })
-            }),
-        )
-        .await
+        insert_returning(self, "create_access", sql, values, decode::access, "apikey").await
     }
 
     async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"),
-            values: args![rows::fold_case(apikey)],
-        };
-        let rows = read_rows(self, "find_access", query, decode::access).await?;
-        Ok(rows.into_iter().next())
+        read_first(
+            self,
+            "find_access",
+            format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"),
+            args![rows::fold_case(apikey)],
+            decode::access,
+        )
+        .await
     }
 
     async fn load_param(
@@ -385,15 +404,14 @@ impl<B: Backend> Store for B {
         customer: CustomerId,
         key: &str,
     ) -> Result<Option<Json>, StoreError> {
-        let query = BoundQuery {
-            sql: "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2".into(),
-            values: args![customer, key],
-        };
-        let values = read_rows(self, "load_param", query, |row| {
-            rows::parse_json(&row.text(0)?, "params.pvalue")
-        })
-        .await?;
-        Ok(values.into_iter().next())
+        read_first(
+            self,
+            "load_param",
+            "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2".into(),
+            args![customer, key],
+            |row| rows::parse_json(&row.text(0)?, "params.pvalue"),
+        )
+        .await
     }
 
     async fn save_param(
@@ -439,12 +457,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"),
-            values: args![rows::fold_case(email)],
-        };
-        let rows = read_rows(self, "find_credentials", query, decode::credentials).await?;
-        Ok(rows.into_iter().next())
+        read_first(
+            self,
+            "find_credentials",
+            format!("SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"),
+            args![rows::fold_case(email)],
+            decode::credentials,
+        )
+        .await
     }
 
     async fn create_user(
@@ -465,19 +485,7 @@ impl<B: Backend> Store for B {
             status,
             password_hash
         ];
-        self.write(
-            "create_user",
-            job(move |db| {
-                Box::pin(async move {
-                    decode::customer(
-                        &db.query_one(&sql, &values)
-                            .await
-                            .map_err(|err| err.duplicate("email"))?,
-                    )
-                })
-            }),
-        )
-        .await
+        insert_returning(self, "create_user", sql, values, decode::customer, "email").await
     }
 
     async fn set_password(
@@ -569,12 +577,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"),
-            values: args![id],
-        };
-        let rows = read_rows(self, "load_access", query, decode::access_record).await?;
-        Ok(rows.into_iter().next())
+        read_first(
+            self,
+            "load_access",
+            format!("SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"),
+            args![id],
+            decode::access_record,
+        )
+        .await
     }
 
     async fn list_access(
@@ -602,14 +612,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
-            values: args![id],
-        };
-        Ok(read_rows(self, "load_device_by_id", query, device)
-            .await?
-            .into_iter()
-            .next())
+        read_first(
+            self,
+            "load_device_by_id",
+            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
+            args![id],
+            device,
+        )
+        .await
     }
 
     async fn update_device(
@@ -722,12 +732,14 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
-            values: args![id],
-        };
-        let rows = read_rows(self, "load_account", query, decode::account).await?;
-        Ok(rows.into_iter().next())
+        read_first(
+            self,
+            "load_account",
+            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
+            args![id],
+            decode::account,
+        )
+        .await
     }
 
     async fn update_account(
