@@ -320,6 +320,19 @@ pub struct Transition {
     pub clearing: Option<Clearing>,
 }
 
+impl Transition {
+    /// One successor snapshot with its one event: no spawned token, no clearing row.
+    fn of(token: Token, event: TokenEvent) -> Self {
+        Self {
+            token,
+            spawned: None,
+            events: vec![event],
+            answer: Ok(()),
+            clearing: None,
+        }
+    }
+}
+
 impl Token {
     /// A newly issued OPEN token and its creation event.
     pub fn issue(issue: Issue, now: Millis) -> Result<(Self, TokenEvent), TokenRejection> {
@@ -485,13 +498,7 @@ fn expire(token: &Token, now: Millis) -> Option<Transition> {
     next.state = TokenState::Expired;
     next.clear_codes();
     let event = next.event(TokenEventKind::Expired, Some(token.state), now, None);
-    Some(Transition {
-        token: next,
-        spawned: None,
-        events: vec![event],
-        answer: Ok(()),
-        clearing: None,
-    })
+    Some(Transition::of(next, event))
 }
 
 /// `verified`: `Ok(code_matches)`, or the reason the presented proof failed before the code
@@ -534,11 +541,8 @@ fn claim(
     };
     let event = next.event(kind, Some(token.state), now, Some(cash_customer));
     Ok(Transition {
-        token: next,
-        spawned: None,
-        events: vec![event],
         answer,
-        clearing: None,
+        ..Transition::of(next, event)
     })
 }
 
@@ -650,13 +654,7 @@ fn update(
     }
     // The original does not touch `updated` here; neither do we.
     let event = next.event(TokenEventKind::Updated, Some(token.state), now, None);
-    Ok(Transition {
-        token: next,
-        spawned: None,
-        events: vec![event],
-        answer: Ok(()),
-        clearing: None,
-    })
+    Ok(Transition::of(next, event))
 }
 
 fn delete(
@@ -672,13 +670,7 @@ fn delete(
     next.state = TokenState::Deleted;
     next.clear_codes();
     let event = next.event(TokenEventKind::Deleted, Some(token.state), now, None);
-    Ok(Transition {
-        token: next,
-        spawned: None,
-        events: vec![event],
-        answer: Ok(()),
-        clearing: None,
-    })
+    Ok(Transition::of(next, event))
 }
 
 /// An OPEN cash-out of 100 EUR issued at `now`, for the tests of the shells around the domain.

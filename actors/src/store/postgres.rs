@@ -291,29 +291,7 @@ pub(super) fn pg_error(err: tokio_postgres::Error, what: &str) -> StoreError {
 }
 
 fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
-    [
-        &token.uuid,
-        &token.version,
-        &token.created,
-        &token.updated,
-        &token.token_type,
-        &token.plain_code,
-        &token.secure_code,
-        &token.code_hash,
-        &token.amount,
-        &token.symbol,
-        &token.state,
-        &token.clearstate,
-        &token.expires,
-        &token.refname,
-        &token.lockrefname,
-        &token.info,
-        &token.processing_info,
-        &token.owner_id,
-        &token.owner_device,
-        &token.lock_device,
-        &token.lock_customer_id,
-    ]
+    token.params().map(|param| param as Param<'_>)
 }
 
 /// Token rows as column arrays, for [`INSERT_TOKENS`].

@@ -316,6 +316,41 @@ impl TokenValues {
     }
 }
 
+/// A parameter both drivers can bind: how the group commits of both backends bind a token's
+/// columns from one list.
+pub(super) trait Bind: tokio_postgres::types::ToSql + Sync + rusqlite::ToSql {}
+
+impl<T: tokio_postgres::types::ToSql + Sync + rusqlite::ToSql> Bind for T {}
+
+impl TokenValues {
+    /// The values in [`TOKEN_COLUMNS`] order.
+    pub fn params(&self) -> [&dyn Bind; 21] {
+        [
+            &self.uuid,
+            &self.version,
+            &self.created,
+            &self.updated,
+            &self.token_type,
+            &self.plain_code,
+            &self.secure_code,
+            &self.code_hash,
+            &self.amount,
+            &self.symbol,
+            &self.state,
+            &self.clearstate,
+            &self.expires,
+            &self.refname,
+            &self.lockrefname,
+            &self.info,
+            &self.processing_info,
+            &self.owner_id,
+            &self.owner_device,
+            &self.lock_device,
+            &self.lock_customer_id,
+        ]
+    }
+}
+
 /// One token write, encoded.
 #[derive(Debug, Clone)]
 pub(super) enum WriteValues {

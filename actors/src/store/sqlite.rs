@@ -14,9 +14,7 @@ use std::time::Duration;
 use anyhow::anyhow;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
-use super::rows::{
-    self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues,
-};
+use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, WriteValues};
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
 
@@ -324,52 +322,9 @@ fn write_token<'a, 'conn>(
         WriteValues::Insert(token) => (insert, token),
         WriteValues::Update(token) => (update, token),
     };
-    let TokenValues {
-        uuid,
-        version,
-        created,
-        updated,
-        token_type,
-        plain_code,
-        secure_code,
-        code_hash,
-        amount,
-        symbol,
-        state,
-        clearstate,
-        expires,
-        refname,
-        lockrefname,
-        info,
-        processing_info,
-        owner_id,
-        owner_device,
-        lock_device,
-        lock_customer_id,
-    } = token;
-    statement.execute(params![
-        uuid,
-        version,
-        created,
-        updated,
-        token_type,
-        plain_code,
-        secure_code,
-        code_hash,
-        amount,
-        symbol,
-        state,
-        clearstate,
-        expires,
-        refname,
-        lockrefname,
-        info,
-        processing_info,
-        owner_id,
-        owner_device,
-        lock_device,
-        lock_customer_id,
-    ])
+    statement.execute(rusqlite::params_from_iter(
+        token.params().map(|param| param as &dyn rusqlite::ToSql),
+    ))
 }
 
 fn write_event(
