@@ -8,10 +8,12 @@ use actix::prelude::*;
 use rsa::RsaPublicKey;
 use uuid::Uuid;
 
+use crate::context::EntityContext;
 use crate::crypto::{parse_public_key, KeyError, KeyPolicy};
 use crate::domain::Device;
-use crate::engine::{EngineError, Shared};
 use crate::metrics as m;
+use crate::outcome::EngineError;
+use crate::registry::Registry;
 
 pub const MAILBOX_CAPACITY: usize = 1024;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
@@ -55,23 +57,26 @@ enum Slot {
 
 pub struct DeviceActor {
     id: Uuid,
-    shared: Arc<Shared>,
+    shared: Arc<EntityContext>,
+    /// Its own kind's registry, to leave it when passivating.
+    registry: Arc<Registry<DeviceActor>>,
     slot: Slot,
     last_active: Instant,
 }
 
 impl DeviceActor {
-    pub fn new(id: Uuid, shared: Arc<Shared>) -> Self {
+    pub fn new(id: Uuid, shared: Arc<EntityContext>, registry: Arc<Registry<DeviceActor>>) -> Self {
         Self {
             id,
             shared,
+            registry,
             slot: Slot::Loading,
             last_active: Instant::now(),
         }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {
-        self.shared.devices.remove(self.id, &ctx.address());
+        self.registry.remove(self.id, &ctx.address());
         ctx.stop();
     }
 }

@@ -13,15 +13,29 @@
 //! more than `max_history_days` ago are deleted with their events and clearing rows. Every hour,
 //! idempotency keys older than a day are forgotten.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{self, StreamExt as _};
 use metrics::counter;
+use uuid::Uuid;
 
 use crate::clock::now_millis;
 use crate::domain::token::TokenRejection;
-use crate::engine::{Engine, EngineError, Rejection};
 use crate::metrics::{HISTORY_TOKENS_DELETED, TOKENS_EXPIRED};
+use crate::outcome::{EngineError, Rejection};
+use crate::store::Store;
+
+/// What the periodic jobs need of the engine. `Engine` implements it, so that the jobs do not
+/// depend on the facade that starts them.
+#[async_trait::async_trait]
+pub trait Housekeeping: Send + Sync + 'static {
+    fn store(&self) -> &Arc<dyn Store>;
+    /// Send the token's actor an `Expire` request.
+    async fn expire(&self, token: Uuid) -> Result<(), EngineError>;
+    /// Forget idempotency keys past their retention; how many.
+    async fn forget_idempotency_keys(&self) -> Result<u64, EngineError>;
+}
 
 /// Most due tokens read from the store per sweep round.
 pub const EXPIRY_BATCH: usize = 500;
@@ -59,7 +73,7 @@ impl Default for ExpiryConfig {
 }
 
 /// The sweeper: runs until the system stops.
-pub async fn run_expiry(engine: Engine, config: ExpiryConfig) {
+pub async fn run_expiry(engine: impl Housekeeping, config: ExpiryConfig) {
     counter!(TOKENS_EXPIRED).increment(0);
     counter!(HISTORY_TOKENS_DELETED).increment(0);
     let mut tick = tokio::time::interval(config.interval.max(Duration::from_millis(10)));
@@ -85,14 +99,14 @@ pub async fn run_expiry(engine: Engine, config: ExpiryConfig) {
 }
 
 /// One round: expire what is due now. Returns how many tokens were due.
-async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
+async fn sweep_once(engine: &impl Housekeeping) -> Result<usize, EngineError> {
     let due = engine
         .store()
         .due_expiries(now_millis(), EXPIRY_BATCH)
         .await?;
     let count = due.len();
     let outcomes: Vec<Result<(), EngineError>> = stream::iter(due)
-        .map(|token| async move { engine.expire_token(token).await.map(|_| ()) })
+        .map(|token| async move { engine.expire(token).await })
         .buffer_unordered(EXPIRY_CONCURRENCY)
         .collect()
         .await;
@@ -114,7 +128,7 @@ async fn sweep_once(engine: &Engine) -> Result<usize, EngineError> {
 
 /// The retention job: runs until the system stops; does nothing when `max_history_days` is 0.
 /// Forget idempotency keys past their day, every [`IDEMPOTENCY_CLEANUP_INTERVAL`].
-pub async fn run_idempotency_cleanup(engine: Engine) {
+pub async fn run_idempotency_cleanup(engine: impl Housekeeping) {
     loop {
         tokio::time::sleep(IDEMPOTENCY_CLEANUP_INTERVAL).await;
         match engine.forget_idempotency_keys().await {
@@ -126,7 +140,7 @@ pub async fn run_idempotency_cleanup(engine: Engine) {
     }
 }
 
-pub async fn run_retention(engine: Engine, config: ExpiryConfig) {
+pub async fn run_retention(engine: impl Housekeeping, config: ExpiryConfig) {
     if config.max_history_days == 0 {
         return;
     }

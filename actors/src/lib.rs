@@ -6,6 +6,7 @@
 //! into their protocol's answers.
 
 pub mod clock;
+pub mod context;
 pub mod crypto;
 pub mod device_actor;
 pub mod domain;
@@ -15,6 +16,7 @@ pub mod feed_hub;
 pub mod handoff;
 pub mod metrics;
 pub mod mqtt;
+pub mod outcome;
 pub mod registry;
 pub mod store;
 pub mod token_actor;

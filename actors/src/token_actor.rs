@@ -19,13 +19,15 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
+use crate::context::EntityContext;
 use crate::domain::token::TokenRejection;
 use crate::domain::token::{
     apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition,
 };
-use crate::engine::{EngineError, Rejection, Shared};
 use crate::handoff::Handoff;
 use crate::metrics as m;
+use crate::outcome::{rejection_reason, EngineError, Rejection};
+use crate::registry::Registry;
 use crate::store::{ClearingWrite, TokenWrite, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
 
@@ -120,33 +122,41 @@ enum Slot {
 
 pub struct TokenActor {
     id: Uuid,
-    shared: Arc<Shared>,
+    shared: Arc<EntityContext>,
+    /// Its own kind's registry, to leave it when passivating.
+    registry: Arc<Registry<TokenActor>>,
     slot: Slot,
     last_active: Instant,
 }
 
 impl TokenActor {
-    pub fn new(id: Uuid, shared: Arc<Shared>) -> Self {
+    pub fn new(id: Uuid, shared: Arc<EntityContext>, registry: Arc<Registry<TokenActor>>) -> Self {
         Self {
             id,
             shared,
+            registry,
             slot: Slot::Loading,
             last_active: Instant::now(),
         }
     }
 
     /// An actor for a token whose snapshot was just committed, so it need not read it back.
-    pub fn with_snapshot(token: Token, shared: Arc<Shared>) -> Self {
+    pub fn with_snapshot(
+        token: Token,
+        shared: Arc<EntityContext>,
+        registry: Arc<Registry<TokenActor>>,
+    ) -> Self {
         Self {
             id: token.uuid,
             shared,
+            registry,
             slot: Slot::Ready(token),
             last_active: Instant::now(),
         }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {
-        self.shared.tokens.remove(self.id, &ctx.address());
+        self.registry.remove(self.id, &ctx.address());
         ctx.stop();
     }
 
@@ -263,7 +273,7 @@ impl Handler<Envelope> for TokenActor {
     }
 }
 
-fn to_command(shared: &Shared, token: &Token, request: &TokenRequest) -> TokenCommand {
+fn to_command(shared: &EntityContext, token: &Token, request: &TokenRequest) -> TokenCommand {
     match request {
         TokenRequest::Claim {
             cash_device,
@@ -364,7 +374,7 @@ fn may_be_stale(token: &Token, rejection: TokenRejection) -> bool {
 }
 
 async fn decide_and_commit(
-    shared: Arc<Shared>,
+    shared: Arc<EntityContext>,
     id: Uuid,
     known: Option<Token>,
     request: TokenRequest,
@@ -394,9 +404,7 @@ async fn decide_and_commit(
                         continue;
                     }
                     Ok(Some(_)) => {
-                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
-                            rejection,
-                        )));
+                        m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
                         return (
                             After::Keep(token),
                             Err(EngineError::Rejected(Rejection::Token(rejection))),
@@ -410,9 +418,7 @@ async fn decide_and_commit(
                 }
             }
             Err(rejection) => {
-                m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
-                    rejection,
-                )));
+                m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
                 return (
                     After::Keep(token),
                     Err(EngineError::Rejected(Rejection::Token(rejection))),
@@ -442,9 +448,7 @@ async fn decide_and_commit(
                 let answer = match transition.answer {
                     Ok(()) => Ok(transition.token.clone()),
                     Err(rejection) => {
-                        m::record_rejection(crate::engine::rejection_reason(&Rejection::Token(
-                            rejection,
-                        )));
+                        m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
                         Err(EngineError::Rejected(Rejection::Token(rejection)))
                     }
                 };

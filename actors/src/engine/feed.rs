@@ -56,3 +56,18 @@ impl Engine {
         self.ask_token(token, TokenRequest::Expire).await
     }
 }
+
+#[async_trait::async_trait]
+impl crate::expiry::Housekeeping for Engine {
+    fn store(&self) -> &std::sync::Arc<dyn crate::store::Store> {
+        Engine::store(self)
+    }
+
+    async fn expire(&self, token: Uuid) -> Result<(), EngineError> {
+        self.expire_token(token).await.map(|_| ())
+    }
+
+    async fn forget_idempotency_keys(&self) -> Result<u64, EngineError> {
+        Engine::forget_idempotency_keys(self).await
+    }
+}

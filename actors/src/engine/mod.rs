@@ -19,9 +19,8 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
-use crate::crypto::{
-    encrypt_code, new_secure_code, random_digits, KeyError, KeyPolicy, SecretHasher,
-};
+use crate::context::EntityContext;
+use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyPolicy, SecretHasher};
 use crate::device_actor::{DeviceActor, DeviceEntry, GetDevice};
 use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
@@ -31,6 +30,7 @@ use crate::expiry::ExpiryConfig;
 use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
 use crate::handoff::Handoff;
 use crate::metrics as m;
+pub use crate::outcome::{rejection_reason, EngineError, Rejection};
 use crate::registry::Registry;
 use crate::store::{
     Customer, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
@@ -102,110 +102,19 @@ impl Default for EngineConfig {
     }
 }
 
-/// Business answers: the request was understood and refused. Each frontend maps every variant
-/// to its protocol's status and body in one place.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Rejection {
-    Token(TokenRejection),
-    /// The device is unknown or belongs to another customer.
-    UnknownDevice,
-    /// No token behind the uuid (or plain code) given.
-    UnknownToken,
-    /// An empty radiocode.
-    IllegalRadiocode,
-    /// The registered public key cannot be used (carries the reason).
-    BadPublicKey(KeyError),
-    /// Required token fields missing or invalid; the original's catch-all for a failed insert.
-    TokenNotCreated,
-    /// The `Idempotency-Key` was used before with another request (409).
-    IdempotencyKeyReused,
-    /// A request with the same `Idempotency-Key` is still being decided (409, retry).
-    IdempotencyKeyInFlight,
-}
-
-/// Stable, low-cardinality metric label of a rejection.
-pub fn rejection_reason(rejection: &Rejection) -> &'static str {
-    match rejection {
-        Rejection::Token(token) => match token {
-            TokenRejection::NotFound => "token_not_found",
-            TokenRejection::NotOpen => "not_open",
-            TokenRejection::NotLocked => "not_locked",
-            TokenRejection::InvalidCode => "invalid_code",
-            TokenRejection::InvalidSignature => "invalid_signature",
-            TokenRejection::LockedByAnotherDevice => "locked_by_another_device",
-            TokenRejection::InvalidConfirmState => "invalid_confirm_state",
-            TokenRejection::IllegalAmountIncrease => "illegal_amount_increase",
-            TokenRejection::AmountOutOfRange => "amount_out_of_range",
-            TokenRejection::ExpiresOutOfRange => "expires_out_of_range",
-            TokenRejection::NothingToUpdate => "nothing_to_update",
-        },
-        Rejection::UnknownDevice => "unknown_device",
-        Rejection::UnknownToken => "unknown_token",
-        Rejection::IllegalRadiocode => "illegal_radiocode",
-        Rejection::BadPublicKey(_) => "bad_public_key",
-        Rejection::TokenNotCreated => "token_not_created",
-        Rejection::IdempotencyKeyReused => "idempotency_key_reused",
-        Rejection::IdempotencyKeyInFlight => "idempotency_key_in_flight",
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum EngineError {
-    #[error("rejected: {0:?}")]
-    Rejected(Rejection),
-    /// Bounded queues are full or an actor did not answer in time: retry later (503).
-    #[error("overloaded")]
-    Overloaded,
-    /// The store cannot be reached (503). Nothing changed.
-    #[error("store unavailable")]
-    Unavailable,
-    /// A change was handed to the store but its outcome did not come back in time: it may or
-    /// may not have taken effect (504). The client reads the entity, or retries with the same
-    /// `Idempotency-Key`, to find out.
-    #[error("outcome unknown")]
-    OutcomeUnknown,
-    /// A fault of ours; the cause is logged where it happened (opaque 500).
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for EngineError {
-    fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Unavailable(_) => Self::Unavailable,
-            StoreError::OutcomeUnknown(reason) => {
-                tracing::error!(%reason, "store outcome unknown");
-                Self::OutcomeUnknown
-            }
-            StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
-            StoreError::Referenced(what) => {
-                Self::Internal(format!("unexpected reference from {what}"))
-            }
-            StoreError::Internal(error) => {
-                tracing::error!(error = %format!("{error:#}"), "store error");
-                Self::Internal(error.to_string())
-            }
-        }
-    }
-}
-
-impl From<Rejection> for EngineError {
-    fn from(rejection: Rejection) -> Self {
-        m::record_rejection(rejection_reason(&rejection));
-        Self::Rejected(rejection)
-    }
-}
-
-/// What the actors share: the store, the writer, the key and the registries.
+/// What the engine's services share: the actors' context and the registries of both kinds.
 pub struct Shared {
-    pub store: Arc<dyn Store>,
-    pub writer: Writer,
-    pub hasher: SecretHasher,
-    pub key_policy: KeyPolicy,
-    /// The bounded set of currency labels of the cash-out metrics.
-    pub currencies: m::CurrencyLabels,
-    pub tokens: Registry<TokenActor>,
-    pub devices: Registry<DeviceActor>,
+    pub context: Arc<EntityContext>,
+    pub tokens: Arc<Registry<TokenActor>>,
+    pub devices: Arc<Registry<DeviceActor>>,
+}
+
+impl std::ops::Deref for Shared {
+    type Target = EntityContext;
+
+    fn deref(&self) -> &EntityContext {
+        &self.context
+    }
 }
 
 /// A bank's request to issue a token, validated by the frontend.
@@ -303,13 +212,15 @@ impl Engine {
             config.send_timeout,
         ));
         let shared = Arc::new(Shared {
-            store,
-            writer,
-            hasher,
-            key_policy: config.key_policy,
-            currencies: m::CurrencyLabels::default(),
-            tokens: Registry::new(handles.clone()),
-            devices: Registry::new(handles),
+            context: Arc::new(EntityContext {
+                store,
+                writer,
+                hasher,
+                key_policy: config.key_policy,
+                currencies: m::CurrencyLabels::default(),
+            }),
+            tokens: Arc::new(Registry::new(handles.clone())),
+            devices: Arc::new(Registry::new(handles)),
         });
         // Feeds, expiry and retention share one more thread, off the hot path.
         let background = Arbiter::new();
@@ -490,8 +401,11 @@ impl Engine {
         if let Some(entry) = self.device_cache.get(&uuid) {
             return Ok(Some(entry));
         }
-        let shared = Arc::clone(&self.shared);
-        let make = move || DeviceActor::new(uuid, shared);
+        let (context, registry) = (
+            Arc::clone(&self.shared.context),
+            Arc::clone(&self.shared.devices),
+        );
+        let make = move || DeviceActor::new(uuid, context, registry);
         let deadline = self.config.send_timeout;
         let found = ask(
             &self.shared.devices,
@@ -606,10 +520,14 @@ impl Engine {
                     // costs about 2 kB until it passivates, so a burst of issuing stops seeding
                     // at a bound and those tokens load on their first claim, as any other.
                     if self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX {
-                        let (shared, snapshot) = (Arc::clone(&self.shared), token.clone());
-                        self.shared
-                            .tokens
-                            .address(uuid, move || TokenActor::with_snapshot(snapshot, shared));
+                        let (context, registry, snapshot) = (
+                            Arc::clone(&self.shared.context),
+                            Arc::clone(&self.shared.tokens),
+                            token.clone(),
+                        );
+                        self.shared.tokens.address(uuid, move || {
+                            TokenActor::with_snapshot(snapshot, context, registry)
+                        });
                     }
                     return Ok(token);
                 }
@@ -753,8 +671,11 @@ impl Engine {
     /// deadline); if it cannot be reached in time the request is abandoned — and then certainly
     /// never decided — unless the actor had already started on it: then the outcome is unknown.
     async fn ask_token(&self, token: Uuid, request: TokenRequest) -> Result<Token, EngineError> {
-        let shared = Arc::clone(&self.shared);
-        let make = move || TokenActor::new(token, shared);
+        let (context, registry) = (
+            Arc::clone(&self.shared.context),
+            Arc::clone(&self.shared.tokens),
+        );
+        let make = move || TokenActor::new(token, context, registry);
         let deadline = Instant::now() + self.config.send_timeout;
         let handoff = Arc::new(Handoff::default());
         let envelope = || Envelope {

@@ -18,7 +18,7 @@ use super::rows::{
     self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
     CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, HISTORY_BATCH, TOKEN_COLUMNS,
 };
-use super::sql::{args, Backend, Db, Job, Row};
+use super::sql::{args, Backend, Db, Job, Row, Value};
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
     CustomerUpdate, DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry,
@@ -44,6 +44,87 @@ static INSERT_IDEMPOTENCY: LazyLock<String> =
 static FIND_IDEMPOTENCY: LazyLock<String> =
     LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
+
+static LOAD_DEVICE: Statement = statement!(
+    "load_device",
+    "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"
+);
+static LOAD_CUSTOMER: Statement = statement!(
+    "load_customer",
+    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
+);
+static FIND_CUSTOMER_BY_EMAIL: Statement = statement!(
+    "find_customer_by_email",
+    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"
+);
+static FIND_ACCESS: Statement = statement!(
+    "find_access",
+    "SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"
+);
+static LOAD_PARAM: Statement = statement!(
+    "load_param",
+    "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2"
+);
+static FIND_CREDENTIALS: Statement = statement!(
+    "find_credentials",
+    "SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"
+);
+static LOAD_ACCESS: Statement = statement!(
+    "load_access",
+    "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"
+);
+static LOAD_DEVICE_BY_ID: Statement = statement!(
+    "load_device_by_id",
+    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
+);
+static LOAD_ACCOUNT: Statement = statement!(
+    "load_account",
+    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+);
+static DELETE_IDEMPOTENCY_BEFORE: Statement = statement!(
+    "delete_idempotency_before",
+    "DELETE FROM idempotency_keys WHERE created < $1"
+);
+static DELETE_PARAM: Statement = statement!(
+    "delete_param",
+    "DELETE FROM params WHERE customer_id = $1 AND pkey = $2"
+);
+static DELETE_ACCESS: Statement = statement!(
+    "delete_access",
+    "DELETE FROM access WHERE customer_id = $1 AND id = $2"
+);
+static SET_PASSWORD: Statement = statement!(
+    "set_password",
+    "UPDATE customers SET password_hash = $2, status = $3 WHERE id = $1"
+);
+static SET_TWOFA_SECRET: Statement = statement!(
+    "set_twofa_secret",
+    "UPDATE customers SET twofa_secret = $2 WHERE id = $1"
+);
+static UPDATE_CUSTOMER: Statement = statement!(
+    "update_customer",
+    "UPDATE customers SET display_name = $2, roles = $3, info = $4 WHERE email = $1"
+);
+static SET_ACCESS_SECRET_ENCRYPTED: Statement = statement!(
+    "set_access_secret_encrypted",
+    "UPDATE access SET secret_encrypted = $2 WHERE id = $1"
+);
+static CREATE_ACCESS: Statement = statement!(
+    "create_access",
+    "INSERT INTO access (customer_id, created, scope, apikey, secret_hash) VALUES ($1, $2, $3, $4, $5) \
+     RETURNING {ACCESS_COLUMNS}"
+);
+static CREATE_USER: Statement = statement!(
+    "create_user",
+    "INSERT INTO customers (created, email, display_name, roles, status, password_hash) \
+     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CUSTOMER_COLUMNS}"
+);
+static SAVE_PARAM: Statement = statement!(
+    "save_param",
+    "INSERT INTO params (customer_id, pkey, pvalue, updated) VALUES ($1, $2, $3, $4) \
+     ON CONFLICT (customer_id, pkey) DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated"
+);
+static CREATE_CUSTOMER: Statement = statement!("create_customer", "INSERT INTO customers (created, email, display_name, roles) VALUES ($1, $2, $3, $4) RETURNING {CUSTOMER_COLUMNS}");
 
 fn first_token(row: &Row) -> Result<Token, StoreError> {
     token(row, 0)
@@ -76,39 +157,70 @@ async fn read_rows<B: Backend, T: Send + 'static>(
         .await
 }
 
-/// The first row of a read, decoded.
-async fn read_first<B: Backend, T: Send + 'static>(
-    backend: &B,
+/// A statement and the name its errors carry.
+struct Statement {
     what: &'static str,
-    sql: String,
-    values: Vec<super::sql::Value>,
-    decode: fn(&Row) -> Result<T, StoreError>,
-) -> Result<Option<T>, StoreError> {
-    Ok(read_rows(backend, what, BoundQuery { sql, values }, decode)
-        .await?
-        .into_iter()
-        .next())
+    sql: LazyLock<String>,
 }
 
-/// Insert one row and decode what it returns; a unique violation is `Duplicate(unique)`.
-async fn insert_returning<B: Backend, T: Send + 'static>(
-    backend: &B,
-    what: &'static str,
-    sql: String,
-    values: Vec<super::sql::Value>,
-    decode: fn(&Row) -> Result<T, StoreError>,
-    unique: &'static str,
-) -> Result<T, StoreError> {
-    let work = job(move |db| {
-        Box::pin(async move {
-            decode(
-                &db.query_one(&sql, &values)
-                    .await
-                    .map_err(|err| err.duplicate(unique))?,
-            )
-        })
-    });
-    backend.write(what, work).await
+/// `statement!("name", "SQL with {COLUMNS}")`: the SQL is formatted once, on first use.
+macro_rules! statement {
+    ($what:literal, $sql:literal) => {
+        Statement {
+            what: $what,
+            sql: LazyLock::new(|| format!($sql)),
+        }
+    };
+}
+use statement;
+
+impl Statement {
+    /// The first row it reads, decoded.
+    async fn first<B: Backend, T: Send + 'static>(
+        &'static self,
+        backend: &B,
+        values: Vec<Value>,
+        decode: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Option<T>, StoreError> {
+        let query = BoundQuery {
+            sql: self.sql.clone(),
+            values,
+        };
+        Ok(read_rows(backend, self.what, query, decode)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Execute it in its own transaction; rows changed.
+    async fn run<B: Backend>(
+        &'static self,
+        backend: &B,
+        values: Vec<Value>,
+    ) -> Result<u64, StoreError> {
+        write_one(backend, self.what, self.sql.clone(), values).await
+    }
+
+    /// Insert one row and decode what it returns; a unique violation is `Duplicate(unique)`.
+    async fn insert<B: Backend, T: Send + 'static>(
+        &'static self,
+        backend: &B,
+        values: Vec<Value>,
+        decode: fn(&Row) -> Result<T, StoreError>,
+        unique: &'static str,
+    ) -> Result<T, StoreError> {
+        let sql: &'static str = &self.sql;
+        let work = job(move |db| {
+            Box::pin(async move {
+                decode(
+                    &db.query_one(sql, &values)
+                        .await
+                        .map_err(|err| err.duplicate(unique))?,
+                )
+            })
+        });
+        backend.write(self.what, work).await
+    }
 }
 
 /// Execute one statement in its own transaction; rows changed.
@@ -116,7 +228,7 @@ async fn write_one<B: Backend>(
     backend: &B,
     what: &'static str,
     sql: String,
-    values: Vec<super::sql::Value>,
+    values: Vec<Value>,
 ) -> Result<u64, StoreError> {
     backend
         .write(
@@ -290,24 +402,13 @@ impl<B: Backend> Store for B {
     }
 
     async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError> {
-        write_one(
-            self,
-            "delete_idempotency_before",
-            "DELETE FROM idempotency_keys WHERE created < $1".into(),
-            args![before],
-        )
-        .await
+        DELETE_IDEMPOTENCY_BEFORE.run(self, args![before]).await
     }
 
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
-        read_first(
-            self,
-            "load_device",
-            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"),
-            args![rows::uuid_text(uuid)],
-            device,
-        )
-        .await
+        LOAD_DEVICE
+            .first(self, args![rows::uuid_text(uuid)], device)
+            .await
     }
 
     async fn list_devices(
@@ -325,46 +426,25 @@ impl<B: Backend> Store for B {
     }
 
     async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StoreError> {
-        let sql = format!(
-            "INSERT INTO customers (created, email, display_name, roles) VALUES ($1, $2, $3, $4) RETURNING {CUSTOMER_COLUMNS}"
-        );
         let values = args![
             now_millis(),
             rows::fold_case(&customer.email),
             customer.display_name.clone(),
             &customer.roles
         ];
-        insert_returning(
-            self,
-            "create_customer",
-            sql,
-            values,
-            decode::customer,
-            "email",
-        )
-        .await
+        CREATE_CUSTOMER
+            .insert(self, values, decode::customer, "email")
+            .await
     }
 
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
-        read_first(
-            self,
-            "load_customer",
-            format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"),
-            args![id],
-            decode::customer,
-        )
-        .await
+        LOAD_CUSTOMER.first(self, args![id], decode::customer).await
     }
 
     async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
-        read_first(
-            self,
-            "find_customer_by_email",
-            format!("SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"),
-            args![rows::fold_case(email)],
-            decode::customer,
-        )
-        .await
+        FIND_CUSTOMER_BY_EMAIL
+            .first(self, args![rows::fold_case(email)], decode::customer)
+            .await
     }
 
     async fn create_access(
@@ -374,10 +454,6 @@ impl<B: Backend> Store for B {
         apikey: &str,
         secret_hash: &[u8],
     ) -> Result<Access, StoreError> {
-        let sql = format!(
-            "INSERT INTO access (customer_id, created, scope, apikey, secret_hash) VALUES ($1, $2, $3, $4, $5) \
-             RETURNING {ACCESS_COLUMNS}"
-        );
         let values = args![
             customer,
             now_millis(),
@@ -385,18 +461,15 @@ impl<B: Backend> Store for B {
             rows::fold_case(apikey),
             secret_hash
         ];
-        insert_returning(self, "create_access", sql, values, decode::access, "apikey").await
+        CREATE_ACCESS
+            .insert(self, values, decode::access, "apikey")
+            .await
     }
 
     async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError> {
-        read_first(
-            self,
-            "find_access",
-            format!("SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"),
-            args![rows::fold_case(apikey)],
-            decode::access,
-        )
-        .await
+        FIND_ACCESS
+            .first(self, args![rows::fold_case(apikey)], decode::access)
+            .await
     }
 
     async fn load_param(
@@ -404,14 +477,11 @@ impl<B: Backend> Store for B {
         customer: CustomerId,
         key: &str,
     ) -> Result<Option<Json>, StoreError> {
-        read_first(
-            self,
-            "load_param",
-            "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2".into(),
-            args![customer, key],
-            |row| rows::parse_json(&row.text(0)?, "params.pvalue"),
-        )
-        .await
+        LOAD_PARAM
+            .first(self, args![customer, key], |row| {
+                rows::parse_json(&row.text(0)?, "params.pvalue")
+            })
+            .await
     }
 
     async fn save_param(
@@ -420,15 +490,12 @@ impl<B: Backend> Store for B {
         key: &str,
         value: &Json,
     ) -> Result<(), StoreError> {
-        let sql = "INSERT INTO params (customer_id, pkey, pvalue, updated) VALUES ($1, $2, $3, $4) \
-                   ON CONFLICT (customer_id, pkey) DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated";
-        write_one(
-            self,
-            "save_param",
-            sql.into(),
-            args![customer, key, rows::json_text(value)?, now_millis()],
-        )
-        .await?;
+        SAVE_PARAM
+            .run(
+                self,
+                args![customer, key, rows::json_text(value)?, now_millis()],
+            )
+            .await?;
         Ok(())
     }
 
@@ -447,24 +514,13 @@ impl<B: Backend> Store for B {
     }
 
     async fn delete_param(&self, customer: CustomerId, key: &str) -> Result<u64, StoreError> {
-        write_one(
-            self,
-            "delete_param",
-            "DELETE FROM params WHERE customer_id = $1 AND pkey = $2".into(),
-            args![customer, key],
-        )
-        .await
+        DELETE_PARAM.run(self, args![customer, key]).await
     }
 
     async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
-        read_first(
-            self,
-            "find_credentials",
-            format!("SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"),
-            args![rows::fold_case(email)],
-            decode::credentials,
-        )
-        .await
+        FIND_CREDENTIALS
+            .first(self, args![rows::fold_case(email)], decode::credentials)
+            .await
     }
 
     async fn create_user(
@@ -473,10 +529,6 @@ impl<B: Backend> Store for B {
         password_hash: &str,
         status: i32,
     ) -> Result<Customer, StoreError> {
-        let sql = format!(
-            "INSERT INTO customers (created, email, display_name, roles, status, password_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {CUSTOMER_COLUMNS}"
-        );
         let values = args![
             now_millis(),
             rows::fold_case(&user.email),
@@ -485,7 +537,9 @@ impl<B: Backend> Store for B {
             status,
             password_hash
         ];
-        insert_returning(self, "create_user", sql, values, decode::customer, "email").await
+        CREATE_USER
+            .insert(self, values, decode::customer, "email")
+            .await
     }
 
     async fn set_password(
@@ -494,14 +548,9 @@ impl<B: Backend> Store for B {
         password_hash: &str,
         status: i32,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE customers SET password_hash = $2, status = $3 WHERE id = $1";
-        write_one(
-            self,
-            "set_password",
-            sql.into(),
-            args![customer, password_hash, status],
-        )
-        .await?;
+        SET_PASSWORD
+            .run(self, args![customer, password_hash, status])
+            .await?;
         Ok(())
     }
 
@@ -510,14 +559,7 @@ impl<B: Backend> Store for B {
         customer: CustomerId,
         secret: Option<&[u8]>,
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE customers SET twofa_secret = $2 WHERE id = $1";
-        write_one(
-            self,
-            "set_twofa_secret",
-            sql.into(),
-            args![customer, secret],
-        )
-        .await?;
+        SET_TWOFA_SECRET.run(self, args![customer, secret]).await?;
         Ok(())
     }
 
@@ -534,14 +576,13 @@ impl<B: Backend> Store for B {
         email: &str,
         update: &CustomerUpdate,
     ) -> Result<u64, StoreError> {
-        let sql = "UPDATE customers SET display_name = $2, roles = $3, info = $4 WHERE email = $1";
         let values = args![
             rows::fold_case(email),
             update.display_name.clone(),
             update.roles.clone(),
             update.info.clone()
         ];
-        write_one(self, "update_customer", sql.into(), values).await
+        UPDATE_CUSTOMER.run(self, values).await
     }
 
     async fn delete_customer(&self, email: &str) -> Result<u64, StoreError> {
@@ -565,26 +606,16 @@ impl<B: Backend> Store for B {
         access: i64,
         encrypted: &[u8],
     ) -> Result<(), StoreError> {
-        let sql = "UPDATE access SET secret_encrypted = $2 WHERE id = $1";
-        write_one(
-            self,
-            "set_access_secret_encrypted",
-            sql.into(),
-            args![access, encrypted],
-        )
-        .await?;
+        SET_ACCESS_SECRET_ENCRYPTED
+            .run(self, args![access, encrypted])
+            .await?;
         Ok(())
     }
 
     async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError> {
-        read_first(
-            self,
-            "load_access",
-            format!("SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"),
-            args![id],
-            decode::access_record,
-        )
-        .await
+        LOAD_ACCESS
+            .first(self, args![id], decode::access_record)
+            .await
     }
 
     async fn list_access(
@@ -602,24 +633,11 @@ impl<B: Backend> Store for B {
     }
 
     async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError> {
-        write_one(
-            self,
-            "delete_access",
-            "DELETE FROM access WHERE customer_id = $1 AND id = $2".into(),
-            args![customer, id],
-        )
-        .await
+        DELETE_ACCESS.run(self, args![customer, id]).await
     }
 
     async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError> {
-        read_first(
-            self,
-            "load_device_by_id",
-            format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"),
-            args![id],
-            device,
-        )
-        .await
+        LOAD_DEVICE_BY_ID.first(self, args![id], device).await
     }
 
     async fn update_device(
@@ -732,14 +750,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError> {
-        read_first(
-            self,
-            "load_account",
-            format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"),
-            args![id],
-            decode::account,
-        )
-        .await
+        LOAD_ACCOUNT.first(self, args![id], decode::account).await
     }
 
     async fn update_account(
