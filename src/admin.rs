@@ -90,13 +90,8 @@ pub enum ParamCommand {
     },
 }
 
-fn block_on<F: std::future::Future<Output = anyhow::Result<Value>>>(
-    future: F,
-) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting a runtime")?;
+fn block_on<F: std::future::Future<Output = anyhow::Result<Value>>>(future: F) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting a runtime")?;
     let output = runtime.block_on(future)?;
     println!("{output}");
     Ok(())
@@ -109,9 +104,7 @@ async fn customers(settings: &StoreSettings) -> anyhow::Result<Customers> {
 
 async fn customer_id(customers: &Customers, email: &str) -> anyhow::Result<i64> {
     let customer = customers.customer_by_email(email).await?;
-    Ok(customer
-        .with_context(|| format!("no customer with email {email}"))?
-        .id)
+    Ok(customer.with_context(|| format!("no customer with email {email}"))?.id)
 }
 
 /// A refusal worded for the command line; faults as they are.
@@ -126,24 +119,16 @@ fn refused(error: PortalError, email: &str, hint: &str) -> anyhow::Error {
 
 /// The password given, checked; or a fresh initial one (then the user must change it).
 fn chosen_password(password: Option<String>) -> anyhow::Result<NewPassword> {
-    NewPassword::given_or_initial(password).map_err(|_| {
-        anyhow::anyhow!("the password must have at least {PASSWORD_LENGTH_MIN} characters")
-    })
+    NewPassword::given_or_initial(password)
+        .map_err(|_| anyhow::anyhow!("the password must have at least {PASSWORD_LENGTH_MIN} characters"))
 }
 
 pub fn run_customer(settings: StoreSettings, command: CustomerCommand) -> anyhow::Result<()> {
     let CustomerCommand::Create { email, name, roles } = command;
     block_on(async move {
         let customers = customers(&settings).await?;
-        let new = NewCustomer {
-            email: email.to_lowercase(),
-            display_name: name,
-            roles,
-        };
-        let customer = customers
-            .create_customer(&new)
-            .await
-            .map_err(|error| refused(error, &email, ""))?;
+        let new = NewCustomer { email: email.to_lowercase(), display_name: name, roles };
+        let customer = customers.create_customer(&new).await.map_err(|error| refused(error, &email, ""))?;
         Ok(json!({
             "id": customer.id,
             "email": customer.email,
@@ -172,13 +157,8 @@ pub fn run_access(settings: StoreSettings, command: AccessCommand) -> anyhow::Re
 }
 
 pub fn run_param(settings: StoreSettings, command: ParamCommand) -> anyhow::Result<()> {
-    let ParamCommand::Set {
-        customer,
-        key,
-        value,
-    } = command;
-    let value: Value =
-        serde_json::from_str(&value).with_context(|| format!("value is not JSON: {value}"))?;
+    let ParamCommand::Set { customer, key, value } = command;
+    let value: Value = serde_json::from_str(&value).with_context(|| format!("value is not JSON: {value}"))?;
     block_on(async move {
         let customers = customers(&settings).await?;
         let customer_id = customer_id(&customers, &customer).await?;
@@ -189,31 +169,16 @@ pub fn run_param(settings: StoreSettings, command: ParamCommand) -> anyhow::Resu
 
 pub fn run_user(settings: StoreSettings, command: UserCommand) -> anyhow::Result<()> {
     match command {
-        UserCommand::Create {
-            email,
-            password,
-            admin,
-            name,
-        } => {
+        UserCommand::Create { email, password, admin, name } => {
             let password = chosen_password(password)?;
             block_on(async move {
                 let customers = customers(&settings).await?;
                 let roles = if admin { ADMIN_ROLES } else { USER_ROLES };
-                let new = NewCustomer {
-                    email: email.to_lowercase(),
-                    display_name: name,
-                    roles: roles.into(),
-                };
+                let new = NewCustomer { email: email.to_lowercase(), display_name: name, roles: roles.into() };
                 let customer = customers
                     .create_user(&new, &password)
                     .await
-                    .map_err(|error| {
-                        refused(
-                            error,
-                            &email,
-                            " (`cashgrid user password` sets its password)",
-                        )
-                    })?;
+                    .map_err(|error| refused(error, &email, " (`cashgrid user password` sets its password)"))?;
                 let mut output = json!({
                     "id": customer.id,
                     "email": customer.email,
@@ -232,7 +197,8 @@ pub fn run_user(settings: StoreSettings, command: UserCommand) -> anyhow::Result
                 let customers = customers(&settings).await?;
                 let customer_id = customer_id(&customers, &email.to_lowercase()).await?;
                 customers.set_password(customer_id, &password).await?;
-                let mut output = json!({ "id": customer_id, "email": email.to_lowercase(), "status": password.status() });
+                let mut output =
+                    json!({ "id": customer_id, "email": email.to_lowercase(), "status": password.status() });
                 if let Some(initial) = password.initial_password() {
                     output["initialpassword"] = Value::String(initial.to_owned());
                 }

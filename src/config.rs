@@ -153,8 +153,7 @@ impl Layered {
     ) -> anyhow::Result<Self> {
         let mut figment = Figment::new();
         if let Some(path) = file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             figment = figment.merge(Toml::string(&text));
         }
         figment = figment.merge(Serialized::globals(environment_settings(environment)));
@@ -163,9 +162,7 @@ impl Layered {
         }
         // Lossy: the environment and flags are text, read as numbers and booleans (`true`,
         // `yes`, `1`, `on` ...) where a setting is one; text settings keep their text exactly.
-        figment
-            .extract_lossy()
-            .map_err(|error| anyhow::anyhow!("settings: {error}"))
+        figment.extract_lossy().map_err(|error| anyhow::anyhow!("settings: {error}"))
     }
 }
 
@@ -178,8 +175,7 @@ fn environment_settings(environment: &BTreeMap<String, String>) -> BTreeMap<&'st
         }
     }
     for setting in SETTINGS {
-        if let Some(value) = environment.get(&format!("CASHGRID_{}", setting.to_ascii_uppercase()))
-        {
+        if let Some(value) = environment.get(&format!("CASHGRID_{}", setting.to_ascii_uppercase())) {
             settings.insert(setting, value.clone());
         }
     }
@@ -195,11 +191,9 @@ impl<T: Serialize> ErasedFlags for T {
     fn given(&self) -> anyhow::Result<serde_json::Value> {
         let value = serde_json::to_value(self).context("flags")?;
         Ok(match value {
-            serde_json::Value::Object(map) => serde_json::Value::Object(
-                map.into_iter()
-                    .filter(|(_, value)| !value.is_null())
-                    .collect(),
-            ),
+            serde_json::Value::Object(map) => {
+                serde_json::Value::Object(map.into_iter().filter(|(_, value)| !value.is_null()).collect())
+            }
             other => other,
         })
     }
@@ -243,10 +237,7 @@ impl std::fmt::Debug for StoreSettings {
         formatter
             .debug_struct("StoreSettings")
             .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &self.database_url.as_ref().map(|_| "[REDACTED]"),
-            )
+            .field("database_url", &self.database_url.as_ref().map(|_| "[REDACTED]"))
             .field("server_key_file", &self.server_key_file)
             .field("pool_size", &self.pool_size)
             .field("commit_connections", &self.commit_connections)
@@ -257,29 +248,13 @@ impl std::fmt::Debug for StoreSettings {
 
 impl StoreSettings {
     pub fn resolve(layered: &Layered) -> Self {
-        let data_dir = layered
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| DEFAULT_DATA_DIR.into());
-        let server_key_file = layered
-            .server_key_file
-            .clone()
-            .unwrap_or_else(|| data_dir.join(SERVER_KEY_FILE));
+        let data_dir = layered.data_dir.clone().unwrap_or_else(|| DEFAULT_DATA_DIR.into());
+        let server_key_file = layered.server_key_file.clone().unwrap_or_else(|| data_dir.join(SERVER_KEY_FILE));
         StoreSettings {
-            database_url: layered
-                .database_url
-                .clone()
-                .filter(|url| !url.expose_secret().is_empty()),
+            database_url: layered.database_url.clone().filter(|url| !url.expose_secret().is_empty()),
             pool_size: layered.database_pool_size.unwrap_or(DEFAULT_POOL_SIZE),
-            commit_connections: layered
-                .database_commit_connections
-                .unwrap_or(DEFAULT_COMMIT_CONNECTIONS),
-            store_timeout: Duration::from_millis(
-                layered
-                    .store_timeout_ms
-                    .unwrap_or(DEFAULT_STORE_TIMEOUT_MS)
-                    .max(1),
-            ),
+            commit_connections: layered.database_commit_connections.unwrap_or(DEFAULT_COMMIT_CONNECTIONS),
+            store_timeout: Duration::from_millis(layered.store_timeout_ms.unwrap_or(DEFAULT_STORE_TIMEOUT_MS).max(1)),
             data_dir,
             server_key_file,
         }
@@ -394,19 +369,14 @@ pub struct ServeSettings {
 impl ServeSettings {
     pub fn resolve(layered: Layered, store: StoreSettings) -> anyhow::Result<Self> {
         let bind_text = layered.bind.unwrap_or_else(|| DEFAULT_BIND.into());
-        let bind = bind_text
-            .parse()
-            .with_context(|| format!("invalid bind address '{bind_text}'"))?;
+        let bind = bind_text.parse().with_context(|| format!("invalid bind address '{bind_text}'"))?;
         let error_text = layered.error_status.unwrap_or_else(|| "original".into());
-        let error_status = ErrorStatus::parse(&error_text).with_context(|| {
-            format!("invalid error status '{error_text}': use 'original' or '4xx'")
-        })?;
+        let error_status = ErrorStatus::parse(&error_text)
+            .with_context(|| format!("invalid error status '{error_text}': use 'original' or '4xx'"))?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let mut engine = cashgrid_actors::EngineConfig {
             arbiters: layered.arbiters.unwrap_or(cores).max(1),
-            send_timeout: Duration::from_millis(
-                layered.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS),
-            ),
+            send_timeout: Duration::from_millis(layered.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS)),
             ..cashgrid_actors::EngineConfig::default()
         };
         if let Some(bits) = layered.min_rsa_key_bits {
@@ -436,9 +406,9 @@ impl ServeSettings {
         if let Some(days) = layered.max_history_days {
             engine.expiry.max_history_days = days;
         }
-        engine.portal.jwt_secret = layered.jwt_secret.and_then(|secret| {
-            cashgrid_actors::engine::portal::JwtSecret::new(secret.expose_secret())
-        });
+        engine.portal.jwt_secret = layered
+            .jwt_secret
+            .and_then(|secret| cashgrid_actors::engine::portal::JwtSecret::new(secret.expose_secret()));
         if let Some(hours) = layered.jwt_valid_hours {
             engine.portal.jwt_valid_hours = hours.max(1);
         }
@@ -446,12 +416,8 @@ impl ServeSettings {
         engine.mqtt = mqtt_config(
             layered.mqtt_url,
             layered.mqtt_user,
-            layered
-                .mqtt_password
-                .map(|password| password.expose_secret().to_owned()),
-            layered
-                .mqtt_signature_key
-                .map(|key| key.expose_secret().to_owned()),
+            layered.mqtt_password.map(|password| password.expose_secret().to_owned()),
+            layered.mqtt_signature_key.map(|key| key.expose_secret().to_owned()),
             layered.mqtt_signature_key_file,
         )?;
         let tls = match (layered.tls_cert, layered.tls_key) {
@@ -463,9 +429,7 @@ impl ServeSettings {
         };
         let trusted_proxies = match &layered.trusted_proxies {
             Some(ProxyList::Text(text)) => TrustedProxies::parse(text)?,
-            Some(ProxyList::List(entries)) => {
-                TrustedProxies::from_entries(entries.iter().map(String::as_str))?
-            }
+            Some(ProxyList::List(entries)) => TrustedProxies::from_entries(entries.iter().map(String::as_str))?,
             None => TrustedProxies::default(),
         };
         Ok(ServeSettings {
@@ -474,16 +438,8 @@ impl ServeSettings {
             trusted_proxies,
             error_status,
             workers: layered.workers.unwrap_or(cores).max(1),
-            body_timeout: Duration::from_millis(
-                layered
-                    .body_timeout_ms
-                    .unwrap_or(DEFAULT_BODY_TIMEOUT_MS)
-                    .max(1),
-            ),
-            max_connections: layered
-                .max_connections
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
-                .max(1),
+            body_timeout: Duration::from_millis(layered.body_timeout_ms.unwrap_or(DEFAULT_BODY_TIMEOUT_MS).max(1)),
+            max_connections: layered.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS).max(1),
             engine,
             store,
         })
@@ -505,9 +461,8 @@ fn mqtt_config(
     let broker = Broker::parse(&url)?;
     let key_text = match (key_text.filter(|text| !text.trim().is_empty()), key_file) {
         (Some(text), _) => text,
-        (None, Some(path)) => {
-            std::fs::read_to_string(&path).with_context(|| format!("reading the MQTT signing key {}", path.display()))?
-        }
+        (None, Some(path)) => std::fs::read_to_string(&path)
+            .with_context(|| format!("reading the MQTT signing key {}", path.display()))?,
         (None, None) => anyhow::bail!(
             "MQTT_URL is set but no signing key is: give MQTT_SIGNATURE_KEY or --mqtt-signature-key-file \
              (cashgrid has no built-in key)"
@@ -528,10 +483,7 @@ mod tests {
     use super::*;
 
     fn environment(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
+        pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
     }
 
     fn file(text: &str) -> tempfile_path::TempFile {
@@ -544,8 +496,7 @@ mod tests {
 
         impl TempFile {
             pub fn with(text: &str) -> Self {
-                let path = std::env::temp_dir()
-                    .join(format!("cashgrid-settings-{}.toml", uuid::Uuid::new_v4()));
+                let path = std::env::temp_dir().join(format!("cashgrid-settings-{}.toml", uuid::Uuid::new_v4()));
                 if let Err(error) = std::fs::write(&path, text) {
                     panic!("writing {}: {error}", path.display());
                 }
@@ -570,25 +521,14 @@ mod tests {
     #[test]
     fn flags_beat_the_environment_which_beats_the_file() {
         let config = file("bind = \"127.0.0.1:1\"\nfeed_buffer = 7\nstore_timeout_ms = 9\n");
-        let environment = environment(&[
-            ("CASHGRID_BIND", "127.0.0.1:2"),
-            ("CASHGRID_STORE_TIMEOUT_MS", "8"),
-        ]);
-        let flags = Flags {
-            bind: Some("127.0.0.1:3".into()),
-            store_timeout_ms: None,
-        };
-        let layered = Layered::layer(Some(&config.0), &environment, &[&flags])
-            .unwrap_or_else(|error| panic!("{error:#}"));
+        let environment = environment(&[("CASHGRID_BIND", "127.0.0.1:2"), ("CASHGRID_STORE_TIMEOUT_MS", "8")]);
+        let flags = Flags { bind: Some("127.0.0.1:3".into()), store_timeout_ms: None };
+        let layered =
+            Layered::layer(Some(&config.0), &environment, &[&flags]).unwrap_or_else(|error| panic!("{error:#}"));
         assert_eq!(layered.bind.as_deref(), Some("127.0.0.1:3"), "the flag");
-        assert_eq!(
-            layered.store_timeout_ms,
-            Some(8),
-            "the environment; an absent flag hides nothing"
-        );
+        assert_eq!(layered.store_timeout_ms, Some(8), "the environment; an absent flag hides nothing");
         assert_eq!(layered.feed_buffer, Some(7), "the file");
-        let none =
-            Layered::layer(None, &BTreeMap::new(), &[]).unwrap_or_else(|error| panic!("{error:#}"));
+        let none = Layered::layer(None, &BTreeMap::new(), &[]).unwrap_or_else(|error| panic!("{error:#}"));
         assert_eq!(none.bind, None);
     }
 
@@ -604,16 +544,8 @@ mod tests {
             ("CASHGRID_SERVER_KEY", "not a setting: the key itself"),
             ("CASHGRID_UNRELATED", "ignored"),
         ]);
-        let layered =
-            Layered::layer(None, &environment, &[]).unwrap_or_else(|error| panic!("{error:#}"));
-        assert_eq!(
-            layered
-                .jwt_secret
-                .as_ref()
-                .map(|secret| secret.expose_secret().to_owned())
-                .as_deref(),
-            Some("007")
-        );
+        let layered = Layered::layer(None, &environment, &[]).unwrap_or_else(|error| panic!("{error:#}"));
+        assert_eq!(layered.jwt_secret.as_ref().map(|secret| secret.expose_secret().to_owned()).as_deref(), Some("007"));
         assert_eq!(layered.captcha_off, Some(true));
         assert_eq!(layered.fixed_trigger_codes, Some(true));
         assert_eq!(layered.max_history_days, Some(31), "a CASHGRID_ name wins");
@@ -648,15 +580,9 @@ mod tests {
             }
         }
         for setting in SETTINGS {
-            let value = if setting == "trusted_proxies" {
-                "127.0.0.1"
-            } else {
-                "1"
-            };
-            let environment =
-                environment(&[(&format!("CASHGRID_{}", setting.to_ascii_uppercase()), value)]);
-            Layered::layer(None, &environment, &[])
-                .unwrap_or_else(|error| panic!("{setting}: {error:#}"));
+            let value = if setting == "trusted_proxies" { "127.0.0.1" } else { "1" };
+            let environment = environment(&[(&format!("CASHGRID_{}", setting.to_ascii_uppercase()), value)]);
+            Layered::layer(None, &environment, &[]).unwrap_or_else(|error| panic!("{setting}: {error:#}"));
         }
     }
 
@@ -664,27 +590,12 @@ mod tests {
 
     #[test]
     fn mqtt_is_off_without_a_url_and_refuses_to_start_without_a_key_or_with_a_tls_url() {
-        assert!(matches!(
-            mqtt_config(None, None, None, Some(KEY.into()), None),
-            Ok(None)
-        ));
+        assert!(matches!(mqtt_config(None, None, None, Some(KEY.into()), None), Ok(None)));
         let missing_key = mqtt_config(Some("mqtt://127.0.0.1".into()), None, None, None, None);
         assert!(missing_key.is_err_and(|error| error.to_string().contains("no built-in key")));
-        let tls = mqtt_config(
-            Some("mqtts://127.0.0.1".into()),
-            None,
-            None,
-            Some(KEY.into()),
-            None,
-        );
+        let tls = mqtt_config(Some("mqtts://127.0.0.1".into()), None, None, Some(KEY.into()), None);
         assert!(tls.is_err());
-        let bad_key = mqtt_config(
-            Some("mqtt://127.0.0.1".into()),
-            None,
-            None,
-            Some("not a key".into()),
-            None,
-        );
+        let bad_key = mqtt_config(Some("mqtt://127.0.0.1".into()), None, None, Some("not a key".into()), None);
         assert!(bad_key.is_err());
         let configured = mqtt_config(
             Some("mqtt://127.0.0.1:1884".into()),
@@ -695,17 +606,8 @@ mod tests {
         );
         match configured {
             Ok(Some(config)) => {
-                assert_eq!(
-                    config.broker,
-                    Broker {
-                        host: "127.0.0.1".into(),
-                        port: 1884
-                    }
-                );
-                assert!(
-                    !format!("{config:?}").contains("\"p\""),
-                    "the password is not printed"
-                );
+                assert_eq!(config.broker, Broker { host: "127.0.0.1".into(), port: 1884 });
+                assert!(!format!("{config:?}").contains("\"p\""), "the password is not printed");
             }
             other => panic!("expected a configuration, got {other:?}"),
         }

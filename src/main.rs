@@ -12,11 +12,7 @@ use clap::{Parser, Subcommand};
 use crate::config::{ErasedFlags, Layered, ServeArgs, ServeSettings, StoreArgs, StoreSettings};
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cashgrid",
-    version,
-    about = "Actor-based engine for cash tokens, accounts and vouchers"
-)]
+#[command(name = "cashgrid", version, about = "Actor-based engine for cash tokens, accounts and vouchers")]
 struct Cli {
     /// TOML configuration file (see config/example.toml); the environment and flags override it.
     #[arg(long, env = "CASHGRID_CONFIG", global = true)]
@@ -58,9 +54,7 @@ fn main() -> ExitCode {
     };
     let store_settings = StoreSettings::resolve(&layered);
     let result = match cli.command {
-        Command::Serve(_) => {
-            ServeSettings::resolve(layered, store_settings).and_then(server::serve)
-        }
+        Command::Serve(_) => ServeSettings::resolve(layered, store_settings).and_then(server::serve),
         Command::Customer(command) => admin::run_customer(store_settings, command),
         Command::Access(command) => admin::run_access(store_settings, command),
         Command::User(command) => admin::run_user(store_settings, command),
@@ -81,8 +75,5 @@ fn fail(error: &anyhow::Error) -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }

@@ -20,14 +20,10 @@ use crate::config::{ServeSettings, StoreSettings};
 pub async fn open_store(settings: &StoreSettings) -> anyhow::Result<Arc<dyn Store>> {
     Ok(match &settings.database_url {
         Some(url) => Arc::new(
-            PostgresStore::connect(
-                url.expose_secret(),
-                settings.pool_size,
-                settings.commit_connections,
-            )
-            .await
-            .context("opening PostgreSQL")?
-            .with_deadline(settings.store_timeout),
+            PostgresStore::connect(url.expose_secret(), settings.pool_size, settings.commit_connections)
+                .await
+                .context("opening PostgreSQL")?
+                .with_deadline(settings.store_timeout),
         ),
         None => Arc::new(
             SqliteStore::open(&settings.data_dir)
@@ -70,9 +66,7 @@ fn connection_bound(settings: &ServeSettings) -> usize {
     };
     let pools = (settings.store.pool_size + settings.store.commit_connections) as u64;
     let room = limit.saturating_sub(DESCRIPTOR_HEADROOM + pools).max(1);
-    let bound = settings
-        .max_connections
-        .min(usize::try_from(room).unwrap_or(usize::MAX));
+    let bound = settings.max_connections.min(usize::try_from(room).unwrap_or(usize::MAX));
     if bound < settings.max_connections {
         tracing::warn!(
             open_file_limit = limit,
@@ -80,11 +74,7 @@ fn connection_bound(settings: &ServeSettings) -> usize {
             "the open-file limit caps client connections below the configured max_connections"
         );
     }
-    tracing::info!(
-        open_file_limit = limit,
-        max_connections = bound,
-        "connection bound"
-    );
+    tracing::info!(open_file_limit = limit, max_connections = bound, "connection bound");
     bound
 }
 
@@ -96,11 +86,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let prometheus = install_prometheus()?;
     let hasher = secret_hasher(&settings.store)?;
     let store = open_store(&settings.store).await?;
-    let backend = if settings.store.database_url.is_some() {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
     let engine = Engine::start(store, hasher, settings.engine.clone());
     cashgrid_http::register_initial_series();
     let state = web::Data::new(AppState {
@@ -114,12 +100,8 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .wrap(actix_web::middleware::from_fn(
-                cashgrid_http::dncash::paths::canonical_path,
-            ))
-            .wrap(actix_web::middleware::from_fn(
-                cashgrid_http::metrics::record_request,
-            ))
+            .wrap(actix_web::middleware::from_fn(cashgrid_http::dncash::paths::canonical_path))
+            .wrap(actix_web::middleware::from_fn(cashgrid_http::metrics::record_request))
             .configure(cashgrid_http::configure)
             .default_service(web::to(cashgrid_http::system::not_found))
     })

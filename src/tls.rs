@@ -36,14 +36,8 @@ pub fn server_config(files: &TlsFiles) -> anyhow::Result<rustls::ServerConfig> {
 
 fn certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let read = || format!("reading the TLS certificate chain {}", path.display());
-    let chain = CertificateDer::pem_file_iter(path)
-        .with_context(read)?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(read)?;
-    anyhow::ensure!(
-        !chain.is_empty(),
-        "{}: no CERTIFICATE block",
-        path.display()
-    );
+    let chain =
+        CertificateDer::pem_file_iter(path).with_context(read)?.collect::<Result<Vec<_>, _>>().with_context(read)?;
+    anyhow::ensure!(!chain.is_empty(), "{}: no CERTIFICATE block", path.display());
     Ok(chain)
 }

@@ -66,13 +66,7 @@ pub struct DeviceActor {
 
 impl DeviceActor {
     pub fn new(id: Uuid, shared: Arc<EntityContext>, registry: Arc<Registry<DeviceActor>>) -> Self {
-        Self {
-            id,
-            shared,
-            registry,
-            slot: Slot::Loading,
-            last_active: Instant::now(),
-        }
+        Self { id, shared, registry, slot: Slot::Loading, last_active: Instant::now() }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {

@@ -65,10 +65,7 @@ pub struct ExpiryConfig {
 
 impl Default for ExpiryConfig {
     fn default() -> Self {
-        Self {
-            interval: Duration::from_secs(1),
-            max_history_days: 90,
-        }
+        Self { interval: Duration::from_secs(1), max_history_days: 90 }
     }
 }
 
@@ -86,8 +83,7 @@ pub async fn run_expiry(engine: impl Housekeeping, config: ExpiryConfig) {
                 Ok(due) if due < EXPIRY_BATCH => break,
                 Ok(_) => continue,
                 Err(error) => {
-                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL)
-                    {
+                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
                         tracing::warn!(%error, "expiry sweep failed; retrying");
                         last_error_log = Some(std::time::Instant::now());
                     }
@@ -100,10 +96,7 @@ pub async fn run_expiry(engine: impl Housekeeping, config: ExpiryConfig) {
 
 /// One round: expire what is due now. Returns how many tokens were due.
 async fn sweep_once(engine: &impl Housekeeping) -> Result<usize, EngineError> {
-    let due = engine
-        .store()
-        .due_expiries(now_millis(), EXPIRY_BATCH)
-        .await?;
+    let due = engine.store().due_expiries(now_millis(), EXPIRY_BATCH).await?;
     let count = due.len();
     let outcomes: Vec<Result<(), EngineError>> = stream::iter(due)
         .map(|token| async move { engine.expire(token).await })
@@ -115,9 +108,7 @@ async fn sweep_once(engine: &impl Housekeeping) -> Result<usize, EngineError> {
         match outcome {
             Ok(()) => expired += 1,
             // Claimed, deleted or expired meanwhile (here or on another node): nothing to do.
-            Err(EngineError::Rejected(
-                Rejection::Token(TokenRejection::NotOpen) | Rejection::UnknownToken,
-            )) => {}
+            Err(EngineError::Rejected(Rejection::Token(TokenRejection::NotOpen) | Rejection::UnknownToken)) => {}
             Err(error @ (EngineError::Overloaded | EngineError::Unavailable)) => return Err(error),
             Err(error) => tracing::warn!(%error, "token could not be expired"),
         }
@@ -151,11 +142,7 @@ pub async fn run_retention(engine: impl Housekeeping, config: ExpiryConfig) {
         wait = match engine.store().delete_history(before).await {
             Ok(deleted) => {
                 counter!(HISTORY_TOKENS_DELETED).increment(deleted);
-                tracing::info!(
-                    deleted,
-                    max_history_days = config.max_history_days,
-                    "history retention ran"
-                );
+                tracing::info!(deleted, max_history_days = config.max_history_days, "history retention ran");
                 RETENTION_INTERVAL
             }
             Err(error) => {

@@ -87,23 +87,14 @@ pub struct FeedSpec {
 }
 
 impl FeedSpec {
-    pub fn new(
-        label: &'static str,
-        filter: impl Fn(Audience, &EventRecord) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        Self {
-            label,
-            filter: Arc::new(filter),
-        }
+    pub fn new(label: &'static str, filter: impl Fn(Audience, &EventRecord) -> bool + Send + Sync + 'static) -> Self {
+        Self { label, filter: Arc::new(filter) }
     }
 }
 
 impl std::fmt::Debug for FeedSpec {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("FeedSpec")
-            .field("label", &self.label)
-            .finish_non_exhaustive()
+        formatter.debug_struct("FeedSpec").field("label", &self.label).finish_non_exhaustive()
     }
 }
 
@@ -195,19 +186,11 @@ impl FeedHub {
         buffer: usize,
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let inner = Arc::new(HubInner {
-            state: Mutex::new(HubState {
-                horizon: 0,
-                ready: false,
-                subscribers: HashMap::new(),
-                count: 0,
-            }),
+            state: Mutex::new(HubState { horizon: 0, ready: false, subscribers: HashMap::new(), count: 0 }),
             buffer: buffer.max(1),
             next_id: AtomicU64::new(1),
         });
-        let hub = Self {
-            inner: Arc::clone(&inner),
-            store: Arc::clone(&store),
-        };
+        let hub = Self { inner: Arc::clone(&inner), store: Arc::clone(&store) };
         (hub, run(inner, store, commits))
     }
 
@@ -231,27 +214,15 @@ impl FeedHub {
             if state.count >= SUBSCRIBERS_MAX {
                 return Err(SubscribeError::Full);
             }
-            let subscriber = Subscriber {
-                feed: feed.clone(),
-                sender,
-                lagged: Arc::clone(&lagged),
-            };
-            state
-                .subscribers
-                .entry(audience)
-                .or_default()
-                .insert(id, subscriber);
+            let subscriber = Subscriber { feed: feed.clone(), sender, lagged: Arc::clone(&lagged) };
+            state.subscribers.entry(audience).or_default().insert(id, subscriber);
             state.count += 1;
             state.horizon
         };
         gauge!(WEBSOCKET_SUBSCRIBERS, "feed" => feed.label).increment(1.0);
         // Events up to `horizon` never reach the channel; events after it all do.
         let replay = match since {
-            Some(since) if since < horizon => Some(Replay {
-                until: horizon,
-                page: VecDeque::new(),
-                exhausted: false,
-            }),
+            Some(since) if since < horizon => Some(Replay { until: horizon, page: VecDeque::new(), exhausted: false }),
             Some(_) | None => None,
         };
         let last_seq = match since {
@@ -333,17 +304,12 @@ impl Subscription {
                     continue;
                 }
                 if !replay.exhausted {
-                    let events = self
-                        .store
-                        .events_after(self.audience.customer(), self.last_seq, READ_BATCH)
-                        .await?;
+                    let events = self.store.events_after(self.audience.customer(), self.last_seq, READ_BATCH).await?;
                     let full_page = events.len() >= READ_BATCH;
                     let until = replay.until;
-                    replay.page.extend(
-                        events
-                            .into_iter()
-                            .filter(|event| event.seq > self.last_seq && event.seq <= until),
-                    );
+                    replay
+                        .page
+                        .extend(events.into_iter().filter(|event| event.seq > self.last_seq && event.seq <= until));
                     let reached_end = replay.page.back().is_some_and(|event| event.seq >= until);
                     replay.exhausted = !full_page || reached_end || replay.page.is_empty();
                     continue;
@@ -375,10 +341,7 @@ async fn run(inner: Arc<HubInner>, store: Arc<dyn Store>, commits: watch::Receiv
     let mut commits = Some(commits);
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut reader = Reader {
-        hole: None,
-        last_error: None,
-    };
+    let mut reader = Reader { hole: None, last_error: None };
     loop {
         tokio::select! {
             changed = wait_for_commit(&mut commits) => {
@@ -397,9 +360,7 @@ async fn run(inner: Arc<HubInner>, store: Arc<dyn Store>, commits: watch::Receiv
     }
 }
 
-async fn wait_for_commit(
-    commits: &mut Option<watch::Receiver<u64>>,
-) -> Result<(), watch::error::RecvError> {
+async fn wait_for_commit(commits: &mut Option<watch::Receiver<u64>>) -> Result<(), watch::error::RecvError> {
     match commits {
         Some(receiver) => receiver.changed().await,
         None => std::future::pending().await,
@@ -425,11 +386,7 @@ impl Reader {
         }
     }
 
-    async fn try_catch_up(
-        &mut self,
-        inner: &HubInner,
-        store: &dyn Store,
-    ) -> Result<(), StoreError> {
+    async fn try_catch_up(&mut self, inner: &HubInner, store: &dyn Store) -> Result<(), StoreError> {
         let mut horizon = inner.lock().horizon;
         let last = store.last_event_seq().await?;
         {
@@ -449,8 +406,7 @@ impl Reader {
             if deliverable == 0 {
                 return Ok(());
             }
-            let events: Vec<Arc<EventRecord>> =
-                events.into_iter().take(deliverable).map(Arc::new).collect();
+            let events: Vec<Arc<EventRecord>> = events.into_iter().take(deliverable).map(Arc::new).collect();
             horizon = fan_out(inner, &events);
             if deliverable < READ_BATCH && complete {
                 break;
@@ -495,21 +451,14 @@ fn fan_out(inner: &HubInner, events: &[Arc<EventRecord>]) -> i64 {
     let mut state = inner.lock();
     let mut dropped: Vec<(Audience, u64)> = Vec::new();
     for event in events {
-        let cash = event
-            .cash_customer_id
-            .filter(|cash| *cash != event.owner_id);
-        let audiences = [
-            Some(Audience::All),
-            Some(Audience::Customer(event.owner_id)),
-            cash.map(Audience::Customer),
-        ];
+        let cash = event.cash_customer_id.filter(|cash| *cash != event.owner_id);
+        let audiences = [Some(Audience::All), Some(Audience::Customer(event.owner_id)), cash.map(Audience::Customer)];
         for audience in audiences.into_iter().flatten() {
             let Some(subscribers) = state.subscribers.get(&audience) else {
                 continue;
             };
             for (id, subscriber) in subscribers {
-                if !(subscriber.feed.filter)(audience, event) || dropped.contains(&(audience, *id))
-                {
+                if !(subscriber.feed.filter)(audience, event) || dropped.contains(&(audience, *id)) {
                     continue;
                 }
                 match subscriber.sender.try_send(Arc::clone(event)) {
@@ -568,45 +517,23 @@ mod tests {
 
     #[test]
     fn a_gap_in_the_sequence_is_waited_for_before_it_is_skipped() {
-        let mut reader = Reader {
-            hole: None,
-            last_error: None,
-        };
+        let mut reader = Reader { hole: None, last_error: None };
         let at = |seq| event(seq, TokenEventKind::Created, TokenState::Open, 1, None);
         let start = Instant::now();
         let events = vec![at(11), at(12), at(14), at(15)];
         assert_eq!(reader.contiguous_prefix(10, &events, start), 2);
-        assert_eq!(
-            reader.contiguous_prefix(12, &events[2..], start),
-            0,
-            "the hole is new"
-        );
-        assert_eq!(
-            reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE / 2),
-            0
-        );
-        assert_eq!(
-            reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE),
-            2,
-            "waited long enough"
-        );
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start), 0, "the hole is new");
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE / 2), 0);
+        assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE), 2, "waited long enough");
         // The missing event arriving in time fills the hole.
-        let mut reader = Reader {
-            hole: None,
-            last_error: None,
-        };
+        let mut reader = Reader { hole: None, last_error: None };
         assert_eq!(reader.contiguous_prefix(12, &[at(14)], start), 0);
         assert_eq!(reader.contiguous_prefix(12, &[at(13), at(14)], start), 2);
     }
 
     fn inner(buffer: usize) -> Arc<HubInner> {
         Arc::new(HubInner {
-            state: Mutex::new(HubState {
-                horizon: 0,
-                ready: true,
-                subscribers: HashMap::new(),
-                count: 0,
-            }),
+            state: Mutex::new(HubState { horizon: 0, ready: true, subscribers: HashMap::new(), count: 0 }),
             buffer,
             next_id: AtomicU64::new(1),
         })
@@ -615,33 +542,15 @@ mod tests {
     #[tokio::test]
     async fn a_subscriber_that_falls_behind_is_dropped_and_told_so_after_its_buffered_events() {
         let inner = inner(2);
-        let hub = FeedHub {
-            inner: Arc::clone(&inner),
-            store: test_store(),
-        };
-        let subscribe = |audience| {
-            hub.subscribe(every_event(), audience, None)
-                .unwrap_or_else(|error| panic!("{error}"))
-        };
+        let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
+        let subscribe =
+            |audience| hub.subscribe(every_event(), audience, None).unwrap_or_else(|error| panic!("{error}"));
         let mut slow = subscribe(Audience::Customer(1));
         let mut other = subscribe(Audience::Customer(2));
-        let events: Vec<_> = (1..=3)
-            .map(|seq| {
-                Arc::new(event(
-                    seq,
-                    TokenEventKind::Created,
-                    TokenState::Open,
-                    1,
-                    None,
-                ))
-            })
-            .collect();
+        let events: Vec<_> =
+            (1..=3).map(|seq| Arc::new(event(seq, TokenEventKind::Created, TokenState::Open, 1, None))).collect();
         assert_eq!(fan_out(&inner, &events), 3);
-        assert_eq!(
-            hub.subscribers(),
-            1,
-            "the slow one is gone, the other stays"
-        );
+        assert_eq!(hub.subscribers(), 1, "the slow one is gone, the other stays");
         for expected in 1..=2 {
             match slow.next().await {
                 Ok(FeedItem::Event(event)) => assert_eq!(event.seq, expected),
@@ -652,39 +561,18 @@ mod tests {
         assert_eq!(slow.last_seq(), 2);
         drop(slow);
         assert_eq!(hub.subscribers(), 1);
-        fan_out(
-            &inner,
-            &[Arc::new(event(
-                4,
-                TokenEventKind::Created,
-                TokenState::Open,
-                2,
-                None,
-            ))],
-        );
+        fan_out(&inner, &[Arc::new(event(4, TokenEventKind::Created, TokenState::Open, 2, None))]);
         assert!(matches!(other.next().await, Ok(FeedItem::Event(event)) if event.seq == 4));
         drop(other);
-        assert_eq!(
-            hub.subscribers(),
-            0,
-            "dropping a subscription unsubscribes it"
-        );
+        assert_eq!(hub.subscribers(), 0, "dropping a subscription unsubscribes it");
     }
 
     #[tokio::test]
     async fn a_subscriber_gets_the_events_of_its_audience_that_its_feed_lets_through() {
         let inner = inner(16);
-        let hub = FeedHub {
-            inner: Arc::clone(&inner),
-            store: test_store(),
-        };
-        let subscribe = |feed, audience| {
-            hub.subscribe(feed, audience, None)
-                .unwrap_or_else(|error| panic!("{error}"))
-        };
-        let locks_only = FeedSpec::new("locks", |_, event: &EventRecord| {
-            event.kind == TokenEventKind::Locked
-        });
+        let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
+        let subscribe = |feed, audience| hub.subscribe(feed, audience, None).unwrap_or_else(|error| panic!("{error}"));
+        let locks_only = FeedSpec::new("locks", |_, event: &EventRecord| event.kind == TokenEventKind::Locked);
         let owners_only = FeedSpec::new("owners", |audience, event: &EventRecord| {
             audience == Audience::All || audience == Audience::Customer(event.owner_id)
         });
@@ -708,11 +596,7 @@ mod tests {
         };
         assert_eq!(received(&mut owner), [1, 2]);
         assert_eq!(received(&mut cash), [2, 3]);
-        assert_eq!(
-            received(&mut cash_owners_only),
-            [3],
-            "the filter sees the audience it is asked for"
-        );
+        assert_eq!(received(&mut cash_owners_only), [3], "the filter sees the audience it is asked for");
         assert_eq!(received(&mut bystander), Vec::<i64>::new());
         assert_eq!(received(&mut admin_locks), [2]);
     }

@@ -20,16 +20,12 @@ pub struct Handoff(AtomicU8);
 impl Handoff {
     /// The receiver starts on the request; `false` when the sender already gave up on it.
     pub fn take(&self) -> bool {
-        self.0
-            .compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.0.compare_exchange(PENDING, TAKEN, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// The sender gives up; `false` when the receiver already took the request.
     pub fn abandon(&self) -> bool {
-        self.0
-            .compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
+        self.0.compare_exchange(PENDING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_ok()
     }
 
     /// Whether the sender gave up (as opposed to someone having taken the request).
@@ -61,20 +57,10 @@ mod tests {
             let racers: Vec<_> = (0..4)
                 .map(|index| {
                     let handoff = std::sync::Arc::clone(&handoff);
-                    std::thread::spawn(move || {
-                        if index % 2 == 0 {
-                            handoff.take()
-                        } else {
-                            handoff.abandon()
-                        }
-                    })
+                    std::thread::spawn(move || if index % 2 == 0 { handoff.take() } else { handoff.abandon() })
                 })
                 .collect();
-            let winners = racers
-                .into_iter()
-                .map(|racer| racer.join().unwrap_or(false))
-                .filter(|won| *won)
-                .count();
+            let winners = racers.into_iter().map(|racer| racer.join().unwrap_or(false)).filter(|won| *won).count();
             assert_eq!(winners, 1);
         }
     }

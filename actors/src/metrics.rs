@@ -56,14 +56,7 @@ pub const HTTP_SERVER_ERRORS: &str = "cashgrid_http_server_errors_total";
 /// Label values that exist from the start, so that rates and alerts see a 0 before the first
 /// event instead of no series at all.
 const ACTOR_KINDS: [&str; 2] = ["token", "device"];
-const OVERLOAD_KINDS: [&str; 6] = [
-    "mailbox",
-    "writer",
-    "token",
-    "password_hashing",
-    "trigger",
-    "feed",
-];
+const OVERLOAD_KINDS: [&str; 6] = ["mailbox", "writer", "token", "password_hashing", "trigger", "feed"];
 const REJECTION_REASONS: [&str; 7] = [
     "not_open",
     "not_locked",
@@ -75,10 +68,8 @@ const REJECTION_REASONS: [&str; 7] = [
 ];
 
 /// Bucket bounds (seconds) for latencies measured inside the engine: 50 µs to 2.5 s.
-pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
-    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-    2.5,
-];
+pub const LATENCY_BUCKETS_SECONDS: &[f64] =
+    &[0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 /// Bucket bounds for the number of write sets in one commit.
 pub const BATCH_SIZE_BUCKETS: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
@@ -194,8 +185,7 @@ pub fn record_fence_conflict() {
 /// clients, so only three-letter codes become labels; anything else counts as `other`.
 pub fn record_cashout(currencies: &CurrencyLabels, symbol: &str, amount_minor: i64) {
     let currency = currencies.label(symbol);
-    counter!(CASHOUT_AMOUNT, "currency" => currency.clone())
-        .increment(u64::try_from(amount_minor).unwrap_or(0));
+    counter!(CASHOUT_AMOUNT, "currency" => currency.clone()).increment(u64::try_from(amount_minor).unwrap_or(0));
     counter!(CASHOUTS, "currency" => currency).increment(1);
 }
 
@@ -213,10 +203,7 @@ impl CurrencyLabels {
             return "other".to_owned();
         }
         let currency = symbol.to_ascii_uppercase();
-        let mut known = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut known = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if known.contains(&currency) || known.len() < CURRENCY_LABELS_MAX {
             known.insert(currency.clone());
             currency
@@ -278,19 +265,10 @@ mod currency_tests {
         let labels = CurrencyLabels::default();
         assert_eq!(labels.label("eur"), "EUR");
         assert_eq!(labels.label("EURO"), "other");
-        let invented: Vec<String> = (0..100_u8)
-            .map(|n| format!("Q{}{}", (b'A' + n / 26) as char, (b'A' + n % 26) as char))
-            .collect();
-        let own = invented
-            .iter()
-            .map(|symbol| labels.label(symbol))
-            .filter(|label| label != "other")
-            .count();
+        let invented: Vec<String> =
+            (0..100_u8).map(|n| format!("Q{}{}", (b'A' + n / 26) as char, (b'A' + n % 26) as char)).collect();
+        let own = invented.iter().map(|symbol| labels.label(symbol)).filter(|label| label != "other").count();
         assert_eq!(own, CURRENCY_LABELS_MAX - 1, "EUR took one label");
-        assert_eq!(
-            labels.label("EUR"),
-            "EUR",
-            "a known currency keeps its label"
-        );
+        assert_eq!(labels.label("EUR"), "EUR", "a known currency keeps its label");
     }
 }

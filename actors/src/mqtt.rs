@@ -84,9 +84,7 @@ pub struct Broker {
 pub enum BrokerUrlError {
     #[error("MQTT URL '{0}': only plain TCP brokers are supported (mqtt://host[:port] or tcp://host[:port])")]
     UnsupportedScheme(String),
-    #[error(
-        "MQTT URL '{0}': give the user and password as MQTT_USER and MQTT_PASSWORD, not in the URL"
-    )]
+    #[error("MQTT URL '{0}': give the user and password as MQTT_USER and MQTT_PASSWORD, not in the URL")]
     CredentialsInUrl(String),
     #[error("MQTT URL '{0}': expected host[:port]")]
     Malformed(String),
@@ -97,11 +95,7 @@ impl Broker {
     pub fn parse(url: &str) -> Result<Self, BrokerUrlError> {
         let url = url.trim();
         let rest = match url.split_once("://") {
-            Some((scheme, rest))
-                if scheme.eq_ignore_ascii_case("mqtt") || scheme.eq_ignore_ascii_case("tcp") =>
-            {
-                rest
-            }
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("mqtt") || scheme.eq_ignore_ascii_case("tcp") => rest,
             Some(_) => return Err(BrokerUrlError::UnsupportedScheme(url.to_owned())),
             None => url,
         };
@@ -122,10 +116,7 @@ impl Broker {
         if host.is_empty() || host.contains('/') || port == 0 {
             return Err(malformed());
         }
-        Ok(Self {
-            host: host.to_owned(),
-            port,
-        })
+        Ok(Self { host: host.to_owned(), port })
     }
 }
 
@@ -148,12 +139,7 @@ impl MqttPublisher {
 
 /// The publisher and the task that connects and publishes: run the task on a thread that
 /// has a tokio runtime.
-pub fn start(
-    config: MqttConfig,
-) -> (
-    MqttPublisher,
-    impl std::future::Future<Output = ()> + 'static,
-) {
+pub fn start(config: MqttConfig) -> (MqttPublisher, impl std::future::Future<Output = ()> + 'static) {
     let (queue, pushes) = mpsc::channel(QUEUE_CAPACITY);
     let client_id = format!("cashgrid-{}", uuid::Uuid::new_v4().simple());
     let mut options = MqttOptions::new(client_id, config.broker.host.clone(), config.broker.port);
@@ -213,22 +199,13 @@ pub fn start(
     (MqttPublisher { queue }, task)
 }
 
-async fn publish_all(
-    client: AsyncClient,
-    config: MqttConfig,
-    mut pushes: mpsc::Receiver<TriggerPush>,
-) {
+async fn publish_all(client: AsyncClient, config: MqttConfig, mut pushes: mpsc::Receiver<TriggerPush>) {
     while let Some(push) = pushes.recv().await {
         let Some(payload) = signed_payload(&config, &push) else {
             m::record_mqtt_push("failed");
             continue;
         };
-        match client.try_publish(
-            format!("{TOPIC_PREFIX}{}", push.code),
-            QoS::AtLeastOnce,
-            false,
-            payload,
-        ) {
+        match client.try_publish(format!("{TOPIC_PREFIX}{}", push.code), QoS::AtLeastOnce, false, payload) {
             Ok(()) => {}
             Err(ClientError::TryRequest(_)) => m::record_mqtt_push("dropped"),
             Err(error) => {
@@ -258,48 +235,16 @@ mod tests {
 
     #[test]
     fn broker_urls_name_a_plain_tcp_host_and_port() {
-        let broker = |host: &str, port| {
-            Ok(Broker {
-                host: host.to_owned(),
-                port,
-            })
-        };
-        assert_eq!(
-            Broker::parse("mqtt://127.0.0.1:1883"),
-            broker("127.0.0.1", 1883)
-        );
-        assert_eq!(
-            Broker::parse("tcp://broker.example:2883/"),
-            broker("broker.example", 2883)
-        );
-        assert_eq!(
-            Broker::parse("broker.example"),
-            broker("broker.example", 1883)
-        );
+        let broker = |host: &str, port| Ok(Broker { host: host.to_owned(), port });
+        assert_eq!(Broker::parse("mqtt://127.0.0.1:1883"), broker("127.0.0.1", 1883));
+        assert_eq!(Broker::parse("tcp://broker.example:2883/"), broker("broker.example", 2883));
+        assert_eq!(Broker::parse("broker.example"), broker("broker.example", 1883));
         assert_eq!(Broker::parse("MQTT://[::1]:1884"), broker("::1", 1884));
-        assert!(matches!(
-            Broker::parse("mqtts://b:8883"),
-            Err(BrokerUrlError::UnsupportedScheme(_))
-        ));
-        assert!(matches!(
-            Broker::parse("ws://b:8088"),
-            Err(BrokerUrlError::UnsupportedScheme(_))
-        ));
-        assert!(matches!(
-            Broker::parse("mqtt://u:p@b"),
-            Err(BrokerUrlError::CredentialsInUrl(_))
-        ));
-        for bad in [
-            "mqtt://",
-            "mqtt://b:x",
-            "mqtt://b:0",
-            "::1",
-            "mqtt://b:1883/path",
-        ] {
-            assert!(
-                matches!(Broker::parse(bad), Err(BrokerUrlError::Malformed(_))),
-                "{bad}"
-            );
+        assert!(matches!(Broker::parse("mqtts://b:8883"), Err(BrokerUrlError::UnsupportedScheme(_))));
+        assert!(matches!(Broker::parse("ws://b:8088"), Err(BrokerUrlError::UnsupportedScheme(_))));
+        assert!(matches!(Broker::parse("mqtt://u:p@b"), Err(BrokerUrlError::CredentialsInUrl(_))));
+        for bad in ["mqtt://", "mqtt://b:x", "mqtt://b:0", "::1", "mqtt://b:1883/path"] {
+            assert!(matches!(Broker::parse(bad), Err(BrokerUrlError::Malformed(_))), "{bad}");
         }
     }
 }

@@ -83,9 +83,7 @@ impl From<StoreError> for EngineError {
                 Self::OutcomeUnknown
             }
             StoreError::Duplicate(what) => Self::Internal(format!("unexpected duplicate {what}")),
-            StoreError::Referenced(what) => {
-                Self::Internal(format!("unexpected reference from {what}"))
-            }
+            StoreError::Referenced(what) => Self::Internal(format!("unexpected reference from {what}")),
             StoreError::Internal(error) => {
                 tracing::error!(error = %format!("{error:#}"), "store error");
                 Self::Internal(error.to_string())

@@ -26,11 +26,7 @@ where
 {
     /// `arbiters` must not be empty.
     pub fn new(arbiters: Vec<ArbiterHandle>) -> Self {
-        Self {
-            entries: DashMap::new(),
-            arbiters,
-            placement: Default::default(),
-        }
+        Self { entries: DashMap::new(), arbiters, placement: Default::default() }
     }
 
     /// The live actor for `id`, started with `make` on its arbiter if there is none.

@@ -21,9 +21,7 @@ use uuid::Uuid;
 use crate::clock::now_millis;
 use crate::context::EntityContext;
 use crate::domain::token::TokenRejection;
-use crate::domain::token::{
-    apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition,
-};
+use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
 use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::outcome::{rejection_reason, EngineError, Rejection};
@@ -131,28 +129,12 @@ pub struct TokenActor {
 
 impl TokenActor {
     pub fn new(id: Uuid, shared: Arc<EntityContext>, registry: Arc<Registry<TokenActor>>) -> Self {
-        Self {
-            id,
-            shared,
-            registry,
-            slot: Slot::Loading,
-            last_active: Instant::now(),
-        }
+        Self { id, shared, registry, slot: Slot::Loading, last_active: Instant::now() }
     }
 
     /// An actor for a token whose snapshot was just committed, so it need not read it back.
-    pub fn with_snapshot(
-        token: Token,
-        shared: Arc<EntityContext>,
-        registry: Arc<Registry<TokenActor>>,
-    ) -> Self {
-        Self {
-            id: token.uuid,
-            shared,
-            registry,
-            slot: Slot::Ready(token),
-            last_active: Instant::now(),
-        }
+    pub fn with_snapshot(token: Token, shared: Arc<EntityContext>, registry: Arc<Registry<TokenActor>>) -> Self {
+        Self { id: token.uuid, shared, registry, slot: Slot::Ready(token), last_active: Instant::now() }
     }
 
     fn passivate(&mut self, ctx: &mut Context<Self>) {
@@ -245,9 +227,8 @@ impl Handler<Envelope> for TokenActor {
         let shared = Arc::clone(&self.shared);
         let id = self.id;
         AtomicResponse::new(Box::pin(
-            decide_and_commit(shared, id, token, envelope.request, envelope.deadline)
-                .into_actor(self)
-                .map(|(after, answer), actor, ctx| {
+            decide_and_commit(shared, id, token, envelope.request, envelope.deadline).into_actor(self).map(
+                |(after, answer), actor, ctx| {
                     match after {
                         After::Keep(token) => {
                             if token.state.is_final() {
@@ -268,39 +249,27 @@ impl Handler<Envelope> for TokenActor {
                         After::Reload => ctx.stop(),
                     }
                     answer
-                }),
+                },
+            ),
         ))
     }
 }
 
 fn to_command(shared: &EntityContext, token: &Token, request: &TokenRequest) -> TokenCommand {
     match request {
-        TokenRequest::Claim {
-            cash_device,
-            cash_customer,
-            code,
-        } => TokenCommand::Claim {
+        TokenRequest::Claim { cash_device, cash_customer, code } => TokenCommand::Claim {
             cash_device: *cash_device,
             cash_customer: *cash_customer,
-            code_matches: token
-                .code_hash
-                .as_deref()
-                .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
+            code_matches: token.code_hash.as_deref().is_some_and(|stored| shared.hasher.code_matches(code, stored)),
         },
-        TokenRequest::TriggerClaim {
-            cash_device,
-            cash_customer,
-            code,
-            signature_valid,
-        } => TokenCommand::TriggerClaim {
-            cash_device: *cash_device,
-            cash_customer: *cash_customer,
-            signature_valid: *signature_valid,
-            code_matches: token
-                .code_hash
-                .as_deref()
-                .is_some_and(|stored| shared.hasher.code_matches(code, stored)),
-        },
+        TokenRequest::TriggerClaim { cash_device, cash_customer, code, signature_valid } => {
+            TokenCommand::TriggerClaim {
+                cash_device: *cash_device,
+                cash_customer: *cash_customer,
+                signature_valid: *signature_valid,
+                code_matches: token.code_hash.as_deref().is_some_and(|stored| shared.hasher.code_matches(code, stored)),
+            }
+        }
         TokenRequest::Confirm {
             cash_device,
             cash_customer,
@@ -318,19 +287,10 @@ fn to_command(shared: &EntityContext, token: &Token, request: &TokenRequest) -> 
             processing_info: processing_info.clone(),
             remainder: partial_cashouts.then(Uuid::new_v4),
         },
-        TokenRequest::Update {
-            caller,
-            clearstate,
-            info,
-        } => TokenCommand::Update {
-            caller: *caller,
-            clearstate: *clearstate,
-            info: info.clone(),
-        },
-        TokenRequest::Delete { caller, device } => TokenCommand::Delete {
-            caller: *caller,
-            device: *device,
-        },
+        TokenRequest::Update { caller, clearstate, info } => {
+            TokenCommand::Update { caller: *caller, clearstate: *clearstate, info: info.clone() }
+        }
+        TokenRequest::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
         TokenRequest::Expire => TokenCommand::Expire,
     }
 }
@@ -344,12 +304,7 @@ fn write_set(transition: &Transition) -> WriteSet {
         creditor_id: clearing.creditor,
         created: clearing.at,
     });
-    WriteSet {
-        writes,
-        events: transition.events.clone(),
-        clearing,
-        idempotency: None,
-    }
+    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None }
 }
 
 /// Whether a refusal of a command on `token` could be wrong because another node changed the
@@ -405,10 +360,7 @@ async fn decide_and_commit(
                     }
                     Ok(Some(_)) => {
                         m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
-                        return (
-                            After::Keep(token),
-                            Err(EngineError::Rejected(Rejection::Token(rejection))),
-                        );
+                        return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
                     }
                     Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
                     Err(error) => {
@@ -419,10 +371,7 @@ async fn decide_and_commit(
             }
             Err(rejection) => {
                 m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
-                return (
-                    After::Keep(token),
-                    Err(EngineError::Rejected(Rejection::Token(rejection))),
-                );
+                return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
             }
         };
         match shared.writer.commit(write_set(&transition), deadline).await {
@@ -430,16 +379,11 @@ async fn decide_and_commit(
                 for event in &transition.events {
                     // Owner updates keep the state: events, but no state transition.
                     if event.from != Some(event.to) {
-                        m::record_transition(
-                            event.from.map_or("NONE", |state| state.as_str()),
-                            event.to.as_str(),
-                        );
+                        m::record_transition(event.from.map_or("NONE", |state| state.as_str()), event.to.as_str());
                     }
                 }
                 let confirmed = &transition.token;
-                if confirmed.state == TokenState::Completed
-                    && confirmed.token_type == TokenType::Cashout
-                {
+                if confirmed.state == TokenState::Completed && confirmed.token_type == TokenType::Cashout {
                     m::record_cashout(&shared.currencies, &confirmed.symbol, confirmed.amount);
                 }
                 if transition.clearing.is_some() {
@@ -467,23 +411,15 @@ async fn decide_and_commit(
                 }
             }
             Ok(WriteOutcome::Refused) | Err(WriteError::Failed) => {
-                return (
-                    After::Reload,
-                    Err(EngineError::Internal("token write failed".into())),
-                );
+                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
             }
             Err(WriteError::Overloaded) => {
                 m::record_overload("writer");
                 return (After::Keep(token), Err(EngineError::Overloaded));
             }
             Err(WriteError::Unavailable) => return (After::Reload, Err(EngineError::Unavailable)),
-            Err(WriteError::OutcomeUnknown) => {
-                return (After::Reload, Err(EngineError::OutcomeUnknown))
-            }
+            Err(WriteError::OutcomeUnknown) => return (After::Reload, Err(EngineError::OutcomeUnknown)),
         }
     }
-    (
-        After::Reload,
-        Err(EngineError::Internal("version fence kept failing".into())),
-    )
+    (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))
 }

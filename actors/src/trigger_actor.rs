@@ -53,10 +53,7 @@ pub struct TriggerConfig {
 
 impl Default for TriggerConfig {
     fn default() -> Self {
-        Self {
-            wait_max: WAIT_MAX_DEFAULT,
-            fixed_codes: false,
-        }
+        Self { wait_max: WAIT_MAX_DEFAULT, fixed_codes: false }
     }
 }
 
@@ -113,12 +110,7 @@ impl Handover {
     /// A handover and the receiver that wakes when it is dropped.
     pub fn new() -> (Self, oneshot::Receiver<()>) {
         let (sender, receiver) = oneshot::channel();
-        (
-            Self {
-                _released_on_drop: sender,
-            },
-            receiver,
-        )
+        (Self { _released_on_drop: sender }, receiver)
     }
 }
 
@@ -181,9 +173,7 @@ impl TriggerRegistry {
 
     /// The trigger behind `code` if it is still valid at `now`.
     fn live(&self, code: &str, now: Instant) -> Option<&Trigger> {
-        self.triggers
-            .get(code)
-            .filter(|trigger| trigger.reserved || trigger.expires > now)
+        self.triggers.get(code).filter(|trigger| trigger.reserved || trigger.expires > now)
     }
 
     fn answer_poll(&mut self, code: &str, outcome: WaitOutcome, handover: Option<Handover>) {
@@ -314,14 +304,7 @@ impl Handler<Create> for TriggerRegistry {
                 return Err(TriggerRefusal::Full);
             }
         }
-        self.triggers.insert(
-            create.code,
-            Trigger {
-                owner: create.owner,
-                expires,
-                reserved: false,
-            },
-        );
+        self.triggers.insert(create.code, Trigger { owner: create.owner, expires, reserved: false });
         m::record_trigger_created();
         self.publish_gauges();
         Ok(())
@@ -359,14 +342,7 @@ impl Handler<Wait> for TriggerRegistry {
             }
         }
         let (reply, receiver) = oneshot::channel();
-        self.polls.insert(
-            wait.code,
-            Poll {
-                reply,
-                deadline: now + self.wait_max,
-                customer: wait.customer,
-            },
-        );
+        self.polls.insert(wait.code, Poll { reply, deadline: now + self.wait_max, customer: wait.customer });
         self.publish_gauges();
         Ok(receiver)
     }
@@ -437,21 +413,14 @@ impl Handler<Complete> for TriggerRegistry {
         if self.triggers.remove(&complete.code).is_some() {
             m::record_trigger_end("used");
         }
-        let push = TriggerPush {
-            code: complete.code,
-            token: complete.token,
-        };
+        let push = TriggerPush { code: complete.code, token: complete.token };
         self.push(complete.owner.cash_device, &push);
         // The lock is committed (Complete follows the token actor's answer); best effort.
         if let Some(mqtt) = &self.mqtt {
             mqtt.offer(&push);
         }
         // Only the trigger owner's poll may hear of the token (`Wait` admits no other).
-        if self
-            .polls
-            .get(&push.code)
-            .is_some_and(|poll| poll.customer == complete.owner.cash_customer)
-        {
+        if self.polls.get(&push.code).is_some_and(|poll| poll.customer == complete.owner.cash_customer) {
             let outcome = WaitOutcome::Locked(Box::new(push.token.clone()));
             self.answer_poll(&push.code, outcome, Some(complete.handover));
         }
@@ -491,10 +460,7 @@ impl Handler<Subscribe> for TriggerRegistry {
         let (sender, pushes) = mpsc::channel(SOCKET_BUFFER);
         self.next_socket += 1;
         let id = self.next_socket;
-        self.sockets
-            .entry(subscribe.cash_device)
-            .or_default()
-            .push(Socket { id, sender });
+        self.sockets.entry(subscribe.cash_device).or_default().push(Socket { id, sender });
         self.socket_count += 1;
         self.publish_gauges();
         Ok(Subscription { id, pushes })

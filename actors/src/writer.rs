@@ -36,11 +36,7 @@ pub struct WriterConfig {
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self {
-            queue_capacity: 8192,
-            batch_max: 512,
-            linger: Duration::ZERO,
-        }
+        Self { queue_capacity: 8192, batch_max: 512, linger: Duration::ZERO }
     }
 }
 
@@ -87,14 +83,7 @@ impl Writer {
     ) -> (Self, impl std::future::Future<Output = ()> + Send + 'static) {
         let (queue, jobs) = mpsc::channel(config.queue_capacity.max(1));
         let (committed, commits) = watch::channel(0);
-        (
-            Self {
-                queue,
-                enqueue_timeout,
-                commits,
-            },
-            run(store, config, jobs, committed),
-        )
+        (Self { queue, enqueue_timeout, commits }, run(store, config, jobs, committed))
     }
 
     /// Changes after every successful commit (its value counts them).
@@ -104,22 +93,11 @@ impl Writer {
 
     /// Commit one write set; resolves once it is durable, known not to be, or at `deadline`
     /// with the outcome unknown if the set was already on its way to the database.
-    pub async fn commit(
-        &self,
-        set: WriteSet,
-        deadline: Instant,
-    ) -> Result<WriteOutcome, WriteError> {
+    pub async fn commit(&self, set: WriteSet, deadline: Instant) -> Result<WriteOutcome, WriteError> {
         let (reply, mut outcome) = oneshot::channel();
         let handoff = Arc::new(Handoff::default());
-        let job = Job {
-            set,
-            enqueued: Instant::now(),
-            reply,
-            handoff: Arc::clone(&handoff),
-        };
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(self.enqueue_timeout);
+        let job = Job { set, enqueued: Instant::now(), reply, handoff: Arc::clone(&handoff) };
+        let wait = deadline.saturating_duration_since(Instant::now()).min(self.enqueue_timeout);
         match self.queue.send_timeout(job, wait).await {
             Ok(()) => {}
             Err(mpsc::error::SendTimeoutError::Timeout(_)) => return Err(WriteError::Overloaded),
@@ -136,9 +114,7 @@ impl Writer {
                 Err(WriteError::Overloaded)
             }
             // Taken into a batch: its answer may have arrived just now.
-            Err(_) => outcome
-                .try_recv()
-                .unwrap_or(Err(WriteError::OutcomeUnknown)),
+            Err(_) => outcome.try_recv().unwrap_or(Err(WriteError::OutcomeUnknown)),
         }
     }
 }
@@ -179,9 +155,7 @@ async fn run(
 
 /// The queue is closed: let the batches in flight finish before the writer ends.
 async fn drain(free: Arc<Semaphore>, slots: usize) {
-    let _all_done = free
-        .acquire_many(u32::try_from(slots).unwrap_or(u32::MAX))
-        .await;
+    let _all_done = free.acquire_many(u32::try_from(slots).unwrap_or(u32::MAX)).await;
 }
 
 /// Put a job into the batch unless its sender gave up on it (then it is never written).
@@ -192,12 +166,7 @@ fn take(job: Job, batch: &mut Vec<Job>) {
 }
 
 /// Take what is already queued, then linger (bounded) for stragglers.
-async fn collect(
-    jobs: &mut mpsc::Receiver<Job>,
-    batch: &mut Vec<Job>,
-    batch_max: usize,
-    linger: Duration,
-) {
+async fn collect(jobs: &mut mpsc::Receiver<Job>, batch: &mut Vec<Job>, batch_max: usize, linger: Duration) {
     while batch.len() < batch_max {
         match jobs.try_recv() {
             Ok(job) => take(job, batch),
@@ -222,8 +191,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Job>) -> bool {
     for job in batch.iter() {
         m::record_writer_queue_wait(started.saturating_duration_since(job.enqueued));
     }
-    let (sets, replies): (Vec<WriteSet>, Vec<_>) =
-        batch.into_iter().map(|job| (job.set, job.reply)).unzip();
+    let (sets, replies): (Vec<WriteSet>, Vec<_>) = batch.into_iter().map(|job| (job.set, job.reply)).unzip();
     let result = store.commit(&sets).await;
     let committed = result.is_ok();
     m::record_commit(sets.len(), started.elapsed(), committed);
@@ -237,11 +205,7 @@ async fn commit_batch(store: &dyn Store, batch: Vec<Job>) -> bool {
             })
             .collect(),
         Ok(outcomes) => {
-            tracing::error!(
-                sets = sets.len(),
-                outcomes = outcomes.len(),
-                "store returned a wrong number of outcomes"
-            );
+            tracing::error!(sets = sets.len(), outcomes = outcomes.len(), "store returned a wrong number of outcomes");
             vec![Err(WriteError::Failed); replies.len()]
         }
         Err(StoreError::Unavailable(reason)) => {
@@ -289,89 +253,53 @@ mod tests {
     async fn until_queued(writer: &Writer, queued: usize) {
         let deadline = Instant::now() + Duration::from_secs(5);
         while writer.queue.max_capacity() - writer.queue.capacity() < queued {
-            assert!(
-                Instant::now() < deadline,
-                "{queued} sets never reached the queue"
-            );
+            assert!(Instant::now() < deadline, "{queued} sets never reached the queue");
             tokio::task::yield_now().await;
         }
     }
 
     #[tokio::test]
     async fn a_full_queue_answers_overloaded_instead_of_waiting_forever() {
-        let config = WriterConfig {
-            queue_capacity: 1,
-            batch_max: 1,
-            linger: Duration::ZERO,
-        };
+        let config = WriterConfig { queue_capacity: 1, batch_max: 1, linger: Duration::ZERO };
         // The commit task is not started, so nothing drains the queue.
         let (writer, _idle_task) = Writer::new(store(), config, Duration::from_millis(50));
         let first = writer.clone();
         let parked = tokio::spawn(async move { first.commit(empty_set(), soon()).await });
         until_queued(&writer, 1).await;
-        assert_eq!(
-            writer.commit(empty_set(), soon()).await,
-            Err(WriteError::Overloaded)
-        );
+        assert_eq!(writer.commit(empty_set(), soon()).await, Err(WriteError::Overloaded));
         parked.abort();
     }
 
     #[tokio::test]
     async fn a_set_whose_deadline_passes_in_the_queue_is_never_written() {
-        let config = WriterConfig {
-            queue_capacity: 4,
-            batch_max: 4,
-            linger: Duration::ZERO,
-        };
+        let config = WriterConfig { queue_capacity: 4, batch_max: 4, linger: Duration::ZERO };
         let store = store();
         let (writer, task) = Writer::new(Arc::clone(&store), config, Duration::from_secs(5));
         // Nothing takes the set before its deadline: the writer task starts only afterwards.
         let token = crate::domain::token::issued_for_tests(0);
-        let set = WriteSet {
-            writes: vec![crate::store::TokenWrite::Insert(token.clone())],
-            ..WriteSet::default()
-        };
-        let answer = writer
-            .commit(set, Instant::now() + Duration::from_millis(30))
-            .await;
+        let set = WriteSet { writes: vec![crate::store::TokenWrite::Insert(token.clone())], ..WriteSet::default() };
+        let answer = writer.commit(set, Instant::now() + Duration::from_millis(30)).await;
         assert_eq!(answer, Err(WriteError::Overloaded));
         tokio::spawn(task);
         // A later set commits, so the writer has looked at the queue and skipped the first.
-        assert_eq!(
-            writer.commit(empty_set(), soon()).await,
-            Ok(WriteOutcome::Committed)
-        );
-        assert_eq!(
-            store.load_token(token.uuid).await.ok().flatten(),
-            None,
-            "the abandoned set was written"
-        );
+        assert_eq!(writer.commit(empty_set(), soon()).await, Ok(WriteOutcome::Committed));
+        assert_eq!(store.load_token(token.uuid).await.ok().flatten(), None, "the abandoned set was written");
     }
 
     #[tokio::test]
     async fn queued_sets_are_committed_together_and_each_gets_its_outcome() {
         const SETS: usize = 20;
         const BATCH_MAX: usize = 16;
-        let config = WriterConfig {
-            queue_capacity: 64,
-            batch_max: BATCH_MAX,
-            linger: Duration::ZERO,
-        };
+        let config = WriterConfig { queue_capacity: 64, batch_max: BATCH_MAX, linger: Duration::ZERO };
         let store = store();
-        let customer = crate::store::NewCustomer {
-            email: "bank@writer.test".into(),
-            display_name: None,
-            roles: "user".into(),
-        };
+        let customer =
+            crate::store::NewCustomer { email: "bank@writer.test".into(), display_name: None, roles: "user".into() };
         let owner = match store.create_customer(&customer).await {
             Ok(customer) => customer.id,
             Err(error) => panic!("customer: {error}"),
         };
         let mut tokens: Vec<_> = (0..SETS - 1)
-            .map(|_| crate::domain::token::Token {
-                owner_id: owner,
-                ..crate::domain::token::issued_for_tests(0)
-            })
+            .map(|_| crate::domain::token::Token { owner_id: owner, ..crate::domain::token::issued_for_tests(0) })
             .collect();
         // The last set inserts the first one's token again: that set alone is a conflict.
         tokens.push(tokens[0].clone());
@@ -379,10 +307,7 @@ mod tests {
         let mut commits = writer.commits();
         let sets = tokens.iter().map(|token| {
             let writer = writer.clone();
-            let set = WriteSet {
-                writes: vec![crate::store::TokenWrite::Insert(token.clone())],
-                ..WriteSet::default()
-            };
+            let set = WriteSet { writes: vec![crate::store::TokenWrite::Insert(token.clone())], ..WriteSet::default() };
             async move { writer.commit(set, soon()).await }
         });
         // join_all polls them in order, so they are queued in order; all of them before the
@@ -399,12 +324,9 @@ mod tests {
             assert_eq!(stored.map(|stored| stored.uuid), Some(token.uuid));
         }
         // The counter moves just after a batch's answers: wait for it, bounded.
-        let counted = tokio::time::timeout(
-            Duration::from_secs(5),
-            commits.wait_for(|count| *count >= 2),
-        )
-        .await
-        .map(|count| count.map(|count| *count).ok());
+        let counted = tokio::time::timeout(Duration::from_secs(5), commits.wait_for(|count| *count >= 2))
+            .await
+            .map(|count| count.map(|count| *count).ok());
         assert_eq!(
             counted.ok().flatten(),
             Some(2),

@@ -73,9 +73,7 @@ on_both_backends!(
 mod sqlite_only {
     use std::sync::Arc;
 
-    use cashgrid_actors::store::{
-        Inspection, SqliteStore, Store, TokenWrite, WriteOutcome, WriteSet,
-    };
+    use cashgrid_actors::store::{Inspection, SqliteStore, Store, TokenWrite, WriteOutcome, WriteSet};
 
     use crate::harness::TempDir;
     use crate::store::fixtures;
@@ -96,22 +94,14 @@ mod sqlite_only {
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);
-            store
-                .save_param(customer.id, "USE_PLAIN_CODES", &serde_json::json!(true))
-                .await?;
+            store.save_param(customer.id, "USE_PLAIN_CODES", &serde_json::json!(true)).await?;
             (customer, token)
         };
         // Reopen: the migrations are not applied twice and every acknowledged change is there.
         let store = SqliteStore::open(dir.path())?;
         assert_eq!(store.load_token(token.uuid).await?, Some(token.clone()));
-        assert_eq!(
-            store.load_customer(customer.id).await?,
-            Some(customer.clone())
-        );
-        assert_eq!(
-            store.load_param(customer.id, "USE_PLAIN_CODES").await?,
-            Some(serde_json::json!(true))
-        );
+        assert_eq!(store.load_customer(customer.id).await?, Some(customer.clone()));
+        assert_eq!(store.load_param(customer.id, "USE_PLAIN_CODES").await?, Some(serde_json::json!(true)));
         assert_eq!(store.count_events().await?, 1);
         assert!(dir.path().join(SqliteStore::FILE_NAME).is_file());
 
@@ -119,10 +109,7 @@ mod sqlite_only {
         let conn = rusqlite::Connection::open(dir.path().join(SqliteStore::FILE_NAME))?;
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
         assert_eq!(mode, "wal");
-        let versions: i64 =
-            conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| {
-                row.get(0)
-            })?;
+        let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
         assert_eq!(versions, 3);
         Ok(())
     }
@@ -159,12 +146,7 @@ mod postgres_only {
     /// `(version, applied)` of every recorded migration.
     async fn recorded_migrations(url: &str) -> anyhow::Result<Vec<(i64, i64)>> {
         let client = connect(url).await?;
-        let rows = client
-            .query(
-                "SELECT version, applied FROM schema_migrations ORDER BY version",
-                &[],
-            )
-            .await?;
+        let rows = client.query("SELECT version, applied FROM schema_migrations ORDER BY version", &[]).await?;
         Ok(rows
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
@@ -175,24 +157,14 @@ mod postgres_only {
     async fn postgres_a_server_on_a_copy_of_the_template_migrates_nothing() -> anyhow::Result<()> {
         let database = TestDatabase::migrated().await?;
         let before = recorded_migrations(&database.url).await?;
-        let versions: Vec<i64> = PostgresStore::migrations()
-            .iter()
-            .map(|(version, _)| *version)
-            .collect();
+        let versions: Vec<i64> = PostgresStore::migrations().iter().map(|(version, _)| *version).collect();
         assert_eq!(
-            before
-                .iter()
-                .map(|(version, _)| *version)
-                .collect::<Vec<_>>(),
+            before.iter().map(|(version, _)| *version).collect::<Vec<_>>(),
             versions,
             "the template is fully migrated"
         );
         PostgresStore::connect(&database.url, 1, 1).await?;
-        assert_eq!(
-            recorded_migrations(&database.url).await?,
-            before,
-            "no migration applied again"
-        );
+        assert_eq!(recorded_migrations(&database.url).await?, before, "no migration applied again");
         Ok(())
     }
 
@@ -200,10 +172,7 @@ mod postgres_only {
     async fn postgres_unreachable_is_unavailable() -> anyhow::Result<()> {
         // Nothing listens on port 1.
         let result = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", 1, 1).await;
-        assert!(
-            matches!(result, Err(StoreError::Unavailable(_))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
         Ok(())
     }
 
@@ -223,10 +192,7 @@ mod postgres_only {
             PostgresStore::connect(&url, 1, 1).await?;
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             let connection = tokio::spawn(connection);
-            let versions: i64 = client
-                .query_one("SELECT COUNT(*) FROM schema_migrations", &[])
-                .await?
-                .try_get(0)?;
+            let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).await?.try_get(0)?;
             assert_eq!(versions, 3);
             drop(client);
             connection.await??;

@@ -18,19 +18,15 @@ pub const BODY_LIMIT_BYTES: usize = 100 * 1024;
 pub const BODY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 pub async fn read_json(request: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
-    let deadline = request
-        .app_data::<web::Data<crate::AppState>>()
-        .map_or(BODY_TIMEOUT_DEFAULT, |state| state.body_timeout);
+    let deadline =
+        request.app_data::<web::Data<crate::AppState>>().map_or(BODY_TIMEOUT_DEFAULT, |state| state.body_timeout);
     match actix_web::rt::time::timeout(deadline, read_json_body(request, payload)).await {
         Ok(answer) => answer,
         Err(_) => Err(ApiError::BodyTimeout),
     }
 }
 
-async fn read_json_body(
-    request: &HttpRequest,
-    mut payload: web::Payload,
-) -> Result<Value, ApiError> {
+async fn read_json_body(request: &HttpRequest, mut payload: web::Payload) -> Result<Value, ApiError> {
     if !is_json(request) {
         return Ok(Value::Object(Map::new()));
     }
@@ -53,16 +49,13 @@ async fn read_json_body(
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Map::new()));
     }
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|error| ApiError::bad_request(error.to_string()))?;
     if contains_nul(&value) {
         return Err(ApiError::bad_request(NUL_REFUSED));
     }
     match value {
         Value::Object(_) | Value::Array(_) => Ok(value),
-        other => Err(ApiError::bad_request(format!(
-            "Unexpected token {other} in JSON at position 0"
-        ))),
+        other => Err(ApiError::bad_request(format!("Unexpected token {other} in JSON at position 0"))),
     }
 }
 
@@ -75,9 +68,7 @@ fn contains_nul(value: &Value) -> bool {
     match value {
         Value::String(text) => text.contains('\0'),
         Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map
-            .iter()
-            .any(|(key, item)| key.contains('\0') || contains_nul(item)),
+        Value::Object(map) => map.iter().any(|(key, item)| key.contains('\0') || contains_nul(item)),
         Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
@@ -122,11 +113,9 @@ impl<'a> Fields<'a> {
     pub fn integer(&self, name: &str) -> Result<Option<i64>, WrongType> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Number(number)) => number
-                .as_i64()
-                .or_else(|| whole(number.as_f64()?))
-                .map(Some)
-                .ok_or(WrongType),
+            Some(Value::Number(number)) => {
+                number.as_i64().or_else(|| whole(number.as_f64()?)).map(Some).ok_or(WrongType)
+            }
             Some(Value::String(text)) => text.trim().parse().map(Some).map_err(|_| WrongType),
             Some(_) => Err(WrongType),
         }

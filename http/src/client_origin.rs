@@ -23,10 +23,7 @@ struct Block {
 impl Block {
     fn parse(text: &str) -> Option<Self> {
         let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (
-                address.parse::<IpAddr>().ok()?,
-                Some(prefix.parse::<u8>().ok()?),
-            ),
+            Some((address, prefix)) => (address.parse::<IpAddr>().ok()?, Some(prefix.parse::<u8>().ok()?)),
             None => (text.parse::<IpAddr>().ok()?, None),
         };
         let bits = if address.is_ipv4() { 32 } else { 128 };
@@ -38,15 +35,11 @@ impl Block {
         let candidate = canonical(candidate);
         match (self.address, candidate) {
             (IpAddr::V4(block), IpAddr::V4(candidate)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
                 u32::from(block) & mask == u32::from(candidate) & mask
             }
             (IpAddr::V6(block), IpAddr::V6(candidate)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
                 u128::from(block) & mask == u128::from(candidate) & mask
             }
             (IpAddr::V4(_), IpAddr::V6(_)) | (IpAddr::V6(_), IpAddr::V4(_)) => false,
@@ -63,9 +56,7 @@ fn canonical(address: IpAddr) -> IpAddr {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "invalid trusted proxy '{0}': give IP addresses or CIDR blocks, e.g. 10.0.0.0/8,192.168.1.7"
-)]
+#[error("invalid trusted proxy '{0}': give IP addresses or CIDR blocks, e.g. 10.0.0.0/8,192.168.1.7")]
 pub struct TrustedProxiesError(String);
 
 impl TrustedProxies {
@@ -74,9 +65,7 @@ impl TrustedProxies {
         Self::from_entries(text.split(|c: char| c == ',' || c.is_whitespace()))
     }
 
-    pub fn from_entries<'a>(
-        entries: impl IntoIterator<Item = &'a str>,
-    ) -> Result<Self, TrustedProxiesError> {
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a str>) -> Result<Self, TrustedProxiesError> {
         entries
             .into_iter()
             .map(str::trim)
@@ -142,22 +131,13 @@ pub fn resolve(offered: Offered<'_>, trusted: &TrustedProxies) -> ClientOrigin {
         Some(proto) if proto.eq_ignore_ascii_case("http") => "http",
         Some(_) | None => direct.scheme,
     };
-    let host = first(offered.forwarded_host)
-        .filter(|host| !host.is_empty())
-        .map(str::to_owned)
-        .or(direct.host);
-    ClientOrigin {
-        scheme,
-        address: Some(address),
-        host,
-    }
+    let host = first(offered.forwarded_host).filter(|host| !host.is_empty()).map(str::to_owned).or(direct.host);
+    ClientOrigin { scheme, address: Some(address), host }
 }
 
 /// The first of a header's comma-separated values (the one the client-facing proxy wrote).
 fn first(value: Option<&str>) -> Option<&str> {
-    value
-        .and_then(|value| value.split(',').next())
-        .map(str::trim)
+    value.and_then(|value| value.split(',').next()).map(str::trim)
 }
 
 /// An `X-Forwarded-For` entry: an address, possibly with a port (`1.2.3.4:5678`, `[::1]:80`).
@@ -173,12 +153,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
 
 /// The origin of `request` under `trusted`.
 pub fn of(request: &HttpRequest, trusted: &TrustedProxies) -> ClientOrigin {
-    let header = |name: &str| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
+    let header = |name: &str| request.headers().get(name).and_then(|value| value.to_str().ok());
     let offered = Offered {
         peer: request.peer_addr().map(|socket| socket.ip()),
         tls: request.app_config().secure(),
@@ -195,8 +170,7 @@ mod tests {
     use super::*;
 
     fn ip(text: &str) -> IpAddr {
-        text.parse()
-            .unwrap_or_else(|error| panic!("{text}: {error}"))
+        text.parse().unwrap_or_else(|error| panic!("{text}: {error}"))
     }
 
     fn proxies(text: &str) -> TrustedProxies {
@@ -216,22 +190,13 @@ mod tests {
 
     #[test]
     fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
-        let origin = resolve(
-            forwarded("203.0.113.9", "198.51.100.1", "https"),
-            &proxies("10.0.0.0/8"),
-        );
+        let origin = resolve(forwarded("203.0.113.9", "198.51.100.1", "https"), &proxies("10.0.0.0/8"));
         assert_eq!(origin.scheme, "http");
         assert_eq!(origin.address, Some(ip("203.0.113.9")));
         assert_eq!(origin.host.as_deref(), Some("cashgrid.internal:8080"));
         // Nothing configured: nobody is trusted.
-        let origin = resolve(
-            forwarded("10.0.0.2", "198.51.100.1", "https"),
-            &TrustedProxies::default(),
-        );
-        assert_eq!(
-            (origin.scheme, origin.address),
-            ("http", Some(ip("10.0.0.2")))
-        );
+        let origin = resolve(forwarded("10.0.0.2", "198.51.100.1", "https"), &TrustedProxies::default());
+        assert_eq!((origin.scheme, origin.address), ("http", Some(ip("10.0.0.2"))));
     }
 
     #[test]
@@ -242,10 +207,7 @@ mod tests {
         assert_eq!(origin.address, Some(ip("198.51.100.1")));
         assert_eq!(origin.host.as_deref(), Some("pay.example.com"));
         // Entries left of the first untrusted hop were written by the client: not believed.
-        let spoofed = resolve(
-            forwarded("192.168.1.7", "1.1.1.1, 198.51.100.1, 10.0.0.5", "HTTPS"),
-            &trusted,
-        );
+        let spoofed = resolve(forwarded("192.168.1.7", "1.1.1.1, 198.51.100.1, 10.0.0.5", "HTTPS"), &trusted);
         assert_eq!(spoofed.address, Some(ip("198.51.100.1")));
         assert_eq!(spoofed.scheme, "https");
         // Only proxies in the chain: the left-most is as far as it goes.
@@ -259,16 +221,9 @@ mod tests {
 
     #[test]
     fn a_tls_connection_is_https_and_mapped_ipv4_peers_are_ipv4() {
-        let offered = Offered {
-            peer: Some(ip("::ffff:10.0.0.1")),
-            tls: true,
-            ..Offered::default()
-        };
+        let offered = Offered { peer: Some(ip("::ffff:10.0.0.1")), tls: true, ..Offered::default() };
         let origin = resolve(offered, &proxies("10.0.0.0/8"));
-        assert_eq!(
-            (origin.scheme, origin.address),
-            ("https", Some(ip("10.0.0.1")))
-        );
+        assert_eq!((origin.scheme, origin.address), ("https", Some(ip("10.0.0.1"))));
     }
 
     #[test]

@@ -60,27 +60,17 @@ impl ApiError {
     }
 
     /// A business error the original answers with 500; `client_status` under `4xx` mode.
-    pub fn business(
-        mode: ErrorStatus,
-        client_status: StatusCode,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn business(mode: ErrorStatus, client_status: StatusCode, message: impl Into<String>) -> Self {
         let status = match mode {
             ErrorStatus::Original => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorStatus::ClientErrors => client_status,
         };
-        Self::Business {
-            status,
-            message: message.into(),
-        }
+        Self::Business { status, message: message.into() }
     }
 
     /// A client mistake the original too answers with a 4xx (malformed JSON, bad key).
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::Business {
-            status: StatusCode::BAD_REQUEST,
-            message: message.into(),
-        }
+        Self::Business { status: StatusCode::BAD_REQUEST, message: message.into() }
     }
 
     /// Engine faults; rejections must be mapped by the caller, which knows the protocol step.
@@ -121,10 +111,7 @@ pub struct TextError {
 
 impl GlobalError {
     fn new(message: impl Into<String>) -> Self {
-        Self {
-            error: EmptyObject {},
-            message: message.into(),
-        }
+        Self { error: EmptyObject {}, message: message.into() }
     }
 }
 
@@ -150,34 +137,22 @@ impl ResponseError for ApiError {
         let response = response.content_type(crate::JSON_CONTENT_TYPE);
         match self {
             Self::Business { message, .. } => response.json(GlobalError::new(message.as_str())),
-            Self::Claim(message) => response.json(TextError {
-                error: message.clone(),
-            }),
+            Self::Claim(message) => response.json(TextError { error: message.clone() }),
             // Token API lookups answer a bare JSON string.
             Self::NotFound(text) => response.json(text),
-            Self::Credentials => response.json(TextError {
-                error: "Invalid API access key or secret".to_owned(),
-            }),
+            Self::Credentials => response.json(TextError { error: "Invalid API access key or secret".to_owned() }),
             Self::TooLarge => response.json(GlobalError::new("request entity too large")),
             // The rest of the body may never come: end the connection with the answer.
             Self::BodyTimeout => response
                 .insert_header((header::CONNECTION, HeaderValue::from_static("close")))
                 .json(GlobalError::new("request body timeout")),
             Self::Overloaded | Self::Unavailable => response
-                .insert_header((
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                ))
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)))
                 .json(GlobalError::new("Service Unavailable")),
             Self::OutcomeUnknown => response.json(GlobalError::new(OUTCOME_UNKNOWN)),
-            Self::IdempotencyKey { in_flight: false } => {
-                response.json(GlobalError::new(IDEMPOTENCY_KEY_REUSED))
-            }
+            Self::IdempotencyKey { in_flight: false } => response.json(GlobalError::new(IDEMPOTENCY_KEY_REUSED)),
             Self::IdempotencyKey { in_flight: true } => response
-                .insert_header((
-                    header::RETRY_AFTER,
-                    HeaderValue::from_static(RETRY_AFTER_SECONDS),
-                ))
+                .insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)))
                 .json(GlobalError::new(IDEMPOTENCY_KEY_IN_FLIGHT)),
             Self::Internal => response.json(GlobalError::new("Internal Server Error")),
         }

@@ -63,7 +63,5 @@ pub const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
 
 /// A 200 with a JSON body, typed as the original types it.
 pub fn json_ok<T: serde::Serialize>(body: T) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::Ok()
-        .content_type(JSON_CONTENT_TYPE)
-        .json(body)
+    actix_web::HttpResponse::Ok().content_type(JSON_CONTENT_TYPE).json(body)
 }

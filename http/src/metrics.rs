@@ -29,10 +29,7 @@ pub async fn record_request(
         .app_data::<actix_web::web::Data<crate::AppState>>()
         .map(|state| crate::client_origin::of(request.request(), &state.trusted_proxies));
     let response = next.call(request).await?;
-    let route = response
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = response.request().match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let status = response.status();
     let labels = [
         ("protocol", protocol_of(&route).to_owned()),

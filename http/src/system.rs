@@ -38,9 +38,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
         Ok(()) => HttpResponse::Ok().json(Health { status: "ok" }),
         Err(error) => {
             tracing::warn!(%error, "health check failed");
-            HttpResponse::ServiceUnavailable().json(Health {
-                status: "unavailable",
-            })
+            HttpResponse::ServiceUnavailable().json(Health { status: "unavailable" })
         }
     }
 }
@@ -54,9 +52,7 @@ pub(crate) async fn health(state: web::Data<AppState>) -> HttpResponse {
 )]
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.engine.refresh_store_gauges();
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4")
-        .body(state.prometheus.render())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.prometheus.render())
 }
 
 #[utoipa::path(
@@ -66,9 +62,7 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     responses((status = 200, description = "The original's landing text.", content_type = "text/html", body = String, example = "dncash.io is running on /dnapi."))
 )]
 pub(crate) async fn root() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .body("dncash.io is running on /dnapi.")
+    HttpResponse::Ok().content_type(ContentType::html()).body("dncash.io is running on /dnapi.")
 }
 
 #[utoipa::path(
@@ -78,9 +72,7 @@ pub(crate) async fn root() -> HttpResponse {
     responses((status = 200, description = "A link to the documentation.", content_type = "text/html", body = String, example = "<a href=\"/dnapi/docs\">API Docs</a>"))
 )]
 pub(crate) async fn dnapi() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::html())
-        .body("<a href=\"/dnapi/docs\">API Docs</a>")
+    HttpResponse::Ok().content_type(ContentType::html()).body("<a href=\"/dnapi/docs\">API Docs</a>")
 }
 
 /// The answer to an unknown path outside `/dnapi`.
@@ -99,10 +91,7 @@ pub(crate) fn unknown_path() -> HttpResponse {
 
 /// Any path no route claims. Under `/dnapi` the original's `500 Not Found: <url>` (404 under
 /// `4xx`), which its clients rely on; anywhere else a plain 404.
-pub async fn not_found(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if crate::dncash::paths::is_dncash(request.path()) {
         Err(crate::dncash::route_not_found(&state, &request))
     } else {

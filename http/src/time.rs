@@ -3,8 +3,7 @@
 use chrono::{DateTime, SecondsFormat};
 
 pub fn iso_millis(millis: i64) -> Option<String> {
-    DateTime::from_timestamp_millis(millis)
-        .map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true))
+    DateTime::from_timestamp_millis(millis).map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// Serialise an epoch-ms field as the original's `TS`.
@@ -15,10 +14,7 @@ pub fn serialize<S: serde::Serializer>(millis: &i64, serializer: S) -> Result<S:
     }
 }
 
-pub fn serialize_option<S: serde::Serializer>(
-    millis: &Option<i64>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
+pub fn serialize_option<S: serde::Serializer>(millis: &Option<i64>, serializer: S) -> Result<S::Ok, S::Error> {
     match millis.and_then(iso_millis) {
         Some(text) => serializer.serialize_str(&text),
         None => serializer.serialize_none(),
@@ -29,9 +25,6 @@ pub fn serialize_option<S: serde::Serializer>(
 mod tests {
     #[test]
     fn millis_render_like_javascript() {
-        assert_eq!(
-            super::iso_millis(1_583_857_417_123).as_deref(),
-            Some("2020-03-10T16:23:37.123Z")
-        );
+        assert_eq!(super::iso_millis(1_583_857_417_123).as_deref(), Some("2020-03-10T16:23:37.123Z"));
     }
 }

@@ -18,16 +18,15 @@ const EXPIRED_WITHIN: Duration = Duration::from_millis(2_500);
 pub async fn an_open_token_expires_on_time_without_a_claim_and_the_feed_says_so(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let scene = env.scene("bank@example.com").await;
-    let mut feed = FeedClient::connect(
-        &env,
-        &format!("/dnapi/tokenws/v1/events/{}", scene.bank.apikey),
-    )
-    .await;
+    let mut feed = FeedClient::connect(&env, &format!("/dnapi/tokenws/v1/events/{}", scene.bank.apikey)).await;
 
     let issued_at = Instant::now();
     let expires = now_millis() + LIFETIME_MILLIS;
     let token = env
-        .issue_with(&scene.bank, json!({"device_uuid": scene.phone.uuid, "amount": 1000, "symbol": "EUR", "expires": expires}))
+        .issue_with(
+            &scene.bank,
+            json!({"device_uuid": scene.phone.uuid, "amount": 1000, "symbol": "EUR", "expires": expires}),
+        )
         .await
         .ok()
         .clone();
@@ -39,10 +38,7 @@ pub async fn an_open_token_expires_on_time_without_a_claim_and_the_feed_says_so(
         .clone();
 
     let created = feed.event().await;
-    assert_eq!(
-        (created["event"].as_str(), created["uuid"].as_str()),
-        (Some("created"), Some(uuid.as_str()))
-    );
+    assert_eq!((created["event"].as_str(), created["uuid"].as_str()), (Some("created"), Some(uuid.as_str())));
     assert_eq!(feed.event().await["event"], "created");
     let expired = feed.event().await;
     let elapsed = issued_at.elapsed();

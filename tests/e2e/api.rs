@@ -19,13 +19,7 @@ const METRIC_POLL: Duration = Duration::from_millis(20);
 
 /// The value of the sample `name{labels}` (labels exactly as rendered) in a Prometheus scrape.
 pub fn sample(scrape: &str, series: &str) -> Option<f64> {
-    scrape.lines().find_map(|line| {
-        line.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
+    scrape.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// DN-API-KEY / DN-API-SECRET of one `customer_access` row.
@@ -73,30 +67,16 @@ impl Reply {
     /// The first value of a response header (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = name.to_ascii_lowercase();
-        self.headers
-            .iter()
-            .find(|(key, _)| *key == name)
-            .map(|(_, value)| value.as_str())
+        self.headers.iter().find(|(key, _)| *key == name).map(|(_, value)| value.as_str())
     }
 
     pub fn describe(&self) -> String {
-        format!(
-            "{} {} -> {} {}",
-            self.method,
-            self.path,
-            self.status.as_u16(),
-            self.text
-        )
+        format!("{} {} -> {} {}", self.method, self.path, self.status.as_u16(), self.text)
     }
 
     #[track_caller]
     pub fn assert_status(&self, expected: u16) -> &Self {
-        assert_eq!(
-            self.status.as_u16(),
-            expected,
-            "unexpected status: {}",
-            self.describe()
-        );
+        assert_eq!(self.status.as_u16(), expected, "unexpected status: {}", self.describe());
         self
     }
 
@@ -104,11 +84,7 @@ impl Reply {
     #[track_caller]
     pub fn ok(&self) -> &Value {
         self.assert_status(200);
-        assert!(
-            !self.json.is_null(),
-            "200 without a JSON body: {}",
-            self.describe()
-        );
+        assert!(!self.json.is_null(), "200 without a JSON body: {}", self.describe());
         &self.json
     }
 
@@ -130,28 +106,15 @@ pub struct Api {
 impl Api {
     pub fn new(base_url: &str) -> Self {
         let client = awc::Client::builder().timeout(REQUEST_TIMEOUT).finish();
-        Self {
-            client,
-            base_url: base_url.to_owned(),
-        }
+        Self { client, base_url: base_url.to_owned() }
     }
 
-    pub async fn request(
-        &self,
-        method: Method,
-        path: &str,
-        creds: Option<&Creds>,
-        body: Body,
-    ) -> Reply {
+    pub async fn request(&self, method: Method, path: &str, creds: Option<&Creds>, body: Body) -> Reply {
         let headers = match creds {
-            Some(creds) => vec![
-                ("DN-API-KEY", creds.apikey.as_str()),
-                ("DN-API-SECRET", creds.apisecret.as_str()),
-            ],
+            Some(creds) => vec![("DN-API-KEY", creds.apikey.as_str()), ("DN-API-SECRET", creds.apisecret.as_str())],
             None => Vec::new(),
         };
-        self.request_with_headers(method, path, &headers, body)
-            .await
+        self.request_with_headers(method, path, &headers, body).await
     }
 
     pub async fn request_with_headers(
@@ -169,32 +132,18 @@ impl Api {
         let sent = match body {
             Body::None => request.send().await,
             Body::Json(value) => request.send_json(&value).await,
-            Body::Raw {
-                content_type,
-                bytes,
-            } => {
-                request
-                    .insert_header(("Content-Type", content_type))
-                    .send_body(bytes)
-                    .await
+            Body::Raw { content_type, bytes } => {
+                request.insert_header(("Content-Type", content_type)).send_body(bytes).await
             }
         };
         let mut response = sent.unwrap_or_else(|error| panic!("{method} {url} failed: {error}"));
         let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .map(str::to_owned);
+        let content_type =
+            response.headers().get("content-type").and_then(|value| value.to_str().ok()).map(str::to_owned);
         let headers = response
             .headers()
             .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
-                )
-            })
+            .map(|(name, value)| (name.as_str().to_owned(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
             .collect();
         let bytes = response
             .body()
@@ -203,20 +152,11 @@ impl Api {
             .unwrap_or_else(|error| panic!("{method} {url}: reading the body failed: {error}"));
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            method,
-            path: path.to_owned(),
-            status,
-            content_type,
-            headers,
-            text,
-            json,
-        }
+        Reply { method, path: path.to_owned(), status, content_type, headers, text, json }
     }
 
     pub async fn get(&self, path: &str, creds: &Creds) -> Reply {
-        self.request(Method::GET, path, Some(creds), Body::None)
-            .await
+        self.request(Method::GET, path, Some(creds), Body::None).await
     }
 
     pub async fn get_anonymous(&self, path: &str) -> Reply {
@@ -224,18 +164,15 @@ impl Api {
     }
 
     pub async fn post(&self, path: &str, creds: &Creds, body: Value) -> Reply {
-        self.request(Method::POST, path, Some(creds), Body::Json(body))
-            .await
+        self.request(Method::POST, path, Some(creds), Body::Json(body)).await
     }
 
     pub async fn put(&self, path: &str, creds: &Creds, body: Value) -> Reply {
-        self.request(Method::PUT, path, Some(creds), Body::Json(body))
-            .await
+        self.request(Method::PUT, path, Some(creds), Body::Json(body)).await
     }
 
     pub async fn delete(&self, path: &str, creds: &Creds) -> Reply {
-        self.request(Method::DELETE, path, Some(creds), Body::None)
-            .await
+        self.request(Method::DELETE, path, Some(creds), Body::None).await
     }
 
     /// Scrape `/metrics` until the sample `series` is `expected`: a wait for something the
@@ -247,10 +184,7 @@ impl Api {
             if sample(&scrape, series) == Some(expected) {
                 return;
             }
-            assert!(
-                Instant::now() < deadline,
-                "{why}: {series} is not {expected} after {METRIC_WAIT:?}:\n{scrape}"
-            );
+            assert!(Instant::now() < deadline, "{why}: {series} is not {expected} after {METRIC_WAIT:?}:\n{scrape}");
             actix_web::rt::time::sleep(METRIC_POLL).await;
         }
     }

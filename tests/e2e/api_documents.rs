@@ -34,28 +34,17 @@ pub async fn every_document_is_served_and_every_operation_is_routed(backend: Bac
 
     let dncash = document(&env, "/openapi/dncash.json").await;
     let legacy = document(&env, "/dnapi/docs.json").await;
-    assert_eq!(
-        dncash, legacy,
-        "/dnapi/docs.json must be the dncash document"
-    );
+    assert_eq!(dncash, legacy, "/dnapi/docs.json must be the dncash document");
     let system = document(&env, "/openapi/system.json").await;
     for path in MAIN_DNCASH_PATHS {
-        assert!(
-            dncash["paths"].get(path).is_some(),
-            "the dncash document lacks {path}"
-        );
+        assert!(dncash["paths"].get(path).is_some(), "the dncash document lacks {path}");
     }
     for path in SYSTEM_PATHS {
-        assert!(
-            system["paths"].get(path).is_some(),
-            "the system document lacks {path}"
-        );
+        assert!(system["paths"].get(path).is_some(), "the system document lacks {path}");
     }
     for scheme in SECURITY_SCHEMES {
         assert!(
-            dncash["components"]["securitySchemes"]
-                .get(scheme)
-                .is_some(),
+            dncash["components"]["securitySchemes"].get(scheme).is_some(),
             "the dncash document lacks the security scheme {scheme}"
         );
     }
@@ -63,45 +52,27 @@ pub async fn every_document_is_served_and_every_operation_is_routed(backend: Bac
     // Swagger UI, from the binary, listing both documents.
     let page = env.api.get_anonymous("/docs").await;
     page.assert_status(200);
-    assert!(
-        page.text.contains("swagger-ui"),
-        "/docs is no Swagger UI page: {}",
-        page.describe()
-    );
+    assert!(page.text.contains("swagger-ui"), "/docs is no Swagger UI page: {}", page.describe());
     let initializer = env.api.get_anonymous("/docs/swagger-initializer.js").await;
     initializer.assert_status(200);
     for url in ["/openapi/dncash.json", "/openapi/system.json"] {
-        assert!(
-            initializer.text.contains(url),
-            "Swagger UI does not list {url}:\n{}",
-            initializer.text
-        );
+        assert!(initializer.text.contains(url), "Swagger UI does not list {url}:\n{}", initializer.text);
     }
     // The original's spellings of its documentation paths are folded like every `/dnapi` path;
     // `/docs/` is Swagger UI's directory, served as sent.
     for path in ["/dnapi/docs", "/DNAPI/Docs/", "/docs/"] {
         let page = env.api.get_anonymous(path).await;
         page.assert_status(200);
-        assert!(
-            page.text.contains("swagger-ui"),
-            "{path} is no Swagger UI page: {}",
-            page.describe()
-        );
+        assert!(page.text.contains("swagger-ui"), "{path} is no Swagger UI page: {}", page.describe());
     }
-    assert_eq!(
-        document(&env, "/DNAPI/Docs.json/").await,
-        dncash,
-        "/DNAPI/Docs.json/ must be the dncash document"
-    );
+    assert_eq!(document(&env, "/DNAPI/Docs.json/").await, dncash, "/DNAPI/Docs.json/ must be the dncash document");
 
     // Every documented operation, without credentials: each must match its documented route.
     let mut documented = BTreeSet::new();
     for document in [&dncash, &system] {
         for (path, method) in operations(document) {
             let concrete = fill_path_parameters(&path);
-            env.api
-                .request(method_of(&method), &concrete, None, Body::None)
-                .await;
+            env.api.request(method_of(&method), &concrete, None, Body::None).await;
             documented.insert((path, method.to_ascii_uppercase()));
         }
     }
@@ -109,10 +80,7 @@ pub async fn every_document_is_served_and_every_operation_is_routed(backend: Bac
     metrics.assert_status(200);
     let routed = routed_operations(&metrics.text);
     let unrouted: Vec<_> = documented.difference(&routed).collect();
-    assert!(
-        unrouted.is_empty(),
-        "documented operations that reach no route of that pattern: {unrouted:?}"
-    );
+    assert!(unrouted.is_empty(), "documented operations that reach no route of that pattern: {unrouted:?}");
 
     // Each dncash path allows exactly its documented methods (HEAD comes with GET).
     for (path, item) in dncash["paths"].as_object().expect("paths").iter() {
@@ -148,20 +116,9 @@ async fn document(env: &TestEnv, path: &str) -> Value {
     reply.assert_status(200);
     let document = reply.json.clone();
     let version = document["openapi"].as_str().unwrap_or_default();
-    assert!(
-        version.starts_with("3."),
-        "{path} is no OpenAPI 3 document (openapi: {version:?})"
-    );
-    assert!(
-        document["info"]["title"].is_string(),
-        "{path} has no info.title"
-    );
-    assert!(
-        document["paths"]
-            .as_object()
-            .is_some_and(|paths| !paths.is_empty()),
-        "{path} documents no paths"
-    );
+    assert!(version.starts_with("3."), "{path} is no OpenAPI 3 document (openapi: {version:?})");
+    assert!(document["info"]["title"].is_string(), "{path} has no info.title");
+    assert!(document["paths"].as_object().is_some_and(|paths| !paths.is_empty()), "{path} documents no paths");
     document
 }
 
@@ -184,9 +141,7 @@ fn fill_path_parameters(path: &str) -> String {
     while let Some(start) = rest.find('{') {
         filled.push_str(&rest[..start]);
         filled.push_str(PATH_PARAMETER);
-        let end = rest[start..]
-            .find('}')
-            .map_or(rest.len(), |end| start + end + 1);
+        let end = rest[start..].find('}').map_or(rest.len(), |end| start + end + 1);
         rest = &rest[end..];
     }
     filled.push_str(rest);
@@ -203,12 +158,7 @@ fn routed_operations(metrics: &str) -> BTreeSet<(String, String)> {
     metrics
         .lines()
         .filter(|line| line.starts_with("cashgrid_http_requests_total{"))
-        .filter_map(|line| {
-            Some((
-                strip_constraints(label(line, "route")?),
-                label(line, "method")?.to_owned(),
-            ))
-        })
+        .filter_map(|line| Some((strip_constraints(label(line, "route")?), label(line, "method")?.to_owned())))
         .collect()
 }
 
@@ -245,15 +195,9 @@ mod tests {
 
     #[test]
     fn path_parameters_are_filled_and_constraints_stripped() {
-        assert_eq!(
-            fill_path_parameters("/a/{id}/b/{x}"),
-            format!("/a/{PATH_PARAMETER}/b/{PATH_PARAMETER}")
-        );
+        assert_eq!(fill_path_parameters("/a/{id}/b/{x}"), format!("/a/{PATH_PARAMETER}/b/{PATH_PARAMETER}"));
         assert_eq!(fill_path_parameters("/health"), "/health");
         assert_eq!(strip_constraints("/docs/{file:.*}"), "/docs/{file}");
-        assert_eq!(
-            strip_constraints("/dnapi/token/v1/tokens/{uuid}"),
-            "/dnapi/token/v1/tokens/{uuid}"
-        );
+        assert_eq!(strip_constraints("/dnapi/token/v1/tokens/{uuid}"), "/dnapi/token/v1/tokens/{uuid}");
     }
 }

@@ -2,17 +2,14 @@
 
 use serde_json::{json, Value};
 
-use crate::flows::{
-    claim_path, confirm_path, token_path, uuid_of, CASH_DEVICES, TOKENS, TOKEN_DEVICES,
-};
+use crate::flows::{claim_path, confirm_path, token_path, uuid_of, CASH_DEVICES, TOKENS, TOKEN_DEVICES};
 use crate::harness::{Backend, TestEnv};
 use crate::phone::{
-    long_radiocode, PhoneKey, PHONE_A_PKCS1, PHONE_A_SPKI, PHONE_B_PKCS1, PHONE_B_PKCS1_WRAPPED_76,
-    PHONE_C_2048, PHONE_C_2048_SPKI,
+    long_radiocode, PhoneKey, PHONE_A_PKCS1, PHONE_A_SPKI, PHONE_B_PKCS1, PHONE_B_PKCS1_WRAPPED_76, PHONE_C_2048,
+    PHONE_C_2048_SPKI,
 };
 use crate::wire::{
-    assert_keys, assert_recent_timestamp, assert_v4_uuid, DEVICE_KEYS, V_FULL_KEYS, V_LOCKED_KEYS,
-    V_ROW_KEYS,
+    assert_keys, assert_recent_timestamp, assert_v4_uuid, DEVICE_KEYS, V_FULL_KEYS, V_LOCKED_KEYS, V_ROW_KEYS,
 };
 
 pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backend) {
@@ -24,22 +21,12 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     // The bank registers the customer's phone.
     let reply = env
         .api
-        .post(
-            TOKEN_DEVICES,
-            &bank,
-            json!({"pubkey": PHONE_C_2048.public_pem, "refname": "phone1", "info": {"k": "v"}}),
-        )
+        .post(TOKEN_DEVICES, &bank, json!({"pubkey": PHONE_C_2048.public_pem, "refname": "phone1", "info": {"k": "v"}}))
         .await;
     let device = reply.ok().clone();
     assert_keys(&reply, &DEVICE_KEYS);
-    assert!(
-        device["id"].is_i64(),
-        "device id must be a number: {device}"
-    );
-    assert_eq!(
-        device["customer_id"], customer["id"],
-        "device belongs to the caller: {device}"
-    );
+    assert!(device["id"].is_i64(), "device id must be a number: {device}");
+    assert_eq!(device["customer_id"], customer["id"], "device belongs to the caller: {device}");
     let phone = assert_v4_uuid(&device["uuid"], "device uuid");
     assert_recent_timestamp(&device["created"], "device created");
     assert_eq!(device["type"], "MOBILE");
@@ -49,14 +36,8 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     assert_eq!(device["lat"], Value::Null);
     assert_eq!(device["lon"], Value::Null);
     assert_eq!(device["refname"], "phone1");
-    let info_text = device["info"]
-        .as_str()
-        .unwrap_or_else(|| panic!("device info must be JSON text: {device}"));
-    assert_eq!(
-        serde_json::from_str::<Value>(info_text).ok(),
-        Some(json!({"k": "v"})),
-        "device info: {device}"
-    );
+    let info_text = device["info"].as_str().unwrap_or_else(|| panic!("device info must be JSON text: {device}"));
+    assert_eq!(serde_json::from_str::<Value>(info_text).ok(), Some(json!({"k": "v"})), "device info: {device}");
 
     // The bank issues a token to that phone.
     let reply = env
@@ -85,19 +66,9 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     assert_eq!(token["lockrefname"], Value::Null);
     assert_eq!(token["info"], json!({"denomData": [{"d": 5000, "c": 2}]}));
     assert_eq!(token["processing_info"], Value::Null);
-    let secure_code = token["secure_code"]
-        .as_str()
-        .expect("secure_code is a string");
-    assert_eq!(
-        secure_code.len(),
-        344,
-        "RSA-2048 ciphertext is 344 Base64 characters"
-    );
-    assert_eq!(
-        PHONE_C_2048.decrypt(secure_code).len(),
-        6,
-        "the secure code is 6 bytes"
-    );
+    let secure_code = token["secure_code"].as_str().expect("secure_code is a string");
+    assert_eq!(secure_code.len(), 344, "RSA-2048 ciphertext is 344 Base64 characters");
+    assert_eq!(PHONE_C_2048.decrypt(secure_code).len(), 6, "the secure code is 6 bytes");
 
     // The owner sees it OPEN, with the device uuid.
     let reply = env.api.get(&token_path(&uuid), &bank).await;
@@ -108,10 +79,7 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     assert_eq!(view["device_uuid"], phone.as_str());
 
     // An ATM of the same bank.
-    let reply = env
-        .api
-        .post(CASH_DEVICES, &cash, json!({"refname": "atm1"}))
-        .await;
+    let reply = env.api.post(CASH_DEVICES, &cash, json!({"refname": "atm1"})).await;
     let atm_row = reply.ok().clone();
     assert_keys(&reply, &DEVICE_KEYS);
     assert_eq!(atm_row["type"], "ATM");
@@ -127,10 +95,7 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     assert_eq!(locked["uuid"], uuid.as_str());
     assert_eq!(locked["state"], "LOCKED");
     let updated = assert_recent_timestamp(&locked["updated"], "updated after lock");
-    assert!(
-        updated >= created,
-        "updated {updated} before created {created}"
-    );
+    assert!(updated >= created, "updated {updated} before created {created}");
     assert_eq!(locked["created"], token["created"]);
     assert_eq!(locked["amount"], 10000);
     assert_eq!(locked["symbol"], "EUR");
@@ -170,23 +135,12 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
     assert_eq!(view["processing_info"], json!({"x": 1}));
     assert_eq!(view["amount"], 10000);
 
-    let reply = env
-        .api
-        .get(&format!("{TOKENS}?state=COMPLETED"), &bank)
-        .await;
+    let reply = env.api.get(&format!("{TOKENS}?state=COMPLETED"), &bank).await;
     let completed = reply.list();
-    assert_eq!(
-        completed.len(),
-        1,
-        "one completed token: {}",
-        reply.describe()
-    );
+    assert_eq!(completed.len(), 1, "one completed token: {}", reply.describe());
     assert_eq!(completed[0], view);
     assert_eq!(reply.element_keys(), vec![V_FULL_KEYS.to_vec()]);
-    assert!(
-        env.tokens(&bank, "state=OPEN").await.is_empty(),
-        "no OPEN token is left"
-    );
+    assert!(env.tokens(&bank, "state=OPEN").await.is_empty(), "no OPEN token is left");
 
     // The Token API lists all of the bank's devices, the ATM included.
     let mut listed: Vec<String> = env.devices(&bank).await.iter().map(uuid_of).collect();
@@ -200,24 +154,13 @@ pub async fn a_full_cash_out_takes_a_token_from_open_to_completed(backend: Backe
 pub async fn phones_with_pkcs1_spki_and_rewrapped_keys_all_receive_working_codes(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let scene = env.scene("bank@example.com").await;
-    let keys: [&'static PhoneKey; 6] = [
-        &PHONE_A_PKCS1,
-        &PHONE_A_SPKI,
-        &PHONE_B_PKCS1,
-        &PHONE_B_PKCS1_WRAPPED_76,
-        &PHONE_C_2048,
-        &PHONE_C_2048_SPKI,
-    ];
+    let keys: [&'static PhoneKey; 6] =
+        [&PHONE_A_PKCS1, &PHONE_A_SPKI, &PHONE_B_PKCS1, &PHONE_B_PKCS1_WRAPPED_76, &PHONE_C_2048, &PHONE_C_2048_SPKI];
     for key in keys {
         let phone = env.register_phone(&scene.bank, key, "phone").await;
         let token = env.issue(&scene.bank, &phone, 2000).await;
         let secure_code = token["secure_code"].as_str().expect("secure_code");
-        assert_eq!(
-            key.decrypt(secure_code).len(),
-            6,
-            "{}: 6-byte code",
-            key.name
-        );
+        assert_eq!(key.decrypt(secure_code).len(), 6, "{}: 6-byte code", key.name);
         let locked = env.claim_ok(&scene.cash, &scene.atm, &token, &phone).await;
         assert_eq!(locked["uuid"], token["uuid"], "{}", key.name);
     }
@@ -236,43 +179,16 @@ pub async fn devices_keep_type_position_and_info_as_registered(backend: Backend)
     let device = reply.ok().clone();
     assert_keys(&reply, &DEVICE_KEYS);
     assert_eq!(device["type"], "OTHER");
-    assert_eq!(
-        device["lat"].as_f64(),
-        Some(50.043858),
-        "lat is a number: {device}"
-    );
-    assert_eq!(
-        device["lon"].as_f64(),
-        Some(8.679574),
-        "lon is a number: {device}"
-    );
+    assert_eq!(device["lat"].as_f64(), Some(50.043858), "lat is a number: {device}");
+    assert_eq!(device["lon"].as_f64(), Some(8.679574), "lon is a number: {device}");
     assert_eq!(device["refname"], "dev1");
-    let info = device["info"]
-        .as_str()
-        .unwrap_or_else(|| panic!("info is JSON text: {device}"));
-    assert_eq!(
-        serde_json::from_str::<Value>(info).ok(),
-        Some(json!({"anyKey": "anyValue"}))
-    );
-    let reply = env
-        .api
-        .get(&format!("{TOKEN_DEVICES}/{}", uuid_of(&device)), &bank)
-        .await;
-    assert_eq!(
-        reply.ok(),
-        &device,
-        "GET /devices/:uuid returns the registered row"
-    );
+    let info = device["info"].as_str().unwrap_or_else(|| panic!("info is JSON text: {device}"));
+    assert_eq!(serde_json::from_str::<Value>(info).ok(), Some(json!({"anyKey": "anyValue"})));
+    let reply = env.api.get(&format!("{TOKEN_DEVICES}/{}", uuid_of(&device)), &bank).await;
+    assert_eq!(reply.ok(), &device, "GET /devices/:uuid returns the registered row");
     assert_keys(&reply, &DEVICE_KEYS);
 
-    let reply = env
-        .api
-        .post(
-            CASH_DEVICES,
-            &cash,
-            json!({"type": "CASH_REGISTER", "refname": "till-3"}),
-        )
-        .await;
+    let reply = env.api.post(CASH_DEVICES, &cash, json!({"type": "CASH_REGISTER", "refname": "till-3"})).await;
     let till = reply.ok().clone();
     assert_eq!(till["type"], "CASH_REGISTER");
     assert_eq!(till["pubkey"], Value::Null);
@@ -280,46 +196,24 @@ pub async fn devices_keep_type_position_and_info_as_registered(backend: Backend)
 
     let before = env.devices(&bank).await;
     assert_eq!(before.len(), 2);
-    let reply = env
-        .api
-        .post(
-            CASH_DEVICES,
-            &cash,
-            json!({"type": "TOASTER", "refname": "x"}),
-        )
-        .await;
+    let reply = env.api.post(CASH_DEVICES, &cash, json!({"type": "TOASTER", "refname": "x"})).await;
     reply.assert_status(500);
     crate::wire::assert_error_shape(&reply);
-    assert_eq!(
-        env.devices(&bank).await,
-        before,
-        "a rejected registration stores nothing"
-    );
+    assert_eq!(env.devices(&bank).await, before, "a rejected registration stores nothing");
 }
 
 /// Only CASHOUT tokens refuse a larger confirmed amount (§7.1 step 6).
 pub async fn a_cash_in_token_may_be_confirmed_with_a_larger_amount(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let scene = env.scene("bank@example.com").await;
-    let body =
-        json!({"device_uuid": scene.phone.uuid, "amount": 1000, "symbol": "EUR", "type": "CASHIN"});
+    let body = json!({"device_uuid": scene.phone.uuid, "amount": 1000, "symbol": "EUR", "type": "CASHIN"});
     let token = env.issue_with(&scene.bank, body).await.ok().clone();
     assert_eq!(token["type"], "CASHIN");
-    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
-        .await;
-    let reply = env
-        .confirm(
-            &scene.cash,
-            &scene.atm,
-            &uuid_of(&token),
-            json!({"state": "COMPLETED", "amount": 2500}),
-        )
-        .await;
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    let reply =
+        env.confirm(&scene.cash, &scene.atm, &uuid_of(&token), json!({"state": "COMPLETED", "amount": 2500})).await;
     let confirmed = reply.ok();
     assert_eq!(confirmed["amount"], 2500);
     assert_eq!(confirmed["type"], "CASHIN");
-    assert_eq!(
-        env.token(&scene.bank, &uuid_of(&token)).await["amount"],
-        2500
-    );
+    assert_eq!(env.token(&scene.bank, &uuid_of(&token)).await["amount"], 2500);
 }

@@ -30,11 +30,7 @@ impl Misses {
 
     #[track_caller]
     fn assert_none(self) {
-        assert!(
-            self.0.is_empty(),
-            "differences from the original:\n  {}",
-            self.0.join("\n  ")
-        );
+        assert!(self.0.is_empty(), "differences from the original:\n  {}", self.0.join("\n  "));
     }
 }
 
@@ -46,35 +42,19 @@ pub async fn radiocodes_are_read_like_the_original_reads_them(backend: Backend) 
     let scene = env.scene("bank@example.com").await;
     let mut misses = Misses::default();
     let variants: [(&str, MakeRadiocode); 4] = [
-        ("upper-case hex", |uuid, code| {
-            format!("{uuid}{}", code.to_ascii_uppercase())
-        }),
-        ("an odd trailing nibble is dropped", |uuid, code| {
-            format!("{uuid}{code}7")
-        }),
-        (
-            "hex decoding stops at the first invalid pair",
-            |uuid, code| format!("{uuid}{code}zz12"),
-        ),
-        ("an upper-case token uuid", |uuid, code| {
-            format!("{}{code}", uuid.to_ascii_uppercase())
-        }),
+        ("upper-case hex", |uuid, code| format!("{uuid}{}", code.to_ascii_uppercase())),
+        ("an odd trailing nibble is dropped", |uuid, code| format!("{uuid}{code}7")),
+        ("hex decoding stops at the first invalid pair", |uuid, code| format!("{uuid}{code}zz12")),
+        ("an upper-case token uuid", |uuid, code| format!("{}{code}", uuid.to_ascii_uppercase())),
     ];
     for (case, radiocode) in variants {
         let token = env.issue(&scene.bank, &scene.phone, 1000).await;
         let uuid = uuid_of(&token);
-        let code = hex(&scene
-            .phone
-            .key
-            .decrypt(token["secure_code"].as_str().expect("secure_code")));
-        let reply = env
-            .claim(&scene.cash, &scene.atm, &radiocode(&uuid, &code))
-            .await;
+        let code = hex(&scene.phone.key.decrypt(token["secure_code"].as_str().expect("secure_code")));
+        let reply = env.claim(&scene.cash, &scene.atm, &radiocode(&uuid, &code)).await;
         let locked = misses.expect_ok(case, &reply);
         if !locked.is_null() {
-            misses.expect(case, locked["uuid"] == uuid.as_str(), || {
-                format!("locked {locked} instead of {uuid}")
-            });
+            misses.expect(case, locked["uuid"] == uuid.as_str(), || format!("locked {locked} instead of {uuid}"));
         }
     }
     misses.assert_none();
@@ -87,49 +67,21 @@ pub async fn lookups_and_paths_ignore_case_like_the_original(backend: Backend) {
     let uuid = uuid_of(&token);
     let mut misses = Misses::default();
 
-    let shouting = Creds {
-        apikey: scene.bank.apikey.to_ascii_uppercase(),
-        apisecret: scene.bank.apisecret.to_ascii_uppercase(),
-    };
-    misses.expect_ok(
-        "upper-cased API key and secret",
-        &env.api.get(TOKENS, &shouting).await,
-    );
-    let view = misses.expect_ok(
-        "upper-case token uuid",
-        &env.api
-            .get(&token_path(&uuid.to_ascii_uppercase()), &scene.bank)
-            .await,
-    );
+    let shouting =
+        Creds { apikey: scene.bank.apikey.to_ascii_uppercase(), apisecret: scene.bank.apisecret.to_ascii_uppercase() };
+    misses.expect_ok("upper-cased API key and secret", &env.api.get(TOKENS, &shouting).await);
+    let view = misses
+        .expect_ok("upper-case token uuid", &env.api.get(&token_path(&uuid.to_ascii_uppercase()), &scene.bank).await);
     if !view.is_null() {
-        misses.expect(
-            "upper-case token uuid",
-            view["uuid"] == uuid.as_str(),
-            || format!("answered {view}"),
-        );
+        misses.expect("upper-case token uuid", view["uuid"] == uuid.as_str(), || format!("answered {view}"));
     }
     let path = format!("{TOKEN_DEVICES}/{}", scene.phone.uuid.to_ascii_uppercase());
-    misses.expect_ok(
-        "upper-case device uuid",
-        &env.api.get(&path, &scene.bank).await,
-    );
-    misses.expect_ok(
-        "a trailing slash",
-        &env.api.get(&format!("{TOKENS}/"), &scene.bank).await,
-    );
-    misses.expect_ok(
-        "an upper-case path",
-        &env.api.get(&TOKENS.to_ascii_uppercase(), &scene.bank).await,
-    );
+    misses.expect_ok("upper-case device uuid", &env.api.get(&path, &scene.bank).await);
+    misses.expect_ok("a trailing slash", &env.api.get(&format!("{TOKENS}/"), &scene.bank).await);
+    misses.expect_ok("an upper-case path", &env.api.get(&TOKENS.to_ascii_uppercase(), &scene.bank).await);
 
     let radiocode = crate::phone::long_radiocode(&token, scene.phone.key);
-    let reply = env
-        .api
-        .get(
-            &claim_path(&radiocode, &scene.atm.to_ascii_uppercase()),
-            &scene.cash,
-        )
-        .await;
+    let reply = env.api.get(&claim_path(&radiocode, &scene.atm.to_ascii_uppercase()), &scene.cash).await;
     misses.expect_ok("claim with an upper-case cash device uuid", &reply);
     misses.assert_none();
 }

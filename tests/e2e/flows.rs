@@ -42,10 +42,7 @@ pub fn token_path(token: &str) -> String {
 /// The `uuid` field of a token or device.
 #[track_caller]
 pub fn uuid_of(value: &Value) -> String {
-    value["uuid"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no uuid in {value}"))
-        .to_owned()
+    value["uuid"].as_str().unwrap_or_else(|| panic!("no uuid in {value}")).to_owned()
 }
 
 impl TestEnv {
@@ -57,62 +54,27 @@ impl TestEnv {
 
     /// [`TestEnv::scene`] for a customer that already exists.
     pub async fn scene_for(&self, customer: Value) -> Scene {
-        let email = customer["email"]
-            .as_str()
-            .expect("customer email")
-            .to_owned();
+        let email = customer["email"].as_str().expect("customer email").to_owned();
         let email = email.as_str();
         let bank = self.access(email, "token-api");
         let cash = self.access(email, "cash-api");
         let phone = self.register_phone(&bank, &PHONE_C_2048, "phone1").await;
         let atm = self.register_cash_device(&cash, "atm1").await;
-        Scene {
-            email: email.to_owned(),
-            bank,
-            cash,
-            phone,
-            atm,
-        }
+        Scene { email: email.to_owned(), bank, cash, phone, atm }
     }
 
-    pub async fn register_phone(
-        &self,
-        bank: &Creds,
-        key: &'static PhoneKey,
-        refname: &str,
-    ) -> Phone {
-        let reply = self
-            .api
-            .post(
-                TOKEN_DEVICES,
-                bank,
-                json!({"pubkey": key.public_pem, "refname": refname}),
-            )
-            .await;
-        Phone {
-            uuid: uuid_of(reply.ok()),
-            key,
-        }
+    pub async fn register_phone(&self, bank: &Creds, key: &'static PhoneKey, refname: &str) -> Phone {
+        let reply = self.api.post(TOKEN_DEVICES, bank, json!({"pubkey": key.public_pem, "refname": refname})).await;
+        Phone { uuid: uuid_of(reply.ok()), key }
     }
 
     pub async fn register_cash_device(&self, cash: &Creds, refname: &str) -> String {
-        uuid_of(
-            self.api
-                .post(CASH_DEVICES, cash, json!({"refname": refname}))
-                .await
-                .ok(),
-        )
+        uuid_of(self.api.post(CASH_DEVICES, cash, json!({"refname": refname})).await.ok())
     }
 
     /// Issue a EUR CASHOUT token of `amount` cents to `phone`; returns its V-row.
     pub async fn issue(&self, bank: &Creds, phone: &Phone, amount: i64) -> Value {
-        self.issue_with(
-            bank,
-            json!({"device_uuid": phone.uuid, "amount": amount, "symbol": "EUR"}),
-        )
-        .await
-        .ok()
-        .clone()
+        self.issue_with(bank, json!({"device_uuid": phone.uuid, "amount": amount, "symbol": "EUR"})).await.ok().clone()
     }
 
     pub async fn issue_with(&self, bank: &Creds, body: Value) -> Reply {
@@ -120,42 +82,19 @@ impl TestEnv {
     }
 
     pub async fn claim(&self, cash: &Creds, cash_device: &str, radiocode: &str) -> Reply {
-        self.api
-            .get(&claim_path(radiocode, cash_device), cash)
-            .await
+        self.api.get(&claim_path(radiocode, cash_device), cash).await
     }
 
     /// Claim with the right long radiocode and expect the lock; returns the V-locked body.
-    pub async fn claim_ok(
-        &self,
-        cash: &Creds,
-        cash_device: &str,
-        token: &Value,
-        phone: &Phone,
-    ) -> Value {
-        let reply = self
-            .claim(cash, cash_device, &long_radiocode(token, phone.key))
-            .await;
+    pub async fn claim_ok(&self, cash: &Creds, cash_device: &str, token: &Value, phone: &Phone) -> Value {
+        let reply = self.claim(cash, cash_device, &long_radiocode(token, phone.key)).await;
         let locked = reply.ok().clone();
-        assert_eq!(
-            locked["state"],
-            "LOCKED",
-            "claim did not lock: {}",
-            reply.describe()
-        );
+        assert_eq!(locked["state"], "LOCKED", "claim did not lock: {}", reply.describe());
         locked
     }
 
-    pub async fn confirm(
-        &self,
-        cash: &Creds,
-        cash_device: &str,
-        token: &str,
-        body: Value,
-    ) -> Reply {
-        self.api
-            .put(&confirm_path(token, cash_device), cash, body)
-            .await
+    pub async fn confirm(&self, cash: &Creds, cash_device: &str, token: &str, body: Value) -> Reply {
+        self.api.put(&confirm_path(token, cash_device), cash, body).await
     }
 
     /// The owner's V-full view of a token.
@@ -165,19 +104,12 @@ impl TestEnv {
 
     pub async fn token_state(&self, bank: &Creds, token: &str) -> String {
         let view = self.token(bank, token).await;
-        view["state"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no state in {view}"))
-            .to_owned()
+        view["state"].as_str().unwrap_or_else(|| panic!("no state in {view}")).to_owned()
     }
 
     /// `GET /tokens[?query]` of the owner.
     pub async fn tokens(&self, bank: &Creds, query: &str) -> Vec<Value> {
-        let path = if query.is_empty() {
-            TOKENS.to_owned()
-        } else {
-            format!("{TOKENS}?{query}")
-        };
+        let path = if query.is_empty() { TOKENS.to_owned() } else { format!("{TOKENS}?{query}") };
         self.api.get(&path, bank).await.list()
     }
 

@@ -53,14 +53,7 @@ impl Store {
         let logs_dir = root.join("logs");
         fs::create_dir_all(&data_dir).expect("create the test data directory");
         fs::create_dir_all(&logs_dir).expect("create the test log directory");
-        Self {
-            backend: Backend::Postgres,
-            root,
-            data_dir,
-            logs_dir,
-            database: None,
-            external_url: Some(url),
-        }
+        Self { backend: Backend::Postgres, root, data_dir, logs_dir, database: None, external_url: Some(url) }
     }
 
     async fn create(backend: Backend) -> Self {
@@ -71,30 +64,17 @@ impl Store {
         fs::create_dir_all(&logs_dir).expect("create the test log directory");
         let database = match backend {
             Backend::Sqlite => None,
-            Backend::Postgres => Some(
-                TestDatabase::migrated()
-                    .await
-                    .unwrap_or_else(|error| panic!("no test database: {error:#}")),
-            ),
+            Backend::Postgres => {
+                Some(TestDatabase::migrated().await.unwrap_or_else(|error| panic!("no test database: {error:#}")))
+            }
         };
-        Self {
-            backend,
-            root,
-            data_dir,
-            logs_dir,
-            database,
-            external_url: None,
-        }
+        Self { backend, root, data_dir, logs_dir, database, external_url: None }
     }
 
     /// `--data-dir DIR [--database-url URL]`, shared by `serve` and every CLI command.
     fn flags(&self) -> Vec<String> {
         let mut flags = vec!["--data-dir".to_owned(), self.data_dir.display().to_string()];
-        let url = self
-            .database
-            .as_ref()
-            .map(|database| database.url.clone())
-            .or_else(|| self.external_url.clone());
+        let url = self.database.as_ref().map(|database| database.url.clone()).or_else(|| self.external_url.clone());
         if let Some(url) = url {
             flags.push("--database-url".to_owned());
             flags.push(url);
@@ -123,18 +103,9 @@ pub struct TestServer {
 
 impl TestServer {
     /// `cashgrid serve` on `store` with `extra_args`, and `env` added to its environment.
-    pub async fn spawn(
-        store: &Store,
-        extra_args: &[String],
-        env: &[(String, String)],
-        generation: usize,
-    ) -> Self {
-        let stdout_log = store
-            .logs_dir
-            .join(format!("server-{generation}.stdout.log"));
-        let stderr_log = store
-            .logs_dir
-            .join(format!("server-{generation}.stderr.log"));
+    pub async fn spawn(store: &Store, extra_args: &[String], env: &[(String, String)], generation: usize) -> Self {
+        let stdout_log = store.logs_dir.join(format!("server-{generation}.stdout.log"));
+        let stderr_log = store.logs_dir.join(format!("server-{generation}.stderr.log"));
         let stderr_file = File::create(&stderr_log).expect("create the server stderr log");
         let mut child = Command::new(BINARY)
             .arg("serve")
@@ -168,12 +139,7 @@ impl TestServer {
             }
         });
 
-        let mut server = Self {
-            child,
-            base_url: String::new(),
-            stdout_log,
-            stderr_log,
-        };
+        let mut server = Self { child, base_url: String::new(), stdout_log, stderr_log };
         match tokio::time::timeout(STARTUP_TIMEOUT, listening).await {
             Ok(Ok(address)) => {
                 assert!(
@@ -255,11 +221,7 @@ impl TestEnv {
 
     /// Start with extra `serve` flags and environment variables for the server, e.g.
     /// `[("RUST_LOG", "debug")]`; other nodes and restarts get them too.
-    pub async fn start_with_env(
-        backend: Backend,
-        extra_args: &[&str],
-        env: &[(&str, &str)],
-    ) -> Self {
+    pub async fn start_with_env(backend: Backend, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         Self::start_on(Store::create(backend).await, extra_args, env).await
     }
 
@@ -270,20 +232,11 @@ impl TestEnv {
 
     async fn start_on(store: Store, extra_args: &[&str], env: &[(&str, &str)]) -> Self {
         let extra_args: Vec<String> = extra_args.iter().map(|arg| (*arg).to_owned()).collect();
-        let env: Vec<(String, String)> = env
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect();
+        let env: Vec<(String, String)> =
+            env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
         let server = TestServer::spawn(&store, &extra_args, &env, 0).await;
         let api = Api::new(&server.base_url);
-        Self {
-            server: Some(server),
-            api,
-            extra_args,
-            env,
-            generation: 0,
-            store,
-        }
+        Self { server: Some(server), api, extra_args, env, generation: 0, store }
     }
 
     pub fn backend(&self) -> Backend {
@@ -292,9 +245,7 @@ impl TestEnv {
 
     /// The running server's base URL, e.g. `http://127.0.0.1:34567`.
     pub fn base_url(&self) -> &str {
-        self.server
-            .as_ref()
-            .map_or("", |server| server.base_url.as_str())
+        self.server.as_ref().map_or("", |server| server.base_url.as_str())
     }
 
     /// Another `cashgrid serve` on the same store (a second node on one PostgreSQL database),
@@ -314,8 +265,7 @@ impl TestEnv {
             server.kill();
         }
         self.generation += 1;
-        let server =
-            TestServer::spawn(&self.store, &self.extra_args, &self.env, self.generation).await;
+        let server = TestServer::spawn(&self.store, &self.extra_args, &self.env, self.generation).await;
         self.api = Api::new(&server.base_url);
         self.server = Some(server);
     }
@@ -343,16 +293,10 @@ impl TestEnv {
     pub fn cli_json(&self, args: &[&str]) -> Value {
         let output = self.cli(args);
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let parsed = serde_json::from_str::<Value>(stdout.trim())
-            .ok()
-            .or_else(|| {
-                // Tolerate log lines around the object.
-                stdout.lines().find_map(|line| {
-                    serde_json::from_str::<Value>(line.trim())
-                        .ok()
-                        .filter(Value::is_object)
-                })
-            });
+        let parsed = serde_json::from_str::<Value>(stdout.trim()).ok().or_else(|| {
+            // Tolerate log lines around the object.
+            stdout.lines().find_map(|line| serde_json::from_str::<Value>(line.trim()).ok().filter(Value::is_object))
+        });
         match parsed {
             Some(value) if value.is_object() => value,
             _ => panic!(
@@ -366,14 +310,8 @@ impl TestEnv {
     /// `cashgrid customer create --email E`; returns the printed customer.
     pub fn customer(&self, email: &str) -> Value {
         let customer = self.cli_json(&["customer", "create", "--email", email]);
-        assert!(
-            customer["id"].is_i64(),
-            "customer create printed no numeric id: {customer}"
-        );
-        assert_eq!(
-            customer["email"], email,
-            "customer create printed {customer}"
-        );
+        assert!(customer["id"].is_i64(), "customer create printed no numeric id: {customer}");
+        assert_eq!(customer["email"], email, "customer create printed {customer}");
         customer
     }
 
@@ -381,29 +319,14 @@ impl TestEnv {
     pub fn access(&self, email: &str, scope: &str) -> Creds {
         let access = self.cli_json(&["access", "create", "--customer", email, "--scope", scope]);
         let field = |name: &str| {
-            access[name]
-                .as_str()
-                .unwrap_or_else(|| panic!("access create printed no `{name}`: {access}"))
-                .to_owned()
+            access[name].as_str().unwrap_or_else(|| panic!("access create printed no `{name}`: {access}")).to_owned()
         };
-        Creds {
-            apikey: field("apikey"),
-            apisecret: field("apisecret"),
-        }
+        Creds { apikey: field("apikey"), apisecret: field("apisecret") }
     }
 
     /// `cashgrid param set --customer E --key K --value V` (V is JSON text).
     pub fn set_param(&self, email: &str, key: &str, value: &str) {
-        self.cli(&[
-            "param",
-            "set",
-            "--customer",
-            email,
-            "--key",
-            key,
-            "--value",
-            value,
-        ]);
+        self.cli(&["param", "set", "--customer", email, "--key", key, "--value", value]);
     }
 }
 
@@ -434,36 +357,18 @@ impl PrivateCluster {
             .map(|entry| entry.path().join("bin"))
             .find(|bin| bin.join("initdb").is_file())
             .expect("an initdb under /usr/lib/postgresql/*/bin");
-        let directory =
-            std::env::temp_dir().join(format!("cashgrid-pg-{}", Uuid::new_v4().simple()));
+        let directory = std::env::temp_dir().join(format!("cashgrid-pg-{}", Uuid::new_v4().simple()));
         fs::create_dir_all(&directory).expect("create the cluster directory");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port")
             .port();
-        let cluster = Self {
-            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
-            directory,
-            bin,
-        };
+        let cluster = Self { url: format!("postgres://postgres@127.0.0.1:{port}/postgres"), directory, bin };
         cluster.chown();
         let data = cluster.directory.join("data");
-        cluster.run(
-            "initdb",
-            &[
-                "-D",
-                &data.display().to_string(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-            ],
-        );
-        let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            cluster.directory.display()
-        );
+        cluster.run("initdb", &["-D", &data.display().to_string(), "-U", "postgres", "-A", "trust", "--no-sync"]);
+        let options =
+            format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", cluster.directory.display());
         cluster.run(
             "pg_ctl",
             &[
@@ -481,33 +386,20 @@ impl PrivateCluster {
     }
 
     fn as_root() -> bool {
-        Command::new("id")
-            .arg("-u")
-            .output()
-            .is_ok_and(|output| output.stdout.starts_with(b"0\n"))
+        Command::new("id").arg("-u").output().is_ok_and(|output| output.stdout.starts_with(b"0\n"))
     }
 
     fn chown(&self) {
         if Self::as_root() {
-            let status = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(&self.directory)
-                .status();
-            assert!(
-                status.is_ok_and(|status| status.success()),
-                "chown of the cluster directory failed"
-            );
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&self.directory).status();
+            assert!(status.is_ok_and(|status| status.success()), "chown of the cluster directory failed");
         }
     }
 
     fn run(&self, program: &str, args: &[&str]) {
         let binary = self.bin.join(program);
         let output = if Self::as_root() {
-            Command::new("runuser")
-                .args(["-u", "postgres", "--"])
-                .arg(&binary)
-                .args(args)
-                .output()
+            Command::new("runuser").args(["-u", "postgres", "--"]).arg(&binary).args(args).output()
         } else {
             Command::new(&binary).args(args).output()
         }
@@ -522,20 +414,13 @@ impl PrivateCluster {
 
     /// The postmaster and every backend it forked.
     fn processes(&self) -> Vec<String> {
-        let pid_file =
-            fs::read_to_string(self.directory.join("data/postmaster.pid")).unwrap_or_default();
+        let pid_file = fs::read_to_string(self.directory.join("data/postmaster.pid")).unwrap_or_default();
         let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
             return Vec::new();
         };
-        let children = Command::new("pgrep")
-            .args(["-P", &postmaster])
-            .output()
-            .map(|output| output.stdout)
-            .unwrap_or_default();
-        let mut pids: Vec<String> = String::from_utf8_lossy(&children)
-            .lines()
-            .map(str::to_owned)
-            .collect();
+        let children =
+            Command::new("pgrep").args(["-P", &postmaster]).output().map(|output| output.stdout).unwrap_or_default();
+        let mut pids: Vec<String> = String::from_utf8_lossy(&children).lines().map(str::to_owned).collect();
         pids.push(postmaster);
         pids
     }
@@ -568,9 +453,7 @@ impl Drop for PrivateCluster {
                 .args(["-D", &data, "-m", "immediate", "stop"])
                 .output()
         } else {
-            Command::new(&binary)
-                .args(["-D", &data, "-m", "immediate", "stop"])
-                .output()
+            Command::new(&binary).args(["-D", &data, "-m", "immediate", "stop"]).output()
         };
         if !std::thread::panicking() {
             let _ = fs::remove_dir_all(&self.directory);

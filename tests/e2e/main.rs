@@ -154,16 +154,12 @@ scenarios_on_both_backends! {
 mod sqlite_only {
     #[actix_web::test]
     async fn sqlite_a_slow_body_is_cut_at_the_body_deadline() {
-        crate::hardening::a_slow_body_is_cut_at_the_body_deadline(crate::harness::Backend::Sqlite)
-            .await;
+        crate::hardening::a_slow_body_is_cut_at_the_body_deadline(crate::harness::Backend::Sqlite).await;
     }
 
     #[actix_web::test]
     async fn sqlite_weak_phone_keys_are_refused_with_the_reason() {
-        crate::hardening::weak_phone_keys_are_refused_with_the_reason(
-            crate::harness::Backend::Sqlite,
-        )
-        .await;
+        crate::hardening::weak_phone_keys_are_refused_with_the_reason(crate::harness::Backend::Sqlite).await;
     }
 }
 
@@ -172,10 +168,7 @@ mod sqlite_only {
 mod postgres_only {
     #[actix_web::test]
     async fn postgres_concurrent_commits_keep_every_lifecycle_and_one_winner() {
-        crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(
-            crate::harness::Backend::Postgres,
-        )
-        .await;
+        crate::claims::concurrent_commits_keep_every_lifecycle_and_one_winner(crate::harness::Backend::Postgres).await;
     }
 
     #[actix_web::test]
@@ -193,10 +186,7 @@ mod postgres_only {
 
     #[actix_web::test]
     async fn postgres_a_stale_node_answers_from_the_stored_version() {
-        crate::hardening::a_stale_node_answers_from_the_stored_version(
-            crate::harness::Backend::Postgres,
-        )
-        .await;
+        crate::hardening::a_stale_node_answers_from_the_stored_version(crate::harness::Backend::Postgres).await;
     }
 
     #[actix_web::test]

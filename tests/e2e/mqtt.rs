@@ -24,10 +24,8 @@ use crate::wire::V_LOCKED_KEYS;
 const BROKER_HOST: &str = "127.0.0.1";
 const BROKER_PORT: u16 = 1883;
 /// The signing key: a test fixture, written to a file the server reads.
-const SIGNING_KEY: &str = include_str!(concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/keys/phone_c_2048.private.pem"
-));
+const SIGNING_KEY: &str =
+    include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/phone_c_2048.private.pem"));
 /// Longest a test waits for a message that must come.
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -45,10 +43,7 @@ impl Subscriber {
         options.set_keep_alive(Duration::from_secs(10));
         let (client, mut connection) = AsyncClient::new(options, 16);
         for topic in topics {
-            client
-                .subscribe(*topic, QoS::AtLeastOnce)
-                .await
-                .expect("subscribe request");
+            client.subscribe(*topic, QoS::AtLeastOnce).await.expect("subscribe request");
         }
         let (sender, messages) = mpsc::channel(64);
         let (subscribed_sender, subscribed) = tokio::sync::oneshot::channel();
@@ -67,9 +62,7 @@ impl Subscriber {
                         }
                     }
                     Event::Incoming(Packet::Publish(publish)) => {
-                        let handed_on = sender
-                            .send((publish.topic.clone(), publish.payload.to_vec()))
-                            .await;
+                        let handed_on = sender.send((publish.topic.clone(), publish.payload.to_vec())).await;
                         if handed_on.is_err() {
                             break;
                         }
@@ -82,10 +75,7 @@ impl Subscriber {
             .await
             .expect("subscribed in time (is Mosquitto running on 127.0.0.1:1883?)")
             .expect("subscribed");
-        Self {
-            messages,
-            _client: client,
-        }
+        Self { messages, _client: client }
     }
 
     /// The next message on `topic` (others skipped), which must come.
@@ -105,18 +95,11 @@ impl Subscriber {
 
 /// Start cashgrid with MQTT pointed at the local broker and the fixture key in a file.
 async fn start_with_mqtt(backend: Backend) -> TestEnv {
-    let key_file = std::env::temp_dir().join(format!(
-        "cashgrid-mqtt-key-{}.pem",
-        uuid::Uuid::new_v4().simple()
-    ));
+    let key_file = std::env::temp_dir().join(format!("cashgrid-mqtt-key-{}.pem", uuid::Uuid::new_v4().simple()));
     std::fs::write(&key_file, SIGNING_KEY).expect("write the key file");
     let key_path = key_file.display().to_string();
     let url = format!("mqtt://{BROKER_HOST}:{BROKER_PORT}");
-    let env = TestEnv::start_with(
-        backend,
-        &["--mqtt-url", &url, "--mqtt-signature-key-file", &key_path],
-    )
-    .await;
+    let env = TestEnv::start_with(backend, &["--mqtt-url", &url, "--mqtt-signature-key-file", &key_path]).await;
     // Read once at start.
     let _ = std::fs::remove_file(&key_file);
     env
@@ -125,11 +108,7 @@ async fn start_with_mqtt(backend: Backend) -> TestEnv {
 pub async fn a_trigger_cash_out_is_published_signed_on_mqtt(backend: Backend) {
     let mut ready = Subscriber::connect(&["dncash-io"]).await;
     let env = start_with_mqtt(backend).await;
-    assert_eq!(
-        ready.next_on("dncash-io").await,
-        b"dncash.io ready",
-        "the ready message at start"
-    );
+    assert_eq!(ready.next_on("dncash-io").await, b"dncash.io ready", "the ready message at start");
 
     let scene = env.scene("bank@example.com").await;
     let token = env.issue(&scene.bank, &scene.phone, 12_300).await;
@@ -140,27 +119,15 @@ pub async fn a_trigger_cash_out_is_published_signed_on_mqtt(backend: Backend) {
 
     let payload = pushes.next_on(&topic).await;
     let message: Value = serde_json::from_slice(&payload).expect("a JSON payload");
-    let fields: Vec<&str> = message
-        .as_object()
-        .expect("an object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let fields: Vec<&str> = message.as_object().expect("an object").keys().map(String::as_str).collect();
     assert_eq!(fields, ["data", "signature"], "{message}");
     let data = message["data"].as_str().expect("data is JSON text");
-    let signature = BASE64
-        .decode(message["signature"].as_str().expect("a Base64 signature"))
-        .expect("Base64");
+    let signature = BASE64.decode(message["signature"].as_str().expect("a Base64 signature")).expect("Base64");
 
     let pushed: Value = serde_json::from_str(data).expect("data parses");
     assert_eq!(pushed["triggercode"], code.as_str(), "{pushed}");
     let locked = &pushed["token"];
-    let keys: Vec<&str> = locked
-        .as_object()
-        .expect("a token object")
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = locked.as_object().expect("a token object").keys().map(String::as_str).collect();
     let mut expected_keys = V_LOCKED_KEYS.to_vec();
     expected_keys.sort_unstable();
     let mut sorted_keys = keys.clone();
@@ -171,38 +138,23 @@ pub async fn a_trigger_cash_out_is_published_signed_on_mqtt(backend: Backend) {
     assert_eq!(locked["amount"], 12_300);
     // The original's key order, in the text itself.
     let token_text = &data[data.find("\"token\":").expect("a token")..];
-    let positions: Vec<usize> = V_LOCKED_KEYS
-        .iter()
-        .map(|key| token_text.find(&format!("\"{key}\":")).expect("every key"))
-        .collect();
-    assert!(
-        positions.windows(2).all(|pair| pair[0] < pair[1]),
-        "the original's key order: {data}"
-    );
+    let positions: Vec<usize> =
+        V_LOCKED_KEYS.iter().map(|key| token_text.find(&format!("\"{key}\":")).expect("every key")).collect();
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "the original's key order: {data}");
 
-    let public = RsaPrivateKey::from_pkcs1_pem(SIGNING_KEY)
-        .expect("fixture")
-        .to_public_key();
+    let public = RsaPrivateKey::from_pkcs1_pem(SIGNING_KEY).expect("fixture").to_public_key();
     let digest = Sha256::digest(data.as_bytes());
-    public
-        .verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature)
-        .expect("the signature verifies");
+    public.verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &signature).expect("the signature verifies");
 
     // The broker acknowledged it: the metric says so.
     let deadline = Instant::now() + MESSAGE_TIMEOUT;
     loop {
         let metrics = env.api.get_anonymous("/metrics").await.text;
-        if metrics
-            .lines()
-            .any(|line| line == "cashgrid_mqtt_pushes_total{result=\"published\"} 1")
-        {
+        if metrics.lines().any(|line| line == "cashgrid_mqtt_pushes_total{result=\"published\"} 1") {
             assert!(metrics.contains("cashgrid_mqtt_connected 1"), "connected");
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "no published push counted:\n{metrics}"
-        );
+        assert!(Instant::now() < deadline, "no published push counted:\n{metrics}");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -12,26 +12,17 @@ pub async fn health_and_metrics_answer(backend: Backend) {
     let scene = env.scene("bank@example.com").await;
     env.issue(&scene.bank, &scene.phone, 1000).await;
     env.tokens(&scene.bank, "").await;
-    env.api
-        .get_anonymous("/dnapi/token/v1/tokens")
-        .await
-        .assert_status(401);
+    env.api.get_anonymous("/dnapi/token/v1/tokens").await.assert_status(401);
 
     let reply = env.api.get_anonymous("/metrics").await;
     reply.assert_status(200);
     assert!(
-        reply
-            .text
-            .lines()
-            .any(|line| !line.starts_with('#') && line.contains("http_requests_total")),
+        reply.text.lines().any(|line| !line.starts_with('#') && line.contains("http_requests_total")),
         "/metrics must expose http_requests_total samples:\n{}",
         reply.text
     );
     assert!(
-        reply
-            .content_type
-            .as_deref()
-            .is_some_and(|value| value.starts_with("text/plain")),
+        reply.content_type.as_deref().is_some_and(|value| value.starts_with("text/plain")),
         "Prometheus text format: content-type {:?}",
         reply.content_type
     );
@@ -39,45 +30,22 @@ pub async fn health_and_metrics_answer(backend: Backend) {
 
 const NO_CACHE_HEADERS: [(&str, &str); 4] = [
     ("surrogate-control", "no-store"),
-    (
-        "cache-control",
-        "no-store, no-cache, must-revalidate, proxy-revalidate",
-    ),
+    ("cache-control", "no-store, no-cache, must-revalidate, proxy-revalidate"),
     ("pragma", "no-cache"),
     ("expires", "0"),
 ];
-const ALLOW_HEADERS: &str =
-    "Origin, X-Requested-With, Content-Type, Accept, Authorization, DN-API-KEY, DN-API-SECRET";
+const ALLOW_HEADERS: &str = "Origin, X-Requested-With, Content-Type, Accept, Authorization, DN-API-KEY, DN-API-SECRET";
 const ALLOW_METHODS: &str = "GET, PUT, POST, DELETE, OPTIONS";
 
 #[track_caller]
 fn assert_cors_and_no_cache(reply: &crate::api::Reply, origin: &str) {
     for (name, value) in NO_CACHE_HEADERS {
-        assert_eq!(
-            reply.header(name),
-            Some(value),
-            "header {name}: {}",
-            reply.describe()
-        );
+        assert_eq!(reply.header(name), Some(value), "header {name}: {}", reply.describe());
     }
-    assert_eq!(
-        reply.header("access-control-allow-origin"),
-        Some(origin),
-        "{}",
-        reply.describe()
-    );
-    assert_eq!(
-        reply.header("access-control-allow-credentials"),
-        Some("true")
-    );
-    assert_eq!(
-        reply.header("access-control-allow-headers"),
-        Some(ALLOW_HEADERS)
-    );
-    assert_eq!(
-        reply.header("access-control-allow-methods"),
-        Some(ALLOW_METHODS)
-    );
+    assert_eq!(reply.header("access-control-allow-origin"), Some(origin), "{}", reply.describe());
+    assert_eq!(reply.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(reply.header("access-control-allow-headers"), Some(ALLOW_HEADERS));
+    assert_eq!(reply.header("access-control-allow-methods"), Some(ALLOW_METHODS));
 }
 
 /// §1.1: no-cache and CORS headers on every API response, the Origin echoed (the literal
@@ -97,57 +65,28 @@ pub async fn responses_carry_the_original_cache_and_cors_headers(backend: Backen
         ("DN-API-SECRET", scene.bank.apisecret.as_str()),
     ];
 
-    let reply = env
-        .api
-        .request_with_headers(Method::GET, TOKENS, &with_origin, Body::None)
-        .await;
+    let reply = env.api.request_with_headers(Method::GET, TOKENS, &with_origin, Body::None).await;
     reply.assert_status(200);
-    assert_eq!(
-        reply.content_type.as_deref(),
-        Some("application/json; charset=utf-8")
-    );
+    assert_eq!(reply.content_type.as_deref(), Some("application/json; charset=utf-8"));
     assert_cors_and_no_cache(&reply, origin);
     let reply = env.api.get(TOKENS, &scene.bank).await;
     assert_cors_and_no_cache(&reply, "undefined");
     let token = env.issue(&scene.bank, &scene.phone, 1000).await;
-    let reply = env
-        .api
-        .get(
-            &crate::flows::token_path(&crate::flows::uuid_of(&token)),
-            &scene.bank,
-        )
-        .await;
-    assert!(
-        !reply.text.contains(": ") && !reply.text.contains('\n'),
-        "compact JSON: {}",
-        reply.text
-    );
+    let reply = env.api.get(&crate::flows::token_path(&crate::flows::uuid_of(&token)), &scene.bank).await;
+    assert!(!reply.text.contains(": ") && !reply.text.contains('\n'), "compact JSON: {}", reply.text);
 
     // Failures carry them too.
-    let reply = env
-        .api
-        .request_with_headers(Method::GET, TOKENS, &[("Origin", origin)], Body::None)
-        .await;
+    let reply = env.api.request_with_headers(Method::GET, TOKENS, &[("Origin", origin)], Body::None).await;
     reply.assert_status(401);
     assert_cors_and_no_cache(&reply, origin);
 
     // A CORS preflight under an API prefix needs no credentials.
-    let preflight = [
-        ("Origin", origin),
-        ("Access-Control-Request-Method", "POST"),
-    ];
-    let reply = env
-        .api
-        .request_with_headers(Method::OPTIONS, TOKENS, &preflight, Body::None)
-        .await;
+    let preflight = [("Origin", origin), ("Access-Control-Request-Method", "POST")];
+    let reply = env.api.request_with_headers(Method::OPTIONS, TOKENS, &preflight, Body::None).await;
     reply.assert_status(200);
     assert_cors_and_no_cache(&reply, origin);
     let allow = reply.header("allow").unwrap_or_default();
-    assert!(
-        allow.contains("GET") && allow.contains("POST"),
-        "Allow lists the path's methods: {}",
-        reply.describe()
-    );
+    assert!(allow.contains("GET") && allow.contains("POST"), "Allow lists the path's methods: {}", reply.describe());
 }
 
 /// Tokens per state come from the store (every state present, 0 when none) and pool usage
@@ -160,16 +99,8 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     }
     let token = env.issue(&scene.bank, &scene.phone, 3000).await;
     let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
-    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
-        .await;
-    env.confirm(
-        &scene.cash,
-        &scene.atm,
-        &uuid,
-        serde_json::json!({"state": "COMPLETED"}),
-    )
-    .await
-    .ok();
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    env.confirm(&scene.cash, &scene.atm, &uuid, serde_json::json!({"state": "COMPLETED"})).await.ok();
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let scrape = loop {
@@ -195,34 +126,22 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
     ];
     for (state, count) in states {
         let series = format!(r#"cashgrid_tokens{{state="{state}"}}"#);
-        assert_eq!(
-            sample(&scrape, &series),
-            Some(count),
-            "{series} in:\n{scrape}"
-        );
+        assert_eq!(sample(&scrape, &series), Some(count), "{series} in:\n{scrape}");
     }
 
     let (query_pool, commit_pool, commit_max) = match backend {
         Backend::Postgres => ("query", "commit", 1.0),
         Backend::Sqlite => ("read", "write", 1.0),
     };
-    let commit_max_series =
-        format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);
-    assert_eq!(
-        sample(&scrape, &commit_max_series),
-        Some(commit_max),
-        "{commit_max_series} in:\n{scrape}"
-    );
+    let commit_max_series = format!(r#"cashgrid_store_pool_max_connections{{pool="{commit_pool}"}}"#);
+    assert_eq!(sample(&scrape, &commit_max_series), Some(commit_max), "{commit_max_series} in:\n{scrape}");
     for pool in [query_pool, commit_pool] {
         for series in [
             format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="in_use"}}"#),
             format!(r#"cashgrid_store_pool_connections{{pool="{pool}",state="idle"}}"#),
             format!(r#"cashgrid_store_pool_waiting{{pool="{pool}"}}"#),
         ] {
-            assert!(
-                sample(&scrape, &series).is_some(),
-                "{series} missing in:\n{scrape}"
-            );
+            assert!(sample(&scrape, &series).is_some(), "{series} missing in:\n{scrape}");
         }
     }
     // Series that must exist before their first event, so that rates start at 0.
@@ -238,9 +157,7 @@ pub async fn store_gauges_count_tokens_per_state_and_show_pool_usage(backend: Ba
 
 /// Wait (at most 10 s) until `cashgrid_actors_live{kind="token"}` is `expected`.
 async fn wait_for_live_token_actors(env: &TestEnv, expected: f64, why: &str) {
-    env.api
-        .wait_for_metric(r#"cashgrid_actors_live{kind="token"}"#, expected, why)
-        .await;
+    env.api.wait_for_metric(r#"cashgrid_actors_live{kind="token"}"#, expected, why).await;
 }
 
 /// Actors hold the tokens in use: a token issued here starts with an actor, and one that reached
@@ -252,23 +169,12 @@ pub async fn finished_tokens_leave_memory_and_still_answer(backend: Backend) {
     let token = env.issue(&scene.bank, &scene.phone, 700).await;
     let uuid = token["uuid"].as_str().unwrap_or_default().to_owned();
     wait_for_live_token_actors(&env, 1.0, "an issued token has its actor").await;
-    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone)
-        .await;
-    env.confirm(
-        &scene.cash,
-        &scene.atm,
-        &uuid,
-        serde_json::json!({"state": "COMPLETED"}),
-    )
-    .await
-    .ok();
+    env.claim_ok(&scene.cash, &scene.atm, &token, &scene.phone).await;
+    env.confirm(&scene.cash, &scene.atm, &uuid, serde_json::json!({"state": "COMPLETED"})).await.ok();
     wait_for_live_token_actors(&env, 0.0, "the finished token's actor stayed").await;
 
     let path = format!("/dnapi/token/v1/tokens/{uuid}");
-    let updated = env
-        .api
-        .put(&path, &scene.bank, serde_json::json!({"clearstate": 1}))
-        .await;
+    let updated = env.api.put(&path, &scene.bank, serde_json::json!({"clearstate": 1})).await;
     assert_eq!(updated.ok()["clearstate"], 1, "{}", updated.describe());
     assert_eq!(updated.json["state"], "COMPLETED");
 }

@@ -29,12 +29,7 @@ pub async fn a_partial_cash_out_reissues_the_remainder_under_the_same_code(backe
         )
         .await;
     let confirmed = reply.ok();
-    assert_eq!(
-        confirmed["uuid"],
-        uuid.as_str(),
-        "the reply shows the original token: {}",
-        reply.describe()
-    );
+    assert_eq!(confirmed["uuid"], uuid.as_str(), "the reply shows the original token: {}", reply.describe());
     assert_eq!(confirmed["amount"], 6000);
     assert_eq!(confirmed["state"], "COMPLETED");
 
@@ -43,14 +38,8 @@ pub async fn a_partial_cash_out_reissues_the_remainder_under_the_same_code(backe
     let remainder = &open[0];
     assert_ne!(remainder["uuid"], uuid.as_str());
     assert_eq!(remainder["amount"], 4000);
-    assert_eq!(
-        remainder["plain_code"], token["plain_code"],
-        "same plain code"
-    );
-    assert_eq!(
-        remainder["secure_code"], token["secure_code"],
-        "same secure code"
-    );
+    assert_eq!(remainder["plain_code"], token["plain_code"], "same plain code");
+    assert_eq!(remainder["secure_code"], token["secure_code"], "same secure code");
     assert_eq!(remainder["info"], json!({"partial_from_uuid": uuid}));
     assert_eq!(remainder["refname"], "r1");
     // The original copies the row as read *before* the confirm, whose processing_info is unset.
@@ -63,42 +52,22 @@ pub async fn a_partial_cash_out_reissues_the_remainder_under_the_same_code(backe
     // The phone's code still works and now finds the remainder.
     let reply = env.claim(&scene.cash, &scene.atm, &radiocode).await;
     let locked = reply.ok();
-    assert_eq!(
-        locked["uuid"], remainder["uuid"],
-        "the same short code claims the remainder"
-    );
+    assert_eq!(locked["uuid"], remainder["uuid"], "the same short code claims the remainder");
     assert_eq!(locked["amount"], 4000);
 
     // A CANCELED confirm of nothing re-issues the whole remainder again.
     let remainder_uuid = uuid_of(remainder);
-    let reply = env
-        .confirm(
-            &scene.cash,
-            &scene.atm,
-            &remainder_uuid,
-            json!({"state": "CANCELED", "amount": 0}),
-        )
-        .await;
+    let reply = env.confirm(&scene.cash, &scene.atm, &remainder_uuid, json!({"state": "CANCELED", "amount": 0})).await;
     assert_eq!(reply.ok()["state"], "CANCELED");
     let open = env.tokens(&scene.bank, "state=OPEN").await;
     assert_eq!(open.len(), 1, "{open:?}");
     assert_eq!(open[0]["amount"], 4000);
-    assert_eq!(
-        open[0]["info"],
-        json!({"partial_from_uuid": remainder_uuid})
-    );
+    assert_eq!(open[0]["info"], json!({"partial_from_uuid": remainder_uuid}));
 
     // A full confirm leaves nothing behind.
     let last = uuid_of(&open[0]);
     env.claim(&scene.cash, &scene.atm, &radiocode).await.ok();
-    let reply = env
-        .confirm(
-            &scene.cash,
-            &scene.atm,
-            &last,
-            json!({"state": "COMPLETED"}),
-        )
-        .await;
+    let reply = env.confirm(&scene.cash, &scene.atm, &last, json!({"state": "COMPLETED"})).await;
     assert_eq!(reply.ok()["amount"], 4000);
     assert!(env.tokens(&scene.bank, "state=OPEN").await.is_empty());
     assert_eq!(env.tokens(&scene.bank, "").await.len(), 3);
@@ -115,20 +84,10 @@ pub async fn without_partial_cash_outs_a_smaller_confirm_reissues_nothing(backen
     let network_atm = env.register_cash_device(&network, "network-atm").await;
 
     let token = env.issue(&scene.bank, &scene.phone, 10000).await;
-    env.claim_ok(&network, &network_atm, &token, &scene.phone)
-        .await;
-    let reply = env
-        .confirm(
-            &network,
-            &network_atm,
-            &uuid_of(&token),
-            json!({"state": "COMPLETED", "amount": 6000}),
-        )
-        .await;
+    env.claim_ok(&network, &network_atm, &token, &scene.phone).await;
+    let reply =
+        env.confirm(&network, &network_atm, &uuid_of(&token), json!({"state": "COMPLETED", "amount": 6000})).await;
     assert_eq!(reply.ok()["amount"], 6000);
-    assert!(
-        env.tokens(&scene.bank, "state=OPEN").await.is_empty(),
-        "no remainder without the cash side's parameter"
-    );
+    assert!(env.tokens(&scene.bank, "state=OPEN").await.is_empty(), "no remainder without the cash side's parameter");
     assert_eq!(env.tokens(&scene.bank, "").await.len(), 1);
 }

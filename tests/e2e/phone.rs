@@ -19,11 +19,7 @@ pub struct PhoneKey {
 
 macro_rules! fixture {
     ($file:literal) => {
-        include_str!(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/keys/",
-            $file
-        ))
+        include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/keys/", $file))
     };
 }
 
@@ -79,9 +75,9 @@ impl PhoneKey {
     /// The Base64 `secure_code` as bytes; checks it is one RSA block for this key.
     #[track_caller]
     pub fn ciphertext(&self, secure_code: &str) -> Vec<u8> {
-        let bytes = BASE64.decode(secure_code).unwrap_or_else(|error| {
-            panic!("secure_code `{secure_code}` is not standard Base64: {error}")
-        });
+        let bytes = BASE64
+            .decode(secure_code)
+            .unwrap_or_else(|error| panic!("secure_code `{secure_code}` is not standard Base64: {error}"));
         assert_eq!(
             bytes.len(),
             self.modulus_bytes,
@@ -98,12 +94,7 @@ impl PhoneKey {
         let ciphertext = self.ciphertext(secure_code);
         self.private_key()
             .decrypt(Pkcs1v15Encrypt, &ciphertext)
-            .unwrap_or_else(|error| {
-                panic!(
-                    "{} cannot decrypt secure_code `{secure_code}`: {error}",
-                    self.name
-                )
-            })
+            .unwrap_or_else(|error| panic!("{} cannot decrypt secure_code `{secure_code}`: {error}", self.name))
     }
 
     /// Raw RSA (no unpadding): the whole encryption block `00 02 PS 00 code`.
@@ -136,8 +127,7 @@ pub fn long_radiocode(token: &Value, key: &PhoneKey) -> String {
 pub fn short_radiocode(token: &Value, key: &PhoneKey) -> String {
     let plain_code = token["plain_code"].as_str().expect("token plain_code");
     let secure_code = token["secure_code"].as_str().expect("token secure_code");
-    let digits =
-        String::from_utf8(key.decrypt(secure_code)).expect("plain-mode secure code is ASCII");
+    let digits = String::from_utf8(key.decrypt(secure_code)).expect("plain-mode secure code is ASCII");
     format!("{plain_code}{digits}")
 }
 

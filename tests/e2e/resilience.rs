@@ -17,23 +17,13 @@ fn database_name(env: &TestEnv) -> String {
 
 /// Refuse new connections to the test database (or allow them again).
 async fn allow_connections(env: &TestEnv, allow: bool) {
-    let admin = connect(&crate::harness::admin_url())
-        .await
-        .expect("admin connection");
-    let statement = format!(
-        "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}",
-        database_name(env)
-    );
-    admin
-        .batch_execute(&statement)
-        .await
-        .expect("alter database");
+    let admin = connect(&crate::harness::admin_url()).await.expect("admin connection");
+    let statement = format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS {allow}", database_name(env));
+    admin.batch_execute(&statement).await.expect("alter database");
 }
 
 async fn cut_every_connection(env: &TestEnv) {
-    let admin = connect(&crate::harness::admin_url())
-        .await
-        .expect("admin connection");
+    let admin = connect(&crate::harness::admin_url()).await.expect("admin connection");
     let name = database_name(env);
     admin
         .execute(
@@ -54,17 +44,8 @@ pub async fn a_lost_database_connection_answers_503_and_the_server_recovers(back
     cut_every_connection(&env).await;
     let refused = env.claim(&scene.cash, &scene.atm, &radiocode).await;
     refused.assert_status(503);
-    assert!(
-        refused.header("retry-after").is_some(),
-        "503 without Retry-After: {}",
-        refused.describe()
-    );
-    assert_eq!(
-        refused.json["message"],
-        "Service Unavailable",
-        "{}",
-        refused.describe()
-    );
+    assert!(refused.header("retry-after").is_some(), "503 without Retry-After: {}", refused.describe());
+    assert_eq!(refused.json["message"], "Service Unavailable", "{}", refused.describe());
     let health = env.api.get_anonymous("/health").await;
     health.assert_status(503);
     allow_connections(&env, true).await;
@@ -79,36 +60,16 @@ pub async fn a_lost_database_connection_answers_503_and_the_server_recovers(back
             403 if reply.json["error"] == "Token not in OPEN state." => break false,
             503 => {
                 unavailable += 1;
-                assert!(
-                    reply.header("retry-after").is_some(),
-                    "503 without Retry-After: {}",
-                    reply.describe()
-                );
-                assert_eq!(
-                    reply.json["message"],
-                    "Service Unavailable",
-                    "{}",
-                    reply.describe()
-                );
+                assert!(reply.header("retry-after").is_some(), "503 without Retry-After: {}", reply.describe());
+                assert_eq!(reply.json["message"], "Service Unavailable", "{}", reply.describe());
             }
-            _ => panic!(
-                "unexpected answer while the database recovers: {}",
-                reply.describe()
-            ),
+            _ => panic!("unexpected answer while the database recovers: {}", reply.describe()),
         }
-        assert!(
-            started.elapsed() < RECOVERY_DEADLINE,
-            "no recovery after {unavailable} answers of 503"
-        );
+        assert!(started.elapsed() < RECOVERY_DEADLINE, "no recovery after {unavailable} answers of 503");
         actix_web::rt::time::sleep(Duration::from_millis(100)).await;
     };
-    let stored = env
-        .token(&scene.bank, token["uuid"].as_str().expect("uuid"))
-        .await;
-    assert_eq!(
-        stored["state"], "LOCKED",
-        "exactly one lock, whatever the client saw (first answer 200: {locked})"
-    );
+    let stored = env.token(&scene.bank, token["uuid"].as_str().expect("uuid")).await;
+    assert_eq!(stored["state"], "LOCKED", "exactly one lock, whatever the client saw (first answer 200: {locked})");
 
     let health = env.api.get_anonymous("/health").await;
     health.assert_status(200);

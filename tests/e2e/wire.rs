@@ -11,20 +11,8 @@ use uuid::Uuid;
 use crate::api::Reply;
 
 /// Device row (§5.3).
-pub const DEVICE_KEYS: [&str; 12] = [
-    "id",
-    "customer_id",
-    "uuid",
-    "created",
-    "type",
-    "status",
-    "pubkey",
-    "algorithm",
-    "lat",
-    "lon",
-    "refname",
-    "info",
-];
+pub const DEVICE_KEYS: [&str; 12] =
+    ["id", "customer_id", "uuid", "created", "type", "status", "pubkey", "algorithm", "lat", "lon", "refname", "info"];
 
 /// Token V-row (§5.4): create, update, delete, confirm.
 pub const V_ROW_KEYS: [&str; 16] = [
@@ -91,19 +79,12 @@ pub const INVALID_CODE: &str = "Invalid token code";
 
 #[track_caller]
 pub fn assert_keys(reply: &Reply, expected: &[&str]) {
-    assert_eq!(
-        reply.keys(),
-        expected,
-        "key order differs: {}",
-        reply.describe()
-    );
+    assert_eq!(reply.keys(), expected, "key order differs: {}", reply.describe());
 }
 
 /// Top-level keys of a JSON object text, in the order they appear.
 pub fn object_keys(text: &str) -> Vec<String> {
-    serde_json::from_str::<Keys>(text)
-        .map(|keys| keys.0)
-        .unwrap_or_default()
+    serde_json::from_str::<Keys>(text).map(|keys| keys.0).unwrap_or_default()
 }
 
 /// Key order of each object in a JSON array text.
@@ -141,9 +122,7 @@ impl<'de> Visitor<'de> for KeysVisitor {
 }
 
 pub fn now_millis() -> i64 {
-    let elapsed = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970");
+    let elapsed = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970");
     i64::try_from(elapsed.as_millis()).expect("epoch millis fit in i64")
 }
 
@@ -169,29 +148,15 @@ pub fn parse_iso_millis(text: &str) -> Option<i64> {
         return None;
     }
     for (byte, expected) in bytes.iter().zip(shape.bytes()) {
-        let fits = if expected == b'd' {
-            byte.is_ascii_digit()
-        } else {
-            *byte == expected
-        };
+        let fits = if expected == b'd' { byte.is_ascii_digit() } else { *byte == expected };
         if !fits {
             return None;
         }
     }
     let number = |range: std::ops::Range<usize>| text[range].parse::<i64>().ok();
     let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
-    let (hour, minute, second, milli) = (
-        number(11..13)?,
-        number(14..16)?,
-        number(17..19)?,
-        number(20..23)?,
-    );
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
+    let (hour, minute, second, milli) = (number(11..13)?, number(14..16)?, number(17..19)?, number(20..23)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 || second > 60 {
         return None;
     }
     let days = days_from_civil(year, month, day);
@@ -224,69 +189,37 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 /// A `TS` string within a few minutes of now (catches seconds-vs-millis and time zone slips).
 #[track_caller]
 pub fn assert_recent_timestamp(value: &Value, what: &str) -> i64 {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: expected a TS string, got {value}"));
+    let text = value.as_str().unwrap_or_else(|| panic!("{what}: expected a TS string, got {value}"));
     let millis = parse_iso_millis(text)
         .unwrap_or_else(|| panic!("{what}: `{text}` is not of the form 2020-03-10T16:23:37.123Z"));
     let skew = (millis - now_millis()).abs();
-    assert!(
-        skew < 5 * 60_000,
-        "{what}: `{text}` is {skew} ms away from now"
-    );
+    assert!(skew < 5 * 60_000, "{what}: `{text}` is {skew} ms away from now");
     millis
 }
 
 /// A lower-case, hyphenated v4 uuid.
 #[track_caller]
 pub fn assert_v4_uuid(value: &Value, what: &str) -> String {
-    let text = value
-        .as_str()
-        .unwrap_or_else(|| panic!("{what}: expected a uuid string, got {value}"));
+    let text = value.as_str().unwrap_or_else(|| panic!("{what}: expected a uuid string, got {value}"));
     let uuid = Uuid::parse_str(text).unwrap_or_else(|_| panic!("{what}: `{text}` is not a uuid"));
-    assert_eq!(
-        uuid.get_version_num(),
-        4,
-        "{what}: `{text}` is not a v4 uuid"
-    );
-    assert_eq!(
-        text,
-        uuid.hyphenated().to_string(),
-        "{what}: `{text}` is not lower-case hyphenated"
-    );
+    assert_eq!(uuid.get_version_num(), 4, "{what}: `{text}` is not a v4 uuid");
+    assert_eq!(text, uuid.hyphenated().to_string(), "{what}: `{text}` is not lower-case hyphenated");
     text.to_owned()
 }
 
 /// ERR500-shaped body `{"error":{},"message":M}`, whatever the status.
 #[track_caller]
 pub fn assert_error_body(reply: &Reply, message: &str) {
-    assert_eq!(
-        reply.json,
-        json!({"error": {}, "message": message}),
-        "wrong error body: {}",
-        reply.describe()
-    );
+    assert_eq!(reply.json, json!({"error": {}, "message": message}), "wrong error body: {}", reply.describe());
 }
 
 /// `{"error":{},"message":<any text>}`; returns the message.
 #[track_caller]
 pub fn assert_error_shape(reply: &Reply) -> String {
-    let object = reply
-        .json
-        .as_object()
-        .unwrap_or_else(|| panic!("error body is not a JSON object: {}", reply.describe()));
-    assert_eq!(
-        object.get("error"),
-        Some(&json!({})),
-        "error body needs `\"error\":{{}}`: {}",
-        reply.describe()
-    );
-    assert_eq!(
-        object.len(),
-        2,
-        "error body has extra keys: {}",
-        reply.describe()
-    );
+    let object =
+        reply.json.as_object().unwrap_or_else(|| panic!("error body is not a JSON object: {}", reply.describe()));
+    assert_eq!(object.get("error"), Some(&json!({})), "error body needs `\"error\":{{}}`: {}", reply.describe());
+    assert_eq!(object.len(), 2, "error body has extra keys: {}", reply.describe());
     object
         .get("message")
         .and_then(Value::as_str)
@@ -297,24 +230,14 @@ pub fn assert_error_shape(reply: &Reply) -> String {
 /// Claim failure body `{"error":M}`, whatever the status.
 #[track_caller]
 pub fn assert_claim_error_body(reply: &Reply, message: &str) {
-    assert_eq!(
-        reply.json,
-        json!({"error": message}),
-        "wrong claim error body: {}",
-        reply.describe()
-    );
+    assert_eq!(reply.json, json!({"error": message}), "wrong claim error body: {}", reply.describe());
 }
 
 /// 404 with the bare JSON string `"Not found"`.
 #[track_caller]
 pub fn assert_not_found(reply: &Reply) {
     reply.assert_status(404);
-    assert_eq!(
-        reply.json,
-        json!("Not found"),
-        "404 body must be the JSON string \"Not found\": {}",
-        reply.describe()
-    );
+    assert_eq!(reply.json, json!("Not found"), "404 body must be the JSON string \"Not found\": {}", reply.describe());
 }
 
 /// An unknown path outside `/dnapi`: 404 `{"error":"Not Found"}` whatever the error mode.
@@ -333,12 +256,7 @@ pub fn assert_plain_not_found(reply: &Reply) {
 #[track_caller]
 pub fn assert_unauthorized(reply: &Reply) {
     reply.assert_status(401);
-    assert_eq!(
-        reply.json,
-        json!({"error": INVALID_CREDENTIALS}),
-        "wrong 401 body: {}",
-        reply.describe()
-    );
+    assert_eq!(reply.json, json!({"error": INVALID_CREDENTIALS}), "wrong 401 body: {}", reply.describe());
 }
 
 /// The server's `--error-status` flag: the original's statuses, or 4xx for client mistakes.
@@ -405,17 +323,11 @@ impl ErrorMode {
     #[track_caller]
     pub fn assert_rejected_input(self, reply: &Reply) -> String {
         match self {
-            Self::Original => assert!(
-                matches!(reply.status.as_u16(), 400 | 500),
-                "expected 400 or 500: {}",
-                reply.describe()
-            ),
+            Self::Original => {
+                assert!(matches!(reply.status.as_u16(), 400 | 500), "expected 400 or 500: {}", reply.describe())
+            }
             Self::ClientErrors => {
-                assert!(
-                    reply.status.is_client_error(),
-                    "expected a 4xx: {}",
-                    reply.describe()
-                )
+                assert!(reply.status.is_client_error(), "expected a 4xx: {}", reply.describe())
             }
         }
         assert_error_shape(reply)
@@ -437,13 +349,7 @@ mod tests {
 
     #[test]
     fn key_order_is_read_from_the_text() {
-        assert_eq!(
-            object_keys(r#"{"b":1,"a":{"z":1,"y":2},"c":[1]}"#),
-            ["b", "a", "c"]
-        );
-        assert_eq!(
-            array_object_keys(r#"[{"b":1,"a":2},{"c":3}]"#),
-            vec![vec!["b", "a"], vec!["c"]]
-        );
+        assert_eq!(object_keys(r#"{"b":1,"a":{"z":1,"y":2},"c":[1]}"#), ["b", "a", "c"]);
+        assert_eq!(array_object_keys(r#"[{"b":1,"a":2},{"c":3}]"#), vec![vec!["b", "a"], vec!["c"]]);
     }
 }

@@ -52,11 +52,10 @@ pub fn admin_url() -> String {
 
 /// Connect with a bounded wait; the connection runs as a task on the current runtime.
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
-    let (client, connection) =
-        tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
-            .await
-            .map_err(|_| anyhow!("no answer from {} within {CONNECT_TIMEOUT:?}", redact(url)))?
-            .with_context(|| format!("connect to {}", redact(url)))?;
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
+        .await
+        .map_err(|_| anyhow!("no answer from {} within {CONNECT_TIMEOUT:?}", redact(url)))?
+        .with_context(|| format!("connect to {}", redact(url)))?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
@@ -92,16 +91,9 @@ impl TestDatabase {
             // again, once.
             eprintln!("copying {template} failed ({error}); building it again");
             ensure_template(&admin, &admin_url).await?;
-            admin
-                .batch_execute(&copy)
-                .await
-                .with_context(|| format!("create database {name} from {template}"))?;
+            admin.batch_execute(&copy).await.with_context(|| format!("create database {name} from {template}"))?;
         }
-        Ok(Self {
-            url: database_url(&admin_url, &name),
-            admin_url,
-            name,
-        })
+        Ok(Self { url: database_url(&admin_url, &name), admin_url, name })
     }
 
     /// An empty database, for tests of the migrations themselves.
@@ -114,11 +106,7 @@ impl TestDatabase {
             .batch_execute(&format!("CREATE DATABASE \"{name}\""))
             .await
             .with_context(|| format!("create database {name}"))?;
-        Ok(Self {
-            url: database_url(&admin_url, &name),
-            admin_url,
-            name,
-        })
+        Ok(Self { url: database_url(&admin_url, &name), admin_url, name })
     }
 }
 
@@ -129,24 +117,14 @@ impl Drop for TestDatabase {
         let admin_url = self.admin_url.clone();
         let statement = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
         let outcome = std::thread::spawn(move || -> anyhow::Result<()> {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async move {
-                connect(&admin_url)
-                    .await?
-                    .batch_execute(&statement)
-                    .await
-                    .map_err(Into::into)
-            })
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime
+                .block_on(async move { connect(&admin_url).await?.batch_execute(&statement).await.map_err(Into::into) })
         })
         .join();
         match outcome {
             Ok(Ok(())) => {}
-            Ok(Err(error)) => eprintln!(
-                "warning: could not drop test database {}: {error:#}",
-                self.name
-            ),
+            Ok(Err(error)) => eprintln!("warning: could not drop test database {}: {error:#}", self.name),
             Err(_) => eprintln!("warning: dropping test database {} panicked", self.name),
         }
     }
@@ -161,11 +139,7 @@ fn template_name() -> String {
         hash.update(sql.as_bytes());
     }
     let digest = hash.finalize();
-    let hex: String = digest
-        .iter()
-        .take(8)
-        .map(|byte| format!("{byte:02x}"))
-        .collect();
+    let hex: String = digest.iter().take(8).map(|byte| format!("{byte:02x}")).collect();
     format!("{TEMPLATE_PREFIX}{hex}")
 }
 
@@ -175,14 +149,9 @@ async fn ensure_template(admin: &Client, admin_url: &str) -> anyhow::Result<Stri
     if is_ready(admin, &name).await? {
         return Ok(name);
     }
-    admin
-        .execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK])
-        .await
-        .context("lock the template build")?;
+    admin.execute("SELECT pg_advisory_lock($1)", &[&TEMPLATE_LOCK]).await.context("lock the template build")?;
     let built = build_template(admin, admin_url, &name).await;
-    let unlocked = admin
-        .execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK])
-        .await;
+    let unlocked = admin.execute("SELECT pg_advisory_unlock($1)", &[&TEMPLATE_LOCK]).await;
     built?;
     unlocked.context("unlock the template build")?;
     Ok(name)
@@ -190,10 +159,7 @@ async fn ensure_template(admin: &Client, admin_url: &str) -> anyhow::Result<Stri
 
 async fn is_ready(admin: &Client, name: &str) -> anyhow::Result<bool> {
     let row = admin
-        .query_opt(
-            "SELECT datistemplate FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
+        .query_opt("SELECT datistemplate FROM pg_database WHERE datname = $1", &[&name])
         .await
         .context("look for the template database")?;
     Ok(match row {
@@ -222,9 +188,7 @@ async fn build_template(admin: &Client, admin_url: &str, name: &str) -> anyhow::
         .await
         .map_err(|error| anyhow!("migrate template database {name}: {error}"))?;
     drop(store);
-    let created = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
+    let created = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
     admin
         .batch_execute(&format!(
             "ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS false; \
@@ -238,10 +202,7 @@ async fn build_template(admin: &Client, admin_url: &str, name: &str) -> anyhow::
         .batch_execute(&format!("ALTER DATABASE \"{name}\" IS_TEMPLATE true"))
         .await
         .with_context(|| format!("mark template database {name}"))?;
-    eprintln!(
-        "built test template database {name} in {:?}",
-        started.elapsed()
-    );
+    eprintln!("built test template database {name} in {:?}", started.elapsed());
     drop_stale_templates(admin, name, created).await;
     Ok(())
 }
@@ -264,9 +225,7 @@ async fn close_connections(admin: &Client, name: &str) -> anyhow::Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!(
-                "{open} connections to template database {name} still open after {CLOSE_TIMEOUT:?}"
-            );
+            bail!("{open} connections to template database {name} still open after {CLOSE_TIMEOUT:?}");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -274,12 +233,8 @@ async fn close_connections(admin: &Client, name: &str) -> anyhow::Result<()> {
 
 /// Best effort: drop the templates of other migration sets that are older than a day.
 async fn drop_stale_templates(admin: &Client, current: &str, now: u64) {
-    let listed = admin
-        .query(
-            "SELECT datname, COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database",
-            &[],
-        )
-        .await;
+    let listed =
+        admin.query("SELECT datname, COALESCE(shobj_description(oid, 'pg_database'), '') FROM pg_database", &[]).await;
     let rows = match listed {
         Ok(rows) => rows,
         Err(error) => {
@@ -288,29 +243,19 @@ async fn drop_stale_templates(admin: &Client, current: &str, now: u64) {
         }
     };
     for row in rows {
-        let (Ok(name), Ok(comment)) = (row.try_get::<_, String>(0), row.try_get::<_, String>(1))
-        else {
+        let (Ok(name), Ok(comment)) = (row.try_get::<_, String>(0), row.try_get::<_, String>(1)) else {
             continue;
         };
         if !name.starts_with(TEMPLATE_PREFIX) || name == current {
             continue;
         }
-        let created = comment
-            .strip_prefix(CREATED_COMMENT)
-            .and_then(|secs| secs.parse::<u64>().ok())
-            .unwrap_or(0);
+        let created = comment.strip_prefix(CREATED_COMMENT).and_then(|secs| secs.parse::<u64>().ok()).unwrap_or(0);
         if now.saturating_sub(created) < STALE_TEMPLATE_AGE.as_secs() {
             continue;
         }
-        let unmarked = admin
-            .batch_execute(&format!("ALTER DATABASE \"{name}\" IS_TEMPLATE false"))
-            .await;
+        let unmarked = admin.batch_execute(&format!("ALTER DATABASE \"{name}\" IS_TEMPLATE false")).await;
         let dropped = match unmarked {
-            Ok(()) => {
-                admin
-                    .batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-                    .await
-            }
+            Ok(()) => admin.batch_execute(&format!("DROP DATABASE \"{name}\" WITH (FORCE)")).await,
             Err(error) => Err(error),
         };
         match dropped {
@@ -328,9 +273,7 @@ pub fn database_url(admin_url: &str, name: &str) -> String {
                 Some((rest, query)) => (rest, format!("?{query}")),
                 None => (rest, String::new()),
             };
-            let authority = rest
-                .split_once('/')
-                .map_or(rest, |(authority, _)| authority);
+            let authority = rest.split_once('/').map_or(rest, |(authority, _)| authority);
             format!("{scheme}://{authority}/{name}{query}")
         }
         None => format!("{admin_url} dbname={name}"),
@@ -342,9 +285,7 @@ fn redact(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => match rest.rsplit_once('@') {
             Some((user_info, host)) => {
-                let user = user_info
-                    .split_once(':')
-                    .map_or(user_info, |(user, _)| user);
+                let user = user_info.split_once(':').map_or(user_info, |(user, _)| user);
                 format!("{scheme}://{user}@{host}")
             }
             None => url.to_owned(),
@@ -363,14 +304,8 @@ mod tests {
             database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
             "postgres://postgres@127.0.0.1:5432/x"
         );
-        assert_eq!(
-            database_url("postgresql://u:p@h/db?sslmode=disable", "x"),
-            "postgresql://u:p@h/x?sslmode=disable"
-        );
-        assert_eq!(
-            database_url("postgres://h:5432", "x"),
-            "postgres://h:5432/x"
-        );
+        assert_eq!(database_url("postgresql://u:p@h/db?sslmode=disable", "x"), "postgresql://u:p@h/x?sslmode=disable");
+        assert_eq!(database_url("postgres://h:5432", "x"), "postgres://h:5432/x");
         assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
         assert_eq!(database_url("host=h user=u", "x"), "host=h user=u dbname=x");
     }
@@ -386,9 +321,6 @@ mod tests {
         let name = template_name();
         assert_eq!(name, template_name(), "the same build, the same template");
         let hash = name.strip_prefix(TEMPLATE_PREFIX).unwrap_or_default();
-        assert!(
-            hash.len() == 16 && hash.bytes().all(|byte| byte.is_ascii_hexdigit()),
-            "{name}"
-        );
+        assert!(hash.len() == 16 && hash.bytes().all(|byte| byte.is_ascii_hexdigit()), "{name}");
     }
 }

@@ -37,19 +37,13 @@ const API_CREDENTIAL_BYTES: usize = 40;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error(
-        "Invalid public key: expected a PEM 'RSA PUBLIC KEY' (PKCS#1) or 'PUBLIC KEY' (SPKI) block"
-    )]
+    #[error("Invalid public key: expected a PEM 'RSA PUBLIC KEY' (PKCS#1) or 'PUBLIC KEY' (SPKI) block")]
     NotPem,
-    #[error(
-        "Invalid public key: unsupported PEM type '{0}', expected 'RSA PUBLIC KEY' or 'PUBLIC KEY'"
-    )]
+    #[error("Invalid public key: unsupported PEM type '{0}', expected 'RSA PUBLIC KEY' or 'PUBLIC KEY'")]
     UnsupportedType(String),
     #[error("Invalid public key: {0}")]
     Malformed(String),
-    #[error(
-        "Invalid public key: the RSA modulus has {bits} bits; at least {min_bits} are required"
-    )]
+    #[error("Invalid public key: the RSA modulus has {bits} bits; at least {min_bits} are required")]
     TooShort { bits: usize, min_bits: usize },
     #[error("Invalid public key: the public exponent {0} is not accepted; use 65537")]
     Exponent(String),
@@ -72,10 +66,7 @@ pub struct KeyPolicy {
 
 impl Default for KeyPolicy {
     fn default() -> Self {
-        Self {
-            min_bits: KEY_BITS_MIN_DEFAULT,
-            any_exponent: false,
-        }
+        Self { min_bits: KEY_BITS_MIN_DEFAULT, any_exponent: false }
     }
 }
 
@@ -84,18 +75,17 @@ impl Default for KeyPolicy {
 pub fn parse_public_key(pem_text: &str, policy: KeyPolicy) -> Result<RsaPublicKey, KeyError> {
     let block = pem::parse(normalise_pem(pem_text).as_bytes()).map_err(|_| KeyError::NotPem)?;
     let key = match block.tag() {
-        "RSA PUBLIC KEY" => RsaPublicKey::from_pkcs1_der(block.contents())
-            .map_err(|error| KeyError::Malformed(error.to_string())),
-        "PUBLIC KEY" => RsaPublicKey::from_public_key_der(block.contents())
-            .map_err(|error| KeyError::Malformed(error.to_string())),
+        "RSA PUBLIC KEY" => {
+            RsaPublicKey::from_pkcs1_der(block.contents()).map_err(|error| KeyError::Malformed(error.to_string()))
+        }
+        "PUBLIC KEY" => {
+            RsaPublicKey::from_public_key_der(block.contents()).map_err(|error| KeyError::Malformed(error.to_string()))
+        }
         other => Err(KeyError::UnsupportedType(other.to_owned())),
     }?;
     let bits = key.n().bits();
     if bits < policy.min_bits {
-        return Err(KeyError::TooShort {
-            bits,
-            min_bits: policy.min_bits,
-        });
+        return Err(KeyError::TooShort { bits, min_bits: policy.min_bits });
     }
     if !policy.any_exponent && *key.e() != BigUint::from(STANDARD_EXPONENT) {
         return Err(KeyError::Exponent(key.e().to_string()));

@@ -56,9 +56,7 @@ pub fn verify_password(password: &str, stored: Option<&str>) -> bool {
 /// A hash of a random password, computed once, to spend equal time on unknown accounts.
 fn dummy_hash() -> Option<&'static str> {
     static DUMMY: OnceLock<Option<String>> = OnceLock::new();
-    DUMMY
-        .get_or_init(|| hash_password(&new_initial_password()).ok())
-        .as_deref()
+    DUMMY.get_or_init(|| hash_password(&new_initial_password()).ok()).as_deref()
 }
 
 /// Whether a new password is long enough (characters, not bytes).
@@ -70,9 +68,7 @@ pub fn password_is_acceptable(password: &str) -> bool {
 pub fn new_initial_password() -> String {
     let mut rng = rand::rngs::OsRng;
     (0..INITIAL_PASSWORD_LENGTH)
-        .map(|_| {
-            char::from(INITIAL_PASSWORD_ALPHABET[rng.gen_range(0..INITIAL_PASSWORD_ALPHABET.len())])
-        })
+        .map(|_| char::from(INITIAL_PASSWORD_ALPHABET[rng.gen_range(0..INITIAL_PASSWORD_ALPHABET.len())]))
         .collect()
 }
 
@@ -92,29 +88,21 @@ mod tests {
 
     #[test]
     fn equal_passwords_hash_differently() {
-        assert_ne!(
-            hash_password("password1").unwrap(),
-            hash_password("password1").unwrap()
-        );
+        assert_ne!(hash_password("password1").unwrap(), hash_password("password1").unwrap());
     }
 
     #[test]
     fn missing_or_garbage_hashes_never_match() {
         assert!(!verify_password("anything", None));
         assert!(!verify_password("anything", Some("")));
-        assert!(!verify_password(
-            "anything",
-            Some("5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8")
-        ));
+        assert!(!verify_password("anything", Some("5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8")));
     }
 
     #[test]
     fn initial_passwords_use_the_original_alphabet() {
         let password = new_initial_password();
         assert_eq!(password.chars().count(), INITIAL_PASSWORD_LENGTH);
-        assert!(password
-            .bytes()
-            .all(|byte| INITIAL_PASSWORD_ALPHABET.contains(&byte)));
+        assert!(password.bytes().all(|byte| INITIAL_PASSWORD_ALPHABET.contains(&byte)));
         assert_ne!(password, new_initial_password());
     }
 

@@ -23,9 +23,7 @@ const PKCS8_LABEL: &str = "PRIVATE KEY";
 pub enum PrivateKeyError {
     #[error("not a PEM private key: expected an 'RSA PRIVATE KEY' (PKCS#1) or 'PRIVATE KEY' (PKCS#8) block")]
     NotPem,
-    #[error(
-        "unsupported PEM type '{0}': expected an unencrypted 'RSA PRIVATE KEY' or 'PRIVATE KEY'"
-    )]
+    #[error("unsupported PEM type '{0}': expected an unencrypted 'RSA PRIVATE KEY' or 'PRIVATE KEY'")]
     UnsupportedType(String),
     /// Not an RSA key, malformed, or outside 2048 to 8192 bits.
     #[error("unusable RSA private key: {0}")]
@@ -63,10 +61,7 @@ impl RsaSigningKey {
             other => return Err(PrivateKeyError::UnsupportedType(other.to_owned())),
         };
         let key_pair = parsed.map_err(|error| PrivateKeyError::Rejected(error.to_string()))?;
-        Ok(Self {
-            key_pair,
-            random: SystemRandom::new(),
-        })
+        Ok(Self { key_pair, random: SystemRandom::new() })
     }
 
     /// The RSASSA-PKCS1-v1_5 SHA-256 signature of `message`.
@@ -105,19 +100,11 @@ mod tests {
     /// Verified with the `rsa` crate (public-key operation): an implementation independent of
     /// the signer.
     fn verifies(public: &RsaPublicKey, message: &[u8], signature: &[u8]) -> bool {
-        public
-            .verify(
-                Pkcs1v15Sign::new::<Sha256>(),
-                &Sha256::digest(message),
-                signature,
-            )
-            .is_ok()
+        public.verify(Pkcs1v15Sign::new::<Sha256>(), &Sha256::digest(message), signature).is_ok()
     }
 
     fn public_of(pem: &str) -> RsaPublicKey {
-        rsa::RsaPrivateKey::from_pkcs1_pem(pem)
-            .map(|key| key.to_public_key())
-            .unwrap_or_else(|error| panic!("{error}"))
+        rsa::RsaPrivateKey::from_pkcs1_pem(pem).map(|key| key.to_public_key()).unwrap_or_else(|error| panic!("{error}"))
     }
 
     #[test]
@@ -127,14 +114,12 @@ mod tests {
             .and_then(|key| key.to_pkcs8_pem(LineEnding::LF).map_err(Into::into))
             .unwrap_or_else(|error| panic!("{error}"));
         for signer in [key(PKCS1_2048), key(&pkcs8)] {
-            let signature = signer
-                .sign_sha256(b"{\"triggercode\":\"t\"}")
-                .unwrap_or_else(|error| panic!("{error}"));
+            let signature = signer.sign_sha256(b"{\"triggercode\":\"t\"}").unwrap_or_else(|error| panic!("{error}"));
             assert_eq!(signature.len(), 256);
             assert!(verifies(&public, b"{\"triggercode\":\"t\"}", &signature));
             assert!(!verifies(&public, b"{\"triggercode\":\"u\"}", &signature));
-            let own_public = RsaPublicKey::from_pkcs1_der(&signer.public_key_pkcs1_der())
-                .unwrap_or_else(|error| panic!("{error}"));
+            let own_public =
+                RsaPublicKey::from_pkcs1_der(&signer.public_key_pkcs1_der()).unwrap_or_else(|error| panic!("{error}"));
             assert_eq!(own_public, public);
         }
     }
@@ -143,33 +128,19 @@ mod tests {
     fn a_key_in_one_line_with_literal_backslash_n_is_read() {
         let one_line = PKCS1_2048.trim().replace('\n', "\\n");
         assert!(!one_line.contains('\n'));
-        let signature = key(&one_line)
-            .sign_sha256(b"m")
-            .unwrap_or_else(|error| panic!("{error}"));
+        let signature = key(&one_line).sign_sha256(b"m").unwrap_or_else(|error| panic!("{error}"));
         assert!(verifies(&public_of(PKCS1_2048), b"m", &signature));
     }
 
     #[test]
     fn public_keys_garbage_and_short_keys_are_refused_with_reasons() {
-        assert_eq!(
-            RsaSigningKey::from_pem("no key").err(),
-            Some(PrivateKeyError::NotPem)
-        );
+        assert_eq!(RsaSigningKey::from_pem("no key").err(), Some(PrivateKeyError::NotPem));
         assert_eq!(
             RsaSigningKey::from_pem(PUBLIC_KEY).err(),
             Some(PrivateKeyError::UnsupportedType("PUBLIC KEY".into()))
         );
-        assert!(
-            matches!(
-                RsaSigningKey::from_pem(PKCS1_1024),
-                Err(PrivateKeyError::Rejected(_))
-            ),
-            "below 2048 bits"
-        );
+        assert!(matches!(RsaSigningKey::from_pem(PKCS1_1024), Err(PrivateKeyError::Rejected(_))), "below 2048 bits");
         let debug = format!("{:?}", key(PKCS1_2048));
-        assert_eq!(
-            debug, "RsaSigningKey { modulus_bits: 2048 }",
-            "nothing secret in Debug"
-        );
+        assert_eq!(debug, "RsaSigningKey { modulus_bits: 2048 }", "nothing secret in Debug");
     }
 }

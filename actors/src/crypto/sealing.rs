@@ -58,9 +58,7 @@ impl std::fmt::Debug for Sealer {
 
 impl Sealer {
     pub fn new(key: &[u8; 32]) -> Self {
-        Self {
-            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
-        }
+        Self { cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)) }
     }
 
     fn seal(&self, context: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
@@ -70,13 +68,7 @@ impl Sealer {
         // Encryption fails only for messages beyond GCM's 64 GiB limit; secrets are tiny.
         let ciphertext = self
             .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
             .map_err(|_| SealError)?;
         let mut sealed = Vec::with_capacity(1 + NONCE_BYTES + ciphertext.len());
         sealed.push(FORMAT_VERSION);
@@ -94,15 +86,7 @@ impl Sealer {
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_BYTES);
         let aad = associated_data(context);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| SealError)
+        self.cipher.decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: &aad }).map_err(|_| SealError)
     }
 
     /// An API secret, bound to its (lower-cased) API key.
@@ -116,19 +100,11 @@ impl Sealer {
     }
 
     /// A TOTP secret (raw bytes), bound to its customer.
-    pub fn seal_totp_secret(
-        &self,
-        customer: CustomerId,
-        secret: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+    pub fn seal_totp_secret(&self, customer: CustomerId, secret: &[u8]) -> Result<Vec<u8>, SealError> {
         self.seal(&totp_context(customer), secret)
     }
 
-    pub fn open_totp_secret(
-        &self,
-        customer: CustomerId,
-        sealed: &[u8],
-    ) -> Result<Vec<u8>, SealError> {
+    pub fn open_totp_secret(&self, customer: CustomerId, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         self.open(&totp_context(customer), sealed)
     }
 }
@@ -165,29 +141,18 @@ mod tests {
     fn api_secrets_round_trip_and_are_not_stored_in_clear() {
         let sealed = sealer(1).seal_api_secret("KEY", "the-secret").unwrap();
         assert!(!sealed.windows(10).any(|window| window == b"the-secret"));
-        assert_eq!(
-            sealer(1).open_api_secret("key", &sealed).as_deref(),
-            Ok("the-secret")
-        );
+        assert_eq!(sealer(1).open_api_secret("key", &sealed).as_deref(), Ok("the-secret"));
     }
 
     #[test]
     fn sealing_twice_gives_different_bytes() {
-        assert_ne!(
-            sealer(1).seal_api_secret("k", "s").unwrap(),
-            sealer(1).seal_api_secret("k", "s").unwrap()
-        );
+        assert_ne!(sealer(1).seal_api_secret("k", "s").unwrap(), sealer(1).seal_api_secret("k", "s").unwrap());
     }
 
     #[test]
     fn a_sealed_value_opens_only_with_its_key_and_context() {
-        let sealed = sealer(1)
-            .seal_totp_secret(7, b"0123456789abcdefghij")
-            .unwrap();
-        assert_eq!(
-            sealer(1).open_totp_secret(7, &sealed),
-            Ok(b"0123456789abcdefghij".to_vec())
-        );
+        let sealed = sealer(1).seal_totp_secret(7, b"0123456789abcdefghij").unwrap();
+        assert_eq!(sealer(1).open_totp_secret(7, &sealed), Ok(b"0123456789abcdefghij".to_vec()));
         assert_eq!(sealer(2).open_totp_secret(7, &sealed), Err(SealError));
         assert_eq!(sealer(1).open_totp_secret(8, &sealed), Err(SealError));
         assert_eq!(sealer(1).open_api_secret("7", &sealed), Err(SealError));
@@ -196,10 +161,7 @@ mod tests {
     #[test]
     fn corrupt_or_truncated_values_do_not_open() {
         let mut sealed = sealer(1).seal_api_secret("k", "secret").unwrap();
-        assert_eq!(
-            sealer(1).open_api_secret("k", &sealed[..NONCE_BYTES]),
-            Err(SealError)
-        );
+        assert_eq!(sealer(1).open_api_secret("k", &sealed[..NONCE_BYTES]), Err(SealError));
         assert_eq!(sealer(1).open_api_secret("k", &[]), Err(SealError));
         let last = sealed.len() - 1;
         sealed[last] ^= 1;

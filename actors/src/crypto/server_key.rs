@@ -31,9 +31,8 @@ pub enum ServerKeyError {
 impl ServerKey {
     /// Decode a key given as Base64 (environment or configuration file).
     pub fn from_base64(text: &str) -> Result<Self, ServerKeyError> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(text.trim())
-            .map_err(|_| ServerKeyError::Invalid)?;
+        let bytes =
+            base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| ServerKeyError::Invalid)?;
         if bytes.len() < KEY_BYTES_MIN {
             return Err(ServerKeyError::Invalid);
         }
@@ -76,8 +75,7 @@ impl ServerKey {
 
     pub(crate) fn hmac(&self) -> super::HmacSha256 {
         // HMAC accepts keys of any length, so this never falls back in practice.
-        super::HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| {
-            <super::HmacSha256 as hmac::digest::KeyInit>::new(&Default::default())
-        })
+        super::HmacSha256::new_from_slice(&self.0)
+            .unwrap_or_else(|_| <super::HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
     }
 }

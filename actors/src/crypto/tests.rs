@@ -4,74 +4,46 @@ use rsa::pkcs8::EncodePublicKey;
 use rsa::RsaPrivateKey;
 
 fn key_pair() -> (RsaPrivateKey, RsaPublicKey) {
-    let private =
-        RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap_or_else(|_| unreachable!());
+    let private = RsaPrivateKey::new(&mut rand::rngs::OsRng, 1024).unwrap_or_else(|_| unreachable!());
     let public = RsaPublicKey::from(&private);
     (private, public)
 }
 
 fn hasher() -> SecretHasher {
     SecretHasher::new(
-        ServerKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")
-            .unwrap_or_else(|_| unreachable!()),
+        ServerKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap_or_else(|_| unreachable!()),
     )
 }
 
 #[test]
 fn pkcs1_and_spki_keys_parse_with_any_wrapping() {
     let (_, public) = key_pair();
-    let pkcs1 = public
-        .to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-        .unwrap_or_default();
-    let spki = public
-        .to_public_key_pem(rsa::pkcs8::LineEnding::CRLF)
-        .unwrap_or_default();
-    assert_eq!(
-        parse_public_key(&pkcs1, KeyPolicy::default()),
-        Ok(public.clone())
-    );
-    assert_eq!(
-        parse_public_key(&spki, KeyPolicy::default()),
-        Ok(public.clone())
-    );
-    let body: String = pkcs1
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    let rewrapped = format!(
-        "-----BEGIN RSA PUBLIC KEY-----\\n{}\\n{}\\n-----END RSA PUBLIC KEY-----",
-        &body[..76],
-        &body[76..]
-    );
-    assert_eq!(
-        parse_public_key(&rewrapped, KeyPolicy::default()),
-        Ok(public)
-    );
+    let pkcs1 = public.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap_or_default();
+    let spki = public.to_public_key_pem(rsa::pkcs8::LineEnding::CRLF).unwrap_or_default();
+    assert_eq!(parse_public_key(&pkcs1, KeyPolicy::default()), Ok(public.clone()));
+    assert_eq!(parse_public_key(&spki, KeyPolicy::default()), Ok(public.clone()));
+    let body: String = pkcs1.lines().filter(|line| !line.starts_with("-----")).collect();
+    let rewrapped =
+        format!("-----BEGIN RSA PUBLIC KEY-----\\n{}\\n{}\\n-----END RSA PUBLIC KEY-----", &body[..76], &body[76..]);
+    assert_eq!(parse_public_key(&rewrapped, KeyPolicy::default()), Ok(public));
 }
 
 #[test]
 fn other_keys_are_refused_with_a_reason() {
-    assert_eq!(
-        parse_public_key("hello", KeyPolicy::default()),
-        Err(KeyError::NotPem)
-    );
+    assert_eq!(parse_public_key("hello", KeyPolicy::default()), Err(KeyError::NotPem));
     let certificate = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
     assert_eq!(
         parse_public_key(certificate, KeyPolicy::default()),
         Err(KeyError::UnsupportedType("CERTIFICATE".into()))
     );
     let broken = "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n";
-    assert!(matches!(
-        parse_public_key(broken, KeyPolicy::default()),
-        Err(KeyError::Malformed(_))
-    ));
+    assert!(matches!(parse_public_key(broken, KeyPolicy::default()), Err(KeyError::Malformed(_))));
 }
 
 /// A public key with modulus `n` and exponent `e` as PKCS#1 PEM.
 fn public_pem(n: &BigUint, e: u32) -> String {
     let key = RsaPublicKey::new_unchecked(n.clone(), BigUint::from(e));
-    key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF)
-        .unwrap_or_default()
+    key.to_pkcs1_pem(rsa::pkcs8::LineEnding::LF).unwrap_or_default()
 }
 
 #[test]
@@ -82,10 +54,7 @@ fn short_moduli_and_unusual_exponents_are_refused_with_the_reason() {
     let short = (public.n() >> 512_usize) | BigUint::from(1_u8);
     assert_eq!(
         parse_public_key(&public_pem(&short, 65_537), policy),
-        Err(KeyError::TooShort {
-            bits: short.bits(),
-            min_bits: 1024
-        })
+        Err(KeyError::TooShort { bits: short.bits(), min_bits: 1024 })
     );
     let tiny = BigUint::from(1_u8) << 135_usize;
     assert!(matches!(
@@ -93,34 +62,15 @@ fn short_moduli_and_unusual_exponents_are_refused_with_the_reason() {
         Err(KeyError::TooShort { bits: 136, .. })
     ));
     let three = public_pem(public.n(), 3);
-    assert_eq!(
-        parse_public_key(&three, policy),
-        Err(KeyError::Exponent("3".into()))
-    );
+    assert_eq!(parse_public_key(&three, policy), Err(KeyError::Exponent("3".into())));
     let message = KeyError::Exponent("3".into()).to_string();
-    assert!(
-        message.contains("exponent 3") && message.contains("65537"),
-        "{message}"
-    );
+    assert!(message.contains("exponent 3") && message.contains("65537"), "{message}");
     // A policy may allow other exponents, and may require 2048 bits.
-    assert!(parse_public_key(
-        &three,
-        KeyPolicy {
-            any_exponent: true,
-            ..policy
-        }
-    )
-    .is_ok());
-    let strict = KeyPolicy {
-        min_bits: 2048,
-        ..policy
-    };
+    assert!(parse_public_key(&three, KeyPolicy { any_exponent: true, ..policy }).is_ok());
+    let strict = KeyPolicy { min_bits: 2048, ..policy };
     assert_eq!(
         parse_public_key(&public_pem(public.n(), 65_537), strict),
-        Err(KeyError::TooShort {
-            bits: 1024,
-            min_bits: 2048
-        })
+        Err(KeyError::TooShort { bits: 1024, min_bits: 2048 })
     );
 }
 
@@ -131,14 +81,9 @@ fn phone_decrypts_the_code_and_padding_is_random() {
     let first = encrypt_code(&public, &code).unwrap_or_default();
     let second = encrypt_code(&public, &code).unwrap_or_default();
     assert_ne!(first, second);
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(first)
-        .unwrap_or_default();
+    let bytes = base64::engine::general_purpose::STANDARD.decode(first).unwrap_or_default();
     assert_eq!(bytes.len(), 128);
-    assert_eq!(
-        private.decrypt(Pkcs1v15Encrypt, &bytes).unwrap_or_default(),
-        code
-    );
+    assert_eq!(private.decrypt(Pkcs1v15Encrypt, &bytes).unwrap_or_default(), code);
 }
 
 #[test]
@@ -155,11 +100,7 @@ fn code_hash_is_salted_and_verifies_only_the_code() {
     let stored = hasher.code_hash(token, b"123456");
     assert!(hasher.code_matches(b"123456", &stored));
     assert!(!hasher.code_matches(b"123457", &stored));
-    assert_ne!(
-        hasher.code_hash(Uuid::new_v4(), b"123456"),
-        stored,
-        "salted per issuing token"
-    );
+    assert_ne!(hasher.code_hash(Uuid::new_v4(), b"123456"), stored, "salted per issuing token");
     assert!(!hasher.code_matches(b"123456", &stored[..16]));
     assert!(!hasher.code_matches(b"123456", &[]));
 }

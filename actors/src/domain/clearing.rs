@@ -34,11 +34,7 @@ pub fn clearing_for(
         TokenType::Cashin => (cash, owner),
         TokenType::Transfer | TokenType::Payment | TokenType::Other => return None,
     };
-    Some(Clearing {
-        debitor,
-        creditor,
-        at,
-    })
+    Some(Clearing { debitor, creditor, at })
 }
 
 #[cfg(test)]
@@ -50,40 +46,19 @@ mod tests {
     #[test]
     fn a_completed_cash_out_is_owed_by_the_owner_to_the_cash_side() {
         let clearing = clearing_for(TokenType::Cashout, TokenState::Completed, 1, 2, 7);
-        assert_eq!(
-            clearing,
-            Some(Clearing {
-                debitor: 1,
-                creditor: 2,
-                at: 7
-            })
-        );
+        assert_eq!(clearing, Some(Clearing { debitor: 1, creditor: 2, at: 7 }));
     }
 
     #[test]
     fn a_completed_cash_in_is_owed_by_the_cash_side_to_the_owner() {
         let clearing = clearing_for(TokenType::Cashin, TokenState::Completed, 1, 2, 7);
-        assert_eq!(
-            clearing,
-            Some(Clearing {
-                debitor: 2,
-                creditor: 1,
-                at: 7
-            })
-        );
+        assert_eq!(clearing, Some(Clearing { debitor: 2, creditor: 1, at: 7 }));
     }
 
     #[test]
     fn the_same_customer_on_both_sides_still_clears() {
         let clearing = clearing_for(TokenType::Cashout, TokenState::Completed, 4, 4, 7);
-        assert_eq!(
-            clearing,
-            Some(Clearing {
-                debitor: 4,
-                creditor: 4,
-                at: 7
-            })
-        );
+        assert_eq!(clearing, Some(Clearing { debitor: 4, creditor: 4, at: 7 }));
     }
 
     fn any_type() -> impl Strategy<Value = TokenType> {

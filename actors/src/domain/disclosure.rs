@@ -56,18 +56,10 @@ mod tests {
         let snapshot = locked_by_another_customer();
         let owner = snapshot_for(Viewer::Customer(1), &snapshot);
         assert_eq!(owner.get("owner_device"), Some(&json!("phone")));
-        assert_eq!(
-            owner.get("lock_device"),
-            None,
-            "the owner never sees the cash side's device"
-        );
+        assert_eq!(owner.get("lock_device"), None, "the owner never sees the cash side's device");
         let cash = snapshot_for(Viewer::Customer(2), &snapshot);
         assert_eq!(cash.get("lock_device"), Some(&json!("atm")));
-        assert_eq!(
-            cash.get("owner_device"),
-            None,
-            "the cash side never sees the owner's phone"
-        );
+        assert_eq!(cash.get("owner_device"), None, "the cash side never sees the owner's phone");
         assert_eq!(cash["uuid"], "t");
         assert_eq!(snapshot_for(Viewer::Admin, &snapshot), snapshot);
     }
@@ -81,10 +73,7 @@ mod tests {
 
     #[test]
     fn a_snapshot_without_parties_shows_no_device() {
-        let shown = snapshot_for(
-            Viewer::Customer(1),
-            &json!({"owner_device": "phone", "lock_device": null}),
-        );
+        let shown = snapshot_for(Viewer::Customer(1), &json!({"owner_device": "phone", "lock_device": null}));
         assert_eq!(shown, json!({}));
     }
 }

@@ -12,6 +12,5 @@ pub mod token;
 pub use device::{Device, DeviceType};
 pub use ids::{CustomerId, Millis};
 pub use token::{
-    ConfirmState, Token, TokenCommand, TokenEvent, TokenEventKind, TokenRejection, TokenState,
-    TokenType, Transition,
+    ConfirmState, Token, TokenCommand, TokenEvent, TokenEventKind, TokenRejection, TokenState, TokenType, Transition,
 };

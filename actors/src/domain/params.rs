@@ -11,9 +11,7 @@ pub fn is_on(value: Option<&Value>) -> bool {
     match value {
         None | Some(Value::Null) => false,
         Some(Value::Bool(flag)) => *flag,
-        Some(Value::Number(number)) => number
-            .as_f64()
-            .is_some_and(|value| value != 0.0 && !value.is_nan()),
+        Some(Value::Number(number)) => number.as_f64().is_some_and(|value| value != 0.0 && !value.is_nan()),
         Some(Value::String(text)) => !text.is_empty(),
         Some(Value::Array(_) | Value::Object(_)) => true,
     }

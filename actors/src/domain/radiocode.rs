@@ -29,18 +29,11 @@ impl Radiocode {
         }
         if text.len() > UUID_TEXT_LENGTH {
             let (head, tail) = split_at_char_boundary(text, UUID_TEXT_LENGTH);
-            let token =
-                Uuid::parse_str(head).map_err(|_| RadiocodeError::UnknownToken(head.to_owned()))?;
-            Ok(Self::Long {
-                token,
-                code: decode_hex_lenient(tail),
-            })
+            let token = Uuid::parse_str(head).map_err(|_| RadiocodeError::UnknownToken(head.to_owned()))?;
+            Ok(Self::Long { token, code: decode_hex_lenient(tail) })
         } else {
             let (head, tail) = split_at_char_boundary(text, PLAIN_CODE_LENGTH);
-            Ok(Self::Short {
-                plain_code: head.to_owned(),
-                code: tail.as_bytes().to_vec(),
-            })
+            Ok(Self::Short { plain_code: head.to_owned(), code: tail.as_bytes().to_vec() })
         }
     }
 }
@@ -68,9 +61,7 @@ pub fn decode_hex_lenient(text: &str) -> Vec<u8> {
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
-    char::from(digit)
-        .to_digit(16)
-        .and_then(|value| u8::try_from(value).ok())
+    char::from(digit).to_digit(16).and_then(|value| u8::try_from(value).ok())
 }
 
 #[cfg(test)]
@@ -92,13 +83,7 @@ mod tests {
     #[test]
     fn short_form_splits_plain_code_and_ascii_code() {
         let parsed = Radiocode::parse("123456654321");
-        assert_eq!(
-            parsed,
-            Ok(Radiocode::Short {
-                plain_code: "123456".into(),
-                code: b"654321".to_vec()
-            })
-        );
+        assert_eq!(parsed, Ok(Radiocode::Short { plain_code: "123456".into(), code: b"654321".to_vec() }));
     }
 
     #[test]

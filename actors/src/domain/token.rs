@@ -54,9 +54,7 @@ impl TokenState {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|state| state.as_str().eq_ignore_ascii_case(text))
+        Self::ALL.into_iter().find(|state| state.as_str().eq_ignore_ascii_case(text))
     }
 
     /// Final states keep no codes and accept no further transition.
@@ -76,13 +74,7 @@ pub enum TokenType {
 }
 
 impl TokenType {
-    pub const ALL: [Self; 5] = [
-        Self::Cashout,
-        Self::Cashin,
-        Self::Transfer,
-        Self::Payment,
-        Self::Other,
-    ];
+    pub const ALL: [Self; 5] = [Self::Cashout, Self::Cashin, Self::Transfer, Self::Payment, Self::Other];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -95,9 +87,7 @@ impl TokenType {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|kind| kind.as_str().eq_ignore_ascii_case(text))
+        Self::ALL.into_iter().find(|kind| kind.as_str().eq_ignore_ascii_case(text))
     }
 }
 
@@ -119,9 +109,7 @@ impl ConfirmState {
             TokenState::Failed => Some(Self::Failed),
             TokenState::Rejected => Some(Self::Rejected),
             TokenState::Retracted => Some(Self::Retracted),
-            TokenState::Open | TokenState::Locked | TokenState::Deleted | TokenState::Expired => {
-                None
-            }
+            TokenState::Open | TokenState::Locked | TokenState::Deleted | TokenState::Expired => None,
         }
     }
 
@@ -187,20 +175,11 @@ pub struct Issue {
 pub enum TokenCommand {
     /// Verify and lock (Cash API claim or Mobile trigger). `code_matches` is the result of the
     /// keyed-hash comparison the shell made: the domain never sees the key.
-    Claim {
-        cash_device: Uuid,
-        cash_customer: CustomerId,
-        code_matches: bool,
-    },
+    Claim { cash_device: Uuid, cash_customer: CustomerId, code_matches: bool },
     /// A claim through a trigger code (Mobile API): the phone's signature over trigger code and
     /// radiocode is checked before the code. `signature_valid` is the shell's verification
     /// with the token device's key; a bad signature rejects the token like a wrong code.
-    TriggerClaim {
-        cash_device: Uuid,
-        cash_customer: CustomerId,
-        signature_valid: bool,
-        code_matches: bool,
-    },
+    TriggerClaim { cash_device: Uuid, cash_customer: CustomerId, signature_valid: bool, code_matches: bool },
     /// Finish a LOCKED token. `state` is `None` when the requested value is not a final state.
     Confirm {
         cash_device: Uuid,
@@ -214,11 +193,7 @@ pub enum TokenCommand {
         remainder: Option<Uuid>,
     },
     /// The owner changes its bookkeeping fields.
-    Update {
-        caller: CustomerId,
-        clearstate: Option<i64>,
-        info: Option<Value>,
-    },
+    Update { caller: CustomerId, clearstate: Option<i64>, info: Option<Value> },
     /// The owner withdraws an OPEN token, naming the device it was issued to.
     Delete { caller: CustomerId, device: Uuid },
     /// Time has passed `expires` while the token was OPEN.
@@ -323,13 +298,7 @@ pub struct Transition {
 impl Transition {
     /// One successor snapshot with its one event: no spawned token, no clearing row.
     fn of(token: Token, event: TokenEvent) -> Self {
-        Self {
-            token,
-            spawned: None,
-            events: vec![event],
-            answer: Ok(()),
-            clearing: None,
-        }
+        Self { token, spawned: None, events: vec![event], answer: Ok(()), clearing: None }
     }
 }
 
@@ -339,10 +308,7 @@ impl Token {
         if !amount_in_range(issue.amount) {
             return Err(TokenRejection::AmountOutOfRange);
         }
-        if issue
-            .expires
-            .is_some_and(|expires| !expires_in_range(expires))
-        {
+        if issue.expires.is_some_and(|expires| !expires_in_range(expires)) {
             return Err(TokenRejection::ExpiresOutOfRange);
         }
         let token = Self {
@@ -435,28 +401,13 @@ impl Token {
 }
 
 /// Decide what `command` does to `token` at time `now`.
-pub fn apply(
-    token: &Token,
-    command: &TokenCommand,
-    now: Millis,
-) -> Result<Transition, TokenRejection> {
+pub fn apply(token: &Token, command: &TokenCommand, now: Millis) -> Result<Transition, TokenRejection> {
     match command {
-        TokenCommand::Claim {
-            cash_device,
-            cash_customer,
-            code_matches,
-        } => claim(token, *cash_device, *cash_customer, Ok(*code_matches), now),
-        TokenCommand::TriggerClaim {
-            cash_device,
-            cash_customer,
-            signature_valid,
-            code_matches,
-        } => {
-            let verified = if *signature_valid {
-                Ok(*code_matches)
-            } else {
-                Err(TokenRejection::InvalidSignature)
-            };
+        TokenCommand::Claim { cash_device, cash_customer, code_matches } => {
+            claim(token, *cash_device, *cash_customer, Ok(*code_matches), now)
+        }
+        TokenCommand::TriggerClaim { cash_device, cash_customer, signature_valid, code_matches } => {
+            let verified = if *signature_valid { Ok(*code_matches) } else { Err(TokenRejection::InvalidSignature) };
             claim(token, *cash_device, *cash_customer, verified, now)
         }
         TokenCommand::Confirm {
@@ -480,11 +431,7 @@ pub fn apply(
             },
             now,
         ),
-        TokenCommand::Update {
-            caller,
-            clearstate,
-            info,
-        } => update(token, *caller, *clearstate, info.clone(), now),
+        TokenCommand::Update { caller, clearstate, info } => update(token, *caller, *clearstate, info.clone(), now),
         TokenCommand::Delete { caller, device } => delete(token, *caller, *device, now),
         TokenCommand::Expire => expire(token, now).ok_or(TokenRejection::NotOpen),
     }
@@ -540,10 +487,7 @@ fn claim(
         }
     };
     let event = next.event(kind, Some(token.state), now, Some(cash_customer));
-    Ok(Transition {
-        answer,
-        ..Transition::of(next, event)
-    })
+    Ok(Transition { answer, ..Transition::of(next, event) })
 }
 
 struct Confirmation {
@@ -556,18 +500,12 @@ struct Confirmation {
     remainder: Option<Uuid>,
 }
 
-fn confirm(
-    token: &Token,
-    confirmation: Confirmation,
-    now: Millis,
-) -> Result<Transition, TokenRejection> {
+fn confirm(token: &Token, confirmation: Confirmation, now: Millis) -> Result<Transition, TokenRejection> {
     // Check order follows the original so that ATMs see the same first error.
     if token.lock_device != Some(confirmation.cash_device) {
         return Err(TokenRejection::LockedByAnotherDevice);
     }
-    let final_state = confirmation
-        .state
-        .ok_or(TokenRejection::InvalidConfirmState)?;
+    let final_state = confirmation.state.ok_or(TokenRejection::InvalidConfirmState)?;
     let amount = confirmation.amount.unwrap_or(token.amount);
     if !amount_in_range(amount) {
         return Err(TokenRejection::AmountOutOfRange);
@@ -585,12 +523,8 @@ fn confirm(
     next.processing_info = confirmation.processing_info;
     next.updated = Some(now);
     next.clear_codes();
-    let mut events = vec![next.event(
-        TokenEventKind::Confirmed,
-        Some(token.state),
-        now,
-        Some(confirmation.cash_customer),
-    )];
+    let mut events =
+        vec![next.event(TokenEventKind::Confirmed, Some(token.state), now, Some(confirmation.cash_customer))];
     let spawned = match confirmation.remainder {
         Some(uuid) if amount < token.amount => {
             let remainder = remainder_of(token, uuid, token.amount - amount, now);
@@ -599,20 +533,8 @@ fn confirm(
         }
         Some(_) | None => None,
     };
-    let clearing = clearing_for(
-        next.token_type,
-        next.state,
-        next.owner_id,
-        confirmation.cash_customer,
-        now,
-    );
-    Ok(Transition {
-        token: next,
-        spawned,
-        events,
-        answer: Ok(()),
-        clearing,
-    })
+    let clearing = clearing_for(next.token_type, next.state, next.owner_id, confirmation.cash_customer, now);
+    Ok(Transition { token: next, spawned, events, answer: Ok(()), clearing })
 }
 
 /// The rest of a partial cash-out: a fresh OPEN token that the same radiocode claims.
@@ -657,12 +579,7 @@ fn update(
     Ok(Transition::of(next, event))
 }
 
-fn delete(
-    token: &Token,
-    caller: CustomerId,
-    device: Uuid,
-    now: Millis,
-) -> Result<Transition, TokenRejection> {
+fn delete(token: &Token, caller: CustomerId, device: Uuid, now: Millis) -> Result<Transition, TokenRejection> {
     if token.owner_id != caller || token.owner_device != device || token.state != TokenState::Open {
         return Err(TokenRejection::NotFound);
     }

@@ -49,23 +49,16 @@ fn command() -> impl Strategy<Value = TokenCommand> {
             cash_customer: i64::from(cash),
             code_matches,
         }),
-        (2_u8..5, prop::bool::ANY, prop::bool::ANY).prop_map(
-            |(cash, signature_valid, code_matches)| {
-                TokenCommand::TriggerClaim {
-                    cash_device: device(cash),
-                    cash_customer: i64::from(cash),
-                    signature_valid,
-                    code_matches,
-                }
+        (2_u8..5, prop::bool::ANY, prop::bool::ANY).prop_map(|(cash, signature_valid, code_matches)| {
+            TokenCommand::TriggerClaim {
+                cash_device: device(cash),
+                cash_customer: i64::from(cash),
+                signature_valid,
+                code_matches,
             }
-        ),
-        (
-            2_u8..5,
-            confirm_state,
-            prop::option::of(confirm_amount()),
-            prop::bool::ANY
-        )
-            .prop_map(|(cash, state, amount, partial)| TokenCommand::Confirm {
+        }),
+        (2_u8..5, confirm_state, prop::option::of(confirm_amount()), prop::bool::ANY).prop_map(
+            |(cash, state, amount, partial)| TokenCommand::Confirm {
                 cash_device: device(cash),
                 cash_customer: i64::from(cash),
                 state,
@@ -73,37 +66,19 @@ fn command() -> impl Strategy<Value = TokenCommand> {
                 lockrefname: Some("atm".into()),
                 processing_info: None,
                 remainder: partial.then(|| device(200)),
-            }),
-        (
-            prop_oneof![Just(OWNER), Just(OTHER)],
-            prop::option::of(0_i64..5)
-        )
-            .prop_map(|(caller, clearstate)| {
-                TokenCommand::Update {
-                    caller,
-                    clearstate,
-                    info: None,
-                }
-            }),
-        (prop_oneof![Just(OWNER), Just(OTHER)], 1_u8..3).prop_map(|(caller, n)| {
-            TokenCommand::Delete {
-                caller,
-                device: device(n),
             }
-        }),
+        ),
+        (prop_oneof![Just(OWNER), Just(OTHER)], prop::option::of(0_i64..5))
+            .prop_map(|(caller, clearstate)| { TokenCommand::Update { caller, clearstate, info: None } }),
+        (prop_oneof![Just(OWNER), Just(OTHER)], 1_u8..3)
+            .prop_map(|(caller, n)| { TokenCommand::Delete { caller, device: device(n) } }),
         Just(TokenCommand::Expire),
     ]
 }
 
 /// Small amounts around an issued one, and the edges of the range (cash-ins may confirm more).
 fn confirm_amount() -> impl Strategy<Value = i64> {
-    prop_oneof![
-        -50_i64..20_000,
-        Just(AMOUNT_MAX),
-        Just(AMOUNT_MAX + 1),
-        Just(i64::MAX),
-        Just(i64::MIN),
-    ]
+    prop_oneof![-50_i64..20_000, Just(AMOUNT_MAX), Just(AMOUNT_MAX + 1), Just(i64::MAX), Just(i64::MIN),]
 }
 
 fn allowed(from: TokenState, to: TokenState) -> bool {
@@ -227,11 +202,7 @@ proptest! {
 #[test]
 fn wrong_code_rejects_the_token_and_answers_invalid_code() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let command = TokenCommand::Claim {
-        cash_device: device(3),
-        cash_customer: 3,
-        code_matches: false,
-    };
+    let command = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: false };
     let transition = apply(&token, &command, 1_500).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Rejected);
     assert_eq!(transition.answer, Err(TokenRejection::InvalidCode));
@@ -241,11 +212,7 @@ fn wrong_code_rejects_the_token_and_answers_invalid_code() {
 #[test]
 fn expired_token_expires_on_claim_and_answers_not_open() {
     let token = open_token(TokenType::Cashout, 100, Some(1_200));
-    let command = TokenCommand::Claim {
-        cash_device: device(3),
-        cash_customer: 3,
-        code_matches: true,
-    };
+    let command = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: true };
     let transition = apply(&token, &command, 1_201).unwrap_or_else(|_| panic!("a transition"));
     assert_eq!(transition.token.state, TokenState::Expired);
     assert_eq!(transition.answer, Err(TokenRejection::NotOpen));
@@ -263,23 +230,14 @@ fn confirm_checks_lock_device_before_state_value() {
         processing_info: None,
         remainder: None,
     };
-    assert_eq!(
-        apply(&token, &confirm, 1_500),
-        Err(TokenRejection::LockedByAnotherDevice)
-    );
+    assert_eq!(apply(&token, &confirm, 1_500), Err(TokenRejection::LockedByAnotherDevice));
 }
 
 #[test]
 fn canceling_with_amount_zero_reissues_the_full_amount_when_partial() {
     let token = open_token(TokenType::Cashout, 100, None);
-    let claim = TokenCommand::Claim {
-        cash_device: device(3),
-        cash_customer: 3,
-        code_matches: true,
-    };
-    let locked = apply(&token, &claim, 1_500)
-        .unwrap_or_else(|_| panic!("locked"))
-        .token;
+    let claim = TokenCommand::Claim { cash_device: device(3), cash_customer: 3, code_matches: true };
+    let locked = apply(&token, &claim, 1_500).unwrap_or_else(|_| panic!("locked")).token;
     let confirm = TokenCommand::Confirm {
         cash_device: device(3),
         cash_customer: 3,
@@ -292,22 +250,13 @@ fn canceling_with_amount_zero_reissues_the_full_amount_when_partial() {
     let transition = apply(&locked, &confirm, 1_600).unwrap_or_else(|_| panic!("confirmed"));
     let remainder = transition.spawned.unwrap_or_else(|| panic!("a remainder"));
     assert_eq!(remainder.amount, 100);
-    assert_eq!(
-        remainder.info,
-        Some(json!({"partial_from_uuid": token.uuid.to_string()}))
-    );
+    assert_eq!(remainder.info, Some(json!({"partial_from_uuid": token.uuid.to_string()})));
 }
 
 fn locked_by(cash: u8, token_type: TokenType) -> Token {
     let token = open_token(token_type, 100, None);
-    let claim = TokenCommand::Claim {
-        cash_device: device(cash),
-        cash_customer: i64::from(cash),
-        code_matches: true,
-    };
-    apply(&token, &claim, 1_500)
-        .unwrap_or_else(|_| panic!("locked"))
-        .token
+    let claim = TokenCommand::Claim { cash_device: device(cash), cash_customer: i64::from(cash), code_matches: true };
+    apply(&token, &claim, 1_500).unwrap_or_else(|_| panic!("locked")).token
 }
 
 fn completed(locked: &Token, cash: u8, state: ConfirmState) -> Transition {
@@ -371,28 +320,15 @@ fn a_bad_signature_on_a_token_that_is_not_open_changes_nothing() {
         signature_valid: false,
         code_matches: true,
     };
-    assert_eq!(
-        apply(&locked, &command, 1_550),
-        Err(TokenRejection::NotOpen)
-    );
+    assert_eq!(apply(&locked, &command, 1_550), Err(TokenRejection::NotOpen));
 }
 
 #[test]
 fn completing_a_cash_out_clears_from_owner_to_cash_side() {
-    let transition = completed(
-        &locked_by(3, TokenType::Cashout),
-        3,
-        ConfirmState::Completed,
-    );
+    let transition = completed(&locked_by(3, TokenType::Cashout), 3, ConfirmState::Completed);
     let clearing = transition.clearing.unwrap_or_else(|| panic!("a clearing"));
-    assert_eq!(
-        (clearing.debitor, clearing.creditor, clearing.at),
-        (OWNER, 3, 1_600)
-    );
-    assert_eq!(
-        transition.token.amount, 60,
-        "the row clears the confirmed amount"
-    );
+    assert_eq!((clearing.debitor, clearing.creditor, clearing.at), (OWNER, 3, 1_600));
+    assert_eq!(transition.token.amount, 60, "the row clears the confirmed amount");
 }
 
 #[test]
@@ -404,23 +340,10 @@ fn completing_a_cash_in_clears_from_cash_side_to_owner() {
 
 #[test]
 fn other_final_states_and_token_types_do_not_clear() {
-    for state in [
-        ConfirmState::Canceled,
-        ConfirmState::Failed,
-        ConfirmState::Rejected,
-        ConfirmState::Retracted,
-    ] {
-        assert_eq!(
-            completed(&locked_by(3, TokenType::Cashout), 3, state).clearing,
-            None,
-            "{state:?}"
-        );
+    for state in [ConfirmState::Canceled, ConfirmState::Failed, ConfirmState::Rejected, ConfirmState::Retracted] {
+        assert_eq!(completed(&locked_by(3, TokenType::Cashout), 3, state).clearing, None, "{state:?}");
     }
     for token_type in [TokenType::Transfer, TokenType::Payment, TokenType::Other] {
-        assert_eq!(
-            completed(&locked_by(3, token_type), 3, ConfirmState::Completed).clearing,
-            None,
-            "{token_type:?}"
-        );
+        assert_eq!(completed(&locked_by(3, token_type), 3, ConfirmState::Completed).clearing, None, "{token_type:?}");
     }
 }

@@ -70,18 +70,9 @@ impl Engine {
         token: Uuid,
         customer_id: Option<CustomerId>,
     ) -> Result<Option<ClearingRow>, EngineError> {
-        let filter = ClearingFilter {
-            customer_id,
-            ..ClearingFilter::default()
-        };
+        let filter = ClearingFilter { customer_id, ..ClearingFilter::default() };
         match query(viewer, &filter, Some(token)) {
-            Some(query) => Ok(self
-                .shared
-                .store
-                .clearing_rows(&query)
-                .await?
-                .into_iter()
-                .next()),
+            Some(query) => Ok(self.shared.store.clearing_rows(&query).await?.into_iter().next()),
             None => Ok(None),
         }
     }
@@ -99,10 +90,7 @@ impl Engine {
     }
 
     /// `GET /clearing/v1/customers`: every customer for an admin, else the viewer's own row.
-    pub async fn clearing_customers(
-        &self,
-        viewer: &Customer,
-    ) -> Result<Vec<Customer>, EngineError> {
+    pub async fn clearing_customers(&self, viewer: &Customer) -> Result<Vec<Customer>, EngineError> {
         if is_admin(viewer) {
             return Ok(self.shared.store.list_customers().await?);
         }
@@ -138,26 +126,16 @@ mod tests {
         assert_eq!(clearing_party(&customer(1, "user,admin"), Some(9)), Some(9));
         assert_eq!(clearing_party(&customer(1, "user,admin"), None), None);
         // A substring match, as the original's `indexOf("admin")`.
-        assert_eq!(
-            clearing_party(&customer(1, "superadministrator"), Some(4)),
-            Some(4)
-        );
+        assert_eq!(clearing_party(&customer(1, "superadministrator"), Some(4)), Some(4));
     }
 
     #[test]
     fn the_query_carries_the_filter_and_a_bounded_limit() {
-        let filter = ClearingFilter {
-            from: Some(10),
-            to: Some(20),
-            token_type: Some(TokenType::Cashin),
-            customer_id: None,
-        };
+        let filter =
+            ClearingFilter { from: Some(10), to: Some(20), token_type: Some(TokenType::Cashin), customer_id: None };
         let query = query(&customer(5, "user"), &filter, None).unwrap_or_else(|| panic!("a query"));
         assert_eq!(query.customer, Some(5));
-        assert_eq!(
-            (query.from, query.to, query.token_type),
-            (Some(10), Some(20), Some(TokenType::Cashin))
-        );
+        assert_eq!((query.from, query.to, query.token_type), (Some(10), Some(20), Some(TokenType::Cashin)));
         assert_eq!(query.limit, LIST_LIMIT_MAX);
         assert!(super::query(&customer(1, "admin"), &filter, None).is_none());
     }

@@ -12,17 +12,8 @@ use crate::token_actor::TokenRequest;
 impl Engine {
     /// The customer behind a listen key: an API key of `scope` given without its secret, as
     /// the original's WebSockets authenticate. `None` for an unknown key or another scope.
-    pub async fn listen_key_customer(
-        &self,
-        apikey: &str,
-        scope: Scope,
-    ) -> Result<Option<Customer>, EngineError> {
-        let Some(access) = self
-            .shared
-            .store
-            .find_access(&apikey.to_ascii_lowercase())
-            .await?
-        else {
+    pub async fn listen_key_customer(&self, apikey: &str, scope: Scope) -> Result<Option<Customer>, EngineError> {
+        let Some(access) = self.shared.store.find_access(&apikey.to_ascii_lowercase()).await? else {
             return Ok(None);
         };
         if access.scope != scope {
@@ -40,15 +31,13 @@ impl Engine {
         audience: Audience,
         since: Option<i64>,
     ) -> Result<Subscription, EngineError> {
-        self.feeds
-            .subscribe(feed, audience, since)
-            .map_err(|error| match error {
-                SubscribeError::NotReady => EngineError::Unavailable,
-                SubscribeError::Full => {
-                    m::record_overload("feed");
-                    EngineError::Overloaded
-                }
-            })
+        self.feeds.subscribe(feed, audience, since).map_err(|error| match error {
+            SubscribeError::NotReady => EngineError::Unavailable,
+            SubscribeError::Full => {
+                m::record_overload("feed");
+                EngineError::Overloaded
+            }
+        })
     }
 
     /// Expire a token whose `expires` has passed (`NotOpen` when it is not OPEN and due).

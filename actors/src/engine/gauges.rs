@@ -41,10 +41,7 @@ impl TokenCountSchedule {
     }
 
     fn finished(&self) {
-        self.state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .running = false;
+        self.state.lock().unwrap_or_else(PoisonError::into_inner).running = false;
     }
 }
 
@@ -62,9 +59,7 @@ impl Engine {
         let schedule = Arc::clone(&self.token_counts);
         tokio::spawn(async move {
             match store.token_stats(None).await {
-                Ok(stats) => {
-                    m::set_token_counts(stats.into_iter().map(|stat| (stat.state, stat.count)))
-                }
+                Ok(stats) => m::set_token_counts(stats.into_iter().map(|stat| (stat.state, stat.count))),
                 // The gauges keep the last counts; the store's own errors show elsewhere.
                 Err(error) => tracing::warn!(%error, "counting tokens per state failed"),
             }
@@ -82,15 +77,9 @@ mod tests {
         let schedule = TokenCountSchedule::default();
         let start = Instant::now();
         assert!(schedule.start_if_due(start));
-        assert!(
-            !schedule.start_if_due(start + TOKEN_COUNT_INTERVAL),
-            "still running"
-        );
+        assert!(!schedule.start_if_due(start + TOKEN_COUNT_INTERVAL), "still running");
         schedule.finished();
-        assert!(
-            !schedule.start_if_due(start + TOKEN_COUNT_INTERVAL / 2),
-            "not due yet"
-        );
+        assert!(!schedule.start_if_due(start + TOKEN_COUNT_INTERVAL / 2), "not due yet");
         assert!(schedule.start_if_due(start + TOKEN_COUNT_INTERVAL));
     }
 }

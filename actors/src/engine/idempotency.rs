@@ -26,8 +26,7 @@ pub const IDEMPOTENCY_KEY_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 /// Whether `key` is a usable idempotency key: 1 to 255 visible ASCII characters.
 pub fn key_is_valid(key: &str) -> bool {
-    (1..=IDEMPOTENCY_KEY_LENGTH_MAX).contains(&key.len())
-        && key.bytes().all(|byte| byte.is_ascii_graphic())
+    (1..=IDEMPOTENCY_KEY_LENGTH_MAX).contains(&key.len()) && key.bytes().all(|byte| byte.is_ascii_graphic())
 }
 
 /// The requests with a key that this node is deciding right now.
@@ -53,10 +52,7 @@ impl InFlight {
             dashmap::Entry::Occupied(_) => Err(Rejection::IdempotencyKeyInFlight.into()),
             dashmap::Entry::Vacant(vacant) => {
                 vacant.insert(());
-                Ok(InFlightGuard {
-                    in_flight: self,
-                    entry,
-                })
+                Ok(InFlightGuard { in_flight: self, entry })
             }
         }
     }
@@ -69,8 +65,8 @@ fn key_for(
     kind: &str,
     request: &impl Serialize,
 ) -> Result<IdempotencyKey, EngineError> {
-    let fields = serde_json::to_vec(request)
-        .map_err(|error| EngineError::Internal(format!("request fingerprint: {error}")))?;
+    let fields =
+        serde_json::to_vec(request).map_err(|error| EngineError::Internal(format!("request fingerprint: {error}")))?;
     let mut digest = Sha256::new();
     digest.update(kind.as_bytes());
     digest.update([0]);
@@ -116,10 +112,7 @@ impl Engine {
         let in_flight = self.idempotency.enter(&key)?;
         Ok(match self.idempotency_replay(&key).await? {
             Some(result) => Begin::Replay(result),
-            None => Begin::Fresh(Keyed {
-                key,
-                _in_flight: in_flight,
-            }),
+            None => Begin::Fresh(Keyed { key, _in_flight: in_flight }),
         })
     }
 
@@ -129,12 +122,7 @@ impl Engine {
         &self,
         key: &IdempotencyKey,
     ) -> Result<Option<T>, EngineError> {
-        let Some(record) = self
-            .shared
-            .store
-            .find_idempotency(key.customer_id, &key.key)
-            .await?
-        else {
+        let Some(record) = self.shared.store.find_idempotency(key.customer_id, &key.key).await? else {
             return Ok(None);
         };
         if record.key.fingerprint != key.fingerprint {
@@ -147,11 +135,7 @@ impl Engine {
 
     /// Forget keys older than the retention; returns how many went.
     pub async fn forget_idempotency_keys(&self) -> Result<u64, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .delete_idempotency_before(now_millis() - IDEMPOTENCY_KEY_RETENTION_MS)
-            .await?)
+        Ok(self.shared.store.delete_idempotency_before(now_millis() - IDEMPOTENCY_KEY_RETENTION_MS).await?)
     }
 }
 
@@ -177,8 +161,7 @@ mod tests {
         let retry = key_for(1, "k", "token", &serde_json::json!({"amount": 1})).ok();
         let other = key_for(1, "k", "token", &serde_json::json!({"amount": 2})).ok();
         let device = key_for(1, "k", "device", &serde_json::json!({"amount": 1})).ok();
-        let fingerprint =
-            |key: &Option<IdempotencyKey>| key.as_ref().map(|key| key.fingerprint.clone());
+        let fingerprint = |key: &Option<IdempotencyKey>| key.as_ref().map(|key| key.fingerprint.clone());
         assert_eq!(fingerprint(&first), fingerprint(&retry));
         assert_ne!(fingerprint(&first), fingerprint(&other));
         assert_ne!(fingerprint(&first), fingerprint(&device));

@@ -33,8 +33,8 @@ use crate::metrics as m;
 pub use crate::outcome::{rejection_reason, EngineError, Rejection};
 use crate::registry::Registry;
 use crate::store::{
-    Customer, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome,
-    WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Customer, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet,
+    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::token_actor::{Envelope, TokenActor, TokenRequest};
 use crate::writer::{WriteError, Writer, WriterConfig};
@@ -164,10 +164,7 @@ where
     K: std::hash::Hash + Eq + Send + Sync + 'static,
     V: Clone + Send + Sync + 'static,
 {
-    moka::sync::Cache::builder()
-        .time_to_live(ttl)
-        .max_capacity(max)
-        .build()
+    moka::sync::Cache::builder().time_to_live(ttl).max_capacity(max).build()
 }
 
 #[derive(Clone)]
@@ -198,19 +195,13 @@ impl Engine {
     /// Start arbiters, the writer and the registries. Must run inside an actix system.
     pub fn start(store: Arc<dyn Store>, hasher: SecretHasher, config: EngineConfig) -> Self {
         m::register_initial_series();
-        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1))
-            .map(|_| Arbiter::new())
-            .collect();
+        let arbiters: Vec<Arbiter> = (0..config.arbiters.max(1)).map(|_| Arbiter::new()).collect();
         let handles: Vec<_> = arbiters.iter().map(Arbiter::handle).collect();
         let writer_arbiter = Arbiter::new();
-        let (writer, writer_task) =
-            Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
+        let (writer, writer_task) = Writer::new(Arc::clone(&store), config.writer, config.send_timeout);
         writer_arbiter.spawn(writer_task);
         let portal = Arc::new(portal::Portal::new(&config.portal, &hasher));
-        let customers = Arc::new(customers::Customers::new(
-            Arc::clone(&store),
-            config.send_timeout,
-        ));
+        let customers = Arc::new(customers::Customers::new(Arc::clone(&store), config.send_timeout));
         let shared = Arc::new(Shared {
             context: Arc::new(EntityContext {
                 store,
@@ -224,11 +215,7 @@ impl Engine {
         });
         // Feeds, expiry and retention share one more thread, off the hot path.
         let background = Arbiter::new();
-        let (feeds, hub_task) = FeedHub::new(
-            Arc::clone(&shared.store),
-            shared.writer.commits(),
-            config.feed_buffer,
-        );
+        let (feeds, hub_task) = FeedHub::new(Arc::clone(&shared.store), shared.writer.commits(), config.feed_buffer);
         background.spawn(hub_task);
         let background_handle = background.handle();
         let expiry = config.expiry;
@@ -288,33 +275,22 @@ impl Engine {
                 let Some(found) = self.shared.store.find_access(&key).await? else {
                     return Ok(None);
                 };
-                let Some(customer) = self.shared.store.load_customer(found.customer_id).await?
-                else {
+                let Some(customer) = self.shared.store.load_customer(found.customer_id).await? else {
                     return Ok(None);
                 };
-                let access = Arc::new(CachedAccess {
-                    secret_hash: found.secret_hash,
-                    scope: found.scope,
-                    customer,
-                });
+                let access = Arc::new(CachedAccess { secret_hash: found.secret_hash, scope: found.scope, customer });
                 self.access_cache.insert(key, Arc::clone(&access));
                 access
             }
         };
-        let (secret_hash, found_scope, customer) =
-            (&access.secret_hash, access.scope, access.customer.clone());
-        let matches =
-            found_scope == scope && self.shared.hasher.api_secret_matches(secret, secret_hash);
+        let (secret_hash, found_scope, customer) = (&access.secret_hash, access.scope, access.customer.clone());
+        let matches = found_scope == scope && self.shared.hasher.api_secret_matches(secret, secret_hash);
         Ok(matches.then_some(customer))
     }
 
     /// A customer parameter, read through a short-lived cache: the hot paths (issue, confirm)
     /// would otherwise pay a query each.
-    pub async fn param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-    ) -> Result<Option<Value>, EngineError> {
+    pub async fn param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, EngineError> {
         let cache_key = (customer, key.to_owned());
         if let Some(value) = self.param_cache.get(&cache_key) {
             return Ok(value);
@@ -325,12 +301,7 @@ impl Engine {
     }
 
     /// Set a customer parameter; it applies to this node's next request at once.
-    pub async fn save_param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-        value: &Value,
-    ) -> Result<(), EngineError> {
+    pub async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), EngineError> {
         self.customers.save_param(customer, key, value).await?;
         self.param_cache.invalidate(&(customer, key.to_owned()));
         Ok(())
@@ -352,13 +323,9 @@ impl Engine {
         idempotency: Option<&str>,
     ) -> Result<Device, EngineError> {
         if let Some(pem) = &new.pubkey {
-            crate::crypto::parse_public_key(pem, self.shared.key_policy)
-                .map_err(Rejection::BadPublicKey)?;
+            crate::crypto::parse_public_key(pem, self.shared.key_policy).map_err(Rejection::BadPublicKey)?;
         }
-        let keyed = match self
-            .idempotency_begin(customer, idempotency, "device", &new)
-            .await?
-        {
+        let keyed = match self.idempotency_begin(customer, idempotency, "device", &new).await? {
             Begin::Replay(device) => return Ok(device),
             Begin::Fresh(keyed) => Some(keyed),
             Begin::Unkeyed => None,
@@ -386,11 +353,7 @@ impl Engine {
     }
 
     /// A device of `customer`, from its actor; `UnknownDevice` for any other.
-    pub async fn owned_device(
-        &self,
-        customer: CustomerId,
-        uuid: Uuid,
-    ) -> Result<Arc<DeviceEntry>, EngineError> {
+    pub async fn owned_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Arc<DeviceEntry>, EngineError> {
         match self.device(uuid).await? {
             Some(entry) if entry.device.customer_id == customer => Ok(entry),
             Some(_) | None => Err(Rejection::UnknownDevice.into()),
@@ -401,22 +364,10 @@ impl Engine {
         if let Some(entry) = self.device_cache.get(&uuid) {
             return Ok(Some(entry));
         }
-        let (context, registry) = (
-            Arc::clone(&self.shared.context),
-            Arc::clone(&self.shared.devices),
-        );
+        let (context, registry) = (Arc::clone(&self.shared.context), Arc::clone(&self.shared.devices));
         let make = move || DeviceActor::new(uuid, context, registry);
         let deadline = self.config.send_timeout;
-        let found = ask(
-            &self.shared.devices,
-            uuid,
-            make,
-            || GetDevice {
-                sent_at: Instant::now(),
-            },
-            deadline,
-        )
-        .await??;
+        let found = ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await??;
         // Only devices that exist are cached: an unknown uuid may be registered any moment.
         if let Some(entry) = &found {
             self.device_cache.insert(uuid, Arc::clone(entry));
@@ -425,18 +376,10 @@ impl Engine {
     }
 
     pub async fn list_devices(&self, customer: CustomerId) -> Result<Vec<Device>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .list_devices(customer, LIST_LIMIT_MAX)
-            .await?)
+        Ok(self.shared.store.list_devices(customer, LIST_LIMIT_MAX).await?)
     }
 
-    pub async fn find_device(
-        &self,
-        customer: CustomerId,
-        uuid: Uuid,
-    ) -> Result<Option<Device>, EngineError> {
+    pub async fn find_device(&self, customer: CustomerId, uuid: Uuid) -> Result<Option<Device>, EngineError> {
         Ok(self
             .device(uuid)
             .await?
@@ -452,31 +395,20 @@ impl Engine {
         new: NewToken,
         idempotency: Option<&str>,
     ) -> Result<Token, EngineError> {
-        let keyed = match self
-            .idempotency_begin(customer, idempotency, "token", &new)
-            .await?
-        {
+        let keyed = match self.idempotency_begin(customer, idempotency, "token", &new).await? {
             Begin::Replay(token) => return Ok(token),
             Begin::Fresh(keyed) => Some(keyed),
             Begin::Unkeyed => None,
         };
         let key = keyed.as_ref().map(|keyed| &keyed.key);
         let device = self.owned_device(customer, new.device).await?;
-        let key_of_device = device
-            .key
-            .as_ref()
-            .map_err(|error| Rejection::BadPublicKey(error.clone()))?;
-        let plain = is_on(
-            self.param(customer, params::USE_PLAIN_CODES)
-                .await?
-                .as_ref(),
-        );
+        let key_of_device = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let plain = is_on(self.param(customer, params::USE_PLAIN_CODES).await?.as_ref());
         let deadline = Instant::now() + self.config.send_timeout;
         for _ in 0..ISSUE_ATTEMPTS {
             let uuid = Uuid::new_v4();
             let code = new_secure_code(plain);
-            let secure_code =
-                encrypt_code(key_of_device, &code).map_err(Rejection::BadPublicKey)?;
+            let secure_code = encrypt_code(key_of_device, &code).map_err(Rejection::BadPublicKey)?;
             let issue = Issue {
                 uuid,
                 owner_id: customer,
@@ -494,10 +426,7 @@ impl Engine {
             };
             let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
             let idempotency = match key {
-                Some(key) => Some(IdempotencyRecord {
-                    key: key.clone(),
-                    result: issued_result(&token)?,
-                }),
+                Some(key) => Some(IdempotencyRecord { key: key.clone(), result: issued_result(&token)? }),
                 None => None,
             };
             let set = WriteSet {
@@ -506,13 +435,7 @@ impl Engine {
                 clearing: None,
                 idempotency,
             };
-            match self
-                .shared
-                .writer
-                .commit(set, deadline)
-                .await
-                .map_err(write_error)?
-            {
+            match self.shared.writer.commit(set, deadline).await.map_err(write_error)? {
                 WriteOutcome::Committed => {
                     m::record_transition("NONE", token.state.as_str());
                     // The phone claims it soon (at the ATM, often within seconds): start its
@@ -520,14 +443,11 @@ impl Engine {
                     // costs about 2 kB until it passivates, so a burst of issuing stops seeding
                     // at a bound and those tokens load on their first claim, as any other.
                     if self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX {
-                        let (context, registry, snapshot) = (
-                            Arc::clone(&self.shared.context),
-                            Arc::clone(&self.shared.tokens),
-                            token.clone(),
-                        );
-                        self.shared.tokens.address(uuid, move || {
-                            TokenActor::with_snapshot(snapshot, context, registry)
-                        });
+                        let (context, registry, snapshot) =
+                            (Arc::clone(&self.shared.context), Arc::clone(&self.shared.tokens), token.clone());
+                        self.shared
+                            .tokens
+                            .address(uuid, move || TokenActor::with_snapshot(snapshot, context, registry));
                     }
                     return Ok(token);
                 }
@@ -540,9 +460,7 @@ impl Engine {
                         }
                     }
                 }
-                WriteOutcome::Refused => {
-                    return Err(EngineError::Internal("token write refused".into()))
-                }
+                WriteOutcome::Refused => return Err(EngineError::Internal("token write refused".into())),
             }
         }
         Err(Rejection::TokenNotCreated.into())
@@ -559,12 +477,7 @@ impl Engine {
         let (token, code) = match Radiocode::parse(radiocode) {
             Ok(Radiocode::Long { token, code }) => (token, code),
             Ok(Radiocode::Short { plain_code, code }) => {
-                match self
-                    .shared
-                    .store
-                    .find_token_by_plain_code(&plain_code)
-                    .await?
-                {
+                match self.shared.store.find_token_by_plain_code(&plain_code).await? {
                     Some(token) => (token, code),
                     None => return Err(Rejection::UnknownToken.into()),
                 }
@@ -572,15 +485,7 @@ impl Engine {
             Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
             Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
         };
-        self.ask_token(
-            token,
-            TokenRequest::Claim {
-                cash_device,
-                cash_customer,
-                code,
-            },
-        )
-        .await
+        self.ask_token(token, TokenRequest::Claim { cash_device, cash_customer, code }).await
     }
 
     /// Finish a token that `cash_device` locked.
@@ -591,11 +496,7 @@ impl Engine {
         token: Uuid,
         confirmation: Confirmation,
     ) -> Result<Token, EngineError> {
-        let partial_cashouts = is_on(
-            self.param(cash_customer, params::PARTIAL_CASHOUTS)
-                .await?
-                .as_ref(),
-        );
+        let partial_cashouts = is_on(self.param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
         self.owned_device(cash_customer, cash_device).await?;
         let request = TokenRequest::Confirm {
             cash_device,
@@ -616,83 +517,35 @@ impl Engine {
         clearstate: Option<i64>,
         info: Option<Value>,
     ) -> Result<Token, EngineError> {
-        let request = TokenRequest::Update {
-            caller: owner,
-            clearstate,
-            info,
-        };
-        self.ask_token(token, request)
-            .await
-            .map_err(unknown_token_is_not_found)
+        let request = TokenRequest::Update { caller: owner, clearstate, info };
+        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
     }
 
-    pub async fn delete_token(
-        &self,
-        owner: CustomerId,
-        token: Uuid,
-        device: Uuid,
-    ) -> Result<Token, EngineError> {
-        let request = TokenRequest::Delete {
-            caller: owner,
-            device,
-        };
-        self.ask_token(token, request)
-            .await
-            .map_err(unknown_token_is_not_found)
+    pub async fn delete_token(&self, owner: CustomerId, token: Uuid, device: Uuid) -> Result<Token, EngineError> {
+        let request = TokenRequest::Delete { caller: owner, device };
+        self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
     }
 
     /// A committed token of `owner`, read from the store.
-    pub async fn find_token(
-        &self,
-        owner: CustomerId,
-        token: Uuid,
-    ) -> Result<Option<Token>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .load_token(token)
-            .await?
-            .filter(|token| token.owner_id == owner))
+    pub async fn find_token(&self, owner: CustomerId, token: Uuid) -> Result<Option<Token>, EngineError> {
+        Ok(self.shared.store.load_token(token).await?.filter(|token| token.owner_id == owner))
     }
 
-    pub async fn list_tokens(
-        &self,
-        owner: CustomerId,
-        filter: &TokenFilter,
-    ) -> Result<Vec<Token>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .list_tokens(owner, filter, LIST_LIMIT_MAX)
-            .await?)
+    pub async fn list_tokens(&self, owner: CustomerId, filter: &TokenFilter) -> Result<Vec<Token>, EngineError> {
+        Ok(self.shared.store.list_tokens(owner, filter, LIST_LIMIT_MAX).await?)
     }
 
     /// Ask a token's actor. The actor answers by the request's deadline (its write has the same
     /// deadline); if it cannot be reached in time the request is abandoned — and then certainly
     /// never decided — unless the actor had already started on it: then the outcome is unknown.
     async fn ask_token(&self, token: Uuid, request: TokenRequest) -> Result<Token, EngineError> {
-        let (context, registry) = (
-            Arc::clone(&self.shared.context),
-            Arc::clone(&self.shared.tokens),
-        );
+        let (context, registry) = (Arc::clone(&self.shared.context), Arc::clone(&self.shared.tokens));
         let make = move || TokenActor::new(token, context, registry);
         let deadline = Instant::now() + self.config.send_timeout;
         let handoff = Arc::new(Handoff::default());
-        let envelope = || Envelope {
-            request: request.clone(),
-            sent_at: Instant::now(),
-            deadline,
-            handoff: Arc::clone(&handoff),
-        };
-        match ask(
-            &self.shared.tokens,
-            token,
-            make,
-            envelope,
-            self.config.send_timeout + ANSWER_GRACE,
-        )
-        .await
-        {
+        let envelope =
+            || Envelope { request: request.clone(), sent_at: Instant::now(), deadline, handoff: Arc::clone(&handoff) };
+        match ask(&self.shared.tokens, token, make, envelope, self.config.send_timeout + ANSWER_GRACE).await {
             Ok(answer) => answer,
             Err(EngineError::Overloaded | EngineError::Unavailable) if !handoff.abandon() => {
                 tracing::error!(%token, "a token actor took a request but did not answer it in time");
@@ -735,12 +588,8 @@ fn write_error(error: WriteError) -> EngineError {
 /// A newly issued token as its idempotency key's result: everything its creator was answered,
 /// secure code included, but not the keyed hash of the code.
 fn issued_result(token: &Token) -> Result<String, EngineError> {
-    let answered = Token {
-        code_hash: None,
-        ..token.clone()
-    };
-    serde_json::to_string(&answered)
-        .map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
+    let answered = Token { code_hash: None, ..token.clone() };
+    serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
 }
 
 /// Send to an entity's actor, activating it if needed. A message that finds the actor just

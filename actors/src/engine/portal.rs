@@ -28,8 +28,8 @@ use crate::crypto::{Sealer, SecretHasher};
 use crate::domain::disclosure::{snapshot_for, Viewer};
 use crate::domain::{CustomerId, DeviceType};
 use crate::store::{
-    Access, Account, Credentials, Customer, CustomerUpdate, DeviceStat, JournalEntry, JournalQuery,
-    NewAccount, NewCustomer, Scope, StoreError, TokenStat,
+    Access, Account, Credentials, Customer, CustomerUpdate, DeviceStat, JournalEntry, JournalQuery, NewAccount,
+    NewCustomer, Scope, StoreError, TokenStat,
 };
 
 /// Hours a portal session lasts unless configured (the original's `JWT_VALID_HOURS`).
@@ -75,11 +75,7 @@ pub struct PortalConfig {
 
 impl Default for PortalConfig {
     fn default() -> Self {
-        Self {
-            jwt_secret: None,
-            jwt_valid_hours: JWT_VALID_HOURS_DEFAULT,
-            captcha_off: false,
-        }
+        Self { jwt_secret: None, jwt_valid_hours: JWT_VALID_HOURS_DEFAULT, captcha_off: false }
     }
 }
 
@@ -287,11 +283,7 @@ impl Engine {
     /// The session a portal JWT carries, or why it is refused. A valid token of a customer
     /// that was deleted since is refused: its sessions end with it (one read by primary key).
     pub async fn verify_session(&self, token: &str) -> Result<Session, SessionCheck> {
-        let session = self
-            .portal
-            .jwt
-            .verify(token, now_seconds())
-            .map_err(SessionCheck::Refused)?;
+        let session = self.portal.jwt.verify(token, now_seconds()).map_err(SessionCheck::Refused)?;
         match self.shared.store.load_customer(session.id).await {
             Ok(Some(_)) => Ok(session),
             Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),
@@ -308,29 +300,19 @@ impl Engine {
     }
 
     fn sign_session(&self, customer: &Customer, twofa: bool) -> Result<String, EngineError> {
-        self.portal
-            .jwt
-            .sign(customer, twofa, now_seconds())
-            .map_err(|error| {
-                tracing::error!(%error, "signing a portal session");
-                EngineError::Internal(error)
-            })
+        self.portal.jwt.sign(customer, twofa, now_seconds()).map_err(|error| {
+            tracing::error!(%error, "signing a portal session");
+            EngineError::Internal(error)
+        })
     }
 
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, EngineError> {
-        Ok(self
-            .shared
-            .store
-            .find_credentials(&email.to_lowercase())
-            .await?)
+        Ok(self.shared.store.find_credentials(&email.to_lowercase()).await?)
     }
 
     /// A fresh session for the customer with this email, after a change of its row.
     async fn session_for(&self, email: &str) -> Result<String, PortalError> {
-        let credentials = self
-            .credentials(email)
-            .await?
-            .ok_or(PortalRejection::UnknownCustomer)?;
+        let credentials = self.credentials(email).await?.ok_or(PortalRejection::UnknownCustomer)?;
         Ok(self.sign_session(&credentials.customer, credentials.twofa_secret.is_some())?)
     }
 
@@ -353,12 +335,7 @@ impl Engine {
     // --- Sessions ---
 
     /// `POST /auth`: password, then the TOTP code when two-factor login is on.
-    pub async fn login(
-        &self,
-        email: &str,
-        password: &str,
-        code: Option<&str>,
-    ) -> Result<LoginOutcome, EngineError> {
+    pub async fn login(&self, email: &str, password: &str, code: Option<&str>) -> Result<LoginOutcome, EngineError> {
         let outcome = self.login_outcome(email, password, code).await?;
         metrics::counter!(crate::metrics::PORTAL_LOGINS, "result" => outcome.label()).increment(1);
         Ok(outcome)
@@ -371,13 +348,8 @@ impl Engine {
         code: Option<&str>,
     ) -> Result<LoginOutcome, EngineError> {
         let credentials = self.credentials(email).await?;
-        let stored = credentials
-            .as_ref()
-            .and_then(|found| found.password_hash.clone());
-        let matches = self
-            .customers
-            .password_matches(stored, password.to_owned())
-            .await?;
+        let stored = credentials.as_ref().and_then(|found| found.password_hash.clone());
+        let matches = self.customers.password_matches(stored, password.to_owned()).await?;
         let Some(credentials) = credentials.filter(|_| matches) else {
             self.failed_attempt(email).await;
             return Ok(LoginOutcome::WrongCredentials);
@@ -386,43 +358,24 @@ impl Engine {
             let Some(code) = code.filter(|code| !code.is_empty()) else {
                 return Ok(LoginOutcome::NeedTwofa);
             };
-            let secret = self
-                .portal
-                .sealer
-                .open_totp_secret(credentials.customer.id, sealed)
-                .map_err(sealing_fault)?;
+            let secret = self.portal.sealer.open_totp_secret(credentials.customer.id, sealed).map_err(sealing_fault)?;
             if !totp::code_matches(&secret, code, u64::try_from(now_seconds()).unwrap_or(0)) {
                 self.failed_attempt(email).await;
                 return Ok(LoginOutcome::WrongTwofa);
             }
         }
         self.portal.throttle.success(email);
-        Ok(LoginOutcome::Token(self.sign_session(
-            &credentials.customer,
-            credentials.twofa_secret.is_some(),
-        )?))
+        Ok(LoginOutcome::Token(self.sign_session(&credentials.customer, credentials.twofa_secret.is_some())?))
     }
 
     /// `POST /auth/register`: checks in the original's order, then a `user` with status 1.
-    pub async fn register(
-        &self,
-        registration: Registration,
-    ) -> Result<RegisterOutcome, PortalError> {
+    pub async fn register(&self, registration: Registration) -> Result<RegisterOutcome, PortalError> {
         if let Some(email) = &registration.email {
-            if self
-                .shared
-                .store
-                .find_customer_by_email(&email.to_lowercase())
-                .await?
-                .is_some()
-            {
+            if self.shared.store.find_customer_by_email(&email.to_lowercase()).await?.is_some() {
                 return Ok(RegisterOutcome::EmailRegistered);
             }
         }
-        let Some(password) = registration
-            .password
-            .and_then(|password| NewPassword::chosen(password).ok())
-        else {
+        let Some(password) = registration.password.and_then(|password| NewPassword::chosen(password).ok()) else {
             return Ok(RegisterOutcome::BadPassword);
         };
         if !self.portal.captcha_off {
@@ -439,9 +392,7 @@ impl Engine {
         };
         let mut customer = match self.customers.create_user(&new, &password).await {
             Ok(customer) => customer,
-            Err(PortalError::Rejected(PortalRejection::EmailInUse)) => {
-                return Ok(RegisterOutcome::EmailRegistered)
-            }
+            Err(PortalError::Rejected(PortalRejection::EmailInUse)) => return Ok(RegisterOutcome::EmailRegistered),
             Err(error) => return Err(error),
         };
         if registration.info.is_some() {
@@ -464,9 +415,7 @@ impl Engine {
         new: Option<String>,
     ) -> Result<String, PortalError> {
         let credentials = self.credentials(&session.email).await?;
-        let stored = credentials
-            .as_ref()
-            .and_then(|found| found.password_hash.clone());
+        let stored = credentials.as_ref().and_then(|found| found.password_hash.clone());
         let old = old.unwrap_or_default();
         let matches = self.customers.password_matches(stored, old.clone()).await?;
         let Some(credentials) = credentials.filter(|_| matches) else {
@@ -476,41 +425,22 @@ impl Engine {
         if new.text() == old {
             return Err(PortalRejection::SamePassword.into());
         }
-        self.customers
-            .set_password(credentials.customer.id, &new)
-            .await?;
+        self.customers.set_password(credentials.customer.id, &new).await?;
         self.session_for(&session.email).await
     }
 
     /// `POST /auth/create` (admin): a `user` with a random initial password and status 0.
-    pub async fn create_user(
-        &self,
-        session: &Session,
-        email: Option<String>,
-    ) -> Result<CreatedUser, PortalError> {
+    pub async fn create_user(&self, session: &Session, email: Option<String>) -> Result<CreatedUser, PortalError> {
         require_admin(session)?;
         let given = email.clone();
         let email = new_email(email)?;
-        if self
-            .shared
-            .store
-            .find_customer_by_email(&email)
-            .await?
-            .is_some()
-        {
+        if self.shared.store.find_customer_by_email(&email).await?.is_some() {
             return Err(PortalRejection::EmailInUse.into());
         }
         let password = NewPassword::initial();
-        let new = NewCustomer {
-            email: email.clone(),
-            display_name: None,
-            roles: USER_ROLES.into(),
-        };
+        let new = NewCustomer { email: email.clone(), display_name: None, roles: USER_ROLES.into() };
         self.customers.create_user(&new, &password).await?;
-        Ok(CreatedUser {
-            email: given.unwrap_or(email),
-            initial_password: password.text().to_owned(),
-        })
+        Ok(CreatedUser { email: given.unwrap_or(email), initial_password: password.text().to_owned() })
     }
 
     // --- Two-factor login ---
@@ -518,48 +448,27 @@ impl Engine {
     /// `GET /auth/twofa`: a new pending secret (sealed in the `twofa_temp` parameter).
     pub async fn begin_twofa(&self, session: &Session) -> Result<TwofaSetup, PortalError> {
         let secret = totp::new_secret();
-        let sealed = self
-            .portal
-            .sealer
-            .seal_totp_secret(session.id, &secret)
-            .map_err(sealing_fault)?;
+        let sealed = self.portal.sealer.seal_totp_secret(session.id, &secret).map_err(sealing_fault)?;
         let stored = Value::String(base64::engine::general_purpose::STANDARD.encode(sealed));
-        self.save_param(session.id, TWOFA_TEMP_PARAM, &stored)
-            .await?;
-        Ok(TwofaSetup {
-            secret: totp::base32(&secret),
-            url: totp::provisioning_url(&session.email, &secret),
-        })
+        self.save_param(session.id, TWOFA_TEMP_PARAM, &stored).await?;
+        Ok(TwofaSetup { secret: totp::base32(&secret), url: totp::provisioning_url(&session.email, &secret) })
     }
 
     /// `POST /auth/twofa`: a right code for the pending secret turns two-factor login on.
-    pub async fn enable_twofa(
-        &self,
-        session: &Session,
-        code: Option<&str>,
-    ) -> Result<String, PortalError> {
-        let pending = self
-            .shared
-            .store
-            .load_param(session.id, TWOFA_TEMP_PARAM)
-            .await?;
+    pub async fn enable_twofa(&self, session: &Session, code: Option<&str>) -> Result<String, PortalError> {
+        let pending = self.shared.store.load_param(session.id, TWOFA_TEMP_PARAM).await?;
         let sealed = pending
             .as_ref()
             .and_then(Value::as_str)
             .and_then(|text| base64::engine::general_purpose::STANDARD.decode(text).ok());
-        let secret = sealed
-            .as_ref()
-            .and_then(|sealed| self.portal.sealer.open_totp_secret(session.id, sealed).ok());
+        let secret = sealed.as_ref().and_then(|sealed| self.portal.sealer.open_totp_secret(session.id, sealed).ok());
         let (Some(sealed), Some(secret), Some(code)) = (sealed, secret, code) else {
             return Err(PortalRejection::InvalidTwofaToken.into());
         };
         if !totp::code_matches(&secret, code, u64::try_from(now_seconds()).unwrap_or(0)) {
             return Err(PortalRejection::InvalidTwofaToken.into());
         }
-        self.shared
-            .store
-            .set_twofa_secret(session.id, Some(&sealed))
-            .await?;
+        self.shared.store.set_twofa_secret(session.id, Some(&sealed)).await?;
         self.delete_param(session.id, TWOFA_TEMP_PARAM).await?;
         self.session_for(&session.email).await
     }
@@ -574,14 +483,8 @@ impl Engine {
     /// answers with a session of that user.
     pub async fn reset_twofa(&self, session: &Session, email: &str) -> Result<String, PortalError> {
         require_admin(session)?;
-        let credentials = self
-            .credentials(email)
-            .await?
-            .ok_or(PortalRejection::UnknownCustomer)?;
-        self.shared
-            .store
-            .set_twofa_secret(credentials.customer.id, None)
-            .await?;
+        let credentials = self.credentials(email).await?.ok_or(PortalRejection::UnknownCustomer)?;
+        self.shared.store.set_twofa_secret(credentials.customer.id, None).await?;
         Ok(self.sign_session(&credentials.customer, false)?)
     }
 
@@ -603,26 +506,14 @@ impl Engine {
         if update.roles.is_none() {
             return Err(PortalRejection::MissingField("roles").into());
         }
-        let matched = self
-            .shared
-            .store
-            .update_customer(&email.to_lowercase(), update)
-            .await?;
+        let matched = self.shared.store.update_customer(&email.to_lowercase(), update).await?;
         self.forget_customer_access(email);
         Ok(matched)
     }
 
-    pub async fn delete_customer(
-        &self,
-        session: &Session,
-        email: &str,
-    ) -> Result<u64, PortalError> {
+    pub async fn delete_customer(&self, session: &Session, email: &str) -> Result<u64, PortalError> {
         require_admin(session)?;
-        let deleted = self
-            .shared
-            .store
-            .delete_customer(&email.to_lowercase())
-            .await?;
+        let deleted = self.shared.store.delete_customer(&email.to_lowercase()).await?;
         self.forget_customer_access(email);
         Ok(deleted)
     }
@@ -631,27 +522,15 @@ impl Engine {
 
     /// `POST /access`: new credentials; the secret is kept as a keyed hash (for authentication)
     /// and sealed (so that its owner can reveal it with the password).
-    pub async fn create_access(
-        &self,
-        session: &Session,
-        scope: Option<&str>,
-    ) -> Result<Access, PortalError> {
-        let scope = scope.and_then(Scope::parse).ok_or_else(|| {
-            PortalRejection::UnknownScope(scope.unwrap_or("undefined").to_owned())
-        })?;
-        Ok(self
-            .customers
-            .create_access(&self.shared.hasher, session.id, scope)
-            .await?
-            .access)
+    pub async fn create_access(&self, session: &Session, scope: Option<&str>) -> Result<Access, PortalError> {
+        let scope = scope
+            .and_then(Scope::parse)
+            .ok_or_else(|| PortalRejection::UnknownScope(scope.unwrap_or("undefined").to_owned()))?;
+        Ok(self.customers.create_access(&self.shared.hasher, session.id, scope).await?.access)
     }
 
     /// `GET /access?scope=`: the caller's credentials of one scope (none without a scope).
-    pub async fn list_access(
-        &self,
-        session: &Session,
-        scope: Option<&str>,
-    ) -> Result<Vec<Access>, PortalError> {
+    pub async fn list_access(&self, session: &Session, scope: Option<&str>) -> Result<Vec<Access>, PortalError> {
         let Some(scope) = scope.and_then(Scope::parse) else {
             return Ok(Vec::new());
         };
@@ -669,42 +548,25 @@ impl Engine {
     ) -> Result<Option<RevealedAccess>, PortalError> {
         let credentials = self.credentials(&session.email).await?;
         let stored = credentials.and_then(|found| found.password_hash);
-        if !self
-            .customers
-            .password_matches(stored, password.unwrap_or_default())
-            .await?
-        {
+        if !self.customers.password_matches(stored, password.unwrap_or_default()).await? {
             self.failed_attempt(&session.email).await;
             return Err(PortalRejection::WrongPassword.into());
         }
-        let Some(record) = self
-            .shared
-            .store
-            .load_access(id)
-            .await?
-            .filter(|record| record.access.customer_id == session.id)
+        let Some(record) =
+            self.shared.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id)
         else {
             return Ok(None);
         };
         let apisecret = Customers::api_secret(&self.shared.hasher, &record)?;
-        Ok(Some(RevealedAccess {
-            access: record.access,
-            apisecret,
-        }))
+        Ok(Some(RevealedAccess { access: record.access, apisecret }))
     }
 
     /// `DELETE /access/:id`: rows deleted. The key stops authenticating on this node at once.
     pub async fn delete_access(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
-        let record = self
-            .shared
-            .store
-            .load_access(id)
-            .await?
-            .filter(|record| record.access.customer_id == session.id);
+        let record = self.shared.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id);
         let deleted = self.shared.store.delete_access(session.id, id).await?;
         if let Some(record) = record {
-            self.access_cache
-                .invalidate(&record.access.apikey.to_ascii_lowercase());
+            self.access_cache.invalidate(&record.access.apikey.to_ascii_lowercase());
         }
         Ok(deleted)
     }
@@ -722,17 +584,8 @@ impl Engine {
         if device_type.is_none() && refname.is_none() {
             return Err(PortalRejection::NothingToUpdate.into());
         }
-        let device = self
-            .shared
-            .store
-            .load_device_by_id(id)
-            .await?
-            .filter(|device| device.customer_id == session.id);
-        let matched = self
-            .shared
-            .store
-            .update_device(session.id, id, device_type, refname)
-            .await?;
+        let device = self.shared.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
+        let matched = self.shared.store.update_device(session.id, id, device_type, refname).await?;
         if let Some(device) = device {
             self.forget_device(device.uuid);
         }
@@ -741,12 +594,7 @@ impl Engine {
 
     /// `DELETE /devices/:id`: rows deleted; refused while tokens reference the device.
     pub async fn delete_device(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
-        let device = self
-            .shared
-            .store
-            .load_device_by_id(id)
-            .await?
-            .filter(|device| device.customer_id == session.id);
+        let device = self.shared.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
         let deleted = self.shared.store.delete_device(session.id, id).await?;
         if let Some(device) = device {
             self.forget_device(device.uuid);
@@ -756,47 +604,21 @@ impl Engine {
 
     // --- Accounts ---
 
-    pub async fn create_account(
-        &self,
-        session: &Session,
-        account: &NewAccount,
-    ) -> Result<Account, PortalError> {
-        Ok(self
-            .shared
-            .store
-            .insert_account(session.id, account)
-            .await?)
+    pub async fn create_account(&self, session: &Session, account: &NewAccount) -> Result<Account, PortalError> {
+        Ok(self.shared.store.insert_account(session.id, account).await?)
     }
 
-    pub async fn list_accounts(
-        &self,
-        session: &Session,
-        default: Option<bool>,
-    ) -> Result<Vec<Account>, PortalError> {
+    pub async fn list_accounts(&self, session: &Session, default: Option<bool>) -> Result<Vec<Account>, PortalError> {
         Ok(self.shared.store.list_accounts(session.id, default).await?)
     }
 
     /// One of the caller's accounts (the original showed anyone's).
-    pub async fn account(
-        &self,
-        session: &Session,
-        id: i64,
-    ) -> Result<Option<Account>, PortalError> {
-        Ok(self
-            .shared
-            .store
-            .load_account(id)
-            .await?
-            .filter(|account| account.customer_id == session.id))
+    pub async fn account(&self, session: &Session, id: i64) -> Result<Option<Account>, PortalError> {
+        Ok(self.shared.store.load_account(id).await?.filter(|account| account.customer_id == session.id))
     }
 
     /// Change one of the caller's accounts (never its owner); rows matched.
-    pub async fn update_account(
-        &self,
-        session: &Session,
-        id: i64,
-        patch: AccountPatch,
-    ) -> Result<u64, PortalError> {
+    pub async fn update_account(&self, session: &Session, id: i64, patch: AccountPatch) -> Result<u64, PortalError> {
         let Some(mut account) = self.account(session, id).await? else {
             return Ok(0);
         };
@@ -815,11 +637,7 @@ impl Engine {
         if let Some(refname) = patch.refname {
             account.refname = refname;
         }
-        Ok(self
-            .shared
-            .store
-            .update_account(session.id, &account, patch.make_default)
-            .await?)
+        Ok(self.shared.store.update_account(session.id, &account, patch.make_default).await?)
     }
 
     pub async fn delete_account(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
@@ -829,20 +647,11 @@ impl Engine {
     // --- Parameters ---
 
     /// A parameter of the caller, read from the store (not the short-lived cache).
-    pub async fn param_value(
-        &self,
-        session: &Session,
-        key: &str,
-    ) -> Result<Option<Value>, PortalError> {
+    pub async fn param_value(&self, session: &Session, key: &str) -> Result<Option<Value>, PortalError> {
         Ok(self.shared.store.load_param(session.id, key).await?)
     }
 
-    pub async fn set_param(
-        &self,
-        session: &Session,
-        key: &str,
-        value: &Value,
-    ) -> Result<(), PortalError> {
+    pub async fn set_param(&self, session: &Session, key: &str, value: &Value) -> Result<(), PortalError> {
         Ok(self.save_param(session.id, key, value).await?)
     }
 
@@ -860,20 +669,13 @@ impl Engine {
     }
 
     /// The caller's journal (every customer's for an admin), newest first.
-    pub async fn journal(
-        &self,
-        session: &Session,
-        filter: JournalFilter,
-    ) -> Result<Vec<JournalEntry>, PortalError> {
+    pub async fn journal(&self, session: &Session, filter: JournalFilter) -> Result<Vec<JournalEntry>, PortalError> {
         let query = JournalQuery {
             customer: (!session.is_admin()).then_some(session.id),
             from: filter.from,
             to: filter.to,
             filter: filter.filter,
-            limit: filter
-                .limit
-                .unwrap_or(JOURNAL_LIMIT_MAX)
-                .min(JOURNAL_LIMIT_MAX),
+            limit: filter.limit.unwrap_or(JOURNAL_LIMIT_MAX).min(JOURNAL_LIMIT_MAX),
         };
         let mut entries = self.shared.store.journal(&query).await?;
         // A customer's copy of another customer's token shows only its own device.
@@ -893,15 +695,9 @@ impl Engine {
     }
 
     /// `GET /admin/journal` (admin): the latest journal rows of all customers, with emails.
-    pub async fn admin_journal(
-        &self,
-        session: &Session,
-    ) -> Result<Vec<AdminJournalEntry>, PortalError> {
+    pub async fn admin_journal(&self, session: &Session) -> Result<Vec<AdminJournalEntry>, PortalError> {
         require_admin(session)?;
-        let query = JournalQuery {
-            limit: JOURNAL_LIMIT_MAX,
-            ..JournalQuery::default()
-        };
+        let query = JournalQuery { limit: JOURNAL_LIMIT_MAX, ..JournalQuery::default() };
         let entries = self.shared.store.journal(&query).await?;
         let emails: HashMap<CustomerId, String> = self
             .shared

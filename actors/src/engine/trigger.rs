@@ -19,8 +19,8 @@ use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
 use crate::token_actor::TokenRequest;
 use crate::trigger_actor::{
-    Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerOwner, TriggerPush,
-    TriggerRefusal, TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
+    Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerOwner, TriggerPush, TriggerRefusal,
+    TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
 };
 
 pub use crate::trigger_actor::{
@@ -100,12 +100,7 @@ impl Reservation {
     async fn complete(mut self, owner: TriggerOwner, token: Token) {
         self.done = true;
         let (handover, handed_over) = Handover::new();
-        self.registry.do_send(Complete {
-            code: self.code.clone(),
-            owner,
-            token,
-            handover,
-        });
+        self.registry.do_send(Complete { code: self.code.clone(), owner, token, handover });
         // Ok or Err alike: either the answer was handed over, or it never will be.
         let _ = tokio::time::timeout(HANDOVER_WAIT, handed_over).await;
     }
@@ -114,9 +109,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.done {
-            self.registry.do_send(Release {
-                code: self.code.clone(),
-            });
+            self.registry.do_send(Release { code: self.code.clone() });
         }
     }
 }
@@ -139,10 +132,7 @@ impl TriggerFeed {
 
 impl Drop for TriggerFeed {
     fn drop(&mut self) {
-        self.registry.do_send(Unsubscribe {
-            cash_device: self.cash_device,
-            id: self.id,
-        });
+        self.registry.do_send(Unsubscribe { cash_device: self.cash_device, id: self.id });
     }
 }
 
@@ -158,32 +148,18 @@ impl Engine {
     ) -> Result<String, EngineError> {
         self.owned_device(cash_customer, cash_device).await?;
         let fixed = self.config.triggers.fixed_codes
-            || is_on(
-                self.param(cash_customer, params::USE_FIXED_TRIGGER_CODES)
-                    .await?
-                    .as_ref(),
-            );
+            || is_on(self.param(cash_customer, params::USE_FIXED_TRIGGER_CODES).await?.as_ref());
         let code = if fixed { cash_device } else { Uuid::new_v4() }.to_string();
         let create = Create {
             code: code.clone(),
-            owner: TriggerOwner {
-                cash_device,
-                cash_customer,
-            },
+            owner: TriggerOwner { cash_device, cash_customer },
             expires_in: expires_in.min(EXPIRES_IN_MAX),
         };
-        match self
-            .triggers
-            .send(create)
-            .timeout(self.config.send_timeout)
-            .await
-        {
+        match self.triggers.send(create).timeout(self.config.send_timeout).await {
             Ok(Ok(())) => Ok(code),
             Ok(Err(refused)) => match refusal(refused) {
                 TriggerError::Engine(error) => Err(error),
-                TriggerError::UnknownTrigger | TriggerError::MissingSignature => {
-                    Err(EngineError::Overloaded)
-                }
+                TriggerError::UnknownTrigger | TriggerError::MissingSignature => Err(EngineError::Overloaded),
             },
             Err(error) => Err(mailbox_error(error)),
         }
@@ -195,21 +171,9 @@ impl Engine {
     ///
     /// A `Locked` answer carries a handover: keep it until the answer has been handed to the
     /// ATM's connection, then drop it; the phone's request is answered after that.
-    pub async fn wait_trigger(
-        &self,
-        cash_customer: CustomerId,
-        code: &str,
-    ) -> Result<PollAnswer, TriggerError> {
-        let wait = Wait {
-            code: normalise(code),
-            customer: cash_customer,
-        };
-        let receiver = match self
-            .triggers
-            .send(wait)
-            .timeout(self.config.send_timeout)
-            .await
-        {
+    pub async fn wait_trigger(&self, cash_customer: CustomerId, code: &str) -> Result<PollAnswer, TriggerError> {
+        let wait = Wait { code: normalise(code), customer: cash_customer };
+        let receiver = match self.triggers.send(wait).timeout(self.config.send_timeout).await {
             Ok(Ok(receiver)) => receiver,
             Ok(Err(refused)) => return Err(refusal(refused)),
             Err(error) => return Err(mailbox_error(error).into()),
@@ -218,14 +182,8 @@ impl Engine {
         Ok(match tokio::time::timeout(limit, receiver).await {
             Ok(Ok(answer)) => answer,
             // The registry let go of the poll without an answer (it restarted): the trigger is gone.
-            Ok(Err(_)) => PollAnswer {
-                outcome: WaitOutcome::Expired,
-                handover: None,
-            },
-            Err(_) => PollAnswer {
-                outcome: WaitOutcome::TimedOut,
-                handover: None,
-            },
+            Ok(Err(_)) => PollAnswer { outcome: WaitOutcome::Expired, handover: None },
+            Err(_) => PollAnswer { outcome: WaitOutcome::TimedOut, handover: None },
         })
     }
 
@@ -244,16 +202,9 @@ impl Engine {
         signature: Option<&str>,
     ) -> Result<Token, TriggerError> {
         let engine = self.clone();
-        let (code, radiocode, signature) = (
-            code.to_owned(),
-            radiocode.to_owned(),
-            signature.map(str::to_owned),
-        );
-        let task = actix::spawn(async move {
-            engine
-                .claim_through_trigger(&code, &radiocode, signature.as_deref())
-                .await
-        });
+        let (code, radiocode, signature) = (code.to_owned(), radiocode.to_owned(), signature.map(str::to_owned));
+        let task =
+            actix::spawn(async move { engine.claim_through_trigger(&code, &radiocode, signature.as_deref()).await });
         task.await.unwrap_or_else(|error| {
             tracing::error!(%error, "trigger claim task failed");
             Err(EngineError::Internal("trigger claim task failed".into()).into())
@@ -267,33 +218,17 @@ impl Engine {
         signature: Option<&str>,
     ) -> Result<Token, TriggerError> {
         let normalised = normalise(code);
-        let owner = match self
-            .triggers
-            .send(Reserve {
-                code: normalised.clone(),
-            })
-            .timeout(self.config.send_timeout)
-            .await
-        {
-            Ok(Ok(owner)) => owner,
-            Ok(Err(refused)) => return Err(refusal(refused)),
-            Err(error) => return Err(mailbox_error(error).into()),
-        };
-        let reservation = Reservation {
-            registry: self.triggers.clone(),
-            code: normalised,
-            done: false,
-        };
+        let owner =
+            match self.triggers.send(Reserve { code: normalised.clone() }).timeout(self.config.send_timeout).await {
+                Ok(Ok(owner)) => owner,
+                Ok(Err(refused)) => return Err(refusal(refused)),
+                Err(error) => return Err(mailbox_error(error).into()),
+            };
+        let reservation = Reservation { registry: self.triggers.clone(), code: normalised, done: false };
         let (token_id, presented) = match Radiocode::parse(radiocode) {
             Ok(Radiocode::Long { token, code }) => (token, code),
             Ok(Radiocode::Short { plain_code, code }) => {
-                match self
-                    .shared
-                    .store
-                    .find_token_by_plain_code(&plain_code)
-                    .await
-                    .map_err(EngineError::from)?
-                {
+                match self.shared.store.find_token_by_plain_code(&plain_code).await.map_err(EngineError::from)? {
                     Some(token) => (token, code),
                     None => return Err(Rejection::UnknownToken.into()),
                 }
@@ -302,13 +237,7 @@ impl Engine {
             Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
         };
         // The token's device never changes, so its committed row names the key to verify with.
-        let Some(token) = self
-            .shared
-            .store
-            .load_token(token_id)
-            .await
-            .map_err(EngineError::from)?
-        else {
+        let Some(token) = self.shared.store.load_token(token_id).await.map_err(EngineError::from)? else {
             return Err(Rejection::UnknownToken.into());
         };
         let Some(signature) = signature else {
@@ -319,20 +248,13 @@ impl Engine {
             tracing::error!(token = %token.uuid, device = %token.owner_device, "token device missing");
             return Err(EngineError::Internal("token device missing".into()).into());
         };
-        let key = device
-            .key
-            .as_ref()
-            .map_err(|error| Rejection::BadPublicKey(error.clone()))?;
+        let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
         let message = format!("{code}{radiocode}");
         let request = TokenRequest::TriggerClaim {
             cash_device: owner.cash_device,
             cash_customer: owner.cash_customer,
             code: presented,
-            signature_valid: crate::crypto::phone_signature_valid(
-                key,
-                message.as_bytes(),
-                signature,
-            ),
+            signature_valid: crate::crypto::phone_signature_valid(key, message.as_bytes(), signature),
         };
         let locked = self.ask_token(token_id, request).await?;
         reservation.complete(owner, locked.clone()).await;
@@ -346,12 +268,7 @@ impl Engine {
         cash_device: Uuid,
     ) -> Result<TriggerFeed, EngineError> {
         self.owned_device(cash_customer, cash_device).await?;
-        match self
-            .triggers
-            .send(Subscribe { cash_device })
-            .timeout(self.config.send_timeout)
-            .await
-        {
+        match self.triggers.send(Subscribe { cash_device }).timeout(self.config.send_timeout).await {
             Ok(Ok(subscription)) => Ok(TriggerFeed {
                 registry: self.triggers.clone(),
                 cash_device,

@@ -1,13 +1,10 @@
 //! Result rows as domain values: one decoder per row shape, shared by both backends.
 
 use super::rows::{
-    parse_device_type, parse_event_kind, parse_json, parse_scope, parse_token_state,
-    parse_token_type, parse_uuid,
+    parse_device_type, parse_event_kind, parse_json, parse_scope, parse_token_state, parse_token_type, parse_uuid,
 };
 use super::sql::Row;
-use super::{
-    Access, AccessRecord, Account, ClearingRow, Credentials, Customer, EventRecord, StoreError,
-};
+use super::{Access, AccessRecord, Account, ClearingRow, Credentials, Customer, EventRecord, StoreError};
 use crate::domain::{Device, Token};
 
 /// The index of the first clearing column in a `rows::clearing_rows_query` row, after the
@@ -18,14 +15,8 @@ fn uuid(row: &Row, index: usize, column: &'static str) -> Result<uuid::Uuid, Sto
     parse_uuid(&row.text(index)?, column)
 }
 
-fn json_opt(
-    row: &Row,
-    index: usize,
-    column: &'static str,
-) -> Result<Option<serde_json::Value>, StoreError> {
-    row.opt_text(index)?
-        .map(|text| parse_json(&text, column))
-        .transpose()
+fn json_opt(row: &Row, index: usize, column: &'static str) -> Result<Option<serde_json::Value>, StoreError> {
+    row.opt_text(index)?.map(|text| parse_json(&text, column)).transpose()
 }
 
 /// The `TOKEN_COLUMNS` of `row`, from column `at` on.
@@ -50,10 +41,7 @@ pub(super) fn token(row: &Row, at: usize) -> Result<Token, StoreError> {
         processing_info: json_opt(row, at + 16, "tokens.processing_info")?,
         owner_id: row.i64(at + 17)?,
         owner_device: uuid(row, at + 18, "tokens.owner_device")?,
-        lock_device: row
-            .opt_text(at + 19)?
-            .map(|text| parse_uuid(&text, "tokens.lock_device"))
-            .transpose()?,
+        lock_device: row.opt_text(at + 19)?.map(|text| parse_uuid(&text, "tokens.lock_device")).transpose()?,
         lock_customer_id: row.opt_i64(at + 20)?,
     })
 }
@@ -89,11 +77,7 @@ pub(super) fn customer(row: &Row) -> Result<Customer, StoreError> {
 
 /// A row read with `CREDENTIAL_COLUMNS`.
 pub(super) fn credentials(row: &Row) -> Result<Credentials, StoreError> {
-    Ok(Credentials {
-        customer: customer(row)?,
-        password_hash: row.opt_text(7)?,
-        twofa_secret: row.opt_bytes(8)?,
-    })
+    Ok(Credentials { customer: customer(row)?, password_hash: row.opt_text(7)?, twofa_secret: row.opt_bytes(8)? })
 }
 
 /// A row read with `ACCESS_COLUMNS`.
@@ -110,10 +94,7 @@ pub(super) fn access(row: &Row) -> Result<Access, StoreError> {
 
 /// A row read with `ACCESS_COLUMNS` and `secret_encrypted`.
 pub(super) fn access_record(row: &Row) -> Result<AccessRecord, StoreError> {
-    Ok(AccessRecord {
-        access: access(row)?,
-        secret_encrypted: row.opt_bytes(6)?,
-    })
+    Ok(AccessRecord { access: access(row)?, secret_encrypted: row.opt_bytes(6)? })
 }
 
 /// A row read with `ACCOUNT_COLUMNS`.
@@ -135,10 +116,7 @@ pub(super) fn event_record(row: &Row) -> Result<EventRecord, StoreError> {
         seq: row.i64(0)?,
         token: uuid(row, 1, "token_events.token_uuid")?,
         kind: parse_event_kind(&row.text(2)?)?,
-        from: row
-            .opt_text(3)?
-            .map(|state| parse_token_state(&state, "token_events.from_state"))
-            .transpose()?,
+        from: row.opt_text(3)?.map(|state| parse_token_state(&state, "token_events.from_state")).transpose()?,
         to: parse_token_state(&row.text(4)?, "token_events.to_state")?,
         at: row.i64(5)?,
         owner_id: row.i64(6)?,

@@ -233,25 +233,13 @@ pub trait Store: Send + Sync + 'static {
     /// Insert a device; the store assigns `id` and returns the stored row. With an idempotency
     /// key, the key is stored in the same transaction with the stored row (as JSON) as its
     /// result; a key already taken inserts nothing and answers `Duplicate(IDEMPOTENCY_KEY)`.
-    async fn insert_device(
-        &self,
-        device: &Device,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Result<Device, StoreError>;
+    async fn insert_device(&self, device: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError>;
     /// The stored idempotency key of a customer, if any.
-    async fn find_idempotency(
-        &self,
-        customer: CustomerId,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError>;
     /// Forget idempotency keys stored before `before`; the number removed.
     async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError>;
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError>;
-    async fn list_devices(
-        &self,
-        customer: CustomerId,
-        limit: usize,
-    ) -> Result<Vec<Device>, StoreError>;
+    async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError>;
 
     async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StoreError>;
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError>;
@@ -267,17 +255,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError>;
 
     /// A customer parameter's JSON value (USE_PLAIN_CODES, PARTIAL_CASHOUTS, ...).
-    async fn load_param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-    ) -> Result<Option<Value>, StoreError>;
-    async fn save_param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-        value: &Value,
-    ) -> Result<(), StoreError>;
+    async fn load_param(&self, customer: CustomerId, key: &str) -> Result<Option<Value>, StoreError>;
+    async fn save_param(&self, customer: CustomerId, key: &str, value: &Value) -> Result<(), StoreError>;
 
     /// Cheap liveness probe for `/health`.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -288,45 +267,19 @@ pub trait Store: Send + Sync + 'static {
     /// Login material of a customer (case-insensitive email).
     async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError>;
     /// Create a portal user with a password hash (argon2id PHC string).
-    async fn create_user(
-        &self,
-        user: &NewCustomer,
-        password_hash: &str,
-        status: i32,
-    ) -> Result<Customer, StoreError>;
-    async fn set_password(
-        &self,
-        customer: CustomerId,
-        password_hash: &str,
-        status: i32,
-    ) -> Result<(), StoreError>;
+    async fn create_user(&self, user: &NewCustomer, password_hash: &str, status: i32) -> Result<Customer, StoreError>;
+    async fn set_password(&self, customer: CustomerId, password_hash: &str, status: i32) -> Result<(), StoreError>;
     /// Store (or clear) the encrypted TOTP secret.
-    async fn set_twofa_secret(
-        &self,
-        customer: CustomerId,
-        secret: Option<&[u8]>,
-    ) -> Result<(), StoreError>;
+    async fn set_twofa_secret(&self, customer: CustomerId, secret: Option<&[u8]>) -> Result<(), StoreError>;
     async fn list_customers(&self) -> Result<Vec<Customer>, StoreError>;
     /// Overwrite display_name, roles and info of the customer with this email; rows matched.
-    async fn update_customer(
-        &self,
-        email: &str,
-        update: &CustomerUpdate,
-    ) -> Result<u64, StoreError>;
+    async fn update_customer(&self, email: &str, update: &CustomerUpdate) -> Result<u64, StoreError>;
     /// Rows deleted; `StoreError::Referenced` when other rows still point at the customer.
     async fn delete_customer(&self, email: &str) -> Result<u64, StoreError>;
     /// Store the API secret encrypted under the server key, so its owner can reveal it.
-    async fn set_access_secret_encrypted(
-        &self,
-        access: i64,
-        encrypted: &[u8],
-    ) -> Result<(), StoreError>;
+    async fn set_access_secret_encrypted(&self, access: i64, encrypted: &[u8]) -> Result<(), StoreError>;
     async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError>;
-    async fn list_access(
-        &self,
-        customer: CustomerId,
-        scope: Scope,
-    ) -> Result<Vec<AccessRecord>, StoreError>;
+    async fn list_access(&self, customer: CustomerId, scope: Scope) -> Result<Vec<AccessRecord>, StoreError>;
     /// Rows deleted (only the customer's own).
     async fn delete_access(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError>;
     async fn load_device_by_id(&self, id: i64) -> Result<Option<Device>, StoreError>;
@@ -344,16 +297,8 @@ pub trait Store: Send + Sync + 'static {
     async fn device_stats(&self) -> Result<Vec<DeviceStat>, StoreError>;
     /// Insert an account, then apply the default rule (exactly one default per customer: the
     /// lowest id when there are zero or several). All in one transaction.
-    async fn insert_account(
-        &self,
-        customer: CustomerId,
-        account: &NewAccount,
-    ) -> Result<Account, StoreError>;
-    async fn list_accounts(
-        &self,
-        customer: CustomerId,
-        default: Option<bool>,
-    ) -> Result<Vec<Account>, StoreError>;
+    async fn insert_account(&self, customer: CustomerId, account: &NewAccount) -> Result<Account, StoreError>;
+    async fn list_accounts(&self, customer: CustomerId, default: Option<bool>) -> Result<Vec<Account>, StoreError>;
     async fn load_account(&self, id: i64) -> Result<Option<Account>, StoreError>;
     /// Replace the account's fields; `make_default` first clears the customer's other
     /// defaults; then the default rule. Rows matched.
@@ -366,8 +311,7 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_account(&self, customer: CustomerId, id: i64) -> Result<u64, StoreError>;
     /// Sums and counts by (state, type) over tokens owned by `customer` or locked by one of its
     /// devices; every token when `None` (admin).
-    async fn token_stats(&self, customer: Option<CustomerId>)
-        -> Result<Vec<TokenStat>, StoreError>;
+    async fn token_stats(&self, customer: Option<CustomerId>) -> Result<Vec<TokenStat>, StoreError>;
     /// Events as journal rows, newest first (see `JournalQuery`).
     async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError>;
     /// Clearing rows with their token and device names, in clearing order.

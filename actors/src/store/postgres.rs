@@ -20,27 +20,20 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use deadpool_postgres::{
-    Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction,
-};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime, Transaction};
 use futures_util::future::join_all;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
-use super::rows::{
-    self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues, EVENT_COLUMNS,
-};
+use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues, EVENT_COLUMNS};
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
 
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres/0001_init.sql")),
-    (
-        2,
-        include_str!("migrations/postgres/0002_portal_clearing.sql"),
-    ),
+    (2, include_str!("migrations/postgres/0002_portal_clearing.sql")),
     (3, include_str!("migrations/postgres/0003_idempotency.sql")),
 ];
 
@@ -56,8 +49,8 @@ static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql(
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('$'));
 /// The SQL type of each of [`TOKEN_COLUMNS`], in order: the arrays of the set-based writes.
 const TOKEN_COLUMN_TYPES: [&str; 21] = [
-    "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BYTEA", "BIGINT", "TEXT",
-    "TEXT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT",
+    "TEXT", "BIGINT", "BIGINT", "BIGINT", "TEXT", "TEXT", "TEXT", "BYTEA", "BIGINT", "TEXT", "TEXT", "BIGINT",
+    "BIGINT", "TEXT", "TEXT", "TEXT", "TEXT", "BIGINT", "TEXT", "TEXT", "BIGINT",
 ];
 
 /// `UNNEST($1::TEXT[], $2::BIGINT[], ...)`: token rows bound as one array per column.
@@ -87,10 +80,8 @@ static INSERT_EVENTS: LazyLock<String> = LazyLock::new(|| {
          $9::TEXT[])"
     )
 });
-static INSERT_CLEARING: LazyLock<String> =
-    LazyLock::new(|| rows::insert_clearing_sql(Dialect::Postgres));
-static INSERT_IDEMPOTENCY: LazyLock<String> =
-    LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
+static INSERT_CLEARING: LazyLock<String> = LazyLock::new(|| rows::insert_clearing_sql(Dialect::Postgres));
+static INSERT_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
 
 type Param<'a> = &'a (dyn ToSql + Sync);
 
@@ -119,11 +110,7 @@ impl PostgresStore {
     /// Build a pool of at most `pool_size` connections to `database_url` (a `postgres://` URL
     /// or a `key=value` string), and one of `commit_connections` for group commits, and bring
     /// the schema up to date. Fails with `Unavailable` when the server cannot be reached.
-    pub async fn connect(
-        database_url: &str,
-        pool_size: usize,
-        commit_connections: usize,
-    ) -> Result<Self, StoreError> {
+    pub async fn connect(database_url: &str, pool_size: usize, commit_connections: usize) -> Result<Self, StoreError> {
         let mut config = tokio_postgres::Config::from_str(database_url)
             .map_err(|err| StoreError::Internal(anyhow!("invalid database url: {err}")))?;
         if config.get_connect_timeout().is_none() {
@@ -162,10 +149,7 @@ impl PostgresStore {
     /// so that nodes starting together do not race.
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|err| pg_error(err, "begin migrations"))?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "begin migrations"))?;
         tx.batch_execute(&format!(
             "SELECT pg_advisory_xact_lock({MIGRATION_LOCK});
              CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -176,51 +160,27 @@ impl PostgresStore {
         .await
         .map_err(|err| pg_error(err, "lock migrations"))?;
         let current: i64 = tx
-            .query_one(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations",
-                &[],
-            )
+            .query_one("SELECT COALESCE(MAX(version), 0)::BIGINT FROM schema_migrations", &[])
             .await
             .and_then(|row| row.try_get(0))
             .map_err(|err| pg_error(err, "read schema_migrations"))?;
-        let known = MIGRATIONS
-            .iter()
-            .map(|(version, _)| *version)
-            .max()
-            .unwrap_or(0);
+        let known = MIGRATIONS.iter().map(|(version, _)| *version).max().unwrap_or(0);
         if current > known {
-            tracing::warn!(
-                current,
-                known,
-                "postgres store: schema is newer than this binary"
-            );
+            tracing::warn!(current, known, "postgres store: schema is newer than this binary");
         }
         for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-            tx.batch_execute(sql)
+            tx.batch_execute(sql).await.map_err(|err| pg_error(err, &format!("migration {version}")))?;
+            tx.execute("INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)", &[version, &now_millis()])
                 .await
-                .map_err(|err| pg_error(err, &format!("migration {version}")))?;
-            tx.execute(
-                "INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)",
-                &[version, &now_millis()],
-            )
-            .await
-            .map_err(|err| pg_error(err, &format!("record migration {version}")))?;
+                .map_err(|err| pg_error(err, &format!("record migration {version}")))?;
             tracing::info!(version, "postgres store: applied migration");
         }
-        tx.commit()
-            .await
-            .map_err(|err| pg_error(err, "commit migrations"))
+        tx.commit().await.map_err(|err| pg_error(err, "commit migrations"))
     }
 }
 
 fn build_pool(config: tokio_postgres::Config, size: usize) -> Result<Pool, StoreError> {
-    let manager = Manager::from_config(
-        config,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
     Pool::builder(manager)
         .max_size(size.max(1))
         .runtime(Runtime::Tokio1)
@@ -243,15 +203,13 @@ fn usage(pool: &'static str, status: deadpool_postgres::Status) -> PoolUsage {
 
 fn pool_error(err: PoolError) -> StoreError {
     match err {
-        PoolError::Timeout(kind) => StoreError::Unavailable(format!(
-            "postgres: timed out getting a connection ({kind:?})"
-        )),
+        PoolError::Timeout(kind) => {
+            StoreError::Unavailable(format!("postgres: timed out getting a connection ({kind:?})"))
+        }
         PoolError::Backend(err) => pg_error(err, "connect"),
         PoolError::Closed => StoreError::Unavailable("postgres: the pool is closed".to_owned()),
         PoolError::PostCreateHook(err) => StoreError::Unavailable(format!("postgres: {err}")),
-        PoolError::NoRuntimeSpecified => {
-            StoreError::Internal(anyhow!("postgres pool: no runtime specified"))
-        }
+        PoolError::NoRuntimeSpecified => StoreError::Internal(anyhow!("postgres pool: no runtime specified")),
     }
 }
 
@@ -273,8 +231,7 @@ pub(super) fn pg_error(err: tokio_postgres::Error, what: &str) -> StoreError {
         }
         None => {
             err.is_closed()
-                || std::error::Error::source(&err)
-                    .is_some_and(|source| source.is::<std::io::Error>())
+                || std::error::Error::source(&err).is_some_and(|source| source.is::<std::io::Error>())
                 || err.to_string().starts_with("error connecting to server")
                 || err.to_string().starts_with("timeout")
         }
@@ -340,9 +297,7 @@ impl<'a> TokenColumns<'a> {
             columns.refname.push(token.refname.as_deref());
             columns.lockrefname.push(token.lockrefname.as_deref());
             columns.info.push(token.info.as_deref());
-            columns
-                .processing_info
-                .push(token.processing_info.as_deref());
+            columns.processing_info.push(token.processing_info.as_deref());
             columns.owner_id.push(token.owner_id);
             columns.owner_device.push(&token.owner_device);
             columns.lock_device.push(token.lock_device.as_deref());
@@ -446,9 +401,7 @@ struct CommitStatements {
 impl CommitStatements {
     async fn prepare(tx: &Transaction<'_>) -> Result<Self, StoreError> {
         let prepare = |sql: &'static LazyLock<String>| async move {
-            tx.prepare_cached(sql)
-                .await
-                .map_err(|err| pg_error(err, "commit: prepare"))
+            tx.prepare_cached(sql).await.map_err(|err| pg_error(err, "commit: prepare"))
         };
         Ok(Self {
             insert: prepare(&INSERT_TOKEN).await?,
@@ -466,8 +419,7 @@ impl CommitStatements {
         tx: &Transaction<'_>,
         record: &IdempotencyRecord,
     ) -> Result<u64, tokio_postgres::Error> {
-        tx.execute(&self.idempotency, &idempotency_params(record))
-            .await
+        tx.execute(&self.idempotency, &idempotency_params(record)).await
     }
 
     /// Many new tokens in one statement; the uuids of those inserted.
@@ -484,11 +436,7 @@ impl CommitStatements {
     }
 
     /// One token write; the number of rows it changed (0 or 1).
-    async fn write(
-        &self,
-        tx: &Transaction<'_>,
-        write: &WriteValues,
-    ) -> Result<u64, tokio_postgres::Error> {
+    async fn write(&self, tx: &Transaction<'_>, write: &WriteValues) -> Result<u64, tokio_postgres::Error> {
         let (statement, token) = match write {
             WriteValues::Insert(token) => (&self.insert, token),
             WriteValues::Update(token) => (&self.update, token),
@@ -497,29 +445,16 @@ impl CommitStatements {
     }
 
     /// Insert a clearing row, snapshotting both parties' default accounts.
-    async fn clearing(
-        &self,
-        tx: &Transaction<'_>,
-        clearing: &ClearingValues,
-    ) -> Result<u64, tokio_postgres::Error> {
+    async fn clearing(&self, tx: &Transaction<'_>, clearing: &ClearingValues) -> Result<u64, tokio_postgres::Error> {
         tx.execute(
             &self.clearing,
-            &[
-                &clearing.token_uuid,
-                &clearing.debitor_id,
-                &clearing.creditor_id,
-                &clearing.created,
-            ],
+            &[&clearing.token_uuid, &clearing.debitor_id, &clearing.creditor_id, &clearing.created],
         )
         .await
     }
 
     /// Insert `events` (if any) in one statement.
-    async fn events(
-        &self,
-        tx: &Transaction<'_>,
-        events: &EventColumns<'_>,
-    ) -> Result<u64, tokio_postgres::Error> {
+    async fn events(&self, tx: &Transaction<'_>, events: &EventColumns<'_>) -> Result<u64, tokio_postgres::Error> {
         if events.is_empty() {
             return Ok(0);
         }
@@ -548,11 +483,7 @@ async fn commit_pipelined(
     // set-based INSERT's answer ambiguous: such a batch goes the in-order way.
     let firsts: Vec<Option<&WriteValues>> = sets.iter().map(|set| set.writes.first()).collect();
     let mut named = HashSet::with_capacity(firsts.len());
-    if !firsts
-        .iter()
-        .flatten()
-        .all(|write| named.insert(written_uuid(write)))
-    {
+    if !firsts.iter().flatten().all(|write| named.insert(written_uuid(write))) {
         return Ok(None);
     }
     let inserts = TokenColumns::new(firsts.iter().flatten().filter_map(|write| match write {
@@ -561,14 +492,11 @@ async fn commit_pipelined(
     }));
     let updates = join_all(firsts.iter().map(|first| async move {
         match first {
-            Some(write @ WriteValues::Update(_)) => {
-                statements.write(tx, write).await.map(|rows| rows > 0)
-            }
+            Some(write @ WriteValues::Update(_)) => statements.write(tx, write).await.map(|rows| rows > 0),
             Some(WriteValues::Insert(_)) | None => Ok(true),
         }
     }));
-    let (inserted, updated) =
-        futures_util::future::join(statements.insert_many(tx, &inserts), updates).await;
+    let (inserted, updated) = futures_util::future::join(statements.insert_many(tx, &inserts), updates).await;
     let inserted = inserted?;
     let mut applied = Vec::with_capacity(sets.len());
     for (first, updated) in firsts.iter().zip(updated) {
@@ -582,27 +510,14 @@ async fn commit_pipelined(
     // Round two: the rest of the sets that apply, in order, all their events in one statement,
     // their clearing rows and idempotency keys (none depends on a token write, so where they
     // land in the pipeline is moot; the account snapshots are read inside this transaction).
-    let committed = || {
-        sets.iter()
-            .zip(&applied)
-            .filter(|(_, applied)| **applied)
-            .map(|(set, _)| set)
-    };
+    let committed = || sets.iter().zip(&applied).filter(|(_, applied)| **applied).map(|(set, _)| set);
     let events = EventColumns::new(committed().flat_map(|set| &set.events));
-    let later = join_all(
-        committed()
-            .flat_map(|set| set.writes.iter().skip(1))
-            .map(|write| statements.write(tx, write)),
-    );
-    let clearings = join_all(
-        committed()
-            .filter_map(|set| set.clearing.as_ref())
-            .map(|clearing| statements.clearing(tx, clearing)),
-    );
+    let later =
+        join_all(committed().flat_map(|set| set.writes.iter().skip(1)).map(|write| statements.write(tx, write)));
+    let clearings =
+        join_all(committed().filter_map(|set| set.clearing.as_ref()).map(|clearing| statements.clearing(tx, clearing)));
     let keys = join_all(
-        committed()
-            .filter_map(|set| set.idempotency.as_ref())
-            .map(|record| statements.idempotency(tx, record)),
+        committed().filter_map(|set| set.idempotency.as_ref()).map(|record| statements.idempotency(tx, record)),
     );
     let (later, events, clearings, keys) =
         futures_util::future::join4(later, statements.events(tx, &events), clearings, keys).await;
@@ -620,13 +535,7 @@ async fn commit_pipelined(
     Ok(Some(
         applied
             .into_iter()
-            .map(|applied| {
-                if applied {
-                    WriteOutcome::Committed
-                } else {
-                    WriteOutcome::Conflict
-                }
-            })
+            .map(|applied| if applied { WriteOutcome::Committed } else { WriteOutcome::Conflict })
             .collect(),
     ))
 }
@@ -648,9 +557,7 @@ async fn commit_in_order(
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(sets.len());
     for set in sets {
-        tx.batch_execute("SAVEPOINT write_set")
-            .await
-            .map_err(|err| pg_error(err, "commit: savepoint"))?;
+        tx.batch_execute("SAVEPOINT write_set").await.map_err(|err| pg_error(err, "commit: savepoint"))?;
         let outcome = match commit_set(tx, statements, set).await {
             Ok(true) => WriteOutcome::Committed,
             Ok(false) => WriteOutcome::Conflict,
@@ -664,9 +571,7 @@ async fn commit_in_order(
             WriteOutcome::Committed => "RELEASE SAVEPOINT write_set",
             WriteOutcome::Conflict | WriteOutcome::Refused => "ROLLBACK TO SAVEPOINT write_set",
         };
-        tx.batch_execute(end)
-            .await
-            .map_err(|err| pg_error(err, "commit: savepoint"))?;
+        tx.batch_execute(end).await.map_err(|err| pg_error(err, "commit: savepoint"))?;
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -692,9 +597,7 @@ async fn commit_set(
     if let Some(clearing) = &set.clearing {
         statements.clearing(tx, clearing).await?;
     }
-    statements
-        .events(tx, &EventColumns::new(set.events.iter()))
-        .await?;
+    statements.events(tx, &EventColumns::new(set.events.iter())).await?;
     Ok(true)
 }
 
@@ -711,13 +614,7 @@ pub(super) async fn finish(tx: Transaction<'_>) -> Result<(), StoreError> {
 }
 
 fn idempotency_params(record: &IdempotencyRecord) -> [Param<'_>; 5] {
-    [
-        &record.key.customer_id,
-        &record.key.key,
-        &record.key.fingerprint,
-        &record.key.created,
-        &record.result,
-    ]
+    [&record.key.customer_id, &record.key.key, &record.key.fingerprint, &record.key.created, &record.result]
 }
 
 impl PostgresStore {
@@ -726,25 +623,16 @@ impl PostgresStore {
     }
 
     pub(super) fn pools(&self) -> Vec<PoolUsage> {
-        vec![
-            usage("query", self.pool.status()),
-            usage("commit", self.commit_pool.status()),
-        ]
+        vec![usage("query", self.pool.status()), usage("commit", self.commit_pool.status())]
     }
 
-    pub(super) async fn group_commit(
-        &self,
-        sets: &[WriteSet],
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub(super) async fn group_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
         let sets = rows::encode_sets(sets)?;
         let mut client = self.commit_pool.get().await.map_err(pool_error)?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|err| pg_error(err, "commit: begin"))?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
         let statements = CommitStatements::prepare(&tx).await?;
         match commit_pipelined(&tx, &statements, &sets).await {
             Ok(Some(outcomes)) => {
@@ -758,13 +646,8 @@ impl PostgresStore {
             }
             Err(err) => return Err(pg_error(err, "commit")),
         }
-        tx.rollback()
-            .await
-            .map_err(|err| pg_error(err, "commit: rollback"))?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|err| pg_error(err, "commit: begin"))?;
+        tx.rollback().await.map_err(|err| pg_error(err, "commit: rollback"))?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
         let outcomes = commit_in_order(&tx, &statements, &sets).await?;
         finish(tx).await?;
         Ok(outcomes)

@@ -15,11 +15,7 @@ use super::sql::{Backend, Db, DbError, Job, Row, Value};
 use super::{PoolUsage, StoreError, WriteOutcome, WriteSet};
 
 impl ToSql for Value {
-    fn to_sql(
-        &self,
-        ty: &Type,
-        out: &mut BytesMut,
-    ) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
         match self {
             Self::Null => Ok(IsNull::Yes),
             Self::Int(value) => match *ty {
@@ -43,11 +39,7 @@ impl ToSql for Value {
 }
 
 /// Bind `value` as `ty` if its Rust type can be one.
-fn checked<T: ToSql>(
-    value: &T,
-    ty: &Type,
-    out: &mut BytesMut,
-) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
+fn checked<T: ToSql>(value: &T, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn StdError + Sync + Send>> {
     if T::accepts(ty) {
         value.to_sql(ty, out)
     } else {
@@ -62,12 +54,8 @@ fn owned_row(row: &tokio_postgres::Row) -> Result<Row, tokio_postgres::Error> {
         let value = match *column.type_() {
             Type::INT8 => row.try_get::<_, Option<i64>>(index)?.map(Value::Int),
             Type::INT4 => row.try_get::<_, Option<i32>>(index)?.map(Value::from),
-            Type::INT2 => row
-                .try_get::<_, Option<i16>>(index)?
-                .map(|value| Value::Int(i64::from(value))),
-            Type::BOOL => row
-                .try_get::<_, Option<bool>>(index)?
-                .map(|value| Value::Int(i64::from(value))),
+            Type::INT2 => row.try_get::<_, Option<i16>>(index)?.map(|value| Value::Int(i64::from(value))),
+            Type::BOOL => row.try_get::<_, Option<bool>>(index)?.map(|value| Value::Int(i64::from(value))),
             Type::FLOAT8 => row.try_get::<_, Option<f64>>(index)?.map(Value::Real),
             Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(index)?.map(Value::Bytes),
             _ => row.try_get::<_, Option<String>>(index)?.map(Value::Text),
@@ -80,9 +68,7 @@ fn owned_row(row: &tokio_postgres::Row) -> Result<Row, tokio_postgres::Error> {
 fn db_error(err: tokio_postgres::Error, what: &str) -> DbError {
     match err.code() {
         Some(code) if *code == SqlState::UNIQUE_VIOLATION => DbError::Unique(pg_error(err, what)),
-        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => {
-            DbError::ForeignKey(pg_error(err, what))
-        }
+        Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => DbError::ForeignKey(pg_error(err, what)),
         _ => DbError::Other(pg_error(err, what)),
     }
 }
@@ -95,18 +81,12 @@ struct PgDb<'a, C> {
 
 impl<C: GenericClient> PgDb<'_, C> {
     async fn statement(&self, sql: &str) -> Result<tokio_postgres::Statement, DbError> {
-        self.client
-            .prepare_cached(sql)
-            .await
-            .map_err(|err| db_error(err, self.what))
+        self.client.prepare_cached(sql).await.map_err(|err| db_error(err, self.what))
     }
 }
 
 fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
-    values
-        .iter()
-        .map(|value| value as &(dyn ToSql + Sync))
-        .collect()
+    values.iter().map(|value| value as &(dyn ToSql + Sync)).collect()
 }
 
 #[async_trait]
@@ -126,10 +106,7 @@ impl<C: GenericClient + Send> Db for PgDb<'_, C> {
 
     async fn execute(&mut self, sql: &str, values: &[Value]) -> Result<u64, DbError> {
         let statement = self.statement(sql).await?;
-        self.client
-            .execute(&statement, &params(values))
-            .await
-            .map_err(|err| db_error(err, self.what))
+        self.client.execute(&statement, &params(values)).await.map_err(|err| db_error(err, self.what))
     }
 }
 
@@ -143,29 +120,15 @@ impl Backend for PostgresStore {
         self.deadline
     }
 
-    async fn run_read<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
+    async fn run_read<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
         let client = self.client().await?;
-        let mut db = PgDb {
-            client: &client,
-            what,
-        };
+        let mut db = PgDb { client: &client, what };
         job(&mut db).await
     }
 
-    async fn run_write<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
+    async fn run_write<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
         let mut client = self.client().await?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|err| pg_error(err, what))?;
+        let tx = client.transaction().await.map_err(|err| pg_error(err, what))?;
         let result = {
             let mut db = PgDb { client: &tx, what };
             job(&mut db).await

@@ -15,15 +15,15 @@ use uuid::Uuid;
 
 use super::decode::{self, device, token};
 use super::rows::{
-    self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS,
-    CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS, DEVICE_COLUMNS, HISTORY_BATCH, TOKEN_COLUMNS,
+    self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS,
+    DEVICE_COLUMNS, HISTORY_BATCH, TOKEN_COLUMNS,
 };
 use super::sql::{args, Backend, Db, Job, Row, Value};
 use super::{
-    Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer,
-    CustomerUpdate, DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry,
-    JournalQuery, NewAccount, NewCustomer, PoolUsage, Scope, Store, StoreError, TokenFilter,
-    TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer, CustomerUpdate,
+    DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
+    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY,
+    LIST_LIMIT_MAX,
 };
 use crate::clock::now_millis;
 use crate::domain::{CustomerId, Device, DeviceType, Token};
@@ -37,78 +37,37 @@ where
     Box::new(work)
 }
 
-static LOAD_TOKEN: LazyLock<String> =
-    LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"));
-static INSERT_IDEMPOTENCY: LazyLock<String> =
-    LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
-static FIND_IDEMPOTENCY: LazyLock<String> =
-    LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
+static LOAD_TOKEN: LazyLock<String> = LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"));
+static INSERT_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
+static FIND_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
 
-static LOAD_DEVICE: Statement = statement!(
-    "load_device",
-    "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1"
-);
-static LOAD_CUSTOMER: Statement = statement!(
-    "load_customer",
-    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1"
-);
-static FIND_CUSTOMER_BY_EMAIL: Statement = statement!(
-    "find_customer_by_email",
-    "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1"
-);
-static FIND_ACCESS: Statement = statement!(
-    "find_access",
-    "SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1"
-);
-static LOAD_PARAM: Statement = statement!(
-    "load_param",
-    "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2"
-);
-static FIND_CREDENTIALS: Statement = statement!(
-    "find_credentials",
-    "SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1"
-);
-static LOAD_ACCESS: Statement = statement!(
-    "load_access",
-    "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1"
-);
-static LOAD_DEVICE_BY_ID: Statement = statement!(
-    "load_device_by_id",
-    "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1"
-);
-static LOAD_ACCOUNT: Statement = statement!(
-    "load_account",
-    "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
-);
-static DELETE_IDEMPOTENCY_BEFORE: Statement = statement!(
-    "delete_idempotency_before",
-    "DELETE FROM idempotency_keys WHERE created < $1"
-);
-static DELETE_PARAM: Statement = statement!(
-    "delete_param",
-    "DELETE FROM params WHERE customer_id = $1 AND pkey = $2"
-);
-static DELETE_ACCESS: Statement = statement!(
-    "delete_access",
-    "DELETE FROM access WHERE customer_id = $1 AND id = $2"
-);
-static SET_PASSWORD: Statement = statement!(
-    "set_password",
-    "UPDATE customers SET password_hash = $2, status = $3 WHERE id = $1"
-);
-static SET_TWOFA_SECRET: Statement = statement!(
-    "set_twofa_secret",
-    "UPDATE customers SET twofa_secret = $2 WHERE id = $1"
-);
-static UPDATE_CUSTOMER: Statement = statement!(
-    "update_customer",
-    "UPDATE customers SET display_name = $2, roles = $3, info = $4 WHERE email = $1"
-);
-static SET_ACCESS_SECRET_ENCRYPTED: Statement = statement!(
-    "set_access_secret_encrypted",
-    "UPDATE access SET secret_encrypted = $2 WHERE id = $1"
-);
+static LOAD_DEVICE: Statement = statement!("load_device", "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1");
+static LOAD_CUSTOMER: Statement = statement!("load_customer", "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
+static FIND_CUSTOMER_BY_EMAIL: Statement =
+    statement!("find_customer_by_email", "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1");
+static FIND_ACCESS: Statement = statement!("find_access", "SELECT {ACCESS_COLUMNS} FROM access WHERE apikey = $1");
+static LOAD_PARAM: Statement =
+    statement!("load_param", "SELECT pvalue FROM params WHERE customer_id = $1 AND pkey = $2");
+static FIND_CREDENTIALS: Statement =
+    statement!("find_credentials", "SELECT {CREDENTIAL_COLUMNS} FROM customers WHERE email = $1");
+static LOAD_ACCESS: Statement =
+    statement!("load_access", "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE id = $1");
+static LOAD_DEVICE_BY_ID: Statement =
+    statement!("load_device_by_id", "SELECT {DEVICE_COLUMNS} FROM devices WHERE id = $1");
+static LOAD_ACCOUNT: Statement = statement!("load_account", "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
+static DELETE_IDEMPOTENCY_BEFORE: Statement =
+    statement!("delete_idempotency_before", "DELETE FROM idempotency_keys WHERE created < $1");
+static DELETE_PARAM: Statement = statement!("delete_param", "DELETE FROM params WHERE customer_id = $1 AND pkey = $2");
+static DELETE_ACCESS: Statement = statement!("delete_access", "DELETE FROM access WHERE customer_id = $1 AND id = $2");
+static SET_PASSWORD: Statement =
+    statement!("set_password", "UPDATE customers SET password_hash = $2, status = $3 WHERE id = $1");
+static SET_TWOFA_SECRET: Statement =
+    statement!("set_twofa_secret", "UPDATE customers SET twofa_secret = $2 WHERE id = $1");
+static UPDATE_CUSTOMER: Statement =
+    statement!("update_customer", "UPDATE customers SET display_name = $2, roles = $3, info = $4 WHERE email = $1");
+static SET_ACCESS_SECRET_ENCRYPTED: Statement =
+    statement!("set_access_secret_encrypted", "UPDATE access SET secret_encrypted = $2 WHERE id = $1");
 static CREATE_ACCESS: Statement = statement!(
     "create_access",
     "INSERT INTO access (customer_id, created, scope, apikey, secret_hash) VALUES ($1, $2, $3, $4, $5) \
@@ -124,7 +83,10 @@ static SAVE_PARAM: Statement = statement!(
     "INSERT INTO params (customer_id, pkey, pvalue, updated) VALUES ($1, $2, $3, $4) \
      ON CONFLICT (customer_id, pkey) DO UPDATE SET pvalue = excluded.pvalue, updated = excluded.updated"
 );
-static CREATE_CUSTOMER: Statement = statement!("create_customer", "INSERT INTO customers (created, email, display_name, roles) VALUES ($1, $2, $3, $4) RETURNING {CUSTOMER_COLUMNS}");
+static CREATE_CUSTOMER: Statement = statement!(
+    "create_customer",
+    "INSERT INTO customers (created, email, display_name, roles) VALUES ($1, $2, $3, $4) RETURNING {CUSTOMER_COLUMNS}"
+);
 
 fn first_token(row: &Row) -> Result<Token, StoreError> {
     token(row, 0)
@@ -145,13 +107,7 @@ async fn read_rows<B: Backend, T: Send + 'static>(
         .read(
             what,
             job(move |db| {
-                Box::pin(async move {
-                    db.query(&query.sql, &query.values)
-                        .await?
-                        .iter()
-                        .map(decode)
-                        .collect()
-                })
+                Box::pin(async move { db.query(&query.sql, &query.values).await?.iter().map(decode).collect() })
             }),
         )
         .await
@@ -166,10 +122,7 @@ struct Statement {
 /// `statement!("name", "SQL with {COLUMNS}")`: the SQL is formatted once, on first use.
 macro_rules! statement {
     ($what:literal, $sql:literal) => {
-        Statement {
-            what: $what,
-            sql: LazyLock::new(|| format!($sql)),
-        }
+        Statement { what: $what, sql: LazyLock::new(|| format!($sql)) }
     };
 }
 use statement;
@@ -182,22 +135,12 @@ impl Statement {
         values: Vec<Value>,
         decode: fn(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let query = BoundQuery {
-            sql: self.sql.clone(),
-            values,
-        };
-        Ok(read_rows(backend, self.what, query, decode)
-            .await?
-            .into_iter()
-            .next())
+        let query = BoundQuery { sql: self.sql.clone(), values };
+        Ok(read_rows(backend, self.what, query, decode).await?.into_iter().next())
     }
 
     /// Execute it in its own transaction; rows changed.
-    async fn run<B: Backend>(
-        &'static self,
-        backend: &B,
-        values: Vec<Value>,
-    ) -> Result<u64, StoreError> {
+    async fn run<B: Backend>(&'static self, backend: &B, values: Vec<Value>) -> Result<u64, StoreError> {
         write_one(backend, self.what, self.sql.clone(), values).await
     }
 
@@ -211,13 +154,7 @@ impl Statement {
     ) -> Result<T, StoreError> {
         let sql: &'static str = &self.sql;
         let work = job(move |db| {
-            Box::pin(async move {
-                decode(
-                    &db.query_one(sql, &values)
-                        .await
-                        .map_err(|err| err.duplicate(unique))?,
-                )
-            })
+            Box::pin(async move { decode(&db.query_one(sql, &values).await.map_err(|err| err.duplicate(unique))?) })
         });
         backend.write(self.what, work).await
     }
@@ -230,22 +167,14 @@ async fn write_one<B: Backend>(
     sql: String,
     values: Vec<Value>,
 ) -> Result<u64, StoreError> {
-    backend
-        .write(
-            what,
-            job(move |db| Box::pin(async move { Ok(db.execute(&sql, &values).await?) })),
-        )
-        .await
+    backend.write(what, job(move |db| Box::pin(async move { Ok(db.execute(&sql, &values).await?) }))).await
 }
 
 /// Serialise the account changes of one customer: the default rule reads all its accounts.
 /// On PostgreSQL `NO KEY UPDATE` does not block token inserts checking their owner's foreign
 /// key; SQLite's write transaction holds the whole database already.
 async fn lock_customer_accounts(db: &mut dyn Db, customer: CustomerId) -> Result<(), StoreError> {
-    let sql = format!(
-        "SELECT 1 FROM customers WHERE id = $1{}",
-        db.dialect().row_lock("NO KEY UPDATE")
-    );
+    let sql = format!("SELECT 1 FROM customers WHERE id = $1{}", db.dialect().row_lock("NO KEY UPDATE"));
     db.query(&sql, &args![customer]).await?;
     Ok(())
 }
@@ -274,13 +203,9 @@ impl<B: Backend> Store for B {
         self.read(
             "load_token",
             job(move |db| {
-                Box::pin(async move {
-                    db.query_opt(&LOAD_TOKEN, &args![uuid])
-                        .await?
-                        .as_ref()
-                        .map(first_token)
-                        .transpose()
-                })
+                Box::pin(
+                    async move { db.query_opt(&LOAD_TOKEN, &args![uuid]).await?.as_ref().map(first_token).transpose() },
+                )
             }),
         )
         .await
@@ -292,13 +217,7 @@ impl<B: Backend> Store for B {
         self.read(
             "find_token_by_plain_code",
             job(move |db| {
-                Box::pin(async move {
-                    db.query_opt(sql, &args![plain_code])
-                        .await?
-                        .as_ref()
-                        .map(uuid)
-                        .transpose()
-                })
+                Box::pin(async move { db.query_opt(sql, &args![plain_code]).await?.as_ref().map(uuid).transpose() })
             }),
         )
         .await
@@ -310,28 +229,18 @@ impl<B: Backend> Store for B {
         filter: &TokenFilter,
         limit: usize,
     ) -> Result<Vec<Token>, StoreError> {
-        let mut query = BoundQuery {
-            sql: format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = $1"),
-            values: args![owner],
-        };
+        let mut query =
+            BoundQuery { sql: format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE owner_id = $1"), values: args![owner] };
         for (column, value) in rows::token_filter_conditions(filter) {
             query.values.push(value);
-            query
-                .sql
-                .push_str(&format!(" AND {column} = ${}", query.values.len()));
+            query.sql.push_str(&format!(" AND {column} = ${}", query.values.len()));
         }
         query.values.push(rows::list_limit(limit).into());
-        query
-            .sql
-            .push_str(&format!(" ORDER BY seq LIMIT ${}", query.values.len()));
+        query.sql.push_str(&format!(" ORDER BY seq LIMIT ${}", query.values.len()));
         read_rows(self, "list_tokens", query, first_token).await
     }
 
-    async fn insert_device(
-        &self,
-        new: &Device,
-        idempotency: Option<&IdempotencyKey>,
-    ) -> Result<Device, StoreError> {
+    async fn insert_device(&self, new: &Device, idempotency: Option<&IdempotencyKey>) -> Result<Device, StoreError> {
         let new = new.clone();
         let idempotency = idempotency.cloned();
         self.write(
@@ -370,20 +279,13 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn find_idempotency(
-        &self,
-        customer: CustomerId,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+    async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
         let key = key.to_owned();
         self.read(
             "find_idempotency",
             job(move |db| {
                 Box::pin(async move {
-                    let Some(row) = db
-                        .query_opt(&FIND_IDEMPOTENCY, &args![customer, key])
-                        .await?
-                    else {
+                    let Some(row) = db.query_opt(&FIND_IDEMPOTENCY, &args![customer, key]).await? else {
                         return Ok(None);
                     };
                     Ok(Some(IdempotencyRecord {
@@ -406,35 +308,21 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_device(&self, uuid: Uuid) -> Result<Option<Device>, StoreError> {
-        LOAD_DEVICE
-            .first(self, args![rows::uuid_text(uuid)], device)
-            .await
+        LOAD_DEVICE.first(self, args![rows::uuid_text(uuid)], device).await
     }
 
-    async fn list_devices(
-        &self,
-        customer: CustomerId,
-        limit: usize,
-    ) -> Result<Vec<Device>, StoreError> {
+    async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError> {
         let query = BoundQuery {
-            sql: format!(
-                "SELECT {DEVICE_COLUMNS} FROM devices WHERE customer_id = $1 ORDER BY id LIMIT $2"
-            ),
+            sql: format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE customer_id = $1 ORDER BY id LIMIT $2"),
             values: args![customer, rows::list_limit(limit)],
         };
         read_rows(self, "list_devices", query, device).await
     }
 
     async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StoreError> {
-        let values = args![
-            now_millis(),
-            rows::fold_case(&customer.email),
-            customer.display_name.clone(),
-            &customer.roles
-        ];
-        CREATE_CUSTOMER
-            .insert(self, values, decode::customer, "email")
-            .await
+        let values =
+            args![now_millis(), rows::fold_case(&customer.email), customer.display_name.clone(), &customer.roles];
+        CREATE_CUSTOMER.insert(self, values, decode::customer, "email").await
     }
 
     async fn load_customer(&self, id: CustomerId) -> Result<Option<Customer>, StoreError> {
@@ -442,9 +330,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn find_customer_by_email(&self, email: &str) -> Result<Option<Customer>, StoreError> {
-        FIND_CUSTOMER_BY_EMAIL
-            .first(self, args![rows::fold_case(email)], decode::customer)
-            .await
+        FIND_CUSTOMER_BY_EMAIL.first(self, args![rows::fold_case(email)], decode::customer).await
     }
 
     async fn create_access(
@@ -454,62 +340,25 @@ impl<B: Backend> Store for B {
         apikey: &str,
         secret_hash: &[u8],
     ) -> Result<Access, StoreError> {
-        let values = args![
-            customer,
-            now_millis(),
-            scope.as_str(),
-            rows::fold_case(apikey),
-            secret_hash
-        ];
-        CREATE_ACCESS
-            .insert(self, values, decode::access, "apikey")
-            .await
+        let values = args![customer, now_millis(), scope.as_str(), rows::fold_case(apikey), secret_hash];
+        CREATE_ACCESS.insert(self, values, decode::access, "apikey").await
     }
 
     async fn find_access(&self, apikey: &str) -> Result<Option<Access>, StoreError> {
-        FIND_ACCESS
-            .first(self, args![rows::fold_case(apikey)], decode::access)
-            .await
+        FIND_ACCESS.first(self, args![rows::fold_case(apikey)], decode::access).await
     }
 
-    async fn load_param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-    ) -> Result<Option<Json>, StoreError> {
-        LOAD_PARAM
-            .first(self, args![customer, key], |row| {
-                rows::parse_json(&row.text(0)?, "params.pvalue")
-            })
-            .await
+    async fn load_param(&self, customer: CustomerId, key: &str) -> Result<Option<Json>, StoreError> {
+        LOAD_PARAM.first(self, args![customer, key], |row| rows::parse_json(&row.text(0)?, "params.pvalue")).await
     }
 
-    async fn save_param(
-        &self,
-        customer: CustomerId,
-        key: &str,
-        value: &Json,
-    ) -> Result<(), StoreError> {
-        SAVE_PARAM
-            .run(
-                self,
-                args![customer, key, rows::json_text(value)?, now_millis()],
-            )
-            .await?;
+    async fn save_param(&self, customer: CustomerId, key: &str, value: &Json) -> Result<(), StoreError> {
+        SAVE_PARAM.run(self, args![customer, key, rows::json_text(value)?, now_millis()]).await?;
         Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        read_rows(
-            self,
-            "ping",
-            BoundQuery {
-                sql: "SELECT 1".into(),
-                values: Vec::new(),
-            },
-            |_| Ok(()),
-        )
-        .await?;
+        read_rows(self, "ping", BoundQuery { sql: "SELECT 1".into(), values: Vec::new() }, |_| Ok(())).await?;
         Ok(())
     }
 
@@ -518,17 +367,10 @@ impl<B: Backend> Store for B {
     }
 
     async fn find_credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
-        FIND_CREDENTIALS
-            .first(self, args![rows::fold_case(email)], decode::credentials)
-            .await
+        FIND_CREDENTIALS.first(self, args![rows::fold_case(email)], decode::credentials).await
     }
 
-    async fn create_user(
-        &self,
-        user: &NewCustomer,
-        password_hash: &str,
-        status: i32,
-    ) -> Result<Customer, StoreError> {
+    async fn create_user(&self, user: &NewCustomer, password_hash: &str, status: i32) -> Result<Customer, StoreError> {
         let values = args![
             now_millis(),
             rows::fold_case(&user.email),
@@ -537,28 +379,15 @@ impl<B: Backend> Store for B {
             status,
             password_hash
         ];
-        CREATE_USER
-            .insert(self, values, decode::customer, "email")
-            .await
+        CREATE_USER.insert(self, values, decode::customer, "email").await
     }
 
-    async fn set_password(
-        &self,
-        customer: CustomerId,
-        password_hash: &str,
-        status: i32,
-    ) -> Result<(), StoreError> {
-        SET_PASSWORD
-            .run(self, args![customer, password_hash, status])
-            .await?;
+    async fn set_password(&self, customer: CustomerId, password_hash: &str, status: i32) -> Result<(), StoreError> {
+        SET_PASSWORD.run(self, args![customer, password_hash, status]).await?;
         Ok(())
     }
 
-    async fn set_twofa_secret(
-        &self,
-        customer: CustomerId,
-        secret: Option<&[u8]>,
-    ) -> Result<(), StoreError> {
+    async fn set_twofa_secret(&self, customer: CustomerId, secret: Option<&[u8]>) -> Result<(), StoreError> {
         SET_TWOFA_SECRET.run(self, args![customer, secret]).await?;
         Ok(())
     }
@@ -571,17 +400,9 @@ impl<B: Backend> Store for B {
         read_rows(self, "list_customers", query, decode::customer).await
     }
 
-    async fn update_customer(
-        &self,
-        email: &str,
-        update: &CustomerUpdate,
-    ) -> Result<u64, StoreError> {
-        let values = args![
-            rows::fold_case(email),
-            update.display_name.clone(),
-            update.roles.clone(),
-            update.info.clone()
-        ];
+    async fn update_customer(&self, email: &str, update: &CustomerUpdate) -> Result<u64, StoreError> {
+        let values =
+            args![rows::fold_case(email), update.display_name.clone(), update.roles.clone(), update.info.clone()];
         UPDATE_CUSTOMER.run(self, values).await
     }
 
@@ -592,37 +413,23 @@ impl<B: Backend> Store for B {
             job(move |db| {
                 Box::pin(async move {
                     let sql = "DELETE FROM customers WHERE email = $1";
-                    db.execute(sql, &args![email])
-                        .await
-                        .map_err(|err| err.referenced("customer"))
+                    db.execute(sql, &args![email]).await.map_err(|err| err.referenced("customer"))
                 })
             }),
         )
         .await
     }
 
-    async fn set_access_secret_encrypted(
-        &self,
-        access: i64,
-        encrypted: &[u8],
-    ) -> Result<(), StoreError> {
-        SET_ACCESS_SECRET_ENCRYPTED
-            .run(self, args![access, encrypted])
-            .await?;
+    async fn set_access_secret_encrypted(&self, access: i64, encrypted: &[u8]) -> Result<(), StoreError> {
+        SET_ACCESS_SECRET_ENCRYPTED.run(self, args![access, encrypted]).await?;
         Ok(())
     }
 
     async fn load_access(&self, id: i64) -> Result<Option<AccessRecord>, StoreError> {
-        LOAD_ACCESS
-            .first(self, args![id], decode::access_record)
-            .await
+        LOAD_ACCESS.first(self, args![id], decode::access_record).await
     }
 
-    async fn list_access(
-        &self,
-        customer: CustomerId,
-        scope: Scope,
-    ) -> Result<Vec<AccessRecord>, StoreError> {
+    async fn list_access(&self, customer: CustomerId, scope: Scope) -> Result<Vec<AccessRecord>, StoreError> {
         let query = BoundQuery {
             sql: format!(
                 "SELECT {ACCESS_COLUMNS}, secret_encrypted FROM access WHERE customer_id = $1 AND scope = $2 ORDER BY id LIMIT $3"
@@ -648,9 +455,7 @@ impl<B: Backend> Store for B {
         refname: Option<Option<String>>,
     ) -> Result<u64, StoreError> {
         let query = rows::update_device_query(self.dialect(), customer, id, device_type, refname)
-            .ok_or_else(|| {
-            StoreError::Internal(anyhow::anyhow!("update_device: no field to update"))
-        })?;
+            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("update_device: no field to update")))?;
         write_one(self, "update_device", query.sql, query.values).await
     }
 
@@ -678,9 +483,7 @@ impl<B: Backend> Store for B {
                     if referenced != 0 {
                         return Err(StoreError::Referenced("device"));
                     }
-                    Ok(db
-                        .execute("DELETE FROM devices WHERE id = $1", &args![id])
-                        .await?)
+                    Ok(db.execute("DELETE FROM devices WHERE id = $1", &args![id]).await?)
                 })
             }),
         )
@@ -704,11 +507,7 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn insert_account(
-        &self,
-        customer: CustomerId,
-        account: &NewAccount,
-    ) -> Result<Account, StoreError> {
+    async fn insert_account(&self, customer: CustomerId, account: &NewAccount) -> Result<Account, StoreError> {
         let account = account.clone();
         self.write(
             "insert_account",
@@ -740,11 +539,7 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn list_accounts(
-        &self,
-        customer: CustomerId,
-        default: Option<bool>,
-    ) -> Result<Vec<Account>, StoreError> {
+    async fn list_accounts(&self, customer: CustomerId, default: Option<bool>) -> Result<Vec<Account>, StoreError> {
         let query = rows::list_accounts_query(self.dialect(), customer, default);
         read_rows(self, "list_accounts", query, decode::account).await
     }
@@ -803,10 +598,7 @@ impl<B: Backend> Store for B {
                 Box::pin(async move {
                     lock_customer_accounts(db, customer).await?;
                     let deleted = db
-                        .execute(
-                            "DELETE FROM accounts WHERE customer_id = $1 AND id = $2",
-                            &args![customer, id],
-                        )
+                        .execute("DELETE FROM accounts WHERE customer_id = $1 AND id = $2", &args![customer, id])
                         .await?;
                     apply_default_rule(db, customer).await?;
                     Ok(deleted)
@@ -816,63 +608,39 @@ impl<B: Backend> Store for B {
         .await
     }
 
-    async fn token_stats(
-        &self,
-        customer: Option<CustomerId>,
-    ) -> Result<Vec<TokenStat>, StoreError> {
-        read_rows(
-            self,
-            "token_stats",
-            rows::token_stats_query(self.dialect(), customer),
-            |row| {
-                Ok(TokenStat {
-                    state: rows::parse_token_state(&row.text(0)?, "tokens.state")?,
-                    token_type: rows::parse_token_type(&row.text(1)?)?,
-                    amount: rows::exact_sum_value(row.i64(2)?, row.i64(3)?),
-                    count: row.i64(4)?,
-                })
-            },
-        )
+    async fn token_stats(&self, customer: Option<CustomerId>) -> Result<Vec<TokenStat>, StoreError> {
+        read_rows(self, "token_stats", rows::token_stats_query(self.dialect(), customer), |row| {
+            Ok(TokenStat {
+                state: rows::parse_token_state(&row.text(0)?, "tokens.state")?,
+                token_type: rows::parse_token_type(&row.text(1)?)?,
+                amount: rows::exact_sum_value(row.i64(2)?, row.i64(3)?),
+                count: row.i64(4)?,
+            })
+        })
         .await
     }
 
     async fn journal(&self, query: &JournalQuery) -> Result<Vec<JournalEntry>, StoreError> {
-        let rows = read_rows(
-            self,
-            "journal",
-            rows::journal_query(self.dialect(), query),
-            JournalEventRow::read,
-        )
-        .await?;
+        let rows =
+            read_rows(self, "journal", rows::journal_query(self.dialect(), query), JournalEventRow::read).await?;
         rows::journal_entries(rows, query)
     }
 
     async fn clearing_rows(&self, query: &ClearingQuery) -> Result<Vec<ClearingRow>, StoreError> {
-        read_rows(
-            self,
-            "clearing_rows",
-            rows::clearing_rows_query(self.dialect(), query),
-            decode::clearing_row,
-        )
-        .await
+        read_rows(self, "clearing_rows", rows::clearing_rows_query(self.dialect(), query), decode::clearing_row).await
     }
 
     async fn clearing_sums(&self, query: &ClearingQuery) -> Result<Vec<ClearingSum>, StoreError> {
-        read_rows(
-            self,
-            "clearing_sums",
-            rows::clearing_sums_query(self.dialect(), query),
-            |row| {
-                Ok(ClearingSum {
-                    token_type: rows::parse_token_type(&row.text(0)?)?,
-                    symbol: row.text(1)?,
-                    debitor_id: row.i64(2)?,
-                    creditor_id: row.i64(3)?,
-                    count: row.i64(4)?,
-                    amount: rows::exact_sum_value(row.i64(5)?, row.i64(6)?),
-                })
-            },
-        )
+        read_rows(self, "clearing_sums", rows::clearing_sums_query(self.dialect(), query), |row| {
+            Ok(ClearingSum {
+                token_type: rows::parse_token_type(&row.text(0)?)?,
+                symbol: row.text(1)?,
+                debitor_id: row.i64(2)?,
+                creditor_id: row.i64(3)?,
+                count: row.i64(4)?,
+                amount: rows::exact_sum_value(row.i64(5)?, row.i64(6)?),
+            })
+        })
         .await
     }
 
@@ -891,11 +659,7 @@ impl<B: Backend> Store for B {
             sql: "SELECT CAST(COALESCE(MAX(seq), 0) AS BIGINT) FROM token_events".into(),
             values: Vec::new(),
         };
-        Ok(read_rows(self, "last_event_seq", query, |row| row.i64(0))
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or(0))
+        Ok(read_rows(self, "last_event_seq", query, |row| row.i64(0)).await?.into_iter().next().unwrap_or(0))
     }
 
     async fn due_expiries(&self, now: i64, limit: usize) -> Result<Vec<Uuid>, StoreError> {
@@ -930,7 +694,8 @@ impl<B: Backend> Store for B {
                             let list = serde_json::to_string(&doomed)
                                 .map_err(|err| StoreError::Internal(anyhow::anyhow!("delete_history: {err}")))?;
                             let within = db.dialect().in_json_text_array("token_uuid", "$1");
-                            db.execute(&format!("DELETE FROM token_events WHERE {within}"), &args![list.clone()]).await?;
+                            db.execute(&format!("DELETE FROM token_events WHERE {within}"), &args![list.clone()])
+                                .await?;
                             db.execute(&format!("DELETE FROM clearing WHERE {within}"), &args![list.clone()]).await?;
                             let within = db.dialect().in_json_text_array("uuid", "$1");
                             Ok(db.execute(&format!("DELETE FROM tokens WHERE {within}"), &args![list]).await?)
@@ -953,35 +718,21 @@ pub trait Inspection {
     /// Number of `token_events` rows.
     async fn count_events(&self) -> Result<i64, StoreError>;
     /// The stored account snapshots of every clearing row, as text, in clearing order.
-    async fn clearing_account_texts(
-        &self,
-    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError>;
+    async fn clearing_account_texts(&self) -> Result<Vec<(Option<String>, Option<String>)>, StoreError>;
 }
 
 #[async_trait]
 impl<B: Backend> Inspection for B {
     async fn count_events(&self) -> Result<i64, StoreError> {
-        let query = BoundQuery {
-            sql: "SELECT COUNT(*) FROM token_events".into(),
-            values: Vec::new(),
-        };
-        Ok(read_rows(self, "count_events", query, |row| row.i64(0))
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or(0))
+        let query = BoundQuery { sql: "SELECT COUNT(*) FROM token_events".into(), values: Vec::new() };
+        Ok(read_rows(self, "count_events", query, |row| row.i64(0)).await?.into_iter().next().unwrap_or(0))
     }
 
-    async fn clearing_account_texts(
-        &self,
-    ) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
+    async fn clearing_account_texts(&self) -> Result<Vec<(Option<String>, Option<String>)>, StoreError> {
         let query = BoundQuery {
             sql: "SELECT debitor_account, creditor_account FROM clearing ORDER BY id".into(),
             values: Vec::new(),
         };
-        read_rows(self, "clearing_account_texts", query, |row| {
-            Ok((row.opt_text(0)?, row.opt_text(1)?))
-        })
-        .await
+        read_rows(self, "clearing_account_texts", query, |row| Ok((row.opt_text(0)?, row.opt_text(1)?))).await
     }
 }

@@ -8,9 +8,7 @@ use uuid::Uuid;
 
 use super::sql::{Row, Value as Param};
 use super::{ClearingQuery, JournalEntry, JournalQuery, Scope, StoreError};
-use crate::domain::{
-    CustomerId, Device, DeviceType, Token, TokenEvent, TokenEventKind, TokenState, TokenType,
-};
+use crate::domain::{CustomerId, Device, DeviceType, Token, TokenEvent, TokenEventKind, TokenState, TokenType};
 
 /// The token columns every token `SELECT` reads, in the order `decode::token` expects them.
 pub(super) const TOKEN_COLUMNS: &str = "uuid, version, created, updated, type, plain_code, \
@@ -18,8 +16,7 @@ pub(super) const TOKEN_COLUMNS: &str = "uuid, version, created, updated, type, p
      info, processing_info, owner_id, owner_device, lock_device, lock_customer_id";
 
 /// The device columns every device `SELECT` reads, in the order [`DeviceRow`] expects them.
-pub(super) const DEVICE_COLUMNS: &str =
-    "id, uuid, customer_id, created, type, pubkey, lat, lon, refname, info";
+pub(super) const DEVICE_COLUMNS: &str = "id, uuid, customer_id, created, type, pubkey, lat, lon, refname, info";
 
 /// The customer columns every customer `SELECT` reads, in the order [`CustomerRow`] expects.
 pub(super) const CUSTOMER_COLUMNS: &str = "id, created, email, display_name, roles, status, info";
@@ -36,8 +33,7 @@ pub(super) const EVENT_RECORD_COLUMNS: &str = "seq, token_uuid, kind, from_state
      created, owner_id, cash_customer_id, version, payload";
 
 /// The account columns every account `SELECT` reads, in the order [`AccountRow`] expects.
-pub(super) const ACCOUNT_COLUMNS: &str =
-    "id, customer_id, value, type, is_default, symbol, refname";
+pub(super) const ACCOUNT_COLUMNS: &str = "id, customer_id, value, type, is_default, symbol, refname";
 
 /// The `clearing` columns a clearing insert binds, in [`ClearingValues`] order (the account
 /// snapshots are computed by the statement itself).
@@ -146,10 +142,7 @@ pub(super) fn default_rule_sql(dialect: Dialect) -> String {
 
 /// `p1, p2, ... pN` where `p` is the backend's placeholder prefix (`$` or `?`).
 fn placeholders(prefix: char, count: usize) -> String {
-    (1..=count)
-        .map(|index| format!("{prefix}{index}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    (1..=count).map(|index| format!("{prefix}{index}")).collect::<Vec<_>>().join(", ")
 }
 
 pub(super) fn token_columns() -> impl Iterator<Item = &'static str> {
@@ -184,10 +177,7 @@ pub(super) fn update_token_sql(prefix: char) -> String {
 
 /// [`TOKEN_COLUMNS`] of the table aliased `alias`.
 pub(super) fn token_columns_of(alias: &str) -> String {
-    token_columns()
-        .map(|column| format!("{alias}.{column}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    token_columns().map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Insert an event bound as [`EventValues`].
@@ -207,10 +197,7 @@ pub(super) fn parse_uuid(text: &str, column: &'static str) -> Result<Uuid, Store
     Uuid::parse_str(text).map_err(|err| corrupt(column, text, err))
 }
 
-pub(super) fn parse_token_state(
-    text: &str,
-    column: &'static str,
-) -> Result<TokenState, StoreError> {
+pub(super) fn parse_token_state(text: &str, column: &'static str) -> Result<TokenState, StoreError> {
     TokenState::parse(text).ok_or_else(|| corrupt(column, text, "unknown token state"))
 }
 
@@ -247,8 +234,7 @@ pub(super) fn parse_json(text: &str, column: &'static str) -> Result<Value, Stor
 }
 
 pub(super) fn json_text(value: &Value) -> Result<String, StoreError> {
-    serde_json::to_string(value)
-        .map_err(|err| StoreError::Internal(anyhow!("cannot encode a JSON value: {err}")))
+    serde_json::to_string(value).map_err(|err| StoreError::Internal(anyhow!("cannot encode a JSON value: {err}")))
 }
 
 fn json_text_opt(value: Option<&Value>) -> Result<Option<String>, StoreError> {
@@ -412,13 +398,7 @@ pub(super) struct SetValues {
 /// The snapshot an event row stores: that of the last write of its set for the event's token;
 /// `{}` (the column default) for an event whose set wrote no such token.
 fn event_payload(set: &super::WriteSet, event: &TokenEvent) -> Result<String, StoreError> {
-    match set
-        .writes
-        .iter()
-        .rev()
-        .map(super::TokenWrite::token)
-        .find(|token| token.uuid == event.token)
-    {
+    match set.writes.iter().rev().map(super::TokenWrite::token).find(|token| token.uuid == event.token) {
         Some(token) => serde_json::to_string(&token.snapshot_json())
             .map_err(|err| StoreError::Internal(anyhow!("cannot encode a token snapshot: {err}"))),
         None => Ok("{}".to_owned()),
@@ -433,12 +413,8 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 .writes
                 .iter()
                 .map(|write| match write {
-                    super::TokenWrite::Insert(token) => {
-                        TokenValues::new(token).map(WriteValues::Insert)
-                    }
-                    super::TokenWrite::Update(token) => {
-                        TokenValues::new(token).map(WriteValues::Update)
-                    }
+                    super::TokenWrite::Insert(token) => TokenValues::new(token).map(WriteValues::Insert),
+                    super::TokenWrite::Update(token) => TokenValues::new(token).map(WriteValues::Update),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let events = set
@@ -452,12 +428,7 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 creditor_id: clearing.creditor_id,
                 created: clearing.created,
             });
-            Ok(SetValues {
-                writes,
-                events,
-                clearing,
-                idempotency: set.idempotency.clone(),
-            })
+            Ok(SetValues { writes, events, clearing, idempotency: set.idempotency.clone() })
         })
         .collect()
 }
@@ -509,10 +480,7 @@ pub(super) struct BoundQuery {
 
 impl BoundQuery {
     fn new(sql: impl Into<String>) -> Self {
-        Self {
-            sql: sql.into(),
-            values: Vec::new(),
-        }
+        Self { sql: sql.into(), values: Vec::new() }
     }
 
     /// Bind `value` and return its placeholder.
@@ -524,22 +492,14 @@ impl BoundQuery {
 
 /// A customer's accounts in id order, optionally only the default one (or only the others);
 /// columns [`ACCOUNT_COLUMNS`].
-pub(super) fn list_accounts_query(
-    dialect: Dialect,
-    customer: CustomerId,
-    default: Option<bool>,
-) -> BoundQuery {
-    let mut query = BoundQuery::new(format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "
-    ));
+pub(super) fn list_accounts_query(dialect: Dialect, customer: CustomerId, default: Option<bool>) -> BoundQuery {
+    let mut query = BoundQuery::new(format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE customer_id = "));
     let customer = query.bind(dialect, Param::Int(customer));
     query.sql.push_str(&customer);
     if let Some(default) = default {
         let flag = query.bind(dialect, Param::Int(default_flag(default)));
         // is_default is INTEGER; PostgreSQL binds the parameter as BIGINT.
-        query
-            .sql
-            .push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
+        query.sql.push_str(&format!(" AND is_default = CAST({flag} AS BIGINT)"));
     }
     let limit = query.bind(dialect, Param::Int(list_limit(super::LIST_LIMIT_MAX)));
     query.sql.push_str(&format!(" ORDER BY id LIMIT {limit}"));
@@ -554,16 +514,12 @@ pub(super) fn events_after_query(
     after_seq: i64,
     limit: usize,
 ) -> BoundQuery {
-    let mut query = BoundQuery::new(format!(
-        "SELECT {EVENT_RECORD_COLUMNS} FROM token_events WHERE seq > "
-    ));
+    let mut query = BoundQuery::new(format!("SELECT {EVENT_RECORD_COLUMNS} FROM token_events WHERE seq > "));
     let after = query.bind(dialect, Param::Int(after_seq));
     query.sql.push_str(&after);
     if let Some(customer) = customer {
         let customer = query.bind(dialect, Param::Int(customer));
-        query.sql.push_str(&format!(
-            " AND (owner_id = {customer} OR cash_customer_id = {customer})"
-        ));
+        query.sql.push_str(&format!(" AND (owner_id = {customer} OR cash_customer_id = {customer})"));
     }
     let limit = query.bind(dialect, Param::Int(list_limit(limit)));
     query.sql.push_str(&format!(" ORDER BY seq LIMIT {limit}"));
@@ -574,10 +530,7 @@ pub(super) fn events_after_query(
 /// its devices) or over all tokens. Columns: state, type, amount (two columns, see
 /// [`exact_sum`]), count.
 pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) -> BoundQuery {
-    let mut query = BoundQuery::new(format!(
-        "SELECT state, type, {}, COUNT(*) FROM tokens",
-        exact_sum("amount")
-    ));
+    let mut query = BoundQuery::new(format!("SELECT state, type, {}, COUNT(*) FROM tokens", exact_sum("amount")));
     if let Some(customer) = customer {
         let customer = query.bind(dialect, Param::Int(customer));
         query.sql.push_str(&format!(
@@ -585,9 +538,7 @@ pub(super) fn token_stats_query(dialect: Dialect, customer: Option<CustomerId>) 
              (SELECT uuid FROM devices WHERE customer_id = {customer})"
         ));
     }
-    query
-        .sql
-        .push_str(" GROUP BY state, type ORDER BY state, type");
+    query.sql.push_str(" GROUP BY state, type ORDER BY state, type");
     query
 }
 
@@ -606,10 +557,7 @@ pub(super) fn journal_action(kind: TokenEventKind) -> Option<&'static str> {
 
 /// Events journaled for the cash customer too (when it is not the owner).
 fn journaled_for_cash_customer(kind: TokenEventKind) -> bool {
-    matches!(
-        kind,
-        TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed
-    )
+    matches!(kind, TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed)
 }
 
 /// The `processing_info` a `reject` journal entry shows instead of the token's.
@@ -654,9 +602,7 @@ pub(super) fn journal_query(dialect: Dialect, journal: &JournalQuery) -> BoundQu
         ));
     }
     let limit = query.bind(dialect, Param::Int(list_limit(journal.limit)));
-    query
-        .sql
-        .push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+    query.sql.push_str(&format!(" ORDER BY seq DESC LIMIT {limit}"));
     query
 }
 
@@ -702,10 +648,8 @@ pub(super) fn journal_entries(
         let mut data = parse_json(&row.payload, "token_events.payload")?;
         if kind == TokenEventKind::Rejected {
             if let Value::Object(fields) = &mut data {
-                fields.insert(
-                    "processing_info".to_owned(),
-                    parse_json(REJECT_PROCESSING_INFO, "journal reject reason")?,
-                );
+                fields
+                    .insert("processing_info".to_owned(), parse_json(REJECT_PROCESSING_INFO, "journal reject reason")?);
             }
         }
         let mut customers = Vec::with_capacity(2);
@@ -721,13 +665,7 @@ pub(super) fn journal_entries(
             }
         }
         for customer_id in customers {
-            entries.push(JournalEntry {
-                id: row.seq,
-                customer_id,
-                created: row.created,
-                action,
-                data: data.clone(),
-            });
+            entries.push(JournalEntry { id: row.seq, customer_id, created: row.created, action, data: data.clone() });
         }
     }
     entries.truncate(limit);
@@ -739,9 +677,7 @@ fn clearing_conditions(dialect: Dialect, clearing: &ClearingQuery, query: &mut B
     query.sql.push_str(" WHERE 1 = 1");
     if let Some(customer) = clearing.customer {
         let customer = query.bind(dialect, Param::Int(customer));
-        query.sql.push_str(&format!(
-            " AND (c.debitor_id = {customer} OR c.creditor_id = {customer})"
-        ));
+        query.sql.push_str(&format!(" AND (c.debitor_id = {customer} OR c.creditor_id = {customer})"));
     }
     if let Some(token) = clearing.token {
         let token = query.bind(dialect, Param::Text(uuid_text(token)));
@@ -820,9 +756,7 @@ pub(super) fn update_device_query(
     query.sql.push_str(&assignments.join(", "));
     let customer = query.bind(dialect, Param::Int(customer));
     let id = query.bind(dialect, Param::Int(id));
-    query
-        .sql
-        .push_str(&format!(" WHERE customer_id = {customer} AND id = {id}"));
+    query.sql.push_str(&format!(" WHERE customer_id = {customer} AND id = {id}"));
     Some(query)
 }
 
@@ -846,8 +780,7 @@ pub(super) fn exact_sum_value(high: i64, low: i64) -> i128 {
 
 /// A stored device as its idempotency key's result.
 pub(super) fn device_json(device: &Device) -> Result<String, StoreError> {
-    serde_json::to_string(device)
-        .map_err(|err| StoreError::Internal(anyhow!("cannot encode a device: {err}")))
+    serde_json::to_string(device).map_err(|err| StoreError::Internal(anyhow!("cannot encode a device: {err}")))
 }
 
 /// Columns of `idempotency_keys`, in the order [`insert_idempotency_sql`] binds them.
@@ -855,10 +788,7 @@ pub(super) const IDEMPOTENCY_COLUMNS: &str = "customer_id, idem_key, fingerprint
 
 /// Store an idempotency key unless the customer already used it (then nothing is inserted).
 pub(super) fn insert_idempotency_sql(dialect: Dialect) -> String {
-    let values = (1..=5)
-        .map(|index| dialect.placeholder(index))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let values = (1..=5).map(|index| dialect.placeholder(index)).collect::<Vec<_>>().join(", ");
     format!("INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING")
 }
 
@@ -906,17 +836,8 @@ mod tests {
 
     #[test]
     fn corrupt_values_are_internal_errors() {
-        assert!(matches!(
-            parse_uuid("nope", "tokens.uuid"),
-            Err(StoreError::Internal(_))
-        ));
-        assert!(matches!(
-            parse_token_state("NOPE", "tokens.state"),
-            Err(StoreError::Internal(_))
-        ));
-        assert!(matches!(
-            parse_json("{", "tokens.info"),
-            Err(StoreError::Internal(_))
-        ));
+        assert!(matches!(parse_uuid("nope", "tokens.uuid"), Err(StoreError::Internal(_))));
+        assert!(matches!(parse_token_state("NOPE", "tokens.state"), Err(StoreError::Internal(_))));
+        assert!(matches!(parse_json("{", "tokens.info"), Err(StoreError::Internal(_))));
     }
 }

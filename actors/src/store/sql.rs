@@ -98,16 +98,11 @@ pub(super) struct Row(pub Vec<Value>);
 
 impl Row {
     fn at(&self, index: usize) -> Result<&Value, StoreError> {
-        self.0
-            .get(index)
-            .ok_or_else(|| StoreError::Internal(anyhow::anyhow!("row has no column {index}")))
+        self.0.get(index).ok_or_else(|| StoreError::Internal(anyhow::anyhow!("row has no column {index}")))
     }
 
     fn mistyped(&self, index: usize, wanted: &str) -> StoreError {
-        StoreError::Internal(anyhow::anyhow!(
-            "column {index} is not {wanted}: {:?}",
-            self.0.get(index)
-        ))
+        StoreError::Internal(anyhow::anyhow!("column {index} is not {wanted}: {:?}", self.0.get(index)))
     }
 
     pub fn opt_i64(&self, index: usize) -> Result<Option<i64>, StoreError> {
@@ -119,8 +114,7 @@ impl Row {
     }
 
     pub fn i64(&self, index: usize) -> Result<i64, StoreError> {
-        self.opt_i64(index)?
-            .ok_or_else(|| self.mistyped(index, "an integer"))
+        self.opt_i64(index)?.ok_or_else(|| self.mistyped(index, "an integer"))
     }
 
     pub fn i32(&self, index: usize) -> Result<i32, StoreError> {
@@ -146,8 +140,7 @@ impl Row {
     }
 
     pub fn text(&self, index: usize) -> Result<String, StoreError> {
-        self.opt_text(index)?
-            .ok_or_else(|| self.mistyped(index, "text"))
+        self.opt_text(index)?.ok_or_else(|| self.mistyped(index, "text"))
     }
 
     pub fn opt_bytes(&self, index: usize) -> Result<Option<Vec<u8>>, StoreError> {
@@ -159,8 +152,7 @@ impl Row {
     }
 
     pub fn bytes(&self, index: usize) -> Result<Vec<u8>, StoreError> {
-        self.opt_bytes(index)?
-            .ok_or_else(|| self.mistyped(index, "bytes"))
+        self.opt_bytes(index)?.ok_or_else(|| self.mistyped(index, "bytes"))
     }
 }
 
@@ -223,15 +215,14 @@ impl dyn Db + '_ {
 
     /// The first row; none is an internal error.
     pub async fn query_one(&mut self, sql: &str, params: &[Value]) -> Result<Row, DbError> {
-        self.query_opt(sql, params).await?.ok_or_else(|| {
-            DbError::Other(StoreError::Internal(anyhow::anyhow!("no row from: {sql}")))
-        })
+        self.query_opt(sql, params)
+            .await?
+            .ok_or_else(|| DbError::Other(StoreError::Internal(anyhow::anyhow!("no row from: {sql}"))))
     }
 }
 
 /// Work on one connection: a closure handed the connection, returning its future.
-pub(super) type Job<T> =
-    Box<dyn for<'a> FnOnce(&'a mut dyn Db) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
+pub(super) type Job<T> = Box<dyn for<'a> FnOnce(&'a mut dyn Db) -> BoxFuture<'a, Result<T, StoreError>> + Send>;
 
 /// The deadline of every store call and commit unless the store is given another
 /// (`with_deadline`; the server's `store_timeout_ms`).
@@ -250,17 +241,9 @@ pub(super) trait Backend: Send + Sync + 'static {
     fn dialect(&self) -> Dialect;
     fn deadline(&self) -> Duration;
     /// Run `job` on a read connection (autocommit).
-    async fn run_read<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError>;
+    async fn run_read<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError>;
     /// Run `job` inside one transaction: committed when it returns `Ok`, rolled back otherwise.
-    async fn run_write<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError>;
+    async fn run_write<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError>;
     /// The group commit of many write sets (`Store::commit`), tuned per backend.
     async fn run_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError>;
     /// `Store::commit_slots`.
@@ -271,50 +254,27 @@ pub(super) trait Backend: Send + Sync + 'static {
     fn connection_usage(&self) -> Vec<PoolUsage>;
 
     /// [`Backend::run_read`] within the deadline.
-    async fn read<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
+    async fn read<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
         let deadline = self.deadline();
         tokio::time::timeout(deadline, self.run_read(what, job))
             .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "{what}: no answer within {deadline:?}"
-                )))
-            })
+            .unwrap_or_else(|_| Err(StoreError::Unavailable(format!("{what}: no answer within {deadline:?}"))))
     }
 
     /// [`Backend::run_write`] within the deadline.
-    async fn write<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
+    async fn write<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
         let deadline = self.deadline();
         tokio::time::timeout(deadline, self.run_write(what, job))
             .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::OutcomeUnknown(format!(
-                    "{what}: no answer within {deadline:?}"
-                )))
-            })
+            .unwrap_or_else(|_| Err(StoreError::OutcomeUnknown(format!("{what}: no answer within {deadline:?}"))))
     }
 
     /// [`Backend::run_commit`] within the deadline.
-    async fn commit_within_deadline(
-        &self,
-        sets: &[WriteSet],
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    async fn commit_within_deadline(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         let deadline = self.deadline();
         tokio::time::timeout(deadline, self.run_commit(sets))
             .await
-            .unwrap_or_else(|_| {
-                Err(StoreError::OutcomeUnknown(format!(
-                    "commit: no answer within {deadline:?}"
-                )))
-            })
+            .unwrap_or_else(|_| Err(StoreError::OutcomeUnknown(format!("commit: no answer within {deadline:?}"))))
     }
 }
 
@@ -348,9 +308,9 @@ pub(super) fn run_now<T>(
     let mut context = std::task::Context::from_waker(std::task::Waker::noop());
     match future.as_mut().poll(&mut context) {
         std::task::Poll::Ready(result) => result,
-        std::task::Poll::Pending => Err(StoreError::Internal(anyhow::anyhow!(
-            "a SQLite job waited on something other than SQLite"
-        ))),
+        std::task::Poll::Pending => {
+            Err(StoreError::Internal(anyhow::anyhow!("a SQLite job waited on something other than SQLite")))
+        }
     }
 }
 
@@ -360,28 +320,14 @@ mod tests {
 
     #[test]
     fn placeholders_are_numbered_for_sqlite_outside_quotes() {
-        assert_eq!(
-            numbered_placeholders("a = $2 AND b = $1"),
-            "a = ?2 AND b = ?1"
-        );
-        assert_eq!(
-            numbered_placeholders("x = '$1' AND y = $10"),
-            "x = '$1' AND y = ?10"
-        );
-        assert!(matches!(
-            numbered_placeholders("no params"),
-            Cow::Borrowed(_)
-        ));
+        assert_eq!(numbered_placeholders("a = $2 AND b = $1"), "a = ?2 AND b = ?1");
+        assert_eq!(numbered_placeholders("x = '$1' AND y = $10"), "x = '$1' AND y = ?10");
+        assert!(matches!(numbered_placeholders("no params"), Cow::Borrowed(_)));
     }
 
     #[test]
     fn rows_read_their_types_and_refuse_others() {
-        let row = Row(vec![
-            Value::Int(7),
-            Value::Null,
-            Value::Text("t".into()),
-            Value::Bytes(vec![1]),
-        ]);
+        let row = Row(vec![Value::Int(7), Value::Null, Value::Text("t".into()), Value::Bytes(vec![1])]);
         assert_eq!(row.i64(0).ok(), Some(7));
         assert_eq!(row.opt_i64(1).ok(), Some(None));
         assert!(row.i64(1).is_err());

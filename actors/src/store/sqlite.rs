@@ -21,10 +21,7 @@ use crate::clock::now_millis;
 /// Forward-only migrations: `(version, sql)`, ascending. See `migrations/README.md`.
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
-    (
-        2,
-        include_str!("migrations/sqlite/0002_portal_clearing.sql"),
-    ),
+    (2, include_str!("migrations/sqlite/0002_portal_clearing.sql")),
     (3, include_str!("migrations/sqlite/0003_idempotency.sql")),
 ];
 
@@ -36,10 +33,8 @@ const STATEMENT_CACHE: usize = 64;
 static INSERT_TOKEN: LazyLock<String> = LazyLock::new(|| rows::insert_token_sql('?'));
 static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql('?'));
 static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql('?'));
-static INSERT_CLEARING: LazyLock<String> =
-    LazyLock::new(|| rows::insert_clearing_sql(Dialect::Sqlite));
-static INSERT_IDEMPOTENCY: LazyLock<String> =
-    LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Sqlite));
+static INSERT_CLEARING: LazyLock<String> = LazyLock::new(|| rows::insert_clearing_sql(Dialect::Sqlite));
+static INSERT_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Sqlite));
 
 /// The SQLite store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
@@ -99,9 +94,7 @@ impl Drop for Release<'_> {
 
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore")
-            .field("path", &self.inner.path)
-            .finish_non_exhaustive()
+        f.debug_struct("SqliteStore").field("path", &self.inner.path).finish_non_exhaustive()
     }
 }
 
@@ -112,10 +105,7 @@ impl SqliteStore {
     /// Open (creating if needed) `data_dir/cashgrid.db` and bring its schema up to date.
     pub fn open(data_dir: &Path) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|err| {
-            StoreError::Unavailable(format!(
-                "cannot create the data directory {}: {err}",
-                data_dir.display()
-            ))
+            StoreError::Unavailable(format!("cannot create the data directory {}: {err}", data_dir.display()))
         })?;
         let path = data_dir.join(Self::FILE_NAME);
         let mut writer = open_connection(&path)?;
@@ -123,18 +113,13 @@ impl SqliteStore {
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(|err| sql_error(err, "set journal_mode=WAL"))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Internal(anyhow!(
-                "{}: journal_mode is {mode}, not wal",
-                path.display()
-            )));
+            return Err(StoreError::Internal(anyhow!("{}: journal_mode is {mode}, not wal", path.display())));
         }
         migrate(&mut writer)?;
         let readers = (0..READERS)
             .map(|_| {
                 let reader = open_connection(&path)?;
-                reader
-                    .pragma_update(None, "query_only", true)
-                    .map_err(|err| sql_error(err, "set query_only"))?;
+                reader.pragma_update(None, "query_only", true).map_err(|err| sql_error(err, "set query_only"))?;
                 Ok(Mutex::new(reader))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -169,13 +154,9 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            inner
-                .reader_usage
-                .run(|| inner.reader(), |mut conn| job(&mut conn))
-        })
-        .await
-        .map_err(|err| StoreError::Internal(anyhow!("sqlite read task failed: {err}")))?
+        tokio::task::spawn_blocking(move || inner.reader_usage.run(|| inner.reader(), |mut conn| job(&mut conn)))
+            .await
+            .map_err(|err| StoreError::Internal(anyhow!("sqlite read task failed: {err}")))?
     }
 
     /// Run `job` on the writer connection, on a blocking thread.
@@ -185,13 +166,9 @@ impl SqliteStore {
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            inner
-                .writer_usage
-                .run(|| lock(&inner.writer), |mut conn| job(&mut conn))
-        })
-        .await
-        .map_err(|err| StoreError::Internal(anyhow!("sqlite write task failed: {err}")))?
+        tokio::task::spawn_blocking(move || inner.writer_usage.run(|| lock(&inner.writer), |mut conn| job(&mut conn)))
+            .await
+            .map_err(|err| StoreError::Internal(anyhow!("sqlite write task failed: {err}")))?
     }
 }
 
@@ -231,17 +208,12 @@ fn recover(guard: MutexGuard<'_, Connection>) -> MutexGuard<'_, Connection> {
 }
 
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|err| StoreError::Unavailable(format!("cannot open {}: {err}", path.display())))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|err| sql_error(err, "set busy_timeout"))?;
-    conn.pragma_update(None, "synchronous", "FULL")
-        .map_err(|err| sql_error(err, "set synchronous=FULL"))?;
-    conn.pragma_update(None, "foreign_keys", true)
-        .map_err(|err| sql_error(err, "set foreign_keys=ON"))?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|err| sql_error(err, "set busy_timeout"))?;
+    conn.pragma_update(None, "synchronous", "FULL").map_err(|err| sql_error(err, "set synchronous=FULL"))?;
+    conn.pragma_update(None, "foreign_keys", true).map_err(|err| sql_error(err, "set foreign_keys=ON"))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
@@ -260,24 +232,15 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     )
     .map_err(|err| sql_error(err, "create schema_migrations"))?;
     let current: i64 = tx
-        .query_row(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |row| row.get(0))
         .map_err(|err| sql_error(err, "read schema_migrations"))?;
     for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-        tx.execute_batch(sql)
-            .map_err(|err| sql_error(err, &format!("migration {version}")))?;
-        tx.execute(
-            "INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)",
-            params![version, now_millis()],
-        )
-        .map_err(|err| sql_error(err, &format!("record migration {version}")))?;
+        tx.execute_batch(sql).map_err(|err| sql_error(err, &format!("migration {version}")))?;
+        tx.execute("INSERT INTO schema_migrations (version, applied) VALUES (?1, ?2)", params![version, now_millis()])
+            .map_err(|err| sql_error(err, &format!("record migration {version}")))?;
         tracing::info!(version, "sqlite store: applied migration");
     }
-    tx.commit()
-        .map_err(|err| sql_error(err, "commit migrations"))
+    tx.commit().map_err(|err| sql_error(err, "commit migrations"))
 }
 
 /// Busy, locked, unopenable or full databases are unavailable (503); anything else is internal.
@@ -322,15 +285,10 @@ fn write_token<'a, 'conn>(
         WriteValues::Insert(token) => (insert, token),
         WriteValues::Update(token) => (update, token),
     };
-    statement.execute(rusqlite::params_from_iter(
-        token.params().map(|param| param as &dyn rusqlite::ToSql),
-    ))
+    statement.execute(rusqlite::params_from_iter(token.params().map(|param| param as &dyn rusqlite::ToSql)))
 }
 
-fn write_event(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    event: &EventValues,
-) -> rusqlite::Result<usize> {
+fn write_event(statement: &mut rusqlite::CachedStatement<'_>, event: &EventValues) -> rusqlite::Result<usize> {
     statement.execute(params![
         event.token_uuid,
         event.version,
@@ -344,16 +302,8 @@ fn write_event(
     ])
 }
 
-fn write_clearing(
-    statement: &mut rusqlite::CachedStatement<'_>,
-    clearing: &ClearingValues,
-) -> rusqlite::Result<usize> {
-    statement.execute(params![
-        clearing.token_uuid,
-        clearing.debitor_id,
-        clearing.creditor_id,
-        clearing.created,
-    ])
+fn write_clearing(statement: &mut rusqlite::CachedStatement<'_>, clearing: &ClearingValues) -> rusqlite::Result<usize> {
+    statement.execute(params![clearing.token_uuid, clearing.debitor_id, clearing.creditor_id, clearing.created,])
 }
 
 /// The commit's prepared statements.
@@ -378,9 +328,7 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|err| sql_error(err, "commit: begin"))?;
         let statements = commit_statements(&tx);
-        match statements
-            .and_then(|mut statements| commit_deciding_first_writes(&mut statements, sets))
-        {
+        match statements.and_then(|mut statements| commit_deciding_first_writes(&mut statements, sets)) {
             Ok(Some(outcomes)) => {
                 tx.commit().map_err(|err| sql_error(err, "commit"))?;
                 return Ok(outcomes);
@@ -399,9 +347,7 @@ fn commit_sets(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOut
 }
 
 /// The commit statements of `tx`.
-fn commit_statements<'conn>(
-    tx: &'conn rusqlite::Transaction<'_>,
-) -> rusqlite::Result<CommitStatements<'conn>> {
+fn commit_statements<'conn>(tx: &'conn rusqlite::Transaction<'_>) -> rusqlite::Result<CommitStatements<'conn>> {
     Ok(CommitStatements {
         insert: tx.prepare_cached(&INSERT_TOKEN)?,
         update: tx.prepare_cached(&UPDATE_TOKEN)?,
@@ -434,26 +380,19 @@ fn commit_deciding_first_writes(
 }
 
 /// The batch set by set, each under a savepoint.
-fn commit_sets_under_savepoints(
-    conn: &mut Connection,
-    sets: &[SetValues],
-) -> Result<Vec<WriteOutcome>, StoreError> {
+fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Result<Vec<WriteOutcome>, StoreError> {
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(|err| sql_error(err, "commit: begin"))?;
     let mut outcomes = Vec::with_capacity(sets.len());
     {
-        let mut statements =
-            commit_statements(&tx).map_err(|err| sql_error(err, "commit: prepare"))?;
-        let prepare =
-            |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
+        let mut statements = commit_statements(&tx).map_err(|err| sql_error(err, "commit: prepare"))?;
+        let prepare = |sql: &str, what: &str| tx.prepare_cached(sql).map_err(|err| sql_error(err, what));
         let mut savepoint = prepare("SAVEPOINT write_set", "prepare savepoint")?;
         let mut release = prepare("RELEASE SAVEPOINT write_set", "prepare release")?;
         let mut rollback = prepare("ROLLBACK TO SAVEPOINT write_set", "prepare rollback")?;
         for set in sets {
-            savepoint
-                .execute([])
-                .map_err(|err| sql_error(err, "commit: savepoint"))?;
+            savepoint.execute([]).map_err(|err| sql_error(err, "commit: savepoint"))?;
             let outcome = match commit_set_after(&mut statements, set, 0) {
                 Ok(true) => WriteOutcome::Committed,
                 Ok(false) => WriteOutcome::Conflict,
@@ -466,14 +405,10 @@ fn commit_sets_under_savepoints(
                 },
             };
             if outcome != WriteOutcome::Committed {
-                rollback
-                    .execute([])
-                    .map_err(|err| sql_error(err, "commit: rollback to savepoint"))?;
+                rollback.execute([]).map_err(|err| sql_error(err, "commit: rollback to savepoint"))?;
             }
             // Pops the savepoint (after a rollback to it, SQLite keeps it on the stack).
-            release
-                .execute([])
-                .map_err(|err| sql_error(err, "commit: release savepoint"))?;
+            release.execute([]).map_err(|err| sql_error(err, "commit: release savepoint"))?;
             outcomes.push(outcome);
         }
     }
@@ -483,11 +418,7 @@ fn commit_sets_under_savepoints(
 
 /// One set's writes from the `from`-th on, its idempotency key, events and clearing row;
 /// `false` when a write or the key did not apply (the caller undoes the set).
-fn commit_set_after(
-    statements: &mut CommitStatements<'_>,
-    set: &SetValues,
-    from: usize,
-) -> rusqlite::Result<bool> {
+fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from: usize) -> rusqlite::Result<bool> {
     for write in set.writes.iter().skip(from) {
         if write_token(&mut statements.insert, &mut statements.update, write)? == 0 {
             return Ok(false);
@@ -523,22 +454,16 @@ fn write_idempotency(
 impl SqliteStore {
     pub(super) fn pools(&self) -> Vec<PoolUsage> {
         vec![
-            self.inner
-                .reader_usage
-                .snapshot("read", self.inner.readers.len()),
+            self.inner.reader_usage.snapshot("read", self.inner.readers.len()),
             self.inner.writer_usage.snapshot("write", 1),
         ]
     }
 
-    pub(super) async fn group_commit(
-        &self,
-        sets: &[WriteSet],
-    ) -> Result<Vec<WriteOutcome>, StoreError> {
+    pub(super) async fn group_commit(&self, sets: &[WriteSet]) -> Result<Vec<WriteOutcome>, StoreError> {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
         let sets = rows::encode_sets(sets)?;
-        self.write_connection(move |conn| commit_sets(conn, &sets))
-            .await
+        self.write_connection(move |conn| commit_sets(conn, &sets)).await
     }
 }

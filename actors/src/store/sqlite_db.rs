@@ -91,27 +91,16 @@ impl Backend for SqliteStore {
         self.deadline
     }
 
-    async fn run_read<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
-        self.read_connection(move |conn| run_now(job(&mut SqliteDb { conn, what })))
-            .await
+    async fn run_read<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
+        self.read_connection(move |conn| run_now(job(&mut SqliteDb { conn, what }))).await
     }
 
-    async fn run_write<T: Send + 'static>(
-        &self,
-        what: &'static str,
-        job: Job<T>,
-    ) -> Result<T, StoreError> {
+    async fn run_write<T: Send + 'static>(&self, what: &'static str, job: Job<T>) -> Result<T, StoreError> {
         self.write_connection(move |conn| {
-            conn.execute_batch("BEGIN IMMEDIATE")
-                .map_err(|err| sql_error(err, what))?;
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(|err| sql_error(err, what))?;
             match run_now(job(&mut SqliteDb { conn, what })) {
                 Ok(value) => {
-                    conn.execute_batch("COMMIT")
-                        .map_err(|err| sql_error(err, what))?;
+                    conn.execute_batch("COMMIT").map_err(|err| sql_error(err, what))?;
                     Ok(value)
                 }
                 Err(err) => {

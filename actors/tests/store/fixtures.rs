@@ -57,9 +57,7 @@ pub fn full_token(owner: CustomerId) -> Token {
         expires: Some(T0 + 86_400_000),
         refname: Some("ref-Ä".to_owned()),
         lockrefname: Some("lock-ref".to_owned()),
-        info: Some(
-            json!({ "note": "ünïcode \"quoted\"", "n": [1, 2.5, null], "nested": { "ok": true } }),
-        ),
+        info: Some(json!({ "note": "ünïcode \"quoted\"", "n": [1, 2.5, null], "nested": { "ok": true } })),
         processing_info: Some(json!("plain string")),
         lock_device: Some(Uuid::new_v4()),
         lock_customer_id: Some(owner + 1_000),

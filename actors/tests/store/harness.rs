@@ -27,23 +27,15 @@ enum Backend {
 
 impl Harness {
     fn sqlite(store: SqliteStore) -> Self {
-        Self {
-            store: Arc::new(store.clone()),
-            backend: Backend::Sqlite(store),
-        }
+        Self { store: Arc::new(store.clone()), backend: Backend::Sqlite(store) }
     }
 
     fn postgres(store: PostgresStore) -> Self {
-        Self {
-            store: Arc::new(store.clone()),
-            backend: Backend::Postgres(store),
-        }
+        Self { store: Arc::new(store.clone()), backend: Backend::Postgres(store) }
     }
 
     /// The raw JSON text of each clearing row's account snapshots, in clearing order.
-    pub async fn clearing_account_texts(
-        &self,
-    ) -> anyhow::Result<Vec<(Option<String>, Option<String>)>> {
+    pub async fn clearing_account_texts(&self) -> anyhow::Result<Vec<(Option<String>, Option<String>)>> {
         Ok(match &self.backend {
             Backend::Sqlite(store) => store.clearing_account_texts().await?,
             Backend::Postgres(store) => store.clearing_account_texts().await?,
@@ -64,8 +56,7 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new() -> anyhow::Result<Self> {
-        let path =
-            std::env::temp_dir().join(format!("cashgrid-store-test-{}", Uuid::new_v4().simple()));
+        let path = std::env::temp_dir().join(format!("cashgrid-store-test-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
         Ok(Self(path))
     }

@@ -5,8 +5,8 @@ use cashgrid_actors::domain::{
     CustomerId, Device, DeviceType, Token, TokenEvent, TokenEventKind, TokenState, TokenType,
 };
 use cashgrid_actors::store::{
-    Account, ClearingQuery, ClearingWrite, Customer, CustomerUpdate, JournalQuery, NewAccount,
-    NewCustomer, Scope, StoreError, TokenWrite, WriteOutcome, WriteSet,
+    Account, ClearingQuery, ClearingWrite, Customer, CustomerUpdate, JournalQuery, NewAccount, NewCustomer, Scope,
+    StoreError, TokenWrite, WriteOutcome, WriteSet,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -21,10 +21,7 @@ async fn customer(h: &Harness) -> anyhow::Result<Customer> {
 }
 
 async fn device(h: &Harness, customer: CustomerId, refname: &str) -> anyhow::Result<Device> {
-    let device = Device {
-        refname: Some(refname.to_owned()),
-        ..fixtures::device(customer, DeviceType::Atm)
-    };
+    let device = Device { refname: Some(refname.to_owned()), ..fixtures::device(customer, DeviceType::Atm) };
     Ok(h.store.insert_device(&device, None).await?)
 }
 
@@ -46,11 +43,7 @@ fn event_at(
     at: i64,
     cash: Option<CustomerId>,
 ) -> TokenEvent {
-    TokenEvent {
-        cash_customer_id: cash,
-        at,
-        ..fixtures::event(token, kind, from)
-    }
+    TokenEvent { cash_customer_id: cash, at, ..fixtures::event(token, kind, from) }
 }
 
 /// One set: `writes` with `events`, committed alone; asserts it committed.
@@ -60,15 +53,7 @@ async fn commit(
     events: Vec<TokenEvent>,
     clearing: Option<ClearingWrite>,
 ) -> anyhow::Result<()> {
-    let outcomes = h
-        .store
-        .commit(&[WriteSet {
-            writes,
-            events,
-            clearing,
-            idempotency: None,
-        }])
-        .await?;
+    let outcomes = h.store.commit(&[WriteSet { writes, events, clearing, idempotency: None }]).await?;
     assert_eq!(outcomes, vec![Committed]);
     Ok(())
 }
@@ -92,13 +77,7 @@ async fn lock_and_complete(
     commit(
         h,
         vec![TokenWrite::Update(locked.clone())],
-        vec![event_at(
-            &locked,
-            TokenEventKind::Locked,
-            Some(TokenState::Open),
-            at,
-            Some(cash),
-        )],
+        vec![event_at(&locked, TokenEventKind::Locked, Some(TokenState::Open), at, Some(cash))],
         None,
     )
     .await?;
@@ -110,13 +89,7 @@ async fn lock_and_complete(
     commit(
         h,
         vec![TokenWrite::Update(completed.clone())],
-        vec![event_at(
-            &completed,
-            TokenEventKind::Confirmed,
-            Some(TokenState::Locked),
-            at + 1,
-            Some(cash),
-        )],
+        vec![event_at(&completed, TokenEventKind::Confirmed, Some(TokenState::Locked), at + 1, Some(cash))],
         clearing.then(|| ClearingWrite {
             token: token.uuid,
             debitor_id: token.owner_id,
@@ -131,13 +104,7 @@ async fn lock_and_complete(
 pub async fn event_payloads_are_token_snapshots(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let token = fixtures::full_token(owner.id);
-    commit(
-        &h,
-        vec![TokenWrite::Insert(token.clone())],
-        vec![fixtures::created_event(&token)],
-        None,
-    )
-    .await?;
+    commit(&h, vec![TokenWrite::Insert(token.clone())], vec![fixtures::created_event(&token)], None).await?;
 
     // A partial confirm: the original and its remainder, each event with its own token; two
     // writes of one token in a set: both events carry the last one.
@@ -152,11 +119,7 @@ pub async fn event_payloads_are_token_snapshots(h: Harness) -> anyhow::Result<()
             TokenWrite::Update(again.clone()),
         ],
         vec![
-            fixtures::event(
-                &confirmed,
-                TokenEventKind::Confirmed,
-                Some(TokenState::Locked),
-            ),
+            fixtures::event(&confirmed, TokenEventKind::Confirmed, Some(TokenState::Locked)),
             fixtures::created_event(&remainder),
             fixtures::event(&again, TokenEventKind::Updated, Some(TokenState::Completed)),
         ],
@@ -190,17 +153,11 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
     let stranger = customer(&h).await?;
     let owner_device = device(&h, owner.id, "phone-1").await?;
     let atm = device(&h, cash.id, "ATM1").await?;
-    let cash_account = h
-        .store
-        .insert_account(cash.id, &account("DE01", true))
-        .await?;
+    let cash_account = h.store.insert_account(cash.id, &account("DE01", true)).await?;
     // The owner has no account: its snapshot is NULL.
 
     let first = fixtures::token(owner.id, owner_device.uuid, Some("100001"));
-    let second = Token {
-        amount: 700,
-        ..fixtures::token(owner.id, owner_device.uuid, None)
-    };
+    let second = Token { amount: 700, ..fixtures::token(owner.id, owner_device.uuid, None) };
     let payment = Token {
         token_type: TokenType::Payment,
         symbol: "USD".to_owned(),
@@ -215,17 +172,11 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
     let mut changed = cash_account.clone();
     changed.value = "DE99".to_owned();
     assert_eq!(h.store.update_account(cash.id, &changed, false).await?, 1);
-    let owner_account = h
-        .store
-        .insert_account(owner.id, &account("OWN1", false))
-        .await?;
+    let owner_account = h.store.insert_account(owner.id, &account("OWN1", false)).await?;
     lock_and_complete(&h, &second, &atm, T0 + 200, true).await?;
     lock_and_complete(&h, &payment, &atm, T0 + 300, true).await?;
 
-    let all = ClearingQuery {
-        limit: 100,
-        ..ClearingQuery::default()
-    };
+    let all = ClearingQuery { limit: 100, ..ClearingQuery::default() };
     let rows = h.store.clearing_rows(&all).await?;
     assert_eq!(rows.len(), 3);
     let row = &rows[0];
@@ -252,33 +203,17 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
     assert_eq!(texts.len(), 3);
     assert_eq!(texts[0].0, None);
     let creditor_text = texts[0].1.clone().unwrap_or_default();
-    let positions: Vec<Option<usize>> = [
-        "\"id\"",
-        "\"customer_id\"",
-        "\"value\"",
-        "\"type\"",
-        "\"default\"",
-        "\"symbol\"",
-        "\"refname\"",
-    ]
-    .iter()
-    .map(|key| creditor_text.find(key))
-    .collect();
+    let positions: Vec<Option<usize>> =
+        ["\"id\"", "\"customer_id\"", "\"value\"", "\"type\"", "\"default\"", "\"symbol\"", "\"refname\""]
+            .iter()
+            .map(|key| creditor_text.find(key))
+            .collect();
     assert!(positions.iter().all(Option::is_some), "{creditor_text}");
-    assert!(
-        positions.windows(2).all(|pair| pair[0] < pair[1]),
-        "{creditor_text}"
-    );
+    assert!(positions.windows(2).all(|pair| pair[0] < pair[1]), "{creditor_text}");
     // Later rows snapshot the accounts as they were then.
     assert_eq!(rows[1].token.uuid, second.uuid);
-    assert_eq!(
-        rows[1].creditor.as_ref().map(|c| c["value"].clone()),
-        Some(json!("DE99"))
-    );
-    assert_eq!(
-        rows[1].debitor.as_ref().map(|d| d["id"].clone()),
-        Some(json!(owner_account.id))
-    );
+    assert_eq!(rows[1].creditor.as_ref().map(|c| c["value"].clone()), Some(json!("DE99")));
+    assert_eq!(rows[1].debitor.as_ref().map(|d| d["id"].clone()), Some(json!(owner_account.id)));
 
     // Filters: party, token, time range (from inclusive, to exclusive), type.
     let query = |change: fn(&mut ClearingQuery)| {
@@ -286,11 +221,8 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
         change(&mut query);
         query
     };
-    let uuids = |rows: Vec<cashgrid_actors::store::ClearingRow>| {
-        rows.into_iter()
-            .map(|row| row.token.uuid)
-            .collect::<Vec<_>>()
-    };
+    let uuids =
+        |rows: Vec<cashgrid_actors::store::ClearingRow>| rows.into_iter().map(|row| row.token.uuid).collect::<Vec<_>>();
     let mut mine = all.clone();
     mine.customer = Some(cash.id);
     assert_eq!(h.store.clearing_rows(&mine).await?.len(), 3);
@@ -303,20 +235,11 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
         query.from = Some(T0 + 201);
         query.to = Some(T0 + 302);
     });
-    assert_eq!(
-        uuids(h.store.clearing_rows(&range).await?),
-        vec![second.uuid, payment.uuid]
-    );
+    assert_eq!(uuids(h.store.clearing_rows(&range).await?), vec![second.uuid, payment.uuid]);
     let typed = query(|query| query.token_type = Some(TokenType::Payment));
-    assert_eq!(
-        uuids(h.store.clearing_rows(&typed).await?),
-        vec![payment.uuid]
-    );
+    assert_eq!(uuids(h.store.clearing_rows(&typed).await?), vec![payment.uuid]);
     let limited = query(|query| query.limit = 1);
-    assert_eq!(
-        uuids(h.store.clearing_rows(&limited).await?),
-        vec![first.uuid]
-    );
+    assert_eq!(uuids(h.store.clearing_rows(&limited).await?), vec![first.uuid]);
 
     // Sums by (type, symbol, debitor, creditor).
     let sums = h.store.clearing_sums(&all).await?;
@@ -326,23 +249,14 @@ pub async fn clearing_snapshots_default_accounts_at_commit(h: Harness) -> anyhow
         .find(|sum| sum.token_type == TokenType::Cashout)
         .ok_or_else(|| anyhow::anyhow!("no CASHOUT sum"))?;
     assert_eq!(
-        (
-            cashout.symbol.as_str(),
-            cashout.debitor_id,
-            cashout.creditor_id,
-            cashout.count,
-            cashout.amount
-        ),
+        (cashout.symbol.as_str(), cashout.debitor_id, cashout.creditor_id, cashout.count, cashout.amount),
         ("EUR", owner.id, cash.id, 2, i128::from(first.amount + 700))
     );
     let usd = sums
         .iter()
         .find(|sum| sum.token_type == TokenType::Payment)
         .ok_or_else(|| anyhow::anyhow!("no PAYMENT sum"))?;
-    assert_eq!(
-        (usd.symbol.as_str(), usd.count, usd.amount),
-        ("USD", 1, 5_000)
-    );
+    assert_eq!((usd.symbol.as_str(), usd.count, usd.amount), ("USD", 1, 5_000));
     let mut stranger_sums = all.clone();
     stranger_sums.customer = Some(stranger.id);
     assert!(h.store.clearing_sums(&stranger_sums).await?.is_empty());
@@ -353,11 +267,7 @@ pub async fn default_account_rule(h: Harness) -> anyhow::Result<()> {
     let me = customer(&h).await?;
     let other = customer(&h).await?;
     let defaults = |accounts: &[Account]| {
-        accounts
-            .iter()
-            .filter(|account| account.default == 1)
-            .map(|account| account.id)
-            .collect::<Vec<_>>()
+        accounts.iter().filter(|account| account.default == 1).map(|account| account.id).collect::<Vec<_>>()
     };
 
     // Zero defaults: the first account becomes the default even when sent without.
@@ -368,26 +278,17 @@ pub async fn default_account_rule(h: Harness) -> anyhow::Result<()> {
     let b = h.store.insert_account(me.id, &account("B", true)).await?;
     assert_eq!(b.default, 0);
     let c = h.store.insert_account(me.id, &account("C", false)).await?;
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![a.id]
-    );
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![a.id]);
 
     // Switching the default clears the others.
     assert_eq!(h.store.update_account(me.id, &b, true).await?, 1);
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![b.id]
-    );
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![b.id]);
     let listed = h.store.list_accounts(me.id, Some(true)).await?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, b.id);
     assert_eq!(listed[0].value, "B");
     let non_default = h.store.list_accounts(me.id, Some(false)).await?;
-    assert_eq!(
-        non_default.iter().map(|a| a.id).collect::<Vec<_>>(),
-        vec![a.id, c.id]
-    );
+    assert_eq!(non_default.iter().map(|a| a.id).collect::<Vec<_>>(), vec![a.id, c.id]);
 
     // A PUT writes every field; clearing the only default falls back to the lowest id.
     let mut b_update = b.clone();
@@ -395,53 +296,28 @@ pub async fn default_account_rule(h: Harness) -> anyhow::Result<()> {
     b_update.default = 0;
     b_update.symbol = None;
     assert_eq!(h.store.update_account(me.id, &b_update, false).await?, 1);
-    let stored = h
-        .store
-        .load_account(b.id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("account b vanished"))?;
-    assert_eq!(
-        (stored.value.as_str(), stored.symbol.clone(), stored.default),
-        ("B2", None, 0)
-    );
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![a.id]
-    );
+    let stored = h.store.load_account(b.id).await?.ok_or_else(|| anyhow::anyhow!("account b vanished"))?;
+    assert_eq!((stored.value.as_str(), stored.symbol.clone(), stored.default), ("B2", None, 0));
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![a.id]);
 
     // Two defaults by a plain update: reset to the lowest id.
     let mut c_update = c.clone();
     c_update.default = 1;
     assert_eq!(h.store.update_account(me.id, &c_update, false).await?, 1);
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![a.id]
-    );
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![a.id]);
 
     // Deleting the default promotes the lowest remaining id.
     assert_eq!(h.store.delete_account(me.id, a.id).await?, 1);
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![b.id]
-    );
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![b.id]);
     assert_eq!(h.store.load_account(a.id).await?, None);
 
     // Another customer's accounts: untouched by my calls, and not mine to change.
-    let theirs = h
-        .store
-        .insert_account(other.id, &account("X", true))
-        .await?;
+    let theirs = h.store.insert_account(other.id, &account("X", true)).await?;
     assert_eq!(theirs.default, 1);
     assert_eq!(h.store.update_account(me.id, &theirs, true).await?, 0);
     assert_eq!(h.store.delete_account(me.id, theirs.id).await?, 0);
-    assert_eq!(
-        defaults(&h.store.list_accounts(me.id, None).await?),
-        vec![b.id]
-    );
-    assert_eq!(
-        defaults(&h.store.list_accounts(other.id, None).await?),
-        vec![theirs.id]
-    );
+    assert_eq!(defaults(&h.store.list_accounts(me.id, None).await?), vec![b.id]);
+    assert_eq!(defaults(&h.store.list_accounts(other.id, None).await?), vec![theirs.id]);
     // Loading is not scoped (the original's quirk; the frontend decides).
     assert_eq!(h.store.load_account(theirs.id).await?, Some(theirs));
     Ok(())
@@ -469,13 +345,7 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
     commit(
         &h,
         vec![TokenWrite::Update(updated.clone())],
-        vec![event_at(
-            &updated,
-            TokenEventKind::Updated,
-            Some(TokenState::Open),
-            T0 + 10,
-            None,
-        )],
+        vec![event_at(&updated, TokenEventKind::Updated, Some(TokenState::Open), T0 + 10, None)],
         None,
     )
     .await?;
@@ -493,13 +363,7 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
     commit(
         &h,
         vec![TokenWrite::Update(rejected.clone())],
-        vec![event_at(
-            &rejected,
-            TokenEventKind::Rejected,
-            Some(TokenState::Open),
-            T0 + 30,
-            Some(cash.id),
-        )],
+        vec![event_at(&rejected, TokenEventKind::Rejected, Some(TokenState::Open), T0 + 30, Some(cash.id))],
         None,
     )
     .await?;
@@ -507,13 +371,7 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
     commit(
         &h,
         vec![TokenWrite::Update(expired.clone())],
-        vec![event_at(
-            &expired,
-            TokenEventKind::Expired,
-            Some(TokenState::Open),
-            T0 + 40,
-            None,
-        )],
+        vec![event_at(&expired, TokenEventKind::Expired, Some(TokenState::Open), T0 + 40, None)],
         None,
     )
     .await?;
@@ -521,26 +379,14 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
     commit(
         &h,
         vec![TokenWrite::Update(deleted.clone())],
-        vec![event_at(
-            &deleted,
-            TokenEventKind::Deleted,
-            Some(TokenState::Open),
-            T0 + 50,
-            None,
-        )],
+        vec![event_at(&deleted, TokenEventKind::Deleted, Some(TokenState::Open), T0 + 50, None)],
         None,
     )
     .await?;
 
-    let all = JournalQuery {
-        limit: 100,
-        ..JournalQuery::default()
-    };
+    let all = JournalQuery { limit: 100, ..JournalQuery::default() };
     let summary = |entries: &[cashgrid_actors::store::JournalEntry]| {
-        entries
-            .iter()
-            .map(|entry| (entry.action, entry.customer_id, entry.created))
-            .collect::<Vec<_>>()
+        entries.iter().map(|entry| (entry.action, entry.customer_id, entry.created)).collect::<Vec<_>>()
     };
 
     // Admin: every customer's entries, newest first; lock, reject and confirm twice.
@@ -567,17 +413,11 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
     assert_eq!(admin[3].data["lockrefname"], json!("cash-ref"));
     assert_eq!(admin[8].data, token.snapshot_json());
     // A reject shows the reason instead of the token's processing_info.
-    assert_eq!(
-        admin[1].data["processing_info"],
-        json!({ "reject_reason": "Invalid token code" })
-    );
+    assert_eq!(admin[1].data["processing_info"], json!({ "reject_reason": "Invalid token code" }));
     assert_eq!(admin[1].data["uuid"], json!(rejected.uuid.to_string()));
 
     // One customer: the owner sees all its tokens' entries, the cash customer its own three.
-    let mine = JournalQuery {
-        customer: Some(owner.id),
-        ..all.clone()
-    };
+    let mine = JournalQuery { customer: Some(owner.id), ..all.clone() };
     assert_eq!(
         summary(&h.store.journal(&mine).await?),
         vec![
@@ -589,57 +429,31 @@ pub async fn journal_entries(h: Harness) -> anyhow::Result<()> {
             ("create", owner.id, T0),
         ]
     );
-    let theirs = JournalQuery {
-        customer: Some(cash.id),
-        ..all.clone()
-    };
+    let theirs = JournalQuery { customer: Some(cash.id), ..all.clone() };
     assert_eq!(
         summary(&h.store.journal(&theirs).await?),
-        vec![
-            ("reject", cash.id, T0 + 30),
-            ("confirm", cash.id, T0 + 21),
-            ("lock", cash.id, T0 + 20),
-        ]
+        vec![("reject", cash.id, T0 + 30), ("confirm", cash.id, T0 + 21), ("lock", cash.id, T0 + 20),]
     );
 
     // Range: from inclusive, to exclusive.
-    let range = JournalQuery {
-        from: Some(T0 + 10),
-        to: Some(T0 + 21),
-        ..mine.clone()
-    };
+    let range = JournalQuery { from: Some(T0 + 10), to: Some(T0 + 21), ..mine.clone() };
     assert_eq!(
         summary(&h.store.journal(&range).await?),
         vec![("lock", owner.id, T0 + 20), ("update", owner.id, T0 + 10)]
     );
     // Filter: the action, the data text, or the reject reason shown.
-    let filtered = |filter: &str| JournalQuery {
-        filter: Some(filter.to_owned()),
-        ..mine.clone()
-    };
-    assert_eq!(
-        summary(&h.store.journal(&filtered("confirm")).await?),
-        vec![("confirm", owner.id, T0 + 21)]
-    );
+    let filtered = |filter: &str| JournalQuery { filter: Some(filter.to_owned()), ..mine.clone() };
+    assert_eq!(summary(&h.store.journal(&filtered("confirm")).await?), vec![("confirm", owner.id, T0 + 21)]);
     assert_eq!(h.store.journal(&filtered("needle-ref")).await?.len(), 4);
-    assert_eq!(
-        summary(&h.store.journal(&filtered("Invalid token code")).await?),
-        vec![("reject", owner.id, T0 + 30)]
-    );
+    assert_eq!(summary(&h.store.journal(&filtered("Invalid token code")).await?), vec![("reject", owner.id, T0 + 30)]);
     assert!(h.store.journal(&filtered("no such text")).await?.is_empty());
     // Limit: entries, not events.
-    let limited = JournalQuery {
-        limit: 2,
-        ..all.clone()
-    };
+    let limited = JournalQuery { limit: 2, ..all.clone() };
     assert_eq!(
         summary(&h.store.journal(&limited).await?),
         vec![("delete", owner.id, T0 + 50), ("reject", owner.id, T0 + 30)]
     );
-    let limited = JournalQuery {
-        limit: 3,
-        ..all.clone()
-    };
+    let limited = JournalQuery { limit: 3, ..all.clone() };
     assert_eq!(h.store.journal(&limited).await?.len(), 3);
     Ok(())
 }
@@ -661,13 +475,7 @@ pub async fn events_after_resumes_and_filters(h: Harness) -> anyhow::Result<()> 
     commit(
         &h,
         vec![TokenWrite::Update(locked.clone())],
-        vec![event_at(
-            &locked,
-            TokenEventKind::Locked,
-            Some(TokenState::Open),
-            T0 + 5,
-            Some(a.id),
-        )],
+        vec![event_at(&locked, TokenEventKind::Locked, Some(TokenState::Open), T0 + 5, Some(a.id))],
         None,
     )
     .await?;
@@ -690,76 +498,42 @@ pub async fn events_after_resumes_and_filters(h: Harness) -> anyhow::Result<()> 
 
     // Per customer: its own tokens' events and those it caused as cash customer.
     let tokens = |events: Vec<cashgrid_actors::store::EventRecord>| {
-        events
-            .into_iter()
-            .map(|event| (event.token, event.kind))
-            .collect::<Vec<_>>()
+        events.into_iter().map(|event| (event.token, event.kind)).collect::<Vec<_>>()
     };
     assert_eq!(
         tokens(h.store.events_after(Some(a.id), 0, 100).await?),
-        vec![
-            (a_token.uuid, TokenEventKind::Created),
-            (b_token.uuid, TokenEventKind::Locked)
-        ]
+        vec![(a_token.uuid, TokenEventKind::Created), (b_token.uuid, TokenEventKind::Locked)]
     );
     assert_eq!(
         tokens(h.store.events_after(Some(b.id), 0, 100).await?),
-        vec![
-            (b_token.uuid, TokenEventKind::Created),
-            (b_token.uuid, TokenEventKind::Locked)
-        ]
+        vec![(b_token.uuid, TokenEventKind::Created), (b_token.uuid, TokenEventKind::Locked)]
     );
-    assert_eq!(
-        tokens(h.store.events_after(Some(c.id), all[2].seq, 100).await?),
-        vec![]
-    );
-    assert_eq!(
-        tokens(h.store.events_after(Some(c.id), 0, 100).await?),
-        vec![(c_token.uuid, TokenEventKind::Created)]
-    );
+    assert_eq!(tokens(h.store.events_after(Some(c.id), all[2].seq, 100).await?), vec![]);
+    assert_eq!(tokens(h.store.events_after(Some(c.id), 0, 100).await?), vec![(c_token.uuid, TokenEventKind::Created)]);
     Ok(())
 }
 
 pub async fn due_expiries_oldest_first(h: Harness) -> anyhow::Result<()> {
     let owner = customer(&h).await?;
     let device = Uuid::new_v4();
-    let expiring = |expires: Option<i64>| Token {
-        expires,
-        ..fixtures::token(owner.id, device, None)
-    };
+    let expiring = |expires: Option<i64>| Token { expires, ..fixtures::token(owner.id, device, None) };
     let late = expiring(Some(T0 + 30));
     let early = expiring(Some(T0 + 10));
     let middle = expiring(Some(T0 + 20));
     let never = expiring(None);
     let future = expiring(Some(T0 + 1_000));
-    let locked = Token {
-        state: TokenState::Locked,
-        ..expiring(Some(T0 + 5))
-    };
+    let locked = Token { state: TokenState::Locked, ..expiring(Some(T0 + 5)) };
     let gone = finished(&expiring(Some(T0 + 1)), TokenState::Deleted);
-    let sets: Vec<WriteSet> = [&late, &early, &middle, &never, &future, &locked, &gone]
-        .into_iter()
-        .map(insert_set)
-        .collect();
-    assert!(h
-        .store
-        .commit(&sets)
-        .await?
-        .iter()
-        .all(|outcome| *outcome == Committed));
+    let sets: Vec<WriteSet> =
+        [&late, &early, &middle, &never, &future, &locked, &gone].into_iter().map(insert_set).collect();
+    assert!(h.store.commit(&sets).await?.iter().all(|outcome| *outcome == Committed));
 
     let now = T0 + 25;
-    assert_eq!(
-        h.store.due_expiries(now, 100).await?,
-        vec![early.uuid, middle.uuid]
-    );
+    assert_eq!(h.store.due_expiries(now, 100).await?, vec![early.uuid, middle.uuid]);
     assert_eq!(h.store.due_expiries(now, 1).await?, vec![early.uuid]);
     // Strictly before: a token expiring now is not due yet.
     assert!(h.store.due_expiries(T0 + 10, 100).await?.is_empty());
-    assert_eq!(
-        h.store.due_expiries(T0 + 31, 100).await?,
-        vec![early.uuid, middle.uuid, late.uuid]
-    );
+    assert_eq!(h.store.due_expiries(T0 + 31, 100).await?, vec![early.uuid, middle.uuid, late.uuid]);
     Ok(())
 }
 
@@ -768,11 +542,8 @@ pub async fn delete_history_keeps_live_tokens(h: Harness) -> anyhow::Result<()> 
     let cash = customer(&h).await?;
     let owner_device = device(&h, owner.id, "phone").await?;
     let atm = device(&h, cash.id, "atm").await?;
-    let old = |state: TokenState| Token {
-        state,
-        created: T0 - 1_000,
-        ..fixtures::token(owner.id, owner_device.uuid, None)
-    };
+    let old =
+        |state: TokenState| Token { state, created: T0 - 1_000, ..fixtures::token(owner.id, owner_device.uuid, None) };
     let cleared = old(TokenState::Open);
     let old_open = old(TokenState::Open);
     let old_locked = old(TokenState::Locked);
@@ -790,32 +561,15 @@ pub async fn delete_history_keeps_live_tokens(h: Harness) -> anyhow::Result<()> 
     assert_eq!(h.store.delete_history(T0).await?, 2);
     assert_eq!(h.store.load_token(cleared.uuid).await?, None);
     assert_eq!(h.store.load_token(old_deleted.uuid).await?, None);
-    assert_eq!(
-        h.store.load_token(old_open.uuid).await?,
-        Some(old_open.clone())
-    );
-    assert_eq!(
-        h.store.load_token(old_locked.uuid).await?,
-        Some(old_locked.clone())
-    );
+    assert_eq!(h.store.load_token(old_open.uuid).await?, Some(old_open.clone()));
+    assert_eq!(h.store.load_token(old_locked.uuid).await?, Some(old_locked.clone()));
     assert_eq!(h.store.load_token(recent.uuid).await?, Some(recent_done));
     // Their events and clearing rows went with them; the others' stay.
     assert_eq!(h.count_events().await?, events_before - 4);
     let remaining = h.store.events_after(None, 0, 100).await?;
-    assert!(remaining
-        .iter()
-        .all(|event| event.token != cleared.uuid && event.token != old_deleted.uuid));
-    let rows = h
-        .store
-        .clearing_rows(&ClearingQuery {
-            limit: 100,
-            ..ClearingQuery::default()
-        })
-        .await?;
-    assert_eq!(
-        rows.iter().map(|row| row.token.uuid).collect::<Vec<_>>(),
-        vec![recent.uuid]
-    );
+    assert!(remaining.iter().all(|event| event.token != cleared.uuid && event.token != old_deleted.uuid));
+    let rows = h.store.clearing_rows(&ClearingQuery { limit: 100, ..ClearingQuery::default() }).await?;
+    assert_eq!(rows.iter().map(|row| row.token.uuid).collect::<Vec<_>>(), vec![recent.uuid]);
     // Nothing left to remove.
     assert_eq!(h.store.delete_history(T0).await?, 0);
     Ok(())
@@ -828,10 +582,7 @@ pub async fn delete_history_in_batches(h: Harness) -> anyhow::Result<()> {
     let count = 2_345;
     let sets: Vec<WriteSet> = (0..count)
         .map(|index| {
-            let token = Token {
-                created: T0 - 10_000 + index,
-                ..fixtures::token(owner.id, device, None)
-            };
+            let token = Token { created: T0 - 10_000 + index, ..fixtures::token(owner.id, device, None) };
             insert_set(&finished(&token, TokenState::Canceled))
         })
         .collect();
@@ -882,10 +633,8 @@ pub async fn token_stats_by_state_and_type(h: Harness) -> anyhow::Result<()> {
     h.store.commit(&sets).await?;
 
     let summary = |stats: Vec<cashgrid_actors::store::TokenStat>| {
-        let mut stats = stats
-            .into_iter()
-            .map(|stat| (stat.state, stat.token_type, stat.amount, stat.count))
-            .collect::<Vec<_>>();
+        let mut stats =
+            stats.into_iter().map(|stat| (stat.state, stat.token_type, stat.amount, stat.count)).collect::<Vec<_>>();
         stats.sort_by_key(|(state, token_type, _, _)| (state.as_str(), token_type.as_str()));
         stats
     };
@@ -899,10 +648,7 @@ pub async fn token_stats_by_state_and_type(h: Harness) -> anyhow::Result<()> {
     );
     assert_eq!(
         summary(h.store.token_stats(Some(other.id)).await?),
-        vec![
-            (TokenState::Locked, TokenType::Cashout, 1_000, 1),
-            (TokenState::Open, TokenType::Cashout, 7, 1),
-        ]
+        vec![(TokenState::Locked, TokenType::Cashout, 1_000, 1), (TokenState::Open, TokenType::Cashout, 7, 1),]
     );
     assert_eq!(
         summary(h.store.token_stats(None).await?),
@@ -923,73 +669,33 @@ pub async fn device_admin(h: Harness) -> anyhow::Result<()> {
     let spare = device(&h, me.id, "spare").await?;
     let theirs = device(&h, other.id, "theirs").await?;
 
-    assert_eq!(
-        h.store.load_device_by_id(phone.id).await?,
-        Some(phone.clone())
-    );
+    assert_eq!(h.store.load_device_by_id(phone.id).await?, Some(phone.clone()));
     assert_eq!(h.store.load_device_by_id(-1).await?, None);
 
     // Type and refname, each alone; `Some(None)` clears the refname.
-    assert_eq!(
-        h.store
-            .update_device(me.id, spare.id, Some(DeviceType::CashRegister), None)
-            .await?,
-        1
-    );
-    assert_eq!(
-        h.store
-            .update_device(me.id, phone.id, None, Some(Some("renamed".to_owned())))
-            .await?,
-        1
-    );
+    assert_eq!(h.store.update_device(me.id, spare.id, Some(DeviceType::CashRegister), None).await?, 1);
+    assert_eq!(h.store.update_device(me.id, phone.id, None, Some(Some("renamed".to_owned()))).await?, 1);
     let stored = h.store.load_device_by_id(spare.id).await?;
     assert_eq!(
         stored.map(|device| (device.device_type, device.refname)),
         Some((DeviceType::CashRegister, Some("spare".to_owned())))
     );
-    assert_eq!(
-        h.store
-            .update_device(me.id, spare.id, None, Some(None))
-            .await?,
-        1
-    );
+    assert_eq!(h.store.update_device(me.id, spare.id, None, Some(None)).await?, 1);
     let stored = h.store.load_device_by_id(spare.id).await?;
-    assert_eq!(
-        stored.map(|device| (device.device_type, device.refname)),
-        Some((DeviceType::CashRegister, None))
-    );
+    assert_eq!(stored.map(|device| (device.device_type, device.refname)), Some((DeviceType::CashRegister, None)));
     // Nothing to set is an error; another customer's device matches nothing.
-    assert!(matches!(
-        h.store.update_device(me.id, spare.id, None, None).await,
-        Err(StoreError::Internal(_))
-    ));
-    assert_eq!(
-        h.store
-            .update_device(me.id, theirs.id, Some(DeviceType::Other), None)
-            .await?,
-        0
-    );
+    assert!(matches!(h.store.update_device(me.id, spare.id, None, None).await, Err(StoreError::Internal(_))));
+    assert_eq!(h.store.update_device(me.id, theirs.id, Some(DeviceType::Other), None).await?, 0);
 
     // Admin statistics: one row per device, in id order.
     let stats = h.store.device_stats().await?;
     assert_eq!(
-        stats
-            .iter()
-            .map(|stat| (stat.email.clone(), stat.device_type, stat.refname.clone()))
-            .collect::<Vec<_>>(),
+        stats.iter().map(|stat| (stat.email.clone(), stat.device_type, stat.refname.clone())).collect::<Vec<_>>(),
         vec![
-            (
-                me.email.clone(),
-                DeviceType::Atm,
-                Some("renamed".to_owned())
-            ),
+            (me.email.clone(), DeviceType::Atm, Some("renamed".to_owned())),
             (me.email.clone(), DeviceType::Atm, Some("atm".to_owned())),
             (me.email.clone(), DeviceType::CashRegister, None),
-            (
-                other.email.clone(),
-                DeviceType::Atm,
-                Some("theirs".to_owned())
-            ),
+            (other.email.clone(), DeviceType::Atm, Some("theirs".to_owned())),
         ]
     );
 
@@ -1000,14 +706,9 @@ pub async fn device_admin(h: Harness) -> anyhow::Result<()> {
         lock_device: Some(atm.uuid),
         ..fixtures::token(other.id, theirs.uuid, None)
     };
-    h.store
-        .commit(&[insert_set(&owned), insert_set(&locked_by_atm)])
-        .await?;
+    h.store.commit(&[insert_set(&owned), insert_set(&locked_by_atm)]).await?;
     for referenced in [&phone, &atm] {
-        assert!(matches!(
-            h.store.delete_device(me.id, referenced.id).await,
-            Err(StoreError::Referenced(_))
-        ));
+        assert!(matches!(h.store.delete_device(me.id, referenced.id).await, Err(StoreError::Referenced(_))));
         assert!(h.store.load_device_by_id(referenced.id).await?.is_some());
     }
     assert_eq!(h.store.delete_device(me.id, theirs.id).await?, 0);
@@ -1020,43 +721,26 @@ pub async fn device_admin(h: Harness) -> anyhow::Result<()> {
 
 pub async fn portal_customers(h: Harness) -> anyhow::Result<()> {
     let cli = customer(&h).await?;
-    let user = NewCustomer {
-        email: "Portal.User@Example.TEST".to_owned(),
-        display_name: None,
-        roles: "user".to_owned(),
-    };
+    let user =
+        NewCustomer { email: "Portal.User@Example.TEST".to_owned(), display_name: None, roles: "user".to_owned() };
     let created = h.store.create_user(&user, "$argon2id$v=19$hash", 0).await?;
     assert_eq!(created.email, "portal.user@example.test");
     assert_eq!(created.status, 0);
     assert_eq!(created.roles, "user");
-    assert!(matches!(
-        h.store.create_user(&user, "$argon2id$other", 1).await,
-        Err(StoreError::Duplicate("email"))
-    ));
+    assert!(matches!(h.store.create_user(&user, "$argon2id$other", 1).await, Err(StoreError::Duplicate("email"))));
 
-    let credentials = h
-        .store
-        .find_credentials("PORTAL.user@example.test")
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no credentials"))?;
+    let credentials =
+        h.store.find_credentials("PORTAL.user@example.test").await?.ok_or_else(|| anyhow::anyhow!("no credentials"))?;
     assert_eq!(credentials.customer, created);
-    assert_eq!(
-        credentials.password_hash.as_deref(),
-        Some("$argon2id$v=19$hash")
-    );
+    assert_eq!(credentials.password_hash.as_deref(), Some("$argon2id$v=19$hash"));
     assert_eq!(credentials.twofa_secret, None);
     assert_eq!(h.store.find_credentials("nobody@example.test").await?, None);
     // A CLI customer has no password.
     let cli_credentials = h.store.find_credentials(&cli.email).await?;
-    assert_eq!(
-        cli_credentials.map(|credentials| credentials.password_hash),
-        Some(None)
-    );
+    assert_eq!(cli_credentials.map(|credentials| credentials.password_hash), Some(None));
 
     h.store.set_password(created.id, "$argon2id$new", 1).await?;
-    h.store
-        .set_twofa_secret(created.id, Some(&[1, 2, 3][..]))
-        .await?;
+    h.store.set_twofa_secret(created.id, Some(&[1, 2, 3][..])).await?;
     let credentials = h.store.find_credentials(&created.email).await?;
     assert_eq!(
         credentials.map(|c| (c.password_hash, c.twofa_secret, c.customer.status)),
@@ -1067,12 +751,7 @@ pub async fn portal_customers(h: Harness) -> anyhow::Result<()> {
     assert_eq!(credentials.map(|c| c.twofa_secret), Some(None));
 
     assert_eq!(
-        h.store
-            .list_customers()
-            .await?
-            .iter()
-            .map(|customer| customer.id)
-            .collect::<Vec<_>>(),
+        h.store.list_customers().await?.iter().map(|customer| customer.id).collect::<Vec<_>>(),
         vec![cli.id, created.id]
     );
 
@@ -1089,34 +768,20 @@ pub async fn portal_customers(h: Harness) -> anyhow::Result<()> {
         Some((None, "user,admin".to_owned(), Some(r#"{"a":1}"#.to_owned())))
     );
     assert_eq!(h.store.update_customer("nobody@x.test", &update).await?, 0);
-    let no_roles = CustomerUpdate {
-        roles: None,
-        ..update.clone()
-    };
-    assert!(matches!(
-        h.store.update_customer(&cli.email, &no_roles).await,
-        Err(StoreError::Internal(_))
-    ));
+    let no_roles = CustomerUpdate { roles: None, ..update.clone() };
+    assert!(matches!(h.store.update_customer(&cli.email, &no_roles).await, Err(StoreError::Internal(_))));
 
     // Parameters.
-    h.store
-        .save_param(cli.id, "PARTIAL_CASHOUTS", &json!(true))
-        .await?;
+    h.store.save_param(cli.id, "PARTIAL_CASHOUTS", &json!(true)).await?;
     assert_eq!(h.store.delete_param(cli.id, "PARTIAL_CASHOUTS").await?, 1);
     assert_eq!(h.store.delete_param(cli.id, "PARTIAL_CASHOUTS").await?, 0);
     assert_eq!(h.store.load_param(cli.id, "PARTIAL_CASHOUTS").await?, None);
 
     // A customer others still reference is not deleted; an unreferenced one is.
     device(&h, cli.id, "dev").await?;
-    assert!(matches!(
-        h.store.delete_customer(&cli.email).await,
-        Err(StoreError::Referenced(_))
-    ));
+    assert!(matches!(h.store.delete_customer(&cli.email).await, Err(StoreError::Referenced(_))));
     assert!(h.store.load_customer(cli.id).await?.is_some());
-    assert_eq!(
-        h.store.delete_customer("PORTAL.USER@example.test").await?,
-        1
-    );
+    assert_eq!(h.store.delete_customer("PORTAL.USER@example.test").await?, 1);
     assert_eq!(h.store.load_customer(created.id).await?, None);
     assert_eq!(h.store.delete_customer(&created.email).await?, 0);
     Ok(())
@@ -1126,54 +791,26 @@ pub async fn access_records(h: Harness) -> anyhow::Result<()> {
     let me = customer(&h).await?;
     let other = customer(&h).await?;
     let key = || Uuid::new_v4().simple().to_string();
-    let first = h
-        .store
-        .create_access(me.id, Scope::TokenApi, &key(), &[1; 32])
-        .await?;
-    let second = h
-        .store
-        .create_access(me.id, Scope::TokenApi, &key(), &[2; 32])
-        .await?;
-    let cash = h
-        .store
-        .create_access(me.id, Scope::CashApi, &key(), &[3; 32])
-        .await?;
-    let theirs = h
-        .store
-        .create_access(other.id, Scope::TokenApi, &key(), &[4; 32])
-        .await?;
+    let first = h.store.create_access(me.id, Scope::TokenApi, &key(), &[1; 32]).await?;
+    let second = h.store.create_access(me.id, Scope::TokenApi, &key(), &[2; 32]).await?;
+    let cash = h.store.create_access(me.id, Scope::CashApi, &key(), &[3; 32]).await?;
+    let theirs = h.store.create_access(other.id, Scope::TokenApi, &key(), &[4; 32]).await?;
 
-    h.store
-        .set_access_secret_encrypted(second.id, b"sealed secret")
-        .await?;
-    let loaded = h
-        .store
-        .load_access(second.id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("no access"))?;
+    h.store.set_access_secret_encrypted(second.id, b"sealed secret").await?;
+    let loaded = h.store.load_access(second.id).await?.ok_or_else(|| anyhow::anyhow!("no access"))?;
     assert_eq!(loaded.access, second);
-    assert_eq!(
-        loaded.secret_encrypted.as_deref(),
-        Some(&b"sealed secret"[..])
-    );
+    assert_eq!(loaded.secret_encrypted.as_deref(), Some(&b"sealed secret"[..]));
     assert_eq!(h.store.load_access(-5).await?, None);
 
     let listed = h.store.list_access(me.id, Scope::TokenApi).await?;
     assert_eq!(
-        listed
-            .iter()
-            .map(|record| (record.access.id, record.secret_encrypted.is_some()))
-            .collect::<Vec<_>>(),
+        listed.iter().map(|record| (record.access.id, record.secret_encrypted.is_some())).collect::<Vec<_>>(),
         vec![(first.id, false), (second.id, true)]
     );
     let cash_listed = h.store.list_access(me.id, Scope::CashApi).await?;
     assert_eq!(cash_listed.len(), 1);
     assert_eq!(cash_listed[0].access, cash);
-    assert!(h
-        .store
-        .list_access(me.id, Scope::ClearingApi)
-        .await?
-        .is_empty());
+    assert!(h.store.list_access(me.id, Scope::ClearingApi).await?.is_empty());
 
     // Deleting is scoped to the owner.
     assert_eq!(h.store.delete_access(me.id, theirs.id).await?, 0);

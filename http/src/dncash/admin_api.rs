@@ -49,9 +49,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/dnapi/admin/v1")
             .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
-            .wrap(actix_web::middleware::from_fn(
-                super::headers::express_headers,
-            ))
+            .wrap(actix_web::middleware::from_fn(super::headers::express_headers))
             .service(open_resource("/auth", "POST").route(web::post().to(auth::login)))
             .service(open_resource("/auth/register", "POST").route(web::post().to(auth::register)))
             .service(
@@ -68,10 +66,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     .route(web::put().to(customers::update))
                     .route(web::delete().to(customers::delete)),
             )
-            .service(
-                resource("/customers/{email}/twofa", "DELETE")
-                    .route(web::delete().to(customers::reset_twofa)),
-            )
+            .service(resource("/customers/{email}/twofa", "DELETE").route(web::delete().to(customers::reset_twofa)))
             .service(
                 resource("/access", "GET,HEAD,POST")
                     .route(web::post().to(access::create))
@@ -107,33 +102,22 @@ pub fn configure(config: &mut web::ServiceConfig) {
                     .route(web::put().to(params::set))
                     .route(web::delete().to(params::delete)),
             )
-            .service(
-                resource("/admin/devicestat", "GET,HEAD").route(web::get().to(stats::device_stats)),
-            )
-            .service(
-                resource("/admin/journal", "GET,HEAD").route(web::get().to(stats::admin_journal)),
-            )
+            .service(resource("/admin/devicestat", "GET,HEAD").route(web::get().to(stats::device_stats)))
+            .service(resource("/admin/journal", "GET,HEAD").route(web::get().to(stats::admin_journal)))
             .default_service(web::to(not_found)),
     );
 }
 
 /// The original's preflight answer: `Allow` and the same list as an HTML body.
 fn allow(methods: &'static str) -> HttpResponse {
-    HttpResponse::Ok()
-        .insert_header((header::ALLOW, methods))
-        .content_type(ContentType::html())
-        .body(methods)
+    HttpResponse::Ok().insert_header((header::ALLOW, methods)).content_type(ContentType::html()).body(methods)
 }
 
 /// A route of the unauthenticated part (`/auth`, `/auth/register`): its preflight needs no
 /// session; any other method falls through to the session-guarded "Not Found".
 fn open_resource(path: &str, methods: &'static str) -> actix_web::Resource {
     web::resource(path)
-        .route(
-            web::route()
-                .method(Method::OPTIONS)
-                .to(move || async move { allow(methods) }),
-        )
+        .route(web::route().method(Method::OPTIONS).to(move || async move { allow(methods) }))
         .default_service(web::to(not_found))
 }
 
@@ -164,10 +148,7 @@ fn is_authorization_preflight(request: &HttpRequest) -> bool {
 
 /// Unknown path or method: the session first (as the original's router order has it), then
 /// `500 Not Found: <url>` (404 under `4xx`).
-async fn not_found(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     if !is_authorization_preflight(&request) {
         session(&state, &request).await?;
     }
@@ -175,18 +156,13 @@ async fn not_found(
 }
 
 fn unauthorized(message: &str) -> ApiError {
-    ApiError::Business {
-        status: StatusCode::UNAUTHORIZED,
-        message: message.to_owned(),
-    }
+    ApiError::Business { status: StatusCode::UNAUTHORIZED, message: message.to_owned() }
 }
 
 /// The caller's session from `Authorization: Bearer <jwt>`; 401 with express-jwt's messages.
 pub(crate) async fn session(state: &AppState, request: &HttpRequest) -> Result<Session, ApiError> {
-    let header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|value| value.to_str().map_err(|_| unauthorized(BAD_FORMAT)));
+    let header =
+        request.headers().get(header::AUTHORIZATION).map(|value| value.to_str().map_err(|_| unauthorized(BAD_FORMAT)));
     let text = match header {
         None => return Err(unauthorized(NO_TOKEN)),
         Some(text) => text?,
@@ -204,14 +180,10 @@ pub(crate) async fn session(state: &AppState, request: &HttpRequest) -> Result<S
     if token.is_empty() {
         return Err(unauthorized(NO_TOKEN));
     }
-    state
-        .engine
-        .verify_session(token)
-        .await
-        .map_err(|check| match check {
-            SessionCheck::Refused(error) => unauthorized(error.message()),
-            SessionCheck::Fault(fault) => ApiError::from_fault(fault),
-        })
+    state.engine.verify_session(token).await.map_err(|check| match check {
+        SessionCheck::Refused(error) => unauthorized(error.message()),
+        SessionCheck::Fault(fault) => ApiError::from_fault(fault),
+    })
 }
 
 /// A portal refusal in the original's words; faults stay opaque.
@@ -298,9 +270,7 @@ fn ok_packet(affected_rows: u64) -> HttpResponse {
 
 /// A handler that resolved with nothing: 200, empty body, JSON content type.
 fn empty_ok() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(crate::JSON_CONTENT_TYPE)
-        .finish()
+    HttpResponse::Ok().content_type(crate::JSON_CONTENT_TYPE).finish()
 }
 
 /// `{"token": <jwt>}`: a new session.
@@ -331,28 +301,17 @@ fn row_id(text: &str) -> Option<i64> {
 
 /// The last path segment as the client sent it (before case folding), percent-decoded.
 fn original_last_segment(request: &HttpRequest, routed: &str) -> String {
-    let Some(original) = request
-        .extensions()
-        .get::<super::paths::OriginalUri>()
-        .map(|original| original.0.clone())
+    let Some(original) = request.extensions().get::<super::paths::OriginalUri>().map(|original| original.0.clone())
     else {
         return routed.to_owned();
     };
-    let segment = original
-        .path()
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let segment = original.path().trim_end_matches('/').rsplit('/').next().unwrap_or_default().to_owned();
     percent_decode(&segment)
 }
 
 /// `%XX` escapes decoded; a stray `%` stays as it is, and invalid UTF-8 becomes U+FFFD.
 fn percent_decode(text: &str) -> String {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8_lossy()
-        .into_owned()
+    percent_encoding::percent_decode_str(text).decode_utf8_lossy().into_owned()
 }
 
 #[cfg(test)]

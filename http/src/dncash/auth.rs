@@ -10,17 +10,8 @@ const KEY_HEADER: &str = "dn-api-key";
 const SECRET_HEADER: &str = "dn-api-secret";
 
 /// The customer whose credentials of `scope` the request carries; 401 for anything else.
-pub async fn authenticate(
-    state: &AppState,
-    request: &HttpRequest,
-    scope: Scope,
-) -> Result<Customer, ApiError> {
-    let header = |name| {
-        request
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-    };
+pub async fn authenticate(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<Customer, ApiError> {
+    let header = |name| request.headers().get(name).and_then(|value| value.to_str().ok());
     let (Some(key), Some(secret)) = (header(KEY_HEADER), header(SECRET_HEADER)) else {
         return Err(ApiError::Credentials);
     };

@@ -17,28 +17,17 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::handover_body::HandoverBody;
-use super::token_api::{
-    device_error, new_device, query_map, DeviceRegistration, REFNAME_LENGTH_MAX,
-};
+use super::token_api::{device_error, new_device, query_map, DeviceRegistration, REFNAME_LENGTH_MAX};
 use super::views::{DeviceRow, TokenJson, TokenView};
 use super::{authenticate, idempotency_key, resource, CASH_API};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError, TextError};
-use crate::openapi::schemas::{
-    ApiKeyFaults, BodyFaults, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName,
-};
+use crate::openapi::schemas::{ApiKeyFaults, BodyFaults, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName};
 use crate::{AppState, ErrorStatus};
 
 /// The Cash API's operations, as annotated on the handlers below.
 #[derive(OpenApi)]
-#[openapi(paths(
-    register_device,
-    claim,
-    confirm,
-    create_trigger,
-    wait_trigger,
-    trigger_socket
-))]
+#[openapi(paths(register_device, claim, confirm, create_trigger, wait_trigger, trigger_socket))]
 pub(super) struct Document;
 
 /// How an ATM finishes a locked token.
@@ -75,12 +64,8 @@ pub fn configure(config: &mut web::ServiceConfig) {
         )
         .service(resource::<CASH_API>("/trigger", "POST").route(web::post().to(create_trigger)))
         // Before `/trigger/{code}`: trigger codes are uuids, never `ws`.
-        .service(
-            resource::<CASH_API>("/trigger/ws", "GET,HEAD").route(web::get().to(trigger_socket)),
-        )
-        .service(
-            resource::<CASH_API>("/trigger/{code}", "GET,HEAD").route(web::get().to(wait_trigger)),
-        );
+        .service(resource::<CASH_API>("/trigger/ws", "GET,HEAD").route(web::get().to(trigger_socket)))
+        .service(resource::<CASH_API>("/trigger/{code}", "GET,HEAD").route(web::get().to(wait_trigger)));
 }
 
 /// Register an ATM or cash register.
@@ -119,9 +104,7 @@ async fn register_device(
 
 /// The `device_uuid` query parameter as given (the original prints `undefined` when absent).
 fn cash_device_text(request: &HttpRequest) -> String {
-    query_map(request)
-        .remove("device_uuid")
-        .unwrap_or_else(|| "undefined".to_owned())
+    query_map(request).remove("device_uuid").unwrap_or_else(|| "undefined".to_owned())
 }
 
 fn claim_message(rejection: &Rejection, device: &str, radiocode: &str) -> String {
@@ -143,9 +126,9 @@ fn claim_message(rejection: &Rejection, device: &str, radiocode: &str) -> String
             | TokenRejection::NothingToUpdate,
         ) => "Token not in OPEN state.".to_owned(),
         Rejection::BadPublicKey(reason) => reason.to_string(),
-        Rejection::TokenNotCreated
-        | Rejection::IdempotencyKeyReused
-        | Rejection::IdempotencyKeyInFlight => "Token not in OPEN state.".to_owned(),
+        Rejection::TokenNotCreated | Rejection::IdempotencyKeyReused | Rejection::IdempotencyKeyInFlight => {
+            "Token not in OPEN state.".to_owned()
+        }
     }
 }
 
@@ -187,19 +170,13 @@ async fn claim(
     let device_text = cash_device_text(&request);
     let radiocode = path.into_inner();
     let Ok(device) = Uuid::parse_str(&device_text) else {
-        return Err(ApiError::Claim(claim_message(
-            &Rejection::UnknownDevice,
-            &device_text,
-            &radiocode,
-        )));
+        return Err(ApiError::Claim(claim_message(&Rejection::UnknownDevice, &device_text, &radiocode)));
     };
     match state.engine.claim(customer.id, device, &radiocode).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Locked))),
-        Err(EngineError::Rejected(rejection)) => Err(ApiError::Claim(claim_message(
-            &rejection,
-            &device_text,
-            &radiocode,
-        ))),
+        Err(EngineError::Rejected(rejection)) => {
+            Err(ApiError::Claim(claim_message(&rejection, &device_text, &radiocode)))
+        }
         Err(fault) => Err(ApiError::from_fault(fault)),
     }
 }
@@ -228,9 +205,7 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
             | TokenRejection::NotOpen
             | TokenRejection::InvalidCode
             | TokenRejection::InvalidSignature,
-        ) => {
-            (StatusCode::CONFLICT, "Token not in LOCKED state.".to_owned())
-        }
+        ) => (StatusCode::CONFLICT, "Token not in LOCKED state.".to_owned()),
         Rejection::Token(TokenRejection::NothingToUpdate | TokenRejection::ExpiresOutOfRange)
         | Rejection::IllegalRadiocode
         | Rejection::BadPublicKey(_)
@@ -274,26 +249,12 @@ async fn confirm(
     let mode = state.error_status;
     let device_text = cash_device_text(&request);
     let fields = Fields(&body);
-    let invalid = |field: &str| {
-        ApiError::business(
-            mode,
-            StatusCode::BAD_REQUEST,
-            format!("Invalid value for '{field}'"),
-        )
-    };
+    let invalid =
+        |field: &str| ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Invalid value for '{field}'"));
     let requested_state = fields.string("state").map_err(|_| invalid("state"))?;
-    let lockrefname = fields
-        .string("lockrefname")
-        .map_err(|_| invalid("lockrefname"))?;
-    if lockrefname
-        .as_ref()
-        .is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX)
-    {
-        return Err(ApiError::business(
-            mode,
-            StatusCode::BAD_REQUEST,
-            "Data too long for column 'lockrefname'",
-        ));
+    let lockrefname = fields.string("lockrefname").map_err(|_| invalid("lockrefname"))?;
+    if lockrefname.as_ref().is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX) {
+        return Err(ApiError::business(mode, StatusCode::BAD_REQUEST, "Data too long for column 'lockrefname'"));
     }
     let confirmation = Confirmation {
         state: requested_state.as_deref().and_then(ConfirmState::parse),
@@ -312,11 +273,7 @@ async fn confirm(
             Err(fault) => ApiError::from_fault(fault),
         });
     };
-    match state
-        .engine
-        .confirm(customer.id, device, token, confirmation)
-        .await
-    {
+    match state.engine.confirm(customer.id, device, token, confirmation).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(confirm_error(mode, &rejection, &device_text)),
         Err(fault) => Err(ApiError::from_fault(fault)),
@@ -367,17 +324,9 @@ async fn create_trigger(
     read_json(&request, payload).await?;
     let mode = state.error_status;
     let query = query_map(&request);
-    let device_text = query
-        .get("device_uuid")
-        .cloned()
-        .unwrap_or_else(|| "undefined".to_owned());
-    let unknown_device = || {
-        ApiError::business(
-            mode,
-            StatusCode::NOT_FOUND,
-            format!("Sorry, device with UUID {device_text} not found."),
-        )
-    };
+    let device_text = query.get("device_uuid").cloned().unwrap_or_else(|| "undefined".to_owned());
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Sorry, device with UUID {device_text} not found."));
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(unknown_device());
     };
@@ -387,20 +336,13 @@ async fn create_trigger(
             Ok(_) => ApiError::business(
                 mode,
                 StatusCode::BAD_REQUEST,
-                format!(
-                    "Invalid value for 'expiresIn': give whole seconds from 1 to {}",
-                    EXPIRES_IN_MAX.as_secs()
-                ),
+                format!("Invalid value for 'expiresIn': give whole seconds from 1 to {}", EXPIRES_IN_MAX.as_secs()),
             ),
             Err(EngineError::Rejected(_)) => unknown_device(),
             Err(fault) => ApiError::from_fault(fault),
         });
     };
-    match state
-        .engine
-        .create_trigger(customer.id, device, expires_in)
-        .await
-    {
+    match state.engine.create_trigger(customer.id, device, expires_in).await {
         Ok(code) => Ok(crate::json_ok(TriggerCode { triggercode: code })),
         Err(EngineError::Rejected(_)) => Err(unknown_device()),
         Err(fault) => Err(ApiError::from_fault(fault)),
@@ -408,11 +350,7 @@ async fn create_trigger(
 }
 
 fn trigger_not_found(mode: ErrorStatus, code: &str) -> ApiError {
-    ApiError::business(
-        mode,
-        StatusCode::NOT_FOUND,
-        format!("Trigger {code} not found."),
-    )
+    ApiError::business(mode, StatusCode::NOT_FOUND, format!("Trigger {code} not found."))
 }
 
 /// `GET /trigger/:code`: the long poll. 200 V-locked once a phone uses the trigger; the
@@ -446,29 +384,21 @@ async fn wait_trigger(
     match answer.map(|answer| (answer.outcome, answer.handover)) {
         Ok((TriggerWait::Locked(token), handover)) => {
             // The phone's 204 waits until this body has been handed to the connection.
-            let json =
-                serde_json::to_vec(&TokenJson::of(&token, TokenView::Locked)).map_err(|error| {
-                    tracing::error!(%error, "locked token could not be serialised");
-                    ApiError::Internal
-                })?;
-            Ok(HttpResponse::Ok()
-                .content_type(crate::JSON_CONTENT_TYPE)
-                .body(HandoverBody::new(json, handover)))
+            let json = serde_json::to_vec(&TokenJson::of(&token, TokenView::Locked)).map_err(|error| {
+                tracing::error!(%error, "locked token could not be serialised");
+                ApiError::Internal
+            })?;
+            Ok(HttpResponse::Ok().content_type(crate::JSON_CONTENT_TYPE).body(HandoverBody::new(json, handover)))
         }
         Ok((TriggerWait::TimedOut, _)) => Ok(HttpResponse::NoContent().finish()),
-        Ok((TriggerWait::Expired, _)) | Err(TriggerError::UnknownTrigger) => {
-            Err(trigger_not_found(mode, &code))
-        }
+        Ok((TriggerWait::Expired, _)) | Err(TriggerError::UnknownTrigger) => Err(trigger_not_found(mode, &code)),
         Ok((TriggerWait::Replaced, _)) => Err(ApiError::business(
             mode,
             StatusCode::CONFLICT,
             format!("Trigger {code} is awaited by a newer request."),
         )),
         Err(TriggerError::Engine(EngineError::Rejected(rejection))) => {
-            tracing::error!(
-                ?rejection,
-                "unexpected rejection while waiting for a trigger"
-            );
+            tracing::error!(?rejection, "unexpected rejection while waiting for a trigger");
             Err(ApiError::Internal)
         }
         Err(TriggerError::Engine(fault)) => Err(ApiError::from_fault(fault)),
@@ -500,13 +430,8 @@ async fn trigger_socket(
     let customer = authenticate(&state, &request, Scope::CashApi).await?;
     let mode = state.error_status;
     let device_text = cash_device_text(&request);
-    let unknown_device = || {
-        ApiError::business(
-            mode,
-            StatusCode::NOT_FOUND,
-            format!("Cash device with UUID {device_text} not found."),
-        )
-    };
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Cash device with UUID {device_text} not found."));
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(unknown_device());
     };
@@ -515,8 +440,8 @@ async fn trigger_socket(
         Err(EngineError::Rejected(_)) => return Err(unknown_device()),
         Err(fault) => return Err(ApiError::from_fault(fault)),
     };
-    let (response, session, incoming) = actix_ws::handle(&request, payload)
-        .map_err(|error| ApiError::bad_request(error.to_string()))?;
+    let (response, session, incoming) =
+        actix_ws::handle(&request, payload).map_err(|error| ApiError::bad_request(error.to_string()))?;
     actix_web::rt::spawn(super::trigger_socket::run(session, incoming, feed));
     Ok(response)
 }

@@ -34,20 +34,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.service(
         web::scope("/dnapi/clearing/v1")
             .wrap(actix_web::middleware::from_fn(super::text::refuse_nul))
-            .wrap(actix_web::middleware::from_fn(
-                super::headers::express_headers,
-            ))
-            .service(
-                resource::<CLEARING_API>("/tokens", "GET,HEAD").route(web::get().to(list_tokens)),
-            )
-            .service(
-                resource::<CLEARING_API>("/tokens/{uuid}", "GET,HEAD")
-                    .route(web::get().to(get_token)),
-            )
+            .wrap(actix_web::middleware::from_fn(super::headers::express_headers))
+            .service(resource::<CLEARING_API>("/tokens", "GET,HEAD").route(web::get().to(list_tokens)))
+            .service(resource::<CLEARING_API>("/tokens/{uuid}", "GET,HEAD").route(web::get().to(get_token)))
             .service(resource::<CLEARING_API>("/sums", "GET,HEAD").route(web::get().to(sums)))
-            .service(
-                resource::<CLEARING_API>("/customers", "GET,HEAD").route(web::get().to(customers)),
-            )
+            .service(resource::<CLEARING_API>("/customers", "GET,HEAD").route(web::get().to(customers)))
             .default_service(web::to(super::not_found_in::<CLEARING_API>)),
     );
 }
@@ -184,20 +175,11 @@ fn filter(query: &HashMap<String, String>, with_type: bool) -> Option<ClearingFi
         None => None,
         Some(text) => Some(text.trim().parse().ok()?),
     };
-    Some(ClearingFilter {
-        from: date("from")?,
-        to: date("to")?,
-        token_type,
-        customer_id,
-    })
+    Some(ClearingFilter { from: date("from")?, to: date("to")?, token_type, customer_id })
 }
 
 /// Admins give `customer_id`; for everyone else it is ignored (so a bad one does no harm).
-fn filter_for(
-    customer: &Customer,
-    query: &HashMap<String, String>,
-    with_type: bool,
-) -> Option<ClearingFilter> {
+fn filter_for(customer: &Customer, query: &HashMap<String, String>, with_type: bool) -> Option<ClearingFilter> {
     if is_admin(customer) {
         return filter(query, with_type);
     }
@@ -220,25 +202,14 @@ fn filter_for(
     responses((status = 200, description = "The rows, oldest first.", body = Vec<ClearingJson>), ApiKeyFaults),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn list_tokens(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let rows = match filter_for(&customer, &query_map(&request), true) {
-        Some(filter) => state
-            .engine
-            .clearing_rows(&customer, &filter)
-            .await
-            .map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.clearing_rows(&customer, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
     let admin = is_admin(&customer);
-    Ok(crate::json_ok(
-        rows.iter()
-            .map(|row| ClearingJson::of(row, admin))
-            .collect::<Vec<_>>(),
-    ))
+    Ok(crate::json_ok(rows.iter().map(|row| ClearingJson::of(row, admin)).collect::<Vec<_>>()))
 }
 
 /// One token's clearing row in my scope; 200 with an empty body when there is none.
@@ -263,22 +234,11 @@ async fn get_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
-    let empty = || {
-        HttpResponse::Ok()
-            .content_type(crate::JSON_CONTENT_TYPE)
-            .finish()
-    };
-    let (Ok(uuid), Some(filter)) = (
-        Uuid::parse_str(&path),
-        filter_for(&customer, &query_map(&request), false),
-    ) else {
+    let empty = || HttpResponse::Ok().content_type(crate::JSON_CONTENT_TYPE).finish();
+    let (Ok(uuid), Some(filter)) = (Uuid::parse_str(&path), filter_for(&customer, &query_map(&request), false)) else {
         return Ok(empty());
     };
-    let row = state
-        .engine
-        .clearing_row(&customer, uuid, filter.customer_id)
-        .await
-        .map_err(ApiError::from_fault)?;
+    let row = state.engine.clearing_row(&customer, uuid, filter.customer_id).await.map_err(ApiError::from_fault)?;
     Ok(match row {
         Some(row) => crate::json_ok(ClearingJson::of(&row, is_admin(&customer))),
         None => empty(),
@@ -301,16 +261,10 @@ async fn get_token(
 async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let sums = match filter_for(&customer, &query_map(&request), false) {
-        Some(filter) => state
-            .engine
-            .clearing_sums(&customer, &filter)
-            .await
-            .map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.clearing_sums(&customer, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
-    Ok(crate::json_ok(
-        sums.iter().map(SumJson::of).collect::<Vec<_>>(),
-    ))
+    Ok(crate::json_ok(sums.iter().map(SumJson::of).collect::<Vec<_>>()))
 }
 
 /// Admins: every customer. Others: their own row, without `id`, `created` and `status`.
@@ -324,16 +278,9 @@ async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpRe
     ),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn customers(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn customers(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
-    let rows = state
-        .engine
-        .clearing_customers(&customer)
-        .await
-        .map_err(ApiError::from_fault)?;
+    let rows = state.engine.clearing_customers(&customer).await.map_err(ApiError::from_fault)?;
     let admin = is_admin(&customer);
     let views: Vec<_> = rows
         .iter()
@@ -376,8 +323,7 @@ pub fn parse_js_date(text: &str) -> Option<i64> {
 }
 
 fn digits(text: &str, count: usize) -> Option<u32> {
-    (text.len() == count && text.bytes().all(|byte| byte.is_ascii_digit()))
-        .then(|| text.parse().ok())?
+    (text.len() == count && text.bytes().all(|byte| byte.is_ascii_digit())).then(|| text.parse().ok())?
 }
 
 fn iso_date(text: &str) -> Option<NaiveDate> {
@@ -423,10 +369,7 @@ fn split_offset(text: &str) -> Option<(&str, FixedOffset)> {
     if hours > 23 || minutes > 59 {
         return None;
     }
-    Some((
-        clock,
-        FixedOffset::east_opt(sign * (hours * 3_600 + minutes * 60))?,
-    ))
+    Some((clock, FixedOffset::east_opt(sign * (hours * 3_600 + minutes * 60))?))
 }
 
 fn iso_time(text: &str) -> Option<NaiveTime> {
@@ -447,9 +390,7 @@ fn iso_time(text: &str) -> Option<NaiveTime> {
     }
     let millis = match fraction {
         None => 0,
-        Some(fraction)
-            if !fraction.is_empty() && fraction.bytes().all(|byte| byte.is_ascii_digit()) =>
-        {
+        Some(fraction) if !fraction.is_empty() && fraction.bytes().all(|byte| byte.is_ascii_digit()) => {
             // JavaScript keeps milliseconds: the first three digits, padded.
             let first: String = fraction.chars().chain("00".chars()).take(3).collect();
             first.parse().ok()?
@@ -468,30 +409,17 @@ mod tests {
     #[test]
     fn iso_dates_read_like_javascript() {
         assert_eq!(parse_js_date("2020-03-10T16:23:37.123Z"), Some(MARCH_10));
-        assert_eq!(
-            parse_js_date("2020-03-10T17:23:37.123+01:00"),
-            Some(MARCH_10)
-        );
+        assert_eq!(parse_js_date("2020-03-10T17:23:37.123+01:00"), Some(MARCH_10));
         assert_eq!(parse_js_date("2020-03-10T16:23:37.123456Z"), Some(MARCH_10));
         assert_eq!(parse_js_date("2020-03-10T16:23:37Z"), Some(MARCH_10 - 123));
         assert_eq!(parse_js_date("2020-03-10T16:23Z"), Some(MARCH_10 - 37_123));
         assert_eq!(parse_js_date("2020-03-10 16:23:37.123Z"), Some(MARCH_10));
-        assert_eq!(
-            parse_js_date("2020-03-10T16:23:37.123"),
-            Some(MARCH_10),
-            "no offset: UTC"
-        );
-        assert_eq!(
-            parse_js_date("2018-01-01T00:00:00Z"),
-            Some(1_514_764_800_000)
-        );
+        assert_eq!(parse_js_date("2020-03-10T16:23:37.123"), Some(MARCH_10), "no offset: UTC");
+        assert_eq!(parse_js_date("2018-01-01T00:00:00Z"), Some(1_514_764_800_000));
         assert_eq!(parse_js_date("2018-01-01"), Some(1_514_764_800_000));
         assert_eq!(parse_js_date("2018-01"), Some(1_514_764_800_000));
         assert_eq!(parse_js_date("2018"), Some(1_514_764_800_000));
-        assert_eq!(
-            parse_js_date("Tue, 10 Mar 2020 16:23:37 GMT"),
-            Some(MARCH_10 - 123)
-        );
+        assert_eq!(parse_js_date("Tue, 10 Mar 2020 16:23:37 GMT"), Some(MARCH_10 - 123));
     }
 
     #[test]
@@ -512,23 +440,11 @@ mod tests {
 
     #[test]
     fn unreadable_values_make_a_filter_that_matches_nothing() {
-        let query = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
+        let query = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         assert!(filter(&query(&[("from", "1583857417123")]), true).is_none());
         assert!(filter(&query(&[("type", "NOPE")]), true).is_none());
         assert!(filter(&query(&[("customer_id", "x")]), true).is_none());
-        let read = filter(
-            &query(&[
-                ("from", "2018-01-01"),
-                ("type", "cashin"),
-                ("customer_id", "7"),
-            ]),
-            true,
-        );
+        let read = filter(&query(&[("from", "2018-01-01"), ("type", "cashin"), ("customer_id", "7")]), true);
         assert_eq!(
             read,
             Some(ClearingFilter {
@@ -539,9 +455,6 @@ mod tests {
             })
         );
         // Sums take no type.
-        assert_eq!(
-            filter(&query(&[("type", "NOPE")]), false),
-            Some(ClearingFilter::default())
-        );
+        assert_eq!(filter(&query(&[("type", "NOPE")]), false), Some(ClearingFilter::default()));
     }
 }

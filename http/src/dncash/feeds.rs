@@ -23,12 +23,7 @@ pub enum Feed {
 }
 
 impl Feed {
-    pub const ALL: [Self; 4] = [
-        Self::TokenChange,
-        Self::AdminTokenChange,
-        Self::Clearing,
-        Self::Events,
-    ];
+    pub const ALL: [Self; 4] = [Self::TokenChange, Self::AdminTokenChange, Self::Clearing, Self::Events];
 
     /// Metric label.
     pub fn label(self) -> &'static str {
@@ -42,9 +37,7 @@ impl Feed {
 
     /// The feed as the hub takes it: its label and [`delivers`] as its filter.
     pub fn spec(self) -> FeedSpec {
-        FeedSpec::new(self.label(), move |audience, event| {
-            delivers(self, audience, event)
-        })
+        FeedSpec::new(self.label(), move |audience, event| delivers(self, audience, event))
     }
 }
 
@@ -68,17 +61,12 @@ pub fn audience_of(customer: &Customer) -> Audience {
 /// Whether `feed` delivers `event` to `audience` (the original's recipient table, §12).
 pub fn delivers(feed: Feed, audience: Audience, event: &EventRecord) -> bool {
     let is_owner = audience == Audience::All || audience == Audience::Customer(event.owner_id);
-    let is_party = is_owner
-        || event
-            .cash_customer_id
-            .is_some_and(|cash| audience == Audience::Customer(cash));
+    let is_party = is_owner || event.cash_customer_id.is_some_and(|cash| audience == Audience::Customer(cash));
     match feed {
         Feed::Events => is_party,
         Feed::TokenChange | Feed::AdminTokenChange => match event.kind {
             TokenEventKind::Created | TokenEventKind::Deleted => is_owner,
-            TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed => {
-                is_party
-            }
+            TokenEventKind::Locked | TokenEventKind::Rejected | TokenEventKind::Confirmed => is_party,
             TokenEventKind::Updated | TokenEventKind::Expired => false,
         },
         Feed::Clearing => is_party && creates_clearing_row(event),
@@ -88,11 +76,7 @@ pub fn delivers(feed: Feed, audience: Audience, event: &EventRecord) -> bool {
 /// A confirm to COMPLETED of a CASHOUT or CASHIN token writes a clearing row (§8.3); its
 /// parties (debitor and creditor) are the token's owner and the confirming cash customer.
 fn creates_clearing_row(event: &EventRecord) -> bool {
-    let token_type = event
-        .snapshot
-        .get("type")
-        .and_then(|value| value.as_str())
-        .and_then(TokenType::parse);
+    let token_type = event.snapshot.get("type").and_then(|value| value.as_str()).and_then(TokenType::parse);
     event.kind == TokenEventKind::Confirmed
         && event.to == TokenState::Completed
         && matches!(token_type, Some(TokenType::Cashout | TokenType::Cashin))
@@ -151,9 +135,7 @@ mod tests {
         }
         // The full event feed carries everything that concerns the subscriber.
         for any in [&created, &locked, &updated, &expired] {
-            assert!(
-                delivers(Feed::Events, owner, any) && delivers(Feed::Events, Audience::All, any)
-            );
+            assert!(delivers(Feed::Events, owner, any) && delivers(Feed::Events, Audience::All, any));
             assert!(!delivers(Feed::Events, other, any));
         }
         assert!(delivers(Feed::Events, cash, &locked) && !delivers(Feed::Events, cash, &created));
@@ -161,23 +143,11 @@ mod tests {
 
     #[test]
     fn clearing_changes_are_completed_cash_outs_and_cash_ins_for_debitor_and_creditor() {
-        let completed = event(
-            1,
-            TokenEventKind::Confirmed,
-            TokenState::Completed,
-            1,
-            Some(2),
-        );
+        let completed = event(1, TokenEventKind::Confirmed, TokenState::Completed, 1, Some(2));
         assert!(delivers(Feed::Clearing, Audience::Customer(1), &completed));
         assert!(delivers(Feed::Clearing, Audience::Customer(2), &completed));
         assert!(!delivers(Feed::Clearing, Audience::Customer(3), &completed));
-        let canceled = event(
-            2,
-            TokenEventKind::Confirmed,
-            TokenState::Canceled,
-            1,
-            Some(2),
-        );
+        let canceled = event(2, TokenEventKind::Confirmed, TokenState::Canceled, 1, Some(2));
         assert!(!delivers(Feed::Clearing, Audience::Customer(1), &canceled));
         let mut transfer = completed.clone();
         transfer.snapshot = json!({"type": "TRANSFER"});
@@ -194,10 +164,7 @@ mod tests {
         assert_eq!(spec.label, "tokenchange");
         assert!((spec.filter)(Audience::Customer(1), &created));
         assert!(!(spec.filter)(Audience::Customer(2), &created));
-        assert!(!(Feed::Clearing.spec().filter)(
-            Audience::Customer(1),
-            &created
-        ));
+        assert!(!(Feed::Clearing.spec().filter)(Audience::Customer(1), &created));
     }
 
     #[test]
@@ -212,11 +179,7 @@ mod tests {
             created: 0,
         };
         assert_eq!(audience_of(&customer("user,admin")), Audience::All);
-        assert_eq!(
-            audience_of(&customer("superadmin")),
-            Audience::All,
-            "a substring, as the original matches"
-        );
+        assert_eq!(audience_of(&customer("superadmin")), Audience::All, "a substring, as the original matches");
         assert_eq!(audience_of(&customer("user")), Audience::Customer(7));
     }
 }

@@ -20,11 +20,7 @@ pub struct HandoverBody {
 impl HandoverBody {
     pub fn new(bytes: Vec<u8>, handover: Option<TriggerHandover>) -> Self {
         let size = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
-        Self {
-            bytes: Some(Bytes::from(bytes)),
-            size,
-            handover,
-        }
+        Self { bytes: Some(Bytes::from(bytes)), size, handover }
     }
 }
 
@@ -37,10 +33,7 @@ impl MessageBody for HandoverBody {
 
     // `try_into_bytes` keeps its default (refuse): taking the bytes out early would drop the
     // handover before anything was written.
-    fn poll_next(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Bytes, Self::Error>>> {
+    fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Bytes, Self::Error>>> {
         Poll::Ready(self.get_mut().bytes.take().map(Ok))
     }
 }

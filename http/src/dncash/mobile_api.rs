@@ -65,10 +65,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 /// No credentials in this group: an unknown path is the plain "Not Found".
-async fn not_found(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn not_found(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     Err(super::route_not_found(&state, &request))
 }
 
@@ -83,40 +80,27 @@ fn text_of(body: &Value, name: &str) -> Option<String> {
 
 /// What the original looked the token up by: the uuid part, or the plain code.
 fn lookup_key(radiocode: &str) -> String {
-    let length = if radiocode.chars().count() > 36 {
-        36
-    } else {
-        6
-    };
+    let length = if radiocode.chars().count() > 36 { 36 } else { 6 };
     radiocode.chars().take(length).collect()
 }
 
 fn trigger_error(mode: ErrorStatus, error: TriggerError, code: &str, radiocode: &str) -> ApiError {
     let business = |status, message: String| ApiError::business(mode, status, message);
     match error {
-        TriggerError::UnknownTrigger => {
-            business(StatusCode::NOT_FOUND, format!("Trigger {code} not found."))
-        }
-        TriggerError::MissingSignature => {
-            business(StatusCode::BAD_REQUEST, MISSING_SIGNATURE.to_owned())
-        }
+        TriggerError::UnknownTrigger => business(StatusCode::NOT_FOUND, format!("Trigger {code} not found.")),
+        TriggerError::MissingSignature => business(StatusCode::BAD_REQUEST, MISSING_SIGNATURE.to_owned()),
         TriggerError::Engine(EngineError::Rejected(rejection)) => match rejection {
-            Rejection::IllegalRadiocode => {
-                business(StatusCode::BAD_REQUEST, "Illegal radio code".to_owned())
+            Rejection::IllegalRadiocode => business(StatusCode::BAD_REQUEST, "Illegal radio code".to_owned()),
+            Rejection::UnknownToken | Rejection::Token(TokenRejection::NotFound) => {
+                business(StatusCode::NOT_FOUND, format!("Token not found: {}", lookup_key(radiocode)))
             }
-            Rejection::UnknownToken | Rejection::Token(TokenRejection::NotFound) => business(
-                StatusCode::NOT_FOUND,
-                format!("Token not found: {}", lookup_key(radiocode)),
-            ),
             Rejection::Token(TokenRejection::InvalidSignature) => {
                 business(StatusCode::FORBIDDEN, "Invalid signature".to_owned())
             }
             Rejection::Token(TokenRejection::InvalidCode) => {
                 business(StatusCode::FORBIDDEN, "Invalid token code".to_owned())
             }
-            Rejection::BadPublicKey(reason) => {
-                business(StatusCode::BAD_REQUEST, reason.to_string())
-            }
+            Rejection::BadPublicKey(reason) => business(StatusCode::BAD_REQUEST, reason.to_string()),
             Rejection::Token(
                 TokenRejection::NotOpen
                 | TokenRejection::NotLocked
@@ -167,11 +151,7 @@ async fn trigger(
         Some(Value::String(text)) => Some(text.as_str()),
         _ => None,
     };
-    match state
-        .engine
-        .trigger_claim(&code, &radiocode, signature)
-        .await
-    {
+    match state.engine.trigger_claim(&code, &radiocode, signature).await {
         Ok(_) => Ok(HttpResponse::NoContent().finish()),
         Err(error) => Err(trigger_error(state.error_status, error, &code, &radiocode)),
     }
@@ -205,30 +185,17 @@ mod tests {
         let errors = [
             TriggerError::UnknownTrigger,
             TriggerError::MissingSignature,
-            TriggerError::Engine(EngineError::Rejected(Rejection::Token(
-                TokenRejection::InvalidSignature,
-            ))),
+            TriggerError::Engine(EngineError::Rejected(Rejection::Token(TokenRejection::InvalidSignature))),
             TriggerError::Engine(EngineError::Rejected(Rejection::UnknownToken)),
         ];
         for error in errors {
             let mapped = trigger_error(ErrorStatus::Original, error, "t", "r");
             assert!(
-                matches!(
-                    mapped,
-                    ApiError::Business {
-                        status: StatusCode::INTERNAL_SERVER_ERROR,
-                        ..
-                    }
-                ),
+                matches!(mapped, ApiError::Business { status: StatusCode::INTERNAL_SERVER_ERROR, .. }),
                 "{mapped:?}"
             );
         }
-        let not_found = trigger_error(
-            ErrorStatus::Original,
-            TriggerError::UnknownTrigger,
-            "t-1",
-            "r",
-        );
+        let not_found = trigger_error(ErrorStatus::Original, TriggerError::UnknownTrigger, "t-1", "r");
         assert_eq!(not_found.to_string(), "Trigger t-1 not found.");
     }
 }

@@ -90,16 +90,12 @@ pub(crate) const CLEARING_API: u8 = 2;
 /// any other method (actix would answer 405; the original answers 500 "Not Found").
 pub(crate) fn resource<const GROUP: u8>(path: &str, methods: &'static str) -> actix_web::Resource {
     web::resource(path)
-        .route(
-            web::route()
-                .method(actix_web::http::Method::OPTIONS)
-                .to(move || async move {
-                    HttpResponse::Ok()
-                        .insert_header((actix_web::http::header::ALLOW, methods))
-                        .content_type(actix_web::http::header::ContentType::html())
-                        .body(methods)
-                }),
-        )
+        .route(web::route().method(actix_web::http::Method::OPTIONS).to(move || async move {
+            HttpResponse::Ok()
+                .insert_header((actix_web::http::header::ALLOW, methods))
+                .content_type(actix_web::http::header::ContentType::html())
+                .body(methods)
+        }))
         .default_service(web::to(not_found_in::<GROUP>))
 }
 
@@ -128,27 +124,14 @@ pub(crate) fn idempotency_key(request: &HttpRequest) -> Result<Option<String>, A
         return Ok(None);
     };
     match value.to_str() {
-        Ok(text) if cashgrid_actors::engine::idempotency::key_is_valid(text) => {
-            Ok(Some(text.to_owned()))
-        }
-        _ => Err(ApiError::bad_request(
-            "Invalid Idempotency-Key: use 1 to 255 visible ASCII characters.",
-        )),
+        Ok(text) if cashgrid_actors::engine::idempotency::key_is_valid(text) => Ok(Some(text.to_owned())),
+        _ => Err(ApiError::bad_request("Invalid Idempotency-Key: use 1 to 255 visible ASCII characters.")),
     }
 }
 
 pub fn route_not_found(state: &AppState, request: &HttpRequest) -> ApiError {
-    let original = request
-        .extensions()
-        .get::<paths::OriginalUri>()
-        .map(|original| original.0.clone());
+    let original = request.extensions().get::<paths::OriginalUri>().map(|original| original.0.clone());
     let uri = original.as_ref().unwrap_or_else(|| request.uri());
-    let url = uri
-        .path_and_query()
-        .map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
-    ApiError::business(
-        state.error_status,
-        actix_web::http::StatusCode::NOT_FOUND,
-        format!("Not Found: {url}"),
-    )
+    let url = uri.path_and_query().map_or_else(|| uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    ApiError::business(state.error_status, actix_web::http::StatusCode::NOT_FOUND, format!("Not Found: {url}"))
 }

@@ -22,11 +22,7 @@ pub struct OriginalUri(pub Uri);
 /// (a base URL ending in `/` joined to `/dnapi/...`) answered, and it is folded like any
 /// repeated slash; `/dnapix` or `/api/dnapi` are not dncash's.
 pub fn is_dncash(path: &str) -> bool {
-    let first = path
-        .trim_start_matches('/')
-        .split('/')
-        .next()
-        .unwrap_or_default();
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or_default();
     first.eq_ignore_ascii_case(NAMESPACE)
 }
 
@@ -83,37 +79,17 @@ mod tests {
 
     #[test]
     fn the_namespace_is_the_first_non_empty_segment_in_any_case() {
-        for path in [
-            "/dnapi",
-            "/dnapi/",
-            "/DNAPI/Token/V1",
-            "/Dnapi/cash",
-            "//dnapi/token",
-            "///DNAPI",
-        ] {
+        for path in ["/dnapi", "/dnapi/", "/DNAPI/Token/V1", "/Dnapi/cash", "//dnapi/token", "///DNAPI"] {
             assert!(is_dncash(path), "{path}");
         }
-        for path in [
-            "/",
-            "//",
-            "",
-            "/health",
-            "/dnapix/token",
-            "/api/dnapi",
-            "/docs",
-            "/openapi/dncash.json",
-        ] {
+        for path in ["/", "//", "", "/health", "/dnapix/token", "/api/dnapi", "/docs", "/openapi/dncash.json"] {
             assert!(!is_dncash(path), "{path}");
         }
     }
 
     #[test]
     fn canonical_dncash_paths_are_left_alone() {
-        for path in [
-            "/dnapi",
-            "/dnapi/token/v1/tokens",
-            "/dnapi/cash/v1/tokens/abc",
-        ] {
+        for path in ["/dnapi", "/dnapi/token/v1/tokens", "/dnapi/cash/v1/tokens/abc"] {
             assert!(is_canonical(path), "{path}");
             assert_eq!(canonicalize(path), path);
         }
@@ -135,15 +111,8 @@ mod tests {
 
     /// The path and query each handler saw, and whether the client's URI was kept beside them.
     async fn routed(request: HttpRequest) -> HttpResponse {
-        let original = request
-            .extensions()
-            .get::<OriginalUri>()
-            .map(|original| original.0.to_string());
-        HttpResponse::Ok().body(format!(
-            "{} {}",
-            request.uri(),
-            original.unwrap_or_default()
-        ))
+        let original = request.extensions().get::<OriginalUri>().map(|original| original.0.to_string());
+        HttpResponse::Ok().body(format!("{} {}", request.uri(), original.unwrap_or_default()))
     }
 
     #[actix_web::test]
@@ -156,14 +125,8 @@ mod tests {
         )
         .await;
         for (sent, seen) in [
-            (
-                "/DNAPI/Token/V1/Tokens/?x=A",
-                "/dnapi/token/v1/tokens?x=A /DNAPI/Token/V1/Tokens/?x=A",
-            ),
-            (
-                "//dnapi//token/v1/tokens",
-                "/dnapi/token/v1/tokens //dnapi//token/v1/tokens",
-            ),
+            ("/DNAPI/Token/V1/Tokens/?x=A", "/dnapi/token/v1/tokens?x=A /DNAPI/Token/V1/Tokens/?x=A"),
+            ("//dnapi//token/v1/tokens", "/dnapi/token/v1/tokens //dnapi//token/v1/tokens"),
             ("/dnapi/token/v1/tokens", "/dnapi/token/v1/tokens "),
             ("/Health/", "/Health/ "),
             ("//health", "//health "),

@@ -21,9 +21,7 @@ pub async fn refuse_nul(
         let response = ApiError::bad_request(NUL_REFUSED).error_response();
         return Ok(request.into_response(response).map_into_right_body());
     }
-    next.call(request)
-        .await
-        .map(ServiceResponse::map_into_left_body)
+    next.call(request).await.map(ServiceResponse::map_into_left_body)
 }
 
 /// `%00` in any letter case; a raw NUL cannot reach here (the HTTP parser refuses it).

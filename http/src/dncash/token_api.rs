@@ -4,9 +4,7 @@ use std::collections::HashMap;
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use cashgrid_actors::domain::token::{
-    amount_in_range, expires_in_range, TokenRejection, TokenState, TokenType,
-};
+use cashgrid_actors::domain::token::{amount_in_range, expires_in_range, TokenRejection, TokenState, TokenType};
 use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::engine::{NewDevice, NewToken};
 use cashgrid_actors::store::{Scope, TokenFilter};
@@ -21,8 +19,8 @@ use super::{authenticate, idempotency_key, resource, TOKEN_API};
 use crate::body::{read_json, Fields};
 use crate::error::{ApiError, GlobalError};
 use crate::openapi::schemas::{
-    ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, IdempotencyFaults,
-    IdempotencyKeyHeader, TokenStateName, TokenTypeName,
+    ApiKeyFaults, BodyFaults, DeviceTypeName, ExpiresValue, IdempotencyFaults, IdempotencyKeyHeader, TokenStateName,
+    TokenTypeName,
 };
 use crate::{AppState, ErrorStatus};
 
@@ -63,9 +61,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
                 .route(web::post().to(register_device))
                 .route(web::get().to(list_devices)),
         )
-        .service(
-            resource::<TOKEN_API>("/devices/{uuid}", "GET,HEAD").route(web::get().to(get_device)),
-        )
+        .service(resource::<TOKEN_API>("/devices/{uuid}", "GET,HEAD").route(web::get().to(get_device)))
         .service(
             resource::<TOKEN_API>("/tokens", "GET,HEAD,POST")
                 .route(web::post().to(create_token))
@@ -122,39 +118,19 @@ pub fn query_map(request: &HttpRequest) -> HashMap<String, String> {
 }
 
 /// Parse a device registration body; shared with the Cash API, which defaults to ATM.
-pub fn new_device(
-    mode: ErrorStatus,
-    body: &Value,
-    default_type: DeviceType,
-) -> Result<NewDevice, ApiError> {
+pub fn new_device(mode: ErrorStatus, body: &Value, default_type: DeviceType) -> Result<NewDevice, ApiError> {
     let fields = Fields(body);
-    let invalid = |field: &str| {
-        ApiError::business(
-            mode,
-            StatusCode::BAD_REQUEST,
-            format!("Invalid value for '{field}'"),
-        )
-    };
+    let invalid =
+        |field: &str| ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Invalid value for '{field}'"));
     let device_type = match fields.string("type").map_err(|_| invalid("type"))? {
         None => default_type,
         Some(text) => DeviceType::parse(&text).ok_or_else(|| {
-            ApiError::business(
-                mode,
-                StatusCode::BAD_REQUEST,
-                format!("Data truncated for column 'type': {text}"),
-            )
+            ApiError::business(mode, StatusCode::BAD_REQUEST, format!("Data truncated for column 'type': {text}"))
         })?,
     };
     let refname = fields.string("refname").map_err(|_| invalid("refname"))?;
-    if refname
-        .as_ref()
-        .is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX)
-    {
-        return Err(ApiError::business(
-            mode,
-            StatusCode::BAD_REQUEST,
-            "Data too long for column 'refname'",
-        ));
+    if refname.as_ref().is_some_and(|text| text.chars().count() > REFNAME_LENGTH_MAX) {
+        return Err(ApiError::business(mode, StatusCode::BAD_REQUEST, "Data too long for column 'refname'"));
     }
     Ok(NewDevice {
         device_type,
@@ -169,14 +145,10 @@ pub fn new_device(
 /// The original never validated keys; cashgrid refuses unusable ones up front with a 400.
 pub fn device_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     match error {
-        EngineError::Rejected(Rejection::BadPublicKey(reason)) => {
-            ApiError::bad_request(reason.to_string())
-        }
+        EngineError::Rejected(Rejection::BadPublicKey(reason)) => ApiError::bad_request(reason.to_string()),
         EngineError::Rejected(Rejection::IdempotencyKeyReused) => ApiError::idempotency_key(false),
         EngineError::Rejected(Rejection::IdempotencyKeyInFlight) => ApiError::idempotency_key(true),
-        EngineError::Rejected(other) => {
-            ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}"))
-        }
+        EngineError::Rejected(other) => ApiError::business(mode, StatusCode::BAD_REQUEST, format!("{other:?}")),
         fault => ApiError::from_fault(fault),
     }
 }
@@ -224,19 +196,10 @@ async fn register_device(
     responses((status = 200, description = "Every device of the caller.", body = Vec<DeviceRow>), ApiKeyFaults),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn list_devices(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
-    let devices = state
-        .engine
-        .list_devices(customer.id)
-        .await
-        .map_err(ApiError::from_fault)?;
-    Ok(crate::json_ok(
-        devices.iter().map(DeviceRow::of).collect::<Vec<_>>(),
-    ))
+    let devices = state.engine.list_devices(customer.id).await.map_err(ApiError::from_fault)?;
+    Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
 
 /// One of the caller's devices.
@@ -261,12 +224,7 @@ async fn get_device(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state
-        .engine
-        .find_device(customer.id, uuid)
-        .await
-        .map_err(ApiError::from_fault)?
-    {
+    match state.engine.find_device(customer.id, uuid).await.map_err(ApiError::from_fault)? {
         Some(device) => Ok(crate::json_ok(DeviceRow::of(&device))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -275,14 +233,11 @@ async fn get_device(
 /// `expires` as the original's `new Date(x)` reads it: epoch ms, or a date string.
 fn parse_expires(value: &Value) -> Option<i64> {
     match value {
-        Value::Number(number) => number
-            .as_i64()
-            .or_else(|| number.as_f64().map(|ms| ms as i64)),
-        Value::String(text) => text.parse::<i64>().ok().or_else(|| {
-            DateTime::parse_from_rfc3339(text)
-                .ok()
-                .map(|time| time.timestamp_millis())
-        }),
+        Value::Number(number) => number.as_i64().or_else(|| number.as_f64().map(|ms| ms as i64)),
+        Value::String(text) => text
+            .parse::<i64>()
+            .ok()
+            .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())),
         _ => None,
     }
 }
@@ -334,11 +289,7 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
         return Err(());
     }
     let fields = Fields(body);
-    let amount = fields
-        .integer("amount")
-        .map_err(|_| ())?
-        .filter(|amount| amount_in_range(*amount))
-        .ok_or(())?;
+    let amount = fields.integer("amount").map_err(|_| ())?.filter(|amount| amount_in_range(*amount)).ok_or(())?;
     let symbol = fields.string("symbol").map_err(|_| ())?.ok_or(())?;
     let token_type = match fields.string("type").map_err(|_| ())? {
         None => TokenType::Cashout,
@@ -346,17 +297,11 @@ fn new_token(device: Uuid, body: &Value) -> Result<NewToken, ()> {
     };
     let expires = match fields.get("expires") {
         None => None,
-        Some(value) => Some(
-            parse_expires(value)
-                .filter(|expires| expires_in_range(*expires))
-                .ok_or(())?,
-        ),
+        Some(value) => Some(parse_expires(value).filter(|expires| expires_in_range(*expires)).ok_or(())?),
     };
     let refname = fields.string("refname").map_err(|_| ())?;
     if symbol.chars().count() > SYMBOL_LENGTH_MAX
-        || refname
-            .as_ref()
-            .is_some_and(|r| r.chars().count() > REFNAME_LENGTH_MAX)
+        || refname.as_ref().is_some_and(|r| r.chars().count() > REFNAME_LENGTH_MAX)
     {
         return Err(());
     }
@@ -405,13 +350,8 @@ async fn create_token(
         Some(Value::Null) | None => "undefined".to_owned(),
         Some(other) => other.to_string(),
     };
-    let unknown_device = || {
-        ApiError::business(
-            mode,
-            StatusCode::NOT_FOUND,
-            format!("Sorry, device with UUID {device_text} not found."),
-        )
-    };
+    let unknown_device =
+        || ApiError::business(mode, StatusCode::NOT_FOUND, format!("Sorry, device with UUID {device_text} not found."));
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(unknown_device());
     };
@@ -419,36 +359,24 @@ async fn create_token(
         Ok(new) => new,
         Err(()) => {
             // The original checks the device before it tries the insert.
-            let owned = state
-                .engine
-                .find_device(customer.id, device)
-                .await
-                .map_err(ApiError::from_fault)?;
+            let owned = state.engine.find_device(customer.id, device).await.map_err(ApiError::from_fault)?;
             return Err(match owned {
                 None => unknown_device(),
                 Some(_) => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
             });
         }
     };
-    match state
-        .engine
-        .create_token(customer.id, new, key.as_deref())
-        .await
-    {
+    match state.engine.create_token(customer.id, new, key.as_deref()).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(match rejection {
             Rejection::UnknownDevice => unknown_device(),
             Rejection::IdempotencyKeyReused => ApiError::idempotency_key(false),
             Rejection::IdempotencyKeyInFlight => ApiError::idempotency_key(true),
-            Rejection::BadPublicKey(reason) => {
-                ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string())
-            }
+            Rejection::BadPublicKey(reason) => ApiError::business(mode, StatusCode::BAD_REQUEST, reason.to_string()),
             Rejection::TokenNotCreated
             | Rejection::Token(_)
             | Rejection::UnknownToken
-            | Rejection::IllegalRadiocode => {
-                ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED)
-            }
+            | Rejection::IllegalRadiocode => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
         }),
         Err(fault) => Err(ApiError::from_fault(fault)),
     }
@@ -497,23 +425,13 @@ fn token_filter(query: &HashMap<String, String>) -> Option<TokenFilter> {
     responses((status = 200, description = "The matching tokens, with their codes and `device_uuid`.", body = Vec<TokenJson>), ApiKeyFaults),
     security(("dn_api_key" = [], "dn_api_secret" = []))
 )]
-async fn list_tokens(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
     let tokens = match token_filter(&query_map(&request)) {
-        Some(filter) => state
-            .engine
-            .list_tokens(customer.id, &filter)
-            .await
-            .map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.list_tokens(customer.id, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
-    let views: Vec<_> = tokens
-        .iter()
-        .map(|token| TokenJson::of(token, TokenView::Full))
-        .collect();
+    let views: Vec<_> = tokens.iter().map(|token| TokenJson::of(token, TokenView::Full)).collect();
     Ok(crate::json_ok(views))
 }
 
@@ -539,12 +457,7 @@ async fn get_token(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state
-        .engine
-        .find_token(customer.id, uuid)
-        .await
-        .map_err(ApiError::from_fault)?
-    {
+    match state.engine.find_token(customer.id, uuid).await.map_err(ApiError::from_fault)? {
         Some(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Full))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -553,11 +466,7 @@ async fn get_token(
 fn owner_change_error(mode: ErrorStatus, error: EngineError) -> ApiError {
     match error {
         EngineError::Rejected(Rejection::Token(TokenRejection::NothingToUpdate)) => {
-            ApiError::business(
-                mode,
-                StatusCode::BAD_REQUEST,
-                "Nothing to update: give 'clearstate' or 'info'.",
-            )
+            ApiError::business(mode, StatusCode::BAD_REQUEST, "Nothing to update: give 'clearstate' or 'info'.")
         }
         EngineError::Rejected(_) => ApiError::NotFound(NOT_FOUND),
         fault => ApiError::from_fault(fault),
@@ -594,11 +503,7 @@ async fn update_token(
     };
     let fields = Fields(&body);
     let clearstate = fields.integer("clearstate").map_err(|_| {
-        ApiError::business(
-            state.error_status,
-            StatusCode::BAD_REQUEST,
-            "Invalid value for 'clearstate'",
-        )
+        ApiError::business(state.error_status, StatusCode::BAD_REQUEST, "Invalid value for 'clearstate'")
     })?;
     let info = fields.get("info").cloned();
     let token = state
@@ -631,9 +536,7 @@ async fn delete_token(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
-    let device = query_map(&request)
-        .get("device_uuid")
-        .and_then(|text| Uuid::parse_str(text).ok());
+    let device = query_map(&request).get("device_uuid").and_then(|text| Uuid::parse_str(text).ok());
     let (Ok(uuid), Some(device)) = (Uuid::parse_str(&path), device) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };

@@ -38,10 +38,7 @@ struct PushFrame<'a> {
 
 /// The text frame for one push.
 pub fn push_frame(push: &TriggerPush) -> String {
-    let frame = PushFrame {
-        triggercode: &push.code,
-        token: TokenJson::of(&push.token, TokenView::Locked),
-    };
+    let frame = PushFrame { triggercode: &push.code, token: TokenJson::of(&push.token, TokenView::Locked) };
     serde_json::to_string(&frame).unwrap_or_else(|error| {
         tracing::error!(%error, "trigger push could not be serialised");
         String::from("{}")
@@ -58,10 +55,8 @@ enum Event {
 
 /// Drive one session until either side ends it.
 pub async fn run(mut session: Session, incoming: MessageStream, feed: TriggerFeed) {
-    let incoming = incoming
-        .max_frame_size(MAX_FRAME_BYTES)
-        .map(Event::Incoming)
-        .chain(stream::once(async { Event::ClientGone }));
+    let incoming =
+        incoming.max_frame_size(MAX_FRAME_BYTES).map(Event::Incoming).chain(stream::once(async { Event::ClientGone }));
     let pushes = stream::unfold(Some(feed), |feed| async move {
         let mut feed = feed?;
         match feed.next().await {
@@ -70,13 +65,10 @@ pub async fn run(mut session: Session, incoming: MessageStream, feed: TriggerFee
         }
     });
     let start = actix_web::rt::time::Instant::now() + HEARTBEAT_INTERVAL;
-    let ticks = stream::unfold(
-        interval_at(start, HEARTBEAT_INTERVAL),
-        |mut ticks| async move {
-            ticks.tick().await;
-            Some((Event::Tick, ticks))
-        },
-    );
+    let ticks = stream::unfold(interval_at(start, HEARTBEAT_INTERVAL), |mut ticks| async move {
+        ticks.tick().await;
+        Some((Event::Tick, ticks))
+    });
     let mut events = Box::pin(stream::select(stream::select(incoming, pushes), ticks));
     let mut last_heard = Instant::now();
     let reason = loop {
@@ -90,9 +82,7 @@ pub async fn run(mut session: Session, incoming: MessageStream, feed: TriggerFee
                     break None;
                 }
             }
-            Event::Incoming(Ok(Message::Close(_))) => {
-                break Some(CloseReason::from(CloseCode::Normal))
-            }
+            Event::Incoming(Ok(Message::Close(_))) => break Some(CloseReason::from(CloseCode::Normal)),
             Event::Incoming(Ok(_)) => last_heard = Instant::now(),
             Event::Incoming(Err(error)) => {
                 tracing::debug!(%error, "trigger socket protocol error");
@@ -105,17 +95,11 @@ pub async fn run(mut session: Session, incoming: MessageStream, feed: TriggerFee
                 }
             }
             Event::FeedClosed => {
-                break Some(CloseReason {
-                    code: CloseCode::Again,
-                    description: Some("too slow".into()),
-                });
+                break Some(CloseReason { code: CloseCode::Again, description: Some("too slow".into()) });
             }
             Event::Tick => {
                 if last_heard.elapsed() >= CLIENT_TIMEOUT {
-                    break Some(CloseReason {
-                        code: CloseCode::Away,
-                        description: Some("timeout".into()),
-                    });
+                    break Some(CloseReason { code: CloseCode::Away, description: Some("timeout".into()) });
                 }
                 if !sent(timeout(SEND_TIMEOUT, session.ping(b"")).await) {
                     break None;

@@ -110,15 +110,7 @@ async fn token_changes(
     if !is_upgrade(&request) {
         return Err(route_not_found(&state, &request).into());
     }
-    let start = listen(
-        &state,
-        &key,
-        Scope::TokenApi,
-        Feed::TokenChange,
-        None,
-        Style::Uuid,
-    )
-    .await;
+    let start = listen(&state, &key, Scope::TokenApi, Feed::TokenChange, None, Style::Uuid).await;
     upgrade(&request, body, start)
 }
 
@@ -131,15 +123,7 @@ async fn clearing_changes(
     if !is_upgrade(&request) {
         return Err(route_not_found(&state, &request).into());
     }
-    let start = listen(
-        &state,
-        &key,
-        Scope::ClearingApi,
-        Feed::Clearing,
-        None,
-        Style::Uuid,
-    )
-    .await;
+    let start = listen(&state, &key, Scope::ClearingApi, Feed::Clearing, None, Style::Uuid).await;
     upgrade(&request, body, start)
 }
 
@@ -153,21 +137,8 @@ async fn events(
         return Err(route_not_found(&state, &request).into());
     }
     let start = match parse_since(query_map(&request).get("since").map(String::as_str)) {
-        Ok(since) => {
-            listen(
-                &state,
-                &key,
-                Scope::TokenApi,
-                Feed::Events,
-                since,
-                Style::Event,
-            )
-            .await
-        }
-        Err(()) => Start::Closed(reason(
-            CloseCode::Policy,
-            "since must be a sequence number (an integer >= 0)".into(),
-        )),
+        Ok(since) => listen(&state, &key, Scope::TokenApi, Feed::Events, since, Style::Event).await,
+        Err(()) => Start::Closed(reason(CloseCode::Policy, "since must be a sequence number (an integer >= 0)".into())),
     };
     upgrade(&request, body, start)
 }
@@ -183,15 +154,10 @@ async fn admin_token_changes(
         return Err(route_not_found(&state, &request).into());
     }
     let start = match admin_audience(&state, &request, &id).await {
-        Some(audience) => {
-            match state
-                .engine
-                .subscribe(Feed::AdminTokenChange.spec(), audience, None)
-            {
-                Ok(subscription) => Start::Subscribed(subscription, Style::Change),
-                Err(error) => unavailable(&error),
-            }
-        }
+        Some(audience) => match state.engine.subscribe(Feed::AdminTokenChange.spec(), audience, None) {
+            Ok(subscription) => Start::Subscribed(subscription, Style::Change),
+            Err(error) => unavailable(&error),
+        },
         None => Start::Refused,
     };
     upgrade(&request, body, start)
@@ -212,9 +178,7 @@ async fn admin_audience(state: &AppState, request: &HttpRequest, id: &str) -> Op
     match id {
         ADMIN_FEED_ID if session.is_admin() => Some(Audience::All),
         _ => match id.parse::<i64>() {
-            Ok(customer) if customer == session.id || session.is_admin() => {
-                Some(Audience::Customer(customer))
-            }
+            Ok(customer) if customer == session.id || session.is_admin() => Some(Audience::Customer(customer)),
             Ok(_) | Err(_) => None,
         },
     }
@@ -255,14 +219,7 @@ fn parse_since(value: Option<&str>) -> Result<Option<i64>, ()> {
 }
 
 /// Subscribe the customer behind a listen key of `scope` to `feed`.
-async fn listen(
-    state: &AppState,
-    key: &str,
-    scope: Scope,
-    feed: Feed,
-    since: Option<i64>,
-    style: Style,
-) -> Start {
+async fn listen(state: &AppState, key: &str, scope: Scope, feed: Feed, since: Option<i64>, style: Style) -> Start {
     let customer = match state.engine.listen_key_customer(key, scope).await {
         Ok(Some(customer)) => customer,
         Ok(None) => return Start::Refused,
@@ -281,32 +238,19 @@ async fn listen(
 
 fn unavailable(error: &EngineError) -> Start {
     tracing::warn!(%error, "live feed subscription refused");
-    Start::Closed(reason(
-        CloseCode::Again,
-        "feed unavailable; try again later".into(),
-    ))
+    Start::Closed(reason(CloseCode::Again, "feed unavailable; try again later".into()))
 }
 
 fn reason(code: CloseCode, description: String) -> CloseReason {
-    CloseReason {
-        code,
-        description: Some(description),
-    }
+    CloseReason { code, description: Some(description) }
 }
 
 fn slow_consumer(delivered: i64) -> CloseReason {
-    reason(
-        CloseCode::Other(CLOSE_SLOW_CONSUMER),
-        format!("slow consumer; resume with since={delivered}"),
-    )
+    reason(CloseCode::Other(CLOSE_SLOW_CONSUMER), format!("slow consumer; resume with since={delivered}"))
 }
 
 /// Accept the upgrade and start what the handshake decided.
-fn upgrade(
-    request: &HttpRequest,
-    body: web::Payload,
-    start: Start,
-) -> Result<HttpResponse, actix_web::Error> {
+fn upgrade(request: &HttpRequest, body: web::Payload, start: Start) -> Result<HttpResponse, actix_web::Error> {
     let (response, session, messages) = actix_ws::handle(request, body)?;
     match start {
         Start::Subscribed(subscription, style) => {
@@ -350,12 +294,7 @@ async fn send_text(session: &mut Session, text: String) -> Result<(), SendFailur
 }
 
 /// Relay a subscription to one client until either side ends it.
-async fn run_session(
-    mut subscription: Subscription,
-    mut session: Session,
-    messages: MessageStream,
-    style: Style,
-) {
+async fn run_session(mut subscription: Subscription, mut session: Session, messages: MessageStream, style: Style) {
     let feed = subscription.label();
     let viewer = subscription.audience().viewer();
     let mut messages = messages.max_frame_size(CLIENT_FRAME_MAX_BYTES);
@@ -387,24 +326,16 @@ async fn run_session(
                 }
             }
             Input::Feed(Ok(FeedItem::Lagged)) => break Some(slow_consumer(delivered)),
-            Input::Feed(Ok(FeedItem::Closed)) => {
-                break Some(reason(CloseCode::Restart, "server stopping".into()))
-            }
+            Input::Feed(Ok(FeedItem::Closed)) => break Some(reason(CloseCode::Restart, "server stopping".into())),
             Input::Feed(Err(error)) => {
                 tracing::warn!(%error, feed, "live feed replay failed");
-                break Some(reason(
-                    CloseCode::Error,
-                    format!("feed unavailable; resume with since={delivered}"),
-                ));
+                break Some(reason(CloseCode::Error, format!("feed unavailable; resume with since={delivered}")));
             }
             Input::Client(Some(Ok(message))) => {
                 last_heard = Instant::now();
                 match message {
                     Message::Ping(bytes) => {
-                        if !matches!(
-                            timeout(SEND_TIMEOUT, session.pong(&bytes)).await,
-                            Ok(Ok(()))
-                        ) {
+                        if !matches!(timeout(SEND_TIMEOUT, session.pong(&bytes)).await, Ok(Ok(()))) {
                             break None;
                         }
                     }
@@ -504,10 +435,7 @@ struct HeartbeatFrame {
 }
 
 fn heartbeat_frame(delivered: i64) -> String {
-    let frame = HeartbeatFrame {
-        heartbeat: iso_millis(cashgrid_actors::clock::now_millis()),
-        seq: delivered,
-    };
+    let frame = HeartbeatFrame { heartbeat: iso_millis(cashgrid_actors::clock::now_millis()), seq: delivered };
     serde_json::to_string(&frame).unwrap_or_default()
 }
 
@@ -547,9 +475,6 @@ mod tests {
                 r#""token":{"amount":100,"created":"2020-03-10T16:23:37.000Z","updated":null}}"#
             )
         );
-        assert_eq!(
-            frame(Style::Uuid, &event, Viewer::Admin),
-            r#"{"uuid":"00000000-0000-0000-0000-000000000000"}"#
-        );
+        assert_eq!(frame(Style::Uuid, &event, Viewer::Admin), r#"{"uuid":"00000000-0000-0000-0000-000000000000"}"#);
     }
 }

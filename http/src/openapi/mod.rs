@@ -31,10 +31,7 @@ pub const API_SECRET: &str = "dn_api_secret";
 pub const SESSION: &str = "portal_jwt";
 
 /// Every published document: its name in Swagger UI and its path.
-pub const DOCUMENTS: [(&str, &str); 2] = [
-    ("dncash", "/openapi/dncash.json"),
-    ("system", "/openapi/system.json"),
-];
+pub const DOCUMENTS: [(&str, &str); 2] = [("dncash", "/openapi/dncash.json"), ("system", "/openapi/system.json")];
 /// Where the original served its Swagger document.
 pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
 /// Swagger UI's entry page; its relative asset paths resolve under `/docs/`, so the redirect
@@ -83,10 +80,7 @@ fn rendered(file: &str) -> Option<&'static str> {
             })
             .collect()
     });
-    documents
-        .iter()
-        .find(|(name, _)| *name == file)
-        .map(|(_, text)| text.as_str())
+    documents.iter().find(|(name, _)| *name == file).map(|(_, text)| text.as_str())
 }
 
 pub fn configure(config: &mut web::ServiceConfig) {
@@ -99,9 +93,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 fn json_document(text: &str) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(text.to_owned())
+    HttpResponse::Ok().content_type(ContentType::json()).body(text.to_owned())
 }
 
 /// `GET /openapi/{document}`.
@@ -134,9 +126,7 @@ async fn openapi_document(path: web::Path<String>) -> HttpResponse {
     )
 )]
 async fn dncash_legacy() -> Result<HttpResponse, ApiError> {
-    rendered("dncash.json")
-        .map(json_document)
-        .ok_or(ApiError::Internal)
+    rendered("dncash.json").map(json_document).ok_or(ApiError::Internal)
 }
 
 /// `GET /docs` and the original's `GET /dnapi/docs`: to Swagger UI's page.
@@ -147,9 +137,7 @@ async fn dncash_legacy() -> Result<HttpResponse, ApiError> {
     responses((status = 302, description = "To Swagger UI (`/docs/index.html`), which lists every document."))
 )]
 async fn to_swagger_ui() -> HttpResponse {
-    HttpResponse::Found()
-        .insert_header((header::LOCATION, SWAGGER_UI_PAGE))
-        .finish()
+    HttpResponse::Found().insert_header((header::LOCATION, SWAGGER_UI_PAGE)).finish()
 }
 
 #[utoipa::path(
@@ -163,13 +151,7 @@ fn dnapi_docs() {}
 
 fn swagger_config() -> Arc<Config<'static>> {
     static CONFIG: OnceLock<Arc<Config<'static>>> = OnceLock::new();
-    CONFIG
-        .get_or_init(|| {
-            Arc::new(Config::new(
-                DOCUMENTS.map(|(name, path)| Url::new(name, path)),
-            ))
-        })
-        .clone()
+    CONFIG.get_or_init(|| Arc::new(Config::new(DOCUMENTS.map(|(name, path)| Url::new(name, path))))).clone()
 }
 
 /// `GET /docs/{file}`: Swagger UI's files, embedded in the binary.
@@ -186,9 +168,7 @@ fn swagger_config() -> Arc<Config<'static>> {
 )]
 async fn swagger_ui_file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
     match utoipa_swagger_ui::serve(&path, swagger_config()) {
-        Ok(Some(file)) => Ok(HttpResponse::Ok()
-            .content_type(file.content_type)
-            .body(file.bytes.into_owned())),
+        Ok(Some(file)) => Ok(HttpResponse::Ok().content_type(file.content_type).body(file.bytes.into_owned())),
         Ok(None) => Ok(crate::system::unknown_path()),
         Err(error) => {
             tracing::error!(%error, "cannot render Swagger UI's configuration");
@@ -235,11 +215,9 @@ impl Modify for SecuritySchemes {
 /// arrive in time (408), and a change whose outcome did not come back from the store (504).
 struct EdgeAnswers;
 
-const NUL_REFUSED: &str =
-    "Text with a NUL character (`\\u0000` in the body, `%00` in the path or query) \
+const NUL_REFUSED: &str = "Text with a NUL character (`\\u0000` in the body, `%00` in the path or query) \
      is refused before anything is done: `Text must not contain NUL characters (\\u0000 or %00).`";
-const BODY_TIMEOUT: &str =
-    "The body did not arrive within the body deadline (`body_timeout_ms`, 30 s) \
+const BODY_TIMEOUT: &str = "The body did not arrive within the body deadline (`body_timeout_ms`, 30 s) \
      (`request body timeout`); the connection is closed.";
 const OUTCOME_UNKNOWN: &str = "The change was handed to the store but its outcome did not come back in \
      time: it may or may not have taken effect. Read the entity to find out, or repeat a create with the \
@@ -249,17 +227,8 @@ impl Modify for EdgeAnswers {
     fn modify(&self, document: &mut Document) {
         for item in document.paths.paths.values_mut() {
             let reads = [&mut item.get, &mut item.head].into_iter().flatten();
-            let changes = [
-                &mut item.post,
-                &mut item.put,
-                &mut item.delete,
-                &mut item.patch,
-            ]
-            .into_iter()
-            .flatten();
-            for operation in reads
-                .map(|operation| (operation, false))
-                .chain(changes.map(|operation| (operation, true)))
+            let changes = [&mut item.post, &mut item.put, &mut item.delete, &mut item.patch].into_iter().flatten();
+            for operation in reads.map(|operation| (operation, false)).chain(changes.map(|operation| (operation, true)))
             {
                 let (operation, changes) = operation;
                 let responses = &mut operation.responses.responses;
@@ -273,14 +242,10 @@ impl Modify for EdgeAnswers {
                     }
                 }
                 if operation.request_body.is_some() {
-                    responses
-                        .entry("408".to_owned())
-                        .or_insert_with(|| schemas::global_error(BODY_TIMEOUT));
+                    responses.entry("408".to_owned()).or_insert_with(|| schemas::global_error(BODY_TIMEOUT));
                 }
                 if changes {
-                    responses
-                        .entry("504".to_owned())
-                        .or_insert_with(|| schemas::global_error(OUTCOME_UNKNOWN));
+                    responses.entry("504".to_owned()).or_insert_with(|| schemas::global_error(OUTCOME_UNKNOWN));
                 }
             }
         }
@@ -342,30 +307,17 @@ mod tests {
     fn every_reference_resolves_and_every_security_scheme_exists() {
         for (_, path) in DOCUMENTS {
             let document = json(path.trim_start_matches("/openapi/"));
-            assert!(
-                document["openapi"]
-                    .as_str()
-                    .is_some_and(|version| version.starts_with("3.")),
-                "{path}"
-            );
+            assert!(document["openapi"].as_str().is_some_and(|version| version.starts_with("3.")), "{path}");
             let mut found = Vec::new();
             references(&document, &mut found);
             for reference in found {
                 let name = reference.trim_start_matches("#/components/schemas/");
-                assert!(
-                    document["components"]["schemas"].get(name).is_some(),
-                    "{path}: {reference} does not resolve"
-                );
+                assert!(document["components"]["schemas"].get(name).is_some(), "{path}: {reference} does not resolve");
             }
             for (route, item) in document["paths"].as_object().into_iter().flatten() {
                 for (method, operation) in item.as_object().into_iter().flatten() {
                     for requirement in operation["security"].as_array().into_iter().flatten() {
-                        for scheme in requirement
-                            .as_object()
-                            .into_iter()
-                            .flatten()
-                            .map(|(name, _)| name)
-                        {
+                        for scheme in requirement.as_object().into_iter().flatten().map(|(name, _)| name) {
                             assert!(
                                 document["components"]["securitySchemes"].get(scheme).is_some(),
                                 "{path}: {method} {route} names the unknown security scheme {scheme}"
@@ -380,19 +332,11 @@ mod tests {
     #[test]
     fn the_dncash_document_covers_every_group() {
         let document = json("dncash.json");
-        for prefix in [
-            "/dnapi/token/v1/",
-            "/dnapi/cash/v1/",
-            "/dnapi/mobile/v1/",
-            "/dnapi/clearing/v1/",
-            "/dnapi/admin/v1/",
-        ] {
+        for prefix in
+            ["/dnapi/token/v1/", "/dnapi/cash/v1/", "/dnapi/mobile/v1/", "/dnapi/clearing/v1/", "/dnapi/admin/v1/"]
+        {
             assert!(
-                document["paths"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .any(|(path, _)| path.starts_with(prefix)),
+                document["paths"].as_object().into_iter().flatten().any(|(path, _)| path.starts_with(prefix)),
                 "no operation under {prefix}"
             );
         }
@@ -402,19 +346,8 @@ mod tests {
     fn enumerations_list_the_domains_wire_names() {
         let document = json("dncash.json");
         let schemas = &document["components"]["schemas"];
-        assert_eq!(
-            schemas["TokenStateName"]["enum"].as_array().map(Vec::len),
-            Some(9)
-        );
-        assert!(schemas["DeviceTypeName"]["enum"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|name| name == "CASH_REGISTER"));
-        assert!(schemas["ScopeName"]["enum"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|name| name == "clearing-api"));
+        assert_eq!(schemas["TokenStateName"]["enum"].as_array().map(Vec::len), Some(9));
+        assert!(schemas["DeviceTypeName"]["enum"].as_array().into_iter().flatten().any(|name| name == "CASH_REGISTER"));
+        assert!(schemas["ScopeName"]["enum"].as_array().into_iter().flatten().any(|name| name == "clearing-api"));
     }
 }

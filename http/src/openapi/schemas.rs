@@ -7,9 +7,7 @@ use std::collections::BTreeMap;
 use cashgrid_actors::domain::token::{TokenState, TokenType, EXPIRES_MAX, EXPIRES_MIN};
 use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::store::Scope;
-use utoipa::openapi::schema::{
-    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
-};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
 use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 
@@ -17,20 +15,12 @@ use crate::error::{GlobalError, TextError};
 
 /// A string schema with exactly these values.
 fn names(values: impl IntoIterator<Item = &'static str>, description: &str) -> RefOr<Schema> {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values))
-        .description(Some(description))
-        .into()
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).description(Some(description)).into()
 }
 
 /// Every device type: spelled out, with a match that stops compiling when the domain adds one.
-const DEVICE_TYPES: [DeviceType; 4] = [
-    DeviceType::Mobile,
-    DeviceType::Atm,
-    DeviceType::CashRegister,
-    DeviceType::Other,
-];
+const DEVICE_TYPES: [DeviceType; 4] =
+    [DeviceType::Mobile, DeviceType::Atm, DeviceType::CashRegister, DeviceType::Other];
 
 fn _every_device_type_is_listed(device_type: DeviceType) {
     match device_type {
@@ -85,10 +75,7 @@ pub struct ScopeName;
 
 impl PartialSchema for ScopeName {
     fn schema() -> RefOr<Schema> {
-        names(
-            SCOPES.map(Scope::as_str),
-            "What a pair of API credentials may call.",
-        )
+        names(SCOPES.map(Scope::as_str), "What a pair of API credentials may call.")
     }
 }
 
@@ -123,10 +110,7 @@ pub struct DocumentFile;
 
 impl PartialSchema for DocumentFile {
     fn schema() -> RefOr<Schema> {
-        names(
-            super::DOCUMENTS.map(|(_, path)| path.trim_start_matches("/openapi/")),
-            "A published document.",
-        )
+        names(super::DOCUMENTS.map(|(_, path)| path.trim_start_matches("/openapi/")), "A published document.")
     }
 }
 
@@ -135,33 +119,23 @@ impl ToSchema for DocumentFile {}
 fn json_response(description: &str, body: RefOr<Schema>) -> RefOr<Response> {
     ResponseBuilder::new()
         .description(description)
-        .content(
-            "application/json",
-            ContentBuilder::new().schema(Some(body)).build(),
-        )
+        .content("application/json", ContentBuilder::new().schema(Some(body)).build())
         .into()
 }
 
 pub(super) fn global_error(description: &str) -> RefOr<Response> {
-    json_response(
-        description,
-        RefOr::Ref(utoipa::openapi::Ref::from_schema_name(GlobalError::name())),
-    )
+    json_response(description, RefOr::Ref(utoipa::openapi::Ref::from_schema_name(GlobalError::name())))
 }
 
 const SERVER_FAULT: &str = "An opaque server fault (`Internal Server Error`). In the default error mode \
      (`--error-status original`) every business error documented here as 400, 403, 404 or 409 is a 500 \
      with the same body, as in the original.";
-const UNAVAILABLE: &str =
-    "The store is unreachable or the engine is saturated (`Service Unavailable`, \
+const UNAVAILABLE: &str = "The store is unreachable or the engine is saturated (`Service Unavailable`, \
      with `Retry-After`).";
 
 /// What may befall any request: a server fault or an overload.
 fn faults() -> BTreeMap<String, RefOr<Response>> {
-    BTreeMap::from([
-        ("500".to_owned(), global_error(SERVER_FAULT)),
-        ("503".to_owned(), global_error(UNAVAILABLE)),
-    ])
+    BTreeMap::from([("500".to_owned(), global_error(SERVER_FAULT)), ("503".to_owned(), global_error(UNAVAILABLE))])
 }
 
 /// Token, Cash and Clearing API requests: bad credentials, and the faults.
@@ -226,12 +200,7 @@ impl IntoResponses for BodyFaults {
 pub struct IdempotencyKeyHeader {
     /// A client-chosen key (1 to 255 visible ASCII characters) that makes a retry answer the
     /// original result instead of creating again; scoped to the customer, kept at least 24 hours.
-    #[param(
-        rename = "Idempotency-Key",
-        min_length = 1,
-        max_length = 255,
-        pattern = "^[!-~]+$"
-    )]
+    #[param(rename = "Idempotency-Key", min_length = 1, max_length = 255, pattern = "^[!-~]+$")]
     idempotency_key: Option<String>,
 }
 

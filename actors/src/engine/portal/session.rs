@@ -114,12 +114,7 @@ impl Jwt {
     }
 
     /// Sign a session for `customer` at `now_seconds`.
-    pub(super) fn sign(
-        &self,
-        customer: &Customer,
-        twofa: bool,
-        now_seconds: i64,
-    ) -> Result<String, String> {
+    pub(super) fn sign(&self, customer: &Customer, twofa: bool, now_seconds: i64) -> Result<String, String> {
         let mut roles: Vec<&str> = customer.roles.split(',').collect();
         if twofa {
             roles.push(TWOFA_ROLE);
@@ -136,8 +131,7 @@ impl Jwt {
             iat: now_seconds,
             exp: now_seconds.saturating_add(self.valid_seconds),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|error| error.to_string())
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|error| error.to_string())
     }
 
     /// Verify `token` at `now_seconds`: valid through its `exp` second, not before its `nbf`.
@@ -149,23 +143,14 @@ impl Jwt {
         if parts[2].is_empty() {
             return Err(SessionError::SignatureRequired);
         }
-        let claims =
-            match jsonwebtoken::decode::<VerifiedClaims>(token, &self.decoding, &self.validation) {
-                Ok(data) => data.claims,
-                Err(error) => return Err(Self::refusal(&error, &parts)),
-            };
+        let claims = match jsonwebtoken::decode::<VerifiedClaims>(token, &self.decoding, &self.validation) {
+            Ok(data) => data.claims,
+            Err(error) => return Err(Self::refusal(&error, &parts)),
+        };
         // jsonwebtoken's order and reading: a malformed `nbf` first, then expired, then early.
-        let nbf = claims
-            .nbf
-            .as_ref()
-            .map(|nbf| numeric_date(nbf).ok_or(SessionError::InvalidToken))
-            .transpose()?;
+        let nbf = claims.nbf.as_ref().map(|nbf| numeric_date(nbf).ok_or(SessionError::InvalidToken)).transpose()?;
         // The required `exp` was found readable, or decoding would have failed.
-        let exp = claims
-            .exp
-            .as_ref()
-            .and_then(numeric_date)
-            .ok_or(SessionError::NoExpiry)?;
+        let exp = claims.exp.as_ref().and_then(numeric_date).ok_or(SessionError::NoExpiry)?;
         let now = u64::try_from(now_seconds).unwrap_or(0);
         if exp < now {
             return Err(SessionError::Expired);
@@ -179,19 +164,14 @@ impl Jwt {
     fn refusal(error: &jsonwebtoken::errors::Error, parts: &[&str]) -> SessionError {
         match error.kind() {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => SessionError::InvalidSignature,
-            jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => {
-                SessionError::NoExpiry
-            }
+            jsonwebtoken::errors::ErrorKind::MissingRequiredClaim(claim) if claim == "exp" => SessionError::NoExpiry,
             jsonwebtoken::errors::ErrorKind::InvalidAlgorithm
             | jsonwebtoken::errors::ErrorKind::InvalidAlgorithmName
-            | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => {
-                SessionError::InvalidAlgorithm
-            }
+            | jsonwebtoken::errors::ErrorKind::UnsupportedAlgorithm => SessionError::InvalidAlgorithm,
             // Header and claims read fine, so the undecodable part is the signature: Node's
             // verifier just compares it, and finds it wrong.
             jsonwebtoken::errors::ErrorKind::Base64(_)
-                if URL_SAFE_NO_PAD.decode(parts[0]).is_ok()
-                    && URL_SAFE_NO_PAD.decode(parts[1]).is_ok() =>
+                if URL_SAFE_NO_PAD.decode(parts[0]).is_ok() && URL_SAFE_NO_PAD.decode(parts[1]).is_ok() =>
             {
                 SessionError::InvalidSignature
             }
@@ -215,9 +195,7 @@ struct VerifiedClaims {
 fn numeric_date(value: &serde_json::Value) -> Option<u64> {
     let number = value.as_number()?;
     number.as_u64().or_else(|| {
-        let float = number
-            .as_f64()
-            .filter(|float| float.is_finite() && *float >= 0.0 && *float < u64::MAX as f64)?;
+        let float = number.as_f64().filter(|float| float.is_finite() && *float >= 0.0 && *float < u64::MAX as f64)?;
         Some(float.round() as u64)
     })
 }
@@ -246,12 +224,7 @@ mod tests {
 
     fn claims_of(token: &str) -> String {
         let payload = token.split('.').nth(1).unwrap();
-        String::from_utf8(
-            base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(payload)
-                .unwrap(),
-        )
-        .unwrap()
+        String::from_utf8(base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
     }
 
     #[test]
@@ -263,9 +236,7 @@ mod tests {
             r#"{"id":7,"created":"2020-03-10T16:23:37.123Z","email":"a@b.de","display_name":null,"roles":["user","admin","twofa"],"status":1,"info":null,"iat":1583857417,"exp":1584462217}"#
         );
         let header: Value = serde_json::from_slice(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD
-                .decode(token.split('.').next().unwrap())
-                .unwrap(),
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap(),
         )
         .unwrap();
         assert_eq!(header["alg"], "HS256");
@@ -274,17 +245,8 @@ mod tests {
     #[test]
     fn a_fresh_token_verifies_and_names_its_customer() {
         let jwt = Jwt::new(b"secret", 1);
-        let session = jwt
-            .verify(&jwt.sign(&customer(), false, NOW).unwrap(), NOW)
-            .unwrap();
-        assert_eq!(
-            session,
-            Session {
-                id: 7,
-                email: "a@b.de".into(),
-                roles: vec!["user".into(), "admin".into()]
-            }
-        );
+        let session = jwt.verify(&jwt.sign(&customer(), false, NOW).unwrap(), NOW).unwrap();
+        assert_eq!(session, Session { id: 7, email: "a@b.de".into(), roles: vec!["user".into(), "admin".into()] });
         assert!(session.is_admin());
     }
 
@@ -293,29 +255,14 @@ mod tests {
         let jwt = Jwt::new(b"secret", 1);
         let token = jwt.sign(&customer(), false, NOW).unwrap();
         assert_eq!(jwt.verify("abc", NOW), Err(SessionError::Malformed));
-        assert_eq!(
-            jwt.verify("a.b.", NOW),
-            Err(SessionError::SignatureRequired)
-        );
-        assert_eq!(
-            Jwt::new(b"other", 1).verify(&token, NOW),
-            Err(SessionError::InvalidSignature)
-        );
+        assert_eq!(jwt.verify("a.b.", NOW), Err(SessionError::SignatureRequired));
+        assert_eq!(Jwt::new(b"other", 1).verify(&token, NOW), Err(SessionError::InvalidSignature));
         let expired = jwt.sign(&customer(), false, NOW - 7200).unwrap();
         assert_eq!(jwt.verify(&expired, NOW), Err(SessionError::Expired));
-        assert_eq!(
-            jwt.verify("e30.e30.c2ln", NOW),
-            Err(SessionError::InvalidToken)
-        );
-        assert_eq!(
-            jwt.verify("@@.e30.c2ln", NOW),
-            Err(SessionError::InvalidToken)
-        );
+        assert_eq!(jwt.verify("e30.e30.c2ln", NOW), Err(SessionError::InvalidToken));
+        assert_eq!(jwt.verify("@@.e30.c2ln", NOW), Err(SessionError::InvalidToken));
         let (head, _) = token.rsplit_once('.').unwrap();
-        assert_eq!(
-            jwt.verify(&format!("{head}.%%%"), NOW),
-            Err(SessionError::InvalidSignature)
-        );
+        assert_eq!(jwt.verify(&format!("{head}.%%%"), NOW), Err(SessionError::InvalidSignature));
         assert_eq!(SessionError::Expired.message(), "jwt expired");
     }
 
@@ -324,21 +271,13 @@ mod tests {
         let jwt = Jwt::new(b"secret", 1);
         for algorithm in [Algorithm::HS384, Algorithm::HS512] {
             let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user"], "iat": NOW, "exp": NOW + 60});
-            let token = jsonwebtoken::encode(
-                &Header::new(algorithm),
-                &claims,
-                &EncodingKey::from_secret(b"secret"),
-            )
-            .unwrap();
+            let token =
+                jsonwebtoken::encode(&Header::new(algorithm), &claims, &EncodingKey::from_secret(b"secret")).unwrap();
             assert_eq!(jwt.verify(&token, NOW).unwrap().id, 3);
         }
         let claims = serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60});
-        let rs = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(b"secret"),
-        )
-        .unwrap();
+        let rs = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+            .unwrap();
         assert!(jwt.verify(&rs, NOW).unwrap().roles.is_empty());
     }
 
@@ -346,23 +285,15 @@ mod tests {
     fn a_token_without_expiry_is_refused() {
         let jwt = Jwt::new(b"secret", 1);
         let claims = serde_json::json!({"id": 3, "email": "x@y.z", "roles": ["user", "admin"]});
-        let forever = jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(b"secret"),
-        )
-        .unwrap();
+        let forever =
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret"))
+                .unwrap();
         assert_eq!(jwt.verify(&forever, NOW), Err(SessionError::NoExpiry));
         assert!(SessionError::NoExpiry.message().contains("exp"));
     }
 
     fn signed(claims: Value) -> String {
-        jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            &claims,
-            &EncodingKey::from_secret(b"secret"),
-        )
-        .unwrap()
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(b"secret")).unwrap()
     }
 
     #[test]
@@ -371,29 +302,17 @@ mod tests {
         let until_now = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW}));
         assert!(jwt.verify(&until_now, NOW).is_ok());
         assert_eq!(jwt.verify(&until_now, NOW + 1), Err(SessionError::Expired));
-        let later = signed(
-            serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": NOW + 10}),
-        );
+        let later = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": NOW + 10}));
         assert_eq!(jwt.verify(&later, NOW), Err(SessionError::NotActive));
         assert!(jwt.verify(&later, NOW + 10).is_ok());
         // Times are read as jsonwebtoken reads them: fractions rounded, anything else refused.
-        let fraction =
-            signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW as f64 + 0.4}));
+        let fraction = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW as f64 + 0.4}));
         assert!(jwt.verify(&fraction, NOW).is_ok());
-        let odd_nbf =
-            signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": "soon"}));
+        let odd_nbf = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": NOW + 60, "nbf": "soon"}));
         assert_eq!(jwt.verify(&odd_nbf, NOW), Err(SessionError::InvalidToken));
-        for exp in [
-            serde_json::json!("never"),
-            serde_json::json!(-1),
-            Value::Null,
-        ] {
+        for exp in [serde_json::json!("never"), serde_json::json!(-1), Value::Null] {
             let odd_exp = signed(serde_json::json!({"id": 3, "email": "x@y.z", "exp": exp}));
-            assert_eq!(
-                jwt.verify(&odd_exp, NOW),
-                Err(SessionError::NoExpiry),
-                "exp {exp}"
-            );
+            assert_eq!(jwt.verify(&odd_exp, NOW), Err(SessionError::NoExpiry), "exp {exp}");
         }
     }
 }

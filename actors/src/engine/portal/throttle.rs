@@ -33,20 +33,14 @@ impl Default for LoginThrottle {
 /// (2^(n−1) − 1) seconds after the n-th consecutive failure, at most [`DELAY_MAX`].
 pub fn delay_after(failures: u32) -> Duration {
     let exponent = failures.saturating_sub(1);
-    let seconds = 1_u64
-        .checked_shl(exponent)
-        .filter(|power| *power > 0)
-        .map_or(u64::MAX, |power| power - 1);
+    let seconds = 1_u64.checked_shl(exponent).filter(|power| *power > 0).map_or(u64::MAX, |power| power - 1);
     Duration::from_secs(seconds).min(DELAY_MAX)
 }
 
 impl LoginThrottle {
     pub fn with_capacity(capacity: u64) -> Self {
         Self {
-            failures: moka::sync::Cache::builder()
-                .max_capacity(capacity.max(1))
-                .time_to_idle(FAILURE_MEMORY)
-                .build(),
+            failures: moka::sync::Cache::builder().max_capacity(capacity.max(1)).time_to_idle(FAILURE_MEMORY).build(),
         }
     }
 
@@ -54,23 +48,13 @@ impl LoginThrottle {
     /// count restarts after [`FAILURE_MEMORY`] without a failure (judged by `now`, so that the
     /// rule holds whatever the cache has evicted yet).
     pub fn failure(&self, email: &str, now: Instant) -> Duration {
-        let entry = self
-            .failures
-            .entry(email.to_lowercase())
-            .and_upsert_with(|previous| {
-                let count = match previous.map(|entry| entry.into_value()) {
-                    Some(failures)
-                        if now.saturating_duration_since(failures.last) < FAILURE_MEMORY =>
-                    {
-                        failures.count
-                    }
-                    Some(_) | None => 0,
-                };
-                Failures {
-                    count: count.saturating_add(1),
-                    last: now,
-                }
-            });
+        let entry = self.failures.entry(email.to_lowercase()).and_upsert_with(|previous| {
+            let count = match previous.map(|entry| entry.into_value()) {
+                Some(failures) if now.saturating_duration_since(failures.last) < FAILURE_MEMORY => failures.count,
+                Some(_) | None => 0,
+            };
+            Failures { count: count.saturating_add(1), last: now }
+        });
         delay_after(entry.into_value().count)
     }
 
@@ -119,11 +103,7 @@ mod tests {
         throttle.failure("a@x.de", now);
         let later = now + FAILURE_MEMORY;
         assert_eq!(throttle.failure("a@x.de", later), Duration::ZERO);
-        assert_eq!(
-            throttle.failure("a@x.de", later),
-            Duration::from_secs(1),
-            "counting again from there"
-        );
+        assert_eq!(throttle.failure("a@x.de", later), Duration::from_secs(1), "counting again from there");
     }
 
     #[test]
@@ -131,10 +111,7 @@ mod tests {
         let throttle = LoginThrottle::with_capacity(3);
         let start = Instant::now();
         for index in 0..10_u64 {
-            throttle.failure(
-                &format!("user{index}@x.de"),
-                start + Duration::from_secs(index),
-            );
+            throttle.failure(&format!("user{index}@x.de"), start + Duration::from_secs(index));
         }
         assert!(throttle.tracked() <= 3, "{} tracked", throttle.tracked());
     }

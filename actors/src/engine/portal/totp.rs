@@ -26,11 +26,7 @@ pub fn base32(secret: &[u8]) -> String {
 
 /// The provisioning URL the original answers: `otpauth://totp/dncash.io%20(<email>)?secret=…`.
 pub fn provisioning_url(email: &str, secret: &[u8]) -> String {
-    format!(
-        "otpauth://totp/{}?secret={}",
-        encode_uri_component(&format!("{ISSUER} ({email})")),
-        base32(secret)
-    )
+    format!("otpauth://totp/{}?secret={}", encode_uri_component(&format!("{ISSUER} ({email})")), base32(secret))
 }
 
 /// Whether `code` is the current code of `secret` at `unix_seconds`.
@@ -88,14 +84,8 @@ mod tests {
         let secret = b"12345678901234567890";
         assert!(code_matches(secret, "287082", 59));
         assert!(code_matches(secret, "081804", 1_111_111_109));
-        assert!(
-            !code_matches(secret, "081804", 1_111_111_109 + 30),
-            "the next step is refused"
-        );
-        assert!(
-            !code_matches(secret, "081804", 1_111_111_109 - 30),
-            "the previous step is refused"
-        );
+        assert!(!code_matches(secret, "081804", 1_111_111_109 + 30), "the next step is refused");
+        assert!(!code_matches(secret, "081804", 1_111_111_109 - 30), "the previous step is refused");
         assert!(!code_matches(secret, "", 59));
         assert!(!code_matches(secret, "28708", 59));
     }

@@ -118,10 +118,7 @@ pub async fn create(
     responses((status = 200, description = "The caller's credentials of that scope, without secrets.", body = Vec<AccessJson>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn list(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let query = query_map(&request);
     let records = state
@@ -129,12 +126,7 @@ pub async fn list(
         .list_access(&session, query.get("scope").map(String::as_str))
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(
-        records
-            .iter()
-            .map(|access| AccessJson::of(access, None))
-            .collect::<Vec<_>>(),
-    ))
+    Ok(crate::json_ok(records.iter().map(|access| AccessJson::of(access, None)).collect::<Vec<_>>()))
 }
 
 /// `PUT /access/:id` `{"password"}`: the row with its secret; empty when it is not the caller's.
@@ -162,20 +154,14 @@ pub async fn reveal(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
-    let password = body
-        .get("password")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let password = body.get("password").and_then(Value::as_str).map(str::to_owned);
     let revealed = state
         .engine
         .reveal_access(&session, row_id(&path).unwrap_or(0), password)
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
     Ok(match revealed {
-        Some(revealed) => crate::json_ok(AccessJson::of(
-            &revealed.access,
-            Some(revealed.apisecret.as_deref()),
-        )),
+        Some(revealed) => crate::json_ok(AccessJson::of(&revealed.access, Some(revealed.apisecret.as_deref()))),
         None => empty_ok(),
     })
 }
@@ -200,11 +186,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
-        Some(id) => state
-            .engine
-            .delete_access(&session, id)
-            .await
-            .map_err(|error| portal_error(state.error_status, error))?,
+        Some(id) => {
+            state.engine.delete_access(&session, id).await.map_err(|error| portal_error(state.error_status, error))?
+        }
         None => 0,
     };
     Ok(ok_packet(deleted))

@@ -9,8 +9,7 @@ use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
 use super::{
-    column_null, column_too_long, column_truncated, empty_ok, invalid, portal_error, row_id,
-    session, unknown_column,
+    column_null, column_too_long, column_truncated, empty_ok, invalid, portal_error, row_id, session, unknown_column,
 };
 use crate::body::read_json;
 use crate::dncash::token_api::query_map;
@@ -54,15 +53,7 @@ const VALUE_LENGTH_MAX: usize = 80;
 const SYMBOL_LENGTH_MAX: usize = 40;
 const REFNAME_LENGTH_MAX: usize = 80;
 /// Keys an account body may carry: the columns. `id` and `customer_id` are never written.
-const ACCOUNT_KEYS: [&str; 7] = [
-    "id",
-    "customer_id",
-    "value",
-    "type",
-    "default",
-    "symbol",
-    "refname",
-];
+const ACCOUNT_KEYS: [&str; 7] = ["id", "customer_id", "value", "type", "default", "symbol", "refname"];
 
 /// The account fields a body gives; `None` where absent.
 struct Fields {
@@ -74,12 +65,7 @@ struct Fields {
     refname: Option<Option<String>>,
 }
 
-fn text(
-    mode: ErrorStatus,
-    body: &Value,
-    name: &'static str,
-    max: usize,
-) -> Result<Option<Option<String>>, ApiError> {
+fn text(mode: ErrorStatus, body: &Value, name: &'static str, max: usize) -> Result<Option<Option<String>>, ApiError> {
     let text = match body.get(name) {
         None => return Ok(None),
         Some(Value::Null) => return Ok(Some(None)),
@@ -105,9 +91,7 @@ fn fields(mode: ErrorStatus, body: &Value) -> Result<Fields, ApiError> {
     };
     let account_type = match body.get("type") {
         None => None,
-        Some(Value::String(text))
-            if ACCOUNT_TYPES.contains(&text.to_ascii_uppercase().as_str()) =>
-        {
+        Some(Value::String(text)) if ACCOUNT_TYPES.contains(&text.to_ascii_uppercase().as_str()) => {
             Some(text.to_ascii_uppercase())
         }
         Some(Value::Null) => return Err(invalid(mode, column_null("type"))),
@@ -116,12 +100,8 @@ fn fields(mode: ErrorStatus, body: &Value) -> Result<Fields, ApiError> {
     let default = match body.get("default") {
         None | Some(Value::Null) => None,
         Some(Value::Bool(flag)) => Some(i32::from(*flag)),
-        Some(Value::Number(number)) => {
-            Some(i32::from(number.as_f64().is_some_and(|value| value != 0.0)))
-        }
-        Some(Value::String(text)) => Some(i32::from(
-            text.trim().parse::<f64>().is_ok_and(|value| value != 0.0),
-        )),
+        Some(Value::Number(number)) => Some(i32::from(number.as_f64().is_some_and(|value| value != 0.0))),
+        Some(Value::String(text)) => Some(i32::from(text.trim().parse::<f64>().is_ok_and(|value| value != 0.0))),
         Some(_) => return Err(invalid(mode, column_truncated("default"))),
     };
     // The original switches the default only for the number 1 (`=== 1`).
@@ -161,21 +141,13 @@ pub async fn create(
     let mode = state.error_status;
     let fields = fields(mode, &body)?;
     let account = NewAccount {
-        value: fields
-            .value
-            .ok_or_else(|| invalid(mode, column_null("value")))?,
-        account_type: fields
-            .account_type
-            .ok_or_else(|| invalid(mode, column_null("type")))?,
+        value: fields.value.ok_or_else(|| invalid(mode, column_null("value")))?,
+        account_type: fields.account_type.ok_or_else(|| invalid(mode, column_null("type")))?,
         default: fields.default == Some(1),
         symbol: fields.symbol.flatten(),
         refname: fields.refname.flatten(),
     };
-    state
-        .engine
-        .create_account(&session, &account)
-        .await
-        .map_err(|error| portal_error(mode, error))?;
+    state.engine.create_account(&session, &account).await.map_err(|error| portal_error(mode, error))?;
     Ok(empty_ok())
 }
 
@@ -188,23 +160,14 @@ pub async fn create(
     responses((status = 200, description = "The caller's accounts.", body = Vec<AccountRow>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn list(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     // MySQL compared the text with the 0/1 column: anything but a non-zero number is 0.
-    let default = query_map(&request)
-        .get("default")
-        .map(|text| text.trim().parse::<f64>().is_ok_and(|value| value != 0.0));
-    let accounts = state
-        .engine
-        .list_accounts(&session, default)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(
-        accounts.iter().map(AccountRow::of).collect::<Vec<_>>(),
-    ))
+    let default =
+        query_map(&request).get("default").map(|text| text.trim().parse::<f64>().is_ok_and(|value| value != 0.0));
+    let accounts =
+        state.engine.list_accounts(&session, default).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(accounts.iter().map(AccountRow::of).collect::<Vec<_>>()))
 }
 
 /// `GET /accounts/:id`: the caller's account, or an empty body.
@@ -229,12 +192,7 @@ pub async fn get(
     let Some(id) = row_id(&path) else {
         return Ok(empty_ok());
     };
-    match state
-        .engine
-        .account(&session, id)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?
-    {
+    match state.engine.account(&session, id).await.map_err(|error| portal_error(state.error_status, error))? {
         Some(account) => Ok(crate::json_ok(AccountRow::of(&account))),
         None => Ok(empty_ok()),
     }
@@ -273,10 +231,7 @@ pub async fn update(
         _ => String::new(),
     };
     if body_id.is_empty() || body_id != path.trim() {
-        return Err(invalid(
-            mode,
-            "Cannot update account. ID mismatch!".to_owned(),
-        ));
+        return Err(invalid(mode, "Cannot update account. ID mismatch!".to_owned()));
     }
     let fields = fields(mode, &body)?;
     let patch = AccountPatch {
@@ -288,11 +243,7 @@ pub async fn update(
         refname: fields.refname,
     };
     if let Some(id) = row_id(&path) {
-        state
-            .engine
-            .update_account(&session, id, patch)
-            .await
-            .map_err(|error| portal_error(mode, error))?;
+        state.engine.update_account(&session, id, patch).await.map_err(|error| portal_error(mode, error))?;
     }
     Ok(empty_ok())
 }
@@ -318,11 +269,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     if let Some(id) = row_id(&path) {
-        state
-            .engine
-            .delete_account(&session, id)
-            .await
-            .map_err(|error| portal_error(state.error_status, error))?;
+        state.engine.delete_account(&session, id).await.map_err(|error| portal_error(state.error_status, error))?;
     }
     Ok(empty_ok())
 }

@@ -14,15 +14,7 @@ use crate::AppState;
 
 /// Login, registration, two-factor login, password change and new users.
 #[derive(OpenApi)]
-#[openapi(paths(
-    login,
-    register,
-    begin_twofa,
-    enable_twofa,
-    disable_twofa,
-    change_password,
-    create_user
-))]
+#[openapi(paths(login, register, begin_twofa, enable_twofa, disable_twofa, change_password, create_user))]
 pub(super) struct Document;
 
 /// `POST /auth`: the user's e-mail address and password, and the TOTP code once two-factor
@@ -123,18 +115,8 @@ struct CreatedUser {
 
 /// Keys a registration body may carry: the customer columns, the password and the captcha.
 /// `roles`, `status`, `id`, `created` and `twofasecret` are columns the server sets itself.
-const REGISTRATION_KEYS: [&str; 10] = [
-    "email",
-    "password",
-    "captcha",
-    "display_name",
-    "info",
-    "roles",
-    "status",
-    "id",
-    "created",
-    "twofasecret",
-];
+const REGISTRATION_KEYS: [&str; 10] =
+    ["email", "password", "captcha", "display_name", "info", "roles", "status", "id", "created", "twofasecret"];
 
 fn result(text: &'static str) -> HttpResponse {
     crate::json_ok(LoginAnswer::Refusal(Refusal { result: text }))
@@ -164,15 +146,8 @@ pub async fn login(
     let email = text_field(&body, "user").unwrap_or_default();
     let password = text_field(&body, "password").unwrap_or_default();
     let code = text_field(&body, "token");
-    let outcome = state
-        .engine
-        .login(&email, &password, code.as_deref())
-        .await
-        .map_err(ApiError::from_fault)?;
-    if matches!(
-        outcome,
-        LoginOutcome::WrongCredentials | LoginOutcome::WrongTwofa
-    ) {
+    let outcome = state.engine.login(&email, &password, code.as_deref()).await.map_err(ApiError::from_fault)?;
+    if matches!(outcome, LoginOutcome::WrongCredentials | LoginOutcome::WrongTwofa) {
         // Where failed logins come from is what an operator (or fail2ban) needs.
         let client = crate::client_origin::of(&request, &state.trusted_proxies).address;
         tracing::info!(client = ?client, "portal login refused");
@@ -181,9 +156,7 @@ pub async fn login(
         LoginOutcome::Token(token) => crate::json_ok(LoginAnswer::Session(TokenAnswer { token })),
         LoginOutcome::WrongCredentials => result("Sorry, wrong user or password."),
         LoginOutcome::WrongTwofa => result("Sorry, the token was incorrect."),
-        LoginOutcome::NeedTwofa => crate::json_ok(LoginAnswer::NeedTwofa(NeedTwofa {
-            twofa: "Need 2FA token.",
-        })),
+        LoginOutcome::NeedTwofa => crate::json_ok(LoginAnswer::NeedTwofa(NeedTwofa { twofa: "Need 2FA token." })),
     })
 }
 
@@ -191,10 +164,7 @@ pub async fn login(
 /// took `""` from the original, and the user it made could never be named in a path again
 /// (`/customers//twofa` is read as `/customers/twofa`).
 fn email_field(body: &Value) -> Option<String> {
-    body.get("email")
-        .and_then(Value::as_str)
-        .filter(|email| !email.trim().is_empty())
-        .map(str::to_owned)
+    body.get("email").and_then(Value::as_str).filter(|email| !email.trim().is_empty()).map(str::to_owned)
 }
 
 /// `info` as the text the original stores: a string as it is, other JSON serialised.
@@ -228,39 +198,21 @@ pub async fn register(
 ) -> Result<HttpResponse, ApiError> {
     let body = read_json(&request, payload).await?;
     let unknown_column = match &body {
-        Value::Object(map) => map
-            .keys()
-            .find(|key| !REGISTRATION_KEYS.contains(&key.as_str()))
-            .cloned(),
+        Value::Object(map) => map.keys().find(|key| !REGISTRATION_KEYS.contains(&key.as_str())).cloned(),
         _ => None,
     };
     let registration = Registration {
         email: email_field(&body),
-        password: body
-            .get("password")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        display_name: body
-            .get("display_name")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        password: body.get("password").and_then(Value::as_str).map(str::to_owned),
+        display_name: body.get("display_name").and_then(Value::as_str).map(str::to_owned),
         info: info_text(body.get("info")),
         unknown_column,
     };
-    match state
-        .engine
-        .register(registration)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?
-    {
-        RegisterOutcome::Token(token) => {
-            Ok(crate::json_ok(LoginAnswer::Session(TokenAnswer { token })))
-        }
+    match state.engine.register(registration).await.map_err(|error| portal_error(state.error_status, error))? {
+        RegisterOutcome::Token(token) => Ok(crate::json_ok(LoginAnswer::Session(TokenAnswer { token }))),
         RegisterOutcome::EmailRegistered => Ok(result("Sorry, this email is already registered.")),
         RegisterOutcome::BadPassword => Ok(result("Sorry, bad password")),
-        RegisterOutcome::CaptchaFailed => Ok(result(
-            "Sorry, I don`t think you are a real person! Please try again.",
-        )),
+        RegisterOutcome::CaptchaFailed => Ok(result("Sorry, I don`t think you are a real person! Please try again.")),
     }
 }
 
@@ -272,20 +224,10 @@ pub async fn register(
     responses((status = 200, description = "A new pending secret; `POST` confirms it.", body = TwofaSetup), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn begin_twofa(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn begin_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let setup = state
-        .engine
-        .begin_twofa(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(TwofaSetup {
-        secret: setup.secret,
-        url: setup.url,
-    }))
+    let setup = state.engine.begin_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(TwofaSetup { secret: setup.secret, url: setup.url }))
 }
 
 /// `POST /auth/twofa` `{"token":…}`: two-factor login on; a new session with the `twofa` role.
@@ -326,16 +268,9 @@ pub async fn enable_twofa(
     responses((status = 200, description = "Two-factor login is off: a new session.", body = TokenAnswer), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn disable_twofa(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn disable_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let token = state
-        .engine
-        .disable_twofa(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let token = state.engine.disable_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }
 
@@ -362,14 +297,8 @@ pub async fn change_password(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
-    let old = body
-        .get("oldPassword")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
-    let new = body
-        .get("newPassword")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let old = body.get("oldPassword").and_then(Value::as_str).map(str::to_owned);
+    let new = body.get("newPassword").and_then(Value::as_str).map(str::to_owned);
     let token = state
         .engine
         .change_password(&session, old, new)
@@ -402,13 +331,7 @@ pub async fn create_user(
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let email = email_field(&body);
-    let created = state
-        .engine
-        .create_user(&session, email)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(CreatedUser {
-        email: created.email,
-        initialpassword: created.initial_password,
-    }))
+    let created =
+        state.engine.create_user(&session, email).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(CreatedUser { email: created.email, initialpassword: created.initial_password }))
 }

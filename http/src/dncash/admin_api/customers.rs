@@ -43,19 +43,11 @@ struct CustomerChange {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn list(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let customers = state
-        .engine
-        .list_customers(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
-    Ok(crate::json_ok(
-        customers.iter().map(CustomerRow::of).collect::<Vec<_>>(),
-    ))
+    let customers =
+        state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    Ok(crate::json_ok(customers.iter().map(CustomerRow::of).collect::<Vec<_>>()))
 }
 
 /// The update body: every field overwritten, a missing one becomes NULL. `info` is JSON text
@@ -72,10 +64,7 @@ fn customer_update(mode: ErrorStatus, body: &Value) -> Result<CustomerUpdate, Ap
         Some(Value::Array(items)) => Some(
             items
                 .iter()
-                .map(|item| {
-                    item.as_str()
-                        .map_or_else(|| item.to_string(), str::to_owned)
-                })
+                .map(|item| item.as_str().map_or_else(|| item.to_string(), str::to_owned))
                 .collect::<Vec<_>>()
                 .join(","),
         ),
@@ -94,11 +83,7 @@ fn customer_update(mode: ErrorStatus, body: &Value) -> Result<CustomerUpdate, Ap
         }
         Some(other) => Some(other.to_string()),
     };
-    Ok(CustomerUpdate {
-        display_name,
-        roles,
-        info,
-    })
+    Ok(CustomerUpdate { display_name, roles, info })
 }
 
 /// `PUT /customers/:email` `{display_name, roles, info}`: an OK packet.
@@ -164,11 +149,8 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let deleted = state
-        .engine
-        .delete_customer(&session, &path)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let deleted =
+        state.engine.delete_customer(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
 }
 
@@ -193,10 +175,7 @@ pub async fn reset_twofa(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let token = state
-        .engine
-        .reset_twofa(&session, &path)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let token =
+        state.engine.reset_twofa(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }

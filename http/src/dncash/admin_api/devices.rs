@@ -5,9 +5,7 @@ use cashgrid_actors::domain::DeviceType;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 
-use super::{
-    column_too_long, column_truncated, invalid, ok_packet, portal_error, row_id, session, OkPacket,
-};
+use super::{column_too_long, column_truncated, invalid, ok_packet, portal_error, row_id, session, OkPacket};
 use crate::body::read_json;
 use crate::dncash::token_api::REFNAME_LENGTH_MAX;
 use crate::dncash::views::DeviceRow;
@@ -38,19 +36,10 @@ struct DeviceChange_ {
     responses((status = 200, description = "The caller's devices.", body = Vec<DeviceRow>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn list(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let devices = state
-        .engine
-        .list_devices(session.id)
-        .await
-        .map_err(ApiError::from_fault)?;
-    Ok(crate::json_ok(
-        devices.iter().map(DeviceRow::of).collect::<Vec<_>>(),
-    ))
+    let devices = state.engine.list_devices(session.id).await.map_err(ApiError::from_fault)?;
+    Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
 
 type DeviceChange = (Option<DeviceType>, Option<Option<String>>);
@@ -140,11 +129,9 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
-        Some(id) => state
-            .engine
-            .delete_device(&session, id)
-            .await
-            .map_err(|error| portal_error(state.error_status, error))?,
+        Some(id) => {
+            state.engine.delete_device(&session, id).await.map_err(|error| portal_error(state.error_status, error))?
+        }
         None => 0,
     };
     Ok(ok_packet(deleted))

@@ -4,9 +4,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use utoipa::OpenApi;
 
-use super::{
-    column_too_long, invalid, ok_packet, original_last_segment, portal_error, session, OkPacket,
-};
+use super::{column_too_long, invalid, ok_packet, original_last_segment, portal_error, session, OkPacket};
 use crate::body::read_json;
 use crate::error::{ApiError, GlobalError};
 use crate::openapi::schemas::{BodyFaults, SessionFaults};
@@ -50,11 +48,8 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    let value = state
-        .engine
-        .param_value(&session, &key)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let value =
+        state.engine.param_value(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(value))
 }
 
@@ -83,11 +78,7 @@ pub async fn set(
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    state
-        .engine
-        .set_param(&session, &key, &body)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    state.engine.set_param(&session, &key, &body).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(1))
 }
 
@@ -112,10 +103,7 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    let deleted = state
-        .engine
-        .remove_param(&session, &key)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let deleted =
+        state.engine.remove_param(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
 }

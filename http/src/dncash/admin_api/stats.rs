@@ -41,16 +41,9 @@ struct TokenStatJson {
     responses((status = 200, description = "The caller's tokens by state and type.", body = Vec<TokenStatJson>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn token_stats(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn token_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state
-        .engine
-        .token_stats(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let stats = state.engine.token_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
         .map(|stat| TokenStatJson {
@@ -82,9 +75,7 @@ struct JournalJson<'a> {
 
 /// An integer query parameter; anything else is ignored.
 fn integer(text: Option<&String>) -> Option<i64> {
-    text.and_then(|text| text.trim().parse::<f64>().ok())
-        .filter(|value| value.is_finite())
-        .map(|value| value as i64)
+    text.and_then(|text| text.trim().parse::<f64>().ok()).filter(|value| value.is_finite()).map(|value| value as i64)
 }
 
 /// `GET /journal?limit&from&to&filter`: newest first; `from`/`to` are epoch ms.
@@ -101,10 +92,7 @@ fn integer(text: Option<&String>) -> Option<i64> {
     responses((status = 200, description = "The caller's journal, newest first.", body = Vec<JournalJson>), SessionFaults),
     security(("portal_jwt" = []))
 )]
-pub async fn journal(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let query = query_map(&request);
     let filter = JournalFilter {
@@ -113,11 +101,8 @@ pub async fn journal(
         filter: query.get("filter").filter(|text| !text.is_empty()).cloned(),
         limit: integer(query.get("limit")).map(|limit| usize::try_from(limit).unwrap_or(0)),
     };
-    let entries = state
-        .engine
-        .journal(&session, filter)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let entries =
+        state.engine.journal(&session, filter).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
         .map(|entry| JournalJson {
@@ -157,16 +142,9 @@ struct DeviceStatJson<'a> {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn device_stats(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn device_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state
-        .engine
-        .device_stats(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let stats = state.engine.device_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
         .map(|stat| DeviceStatJson {
@@ -204,16 +182,10 @@ struct AdminJournalJson<'a> {
     ),
     security(("portal_jwt" = []))
 )]
-pub async fn admin_journal(
-    state: web::Data<AppState>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
+pub async fn admin_journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let entries = state
-        .engine
-        .admin_journal(&session)
-        .await
-        .map_err(|error| portal_error(state.error_status, error))?;
+    let entries =
+        state.engine.admin_journal(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
         .map(|entry| AdminJournalJson {
