@@ -7,7 +7,7 @@
 //! Every write set carries its sender's deadline. One still queued when the deadline passes is
 //! abandoned and never written (the sender answers "not done"); one already taken into a batch
 //! that has not committed by then has an unknown outcome, and its sender says so. The store
-//! call itself has a deadline too (`DeadlineStore`), so a hung database frees the writer.
+//! call itself has a deadline too (`sql::Backend`), so a hung database frees the writer.
 //!
 //! Up to [`Store::commit_slots`] batches are in flight at once (PostgreSQL: one per commit
 //! connection; SQLite: one). While they are, new write sets queue up and form the next batch,

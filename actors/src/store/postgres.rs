@@ -41,7 +41,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
 const MIGRATION_LOCK: i64 = 0x6361_7368_6772_6964;
 
 /// How long to wait for a pooled connection, to open one, or to check one: then 503. Shorter
-/// than the deadline of a store call (`DeadlineStore`), so that a call that never reached the
+/// than the deadline of a store call (`sql::Backend`), so that a call that never reached the
 /// database says so (503) instead of "outcome unknown".
 const POOL_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -15,13 +15,13 @@ pub(super) const TOKEN_COLUMNS: &str = "uuid, version, created, updated, type, p
      secure_code, code_hash, amount, symbol, state, clearstate, expires, refname, lockrefname, \
      info, processing_info, owner_id, owner_device, lock_device, lock_customer_id";
 
-/// The device columns every device `SELECT` reads, in the order [`DeviceRow`] expects them.
+/// The device columns every device `SELECT` reads, in the order `decode::device` expects them.
 pub(super) const DEVICE_COLUMNS: &str = "id, uuid, customer_id, created, type, pubkey, lat, lon, refname, info";
 
 /// The customer columns every customer `SELECT` reads, in the order [`CustomerRow`] expects.
 pub(super) const CUSTOMER_COLUMNS: &str = "id, created, email, display_name, roles, status, info";
 
-/// The access columns every access `SELECT` reads, in the order [`AccessRow`] expects them.
+/// The access columns every access `SELECT` reads, in the order `decode::access` expects them.
 pub(super) const ACCESS_COLUMNS: &str = "id, customer_id, created, scope, apikey, secret_hash";
 
 /// The `token_events` columns an event insert binds, in [`EventValues`] order.
