@@ -4,7 +4,10 @@ use super::rows::{
     parse_device_type, parse_event_kind, parse_json, parse_scope, parse_token_state, parse_token_type, parse_uuid,
 };
 use super::sql::Row;
-use super::{Access, AccessRecord, Account, ClearingRow, Credentials, Customer, EventRecord, StoreError};
+use super::{
+    Access, AccessRecord, Account, ClearingRow, Credentials, Customer, EventRecord, IdempotencyKey, IdempotencyRecord,
+    StoreError,
+};
 use crate::domain::{Device, Token};
 
 /// The index of the first clearing column in a `rows::clearing_rows_query` row, after the
@@ -138,5 +141,18 @@ pub(super) fn clearing_row(row: &Row) -> Result<ClearingRow, StoreError> {
         creditor_id: row.i64(at + 4)?,
         debitor: json_opt(row, at + 5, "clearing.debitor_account")?,
         creditor: json_opt(row, at + 6, "clearing.creditor_account")?,
+    })
+}
+
+/// A row read with `IDEMPOTENCY_COLUMNS`.
+pub(super) fn idempotency_record(row: &Row) -> Result<IdempotencyRecord, StoreError> {
+    Ok(IdempotencyRecord {
+        key: IdempotencyKey {
+            customer_id: row.i64(0)?,
+            key: row.text(1)?,
+            fingerprint: row.text(2)?,
+            created: row.i64(3)?,
+        },
+        result: row.text(4)?,
     })
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::decode::{self, device, token};
 use super::rows::{
     self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS,
-    DEVICE_COLUMNS, HISTORY_BATCH, TOKEN_COLUMNS,
+    DEVICE_COLUMNS, HISTORY_BATCH, IDEMPOTENCY_COLUMNS, TOKEN_COLUMNS,
 };
 use super::sql::{args, Backend, Db, Job, Row, Value};
 use super::{
@@ -37,11 +37,18 @@ where
     Box::new(work)
 }
 
-static LOAD_TOKEN: LazyLock<String> = LazyLock::new(|| format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1"));
 static INSERT_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Postgres));
-static FIND_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::find_idempotency_sql(Dialect::Postgres));
 static DEFAULT_RULE: LazyLock<String> = LazyLock::new(|| rows::default_rule_sql(Dialect::Postgres));
 
+static LOAD_TOKEN: Statement = statement!("load_token", "SELECT {TOKEN_COLUMNS} FROM tokens WHERE uuid = $1");
+static FIND_TOKEN_BY_PLAIN_CODE: Statement = statement!(
+    "find_token_by_plain_code",
+    "SELECT uuid FROM tokens WHERE plain_code = $1 AND state IN ('OPEN', 'LOCKED')"
+);
+static FIND_IDEMPOTENCY: Statement = statement!(
+    "find_idempotency",
+    "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE customer_id = $1 AND idem_key = $2"
+);
 static LOAD_DEVICE: Statement = statement!("load_device", "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1");
 static LOAD_CUSTOMER: Statement = statement!("load_customer", "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
 static FIND_CUSTOMER_BY_EMAIL: Statement =
@@ -135,13 +142,16 @@ impl Statement {
         values: Vec<Value>,
         decode: fn(&Row) -> Result<T, StoreError>,
     ) -> Result<Option<T>, StoreError> {
-        let query = BoundQuery { sql: self.sql.clone(), values };
-        Ok(read_rows(backend, self.what, query, decode).await?.into_iter().next())
+        let sql: &'static str = &self.sql;
+        let work =
+            job(move |db| Box::pin(async move { db.query_opt(sql, &values).await?.as_ref().map(decode).transpose() }));
+        backend.read(self.what, work).await
     }
 
     /// Execute it in its own transaction; rows changed.
     async fn run<B: Backend>(&'static self, backend: &B, values: Vec<Value>) -> Result<u64, StoreError> {
-        write_one(backend, self.what, self.sql.clone(), values).await
+        let sql: &'static str = &self.sql;
+        backend.write(self.what, job(move |db| Box::pin(async move { Ok(db.execute(sql, &values).await?) }))).await
     }
 
     /// Insert one row and decode what it returns; a unique violation is `Duplicate(unique)`.
@@ -199,28 +209,11 @@ impl<B: Backend> Store for B {
     }
 
     async fn load_token(&self, uuid: Uuid) -> Result<Option<Token>, StoreError> {
-        let uuid = rows::uuid_text(uuid);
-        self.read(
-            "load_token",
-            job(move |db| {
-                Box::pin(
-                    async move { db.query_opt(&LOAD_TOKEN, &args![uuid]).await?.as_ref().map(first_token).transpose() },
-                )
-            }),
-        )
-        .await
+        LOAD_TOKEN.first(self, args![rows::uuid_text(uuid)], first_token).await
     }
 
     async fn find_token_by_plain_code(&self, plain_code: &str) -> Result<Option<Uuid>, StoreError> {
-        let sql = "SELECT uuid FROM tokens WHERE plain_code = $1 AND state IN ('OPEN', 'LOCKED')";
-        let plain_code = plain_code.to_owned();
-        self.read(
-            "find_token_by_plain_code",
-            job(move |db| {
-                Box::pin(async move { db.query_opt(sql, &args![plain_code]).await?.as_ref().map(uuid).transpose() })
-            }),
-        )
-        .await
+        FIND_TOKEN_BY_PLAIN_CODE.first(self, args![plain_code], uuid).await
     }
 
     async fn list_tokens(
@@ -280,27 +273,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn find_idempotency(&self, customer: CustomerId, key: &str) -> Result<Option<IdempotencyRecord>, StoreError> {
-        let key = key.to_owned();
-        self.read(
-            "find_idempotency",
-            job(move |db| {
-                Box::pin(async move {
-                    let Some(row) = db.query_opt(&FIND_IDEMPOTENCY, &args![customer, key]).await? else {
-                        return Ok(None);
-                    };
-                    Ok(Some(IdempotencyRecord {
-                        key: IdempotencyKey {
-                            customer_id: row.i64(0)?,
-                            key: row.text(1)?,
-                            fingerprint: row.text(2)?,
-                            created: row.i64(3)?,
-                        },
-                        result: row.text(4)?,
-                    }))
-                })
-            }),
-        )
-        .await
+        FIND_IDEMPOTENCY.first(self, args![customer, key], decode::idempotency_record).await
     }
 
     async fn delete_idempotency_before(&self, before: i64) -> Result<u64, StoreError> {

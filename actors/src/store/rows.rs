@@ -792,15 +792,6 @@ pub(super) fn insert_idempotency_sql(dialect: Dialect) -> String {
     format!("INSERT INTO idempotency_keys ({IDEMPOTENCY_COLUMNS}) VALUES ({values}) ON CONFLICT DO NOTHING")
 }
 
-/// Find one customer's idempotency key.
-pub(super) fn find_idempotency_sql(dialect: Dialect) -> String {
-    format!(
-        "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE customer_id = {} AND idem_key = {}",
-        dialect.placeholder(1),
-        dialect.placeholder(2)
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
