@@ -1,88 +1,132 @@
-//! Placement and lookup of entity actors.
+//! Placement, lookup and addressing of one kind's entity actors.
 //!
 //! Each entity's actor lives on arbiter `hash(id) % arbiters`, so one core serves it and its
-//! neighbours share nothing. The registry maps id → address; the first message for an id
+//! neighbours share nothing. The registry maps id → address; the first request for an id
 //! starts its actor, which loads its own snapshot before it handles anything.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, ArbiterHandle, Context, Supervised, Supervisor};
+use actix::{Addr, ArbiterHandle, MailboxError, Supervisor};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
-use uuid::Uuid;
 
-pub struct Registry<A>
-where
-    A: Actor<Context = Context<A>>,
-{
-    entries: DashMap<Uuid, Addr<A>>,
+use crate::context::EntityContext;
+use crate::domain::Entity;
+use crate::entity_actor::{EntityActor, Envelope, Id, Kind, Start};
+use crate::handoff::Handoff;
+use crate::metrics as m;
+use crate::outcome::EngineError;
+
+/// Time an actor gets beyond a request's deadline to answer it itself: its own answer says
+/// whether the request took effect, where a timeout here could only say "unknown".
+const ANSWER_GRACE: Duration = Duration::from_secs(1);
+
+pub struct Registry<K: Kind> {
+    context: Arc<EntityContext>,
+    entries: DashMap<Id<K>, Addr<EntityActor<K>>>,
     arbiters: Vec<ArbiterHandle>,
     placement: std::collections::hash_map::RandomState,
 }
 
-impl<A> Registry<A>
-where
-    A: Actor<Context = Context<A>> + Supervised,
-{
+impl<K: Kind> Registry<K> {
     /// `arbiters` must not be empty.
-    pub fn new(arbiters: Vec<ArbiterHandle>) -> Self {
-        Self { entries: DashMap::new(), arbiters, placement: Default::default() }
+    pub fn new(context: Arc<EntityContext>, arbiters: Vec<ArbiterHandle>) -> Self {
+        Self { context, entries: DashMap::new(), arbiters, placement: Default::default() }
     }
 
-    /// The live actor for `id`, started with `make` on its arbiter if there is none.
-    pub fn address<F>(&self, id: Uuid, make: F) -> Addr<A>
-    where
-        F: FnOnce() -> A + Send + 'static,
-    {
-        if let Some(address) = self.entries.get(&id) {
+    /// What this kind's actors are handed.
+    pub fn context(&self) -> &Arc<EntityContext> {
+        &self.context
+    }
+
+    /// Ask the entity's actor, activating it (as `start` says) if it has none. The actor
+    /// answers by the request's deadline, `timeout` from now (its write has the same deadline);
+    /// if it cannot be reached in time the request is abandoned — and then certainly never
+    /// decided — unless the actor had already started on it: then the outcome is unknown. A
+    /// request that finds the actor just passivated is sent once more to a fresh activation.
+    pub async fn ask(
+        self: &Arc<Self>,
+        id: Id<K>,
+        request: K::Request,
+        start: Start,
+        timeout: Duration,
+    ) -> Result<K::Reply, EngineError> {
+        let deadline = Instant::now() + timeout;
+        let handoff = Arc::new(Handoff::default());
+        let mut answer = Err(EngineError::Unavailable);
+        for _ in 0..2 {
+            let address = self.address(&id, start);
+            let envelope = Envelope::<K> {
+                request: request.clone(),
+                sent_at: Instant::now(),
+                deadline,
+                handoff: Arc::clone(&handoff),
+            };
+            match address.send(envelope).timeout(timeout + ANSWER_GRACE).await {
+                Ok(reply) => return reply,
+                Err(MailboxError::Closed) => self.remove(&id, &address),
+                Err(MailboxError::Timeout) => {
+                    m::record_overload("mailbox");
+                    answer = Err(EngineError::Overloaded);
+                    break;
+                }
+            }
+        }
+        if !handoff.abandon() {
+            tracing::error!(kind = K::Entity::KIND, %id, "an actor took a request but did not answer it in time");
+            return Err(EngineError::OutcomeUnknown);
+        }
+        answer
+    }
+
+    /// The live actor for `id`, started on its arbiter if there is none.
+    fn address(self: &Arc<Self>, id: &Id<K>, start: Start) -> Addr<EntityActor<K>> {
+        if let Some(address) = self.entries.get(id) {
             if address.connected() {
                 return address.clone();
             }
         }
-        match self.entries.entry(id) {
+        match self.entries.entry(id.clone()) {
             Entry::Occupied(mut entry) => {
                 if entry.get().connected() {
                     entry.get().clone()
                 } else {
-                    let address = self.start(id, make);
+                    let address = self.start(id, start);
                     entry.insert(address.clone());
                     address
                 }
             }
             Entry::Vacant(entry) => {
-                let address = self.start(id, make);
+                let address = self.start(id, start);
                 entry.insert(address.clone());
                 address
             }
         }
     }
 
-    fn start<F>(&self, id: Uuid, make: F) -> Addr<A>
-    where
-        F: FnOnce() -> A + Send + 'static,
-    {
-        let arbiter = self.arbiter_for(id);
-        Supervisor::start_in_arbiter(arbiter, move |_| make())
+    fn start(self: &Arc<Self>, id: &Id<K>, start: Start) -> Addr<EntityActor<K>> {
+        let (registry, id) = (Arc::clone(self), id.clone());
+        Supervisor::start_in_arbiter(self.arbiter_for(&id), move |_| EntityActor::new(id, registry, start))
     }
 
-    fn arbiter_for(&self, id: Uuid) -> &ArbiterHandle {
-        let mut hasher = self.placement.build_hasher();
-        id.hash(&mut hasher);
-        let hash = std::hash::Hasher::finish(&hasher);
+    fn arbiter_for(&self, id: &Id<K>) -> &ArbiterHandle {
+        let hash = self.placement.hash_one(id);
         let index = usize::try_from(hash % self.arbiters.len().max(1) as u64).unwrap_or(0);
         &self.arbiters[index.min(self.arbiters.len().saturating_sub(1))]
     }
 
-    /// Forget `id` whatever actor it maps to, without starting one: the next message starts a
-    /// fresh actor, which loads the entity again. A forgotten actor gets no more messages and
+    /// Forget `id` whatever actor it maps to, without starting one: the next request starts a
+    /// fresh actor, which loads the entity again. A forgotten actor gets no more requests and
     /// passivates when idle.
-    pub fn forget(&self, id: Uuid) {
-        self.entries.remove(&id);
+    pub fn forget(&self, id: &Id<K>) {
+        self.entries.remove(id);
     }
 
     /// Forget `id` if it still maps to `address` (an actor passivating itself).
-    pub fn remove(&self, id: Uuid, address: &Addr<A>) {
-        self.entries.remove_if(&id, |_, current| current == address);
+    pub(crate) fn remove(&self, id: &Id<K>, address: &Addr<EntityActor<K>>) {
+        self.entries.remove_if(id, |_, current| current == address);
     }
 
     pub fn len(&self) -> usize {

@@ -1,10 +1,12 @@
-//! One actor per token: it owns the token's state and handles one command at a time, so claims
-//! and confirms of a token are serialised without any database lock.
+//! The token kind on the entity actor shell (`crate::entity_actor`): one actor per token owns
+//! its state and handles one request at a time, so claims and confirms of a token are
+//! serialised without any database lock. Issuing a token goes through its actor too: the
+//! engine starts the actor of a fresh uuid without a load, and the actor commits the new token.
 //!
 //! A command is decided by the pure domain, written through the group-committing writer, and
-//! answered only after the commit; the actor takes no other message meanwhile
-//! (`AtomicResponse`). A fenced write (another node moved the token on) reloads and decides
-//! again; a failed write restarts the actor under its supervisor, which reloads the snapshot.
+//! answered only after the commit. A fenced write (another node moved the token on) reloads
+//! and decides again; a failed write restarts the actor under its supervisor, which reloads
+//! the snapshot.
 //!
 //! Another node may also have moved the token on without this actor writing anything: a
 //! refusal that depends on the token's state (not OPEN, not LOCKED, locked by another device,
@@ -14,39 +16,46 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::prelude::*;
+use futures_util::future::BoxFuture;
+use futures_util::FutureExt;
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
 use crate::context::EntityContext;
-use crate::domain::token::TokenRejection;
-use crate::domain::token::{apply, ConfirmState, Token, TokenCommand, TokenState, TokenType, Transition};
-use crate::handoff::Handoff;
+use crate::domain::token::{
+    ConfirmState, Issue, Token, TokenCommand, TokenRejection, TokenState, TokenType, Transition,
+};
+use crate::domain::Entity;
+use crate::entity_actor::{After, Kind, Settled};
 use crate::metrics as m;
 use crate::outcome::{rejection_reason, EngineError, Rejection};
-use crate::registry::Registry;
-use crate::store::{ClearingWrite, TokenWrite, WriteOutcome, WriteSet};
+use crate::store::{ClearingWrite, IdempotencyKey, IdempotencyRecord, StoreError, TokenWrite, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
 
-/// Messages that may wait in one token's mailbox before senders are held back.
-pub const MAILBOX_CAPACITY: usize = 256;
-/// A token untouched this long leaves memory; its snapshot is in the store.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
-/// An id with no token behind it keeps its actor only briefly.
-const MISSING_TTL: Duration = Duration::from_secs(1);
-/// A token in a final state changes rarely (an owner's update, a retention delete), so its
-/// actor leaves memory this soon after its last request instead of after `IDLE_TIMEOUT`: the
-/// actors in memory are then mostly the tokens in use (OPEN or LOCKED).
-const FINAL_LINGER: Duration = Duration::from_secs(2);
 /// Decide-and-write rounds after a version-fence conflict before giving up.
 const FENCE_ATTEMPTS: usize = 3;
-const KIND: &str = "token";
 
-/// What a frontend asks of a token; the actor turns it into a domain command.
+/// What a frontend asks of a token.
 #[derive(Debug, Clone)]
 pub enum TokenRequest {
+    /// Issue a new token under the uuid of `issue`. Answered `TokenNotCreated` when the uuid or
+    /// the plain code is taken (the engine draws again) or the idempotency key was taken
+    /// meanwhile (the engine answers what it created).
+    Issue {
+        issue: Issue,
+        idempotency: Option<IdempotencyKey>,
+        /// Whether the actor stays in memory with the new token (the phone claims it soon) or
+        /// leaves at once (a burst of issuing beyond the bound of actors in memory).
+        keep: bool,
+    },
+    /// A change of an existing token.
+    Change(TokenChange),
+}
+
+/// A change of an existing token; the actor turns it into a domain command.
+#[derive(Debug, Clone)]
+pub enum TokenChange {
     Claim {
         cash_device: Uuid,
         cash_customer: i64,
@@ -81,7 +90,7 @@ pub enum TokenRequest {
     Expire,
 }
 
-impl TokenRequest {
+impl TokenChange {
     fn name(&self) -> &'static str {
         match self {
             Self::Claim { .. } => "claim",
@@ -94,183 +103,132 @@ impl TokenRequest {
     }
 }
 
-/// A request in the mailbox, with the moment it was sent and when its sender stops waiting.
-#[derive(Debug, Clone)]
-pub struct Envelope {
-    pub request: TokenRequest,
-    pub sent_at: Instant,
-    pub deadline: Instant,
-    /// Taken when the actor starts on the request; a sender that gave up has abandoned it.
-    pub handoff: Arc<Handoff>,
-}
+pub struct TokenKind;
 
-impl Message for Envelope {
+impl Kind for TokenKind {
+    type Entity = Token;
+    type State = Token;
+    type Request = TokenRequest;
     /// The token as committed after the request.
-    type Result = Result<Token, EngineError>;
-}
+    type Reply = Token;
 
-// One slot per actor and never in a collection: boxing the token would only add a hop.
-#[allow(clippy::large_enum_variant)]
-enum Slot {
-    Loading,
-    Ready(Token),
-    Missing,
-    Unavailable,
-}
+    const MAILBOX_CAPACITY: usize = 256;
+    const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+    const IDLE_CHECK_INTERVAL: Duration = Duration::from_secs(15);
+    /// A token in a final state changes rarely (an owner's update, a retention delete), so its
+    /// actor leaves memory this soon after its last request instead of after `IDLE_TIMEOUT`:
+    /// the actors in memory are then mostly the tokens in use (OPEN or LOCKED).
+    const FINAL_LINGER: Duration = Duration::from_secs(2);
 
-pub struct TokenActor {
-    id: Uuid,
-    shared: Arc<EntityContext>,
-    /// Its own kind's registry, to leave it when passivating.
-    registry: Arc<Registry<TokenActor>>,
-    slot: Slot,
-    last_active: Instant,
-}
-
-impl TokenActor {
-    pub fn new(id: Uuid, shared: Arc<EntityContext>, registry: Arc<Registry<TokenActor>>) -> Self {
-        Self { id, shared, registry, slot: Slot::Loading, last_active: Instant::now() }
+    fn load(context: Arc<EntityContext>, id: Uuid) -> BoxFuture<'static, Result<Option<Token>, StoreError>> {
+        async move { context.store.load_token(id).await }.boxed()
     }
 
-    /// An actor for a token whose snapshot was just committed, so it need not read it back.
-    pub fn with_snapshot(token: Token, shared: Arc<EntityContext>, registry: Arc<Registry<TokenActor>>) -> Self {
-        Self { id: token.uuid, shared, registry, slot: Slot::Ready(token), last_active: Instant::now() }
+    fn is_final(token: &Token) -> bool {
+        token.is_final()
     }
 
-    fn passivate(&mut self, ctx: &mut Context<Self>) {
-        self.registry.remove(self.id, &ctx.address());
-        ctx.stop();
-    }
-
-    fn load(&mut self, ctx: &mut Context<Self>) {
-        self.slot = Slot::Loading;
-        let store = Arc::clone(&self.shared.store);
-        let id = self.id;
-        ctx.wait(async move { store.load_token(id).await }.into_actor(self).map(|loaded, actor, ctx| {
-            actor.slot = match loaded {
-                Ok(Some(token)) => Slot::Ready(token),
-                Ok(None) => {
-                    ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
-                    Slot::Missing
-                }
-                Err(error) => {
-                    tracing::warn!(token = %actor.id, %error, "token snapshot could not be loaded");
-                    ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
-                    Slot::Unavailable
-                }
-            };
-        }));
-    }
-}
-
-impl Actor for TokenActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Self::Context) {
-        ctx.set_mailbox_capacity(MAILBOX_CAPACITY);
-        m::actor_started(KIND);
-        // A restart (see `restarting`) or a first activation loads; a seeded actor is ready.
-        if matches!(self.slot, Slot::Loading) {
-            self.load(ctx);
-        }
-        ctx.run_interval(IDLE_CHECK_INTERVAL, |actor, ctx| {
-            if actor.last_active.elapsed() >= IDLE_TIMEOUT {
-                actor.passivate(ctx);
+    fn handle(
+        context: Arc<EntityContext>,
+        id: Uuid,
+        known: Option<Token>,
+        request: TokenRequest,
+        deadline: Instant,
+    ) -> BoxFuture<'static, Settled<Self>> {
+        match request {
+            TokenRequest::Issue { issue, idempotency, keep } => {
+                issue_token(context, known, issue, idempotency, keep, deadline).boxed()
             }
-        });
-    }
-
-    fn stopped(&mut self, _: &mut Self::Context) {
-        m::actor_stopped(KIND);
-    }
-}
-
-impl Supervised for TokenActor {
-    fn restarting(&mut self, _: &mut Self::Context) {
-        // `started` runs again and reloads: the store, not memory, is the truth after a fault.
-        m::actor_restarted(KIND);
-        self.slot = Slot::Loading;
-    }
-}
-
-/// What the actor does with its state once a request is settled.
-#[allow(clippy::large_enum_variant)]
-enum After {
-    Keep(Token),
-    Missing,
-    /// The outcome of a write is unknown: restart and reload from the store.
-    Reload,
-}
-
-impl Handler<Envelope> for TokenActor {
-    type Result = AtomicResponse<Self, Result<Token, EngineError>>;
-
-    fn handle(&mut self, envelope: Envelope, _: &mut Self::Context) -> Self::Result {
-        self.last_active = Instant::now();
-        m::record_mailbox_wait(KIND, envelope.sent_at.elapsed());
-        let immediate = |answer| AtomicResponse::new(Box::pin(fut::ready(answer)));
-        if Instant::now() >= envelope.deadline || envelope.handoff.is_abandoned() {
-            // The sender has given up; deciding now would change state behind its back.
-            m::record_overload(KIND);
-            return immediate(Err(EngineError::Overloaded));
+            TokenRequest::Change(change) => decide_and_commit(context, id, known, change, deadline).boxed(),
         }
-        if !envelope.handoff.take() {
-            // Sent again after an actor that took it stopped: that one may have decided it.
-            return immediate(Err(EngineError::OutcomeUnknown));
-        }
-        let token = match &self.slot {
-            Slot::Ready(token) => Some(token.clone()),
-            // Another node may have created it since: look again.
-            Slot::Missing => None,
-            Slot::Loading | Slot::Unavailable => return immediate(Err(EngineError::Unavailable)),
-        };
-        let shared = Arc::clone(&self.shared);
-        let id = self.id;
-        AtomicResponse::new(Box::pin(
-            decide_and_commit(shared, id, token, envelope.request, envelope.deadline).into_actor(self).map(
-                |(after, answer), actor, ctx| {
-                    match after {
-                        After::Keep(token) => {
-                            if token.state.is_final() {
-                                ctx.run_later(FINAL_LINGER, |actor, ctx| {
-                                    if actor.last_active.elapsed() >= FINAL_LINGER {
-                                        actor.passivate(ctx);
-                                    }
-                                });
-                            }
-                            actor.slot = Slot::Ready(token);
-                        }
-                        After::Missing => {
-                            if !matches!(actor.slot, Slot::Missing) {
-                                ctx.run_later(MISSING_TTL, |actor, ctx| actor.passivate(ctx));
-                            }
-                            actor.slot = Slot::Missing;
-                        }
-                        After::Reload => ctx.stop(),
-                    }
-                    answer
-                },
-            ),
-        ))
     }
 }
 
-fn to_command(shared: &EntityContext, token: &Token, request: &TokenRequest) -> TokenCommand {
-    match request {
-        TokenRequest::Claim { cash_device, cash_customer, code } => TokenCommand::Claim {
+fn refused(rejection: TokenRejection) -> EngineError {
+    let rejection = Rejection::Token(rejection);
+    m::record_rejection(rejection_reason(&rejection));
+    EngineError::Rejected(rejection)
+}
+
+/// A newly issued token as its idempotency key's result: everything its creator was answered,
+/// secure code included, but not the keyed hash of the code.
+pub fn issued_result(token: &Token) -> Result<String, EngineError> {
+    let answered = Token { code_hash: None, ..token.clone() };
+    serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
+}
+
+/// What the actor keeps, and the answer, after a write that did not commit.
+fn write_failed<S>(error: WriteError, unchanged: After<S>) -> (After<S>, EngineError) {
+    match error {
+        WriteError::Overloaded => {
+            m::record_overload("writer");
+            (unchanged, EngineError::Overloaded)
+        }
+        WriteError::Unavailable => (After::Reload, EngineError::Unavailable),
+        WriteError::Failed => (After::Reload, EngineError::Internal("token write failed".into())),
+        WriteError::OutcomeUnknown => (After::Reload, EngineError::OutcomeUnknown),
+    }
+}
+
+async fn issue_token(
+    context: Arc<EntityContext>,
+    known: Option<Token>,
+    issue: Issue,
+    idempotency: Option<IdempotencyKey>,
+    keep: bool,
+    deadline: Instant,
+) -> Settled<TokenKind> {
+    if let Some(token) = known {
+        // The uuid is taken (absurd for a fresh v4 uuid, but then the engine draws again).
+        return (After::Keep(token), Err(Rejection::TokenNotCreated.into()));
+    }
+    let transition = match Token::create(issue, now_millis()) {
+        Ok(transition) => transition,
+        Err(rejection) => return (After::Missing, Err(refused(rejection))),
+    };
+    let token = transition.token;
+    let idempotency = match idempotency {
+        Some(key) => match issued_result(&token) {
+            Ok(result) => Some(IdempotencyRecord { key, result }),
+            Err(error) => return (After::Missing, Err(error)),
+        },
+        None => None,
+    };
+    let set = WriteSet {
+        writes: vec![TokenWrite::Insert(token.clone())],
+        events: transition.events,
+        clearing: None,
+        idempotency,
+    };
+    match context.writer.commit(set, deadline).await {
+        Ok(WriteOutcome::Committed) => {
+            m::record_transition("NONE", token.state.as_str());
+            (if keep { After::Keep(token.clone()) } else { After::Leave }, Ok(token))
+        }
+        // A plain code (or, absurdly, the uuid) already in use, or the key taken meanwhile.
+        Ok(WriteOutcome::Conflict) => (After::Missing, Err(Rejection::TokenNotCreated.into())),
+        Ok(WriteOutcome::Refused) => (After::Missing, Err(EngineError::Internal("token write refused".into()))),
+        Err(error) => {
+            let (after, answer) = write_failed(error, After::Missing);
+            (after, Err(answer))
+        }
+    }
+}
+
+fn to_command(shared: &EntityContext, token: &Token, change: &TokenChange) -> TokenCommand {
+    match change {
+        TokenChange::Claim { cash_device, cash_customer, code } => TokenCommand::Claim {
             cash_device: *cash_device,
             cash_customer: *cash_customer,
             code_matches: token.code_hash.as_deref().is_some_and(|stored| shared.hasher.code_matches(code, stored)),
         },
-        TokenRequest::TriggerClaim { cash_device, cash_customer, code, signature_valid } => {
-            TokenCommand::TriggerClaim {
-                cash_device: *cash_device,
-                cash_customer: *cash_customer,
-                signature_valid: *signature_valid,
-                code_matches: token.code_hash.as_deref().is_some_and(|stored| shared.hasher.code_matches(code, stored)),
-            }
-        }
-        TokenRequest::Confirm {
+        TokenChange::TriggerClaim { cash_device, cash_customer, code, signature_valid } => TokenCommand::TriggerClaim {
+            cash_device: *cash_device,
+            cash_customer: *cash_customer,
+            signature_valid: *signature_valid,
+            code_matches: token.code_hash.as_deref().is_some_and(|stored| shared.hasher.code_matches(code, stored)),
+        },
+        TokenChange::Confirm {
             cash_device,
             cash_customer,
             state,
@@ -287,11 +245,11 @@ fn to_command(shared: &EntityContext, token: &Token, request: &TokenRequest) -> 
             processing_info: processing_info.clone(),
             remainder: partial_cashouts.then(Uuid::new_v4),
         },
-        TokenRequest::Update { caller, clearstate, info } => {
+        TokenChange::Update { caller, clearstate, info } => {
             TokenCommand::Update { caller: *caller, clearstate: *clearstate, info: info.clone() }
         }
-        TokenRequest::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
-        TokenRequest::Expire => TokenCommand::Expire,
+        TokenChange::Delete { caller, device } => TokenCommand::Delete { caller: *caller, device: *device },
+        TokenChange::Expire => TokenCommand::Expire,
     }
 }
 
@@ -332,9 +290,9 @@ async fn decide_and_commit(
     shared: Arc<EntityContext>,
     id: Uuid,
     known: Option<Token>,
-    request: TokenRequest,
+    change: TokenChange,
     deadline: Instant,
-) -> (After, Result<Token, EngineError>) {
+) -> Settled<TokenKind> {
     let mut token = match known {
         Some(token) => token,
         None => match shared.store.load_token(id).await {
@@ -347,21 +305,18 @@ async fn decide_and_commit(
         },
     };
     for _ in 0..FENCE_ATTEMPTS {
-        let command = to_command(&shared, &token, &request);
-        let transition = match apply(&token, &command, now_millis()) {
+        let command = to_command(&shared, &token, &change);
+        let transition = match token.apply(&command, now_millis()) {
             Ok(transition) => transition,
             Err(rejection) if may_be_stale(&token, rejection) => {
                 // Answer only what the stored version says: reload, and decide again if it moved.
                 match shared.store.load_token(token.uuid).await {
                     Ok(Some(current)) if current.version != token.version => {
-                        tracing::info!(token = %token.uuid, request = request.name(), "stale snapshot: deciding again");
+                        tracing::info!(token = %token.uuid, request = change.name(), "stale snapshot: deciding again");
                         token = current;
                         continue;
                     }
-                    Ok(Some(_)) => {
-                        m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
-                        return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
-                    }
+                    Ok(Some(_)) => return (After::Keep(token), Err(refused(rejection))),
                     Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
                     Err(error) => {
                         tracing::warn!(token = %token.uuid, %error, "could not check a refusal against the store");
@@ -369,10 +324,7 @@ async fn decide_and_commit(
                     }
                 }
             }
-            Err(rejection) => {
-                m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
-                return (After::Keep(token), Err(EngineError::Rejected(Rejection::Token(rejection))));
-            }
+            Err(rejection) => return (After::Keep(token), Err(refused(rejection))),
         };
         match shared.writer.commit(write_set(&transition), deadline).await {
             Ok(WriteOutcome::Committed) => {
@@ -389,18 +341,12 @@ async fn decide_and_commit(
                 if transition.clearing.is_some() {
                     m::record_clearing(confirmed.token_type.as_str());
                 }
-                let answer = match transition.answer {
-                    Ok(()) => Ok(transition.token.clone()),
-                    Err(rejection) => {
-                        m::record_rejection(rejection_reason(&Rejection::Token(rejection)));
-                        Err(EngineError::Rejected(Rejection::Token(rejection)))
-                    }
-                };
+                let answer = transition.answer.map(|()| transition.token.clone()).map_err(refused);
                 return (After::Keep(transition.token), answer);
             }
             Ok(WriteOutcome::Conflict) => {
                 m::record_fence_conflict();
-                tracing::info!(token = %token.uuid, request = request.name(), "version fence: reloading");
+                tracing::info!(token = %token.uuid, request = change.name(), "version fence: reloading");
                 match shared.store.load_token(token.uuid).await {
                     Ok(Some(current)) => token = current,
                     Ok(None) => return (After::Missing, Err(Rejection::UnknownToken.into())),
@@ -410,15 +356,13 @@ async fn decide_and_commit(
                     }
                 }
             }
-            Ok(WriteOutcome::Refused) | Err(WriteError::Failed) => {
-                return (After::Reload, Err(EngineError::Internal("token write failed".into())));
+            Ok(WriteOutcome::Refused) => {
+                return (After::Reload, Err(EngineError::Internal("token write failed".into())))
             }
-            Err(WriteError::Overloaded) => {
-                m::record_overload("writer");
-                return (After::Keep(token), Err(EngineError::Overloaded));
+            Err(error) => {
+                let (after, answer) = write_failed(error, After::Keep(token));
+                return (after, Err(answer));
             }
-            Err(WriteError::Unavailable) => return (After::Reload, Err(EngineError::Unavailable)),
-            Err(WriteError::OutcomeUnknown) => return (After::Reload, Err(EngineError::OutcomeUnknown)),
         }
     }
     (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))

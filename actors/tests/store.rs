@@ -14,17 +14,32 @@ mod store {
     pub mod harness;
     pub mod portal;
     pub mod scenarios;
+    pub mod toy;
+    pub mod toy_kind {
+        pub mod domain;
+    }
 }
 
-use store::{harness, portal, scenarios};
+use store::{harness, portal, scenarios, toy};
 
+/// `stores`: scenarios of the store alone; `actors`: scenarios that also run entity actors,
+/// inside an actix system.
 macro_rules! on_both_backends {
-    ($($module:ident::$name:ident),* $(,)?) => {
+    (
+        stores: [$($module:ident::$name:ident),* $(,)?],
+        actors: [$($actor_module:ident::$actor_name:ident),* $(,)?] $(,)?
+    ) => {
         mod sqlite {
             $(
                 #[tokio::test]
                 async fn $name() -> anyhow::Result<()> {
                     crate::harness::with_sqlite(crate::$module::$name).await
+                }
+            )*
+            $(
+                #[actix::test]
+                async fn $actor_name() -> anyhow::Result<()> {
+                    crate::harness::with_sqlite(crate::$actor_module::$actor_name).await
                 }
             )*
         }
@@ -36,11 +51,18 @@ macro_rules! on_both_backends {
                     crate::harness::with_postgres(crate::$module::$name).await
                 }
             )*
+            $(
+                #[actix::test]
+                async fn $actor_name() -> anyhow::Result<()> {
+                    crate::harness::with_postgres(crate::$actor_module::$actor_name).await
+                }
+            )*
         }
     };
 }
 
 on_both_backends!(
+    stores: [
     scenarios::token_round_trip,
     scenarios::version_fence,
     scenarios::batch_with_conflicts,
@@ -68,6 +90,8 @@ on_both_backends!(
     portal::device_admin,
     portal::portal_customers,
     portal::access_records,
+    ],
+    actors: [toy::a_toy_kind_runs_on_the_generic_shell_and_store],
 );
 
 mod sqlite_only {
@@ -110,7 +134,7 @@ mod sqlite_only {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
         assert_eq!(mode, "wal");
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
-        assert_eq!(versions, 3);
+        assert_eq!(versions, 4);
         Ok(())
     }
 
@@ -193,7 +217,7 @@ mod postgres_only {
             let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
             let connection = tokio::spawn(connection);
             let versions: i64 = client.query_one("SELECT COUNT(*) FROM schema_migrations", &[]).await?.try_get(0)?;
-            assert_eq!(versions, 3);
+            assert_eq!(versions, i64::try_from(PostgresStore::migrations().len())?);
             drop(client);
             connection.await??;
             Ok(())

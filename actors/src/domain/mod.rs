@@ -4,12 +4,14 @@
 pub mod clearing;
 pub mod device;
 pub mod disclosure;
+pub mod entity;
 pub mod ids;
 pub mod params;
 pub mod radiocode;
 pub mod token;
 
 pub use device::{Device, DeviceType};
+pub use entity::{Change, Entity, EntityId};
 pub use ids::{CustomerId, Millis};
 pub use token::{
     ConfirmState, Token, TokenCommand, TokenEvent, TokenEventKind, TokenRejection, TokenState, TokenType, Transition,

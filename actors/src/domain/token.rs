@@ -400,6 +400,48 @@ impl Token {
     }
 }
 
+impl super::entity::Entity for Token {
+    const KIND: &'static str = "token";
+    type Id = Uuid;
+    type Create = Issue;
+    type Command = TokenCommand;
+    type Event = TokenEvent;
+    type Rejection = TokenRejection;
+    type Transition = Transition;
+
+    fn id(&self) -> Uuid {
+        self.uuid
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn is_final(&self) -> bool {
+        self.state.is_final()
+    }
+
+    fn create(issue: Issue, now: Millis) -> Result<Transition, TokenRejection> {
+        let (token, event) = Token::issue(issue, now)?;
+        Ok(Transition::of(token, event))
+    }
+
+    fn apply(&self, command: &TokenCommand, now: Millis) -> Result<Transition, TokenRejection> {
+        apply(self, command, now)
+    }
+
+    /// The indexed columns of the `tokens` table.
+    fn index_columns(&self) -> Vec<(&'static str, String)> {
+        let mut columns = vec![
+            ("owner_id", self.owner_id.to_string()),
+            ("owner_device", self.owner_device.to_string()),
+            ("state", self.state.as_str().to_owned()),
+        ];
+        columns.extend(self.plain_code.clone().map(|code| ("plain_code", code)));
+        columns
+    }
+}
+
 /// Decide what `command` does to `token` at time `now`.
 pub fn apply(token: &Token, command: &TokenCommand, now: Millis) -> Result<Transition, TokenRejection> {
     match command {

@@ -7,7 +7,7 @@ use crate::domain::Token;
 use crate::feed_hub::{Audience, FeedSpec, SubscribeError, Subscription};
 use crate::metrics as m;
 use crate::store::{Customer, Scope};
-use crate::token_actor::TokenRequest;
+use crate::token_actor::TokenChange;
 
 impl Engine {
     /// The customer behind a listen key: an API key of `scope` given without its secret, as
@@ -42,7 +42,7 @@ impl Engine {
 
     /// Expire a token whose `expires` has passed (`NotOpen` when it is not OPEN and due).
     pub async fn expire_token(&self, token: Uuid) -> Result<Token, EngineError> {
-        self.ask_token(token, TokenRequest::Expire).await
+        self.ask_token(token, TokenChange::Expire).await
     }
 }
 

@@ -14,30 +14,27 @@ pub mod trigger;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, MailboxError, Message, Supervised};
+use actix::{Addr, Arbiter};
 use serde_json::Value;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
 use crate::context::EntityContext;
 use crate::crypto::{encrypt_code, new_secure_code, random_digits, KeyPolicy, SecretHasher};
-use crate::device_actor::{DeviceActor, DeviceEntry, GetDevice};
+use crate::device_actor::{DeviceEntry, DeviceKind, GetDevice};
 use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
 use crate::domain::token::{ConfirmState, Issue, Token, TokenRejection, TokenType};
 use crate::domain::{CustomerId, Device, DeviceType};
+use crate::entity_actor::Start;
 use crate::expiry::ExpiryConfig;
 use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
-use crate::handoff::Handoff;
 use crate::metrics as m;
 pub use crate::outcome::{rejection_reason, EngineError, Rejection};
 use crate::registry::Registry;
-use crate::store::{
-    Customer, IdempotencyRecord, Scope, Store, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet,
-    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
-};
-use crate::token_actor::{Envelope, TokenActor, TokenRequest};
-use crate::writer::{WriteError, Writer, WriterConfig};
+use crate::store::{Customer, Scope, Store, StoreError, TokenFilter, IDEMPOTENCY_KEY, LIST_LIMIT_MAX};
+use crate::token_actor::{TokenChange, TokenKind, TokenRequest};
+use crate::writer::{Writer, WriterConfig};
 use idempotency::Begin;
 
 /// Attempts at issuing a token with fresh codes before giving up, as the original does.
@@ -52,11 +49,9 @@ const ACCESS_CACHE_MAX: u64 = 100_000;
 const DEVICE_CACHE_TTL: Duration = Duration::from_secs(30);
 /// Bound on cached devices.
 const DEVICE_CACHE_MAX: u64 = 100_000;
-/// Token actors in memory beyond which a newly issued token gets no actor until it is used.
+/// Token actors in memory beyond which the actor of a newly issued token leaves memory at once
+/// (it loads again on its first claim).
 const SEEDED_TOKEN_ACTORS_MAX: usize = 50_000;
-/// Time an actor gets beyond a request's deadline to answer it itself: its own answer says
-/// whether the request took effect, where a timeout here could only say "unknown".
-const ANSWER_GRACE: Duration = Duration::from_secs(1);
 /// `/health` answers within a second whatever the store does.
 const HEALTH_TIMEOUT: Duration = Duration::from_millis(900);
 /// How long a customer parameter read is reused. Changes made through this engine apply at
@@ -105,8 +100,8 @@ impl Default for EngineConfig {
 /// What the engine's services share: the actors' context and the registries of both kinds.
 pub struct Shared {
     pub context: Arc<EntityContext>,
-    pub tokens: Arc<Registry<TokenActor>>,
-    pub devices: Arc<Registry<DeviceActor>>,
+    pub tokens: Arc<Registry<TokenKind>>,
+    pub devices: Arc<Registry<DeviceKind>>,
 }
 
 impl std::ops::Deref for Shared {
@@ -202,16 +197,17 @@ impl Engine {
         writer_arbiter.spawn(writer_task);
         let portal = Arc::new(portal::Portal::new(&config.portal, &hasher));
         let customers = Arc::new(customers::Customers::new(Arc::clone(&store), config.send_timeout));
+        let context = Arc::new(EntityContext {
+            store,
+            writer,
+            hasher,
+            key_policy: config.key_policy,
+            currencies: m::CurrencyLabels::default(),
+        });
         let shared = Arc::new(Shared {
-            context: Arc::new(EntityContext {
-                store,
-                writer,
-                hasher,
-                key_policy: config.key_policy,
-                currencies: m::CurrencyLabels::default(),
-            }),
-            tokens: Arc::new(Registry::new(handles.clone())),
-            devices: Arc::new(Registry::new(handles)),
+            tokens: Arc::new(Registry::new(Arc::clone(&context), handles.clone())),
+            devices: Arc::new(Registry::new(Arc::clone(&context), handles)),
+            context,
         });
         // Feeds, expiry and retention share one more thread, off the hot path.
         let background = Arbiter::new();
@@ -364,10 +360,7 @@ impl Engine {
         if let Some(entry) = self.device_cache.get(&uuid) {
             return Ok(Some(entry));
         }
-        let (context, registry) = (Arc::clone(&self.shared.context), Arc::clone(&self.shared.devices));
-        let make = move || DeviceActor::new(uuid, context, registry);
-        let deadline = self.config.send_timeout;
-        let found = ask(&self.shared.devices, uuid, make, || GetDevice { sent_at: Instant::now() }, deadline).await??;
+        let found = self.shared.devices.ask(uuid, GetDevice, Start::Load, self.config.send_timeout).await?;
         // Only devices that exist are cached: an unknown uuid may be registered any moment.
         if let Some(entry) = &found {
             self.device_cache.insert(uuid, Arc::clone(entry));
@@ -424,43 +417,24 @@ impl Engine {
                 secure_code,
                 code_hash: self.shared.hasher.code_hash(uuid, &code),
             };
-            let (token, event) = Token::issue(issue, now_millis()).map_err(Rejection::Token)?;
-            let idempotency = match key {
-                Some(key) => Some(IdempotencyRecord { key: key.clone(), result: issued_result(&token)? }),
-                None => None,
-            };
-            let set = WriteSet {
-                writes: vec![TokenWrite::Insert(token.clone())],
-                events: vec![event],
-                clearing: None,
-                idempotency,
-            };
-            match self.shared.writer.commit(set, deadline).await.map_err(write_error)? {
-                WriteOutcome::Committed => {
-                    m::record_transition("NONE", token.state.as_str());
-                    // The phone claims it soon (at the ATM, often within seconds): start its
-                    // actor with the committed snapshot instead of reading it back then. Each
-                    // costs about 2 kB until it passivates, so a burst of issuing stops seeding
-                    // at a bound and those tokens load on their first claim, as any other.
-                    if self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX {
-                        let (context, registry, snapshot) =
-                            (Arc::clone(&self.shared.context), Arc::clone(&self.shared.tokens), token.clone());
-                        self.shared
-                            .tokens
-                            .address(uuid, move || TokenActor::with_snapshot(snapshot, context, registry));
-                    }
-                    return Ok(token);
-                }
+            // The phone claims it soon (at the ATM, often within seconds): its actor stays with
+            // the committed snapshot instead of reading it back then. Each costs about 2 kB
+            // until it passivates, so beyond a bound the actor leaves at once and the token
+            // loads on its first claim, as any other.
+            let keep = self.shared.tokens.len() < SEEDED_TOKEN_ACTORS_MAX;
+            let request = TokenRequest::Issue { issue, idempotency: key.cloned(), keep };
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.shared.tokens.ask(uuid, request, Start::Absent, left).await {
                 // A plain code (or, absurdly, a uuid) already in use: draw again. Or the key
                 // was taken meanwhile (another node): answer what it created.
-                WriteOutcome::Conflict => {
+                Err(EngineError::Rejected(Rejection::TokenNotCreated)) => {
                     if let Some(key) = key {
                         if let Some(token) = self.idempotency_replay(key).await? {
                             return Ok(token);
                         }
                     }
                 }
-                WriteOutcome::Refused => return Err(EngineError::Internal("token write refused".into())),
+                answer => return answer,
             }
         }
         Err(Rejection::TokenNotCreated.into())
@@ -485,7 +459,7 @@ impl Engine {
             Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
             Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
         };
-        self.ask_token(token, TokenRequest::Claim { cash_device, cash_customer, code }).await
+        self.ask_token(token, TokenChange::Claim { cash_device, cash_customer, code }).await
     }
 
     /// Finish a token that `cash_device` locked.
@@ -498,7 +472,7 @@ impl Engine {
     ) -> Result<Token, EngineError> {
         let partial_cashouts = is_on(self.param(cash_customer, params::PARTIAL_CASHOUTS).await?.as_ref());
         self.owned_device(cash_customer, cash_device).await?;
-        let request = TokenRequest::Confirm {
+        let request = TokenChange::Confirm {
             cash_device,
             cash_customer,
             state: confirmation.state,
@@ -517,12 +491,12 @@ impl Engine {
         clearstate: Option<i64>,
         info: Option<Value>,
     ) -> Result<Token, EngineError> {
-        let request = TokenRequest::Update { caller: owner, clearstate, info };
+        let request = TokenChange::Update { caller: owner, clearstate, info };
         self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
     }
 
     pub async fn delete_token(&self, owner: CustomerId, token: Uuid, device: Uuid) -> Result<Token, EngineError> {
-        let request = TokenRequest::Delete { caller: owner, device };
+        let request = TokenChange::Delete { caller: owner, device };
         self.ask_token(token, request).await.map_err(unknown_token_is_not_found)
     }
 
@@ -535,24 +509,9 @@ impl Engine {
         Ok(self.shared.store.list_tokens(owner, filter, LIST_LIMIT_MAX).await?)
     }
 
-    /// Ask a token's actor. The actor answers by the request's deadline (its write has the same
-    /// deadline); if it cannot be reached in time the request is abandoned — and then certainly
-    /// never decided — unless the actor had already started on it: then the outcome is unknown.
-    async fn ask_token(&self, token: Uuid, request: TokenRequest) -> Result<Token, EngineError> {
-        let (context, registry) = (Arc::clone(&self.shared.context), Arc::clone(&self.shared.tokens));
-        let make = move || TokenActor::new(token, context, registry);
-        let deadline = Instant::now() + self.config.send_timeout;
-        let handoff = Arc::new(Handoff::default());
-        let envelope =
-            || Envelope { request: request.clone(), sent_at: Instant::now(), deadline, handoff: Arc::clone(&handoff) };
-        match ask(&self.shared.tokens, token, make, envelope, self.config.send_timeout + ANSWER_GRACE).await {
-            Ok(answer) => answer,
-            Err(EngineError::Overloaded | EngineError::Unavailable) if !handoff.abandon() => {
-                tracing::error!(%token, "a token actor took a request but did not answer it in time");
-                Err(EngineError::OutcomeUnknown)
-            }
-            Err(error) => Err(error),
-        }
+    /// Ask a token's actor for a change (see `Registry::ask`).
+    async fn ask_token(&self, token: Uuid, change: TokenChange) -> Result<Token, EngineError> {
+        self.shared.tokens.ask(token, TokenRequest::Change(change), Start::Load, self.config.send_timeout).await
     }
 
     /// Whether the store answers, within [`HEALTH_TIMEOUT`].
@@ -571,53 +530,4 @@ fn unknown_token_is_not_found(error: EngineError) -> EngineError {
         }
         other => other,
     }
-}
-
-fn write_error(error: WriteError) -> EngineError {
-    match error {
-        WriteError::Overloaded => {
-            m::record_overload("writer");
-            EngineError::Overloaded
-        }
-        WriteError::Unavailable => EngineError::Unavailable,
-        WriteError::Failed => EngineError::Internal("write failed".into()),
-        WriteError::OutcomeUnknown => EngineError::OutcomeUnknown,
-    }
-}
-
-/// A newly issued token as its idempotency key's result: everything its creator was answered,
-/// secure code included, but not the keyed hash of the code.
-fn issued_result(token: &Token) -> Result<String, EngineError> {
-    let answered = Token { code_hash: None, ..token.clone() };
-    serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
-}
-
-/// Send to an entity's actor, activating it if needed. A message that finds the actor just
-/// passivated is sent once more to a fresh activation; a full mailbox or a slow answer is 503.
-async fn ask<A, M, F, E>(
-    registry: &Registry<A>,
-    id: Uuid,
-    make: F,
-    message: E,
-    timeout: Duration,
-) -> Result<M::Result, EngineError>
-where
-    A: Actor<Context = Context<A>> + Supervised + Handler<M>,
-    M: Message + Send + 'static,
-    M::Result: Send,
-    F: FnOnce() -> A + Send + Clone + 'static,
-    E: Fn() -> M,
-{
-    for _ in 0..2 {
-        let address: Addr<A> = registry.address(id, make.clone());
-        match address.send(message()).timeout(timeout).await {
-            Ok(answer) => return Ok(answer),
-            Err(MailboxError::Closed) => registry.remove(id, &address),
-            Err(MailboxError::Timeout) => {
-                m::record_overload("mailbox");
-                return Err(EngineError::Overloaded);
-            }
-        }
-    }
-    Err(EngineError::Unavailable)
 }

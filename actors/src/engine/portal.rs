@@ -329,7 +329,7 @@ impl Engine {
     /// Drop the in-memory copy of a changed or deleted device, so the next request reloads it.
     fn forget_device(&self, uuid: Uuid) {
         self.device_cache.invalidate(&uuid);
-        self.shared.devices.forget(uuid);
+        self.shared.devices.forget(&uuid);
     }
 
     // --- Sessions ---

@@ -17,7 +17,7 @@ use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
 use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
-use crate::token_actor::TokenRequest;
+use crate::token_actor::TokenChange;
 use crate::trigger_actor::{
     Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerOwner, TriggerPush, TriggerRefusal,
     TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
@@ -250,7 +250,7 @@ impl Engine {
         };
         let key = device.key.as_ref().map_err(|error| Rejection::BadPublicKey(error.clone()))?;
         let message = format!("{code}{radiocode}");
-        let request = TokenRequest::TriggerClaim {
+        let request = TokenChange::TriggerClaim {
             cash_device: owner.cash_device,
             cash_customer: owner.cash_customer,
             code: presented,

@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain::{CustomerId, Device, Token, TokenEvent, TokenState};
 
 mod decode;
+mod entities;
 mod postgres;
 mod postgres_db;
 mod queries;
@@ -110,6 +111,30 @@ pub struct ClearingWrite {
     pub debitor_id: CustomerId,
     pub creditor_id: CustomerId,
     pub created: i64,
+}
+
+/// An entity of a kind in the generic `entities` table, as stored: its snapshot as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEntity {
+    pub id: String,
+    pub version: i64,
+    pub state: Value,
+}
+
+/// One change of an entity in the generic tables, committed atomically: its successor
+/// snapshot (version 1 inserts it; any other applies only over `version - 1`) and the events
+/// that recorded the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityCommit {
+    /// `Entity::KIND`.
+    pub kind: &'static str,
+    pub id: String,
+    pub version: i64,
+    pub state: Value,
+    /// The values the entity is found by (`Entity::index_columns`), by name.
+    pub lookup: Vec<(&'static str, String)>,
+    pub at: i64,
+    pub events: Vec<Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -333,6 +358,23 @@ pub trait Store: Send + Sync + 'static {
     /// Delete tokens in a final state, their events and clearing rows, created before
     /// `before`; returns the number of tokens removed.
     async fn delete_history(&self, before: i64) -> Result<u64, StoreError>;
+
+    /// An entity of `kind` in the generic tables.
+    async fn load_entity(&self, kind: &'static str, id: &str) -> Result<Option<StoredEntity>, StoreError>;
+    /// Entities of `kind` whose lookup value `column` is `value`, by id, at most `limit`.
+    /// `column` must be a plain name (`domain::entity::is_plain_name`).
+    async fn find_entities(
+        &self,
+        kind: &'static str,
+        column: &'static str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEntity>, StoreError>;
+    /// Commit one entity change in one transaction: `Committed`, or `Conflict` (the id is taken
+    /// by a creation, or the stored version is not the predecessor) with nothing written.
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<WriteOutcome, StoreError>;
+    /// The events of one entity in the generic tables, oldest first, at most `limit`.
+    async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 }
 
 /// A customer with the secrets only login needs.

@@ -35,6 +35,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/postgres/0001_init.sql")),
     (2, include_str!("migrations/postgres/0002_portal_clearing.sql")),
     (3, include_str!("migrations/postgres/0003_idempotency.sql")),
+    (4, include_str!("migrations/postgres/0004_entities.sql")),
 ];
 
 /// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").

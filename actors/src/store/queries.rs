@@ -14,6 +14,7 @@ use serde_json::Value as Json;
 use uuid::Uuid;
 
 use super::decode::{self, device, token};
+use super::entities;
 use super::rows::{
     self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS,
     DEVICE_COLUMNS, HISTORY_BATCH, IDEMPOTENCY_COLUMNS, TOKEN_COLUMNS,
@@ -21,16 +22,16 @@ use super::rows::{
 use super::sql::{args, Backend, Db, Job, Row, Value};
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer, CustomerUpdate,
-    DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
-    PoolUsage, Scope, Store, StoreError, TokenFilter, TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY,
-    LIST_LIMIT_MAX,
+    DeviceStat, EntityCommit, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry, JournalQuery, NewAccount,
+    NewCustomer, PoolUsage, Scope, Store, StoreError, StoredEntity, TokenFilter, TokenStat, WriteOutcome, WriteSet,
+    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use crate::clock::now_millis;
 use crate::domain::{CustomerId, Device, DeviceType, Token};
 
 /// A [`Job`] from a closure; the bound lets the compiler see the closure's higher-ranked
 /// signature (the future borrows the connection it is handed).
-fn job<T, F>(work: F) -> Job<T>
+pub(super) fn job<T, F>(work: F) -> Job<T>
 where
     F: for<'a> FnOnce(&'a mut dyn Db) -> BoxFuture<'a, Result<T, StoreError>> + Send + 'static,
 {
@@ -104,7 +105,7 @@ fn uuid(row: &Row) -> Result<Uuid, StoreError> {
 }
 
 /// Run a bound query on a read connection and decode each row.
-async fn read_rows<B: Backend, T: Send + 'static>(
+pub(super) async fn read_rows<B: Backend, T: Send + 'static>(
     backend: &B,
     what: &'static str,
     query: BoundQuery,
@@ -121,22 +122,22 @@ async fn read_rows<B: Backend, T: Send + 'static>(
 }
 
 /// A statement and the name its errors carry.
-struct Statement {
-    what: &'static str,
-    sql: LazyLock<String>,
+pub(super) struct Statement {
+    pub(super) what: &'static str,
+    pub(super) sql: LazyLock<String>,
 }
 
 /// `statement!("name", "SQL with {COLUMNS}")`: the SQL is formatted once, on first use.
 macro_rules! statement {
     ($what:literal, $sql:literal) => {
-        Statement { what: $what, sql: LazyLock::new(|| format!($sql)) }
+        Statement { what: $what, sql: std::sync::LazyLock::new(|| format!($sql)) }
     };
 }
-use statement;
+pub(super) use statement;
 
 impl Statement {
     /// The first row it reads, decoded.
-    async fn first<B: Backend, T: Send + 'static>(
+    pub(super) async fn first<B: Backend, T: Send + 'static>(
         &'static self,
         backend: &B,
         values: Vec<Value>,
@@ -681,6 +682,28 @@ impl<B: Backend> Store for B {
                 return Ok(removed);
             }
         }
+    }
+
+    async fn load_entity(&self, kind: &'static str, id: &str) -> Result<Option<StoredEntity>, StoreError> {
+        entities::load(self, kind, id).await
+    }
+
+    async fn find_entities(
+        &self,
+        kind: &'static str,
+        column: &'static str,
+        value: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEntity>, StoreError> {
+        entities::find(self, kind, column, value, limit).await
+    }
+
+    async fn commit_entity(&self, commit: &EntityCommit) -> Result<WriteOutcome, StoreError> {
+        entities::commit(self, commit).await
+    }
+
+    async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Json>, StoreError> {
+        entities::events(self, kind, id, limit).await
     }
 }
 

@@ -91,6 +91,15 @@ impl Dialect {
         }
     }
 
+    /// The text value of `field` in the JSON object text `column`, as the index of a kind's
+    /// lookup column (see the `entities` migration) is written. `field` must be a plain name.
+    pub fn json_text_field(self, column: &str, field: &str) -> String {
+        match self {
+            Self::Postgres => format!("({column}::jsonb ->> '{field}')"),
+            Self::Sqlite => format!("({column} ->> '{field}')"),
+        }
+    }
+
     /// An expression building the JSON text of `customer`'s default account (the lowest id
     /// among its defaults), or NULL: keys in the order id, customer_id, value, type, default,
     /// symbol, refname.

@@ -23,6 +23,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("migrations/sqlite/0001_init.sql")),
     (2, include_str!("migrations/sqlite/0002_portal_clearing.sql")),
     (3, include_str!("migrations/sqlite/0003_idempotency.sql")),
+    (4, include_str!("migrations/sqlite/0004_entities.sql")),
 ];
 
 const READERS: usize = 4;

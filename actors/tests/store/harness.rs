@@ -21,32 +21,46 @@ pub struct Harness {
 
 #[derive(Clone)]
 enum Backend {
-    Sqlite(SqliteStore),
-    Postgres(PostgresStore),
+    /// The store and its data directory.
+    Sqlite(SqliteStore, PathBuf),
+    /// The store and its database's URL.
+    Postgres(PostgresStore, String),
 }
 
 impl Harness {
-    fn sqlite(store: SqliteStore) -> Self {
-        Self { store: Arc::new(store.clone()), backend: Backend::Sqlite(store) }
+    fn sqlite(store: SqliteStore, dir: &Path) -> Self {
+        Self { store: Arc::new(store.clone()), backend: Backend::Sqlite(store, dir.to_owned()) }
     }
 
-    fn postgres(store: PostgresStore) -> Self {
-        Self { store: Arc::new(store.clone()), backend: Backend::Postgres(store) }
+    fn postgres(store: PostgresStore, url: &str) -> Self {
+        Self { store: Arc::new(store.clone()), backend: Backend::Postgres(store, url.to_owned()) }
+    }
+
+    /// Apply a migration of the backend under test, as a kind's migration file would be.
+    pub async fn migrate(&self, postgres: &str, sqlite: &str) -> anyhow::Result<()> {
+        match &self.backend {
+            Backend::Sqlite(_, dir) => {
+                let conn = rusqlite::Connection::open(dir.join(SqliteStore::FILE_NAME))?;
+                conn.execute_batch(sqlite)?;
+            }
+            Backend::Postgres(_, url) => crate::database::connect(url).await?.batch_execute(postgres).await?,
+        }
+        Ok(())
     }
 
     /// The raw JSON text of each clearing row's account snapshots, in clearing order.
     pub async fn clearing_account_texts(&self) -> anyhow::Result<Vec<(Option<String>, Option<String>)>> {
         Ok(match &self.backend {
-            Backend::Sqlite(store) => store.clearing_account_texts().await?,
-            Backend::Postgres(store) => store.clearing_account_texts().await?,
+            Backend::Sqlite(store, _) => store.clearing_account_texts().await?,
+            Backend::Postgres(store, _) => store.clearing_account_texts().await?,
         })
     }
 
     /// Number of `token_events` rows.
     pub async fn count_events(&self) -> anyhow::Result<i64> {
         Ok(match &self.backend {
-            Backend::Sqlite(store) => store.count_events().await?,
-            Backend::Postgres(store) => store.count_events().await?,
+            Backend::Sqlite(store, _) => store.count_events().await?,
+            Backend::Postgres(store, _) => store.count_events().await?,
         })
     }
 }
@@ -80,7 +94,7 @@ where
 {
     let dir = TempDir::new()?;
     let store = SqliteStore::open(dir.path())?;
-    scenario(Harness::sqlite(store)).await
+    scenario(Harness::sqlite(store, dir.path())).await
 }
 
 /// Run `scenario` on a store over a fresh copy of the migrated template.
@@ -91,7 +105,7 @@ where
 {
     let database = TestDatabase::migrated().await?;
     let store = PostgresStore::connect(&database.url, 4, 2).await?;
-    scenario(Harness::postgres(store)).await
+    scenario(Harness::postgres(store, &database.url)).await
 }
 
 /// Run `scenario` with the URL of a fresh, empty database (no schema yet).

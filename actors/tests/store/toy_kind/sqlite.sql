@@ -1,0 +1,2 @@
+-- The toy counter kind: counters are looked up by owner.
+CREATE INDEX entities_toy_counter_owner ON entities (kind, lookup ->> 'owner');
