@@ -6,11 +6,13 @@
 //! of; an admin (roles text containing `admin`) sees those of the customer it names, and
 //! nothing when it names none.
 
+use std::sync::Arc;
+
 use uuid::Uuid;
 
-use super::{Engine, EngineError};
+use super::EngineError;
 use crate::domain::{CustomerId, Millis, TokenType};
-use crate::store::{ClearingQuery, ClearingRow, ClearingSum, Customer, LIST_LIMIT_MAX};
+use crate::store::{ClearingQuery, ClearingRow, ClearingSum, Customer, Store, LIST_LIMIT_MAX};
 
 /// Admin checks of the API-key groups match a substring of the roles text, as the original.
 pub fn is_admin(customer: &Customer) -> bool {
@@ -50,21 +52,27 @@ fn query(viewer: &Customer, filter: &ClearingFilter, token: Option<Uuid>) -> Opt
     })
 }
 
-impl Engine {
+/// Clearing data for settlement: what each viewer may see of the clearing rows.
+#[derive(Clone)]
+pub struct ClearingService {
+    store: Arc<dyn Store>,
+}
+
+impl ClearingService {
+    pub(super) fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
     /// `GET /clearing/v1/tokens`: the clearing rows `viewer` may see that match `filter`.
-    pub async fn clearing_rows(
-        &self,
-        viewer: &Customer,
-        filter: &ClearingFilter,
-    ) -> Result<Vec<ClearingRow>, EngineError> {
+    pub async fn rows(&self, viewer: &Customer, filter: &ClearingFilter) -> Result<Vec<ClearingRow>, EngineError> {
         match query(viewer, filter, None) {
-            Some(query) => Ok(self.shared.store.clearing_rows(&query).await?),
+            Some(query) => Ok(self.store.clearing_rows(&query).await?),
             None => Ok(Vec::new()),
         }
     }
 
     /// `GET /clearing/v1/tokens/:uuid`: the clearing row of one token, within `viewer`'s scope.
-    pub async fn clearing_row(
+    pub async fn row(
         &self,
         viewer: &Customer,
         token: Uuid,
@@ -72,29 +80,25 @@ impl Engine {
     ) -> Result<Option<ClearingRow>, EngineError> {
         let filter = ClearingFilter { customer_id, ..ClearingFilter::default() };
         match query(viewer, &filter, Some(token)) {
-            Some(query) => Ok(self.shared.store.clearing_rows(&query).await?.into_iter().next()),
+            Some(query) => Ok(self.store.clearing_rows(&query).await?.into_iter().next()),
             None => Ok(None),
         }
     }
 
     /// `GET /clearing/v1/sums`: counts and amounts by type, currency, debitor and creditor.
-    pub async fn clearing_sums(
-        &self,
-        viewer: &Customer,
-        filter: &ClearingFilter,
-    ) -> Result<Vec<ClearingSum>, EngineError> {
+    pub async fn sums(&self, viewer: &Customer, filter: &ClearingFilter) -> Result<Vec<ClearingSum>, EngineError> {
         match query(viewer, filter, None) {
-            Some(query) => Ok(self.shared.store.clearing_sums(&query).await?),
+            Some(query) => Ok(self.store.clearing_sums(&query).await?),
             None => Ok(Vec::new()),
         }
     }
 
     /// `GET /clearing/v1/customers`: every customer for an admin, else the viewer's own row.
-    pub async fn clearing_customers(&self, viewer: &Customer) -> Result<Vec<Customer>, EngineError> {
+    pub async fn customers(&self, viewer: &Customer) -> Result<Vec<Customer>, EngineError> {
         if is_admin(viewer) {
-            return Ok(self.shared.store.list_customers().await?);
+            return Ok(self.store.list_customers().await?);
         }
-        let current = self.shared.store.load_customer(viewer.id).await?;
+        let current = self.store.load_customer(viewer.id).await?;
         Ok(vec![current.unwrap_or_else(|| viewer.clone())])
     }
 }

@@ -49,13 +49,13 @@ impl Engine {
     /// Bring the store gauges up to date before a scrape renders them. Must run inside a tokio
     /// runtime (the token count is spawned onto it).
     pub fn refresh_store_gauges(&self) {
-        for usage in self.shared.store.pool_usage() {
+        for usage in self.store.pool_usage() {
             m::set_pool_usage(&usage);
         }
         if !self.token_counts.start_if_due(Instant::now()) {
             return;
         }
-        let store = Arc::clone(&self.shared.store);
+        let store = Arc::clone(&self.store);
         let schedule = Arc::clone(&self.token_counts);
         tokio::spawn(async move {
             match store.token_stats(None).await {

@@ -9,15 +9,17 @@
 //! racing with one key cannot both commit: the key's primary key makes the loser's write a
 //! conflict, and the loser answers the winner's result.
 
+use std::sync::Arc;
+
 use dashmap::DashMap;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::{Engine, EngineError, Rejection};
+use super::{EngineError, Rejection};
 use crate::clock::now_millis;
 use crate::domain::CustomerId;
-use crate::store::IdempotencyKey;
+use crate::store::{IdempotencyKey, Store};
 
 /// Longest accepted key: room for a uuid or a client's own reference, no more.
 pub const IDEMPOTENCY_KEY_LENGTH_MAX: usize = 255;
@@ -95,10 +97,21 @@ pub(super) struct Keyed<'a> {
     _in_flight: InFlightGuard<'a>,
 }
 
-impl Engine {
+/// The keys of creating requests, for the services that create (tokens, devices).
+#[derive(Clone)]
+pub(super) struct Idempotency {
+    store: Arc<dyn Store>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Idempotency {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store, in_flight: Arc::default() }
+    }
+
     /// Start a create of `kind` with `request`'s validated fields under an optional key:
     /// refused while the key is in flight here or when it came with another request.
-    pub(super) async fn idempotency_begin<T: DeserializeOwned>(
+    pub async fn begin<T: DeserializeOwned>(
         &self,
         customer: CustomerId,
         key: Option<&str>,
@@ -109,8 +122,8 @@ impl Engine {
             return Ok(Begin::Unkeyed);
         };
         let key = key_for(customer, key, kind, request)?;
-        let in_flight = self.idempotency.enter(&key)?;
-        Ok(match self.idempotency_replay(&key).await? {
+        let in_flight = self.in_flight.enter(&key)?;
+        Ok(match self.replay(&key).await? {
             Some(result) => Begin::Replay(result),
             None => Begin::Fresh(Keyed { key, _in_flight: in_flight }),
         })
@@ -118,11 +131,8 @@ impl Engine {
 
     /// The original result of a request with this key, if its commit happened; refused when the
     /// key came with another request.
-    pub(super) async fn idempotency_replay<T: DeserializeOwned>(
-        &self,
-        key: &IdempotencyKey,
-    ) -> Result<Option<T>, EngineError> {
-        let Some(record) = self.shared.store.find_idempotency(key.customer_id, &key.key).await? else {
+    pub async fn replay<T: DeserializeOwned>(&self, key: &IdempotencyKey) -> Result<Option<T>, EngineError> {
+        let Some(record) = self.store.find_idempotency(key.customer_id, &key.key).await? else {
             return Ok(None);
         };
         if record.key.fingerprint != key.fingerprint {
@@ -134,8 +144,8 @@ impl Engine {
     }
 
     /// Forget keys older than the retention; returns how many went.
-    pub async fn forget_idempotency_keys(&self) -> Result<u64, EngineError> {
-        Ok(self.shared.store.delete_idempotency_before(now_millis() - IDEMPOTENCY_KEY_RETENTION_MS).await?)
+    pub async fn forget_expired(&self) -> Result<u64, EngineError> {
+        Ok(self.store.delete_idempotency_before(now_millis() - IDEMPOTENCY_KEY_RETENTION_MS).await?)
     }
 }
 

@@ -12,18 +12,21 @@ mod throttle;
 mod totp;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::Value;
-use uuid::Uuid;
 
 pub use session::{Session, SessionError, ADMIN_ROLE, TWOFA_ROLE};
 pub use throttle::{DELAY_MAX as LOGIN_DELAY_MAX, FAILURE_MEMORY as LOGIN_FAILURE_MEMORY};
 
+use super::access::AccessService;
 use super::customers::{sealing_fault, Customers, NewPassword, USER_ROLES};
-use super::{Engine, EngineError};
+use super::devices::DeviceService;
+use super::EngineError;
 use crate::clock::now_seconds;
+use crate::context::EntityContext;
 use crate::crypto::{Sealer, SecretHasher};
 use crate::domain::disclosure::{snapshot_for, Viewer};
 use crate::domain::{CustomerId, DeviceType};
@@ -80,7 +83,7 @@ impl Default for PortalConfig {
 }
 
 /// The portal's state inside the engine.
-pub(super) struct Portal {
+struct Portal {
     jwt: session::Jwt,
     sealer: Sealer,
     throttle: throttle::LoginThrottle,
@@ -88,7 +91,7 @@ pub(super) struct Portal {
 }
 
 impl Portal {
-    pub(super) fn new(config: &PortalConfig, hasher: &SecretHasher) -> Self {
+    fn new(config: &PortalConfig, hasher: &SecretHasher) -> Self {
         let jwt_key = match &config.jwt_secret {
             Some(secret) => secret.0.as_bytes().to_vec(),
             None => hasher.derive_key(JWT_KEY_LABEL).to_vec(),
@@ -279,12 +282,33 @@ pub enum SessionCheck {
     Fault(EngineError),
 }
 
-impl Engine {
+/// The portal's operations, with what they share: sessions, the login brake and the sealer.
+#[derive(Clone)]
+pub struct PortalService {
+    context: Arc<EntityContext>,
+    portal: Arc<Portal>,
+    customers: Arc<Customers>,
+    access: AccessService,
+    devices: DeviceService,
+}
+
+impl PortalService {
+    pub(super) fn new(
+        context: Arc<EntityContext>,
+        config: &PortalConfig,
+        customers: Arc<Customers>,
+        access: AccessService,
+        devices: DeviceService,
+    ) -> Self {
+        let portal = Arc::new(Portal::new(config, &context.hasher));
+        Self { context, portal, customers, access, devices }
+    }
+
     /// The session a portal JWT carries, or why it is refused. A valid token of a customer
     /// that was deleted since is refused: its sessions end with it (one read by primary key).
     pub async fn verify_session(&self, token: &str) -> Result<Session, SessionCheck> {
         let session = self.portal.jwt.verify(token, now_seconds()).map_err(SessionCheck::Refused)?;
-        match self.shared.store.load_customer(session.id).await {
+        match self.context.store.load_customer(session.id).await {
             Ok(Some(_)) => Ok(session),
             Ok(None) => Err(SessionCheck::Refused(SessionError::Revoked)),
             Err(error) => Err(SessionCheck::Fault(error.into())),
@@ -307,29 +331,13 @@ impl Engine {
     }
 
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, EngineError> {
-        Ok(self.shared.store.find_credentials(&email.to_lowercase()).await?)
+        Ok(self.context.store.find_credentials(&email.to_lowercase()).await?)
     }
 
     /// A fresh session for the customer with this email, after a change of its row.
     async fn session_for(&self, email: &str) -> Result<String, PortalError> {
         let credentials = self.credentials(email).await?.ok_or(PortalRejection::UnknownCustomer)?;
         Ok(self.sign_session(&credentials.customer, credentials.twofa_secret.is_some())?)
-    }
-
-    /// Stop trusting cached API keys of the customer with this email (roles changed, deleted).
-    fn forget_customer_access(&self, email: &str) {
-        let email = email.to_lowercase();
-        for (key, entry) in self.access_cache.iter() {
-            if entry.customer.email == email {
-                self.access_cache.invalidate(key.as_ref());
-            }
-        }
-    }
-
-    /// Drop the in-memory copy of a changed or deleted device, so the next request reloads it.
-    fn forget_device(&self, uuid: Uuid) {
-        self.device_cache.invalidate(&uuid);
-        self.shared.devices.forget(&uuid);
     }
 
     // --- Sessions ---
@@ -371,7 +379,7 @@ impl Engine {
     /// `POST /auth/register`: checks in the original's order, then a `user` with status 1.
     pub async fn register(&self, registration: Registration) -> Result<RegisterOutcome, PortalError> {
         if let Some(email) = &registration.email {
-            if self.shared.store.find_customer_by_email(&email.to_lowercase()).await?.is_some() {
+            if self.context.store.find_customer_by_email(&email.to_lowercase()).await?.is_some() {
                 return Ok(RegisterOutcome::EmailRegistered);
             }
         }
@@ -401,7 +409,7 @@ impl Engine {
                 roles: Some(USER_ROLES.into()),
                 info: registration.info.clone(),
             };
-            self.shared.store.update_customer(&email, &update).await?;
+            self.context.store.update_customer(&email, &update).await?;
             customer.info = registration.info;
         }
         Ok(RegisterOutcome::Token(self.sign_session(&customer, false)?))
@@ -434,7 +442,7 @@ impl Engine {
         require_admin(session)?;
         let given = email.clone();
         let email = new_email(email)?;
-        if self.shared.store.find_customer_by_email(&email).await?.is_some() {
+        if self.context.store.find_customer_by_email(&email).await?.is_some() {
             return Err(PortalRejection::EmailInUse.into());
         }
         let password = NewPassword::initial();
@@ -450,13 +458,13 @@ impl Engine {
         let secret = totp::new_secret();
         let sealed = self.portal.sealer.seal_totp_secret(session.id, &secret).map_err(sealing_fault)?;
         let stored = Value::String(base64::engine::general_purpose::STANDARD.encode(sealed));
-        self.save_param(session.id, TWOFA_TEMP_PARAM, &stored).await?;
+        self.access.save_param(session.id, TWOFA_TEMP_PARAM, &stored).await?;
         Ok(TwofaSetup { secret: totp::base32(&secret), url: totp::provisioning_url(&session.email, &secret) })
     }
 
     /// `POST /auth/twofa`: a right code for the pending secret turns two-factor login on.
     pub async fn enable_twofa(&self, session: &Session, code: Option<&str>) -> Result<String, PortalError> {
-        let pending = self.shared.store.load_param(session.id, TWOFA_TEMP_PARAM).await?;
+        let pending = self.context.store.load_param(session.id, TWOFA_TEMP_PARAM).await?;
         let sealed = pending
             .as_ref()
             .and_then(Value::as_str)
@@ -468,14 +476,14 @@ impl Engine {
         if !totp::code_matches(&secret, code, u64::try_from(now_seconds()).unwrap_or(0)) {
             return Err(PortalRejection::InvalidTwofaToken.into());
         }
-        self.shared.store.set_twofa_secret(session.id, Some(&sealed)).await?;
-        self.delete_param(session.id, TWOFA_TEMP_PARAM).await?;
+        self.context.store.set_twofa_secret(session.id, Some(&sealed)).await?;
+        self.access.delete_param(session.id, TWOFA_TEMP_PARAM).await?;
         self.session_for(&session.email).await
     }
 
     /// `DELETE /auth/twofa`: two-factor login off; a new session.
     pub async fn disable_twofa(&self, session: &Session) -> Result<String, PortalError> {
-        self.shared.store.set_twofa_secret(session.id, None).await?;
+        self.context.store.set_twofa_secret(session.id, None).await?;
         self.session_for(&session.email).await
     }
 
@@ -484,7 +492,7 @@ impl Engine {
     pub async fn reset_twofa(&self, session: &Session, email: &str) -> Result<String, PortalError> {
         require_admin(session)?;
         let credentials = self.credentials(email).await?.ok_or(PortalRejection::UnknownCustomer)?;
-        self.shared.store.set_twofa_secret(credentials.customer.id, None).await?;
+        self.context.store.set_twofa_secret(credentials.customer.id, None).await?;
         Ok(self.sign_session(&credentials.customer, false)?)
     }
 
@@ -492,7 +500,7 @@ impl Engine {
 
     pub async fn list_customers(&self, session: &Session) -> Result<Vec<Customer>, PortalError> {
         require_admin(session)?;
-        Ok(self.shared.store.list_customers().await?)
+        Ok(self.context.store.list_customers().await?)
     }
 
     /// Overwrite display name, roles and info; rows matched.
@@ -506,15 +514,15 @@ impl Engine {
         if update.roles.is_none() {
             return Err(PortalRejection::MissingField("roles").into());
         }
-        let matched = self.shared.store.update_customer(&email.to_lowercase(), update).await?;
-        self.forget_customer_access(email);
+        let matched = self.context.store.update_customer(&email.to_lowercase(), update).await?;
+        self.access.forget_customer(email);
         Ok(matched)
     }
 
     pub async fn delete_customer(&self, session: &Session, email: &str) -> Result<u64, PortalError> {
         require_admin(session)?;
-        let deleted = self.shared.store.delete_customer(&email.to_lowercase()).await?;
-        self.forget_customer_access(email);
+        let deleted = self.context.store.delete_customer(&email.to_lowercase()).await?;
+        self.access.forget_customer(email);
         Ok(deleted)
     }
 
@@ -526,7 +534,7 @@ impl Engine {
         let scope = scope
             .and_then(Scope::parse)
             .ok_or_else(|| PortalRejection::UnknownScope(scope.unwrap_or("undefined").to_owned()))?;
-        Ok(self.customers.create_access(&self.shared.hasher, session.id, scope).await?.access)
+        Ok(self.customers.create_access(&self.context.hasher, session.id, scope).await?.access)
     }
 
     /// `GET /access?scope=`: the caller's credentials of one scope (none without a scope).
@@ -534,7 +542,7 @@ impl Engine {
         let Some(scope) = scope.and_then(Scope::parse) else {
             return Ok(Vec::new());
         };
-        let records = self.shared.store.list_access(session.id, scope).await?;
+        let records = self.context.store.list_access(session.id, scope).await?;
         Ok(records.into_iter().map(|record| record.access).collect())
     }
 
@@ -553,20 +561,20 @@ impl Engine {
             return Err(PortalRejection::WrongPassword.into());
         }
         let Some(record) =
-            self.shared.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id)
+            self.context.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id)
         else {
             return Ok(None);
         };
-        let apisecret = Customers::api_secret(&self.shared.hasher, &record)?;
+        let apisecret = Customers::api_secret(&self.context.hasher, &record)?;
         Ok(Some(RevealedAccess { access: record.access, apisecret }))
     }
 
     /// `DELETE /access/:id`: rows deleted. The key stops authenticating on this node at once.
     pub async fn delete_access(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
-        let record = self.shared.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id);
-        let deleted = self.shared.store.delete_access(session.id, id).await?;
+        let record = self.context.store.load_access(id).await?.filter(|record| record.access.customer_id == session.id);
+        let deleted = self.context.store.delete_access(session.id, id).await?;
         if let Some(record) = record {
-            self.access_cache.invalidate(&record.access.apikey.to_ascii_lowercase());
+            self.access.forget_key(&record.access.apikey);
         }
         Ok(deleted)
     }
@@ -584,20 +592,20 @@ impl Engine {
         if device_type.is_none() && refname.is_none() {
             return Err(PortalRejection::NothingToUpdate.into());
         }
-        let device = self.shared.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
-        let matched = self.shared.store.update_device(session.id, id, device_type, refname).await?;
+        let device = self.context.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
+        let matched = self.context.store.update_device(session.id, id, device_type, refname).await?;
         if let Some(device) = device {
-            self.forget_device(device.uuid);
+            self.devices.forget(device.uuid);
         }
         Ok(matched)
     }
 
     /// `DELETE /devices/:id`: rows deleted; refused while tokens reference the device.
     pub async fn delete_device(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
-        let device = self.shared.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
-        let deleted = self.shared.store.delete_device(session.id, id).await?;
+        let device = self.context.store.load_device_by_id(id).await?.filter(|device| device.customer_id == session.id);
+        let deleted = self.context.store.delete_device(session.id, id).await?;
         if let Some(device) = device {
-            self.forget_device(device.uuid);
+            self.devices.forget(device.uuid);
         }
         Ok(deleted)
     }
@@ -605,16 +613,16 @@ impl Engine {
     // --- Accounts ---
 
     pub async fn create_account(&self, session: &Session, account: &NewAccount) -> Result<Account, PortalError> {
-        Ok(self.shared.store.insert_account(session.id, account).await?)
+        Ok(self.context.store.insert_account(session.id, account).await?)
     }
 
     pub async fn list_accounts(&self, session: &Session, default: Option<bool>) -> Result<Vec<Account>, PortalError> {
-        Ok(self.shared.store.list_accounts(session.id, default).await?)
+        Ok(self.context.store.list_accounts(session.id, default).await?)
     }
 
     /// One of the caller's accounts (the original showed anyone's).
     pub async fn account(&self, session: &Session, id: i64) -> Result<Option<Account>, PortalError> {
-        Ok(self.shared.store.load_account(id).await?.filter(|account| account.customer_id == session.id))
+        Ok(self.context.store.load_account(id).await?.filter(|account| account.customer_id == session.id))
     }
 
     /// Change one of the caller's accounts (never its owner); rows matched.
@@ -637,26 +645,26 @@ impl Engine {
         if let Some(refname) = patch.refname {
             account.refname = refname;
         }
-        Ok(self.shared.store.update_account(session.id, &account, patch.make_default).await?)
+        Ok(self.context.store.update_account(session.id, &account, patch.make_default).await?)
     }
 
     pub async fn delete_account(&self, session: &Session, id: i64) -> Result<u64, PortalError> {
-        Ok(self.shared.store.delete_account(session.id, id).await?)
+        Ok(self.context.store.delete_account(session.id, id).await?)
     }
 
     // --- Parameters ---
 
     /// A parameter of the caller, read from the store (not the short-lived cache).
     pub async fn param_value(&self, session: &Session, key: &str) -> Result<Option<Value>, PortalError> {
-        Ok(self.shared.store.load_param(session.id, key).await?)
+        Ok(self.context.store.load_param(session.id, key).await?)
     }
 
     pub async fn set_param(&self, session: &Session, key: &str, value: &Value) -> Result<(), PortalError> {
-        Ok(self.save_param(session.id, key, value).await?)
+        Ok(self.access.save_param(session.id, key, value).await?)
     }
 
     pub async fn remove_param(&self, session: &Session, key: &str) -> Result<u64, PortalError> {
-        Ok(self.delete_param(session.id, key).await?)
+        Ok(self.access.delete_param(session.id, key).await?)
     }
 
     // --- Statistics and journal ---
@@ -665,7 +673,7 @@ impl Engine {
     /// every token for an admin.
     pub async fn token_stats(&self, session: &Session) -> Result<Vec<TokenStat>, PortalError> {
         let customer = (!session.is_admin()).then_some(session.id);
-        Ok(self.shared.store.token_stats(customer).await?)
+        Ok(self.context.store.token_stats(customer).await?)
     }
 
     /// The caller's journal (every customer's for an admin), newest first.
@@ -677,7 +685,7 @@ impl Engine {
             filter: filter.filter,
             limit: filter.limit.unwrap_or(JOURNAL_LIMIT_MAX).min(JOURNAL_LIMIT_MAX),
         };
-        let mut entries = self.shared.store.journal(&query).await?;
+        let mut entries = self.context.store.journal(&query).await?;
         // A customer's copy of another customer's token shows only its own device.
         if !session.is_admin() {
             let viewer = Viewer::Customer(session.id);
@@ -691,16 +699,16 @@ impl Engine {
     /// `GET /admin/devicestat` (admin): every device with its customer's email.
     pub async fn device_stats(&self, session: &Session) -> Result<Vec<DeviceStat>, PortalError> {
         require_admin(session)?;
-        Ok(self.shared.store.device_stats().await?)
+        Ok(self.context.store.device_stats().await?)
     }
 
     /// `GET /admin/journal` (admin): the latest journal rows of all customers, with emails.
     pub async fn admin_journal(&self, session: &Session) -> Result<Vec<AdminJournalEntry>, PortalError> {
         require_admin(session)?;
         let query = JournalQuery { limit: JOURNAL_LIMIT_MAX, ..JournalQuery::default() };
-        let entries = self.shared.store.journal(&query).await?;
+        let entries = self.context.store.journal(&query).await?;
         let emails: HashMap<CustomerId, String> = self
-            .shared
+            .context
             .store
             .list_customers()
             .await?

@@ -1,26 +1,29 @@
 //! Trigger codes: a cash device without a scanner gets a one-shot code the phone claims onto it.
 //!
-//! The ATM creates a trigger (`create_trigger`) and long-polls it (`wait_trigger`) or listens
-//! on its device socket (`trigger_socket`); the phone reads the code and sends it with its
-//! radiocode and a signature (`trigger_claim`). The codes live in the `TriggerRegistry` actor;
+//! The ATM creates a trigger (`create`) and long-polls it (`wait`) or listens
+//! on its device socket (`socket`); the phone reads the code and sends it with its
+//! radiocode and a signature (`claim`). The codes live in the `TriggerRegistry` actor;
 //! the claim itself is the token actor's, exactly as a Cash API claim, with the signature
 //! checked first.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, MailboxError};
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{Engine, EngineError, Rejection};
+use super::access::AccessService;
+use super::devices::DeviceService;
+use super::tokens::TokenService;
+use super::{EngineError, Rejection};
 use crate::domain::params::{self, is_on};
-use crate::domain::radiocode::{Radiocode, RadiocodeError};
 use crate::domain::{CustomerId, Token};
 use crate::metrics as m;
 use crate::token_actor::TokenChange;
 use crate::trigger_actor::{
-    Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerOwner, TriggerPush, TriggerRefusal,
-    TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
+    Complete, Create, Handover, PollAnswer, Release, Reserve, Subscribe, TriggerConfig, TriggerOwner, TriggerPush,
+    TriggerRefusal, TriggerRegistry, Unsubscribe, Wait, WaitOutcome, EXPIRES_IN_MAX,
 };
 
 pub use crate::trigger_actor::{
@@ -136,26 +139,49 @@ impl Drop for TriggerFeed {
     }
 }
 
-impl Engine {
+/// Trigger codes, their long polls and device sockets (one actor on its own arbiter), and the
+/// claims through them.
+#[derive(Clone)]
+pub struct TriggerService {
+    registry: Addr<TriggerRegistry>,
+    config: Arc<TriggerConfig>,
+    tokens: TokenService,
+    devices: DeviceService,
+    access: AccessService,
+    send_timeout: Duration,
+}
+
+impl TriggerService {
+    pub(super) fn new(
+        registry: Addr<TriggerRegistry>,
+        config: TriggerConfig,
+        tokens: TokenService,
+        devices: DeviceService,
+        access: AccessService,
+        send_timeout: Duration,
+    ) -> Self {
+        Self { registry, config: Arc::new(config), tokens, devices, access, send_timeout }
+    }
+
     /// A trigger code for one of the customer's cash devices, valid for `expires_in` (at most
     /// `EXPIRES_IN_MAX`): a fresh uuid, or the device's uuid when fixed codes are on (server
     /// setting, or the customer's `USE_FIXED_TRIGGER_CODES`).
-    pub async fn create_trigger(
+    pub async fn create(
         &self,
         cash_customer: CustomerId,
         cash_device: Uuid,
         expires_in: Duration,
     ) -> Result<String, EngineError> {
-        self.owned_device(cash_customer, cash_device).await?;
-        let fixed = self.config.triggers.fixed_codes
-            || is_on(self.param(cash_customer, params::USE_FIXED_TRIGGER_CODES).await?.as_ref());
+        self.devices.owned(cash_customer, cash_device).await?;
+        let fixed = self.config.fixed_codes
+            || is_on(self.access.param(cash_customer, params::USE_FIXED_TRIGGER_CODES).await?.as_ref());
         let code = if fixed { cash_device } else { Uuid::new_v4() }.to_string();
         let create = Create {
             code: code.clone(),
             owner: TriggerOwner { cash_device, cash_customer },
             expires_in: expires_in.min(EXPIRES_IN_MAX),
         };
-        match self.triggers.send(create).timeout(self.config.send_timeout).await {
+        match self.registry.send(create).timeout(self.send_timeout).await {
             Ok(Ok(())) => Ok(code),
             Ok(Err(refused)) => match refusal(refused) {
                 TriggerError::Engine(error) => Err(error),
@@ -171,14 +197,14 @@ impl Engine {
     ///
     /// A `Locked` answer carries a handover: keep it until the answer has been handed to the
     /// ATM's connection, then drop it; the phone's request is answered after that.
-    pub async fn wait_trigger(&self, cash_customer: CustomerId, code: &str) -> Result<PollAnswer, TriggerError> {
+    pub async fn wait(&self, cash_customer: CustomerId, code: &str) -> Result<PollAnswer, TriggerError> {
         let wait = Wait { code: normalise(code), customer: cash_customer };
-        let receiver = match self.triggers.send(wait).timeout(self.config.send_timeout).await {
+        let receiver = match self.registry.send(wait).timeout(self.send_timeout).await {
             Ok(Ok(receiver)) => receiver,
             Ok(Err(refused)) => return Err(refusal(refused)),
             Err(error) => return Err(mailbox_error(error).into()),
         };
-        let limit = self.config.triggers.wait_max + WAIT_GRACE;
+        let limit = self.config.wait_max + WAIT_GRACE;
         Ok(match tokio::time::timeout(limit, receiver).await {
             Ok(Ok(answer)) => answer,
             // The registry let go of the poll without an answer (it restarted): the trigger is gone.
@@ -195,16 +221,11 @@ impl Engine {
     ///
     /// The claim runs as a task of its own: if the phone's request goes away midway, a token
     /// that gets locked still reaches the ATM's poll and sockets, and the trigger is used up.
-    pub async fn trigger_claim(
-        &self,
-        code: &str,
-        radiocode: &str,
-        signature: Option<&str>,
-    ) -> Result<Token, TriggerError> {
-        let engine = self.clone();
+    pub async fn claim(&self, code: &str, radiocode: &str, signature: Option<&str>) -> Result<Token, TriggerError> {
+        let service = self.clone();
         let (code, radiocode, signature) = (code.to_owned(), radiocode.to_owned(), signature.map(str::to_owned));
         let task =
-            actix::spawn(async move { engine.claim_through_trigger(&code, &radiocode, signature.as_deref()).await });
+            actix::spawn(async move { service.claim_through_trigger(&code, &radiocode, signature.as_deref()).await });
         task.await.unwrap_or_else(|error| {
             tracing::error!(%error, "trigger claim task failed");
             Err(EngineError::Internal("trigger claim task failed".into()).into())
@@ -218,33 +239,22 @@ impl Engine {
         signature: Option<&str>,
     ) -> Result<Token, TriggerError> {
         let normalised = normalise(code);
-        let owner =
-            match self.triggers.send(Reserve { code: normalised.clone() }).timeout(self.config.send_timeout).await {
-                Ok(Ok(owner)) => owner,
-                Ok(Err(refused)) => return Err(refusal(refused)),
-                Err(error) => return Err(mailbox_error(error).into()),
-            };
-        let reservation = Reservation { registry: self.triggers.clone(), code: normalised, done: false };
-        let (token_id, presented) = match Radiocode::parse(radiocode) {
-            Ok(Radiocode::Long { token, code }) => (token, code),
-            Ok(Radiocode::Short { plain_code, code }) => {
-                match self.shared.store.find_token_by_plain_code(&plain_code).await.map_err(EngineError::from)? {
-                    Some(token) => (token, code),
-                    None => return Err(Rejection::UnknownToken.into()),
-                }
-            }
-            Err(RadiocodeError::Empty) => return Err(Rejection::IllegalRadiocode.into()),
-            Err(RadiocodeError::UnknownToken(_)) => return Err(Rejection::UnknownToken.into()),
+        let owner = match self.registry.send(Reserve { code: normalised.clone() }).timeout(self.send_timeout).await {
+            Ok(Ok(owner)) => owner,
+            Ok(Err(refused)) => return Err(refusal(refused)),
+            Err(error) => return Err(mailbox_error(error).into()),
         };
+        let reservation = Reservation { registry: self.registry.clone(), code: normalised, done: false };
+        let (token_id, presented) = self.tokens.named_by(radiocode).await?;
         // The token's device never changes, so its committed row names the key to verify with.
-        let Some(token) = self.shared.store.load_token(token_id).await.map_err(EngineError::from)? else {
+        let Some(token) = self.tokens.load(token_id).await? else {
             return Err(Rejection::UnknownToken.into());
         };
         let Some(signature) = signature else {
             m::record_rejection("missing_signature");
             return Err(TriggerError::MissingSignature);
         };
-        let Some(device) = self.device(token.owner_device).await? else {
+        let Some(device) = self.devices.get(token.owner_device).await? else {
             tracing::error!(token = %token.uuid, device = %token.owner_device, "token device missing");
             return Err(EngineError::Internal("token device missing".into()).into());
         };
@@ -256,21 +266,17 @@ impl Engine {
             code: presented,
             signature_valid: crate::crypto::phone_signature_valid(key, message.as_bytes(), signature),
         };
-        let locked = self.ask_token(token_id, request).await?;
+        let locked = self.tokens.change(token_id, request).await?;
         reservation.complete(owner, locked.clone()).await;
         Ok(locked)
     }
 
     /// Subscribe a device socket of `cash_customer`'s cash device to its triggers' locks.
-    pub async fn trigger_socket(
-        &self,
-        cash_customer: CustomerId,
-        cash_device: Uuid,
-    ) -> Result<TriggerFeed, EngineError> {
-        self.owned_device(cash_customer, cash_device).await?;
-        match self.triggers.send(Subscribe { cash_device }).timeout(self.config.send_timeout).await {
+    pub async fn socket(&self, cash_customer: CustomerId, cash_device: Uuid) -> Result<TriggerFeed, EngineError> {
+        self.devices.owned(cash_customer, cash_device).await?;
+        match self.registry.send(Subscribe { cash_device }).timeout(self.send_timeout).await {
             Ok(Ok(subscription)) => Ok(TriggerFeed {
-                registry: self.triggers.clone(),
+                registry: self.registry.clone(),
                 cash_device,
                 id: subscription.id,
                 pushes: subscription.pushes,

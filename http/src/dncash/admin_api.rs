@@ -180,7 +180,7 @@ pub(crate) async fn session(state: &AppState, request: &HttpRequest) -> Result<S
     if token.is_empty() {
         return Err(unauthorized(NO_TOKEN));
     }
-    state.engine.verify_session(token).await.map_err(|check| match check {
+    state.engine.portal().verify_session(token).await.map_err(|check| match check {
         SessionCheck::Refused(error) => unauthorized(error.message()),
         SessionCheck::Fault(fault) => ApiError::from_fault(fault),
     })

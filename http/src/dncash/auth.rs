@@ -15,7 +15,7 @@ pub async fn authenticate(state: &AppState, request: &HttpRequest, scope: Scope)
     let (Some(key), Some(secret)) = (header(KEY_HEADER), header(SECRET_HEADER)) else {
         return Err(ApiError::Credentials);
     };
-    match state.engine.authenticate(key, secret, scope).await {
+    match state.engine.access().authenticate(key, secret, scope).await {
         Ok(Some(customer)) => Ok(customer),
         Ok(None) => Err(ApiError::Credentials),
         Err(error) => Err(ApiError::from_fault(error)),

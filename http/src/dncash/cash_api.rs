@@ -96,7 +96,8 @@ async fn register_device(
     let new = new_device(state.error_status, &body, DeviceType::Atm)?;
     let device = state
         .engine
-        .register_device(customer.id, new, key.as_deref())
+        .devices()
+        .register(customer.id, new, key.as_deref())
         .await
         .map_err(|e| device_error(state.error_status, e))?;
     Ok(crate::json_ok(DeviceRow::of(&device)))
@@ -172,7 +173,7 @@ async fn claim(
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(ApiError::Claim(claim_message(&Rejection::UnknownDevice, &device_text, &radiocode)));
     };
-    match state.engine.claim(customer.id, device, &radiocode).await {
+    match state.engine.tokens().claim(customer.id, device, &radiocode).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Locked))),
         Err(EngineError::Rejected(rejection)) => {
             Err(ApiError::Claim(claim_message(&rejection, &device_text, &radiocode)))
@@ -267,13 +268,13 @@ async fn confirm(
     };
     let Ok(token) = Uuid::parse_str(&path) else {
         // Keep the original's order: the device is checked before the token.
-        return Err(match state.engine.owned_device(customer.id, device).await {
+        return Err(match state.engine.devices().owned(customer.id, device).await {
             Ok(_) => confirm_error(mode, &Rejection::UnknownToken, &device_text),
             Err(EngineError::Rejected(rejection)) => confirm_error(mode, &rejection, &device_text),
             Err(fault) => ApiError::from_fault(fault),
         });
     };
-    match state.engine.confirm(customer.id, device, token, confirmation).await {
+    match state.engine.tokens().confirm(customer.id, device, token, confirmation).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(confirm_error(mode, &rejection, &device_text)),
         Err(fault) => Err(ApiError::from_fault(fault)),
@@ -332,7 +333,7 @@ async fn create_trigger(
     };
     let Ok(expires_in) = expires_in(query.get("expiresIn").map(String::as_str)) else {
         // The device is checked first, as everywhere in the original.
-        return Err(match state.engine.owned_device(customer.id, device).await {
+        return Err(match state.engine.devices().owned(customer.id, device).await {
             Ok(_) => ApiError::business(
                 mode,
                 StatusCode::BAD_REQUEST,
@@ -342,7 +343,7 @@ async fn create_trigger(
             Err(fault) => ApiError::from_fault(fault),
         });
     };
-    match state.engine.create_trigger(customer.id, device, expires_in).await {
+    match state.engine.triggers().create(customer.id, device, expires_in).await {
         Ok(code) => Ok(crate::json_ok(TriggerCode { triggercode: code })),
         Err(EngineError::Rejected(_)) => Err(unknown_device()),
         Err(fault) => Err(ApiError::from_fault(fault)),
@@ -380,7 +381,7 @@ async fn wait_trigger(
     let customer = authenticate(&state, &request, Scope::CashApi).await?;
     let mode = state.error_status;
     let code = path.into_inner();
-    let answer = state.engine.wait_trigger(customer.id, &code).await;
+    let answer = state.engine.triggers().wait(customer.id, &code).await;
     match answer.map(|answer| (answer.outcome, answer.handover)) {
         Ok((TriggerWait::Locked(token), handover)) => {
             // The phone's 204 waits until this body has been handed to the connection.
@@ -435,7 +436,7 @@ async fn trigger_socket(
     let Ok(device) = Uuid::parse_str(&device_text) else {
         return Err(unknown_device());
     };
-    let feed = match state.engine.trigger_socket(customer.id, device).await {
+    let feed = match state.engine.triggers().socket(customer.id, device).await {
         Ok(feed) => feed,
         Err(EngineError::Rejected(_)) => return Err(unknown_device()),
         Err(fault) => return Err(ApiError::from_fault(fault)),

@@ -205,7 +205,7 @@ fn filter_for(customer: &Customer, query: &HashMap<String, String>, with_type: b
 async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let rows = match filter_for(&customer, &query_map(&request), true) {
-        Some(filter) => state.engine.clearing_rows(&customer, &filter).await.map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.clearing().rows(&customer, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
     let admin = is_admin(&customer);
@@ -238,7 +238,7 @@ async fn get_token(
     let (Ok(uuid), Some(filter)) = (Uuid::parse_str(&path), filter_for(&customer, &query_map(&request), false)) else {
         return Ok(empty());
     };
-    let row = state.engine.clearing_row(&customer, uuid, filter.customer_id).await.map_err(ApiError::from_fault)?;
+    let row = state.engine.clearing().row(&customer, uuid, filter.customer_id).await.map_err(ApiError::from_fault)?;
     Ok(match row {
         Some(row) => crate::json_ok(ClearingJson::of(&row, is_admin(&customer))),
         None => empty(),
@@ -261,7 +261,7 @@ async fn get_token(
 async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
     let sums = match filter_for(&customer, &query_map(&request), false) {
-        Some(filter) => state.engine.clearing_sums(&customer, &filter).await.map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.clearing().sums(&customer, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
     Ok(crate::json_ok(sums.iter().map(SumJson::of).collect::<Vec<_>>()))
@@ -280,7 +280,7 @@ async fn sums(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpRe
 )]
 async fn customers(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::ClearingApi).await?;
-    let rows = state.engine.clearing_customers(&customer).await.map_err(ApiError::from_fault)?;
+    let rows = state.engine.clearing().customers(&customer).await.map_err(ApiError::from_fault)?;
     let admin = is_admin(&customer);
     let views: Vec<_> = rows
         .iter()

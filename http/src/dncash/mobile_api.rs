@@ -151,7 +151,7 @@ async fn trigger(
         Some(Value::String(text)) => Some(text.as_str()),
         _ => None,
     };
-    match state.engine.trigger_claim(&code, &radiocode, signature).await {
+    match state.engine.triggers().claim(&code, &radiocode, signature).await {
         Ok(_) => Ok(HttpResponse::NoContent().finish()),
         Err(error) => Err(trigger_error(state.error_status, error, &code, &radiocode)),
     }

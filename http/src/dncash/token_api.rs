@@ -182,7 +182,8 @@ async fn register_device(
     let new = new_device(state.error_status, &body, DeviceType::Mobile)?;
     let device = state
         .engine
-        .register_device(customer.id, new, key.as_deref())
+        .devices()
+        .register(customer.id, new, key.as_deref())
         .await
         .map_err(|e| device_error(state.error_status, e))?;
     Ok(crate::json_ok(DeviceRow::of(&device)))
@@ -198,7 +199,7 @@ async fn register_device(
 )]
 async fn list_devices(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
-    let devices = state.engine.list_devices(customer.id).await.map_err(ApiError::from_fault)?;
+    let devices = state.engine.devices().list(customer.id).await.map_err(ApiError::from_fault)?;
     Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
 
@@ -224,7 +225,7 @@ async fn get_device(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state.engine.find_device(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+    match state.engine.devices().find(customer.id, uuid).await.map_err(ApiError::from_fault)? {
         Some(device) => Ok(crate::json_ok(DeviceRow::of(&device))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -359,14 +360,14 @@ async fn create_token(
         Ok(new) => new,
         Err(()) => {
             // The original checks the device before it tries the insert.
-            let owned = state.engine.find_device(customer.id, device).await.map_err(ApiError::from_fault)?;
+            let owned = state.engine.devices().find(customer.id, device).await.map_err(ApiError::from_fault)?;
             return Err(match owned {
                 None => unknown_device(),
                 Some(_) => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
             });
         }
     };
-    match state.engine.create_token(customer.id, new, key.as_deref()).await {
+    match state.engine.tokens().create(customer.id, new, key.as_deref()).await {
         Ok(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row))),
         Err(EngineError::Rejected(rejection)) => Err(match rejection {
             Rejection::UnknownDevice => unknown_device(),
@@ -428,7 +429,7 @@ fn token_filter(query: &HashMap<String, String>) -> Option<TokenFilter> {
 async fn list_tokens(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let customer = authenticate(&state, &request, Scope::TokenApi).await?;
     let tokens = match token_filter(&query_map(&request)) {
-        Some(filter) => state.engine.list_tokens(customer.id, &filter).await.map_err(ApiError::from_fault)?,
+        Some(filter) => state.engine.tokens().list(customer.id, &filter).await.map_err(ApiError::from_fault)?,
         None => Vec::new(),
     };
     let views: Vec<_> = tokens.iter().map(|token| TokenJson::of(token, TokenView::Full)).collect();
@@ -457,7 +458,7 @@ async fn get_token(
     let Ok(uuid) = Uuid::parse_str(&path) else {
         return Err(ApiError::NotFound(NOT_FOUND));
     };
-    match state.engine.find_token(customer.id, uuid).await.map_err(ApiError::from_fault)? {
+    match state.engine.tokens().find(customer.id, uuid).await.map_err(ApiError::from_fault)? {
         Some(token) => Ok(crate::json_ok(TokenJson::of(&token, TokenView::Full))),
         None => Err(ApiError::NotFound(NOT_FOUND)),
     }
@@ -508,7 +509,8 @@ async fn update_token(
     let info = fields.get("info").cloned();
     let token = state
         .engine
-        .update_token(customer.id, uuid, clearstate, info)
+        .tokens()
+        .update(customer.id, uuid, clearstate, info)
         .await
         .map_err(|error| owner_change_error(state.error_status, error))?;
     Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row)))
@@ -542,7 +544,8 @@ async fn delete_token(
     };
     let token = state
         .engine
-        .delete_token(customer.id, uuid, device)
+        .tokens()
+        .delete(customer.id, uuid, device)
         .await
         .map_err(|error| owner_change_error(state.error_status, error))?;
     Ok(crate::json_ok(TokenJson::of(&token, TokenView::Row)))

@@ -154,7 +154,7 @@ async fn admin_token_changes(
         return Err(route_not_found(&state, &request).into());
     }
     let start = match admin_audience(&state, &request, &id).await {
-        Some(audience) => match state.engine.subscribe(Feed::AdminTokenChange.spec(), audience, None) {
+        Some(audience) => match state.engine.feeds().subscribe(Feed::AdminTokenChange.spec(), audience, None) {
             Ok(subscription) => Start::Subscribed(subscription, Style::Change),
             Err(error) => unavailable(&error),
         },
@@ -174,7 +174,7 @@ async fn admin_audience(state: &AppState, request: &HttpRequest, id: &str) -> Op
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_owned());
     let token = bearer.or_else(|| query_map(request).remove("token"))?;
-    let session = state.engine.verify_session(&token).await.ok()?;
+    let session = state.engine.portal().verify_session(&token).await.ok()?;
     match id {
         ADMIN_FEED_ID if session.is_admin() => Some(Audience::All),
         _ => match id.parse::<i64>() {
@@ -220,7 +220,7 @@ fn parse_since(value: Option<&str>) -> Result<Option<i64>, ()> {
 
 /// Subscribe the customer behind a listen key of `scope` to `feed`.
 async fn listen(state: &AppState, key: &str, scope: Scope, feed: Feed, since: Option<i64>, style: Style) -> Start {
-    let customer = match state.engine.listen_key_customer(key, scope).await {
+    let customer = match state.engine.access().listen_key_customer(key, scope).await {
         Ok(Some(customer)) => customer,
         Ok(None) => return Start::Refused,
         Err(error) => return unavailable(&error),
@@ -230,7 +230,7 @@ async fn listen(state: &AppState, key: &str, scope: Scope, feed: Feed, since: Op
         Feed::Clearing => Audience::Customer(customer.id),
         Feed::TokenChange | Feed::AdminTokenChange | Feed::Events => audience_of(&customer),
     };
-    match state.engine.subscribe(feed.spec(), audience, since) {
+    match state.engine.feeds().subscribe(feed.spec(), audience, since) {
         Ok(subscription) => Start::Subscribed(subscription, style),
         Err(error) => unavailable(&error),
     }

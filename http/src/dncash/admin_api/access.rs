@@ -103,6 +103,7 @@ pub async fn create(
     };
     let access = state
         .engine
+        .portal()
         .create_access(&session, scope.as_deref())
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -123,6 +124,7 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     let query = query_map(&request);
     let records = state
         .engine
+        .portal()
         .list_access(&session, query.get("scope").map(String::as_str))
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -157,6 +159,7 @@ pub async fn reveal(
     let password = body.get("password").and_then(Value::as_str).map(str::to_owned);
     let revealed = state
         .engine
+        .portal()
         .reveal_access(&session, row_id(&path).unwrap_or(0), password)
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -186,9 +189,12 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
-        Some(id) => {
-            state.engine.delete_access(&session, id).await.map_err(|error| portal_error(state.error_status, error))?
-        }
+        Some(id) => state
+            .engine
+            .portal()
+            .delete_access(&session, id)
+            .await
+            .map_err(|error| portal_error(state.error_status, error))?,
         None => 0,
     };
     Ok(ok_packet(deleted))

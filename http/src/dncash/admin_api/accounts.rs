@@ -147,7 +147,7 @@ pub async fn create(
         symbol: fields.symbol.flatten(),
         refname: fields.refname.flatten(),
     };
-    state.engine.create_account(&session, &account).await.map_err(|error| portal_error(mode, error))?;
+    state.engine.portal().create_account(&session, &account).await.map_err(|error| portal_error(mode, error))?;
     Ok(empty_ok())
 }
 
@@ -165,8 +165,12 @@ pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<Ht
     // MySQL compared the text with the 0/1 column: anything but a non-zero number is 0.
     let default =
         query_map(&request).get("default").map(|text| text.trim().parse::<f64>().is_ok_and(|value| value != 0.0));
-    let accounts =
-        state.engine.list_accounts(&session, default).await.map_err(|error| portal_error(state.error_status, error))?;
+    let accounts = state
+        .engine
+        .portal()
+        .list_accounts(&session, default)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(accounts.iter().map(AccountRow::of).collect::<Vec<_>>()))
 }
 
@@ -192,7 +196,7 @@ pub async fn get(
     let Some(id) = row_id(&path) else {
         return Ok(empty_ok());
     };
-    match state.engine.account(&session, id).await.map_err(|error| portal_error(state.error_status, error))? {
+    match state.engine.portal().account(&session, id).await.map_err(|error| portal_error(state.error_status, error))? {
         Some(account) => Ok(crate::json_ok(AccountRow::of(&account))),
         None => Ok(empty_ok()),
     }
@@ -243,7 +247,7 @@ pub async fn update(
         refname: fields.refname,
     };
     if let Some(id) = row_id(&path) {
-        state.engine.update_account(&session, id, patch).await.map_err(|error| portal_error(mode, error))?;
+        state.engine.portal().update_account(&session, id, patch).await.map_err(|error| portal_error(mode, error))?;
     }
     Ok(empty_ok())
 }
@@ -269,7 +273,12 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     if let Some(id) = row_id(&path) {
-        state.engine.delete_account(&session, id).await.map_err(|error| portal_error(state.error_status, error))?;
+        state
+            .engine
+            .portal()
+            .delete_account(&session, id)
+            .await
+            .map_err(|error| portal_error(state.error_status, error))?;
     }
     Ok(empty_ok())
 }

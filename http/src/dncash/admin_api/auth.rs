@@ -146,7 +146,8 @@ pub async fn login(
     let email = text_field(&body, "user").unwrap_or_default();
     let password = text_field(&body, "password").unwrap_or_default();
     let code = text_field(&body, "token");
-    let outcome = state.engine.login(&email, &password, code.as_deref()).await.map_err(ApiError::from_fault)?;
+    let outcome =
+        state.engine.portal().login(&email, &password, code.as_deref()).await.map_err(ApiError::from_fault)?;
     if matches!(outcome, LoginOutcome::WrongCredentials | LoginOutcome::WrongTwofa) {
         // Where failed logins come from is what an operator (or fail2ban) needs.
         let client = crate::client_origin::of(&request, &state.trusted_proxies).address;
@@ -208,7 +209,7 @@ pub async fn register(
         info: info_text(body.get("info")),
         unknown_column,
     };
-    match state.engine.register(registration).await.map_err(|error| portal_error(state.error_status, error))? {
+    match state.engine.portal().register(registration).await.map_err(|error| portal_error(state.error_status, error))? {
         RegisterOutcome::Token(token) => Ok(crate::json_ok(LoginAnswer::Session(TokenAnswer { token }))),
         RegisterOutcome::EmailRegistered => Ok(result("Sorry, this email is already registered.")),
         RegisterOutcome::BadPassword => Ok(result("Sorry, bad password")),
@@ -226,7 +227,8 @@ pub async fn register(
 )]
 pub async fn begin_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let setup = state.engine.begin_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let setup =
+        state.engine.portal().begin_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(TwofaSetup { secret: setup.secret, url: setup.url }))
 }
 
@@ -254,6 +256,7 @@ pub async fn enable_twofa(
     let code = text_field(&body, "token");
     let token = state
         .engine
+        .portal()
         .enable_twofa(&session, code.as_deref())
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -270,7 +273,8 @@ pub async fn enable_twofa(
 )]
 pub async fn disable_twofa(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let token = state.engine.disable_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let token =
+        state.engine.portal().disable_twofa(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }
 
@@ -301,6 +305,7 @@ pub async fn change_password(
     let new = body.get("newPassword").and_then(Value::as_str).map(str::to_owned);
     let token = state
         .engine
+        .portal()
         .change_password(&session, old, new)
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -331,7 +336,11 @@ pub async fn create_user(
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let email = email_field(&body);
-    let created =
-        state.engine.create_user(&session, email).await.map_err(|error| portal_error(state.error_status, error))?;
+    let created = state
+        .engine
+        .portal()
+        .create_user(&session, email)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(CreatedUser { email: created.email, initialpassword: created.initial_password }))
 }

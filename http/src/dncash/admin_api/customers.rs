@@ -45,8 +45,12 @@ struct CustomerChange {
 )]
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let customers =
-        state.engine.list_customers(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let customers = state
+        .engine
+        .portal()
+        .list_customers(&session)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(customers.iter().map(CustomerRow::of).collect::<Vec<_>>()))
 }
 
@@ -122,6 +126,7 @@ pub async fn update(
     let update = customer_update(state.error_status, &body)?;
     let matched = state
         .engine
+        .portal()
         .update_customer(&session, &path, &update)
         .await
         .map_err(|error| portal_error(state.error_status, error))?;
@@ -149,8 +154,12 @@ pub async fn delete(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let deleted =
-        state.engine.delete_customer(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
+    let deleted = state
+        .engine
+        .portal()
+        .delete_customer(&session, &path)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
 }
 
@@ -175,7 +184,11 @@ pub async fn reset_twofa(
     path: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let token =
-        state.engine.reset_twofa(&session, &path).await.map_err(|error| portal_error(state.error_status, error))?;
+    let token = state
+        .engine
+        .portal()
+        .reset_twofa(&session, &path)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(token_answer(token))
 }

@@ -38,7 +38,7 @@ struct DeviceChange_ {
 )]
 pub async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let devices = state.engine.list_devices(session.id).await.map_err(ApiError::from_fault)?;
+    let devices = state.engine.devices().list(session.id).await.map_err(ApiError::from_fault)?;
     Ok(crate::json_ok(devices.iter().map(DeviceRow::of).collect::<Vec<_>>()))
 }
 
@@ -94,6 +94,7 @@ pub async fn update(
     let matched = match row_id(&path) {
         Some(id) => state
             .engine
+            .portal()
             .update_device(&session, id, device_type, refname)
             .await
             .map_err(|error| portal_error(state.error_status, error))?,
@@ -129,9 +130,12 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let deleted = match row_id(&path) {
-        Some(id) => {
-            state.engine.delete_device(&session, id).await.map_err(|error| portal_error(state.error_status, error))?
-        }
+        Some(id) => state
+            .engine
+            .portal()
+            .delete_device(&session, id)
+            .await
+            .map_err(|error| portal_error(state.error_status, error))?,
         None => 0,
     };
     Ok(ok_packet(deleted))

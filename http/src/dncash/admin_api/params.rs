@@ -48,8 +48,12 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    let value =
-        state.engine.param_value(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
+    let value = state
+        .engine
+        .portal()
+        .param_value(&session, &key)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(crate::json_ok(value))
 }
 
@@ -78,7 +82,12 @@ pub async fn set(
     let session = session(&state, &request).await?;
     let body = read_json(&request, payload).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    state.engine.set_param(&session, &key, &body).await.map_err(|error| portal_error(state.error_status, error))?;
+    state
+        .engine
+        .portal()
+        .set_param(&session, &key, &body)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(1))
 }
 
@@ -103,7 +112,11 @@ pub async fn delete(
 ) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let key = pkey(state.error_status, &request, &path)?;
-    let deleted =
-        state.engine.remove_param(&session, &key).await.map_err(|error| portal_error(state.error_status, error))?;
+    let deleted = state
+        .engine
+        .portal()
+        .remove_param(&session, &key)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     Ok(ok_packet(deleted))
 }

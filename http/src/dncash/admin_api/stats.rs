@@ -43,7 +43,8 @@ struct TokenStatJson {
 )]
 pub async fn token_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state.engine.token_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let stats =
+        state.engine.portal().token_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
         .map(|stat| TokenStatJson {
@@ -101,8 +102,12 @@ pub async fn journal(state: web::Data<AppState>, request: HttpRequest) -> Result
         filter: query.get("filter").filter(|text| !text.is_empty()).cloned(),
         limit: integer(query.get("limit")).map(|limit| usize::try_from(limit).unwrap_or(0)),
     };
-    let entries =
-        state.engine.journal(&session, filter).await.map_err(|error| portal_error(state.error_status, error))?;
+    let entries = state
+        .engine
+        .portal()
+        .journal(&session, filter)
+        .await
+        .map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
         .map(|entry| JournalJson {
@@ -144,7 +149,8 @@ struct DeviceStatJson<'a> {
 )]
 pub async fn device_stats(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
-    let stats = state.engine.device_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+    let stats =
+        state.engine.portal().device_stats(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = stats
         .iter()
         .map(|stat| DeviceStatJson {
@@ -185,7 +191,7 @@ struct AdminJournalJson<'a> {
 pub async fn admin_journal(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, ApiError> {
     let session = session(&state, &request).await?;
     let entries =
-        state.engine.admin_journal(&session).await.map_err(|error| portal_error(state.error_status, error))?;
+        state.engine.portal().admin_journal(&session).await.map_err(|error| portal_error(state.error_status, error))?;
     let rows: Vec<_> = entries
         .iter()
         .map(|entry| AdminJournalJson {
