@@ -21,6 +21,7 @@ use crate::metrics as m;
 use crate::outcome::EngineError;
 use crate::registry::Registry;
 use crate::store::StoreError;
+use crate::writer::WriteError;
 
 /// An id with no entity behind it keeps its actor only briefly.
 const MISSING_TTL: Duration = Duration::from_secs(1);
@@ -76,6 +77,21 @@ pub enum After<S> {
     Leave,
     /// The outcome of a write is unknown: restart and reload from the store.
     Reload,
+}
+
+/// What the actor keeps, and the answer, after a write set that the writer did not commit:
+/// `unchanged` when nothing was written (the writer's queue stayed full), else a reload, since
+/// the store may or may not hold the write.
+pub fn after_failed_write<S>(error: WriteError, unchanged: After<S>) -> (After<S>, EngineError) {
+    match error {
+        WriteError::Overloaded => {
+            m::record_overload("writer");
+            (unchanged, EngineError::Overloaded)
+        }
+        WriteError::Unavailable => (After::Reload, EngineError::Unavailable),
+        WriteError::Failed => (After::Reload, EngineError::Internal("write failed".into())),
+        WriteError::OutcomeUnknown => (After::Reload, EngineError::OutcomeUnknown),
+    }
 }
 
 /// How a new actor begins.

@@ -2,8 +2,8 @@
 //! actor shell: its snapshot and events are stored as JSON, so a new kind is its domain file
 //! (an [`Entity`] whose transition is a [`Change`]) and a migration indexing its lookups.
 //!
-//! A request is decided by the kind's pure `create` or `apply` and committed in one fenced
-//! transaction before it is answered. A fenced write, or a refusal that depends on a snapshot
+//! A request is decided by the kind's pure `create` or `apply` and committed, fenced by
+//! version, through the group-committing writer before it is answered. A fenced write, or a refusal that depends on a snapshot
 //! another node may have moved on, reloads the stored version and decides again.
 
 use std::marker::PhantomData;
@@ -18,10 +18,10 @@ use serde::Serialize;
 use crate::clock::now_millis;
 use crate::context::EntityContext;
 use crate::domain::{Change, Entity};
-use crate::entity_actor::{After, Kind, Settled};
+use crate::entity_actor::{after_failed_write, After, Kind, Settled};
 use crate::metrics as m;
 use crate::outcome::EngineError;
-use crate::store::{EntityCommit, StoreError, WriteOutcome};
+use crate::store::{EntityCommit, StoreError, WriteOutcome, WriteSet};
 
 /// Decide-and-write rounds after a version fence or a stale refusal before giving up.
 const ATTEMPTS: usize = 3;
@@ -89,9 +89,9 @@ where
         id: E::Id,
         known: Option<E>,
         request: StoredRequest<E>,
-        _deadline: Instant,
+        deadline: Instant,
     ) -> BoxFuture<'static, Settled<Self>> {
-        async move { decide_and_commit(&context, &id, known, request).await }.boxed()
+        async move { decide_and_commit(&context, &id, known, request, deadline).await }.boxed()
     }
 }
 
@@ -112,6 +112,7 @@ async fn decide_and_commit<E: StoredEntity>(
     id: &E::Id,
     mut known: Option<E>,
     request: StoredRequest<E>,
+    deadline: Instant,
 ) -> Settled<Stored<E>>
 where
     E::Event: Serialize,
@@ -156,7 +157,8 @@ where
             Ok(commit) => commit,
             Err(error) => return (known.map_or(After::Missing, After::Keep), Err(error)),
         };
-        match context.store.commit_entity(&commit).await {
+        let set = WriteSet { entities: vec![commit], ..WriteSet::default() };
+        match context.writer.commit(set, deadline).await {
             Ok(WriteOutcome::Committed) => return (After::Keep(change.entity.clone()), Ok(Ok(change.entity))),
             Ok(WriteOutcome::Conflict) if matches!(request, StoredRequest::Create(_)) => {
                 return (After::Missing, Ok(Err(Refusal::Exists)))
@@ -171,13 +173,9 @@ where
             Ok(WriteOutcome::Refused) => {
                 return (After::Reload, Err(EngineError::Internal("entity write refused".into())))
             }
-            Err(StoreError::Unavailable(_)) => {
-                return (known.map_or(After::Missing, After::Keep), Err(EngineError::Unavailable))
-            }
-            Err(StoreError::OutcomeUnknown(_)) => return (After::Reload, Err(EngineError::OutcomeUnknown)),
             Err(error) => {
-                tracing::error!(kind = E::KIND, %id, %error, "entity write failed");
-                return (After::Reload, Err(EngineError::Internal("entity write failed".into())));
+                let (after, answer) = after_failed_write(error, known.map_or(After::Missing, After::Keep));
+                return (after, Err(answer));
             }
         }
     }

@@ -27,11 +27,10 @@ use crate::domain::token::{
     ConfirmState, Issue, Token, TokenCommand, TokenRejection, TokenState, TokenType, Transition,
 };
 use crate::domain::Entity;
-use crate::entity_actor::{After, Kind, Settled};
+use crate::entity_actor::{after_failed_write, After, Kind, Settled};
 use crate::metrics as m;
 use crate::outcome::{rejection_reason, EngineError, Rejection};
 use crate::store::{ClearingWrite, IdempotencyKey, IdempotencyRecord, StoreError, TokenWrite, WriteOutcome, WriteSet};
-use crate::writer::WriteError;
 
 /// Decide-and-write rounds after a version-fence conflict before giving up.
 const FENCE_ATTEMPTS: usize = 3;
@@ -157,19 +156,6 @@ pub fn issued_result(token: &Token) -> Result<String, EngineError> {
     serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
 }
 
-/// What the actor keeps, and the answer, after a write that did not commit.
-fn write_failed<S>(error: WriteError, unchanged: After<S>) -> (After<S>, EngineError) {
-    match error {
-        WriteError::Overloaded => {
-            m::record_overload("writer");
-            (unchanged, EngineError::Overloaded)
-        }
-        WriteError::Unavailable => (After::Reload, EngineError::Unavailable),
-        WriteError::Failed => (After::Reload, EngineError::Internal("token write failed".into())),
-        WriteError::OutcomeUnknown => (After::Reload, EngineError::OutcomeUnknown),
-    }
-}
-
 async fn issue_token(
     context: Arc<EntityContext>,
     known: Option<Token>,
@@ -199,6 +185,7 @@ async fn issue_token(
         events: transition.events,
         clearing: None,
         idempotency,
+        entities: Vec::new(),
     };
     match context.writer.commit(set, deadline).await {
         Ok(WriteOutcome::Committed) => {
@@ -209,7 +196,7 @@ async fn issue_token(
         Ok(WriteOutcome::Conflict) => (After::Missing, Err(Rejection::TokenNotCreated.into())),
         Ok(WriteOutcome::Refused) => (After::Missing, Err(EngineError::Internal("token write refused".into()))),
         Err(error) => {
-            let (after, answer) = write_failed(error, After::Missing);
+            let (after, answer) = after_failed_write(error, After::Missing);
             (after, Err(answer))
         }
     }
@@ -262,7 +249,7 @@ fn write_set(transition: &Transition) -> WriteSet {
         creditor_id: clearing.creditor,
         created: clearing.at,
     });
-    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None }
+    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None, entities: Vec::new() }
 }
 
 /// Whether a refusal of a command on `token` could be wrong because another node changed the
@@ -360,7 +347,7 @@ async fn decide_and_commit(
                 return (After::Reload, Err(EngineError::Internal("token write failed".into())))
             }
             Err(error) => {
-                let (after, answer) = write_failed(error, After::Keep(token));
+                let (after, answer) = after_failed_write(error, After::Keep(token));
                 return (after, Err(answer));
             }
         }

@@ -78,6 +78,7 @@ on_both_backends!(
     scenarios::devices,
     scenarios::large_batch_keeps_set_order,
     scenarios::ping,
+    scenarios::entity_changes_commit_in_batches_fenced_by_version,
     portal::event_payloads_are_token_snapshots,
     portal::clearing_snapshots_default_accounts_at_commit,
     portal::default_account_rule,
@@ -115,6 +116,7 @@ mod sqlite_only {
                     events: vec![fixtures::created_event(&token)],
                     clearing: None,
                     idempotency: None,
+                    entities: Vec::new(),
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);

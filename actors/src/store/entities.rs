@@ -1,31 +1,31 @@
 //! The generic tables: entities of every kind without a table of its own, and their events,
 //! written once for both backends like every other query (`queries.rs`).
 //!
-//! A change commits in one transaction of its own: the snapshot, fenced by version, and its
-//! events. A kind that needs group commits (a ledger's postings) gets them through the writer
-//! when it arrives; until then the generic tables serve kinds with modest write rates.
+//! Changes are written by the group commit (`WriteSet::entities`), with the statements and
+//! values defined here: the snapshot, fenced by version, then its events.
 
 use serde_json::Value as Json;
 
 use super::queries::{job, read_rows, statement, Statement};
 use super::rows::BoundQuery;
 use super::sql::{args, Backend, Row};
-use super::{EntityCommit, StoreError, StoredEntity, WriteOutcome};
+use super::{EntityCommit, StoreError, StoredEntity};
 use crate::domain::entity::is_plain_name;
 
 static LOAD: Statement =
     statement!("load_entity", "SELECT id, version, state FROM entities WHERE kind = $1 AND id = $2");
-static INSERT: Statement = statement!(
+pub(super) static INSERT: Statement = statement!(
     "insert_entity",
     "INSERT INTO entities (kind, id, version, state, lookup, created, updated) VALUES ($1, $2, $3, $4, $5, $6, $6) \
      ON CONFLICT (kind, id) DO NOTHING"
 );
-static UPDATE: Statement = statement!(
+// `version + 1 = $3`, not `version = $3 - 1`: PostgreSQL would type `$3` by the literal, INTEGER.
+pub(super) static UPDATE: Statement = statement!(
     "update_entity",
     "UPDATE entities SET version = $3, state = $4, lookup = $5, updated = $6 \
-     WHERE kind = $1 AND id = $2 AND version = $3 - 1"
+     WHERE kind = $1 AND id = $2 AND version + 1 = $3"
 );
-static INSERT_EVENT: Statement = statement!(
+pub(super) static INSERT_EVENT: Statement = statement!(
     "insert_entity_event",
     "INSERT INTO entity_events (kind, id, version, at, event) VALUES ($1, $2, $3, $4, $5)"
 );
@@ -84,36 +84,32 @@ fn event(row: &Row) -> Result<Json, StoreError> {
     json(&row.text(0)?, "entity_events.event")
 }
 
-pub(super) async fn commit<B: Backend>(backend: &B, commit: &EntityCommit) -> Result<WriteOutcome, StoreError> {
-    let lookup: serde_json::Map<String, Json> =
-        commit.lookup.iter().map(|(name, value)| ((*name).to_owned(), Json::String(value.clone()))).collect();
-    let snapshot = if commit.version == 1 { &INSERT } else { &UPDATE };
-    let (write, write_sql, event_sql): (&'static str, &'static str, &'static str) =
-        (snapshot.what, &snapshot.sql, &INSERT_EVENT.sql);
-    let values = args![
-        commit.kind,
-        commit.id.as_str(),
-        commit.version,
-        commit.state.to_string(),
-        Json::Object(lookup).to_string(),
-        commit.at
-    ];
-    let events: Vec<_> = commit
-        .events
-        .iter()
-        .map(|event| args![commit.kind, commit.id.as_str(), commit.version, commit.at, event.to_string()])
-        .collect();
-    let work = job(move |db| {
-        Box::pin(async move {
-            // Nothing written when the fence holds the snapshot back: the events stay unwritten.
-            if db.execute(write_sql, &values).await? == 0 {
-                return Ok(WriteOutcome::Conflict);
-            }
-            for event in &events {
-                db.execute(event_sql, event).await?;
-            }
-            Ok(WriteOutcome::Committed)
-        })
-    });
-    backend.write(write, work).await
+/// An entity change as the group commit binds it: the snapshot's parameters (kind, id,
+/// version, state, lookup, at) for [`INSERT`] when it is the first version, else [`UPDATE`],
+/// and each event's (kind, id, version, at, event) for [`INSERT_EVENT`].
+#[derive(Debug, Clone)]
+pub(super) struct EntityValues {
+    pub kind: &'static str,
+    pub id: String,
+    pub version: i64,
+    pub state: String,
+    pub lookup: String,
+    pub at: i64,
+    pub events: Vec<String>,
+}
+
+impl EntityValues {
+    pub fn new(commit: &EntityCommit) -> Self {
+        let lookup: serde_json::Map<String, Json> =
+            commit.lookup.iter().map(|(name, value)| ((*name).to_owned(), Json::String(value.clone()))).collect();
+        Self {
+            kind: commit.kind,
+            id: commit.id.clone(),
+            version: commit.version,
+            state: commit.state.to_string(),
+            lookup: Json::Object(lookup).to_string(),
+            at: commit.at,
+            events: commit.events.iter().map(Json::to_string).collect(),
+        }
+    }
 }

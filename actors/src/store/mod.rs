@@ -69,8 +69,9 @@ impl TokenWrite {
 }
 
 /// What one actor commits atomically: token writes, the events they produced, the clearing
-/// row a COMPLETED cash-out or cash-in creates, and the idempotency key of the request that
-/// created it.
+/// row a COMPLETED cash-out or cash-in creates, the idempotency key of the request that
+/// created it, and changes of entities in the generic tables (each fenced by version, with
+/// its events). Nothing of a set is written unless all of its writes apply.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct WriteSet {
     pub writes: Vec<TokenWrite>,
@@ -80,6 +81,8 @@ pub struct WriteSet {
     pub clearing: Option<ClearingWrite>,
     /// Written with the set, or the set conflicts when the key is already taken.
     pub idempotency: Option<IdempotencyRecord>,
+    /// Entities of the generic tables: the set conflicts when one does not apply.
+    pub entities: Vec<EntityCommit>,
 }
 
 /// A client's `Idempotency-Key` with the request it came with, scoped to the customer.
@@ -121,9 +124,9 @@ pub struct StoredEntity {
     pub state: Value,
 }
 
-/// One change of an entity in the generic tables, committed atomically: its successor
-/// snapshot (version 1 inserts it; any other applies only over `version - 1`) and the events
-/// that recorded the change.
+/// One change of an entity in the generic tables, committed with its write set: its successor
+/// snapshot (version 1 inserts it, unless the id is taken; any other applies only over
+/// `version - 1`) and the events that recorded the change.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityCommit {
     /// `Entity::KIND`.
@@ -370,9 +373,6 @@ pub trait Store: Send + Sync + 'static {
         value: &str,
         limit: usize,
     ) -> Result<Vec<StoredEntity>, StoreError>;
-    /// Commit one entity change in one transaction: `Committed`, or `Conflict` (the id is taken
-    /// by a creation, or the stored version is not the predecessor) with nothing written.
-    async fn commit_entity(&self, commit: &EntityCommit) -> Result<WriteOutcome, StoreError>;
     /// The events of one entity in the generic tables, oldest first, at most `limit`.
     async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 }

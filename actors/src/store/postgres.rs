@@ -26,6 +26,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
+use super::entities::{self, EntityValues};
 use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues, EVENT_COLUMNS};
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
@@ -397,6 +398,9 @@ struct CommitStatements {
     events: tokio_postgres::Statement,
     clearing: tokio_postgres::Statement,
     idempotency: tokio_postgres::Statement,
+    entity_insert: tokio_postgres::Statement,
+    entity_update: tokio_postgres::Statement,
+    entity_event: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
@@ -411,7 +415,24 @@ impl CommitStatements {
             events: prepare(&INSERT_EVENTS).await?,
             clearing: prepare(&INSERT_CLEARING).await?,
             idempotency: prepare(&INSERT_IDEMPOTENCY).await?,
+            entity_insert: prepare(&entities::INSERT.sql).await?,
+            entity_update: prepare(&entities::UPDATE.sql).await?,
+            entity_event: prepare(&entities::INSERT_EVENT.sql).await?,
         })
+    }
+
+    /// An entity's snapshot, then its events; `false` when the snapshot does not apply.
+    async fn entity(&self, tx: &Transaction<'_>, entity: &EntityValues) -> Result<bool, tokio_postgres::Error> {
+        let snapshot = if entity.version == 1 { &self.entity_insert } else { &self.entity_update };
+        let values: [Param<'_>; 6] =
+            [&entity.kind, &entity.id, &entity.version, &entity.state, &entity.lookup, &entity.at];
+        if tx.execute(snapshot, &values).await? == 0 {
+            return Ok(false);
+        }
+        for event in &entity.events {
+            tx.execute(&self.entity_event, &[&entity.kind, &entity.id, &entity.version, &entity.at, event]).await?;
+        }
+        Ok(true)
     }
 
     /// Store an idempotency key; 0 rows when the customer already used it.
@@ -520,11 +541,18 @@ async fn commit_pipelined(
     let keys = join_all(
         committed().filter_map(|set| set.idempotency.as_ref()).map(|record| statements.idempotency(tx, record)),
     );
-    let (later, events, clearings, keys) =
-        futures_util::future::join4(later, statements.events(tx, &events), clearings, keys).await;
+    let entities = join_all(committed().flat_map(|set| &set.entities).map(|entity| statements.entity(tx, entity)));
+    let ((later, events, clearings, keys), entities) = futures_util::future::join(
+        futures_util::future::join4(later, statements.events(tx, &events), clearings, keys),
+        entities,
+    )
+    .await;
     let mut all_applied = true;
     for result in later.into_iter().chain(keys) {
         all_applied &= result? > 0;
+    }
+    for result in entities {
+        all_applied &= result?;
     }
     events?;
     for result in clearings {
@@ -592,6 +620,11 @@ async fn commit_set(
     }
     if let Some(record) = &set.idempotency {
         if statements.idempotency(tx, record).await? == 0 {
+            return Ok(false);
+        }
+    }
+    for entity in &set.entities {
+        if !statements.entity(tx, entity).await? {
             return Ok(false);
         }
     }

@@ -22,9 +22,9 @@ use super::rows::{
 use super::sql::{args, Backend, Db, Job, Row, Value};
 use super::{
     Access, AccessRecord, Account, ClearingQuery, ClearingRow, ClearingSum, Credentials, Customer, CustomerUpdate,
-    DeviceStat, EntityCommit, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry, JournalQuery, NewAccount,
-    NewCustomer, PoolUsage, Scope, Store, StoreError, StoredEntity, TokenFilter, TokenStat, WriteOutcome, WriteSet,
-    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    DeviceStat, EventRecord, IdempotencyKey, IdempotencyRecord, JournalEntry, JournalQuery, NewAccount, NewCustomer,
+    PoolUsage, Scope, Store, StoreError, StoredEntity, TokenFilter, TokenStat, WriteOutcome, WriteSet, IDEMPOTENCY_KEY,
+    LIST_LIMIT_MAX,
 };
 use crate::clock::now_millis;
 use crate::domain::{CustomerId, Device, DeviceType, Token};
@@ -696,10 +696,6 @@ impl<B: Backend> Store for B {
         limit: usize,
     ) -> Result<Vec<StoredEntity>, StoreError> {
         entities::find(self, kind, column, value, limit).await
-    }
-
-    async fn commit_entity(&self, commit: &EntityCommit) -> Result<WriteOutcome, StoreError> {
-        entities::commit(self, commit).await
     }
 
     async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Json>, StoreError> {

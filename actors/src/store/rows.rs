@@ -402,6 +402,7 @@ pub(super) struct SetValues {
     pub events: Vec<EventValues>,
     pub clearing: Option<ClearingValues>,
     pub idempotency: Option<super::IdempotencyRecord>,
+    pub entities: Vec<super::entities::EntityValues>,
 }
 
 /// The snapshot an event row stores: that of the last write of its set for the event's token;
@@ -437,7 +438,8 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 creditor_id: clearing.creditor_id,
                 created: clearing.created,
             });
-            Ok(SetValues { writes, events, clearing, idempotency: set.idempotency.clone() })
+            let entities = set.entities.iter().map(super::entities::EntityValues::new).collect();
+            Ok(SetValues { writes, events, clearing, idempotency: set.idempotency.clone(), entities })
         })
         .collect()
 }

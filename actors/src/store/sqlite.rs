@@ -14,7 +14,9 @@ use std::time::Duration;
 use anyhow::anyhow;
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, TransactionBehavior};
 
+use super::entities::{self, EntityValues};
 use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, WriteValues};
+use super::sql::numbered_placeholders;
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
 
@@ -36,6 +38,10 @@ static UPDATE_TOKEN: LazyLock<String> = LazyLock::new(|| rows::update_token_sql(
 static INSERT_EVENT: LazyLock<String> = LazyLock::new(|| rows::insert_event_sql('?'));
 static INSERT_CLEARING: LazyLock<String> = LazyLock::new(|| rows::insert_clearing_sql(Dialect::Sqlite));
 static INSERT_IDEMPOTENCY: LazyLock<String> = LazyLock::new(|| rows::insert_idempotency_sql(Dialect::Sqlite));
+static INSERT_ENTITY: LazyLock<String> = LazyLock::new(|| numbered_placeholders(&entities::INSERT.sql).into_owned());
+static UPDATE_ENTITY: LazyLock<String> = LazyLock::new(|| numbered_placeholders(&entities::UPDATE.sql).into_owned());
+static INSERT_ENTITY_EVENT: LazyLock<String> =
+    LazyLock::new(|| numbered_placeholders(&entities::INSERT_EVENT.sql).into_owned());
 
 /// The SQLite store. Cloning is cheap: clones share the connections.
 #[derive(Clone)]
@@ -314,6 +320,9 @@ struct CommitStatements<'conn> {
     event: rusqlite::CachedStatement<'conn>,
     clearing: rusqlite::CachedStatement<'conn>,
     idempotency: rusqlite::CachedStatement<'conn>,
+    entity_insert: rusqlite::CachedStatement<'conn>,
+    entity_update: rusqlite::CachedStatement<'conn>,
+    entity_event: rusqlite::CachedStatement<'conn>,
 }
 
 /// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction. First without
@@ -355,6 +364,9 @@ fn commit_statements<'conn>(tx: &'conn rusqlite::Transaction<'_>) -> rusqlite::R
         event: tx.prepare_cached(&INSERT_EVENT)?,
         clearing: tx.prepare_cached(&INSERT_CLEARING)?,
         idempotency: tx.prepare_cached(&INSERT_IDEMPOTENCY)?,
+        entity_insert: tx.prepare_cached(&INSERT_ENTITY)?,
+        entity_update: tx.prepare_cached(&UPDATE_ENTITY)?,
+        entity_event: tx.prepare_cached(&INSERT_ENTITY_EVENT)?,
     })
 }
 
@@ -430,11 +442,29 @@ fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from
             return Ok(false);
         }
     }
+    for entity in &set.entities {
+        if !write_entity(statements, entity)? {
+            return Ok(false);
+        }
+    }
     for values in &set.events {
         write_event(&mut statements.event, values)?;
     }
     if let Some(values) = &set.clearing {
         write_clearing(&mut statements.clearing, values)?;
+    }
+    Ok(true)
+}
+
+/// An entity's snapshot, then its events; `false` when the snapshot does not apply.
+fn write_entity(statements: &mut CommitStatements<'_>, entity: &EntityValues) -> rusqlite::Result<bool> {
+    let snapshot = if entity.version == 1 { &mut statements.entity_insert } else { &mut statements.entity_update };
+    let values = params![entity.kind, entity.id, entity.version, entity.state, entity.lookup, entity.at];
+    if snapshot.execute(values)? == 0 {
+        return Ok(false);
+    }
+    for event in &entity.events {
+        statements.entity_event.execute(params![entity.kind, entity.id, entity.version, entity.at, event])?;
     }
     Ok(true)
 }

@@ -108,6 +108,7 @@ pub fn insert_set(token: &Token) -> WriteSet {
         events: vec![created_event(token)],
         clearing: None,
         idempotency: None,
+        entities: Vec::new(),
     }
 }
 
@@ -118,6 +119,7 @@ pub fn update_set(token: &Token, from: TokenState) -> WriteSet {
         events: vec![event(token, TokenEventKind::Updated, Some(from))],
         clearing: None,
         idempotency: None,
+        entities: Vec::new(),
     }
 }
 

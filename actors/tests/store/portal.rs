@@ -53,7 +53,8 @@ async fn commit(
     events: Vec<TokenEvent>,
     clearing: Option<ClearingWrite>,
 ) -> anyhow::Result<()> {
-    let outcomes = h.store.commit(&[WriteSet { writes, events, clearing, idempotency: None }]).await?;
+    let outcomes =
+        h.store.commit(&[WriteSet { writes, events, clearing, idempotency: None, entities: Vec::new() }]).await?;
     assert_eq!(outcomes, vec![Committed]);
     Ok(())
 }

@@ -2,8 +2,8 @@
 
 use cashgrid_actors::domain::{Device, DeviceType, Token, TokenEventKind, TokenState};
 use cashgrid_actors::store::{
-    Customer, IdempotencyKey, IdempotencyRecord, Scope, StoreError, TokenFilter, TokenWrite, WriteOutcome, WriteSet,
-    IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
+    Customer, EntityCommit, IdempotencyKey, IdempotencyRecord, Scope, StoreError, TokenFilter, TokenWrite,
+    WriteOutcome, WriteSet, IDEMPOTENCY_KEY, LIST_LIMIT_MAX,
 };
 use serde_json::json;
 use uuid::Uuid;
@@ -101,13 +101,13 @@ pub async fn batch_with_conflicts(h: Harness) -> anyhow::Result<()> {
     let outcomes = h
         .store
         .commit(&[
-            insert_set(&a),                                                                 // new: commits
-            update_set(&wrong_version, TokenState::Open),                                   // version fence: conflicts
+            insert_set(&a),                               // new: commits
+            update_set(&wrong_version, TokenState::Open), // version fence: conflicts
             insert_set(&same_code),                       // plain code of `existing`: conflicts
             insert_set(&b),                               // new: commits
             insert_set(&same_uuid),                       // uuid of `a`, earlier in the batch
             update_set(&right_version, TokenState::Open), // commits
-            WriteSet { writes: vec![], events: vec![], clearing: None, idempotency: None }, // nothing to do: commits
+            WriteSet::default(),                          // nothing to do: commits
         ])
         .await?;
     assert_eq!(outcomes, vec![Committed, Conflict, Conflict, Committed, Conflict, Committed, Committed]);
@@ -532,5 +532,61 @@ pub async fn large_batch_keeps_set_order(h: Harness) -> anyhow::Result<()> {
     let listed = h.store.list_tokens(owner.id, &cleared, 1_000).await?;
     assert_eq!(listed.len(), HALF / 2);
     assert!(listed.iter().all(|token| token.amount == 5_000 && token.version == 2));
+    Ok(())
+}
+
+/// A change of entity `id` of the generic tables to `version`, with one event.
+fn entity_set(id: &str, version: i64, state: serde_json::Value) -> WriteSet {
+    WriteSet {
+        entities: vec![EntityCommit {
+            kind: "probe",
+            id: id.to_owned(),
+            version,
+            state: state.clone(),
+            lookup: vec![("owner", "alice".to_owned())],
+            at: 1_000 + version,
+            events: vec![json!({ "version": version, "state": state })],
+        }],
+        ..WriteSet::default()
+    }
+}
+
+pub async fn entity_changes_commit_in_batches_fenced_by_version(h: Harness) -> anyhow::Result<()> {
+    let owner = customer(&h).await?;
+    let token = fixtures::full_token(owner.id);
+    // Entity and token sets share a batch; each decides for itself.
+    let outcomes = h.store.commit(&[entity_set("a", 1, json!({ "n": 1 })), insert_set(&token)]).await?;
+    assert_eq!(outcomes, vec![Committed, Committed]);
+    // A creation of a taken id and a second successor of one version conflict, whole.
+    let outcomes = h
+        .store
+        .commit(&[
+            entity_set("a", 2, json!({ "n": 2 })),
+            entity_set("a", 2, json!({ "n": 99 })),
+            entity_set("a", 1, json!({ "n": 98 })),
+            entity_set("b", 1, json!({ "n": 1 })),
+        ])
+        .await?;
+    assert_eq!(outcomes, vec![Committed, Conflict, Conflict, Committed]);
+    // A set whose token write conflicts writes none of its entity changes.
+    let mut stale = insert_set(&token);
+    stale.entities = entity_set("c", 1, json!({})).entities;
+    assert_eq!(h.store.commit(&[stale]).await?, vec![Conflict]);
+
+    let stored = h.store.load_entity("probe", "a").await?.map(|found| (found.version, found.state));
+    assert_eq!(stored, Some((2, json!({ "n": 2 }))));
+    assert_eq!(h.store.load_entity("probe", "c").await?, None);
+    assert_eq!(h.store.load_entity("other_kind", "a").await?, None);
+    let events = h.store.entity_events("probe", "a", 10).await?;
+    assert_eq!(
+        events,
+        vec![json!({ "version": 1, "state": { "n": 1 } }), json!({ "version": 2, "state": { "n": 2 } })]
+    );
+    assert!(h.store.entity_events("probe", "c", 10).await?.is_empty());
+    // Found by a lookup column, in id order; a column name that is no plain word is refused.
+    let found = h.store.find_entities("probe", "owner", "alice", 10).await?;
+    assert_eq!(found.iter().map(|entity| entity.id.as_str()).collect::<Vec<_>>(), vec!["a", "b"]);
+    assert!(h.store.find_entities("probe", "owner", "bob", 10).await?.is_empty());
+    assert!(h.store.find_entities("probe", "owner') OR ('1", "alice", 10).await.is_err());
     Ok(())
 }
