@@ -19,9 +19,12 @@ use crate::domain::Entity;
 use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::outcome::EngineError;
-use crate::registry::Registry;
 use crate::store::StoreError;
 use crate::writer::WriteError;
+
+mod registry;
+
+pub use registry::Registry;
 
 /// An id with no entity behind it keeps its actor only briefly.
 const MISSING_TTL: Duration = Duration::from_secs(1);

@@ -1,6 +1,6 @@
 //! The cashgrid engine: pure domain state machines (`domain`), the one actor shell that owns
 //! entities of every kind (`entity_actor`) with the kinds on it (`token_actor`,
-//! `device_actor`), their placement (`registry`), durable storage (`store`) with its
+//! `device_actor`), their placement (`entity_actor::registry`), durable storage (`store`) with its
 //! group-committing `writer`, and the `Engine` facade the frontends call.
 //!
 //! Nothing here knows HTTP: frontends translate requests into engine calls and engine errors
@@ -19,7 +19,6 @@ pub mod handoff;
 pub mod metrics;
 pub mod mqtt;
 pub mod outcome;
-pub mod registry;
 pub mod store;
 pub mod stored_kind;
 pub mod token_actor;

@@ -11,8 +11,8 @@ use super::{bounded_cache, EngineError, Rejection};
 use crate::clock::now_millis;
 use crate::device_actor::{DeviceEntry, DeviceKind, GetDevice};
 use crate::domain::{CustomerId, Device, DeviceType};
+use crate::entity_actor::Registry;
 use crate::entity_actor::Start;
-use crate::registry::Registry;
 use crate::store::{StoreError, IDEMPOTENCY_KEY, LIST_LIMIT_MAX};
 
 /// How long a device answered by its actor is reused without asking the actor again. Changes

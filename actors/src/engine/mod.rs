@@ -30,11 +30,11 @@ pub use trigger::TriggerService;
 
 use crate::context::EntityContext;
 use crate::crypto::{KeyPolicy, SecretHasher};
+use crate::entity_actor::Registry;
 use crate::expiry::ExpiryConfig;
 use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
 use crate::metrics as m;
 pub use crate::outcome::{rejection_reason, EngineError, Rejection};
-use crate::registry::Registry;
 use crate::store::Store;
 use crate::writer::{Writer, WriterConfig};
 use idempotency::Idempotency;

@@ -16,8 +16,8 @@ use crate::domain::params::{self, is_on};
 use crate::domain::radiocode::{Radiocode, RadiocodeError};
 use crate::domain::token::{ConfirmState, Issue, Token, TokenRejection, TokenType};
 use crate::domain::CustomerId;
+use crate::entity_actor::Registry;
 use crate::entity_actor::Start;
-use crate::registry::Registry;
 use crate::store::{TokenFilter, LIST_LIMIT_MAX};
 use crate::token_actor::{TokenChange, TokenKind, TokenRequest};
 

@@ -9,9 +9,9 @@ use actix::Arbiter;
 use cashgrid_actors::context::EntityContext;
 use cashgrid_actors::crypto::{KeyPolicy, SecretHasher, ServerKey};
 use cashgrid_actors::domain::Entity;
+use cashgrid_actors::entity_actor::Registry;
 use cashgrid_actors::entity_actor::Start;
 use cashgrid_actors::metrics::CurrencyLabels;
-use cashgrid_actors::registry::Registry;
 use cashgrid_actors::stored_kind::{Refusal, Stored, StoredRequest};
 use cashgrid_actors::writer::{Writer, WriterConfig};
 

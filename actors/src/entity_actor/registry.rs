@@ -12,9 +12,9 @@ use actix::{Addr, ArbiterHandle, MailboxError, Supervisor};
 use dashmap::mapref::entry::Entry;
 use dashmap::DashMap;
 
+use super::{EntityActor, Envelope, Id, Kind, Start};
 use crate::context::EntityContext;
 use crate::domain::Entity;
-use crate::entity_actor::{EntityActor, Envelope, Id, Kind, Start};
 use crate::handoff::Handoff;
 use crate::metrics as m;
 use crate::outcome::EngineError;
