@@ -6,6 +6,7 @@ pub mod device;
 pub mod disclosure;
 pub mod entity;
 pub mod ids;
+pub mod ledger;
 pub mod params;
 pub mod radiocode;
 pub mod token;
