@@ -19,7 +19,7 @@ pub mod transfer;
 pub use account::{Account, AccountFlags, AccountId, AccountKind, Balances, Currency, NewAccount, Owner, OwnerKind};
 pub use book::{Book, Submitted};
 pub use transfer::{
-    Amount, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
+    Amount, Memo, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
 };
 
 #[cfg(test)]

@@ -61,8 +61,7 @@ fn request() -> impl Strategy<Value = TransferRequest> {
                 debit: account_id(debit),
                 credit: account_id(credit),
                 amount,
-                code,
-                reference: None,
+                memo: Memo { code, ..Memo::default() },
             }
         }),
         (0..TRANSFER_IDS, pair, amount.clone(), -5_i64..200).prop_map(|(id, (debit, credit), amount, timeout_ms)| {
@@ -71,8 +70,7 @@ fn request() -> impl Strategy<Value = TransferRequest> {
                 debit: account_id(debit),
                 credit: account_id(credit),
                 amount,
-                code: 1,
-                reference: Some("hold".into()),
+                memo: Memo { code: 1, reference: Some("hold".into()), metadata: None },
                 timeout_ms,
             }
         }),
@@ -199,8 +197,7 @@ fn post(id: u8, debit: u8, credit: u8, units: u64) -> Submitted {
         debit: account_id(debit),
         credit: account_id(credit),
         amount: eur(units),
-        code: 0,
-        reference: None,
+        memo: Memo::default(),
     };
     Submitted { request, linked: false }
 }
@@ -211,8 +208,7 @@ fn hold(id: u8, units: u64, timeout_ms: Millis) -> Submitted {
         debit: account_id(1),
         credit: account_id(2),
         amount: eur(units),
-        code: 7,
-        reference: Some("atm".into()),
+        memo: Memo { code: 7, reference: Some("atm".into()), metadata: Some(serde_json::json!({ "atm": "A-17" })) },
         timeout_ms,
     };
     Submitted { request, linked: false }
@@ -260,6 +256,11 @@ fn a_hold_is_posted_in_part_and_cannot_be_resolved_twice() {
     );
     let account = book.accounts.get(&account_id(1)).map(|account| account.balances);
     assert_eq!(account.map(|b| (b.debits_pending, b.debits_posted)), Some((0, 50)));
+    // The posting carries the hold's memo; the hold records what was posted.
+    let posting = book.transfers.get(&transfer_id(4));
+    assert_eq!(posting.and_then(|posting| posting.memo.reference.as_deref()), Some("atm"));
+    let held = book.transfers.get(&transfer_id(2)).and_then(|hold| hold.pending_state);
+    assert_eq!(held, Some(PendingState::Posted { amount: eur(50) }));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Transfers: what a client asks, what is recorded, the pure decision, and its result codes.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::account::{Account, AccountId, Balances, Currency};
@@ -37,22 +38,23 @@ impl Amount {
     }
 }
 
+/// What a transfer says of itself, for its client: a code of the client's (what kind of
+/// payment), a reference and free metadata. The ledger stores it and never reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Memo {
+    pub code: u16,
+    pub reference: Option<String>,
+    pub metadata: Option<Value>,
+}
+
 /// What a client asks.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum TransferRequest {
     /// Move `amount` from `debit` to `credit` now.
-    Post { id: TransferId, debit: AccountId, credit: AccountId, amount: Amount, code: u16, reference: Option<String> },
+    Post { id: TransferId, debit: AccountId, credit: AccountId, amount: Amount, memo: Memo },
     /// Reserve `amount` on both accounts until it is posted, voided, or `timeout_ms` passes.
-    Hold {
-        id: TransferId,
-        debit: AccountId,
-        credit: AccountId,
-        amount: Amount,
-        code: u16,
-        reference: Option<String>,
-        timeout_ms: Millis,
-    },
+    Hold { id: TransferId, debit: AccountId, credit: AccountId, amount: Amount, memo: Memo, timeout_ms: Millis },
     /// Post a hold: all of it, or `amount` of it (the rest goes back).
     PostPending { id: TransferId, pending: TransferId, amount: Option<Amount> },
     /// Release a hold.
@@ -113,8 +115,7 @@ pub struct Transfer {
     pub credit: AccountId,
     pub amount: Amount,
     pub currency: Currency,
-    pub code: u16,
-    pub reference: Option<String>,
+    pub memo: Memo,
     pub kind: TransferKind,
     /// A hold's state; `None` for every other kind.
     pub pending_state: Option<PendingState>,
@@ -233,18 +234,18 @@ pub fn decide(
     if debit.currency != credit.currency {
         return Err(TransferResult::CurrencyMismatch);
     }
-    let (kind, amount, movement, code, reference, resolved) = match request {
-        TransferRequest::Post { amount, code, reference, .. } => {
+    let (kind, amount, movement, memo, resolved) = match request {
+        TransferRequest::Post { amount, memo, .. } => {
             let movement = Movement { add_pending: 0, add_posted: amount.wide(), release_pending: 0 };
-            (TransferKind::Posted, *amount, movement, *code, reference.clone(), None)
+            (TransferKind::Posted, *amount, movement, memo.clone(), None)
         }
-        TransferRequest::Hold { amount, code, reference, timeout_ms, .. } => {
+        TransferRequest::Hold { amount, memo, timeout_ms, .. } => {
             if *timeout_ms <= 0 {
                 return Err(TransferResult::TimeoutMustBePositive);
             }
             let expires_at = now.checked_add(*timeout_ms).ok_or(TransferResult::Overflow)?;
             let movement = Movement { add_pending: amount.wide(), add_posted: 0, release_pending: 0 };
-            (TransferKind::Pending { expires_at }, *amount, movement, *code, reference.clone(), None)
+            (TransferKind::Pending { expires_at }, *amount, movement, memo.clone(), None)
         }
         TransferRequest::PostPending { pending: pending_id, amount, .. } => {
             let hold = open_hold(pending, now)?;
@@ -255,21 +256,14 @@ pub fn decide(
             let movement = Movement { add_pending: 0, add_posted: posted.wide(), release_pending: hold.amount.wide() };
             let state = PendingState::Posted { amount: posted };
             let kind = TransferKind::PostPending { pending: *pending_id };
-            (
-                kind,
-                posted,
-                movement,
-                hold.code,
-                hold.reference.clone(),
-                Some(Transfer { pending_state: Some(state), ..hold.clone() }),
-            )
+            (kind, posted, movement, hold.memo.clone(), Some(Transfer { pending_state: Some(state), ..hold.clone() }))
         }
         TransferRequest::VoidPending { pending: pending_id, .. } => {
             let hold = open_hold(pending, now)?;
             let movement = Movement { add_pending: 0, add_posted: 0, release_pending: hold.amount.wide() };
             let kind = TransferKind::VoidPending { pending: *pending_id };
             let voided = Transfer { pending_state: Some(PendingState::Voided), ..hold.clone() };
-            (kind, hold.amount, movement, hold.code, hold.reference.clone(), Some(voided))
+            (kind, hold.amount, movement, hold.memo.clone(), Some(voided))
         }
     };
     // Releasing a hold is always allowed; anything that moves money needs both accounts open.
@@ -303,8 +297,7 @@ pub fn decide(
         credit: credit.id,
         amount,
         currency: debit.currency.clone(),
-        code,
-        reference,
+        memo,
         kind,
         pending_state: matches!(kind, TransferKind::Pending { .. }).then_some(PendingState::Pending),
         created: now,
