@@ -119,7 +119,7 @@ where
 {
     let unavailable = |error: StoreError, keep: Option<E>| {
         tracing::warn!(kind = E::KIND, %id, %error, "could not read the stored snapshot");
-        (keep.map_or(After::Missing, After::Keep), Err(EngineError::Unavailable))
+        (kept(keep), Err(EngineError::Unavailable))
     };
     if known.is_none() && matches!(request, StoredRequest::Command(_)) {
         // Another node may have created it since this actor looked.
@@ -145,17 +145,15 @@ where
                         known = Some(current);
                         continue;
                     }
-                    Ok(current) => {
-                        return (current.map_or(After::Missing, After::Keep), Ok(Err(Refusal::Rejected(rejection))))
-                    }
+                    Ok(current) => return (kept(current), Ok(Err(Refusal::Rejected(rejection)))),
                     Err(error) => return unavailable(error, known),
                 },
-                _ => return (known.map_or(After::Missing, After::Keep), Ok(Err(Refusal::Rejected(rejection)))),
+                _ => return (kept(known), Ok(Err(Refusal::Rejected(rejection)))),
             },
         };
         let commit = match entity_commit(&change, now) {
             Ok(commit) => commit,
-            Err(error) => return (known.map_or(After::Missing, After::Keep), Err(error)),
+            Err(error) => return (kept(known), Err(error)),
         };
         let set = WriteSet { entities: vec![commit], ..WriteSet::default() };
         match context.writer.commit(set, deadline).await {
@@ -174,12 +172,17 @@ where
                 return (After::Reload, Err(EngineError::Internal("entity write refused".into())))
             }
             Err(error) => {
-                let (after, answer) = after_failed_write(error, known.map_or(After::Missing, After::Keep));
+                let (after, answer) = after_failed_write(error, kept(known));
                 return (after, Err(answer));
             }
         }
     }
     (After::Reload, Err(EngineError::Internal("version fence kept failing".into())))
+}
+
+/// What the actor keeps of what it knows: the entity, or that there is none.
+fn kept<E>(known: Option<E>) -> After<E> {
+    known.map_or(After::Missing, After::Keep)
 }
 
 fn entity_commit<E: StoredEntity>(change: &Change<E>, at: i64) -> Result<EntityCommit, EngineError>

@@ -151,7 +151,7 @@ fn refused(rejection: TokenRejection) -> EngineError {
 
 /// A newly issued token as its idempotency key's result: everything its creator was answered,
 /// secure code included, but not the keyed hash of the code.
-pub fn issued_result(token: &Token) -> Result<String, EngineError> {
+fn issued_result(token: &Token) -> Result<String, EngineError> {
     let answered = Token { code_hash: None, ..token.clone() };
     serde_json::to_string(&answered).map_err(|error| EngineError::Internal(format!("encoding a token: {error}")))
 }

@@ -203,7 +203,7 @@ impl TokenService {
 
     /// A committed token of `owner`, read from the store.
     pub async fn find(&self, owner: CustomerId, token: Uuid) -> Result<Option<Token>, EngineError> {
-        Ok(self.registry.context().store.load_token(token).await?.filter(|token| token.owner_id == owner))
+        Ok(self.load(token).await?.filter(|token| token.owner_id == owner))
     }
 
     /// Any committed token, read from the store.

@@ -6,8 +6,8 @@
 
 use serde_json::Value as Json;
 
-use super::queries::{job, read_rows, statement, Statement};
-use super::rows::BoundQuery;
+use super::queries::{read_rows, statement, Statement};
+use super::rows::{self, BoundQuery};
 use super::sql::{args, Backend, Row};
 use super::{EntityCommit, StoreError, StoredEntity};
 use crate::domain::entity::is_plain_name;
@@ -40,10 +40,6 @@ fn stored(row: &Row) -> Result<StoredEntity, StoreError> {
     Ok(StoredEntity { id: row.text(0)?, version: row.i64(1)?, state: json(&row.text(2)?, "entities.state")? })
 }
 
-fn limit(limit: usize) -> i64 {
-    i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
 pub(super) async fn load<B: Backend>(
     backend: &B,
     kind: &'static str,
@@ -65,7 +61,8 @@ pub(super) async fn find<B: Backend>(
     // The column name is a plain word from the kind's code, never from a request.
     let field = backend.dialect().json_text_field("lookup", column);
     let sql = format!("SELECT id, version, state FROM entities WHERE kind = $1 AND {field} = $2 ORDER BY id LIMIT $3");
-    read_rows(backend, "find_entities", BoundQuery { sql, values: args![kind, value, limit(max)] }, stored).await
+    read_rows(backend, "find_entities", BoundQuery { sql, values: args![kind, value, rows::list_limit(max)] }, stored)
+        .await
 }
 
 pub(super) async fn events<B: Backend>(
@@ -74,10 +71,7 @@ pub(super) async fn events<B: Backend>(
     id: &str,
     max: usize,
 ) -> Result<Vec<Json>, StoreError> {
-    let sql: &'static str = &EVENTS.sql;
-    let values = args![kind, id, limit(max)];
-    let work = job(move |db| Box::pin(async move { db.query(sql, &values).await?.iter().map(event).collect() }));
-    backend.read("entity_events", work).await
+    EVENTS.all(backend, args![kind, id, rows::list_limit(max)], event).await
 }
 
 fn event(row: &Row) -> Result<Json, StoreError> {

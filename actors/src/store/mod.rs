@@ -364,7 +364,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// An entity of `kind` in the generic tables.
     async fn load_entity(&self, kind: &'static str, id: &str) -> Result<Option<StoredEntity>, StoreError>;
-    /// Entities of `kind` whose lookup value `column` is `value`, by id, at most `limit`.
+    /// Entities of `kind` whose lookup value `column` is `value`, by id, at most `limit` (and
+    /// never more than [`LIST_LIMIT_MAX`]).
     /// `column` must be a plain name (`domain::entity::is_plain_name`).
     async fn find_entities(
         &self,
@@ -373,7 +374,8 @@ pub trait Store: Send + Sync + 'static {
         value: &str,
         limit: usize,
     ) -> Result<Vec<StoredEntity>, StoreError>;
-    /// The events of one entity in the generic tables, oldest first, at most `limit`.
+    /// The events of one entity in the generic tables, oldest first, at most `limit` (and never
+    /// more than [`LIST_LIMIT_MAX`]).
     async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
 }
 

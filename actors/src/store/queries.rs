@@ -51,6 +51,10 @@ static FIND_IDEMPOTENCY: Statement = statement!(
     "SELECT {IDEMPOTENCY_COLUMNS} FROM idempotency_keys WHERE customer_id = $1 AND idem_key = $2"
 );
 static LOAD_DEVICE: Statement = statement!("load_device", "SELECT {DEVICE_COLUMNS} FROM devices WHERE uuid = $1");
+static LIST_DEVICES: Statement =
+    statement!("list_devices", "SELECT {DEVICE_COLUMNS} FROM devices WHERE customer_id = $1 ORDER BY id LIMIT $2");
+static LIST_CUSTOMERS: Statement =
+    statement!("list_customers", "SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id LIMIT $1");
 static LOAD_CUSTOMER: Statement = statement!("load_customer", "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE id = $1");
 static FIND_CUSTOMER_BY_EMAIL: Statement =
     statement!("find_customer_by_email", "SELECT {CUSTOMER_COLUMNS} FROM customers WHERE email = $1");
@@ -146,6 +150,18 @@ impl Statement {
         let sql: &'static str = &self.sql;
         let work =
             job(move |db| Box::pin(async move { db.query_opt(sql, &values).await?.as_ref().map(decode).transpose() }));
+        backend.read(self.what, work).await
+    }
+
+    /// Every row it reads, decoded.
+    pub(super) async fn all<B: Backend, T: Send + 'static>(
+        &'static self,
+        backend: &B,
+        values: Vec<Value>,
+        decode: fn(&Row) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        let sql: &'static str = &self.sql;
+        let work = job(move |db| Box::pin(async move { db.query(sql, &values).await?.iter().map(decode).collect() }));
         backend.read(self.what, work).await
     }
 
@@ -286,11 +302,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn list_devices(&self, customer: CustomerId, limit: usize) -> Result<Vec<Device>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {DEVICE_COLUMNS} FROM devices WHERE customer_id = $1 ORDER BY id LIMIT $2"),
-            values: args![customer, rows::list_limit(limit)],
-        };
-        read_rows(self, "list_devices", query, device).await
+        LIST_DEVICES.all(self, args![customer, rows::list_limit(limit)], device).await
     }
 
     async fn create_customer(&self, customer: &NewCustomer) -> Result<Customer, StoreError> {
@@ -367,11 +379,7 @@ impl<B: Backend> Store for B {
     }
 
     async fn list_customers(&self) -> Result<Vec<Customer>, StoreError> {
-        let query = BoundQuery {
-            sql: format!("SELECT {CUSTOMER_COLUMNS} FROM customers ORDER BY id LIMIT $1"),
-            values: args![rows::list_limit(LIST_LIMIT_MAX)],
-        };
-        read_rows(self, "list_customers", query, decode::customer).await
+        LIST_CUSTOMERS.all(self, args![rows::list_limit(LIST_LIMIT_MAX)], decode::customer).await
     }
 
     async fn update_customer(&self, email: &str, update: &CustomerUpdate) -> Result<u64, StoreError> {
@@ -505,8 +513,7 @@ impl<B: Backend> Store for B {
                         .await?
                         .i64(0)?;
                     apply_default_rule(db, customer).await?;
-                    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1");
-                    decode::account(&db.query_one(&sql, &args![id]).await?)
+                    decode::account(&db.query_one(&LOAD_ACCOUNT.sql, &args![id]).await?)
                 })
             }),
         )
