@@ -484,9 +484,10 @@ impl CommitStatements {
     }
 }
 
-/// The pipelined commit. `Ok(None)` when a write after the first of its set (or its
-/// idempotency key) did not apply — possible only when two sets of the batch touch the same
-/// token or plain code, or a key is already taken: the caller then rolls back and reruns the
+/// The pipelined commit. `Ok(None)` when a write after the first of its set (its idempotency
+/// key, or an entity change) did not apply — possible only when two sets of the batch touch
+/// the same token, plain code or entity, or a key is already taken, or an entity's stored
+/// version moved on: the caller then rolls back and reruns the
 /// batch set by set, which decides exactly as SQLite does. A database error (a value it
 /// refuses) also sends the batch the set-by-set way, where it fails only its own set.
 ///
@@ -530,8 +531,9 @@ async fn commit_pipelined(
     }
 
     // Round two: the rest of the sets that apply, in order, all their events in one statement,
-    // their clearing rows and idempotency keys (none depends on a token write, so where they
-    // land in the pipeline is moot; the account snapshots are read inside this transaction).
+    // their clearing rows, idempotency keys and entity changes (none depends on a token write,
+    // so where they land in the pipeline is moot; the account snapshots are read inside this
+    // transaction).
     let committed = || sets.iter().zip(&applied).filter(|(_, applied)| **applied).map(|(set, _)| set);
     let events = EventColumns::new(committed().flat_map(|set| &set.events));
     let later =
@@ -606,8 +608,8 @@ async fn commit_in_order(
     Ok(outcomes)
 }
 
-/// One set's writes, idempotency key, clearing row and events; `false` when a write or the key
-/// did not apply (the caller undoes the set).
+/// One set's writes, idempotency key, entity changes, clearing row and events; `false` when a
+/// write, the key or an entity change did not apply (the caller undoes the set).
 async fn commit_set(
     tx: &Transaction<'_>,
     statements: &CommitStatements,

@@ -429,8 +429,9 @@ fn commit_sets_under_savepoints(conn: &mut Connection, sets: &[SetValues]) -> Re
     Ok(outcomes)
 }
 
-/// One set's writes from the `from`-th on, its idempotency key, events and clearing row;
-/// `false` when a write or the key did not apply (the caller undoes the set).
+/// One set's writes from the `from`-th on, its idempotency key, entity changes, events and
+/// clearing row; `false` when a write, the key or an entity change did not apply (the caller
+/// undoes the set).
 fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from: usize) -> rusqlite::Result<bool> {
     for write in set.writes.iter().skip(from) {
         if write_token(&mut statements.insert, &mut statements.update, write)? == 0 {
