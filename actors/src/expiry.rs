@@ -9,6 +9,11 @@
 //! or a claim racing the sweeper, serialise in the actor and at the fence, and only one
 //! transition is committed.
 //!
+//! Ledger holds ride the same tick: holds still pending whose time-out passed are released
+//! through their accounts' actors (`LedgerService::expire`), with an `expired` entry on both
+//! accounts. Only a hold still pending in the store is released (`RESOLVE_HOLD`), so a post or
+//! void racing the sweeper, here or on another node, leaves exactly one of them committed.
+//!
 //! Retention: once a day (first shortly after start) tokens in a final state that were created
 //! more than `max_history_days` ago are deleted with their events and clearing rows. Every hour,
 //! idempotency keys older than a day are forgotten.
@@ -21,6 +26,7 @@ use metrics::counter;
 use uuid::Uuid;
 
 use crate::clock::now_millis;
+use crate::domain::ledger::Transfer;
 use crate::domain::token::TokenRejection;
 use crate::metrics::{HISTORY_TOKENS_DELETED, TOKENS_EXPIRED};
 use crate::outcome::{EngineError, Rejection};
@@ -35,6 +41,8 @@ pub trait Housekeeping: Send + Sync + 'static {
     async fn expire(&self, token: Uuid) -> Result<(), EngineError>;
     /// Forget idempotency keys past their retention; how many.
     async fn forget_idempotency_keys(&self) -> Result<u64, EngineError>;
+    /// Release a ledger hold whose time-out passed; `false` when it was resolved meanwhile.
+    async fn expire_hold(&self, hold: Transfer) -> Result<bool, EngineError>;
 }
 
 /// Most due tokens read from the store per sweep round.
@@ -78,20 +86,50 @@ pub async fn run_expiry(engine: impl Housekeeping, config: ExpiryConfig) {
     let mut last_error_log: Option<std::time::Instant> = None;
     loop {
         tick.tick().await;
-        for _ in 0..EXPIRY_ROUNDS_MAX {
-            match sweep_once(&engine).await {
-                Ok(due) if due < EXPIRY_BATCH => break,
-                Ok(_) => continue,
-                Err(error) => {
-                    if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
-                        tracing::warn!(%error, "expiry sweep failed; retrying");
-                        last_error_log = Some(std::time::Instant::now());
-                    }
-                    break;
+        sweep(&mut last_error_log, "expiry sweep", || sweep_once(&engine)).await;
+        sweep(&mut last_error_log, "hold expiry sweep", || sweep_holds_once(&engine)).await;
+    }
+}
+
+/// Sweep rounds until one finds less than a full batch due, at most [`EXPIRY_ROUNDS_MAX`].
+async fn sweep<F, Round>(last_error_log: &mut Option<std::time::Instant>, what: &str, mut round: F)
+where
+    F: FnMut() -> Round,
+    Round: std::future::Future<Output = Result<usize, EngineError>>,
+{
+    for _ in 0..EXPIRY_ROUNDS_MAX {
+        match round().await {
+            Ok(due) if due < EXPIRY_BATCH => break,
+            Ok(_) => continue,
+            Err(error) => {
+                if !matches!(last_error_log, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
+                    tracing::warn!(%error, "{what} failed; retrying");
+                    *last_error_log = Some(std::time::Instant::now());
                 }
+                break;
             }
         }
     }
+}
+
+/// One round of ledger holds: release what is due now. Returns how many holds were due.
+async fn sweep_holds_once(engine: &impl Housekeeping) -> Result<usize, EngineError> {
+    let due = engine.store().due_ledger_holds(now_millis(), EXPIRY_BATCH).await?;
+    let count = due.len();
+    let outcomes: Vec<Result<bool, EngineError>> = stream::iter(due)
+        .map(|hold| async move { engine.expire_hold(hold).await })
+        .buffer_unordered(EXPIRY_CONCURRENCY)
+        .collect()
+        .await;
+    for outcome in outcomes {
+        match outcome {
+            // Released (counted by the ledger), or resolved meanwhile: nothing to do.
+            Ok(_) => {}
+            Err(error @ (EngineError::Overloaded | EngineError::Unavailable)) => return Err(error),
+            Err(error) => tracing::warn!(%error, "a ledger hold could not be released"),
+        }
+    }
+    Ok(count)
 }
 
 /// One round: expire what is due now. Returns how many tokens were due.

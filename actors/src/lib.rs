@@ -6,6 +6,7 @@
 //! Nothing here knows HTTP: frontends translate requests into engine calls and engine errors
 //! into their protocol's answers.
 
+pub mod account_actor;
 pub mod clock;
 pub mod context;
 pub mod crypto;

@@ -22,6 +22,8 @@ pub const ACTOR_RESTARTS: &str = "cashgrid_actor_restarts_total";
 pub const MAILBOX_WAIT: &str = "cashgrid_actor_mailbox_wait_seconds";
 pub const OVERLOAD_REJECTIONS: &str = "cashgrid_overload_rejections_total";
 pub const FENCE_CONFLICTS: &str = "cashgrid_store_fence_conflicts_total";
+pub const LEDGER_TRANSFERS: &str = "cashgrid_ledger_transfers_total";
+pub const LEDGER_HOLDS_EXPIRED: &str = "cashgrid_ledger_holds_expired_total";
 pub const CASHOUT_AMOUNT: &str = "cashgrid_cashout_amount_minor_total";
 pub const CASHOUTS: &str = "cashgrid_cashouts_total";
 pub const CLEARING_ROWS: &str = "cashgrid_clearing_rows_total";
@@ -179,6 +181,15 @@ pub fn record_overload(kind: &'static str) {
 
 pub fn record_fence_conflict() {
     counter!(FENCE_CONFLICTS).increment(1);
+}
+
+/// A ledger transfer's answer, by its stable result code (a closed set of labels).
+pub fn record_ledger_transfer(result: &'static str) {
+    counter!(LEDGER_TRANSFERS, "result" => result).increment(1);
+}
+
+pub fn record_ledger_hold_expired() {
+    counter!(LEDGER_HOLDS_EXPIRED).increment(1);
 }
 
 /// A completed cash-out: its amount in minor units by currency. The currency is free text from

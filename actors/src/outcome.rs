@@ -26,6 +26,8 @@ pub enum Rejection {
     IdempotencyKeyReused,
     /// A request with the same `Idempotency-Key` is still being decided (409, retry).
     IdempotencyKeyInFlight,
+    /// More requests in one batch than it may hold.
+    BatchTooLarge,
 }
 
 /// Stable, low-cardinality metric label of a rejection.
@@ -51,6 +53,7 @@ pub fn rejection_reason(rejection: &Rejection) -> &'static str {
         Rejection::TokenNotCreated => "token_not_created",
         Rejection::IdempotencyKeyReused => "idempotency_key_reused",
         Rejection::IdempotencyKeyInFlight => "idempotency_key_in_flight",
+        Rejection::BatchTooLarge => "batch_too_large",
     }
 }
 

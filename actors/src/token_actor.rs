@@ -185,7 +185,7 @@ async fn issue_token(
         events: transition.events,
         clearing: None,
         idempotency,
-        entities: Vec::new(),
+        ..WriteSet::default()
     };
     match context.writer.commit(set, deadline).await {
         Ok(WriteOutcome::Committed) => {
@@ -249,7 +249,7 @@ fn write_set(transition: &Transition) -> WriteSet {
         creditor_id: clearing.creditor,
         created: clearing.at,
     });
-    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None, entities: Vec::new() }
+    WriteSet { writes, events: transition.events.clone(), clearing, idempotency: None, ..WriteSet::default() }
 }
 
 /// Whether a refusal of a command on `token` could be wrong because another node changed the

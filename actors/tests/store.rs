@@ -12,6 +12,7 @@ mod database;
 mod store {
     pub mod fixtures;
     pub mod harness;
+    pub mod ledger;
     pub mod portal;
     pub mod scenarios;
     pub mod toy;
@@ -20,7 +21,7 @@ mod store {
     }
 }
 
-use store::{harness, portal, scenarios, toy};
+use store::{harness, ledger, portal, scenarios, toy};
 
 /// `stores`: scenarios of the store alone; `actors`: scenarios that also run entity actors,
 /// inside an actix system.
@@ -91,8 +92,13 @@ on_both_backends!(
     portal::device_admin,
     portal::portal_customers,
     portal::access_records,
+    ledger::the_store_rechecks_every_change_against_the_row,
     ],
-    actors: [toy::a_toy_kind_runs_on_the_generic_shell_and_store],
+    actors: [
+        toy::a_toy_kind_runs_on_the_generic_shell_and_store,
+        ledger::transfers_holds_and_chains_through_account_actors,
+        ledger::concurrent_transfers_keep_the_books_balanced,
+    ],
 );
 
 mod sqlite_only {
@@ -116,7 +122,7 @@ mod sqlite_only {
                     events: vec![fixtures::created_event(&token)],
                     clearing: None,
                     idempotency: None,
-                    entities: Vec::new(),
+                    ..WriteSet::default()
                 }])
                 .await?;
             assert_eq!(outcomes, vec![WriteOutcome::Committed]);
@@ -136,7 +142,7 @@ mod sqlite_only {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
         assert_eq!(mode, "wal");
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
-        assert_eq!(versions, 4);
+        assert_eq!(versions, 5, "every migration applied once");
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod devices;
 mod feed;
 mod gauges;
 pub mod idempotency;
+pub mod ledger;
 pub mod portal;
 mod tokens;
 pub mod trigger;
@@ -24,6 +25,7 @@ pub use access::AccessService;
 pub use clearing::ClearingService;
 pub use devices::{DeviceService, NewDevice};
 pub use feed::FeedService;
+pub use ledger::LedgerService;
 pub use portal::PortalService;
 pub use tokens::{Confirmation, NewToken, TokenService};
 pub use trigger::TriggerService;
@@ -97,6 +99,7 @@ pub struct Engine {
     feeds: FeedService,
     clearing: ClearingService,
     portal: PortalService,
+    ledger: LedgerService,
     idempotency: Idempotency,
     store: Arc<dyn Store>,
     /// When the tokens-per-state gauge was last refreshed.
@@ -131,6 +134,8 @@ impl Engine {
             idempotency.clone(),
             config.send_timeout,
         );
+        let ledger =
+            LedgerService::new(Arc::new(Registry::new(Arc::clone(&context), handles.clone())), config.send_timeout);
         let tokens = TokenService::new(
             Arc::new(Registry::new(Arc::clone(&context), handles)),
             devices.clone(),
@@ -175,6 +180,7 @@ impl Engine {
             feeds: FeedService::new(hub),
             clearing: ClearingService::new(Arc::clone(&store)),
             portal,
+            ledger,
             idempotency,
             store,
             token_counts: Arc::default(),
@@ -220,6 +226,11 @@ impl Engine {
         &self.clearing
     }
 
+    /// Accounts, transfers and holds of the double-entry ledger.
+    pub fn ledger(&self) -> &LedgerService {
+        &self.ledger
+    }
+
     /// The portal (admin API).
     pub fn portal(&self) -> &PortalService {
         &self.portal
@@ -250,5 +261,9 @@ impl crate::expiry::Housekeeping for Engine {
 
     async fn forget_idempotency_keys(&self) -> Result<u64, EngineError> {
         self.idempotency.forget_expired().await
+    }
+
+    async fn expire_hold(&self, hold: crate::domain::ledger::Transfer) -> Result<bool, EngineError> {
+        self.ledger.expire(hold).await
     }
 }

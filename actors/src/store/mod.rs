@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::domain::{CustomerId, Device, Token, TokenEvent, TokenState};
+use crate::domain::ledger::{Account as LedgerAccount, AccountId, Owner, Transfer, TransferId};
+use crate::domain::{CustomerId, Device, Millis, Token, TokenEvent, TokenState};
 
 mod decode;
 mod entities;
+mod ledger;
 mod postgres;
 mod postgres_db;
 mod queries;
@@ -20,6 +22,7 @@ mod sql;
 mod sqlite;
 mod sqlite_db;
 
+pub use ledger::{EntryRange, EntryWrite, LedgerEntry, LedgerWrite, Side};
 pub use postgres::PostgresStore;
 pub use queries::Inspection;
 pub use sql::DEFAULT_DEADLINE;
@@ -83,6 +86,9 @@ pub struct WriteSet {
     pub idempotency: Option<IdempotencyRecord>,
     /// Entities of the generic tables: the set conflicts when one does not apply.
     pub entities: Vec<EntityCommit>,
+    /// Accounts, transfers and entries of the ledger: the set conflicts when a part does not
+    /// apply (`LedgerWrite`).
+    pub ledger: LedgerWrite,
 }
 
 /// A client's `Idempotency-Key` with the request it came with, scoped to the customer.
@@ -377,6 +383,43 @@ pub trait Store: Send + Sync + 'static {
     /// The events of one entity in the generic tables, oldest first, at most `limit` (and never
     /// more than [`LIST_LIMIT_MAX`]).
     async fn entity_events(&self, kind: &'static str, id: &str, limit: usize) -> Result<Vec<Value>, StoreError>;
+
+    // The ledger (written only through `commit`).
+    async fn load_ledger_account(&self, id: AccountId) -> Result<Option<LedgerAccount>, StoreError>;
+    /// A customer's accounts by id, after `after`, at most `limit` (and never more than
+    /// [`LIST_LIMIT_MAX`]).
+    async fn ledger_accounts_of_customer(
+        &self,
+        customer: CustomerId,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerAccount>, StoreError>;
+    /// An owner's accounts by id, after `after`, at most `limit` (and never more than
+    /// [`LIST_LIMIT_MAX`]).
+    async fn ledger_accounts_of_owner(
+        &self,
+        owner: &Owner,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerAccount>, StoreError>;
+    async fn load_ledger_transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
+    /// Holds still pending whose time-out is at or before `now`, soonest first.
+    async fn due_ledger_holds(&self, now: Millis, limit: usize) -> Result<Vec<Transfer>, StoreError>;
+    /// An account's journal lines in `range`, oldest first.
+    async fn ledger_account_entries(
+        &self,
+        account: AccountId,
+        range: EntryRange,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// The journal lines of a customer's accounts after sequence number `after_seq`, in order.
+    async fn ledger_customer_entries(
+        &self,
+        customer: CustomerId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// The highest journal sequence number (0 when none).
+    async fn last_ledger_entry_seq(&self) -> Result<i64, StoreError>;
 }
 
 /// A customer with the secrets only login needs.

@@ -27,6 +27,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
 use super::entities::{self, EntityValues};
+use super::ledger::{self, RowWrite};
 use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues, EVENT_COLUMNS};
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
@@ -37,6 +38,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/postgres/0002_portal_clearing.sql")),
     (3, include_str!("migrations/postgres/0003_idempotency.sql")),
     (4, include_str!("migrations/postgres/0004_entities.sql")),
+    (5, include_str!("migrations/postgres/0005_ledger.sql")),
 ];
 
 /// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").
@@ -401,6 +403,8 @@ struct CommitStatements {
     entity_insert: tokio_postgres::Statement,
     entity_update: tokio_postgres::Statement,
     entity_event: tokio_postgres::Statement,
+    /// The ledger's commit statements, by name.
+    ledger: Vec<(&'static str, tokio_postgres::Statement)>,
 }
 
 impl CommitStatements {
@@ -418,7 +422,26 @@ impl CommitStatements {
             entity_insert: prepare(&entities::INSERT.sql).await?,
             entity_update: prepare(&entities::UPDATE.sql).await?,
             entity_event: prepare(&entities::INSERT_EVENT.sql).await?,
+            ledger: {
+                let mut prepared = Vec::with_capacity(ledger::COMMIT_STATEMENTS.len());
+                for statement in ledger::COMMIT_STATEMENTS {
+                    prepared.push((statement.what, prepare(&statement.sql).await?));
+                }
+                prepared
+            },
         })
+    }
+
+    /// One row write; `false` when it must apply and did not.
+    async fn row(&self, tx: &Transaction<'_>, row: &RowWrite) -> Result<bool, tokio_postgres::Error> {
+        let Some((_, statement)) = self.ledger.iter().find(|(what, _)| *what == row.statement.what) else {
+            // Every statement a `RowWrite` names is in `COMMIT_STATEMENTS`; a missing one is a
+            // bug, refused like a value the database refuses.
+            tracing::error!(statement = row.statement.what, "commit: a row write names an unprepared statement");
+            return Ok(false);
+        };
+        let changed = tx.execute(statement, &super::postgres_db::params(&row.values)).await?;
+        Ok(changed > 0 || !row.must_apply)
     }
 
     /// An entity's snapshot, then its events; `false` when the snapshot does not apply.
@@ -544,16 +567,21 @@ async fn commit_pipelined(
         committed().filter_map(|set| set.idempotency.as_ref()).map(|record| statements.idempotency(tx, record)),
     );
     let entities = join_all(committed().flat_map(|set| &set.entities).map(|entity| statements.entity(tx, entity)));
-    let ((later, events, clearings, keys), entities) = futures_util::future::join(
+    // The ledger parts of the whole batch as one: a MOVE per account, in account order.
+    let Ok(ledger_rows) = ledger::rows(committed().map(|set| &set.ledger)) else {
+        return Ok(None);
+    };
+    let ledger = join_all(ledger_rows.iter().map(|row| statements.row(tx, row)));
+    let ((later, events, clearings, keys), (entities, ledger)) = futures_util::future::join(
         futures_util::future::join4(later, statements.events(tx, &events), clearings, keys),
-        entities,
+        futures_util::future::join(entities, ledger),
     )
     .await;
     let mut all_applied = true;
     for result in later.into_iter().chain(keys) {
         all_applied &= result? > 0;
     }
-    for result in entities {
+    for result in entities.into_iter().chain(ledger) {
         all_applied &= result?;
     }
     events?;
@@ -627,6 +655,11 @@ async fn commit_set(
     }
     for entity in &set.entities {
         if !statements.entity(tx, entity).await? {
+            return Ok(false);
+        }
+    }
+    for row in &set.ledger_rows {
+        if !statements.row(tx, row).await? {
             return Ok(false);
         }
     }

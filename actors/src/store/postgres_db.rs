@@ -85,7 +85,7 @@ impl<C: GenericClient> PgDb<'_, C> {
     }
 }
 
-fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+pub(super) fn params(values: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
     values.iter().map(|value| value as &(dyn ToSql + Sync)).collect()
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::decode::{self, device, token};
 use super::entities;
+use super::ledger::{self, EntryRange, LedgerEntry};
 use super::rows::{
     self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS,
     DEVICE_COLUMNS, HISTORY_BATCH, IDEMPOTENCY_COLUMNS, TOKEN_COLUMNS,
@@ -27,7 +28,8 @@ use super::{
     LIST_LIMIT_MAX,
 };
 use crate::clock::now_millis;
-use crate::domain::{CustomerId, Device, DeviceType, Token};
+use crate::domain::ledger::{Account as LedgerAccount, AccountId, Owner, Transfer, TransferId};
+use crate::domain::{CustomerId, Device, DeviceType, Millis, Token};
 
 /// A [`Job`] from a closure; the bound lets the compiler see the closure's higher-ranked
 /// signature (the future borrows the connection it is handed).
@@ -689,6 +691,57 @@ impl<B: Backend> Store for B {
                 return Ok(removed);
             }
         }
+    }
+
+    async fn load_ledger_account(&self, id: AccountId) -> Result<Option<LedgerAccount>, StoreError> {
+        ledger::load_account(self, id).await
+    }
+
+    async fn ledger_accounts_of_customer(
+        &self,
+        customer: CustomerId,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerAccount>, StoreError> {
+        ledger::accounts_of_customer(self, customer, after, limit).await
+    }
+
+    async fn ledger_accounts_of_owner(
+        &self,
+        owner: &Owner,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<LedgerAccount>, StoreError> {
+        ledger::accounts_of_owner(self, owner, after, limit).await
+    }
+
+    async fn load_ledger_transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError> {
+        ledger::load_transfer(self, id).await
+    }
+
+    async fn due_ledger_holds(&self, now: Millis, limit: usize) -> Result<Vec<Transfer>, StoreError> {
+        ledger::due_holds(self, now, limit).await
+    }
+
+    async fn ledger_account_entries(
+        &self,
+        account: AccountId,
+        range: EntryRange,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        ledger::account_entries(self, account, range).await
+    }
+
+    async fn ledger_customer_entries(
+        &self,
+        customer: CustomerId,
+        after_seq: i64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        ledger::customer_entries(self, customer, after_seq, limit).await
+    }
+
+    async fn last_ledger_entry_seq(&self) -> Result<i64, StoreError> {
+        ledger::last_entry_seq(self).await
     }
 
     async fn load_entity(&self, kind: &'static str, id: &str) -> Result<Option<StoredEntity>, StoreError> {

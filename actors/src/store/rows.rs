@@ -403,6 +403,10 @@ pub(super) struct SetValues {
     pub clearing: Option<ClearingValues>,
     pub idempotency: Option<super::IdempotencyRecord>,
     pub entities: Vec<super::entities::EntityValues>,
+    /// The set's ledger part, for a batch that folds the ledger parts of all its sets.
+    pub ledger: super::LedgerWrite,
+    /// The set's ledger part alone, as rows.
+    pub ledger_rows: Vec<super::ledger::RowWrite>,
 }
 
 /// The snapshot an event row stores: that of the last write of its set for the event's token;
@@ -439,7 +443,16 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 created: clearing.created,
             });
             let entities = set.entities.iter().map(super::entities::EntityValues::new).collect();
-            Ok(SetValues { writes, events, clearing, idempotency: set.idempotency.clone(), entities })
+            let ledger_rows = super::ledger::rows([&set.ledger])?;
+            Ok(SetValues {
+                writes,
+                events,
+                clearing,
+                idempotency: set.idempotency.clone(),
+                entities,
+                ledger: set.ledger.clone(),
+                ledger_rows,
+            })
         })
         .collect()
 }

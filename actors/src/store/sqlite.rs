@@ -26,6 +26,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (2, include_str!("migrations/sqlite/0002_portal_clearing.sql")),
     (3, include_str!("migrations/sqlite/0003_idempotency.sql")),
     (4, include_str!("migrations/sqlite/0004_entities.sql")),
+    (5, include_str!("migrations/sqlite/0005_ledger.sql")),
 ];
 
 const READERS: usize = 4;
@@ -323,6 +324,8 @@ struct CommitStatements<'conn> {
     entity_insert: rusqlite::CachedStatement<'conn>,
     entity_update: rusqlite::CachedStatement<'conn>,
     entity_event: rusqlite::CachedStatement<'conn>,
+    /// For the ledger's row writes, prepared (cached) by their SQL.
+    conn: &'conn rusqlite::Connection,
 }
 
 /// The whole commit, sets in order, in one `BEGIN IMMEDIATE` transaction. First without
@@ -367,6 +370,7 @@ fn commit_statements<'conn>(tx: &'conn rusqlite::Transaction<'_>) -> rusqlite::R
         entity_insert: tx.prepare_cached(&INSERT_ENTITY)?,
         entity_update: tx.prepare_cached(&UPDATE_ENTITY)?,
         entity_event: tx.prepare_cached(&INSERT_ENTITY_EVENT)?,
+        conn: tx,
     })
 }
 
@@ -445,6 +449,15 @@ fn commit_set_after(statements: &mut CommitStatements<'_>, set: &SetValues, from
     }
     for entity in &set.entities {
         if !write_entity(statements, entity)? {
+            return Ok(false);
+        }
+    }
+    for row in &set.ledger_rows {
+        let changed = statements
+            .conn
+            .prepare_cached(&numbered_placeholders(&row.statement.sql))?
+            .execute(rusqlite::params_from_iter(row.values.iter()))?;
+        if changed == 0 && row.must_apply {
             return Ok(false);
         }
     }

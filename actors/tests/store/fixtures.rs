@@ -108,7 +108,7 @@ pub fn insert_set(token: &Token) -> WriteSet {
         events: vec![created_event(token)],
         clearing: None,
         idempotency: None,
-        entities: Vec::new(),
+        ..WriteSet::default()
     }
 }
 
@@ -119,7 +119,7 @@ pub fn update_set(token: &Token, from: TokenState) -> WriteSet {
         events: vec![event(token, TokenEventKind::Updated, Some(from))],
         clearing: None,
         idempotency: None,
-        entities: Vec::new(),
+        ..WriteSet::default()
     }
 }
 

@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use cashgrid_actors::context::EntityContext;
+use cashgrid_actors::crypto::{KeyPolicy, SecretHasher, ServerKey};
+use cashgrid_actors::metrics::CurrencyLabels;
 use cashgrid_actors::store::{Inspection, PostgresStore, SqliteStore, Store};
+use cashgrid_actors::writer::{Writer, WriterConfig};
 use uuid::Uuid;
 
 use crate::database::TestDatabase;
@@ -34,6 +38,22 @@ impl Harness {
 
     fn postgres(store: PostgresStore, url: &str) -> Self {
         Self { store: Arc::new(store.clone()), backend: Backend::Postgres(store, url.to_owned()) }
+    }
+
+    /// What one node's entity actors are handed over this store: its own writer (running
+    /// on the current actix system), a fixed server key, default policies. Two calls are two
+    /// nodes sharing the database.
+    pub fn node_context(&self, timeout: std::time::Duration) -> anyhow::Result<Arc<EntityContext>> {
+        let (writer, task) = Writer::new(Arc::clone(&self.store), WriterConfig::default(), timeout);
+        actix::spawn(task);
+        let key = ServerKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")?;
+        Ok(Arc::new(EntityContext {
+            store: Arc::clone(&self.store),
+            writer,
+            hasher: SecretHasher::new(key),
+            key_policy: KeyPolicy::default(),
+            currencies: CurrencyLabels::default(),
+        }))
     }
 
     /// Apply a migration of the backend under test, as a kind's migration file would be.

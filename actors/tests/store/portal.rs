@@ -54,7 +54,7 @@ async fn commit(
     clearing: Option<ClearingWrite>,
 ) -> anyhow::Result<()> {
     let outcomes =
-        h.store.commit(&[WriteSet { writes, events, clearing, idempotency: None, entities: Vec::new() }]).await?;
+        h.store.commit(&[WriteSet { writes, events, clearing, idempotency: None, ..WriteSet::default() }]).await?;
     assert_eq!(outcomes, vec![Committed]);
     Ok(())
 }

@@ -6,14 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Arbiter;
-use cashgrid_actors::context::EntityContext;
-use cashgrid_actors::crypto::{KeyPolicy, SecretHasher, ServerKey};
 use cashgrid_actors::domain::Entity;
 use cashgrid_actors::entity_actor::Registry;
 use cashgrid_actors::entity_actor::Start;
-use cashgrid_actors::metrics::CurrencyLabels;
 use cashgrid_actors::stored_kind::{Refusal, Stored, StoredRequest};
-use cashgrid_actors::writer::{Writer, WriterConfig};
 
 use super::harness::Harness;
 use super::toy_kind::domain::{Counter, CounterCommand, CounterEvent, CounterRejection, Open};
@@ -24,16 +20,7 @@ type Counters = Arc<Registry<Stored<Counter>>>;
 
 /// One node's registry of counters over `harness`'s store, on `arbiters`.
 fn node(harness: &Harness, arbiters: &[Arbiter]) -> anyhow::Result<Counters> {
-    let (writer, task) = Writer::new(Arc::clone(&harness.store), WriterConfig::default(), TIMEOUT);
-    actix::spawn(task);
-    let key = ServerKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=")?;
-    let context = Arc::new(EntityContext {
-        store: Arc::clone(&harness.store),
-        writer,
-        hasher: SecretHasher::new(key),
-        key_policy: KeyPolicy::default(),
-        currencies: CurrencyLabels::default(),
-    });
+    let context = harness.node_context(TIMEOUT)?;
     Ok(Arc::new(Registry::new(context, arbiters.iter().map(Arbiter::handle).collect())))
 }
 

@@ -127,9 +127,10 @@ fn claim_message(rejection: &Rejection, device: &str, radiocode: &str) -> String
             | TokenRejection::NothingToUpdate,
         ) => "Token not in OPEN state.".to_owned(),
         Rejection::BadPublicKey(reason) => reason.to_string(),
-        Rejection::TokenNotCreated | Rejection::IdempotencyKeyReused | Rejection::IdempotencyKeyInFlight => {
-            "Token not in OPEN state.".to_owned()
-        }
+        Rejection::TokenNotCreated
+        | Rejection::IdempotencyKeyReused
+        | Rejection::IdempotencyKeyInFlight
+        | Rejection::BatchTooLarge => "Token not in OPEN state.".to_owned(),
     }
 }
 
@@ -212,7 +213,8 @@ fn confirm_error(mode: ErrorStatus, rejection: &Rejection, device: &str) -> ApiE
         | Rejection::BadPublicKey(_)
         | Rejection::TokenNotCreated
         | Rejection::IdempotencyKeyReused
-        | Rejection::IdempotencyKeyInFlight => (StatusCode::BAD_REQUEST, format!("{rejection:?}")),
+        | Rejection::IdempotencyKeyInFlight
+        | Rejection::BatchTooLarge => (StatusCode::BAD_REQUEST, format!("{rejection:?}")),
     };
     ApiError::business(mode, status, message)
 }

@@ -114,9 +114,8 @@ fn trigger_error(mode: ErrorStatus, error: TriggerError, code: &str, radiocode: 
             | Rejection::UnknownDevice
             | Rejection::TokenNotCreated
             | Rejection::IdempotencyKeyReused
-            | Rejection::IdempotencyKeyInFlight => {
-                business(StatusCode::CONFLICT, "Token not in OPEN state.".to_owned())
-            }
+            | Rejection::IdempotencyKeyInFlight
+            | Rejection::BatchTooLarge => business(StatusCode::CONFLICT, "Token not in OPEN state.".to_owned()),
         },
         TriggerError::Engine(fault) => ApiError::from_fault(fault),
     }

@@ -377,7 +377,8 @@ async fn create_token(
             Rejection::TokenNotCreated
             | Rejection::Token(_)
             | Rejection::UnknownToken
-            | Rejection::IllegalRadiocode => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
+            | Rejection::IllegalRadiocode
+            | Rejection::BatchTooLarge => ApiError::business(mode, StatusCode::BAD_REQUEST, TOKEN_NOT_CREATED),
         }),
         Err(fault) => Err(ApiError::from_fault(fault)),
     }

@@ -14,10 +14,15 @@
 
 pub mod account;
 pub mod book;
+pub mod posting;
 pub mod transfer;
 
-pub use account::{Account, AccountFlags, AccountId, AccountKind, Balances, Currency, NewAccount, Owner, OwnerKind};
+pub use account::{
+    Account, AccountCommand, AccountEvent, AccountFlags, AccountId, AccountKind, Balances, Currency, NewAccount, Owner,
+    OwnerKind,
+};
 pub use book::{Book, Submitted};
+pub use posting::Posting;
 pub use transfer::{
     Amount, Memo, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
 };

@@ -41,6 +41,7 @@ fn opened_book() -> Book {
         };
         let new = NewAccount {
             id: account_id(n),
+            customer: 1,
             owner: Owner { kind: OwnerKind::Customer, id: n.to_string() },
             currency: currency(if n == 5 { "USD" } else { "EUR" }),
             kind: if n == 0 { AccountKind::ExternalRail } else { AccountKind::Customer },

@@ -97,6 +97,18 @@ pub enum TransferKind {
     VoidPending { pending: TransferId },
 }
 
+impl TransferKind {
+    /// Its column text.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Posted => "posted",
+            Self::Pending { .. } => "pending",
+            Self::PostPending { .. } => "post_pending",
+            Self::VoidPending { .. } => "void_pending",
+        }
+    }
+}
+
 /// Where a hold stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -105,6 +117,18 @@ pub enum PendingState {
     Posted { amount: Amount },
     Voided,
     Expired,
+}
+
+impl PendingState {
+    /// Its column text.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Posted { .. } => "posted",
+            Self::Voided => "voided",
+            Self::Expired => "expired",
+        }
+    }
 }
 
 /// A recorded transfer. Never edited, except a hold's `state` as it is resolved.
@@ -216,7 +240,7 @@ fn moved(balances: Balances, movement: &Movement, debit_side: bool) -> Option<Ba
     };
     *pending = pending.checked_sub(movement.release_pending)?.checked_add(movement.add_pending)?;
     *posted = posted.checked_add(movement.add_posted)?;
-    Some(next)
+    next.fits().then_some(next)
 }
 
 /// Decide `request` on the accounts it touches at `now`: for a hold's resolution, `pending` is

@@ -1,0 +1,414 @@
+//! The ledger: accounts, transfers in linked chains, holds and their expiry, and the reads
+//! behind balances and statements. Transfers are decided by the account actors
+//! (`account_actor`: the lower-id account leads, the other joins) and committed here, a chain
+//! in one write set; each request is answered only after its commit.
+//!
+//! The work of a request runs as a task of its own, so a client that goes away cannot stop it
+//! between a decision and its commit: the actors always learn how their decisions settled.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+
+use super::EngineError;
+use crate::account_actor::{AccountRegistry, AccountReply, AccountRequest, Decision, Plan, Settlement};
+use crate::domain::ledger::{
+    Account, AccountId, NewAccount, Owner, Submitted, Transfer, TransferId, TransferRequest, TransferResult,
+};
+use crate::domain::{CustomerId, Millis};
+use crate::entity_actor::Start;
+use crate::metrics as m;
+use crate::store::{EntryRange, LedgerEntry, LedgerWrite, Store, WriteOutcome, WriteSet};
+use crate::writer::WriteError;
+
+/// Most transfers in one batch.
+pub const BATCH_MAX: usize = 1_000;
+/// Decide-and-commit rounds of a chain whose commit conflicted (another node, a hold resolved
+/// meanwhile, a retry of the same id) before it is answered as retryable.
+const ATTEMPTS: usize = 3;
+/// How long settling a decision with its actors may take.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How an open went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Opened {
+    Created(Account),
+    /// The same account was opened before under this id.
+    Exists(Account),
+    /// Another account has this id.
+    ExistsWithDifferentFields(Account),
+}
+
+/// A transfer's answer: its result code, and the transfer as recorded when it was created or
+/// exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransferOutcome {
+    pub result: TransferResult,
+    pub transfer: Option<Transfer>,
+}
+
+impl TransferOutcome {
+    fn refused(result: TransferResult) -> Self {
+        Self { result, transfer: None }
+    }
+}
+
+#[derive(Clone)]
+pub struct LedgerService {
+    accounts: AccountRegistry,
+    store: Arc<dyn Store>,
+    send_timeout: Duration,
+}
+
+impl LedgerService {
+    pub fn new(accounts: AccountRegistry, send_timeout: Duration) -> Self {
+        let store = Arc::clone(&accounts.context().store);
+        Self { accounts, store, send_timeout }
+    }
+
+    /// Open an account; an id given again answers the account stored under it.
+    pub async fn open(&self, new: NewAccount) -> Result<Opened, EngineError> {
+        let request = AccountRequest::Open(new.clone());
+        match self.accounts.ask(new.id, request, Start::Load, self.send_timeout).await? {
+            AccountReply::Account(account) => Ok(Opened::Created(account)),
+            AccountReply::Exists(account) if account.opened_as(&new) => Ok(Opened::Exists(account)),
+            AccountReply::Exists(account) => Ok(Opened::ExistsWithDifferentFields(account)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Freeze or unfreeze an account; `None` when there is none.
+    pub async fn set_frozen(&self, id: AccountId, frozen: bool) -> Result<Option<Account>, EngineError> {
+        match self.accounts.ask(id, AccountRequest::SetFrozen(frozen), Start::Load, self.send_timeout).await? {
+            AccountReply::Account(account) => Ok(Some(account)),
+            AccountReply::Unknown => Ok(None),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The account as committed.
+    pub async fn account(&self, id: AccountId) -> Result<Option<Account>, EngineError> {
+        Ok(self.store.load_ledger_account(id).await?)
+    }
+
+    pub async fn accounts_of_customer(
+        &self,
+        customer: CustomerId,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, EngineError> {
+        Ok(self.store.ledger_accounts_of_customer(customer, after, limit).await?)
+    }
+
+    pub async fn accounts_of_owner(
+        &self,
+        owner: &Owner,
+        after: Option<AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, EngineError> {
+        Ok(self.store.ledger_accounts_of_owner(owner, after, limit).await?)
+    }
+
+    pub async fn transfer_by_id(&self, id: TransferId) -> Result<Option<Transfer>, EngineError> {
+        Ok(self.store.load_ledger_transfer(id).await?)
+    }
+
+    /// An account's journal: its entries in a time range, with its sums after each.
+    pub async fn entries(&self, account: AccountId, range: EntryRange) -> Result<Vec<LedgerEntry>, EngineError> {
+        Ok(self.store.ledger_account_entries(account, range).await?)
+    }
+
+    /// One transfer.
+    pub async fn transfer(&self, request: TransferRequest) -> Result<TransferOutcome, EngineError> {
+        let mut outcomes = self.submit(vec![Submitted { request, linked: false }]).await?;
+        outcomes.pop().ok_or_else(|| EngineError::Internal("a transfer without an outcome".into()))
+    }
+
+    /// A batch of up to [`BATCH_MAX`] transfers, decided in order, one outcome each. Requests
+    /// joined by `linked` form a chain that commits whole or not at all (`Book::submit` is the
+    /// model); chains commit independently.
+    pub async fn submit(&self, batch: Vec<Submitted>) -> Result<Vec<TransferOutcome>, EngineError> {
+        if batch.len() > BATCH_MAX {
+            return Err(EngineError::Rejected(super::Rejection::BatchTooLarge));
+        }
+        let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout };
+        // A task of its own: see the module's comment.
+        actix::spawn(async move { work.run(batch).await })
+            .await
+            .map_err(|error| EngineError::Internal(format!("transfer task: {error}")))?
+    }
+
+    /// Release a hold whose time-out passed (the expiry sweep). `false` when it was no longer
+    /// due or pending.
+    pub async fn expire(&self, hold: Transfer) -> Result<bool, EngineError> {
+        let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout };
+        actix::spawn(async move { work.expire(hold).await })
+            .await
+            .map_err(|error| EngineError::Internal(format!("expiry task: {error}")))?
+    }
+
+    /// Holds due at `now`, soonest first.
+    pub async fn due_holds(&self, now: Millis, limit: usize) -> Result<Vec<Transfer>, EngineError> {
+        Ok(self.store.due_ledger_holds(now, limit).await?)
+    }
+}
+
+fn unexpected(reply: &AccountReply) -> EngineError {
+    EngineError::Internal(format!("unexpected account reply {reply:?}"))
+}
+
+/// One request's work, run to its end whatever its client does.
+struct Submission {
+    ledger: LedgerService,
+    deadline: Instant,
+}
+
+/// A chain being decided: what it created or resolved so far, for its later members.
+#[derive(Default)]
+struct Chain {
+    decisions: Vec<Decision>,
+    /// Transfers of this chain (created, or holds resolved), by id.
+    local: HashMap<TransferId, Transfer>,
+}
+
+impl Submission {
+    async fn run(&self, batch: Vec<Submitted>) -> Result<Vec<TransferOutcome>, EngineError> {
+        let mut outcomes: Vec<Option<TransferOutcome>> = vec![None; batch.len()];
+        let mut start = 0;
+        while start < batch.len() {
+            let Some(end) = batch[start..].iter().position(|submitted| !submitted.linked).map(|at| start + at) else {
+                for outcome in &mut outcomes[start..] {
+                    *outcome = Some(TransferOutcome::refused(TransferResult::LinkedEventChainOpen));
+                }
+                break;
+            };
+            let requests: Vec<&TransferRequest> =
+                batch[start..=end].iter().map(|submitted| &submitted.request).collect();
+            for (slot, outcome) in outcomes[start..=end].iter_mut().zip(self.chain(&requests).await?) {
+                *slot = Some(outcome);
+            }
+            start = end + 1;
+        }
+        let outcomes: Vec<TransferOutcome> = outcomes.into_iter().flatten().collect();
+        for outcome in &outcomes {
+            m::record_ledger_transfer(outcome.result.as_str());
+        }
+        Ok(outcomes)
+    }
+
+    /// Decide and commit one chain, again on a conflict.
+    async fn chain(&self, requests: &[&TransferRequest]) -> Result<Vec<TransferOutcome>, EngineError> {
+        for _ in 0..ATTEMPTS {
+            let (outcomes, chain) = self.decide_chain(requests).await?;
+            if chain.decisions.is_empty() {
+                return Ok(outcomes);
+            }
+            let mut write = LedgerWrite::default();
+            for decision in &chain.decisions {
+                merge(&mut write, &decision.write);
+            }
+            let committed = self
+                .ledger
+                .accounts
+                .context()
+                .writer
+                .commit(WriteSet { ledger: write, ..WriteSet::default() }, self.deadline)
+                .await;
+            let (settlement, answer) = match committed {
+                Ok(WriteOutcome::Committed) => (Settlement::Committed, Some(Ok(outcomes))),
+                Ok(WriteOutcome::Conflict) => {
+                    m::record_fence_conflict();
+                    (Settlement::Failed, None)
+                }
+                Ok(WriteOutcome::Refused) => {
+                    (Settlement::Failed, Some(Err(EngineError::Internal("ledger write refused".into()))))
+                }
+                Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
+                    (Settlement::Failed, Some(Err(write_error(error))))
+                }
+                Err(error) => (Settlement::Unknown, Some(Err(write_error(error)))),
+            };
+            self.settle(&chain.decisions, settlement).await;
+            if let Some(answer) = answer {
+                return answer;
+            }
+        }
+        // Kept conflicting: nothing of the chain was written; the client may retry.
+        Err(EngineError::Overloaded)
+    }
+
+    /// Decide a chain's members in order through their accounts' actors. A member that fails
+    /// fails the chain: what its earlier members decided is taken back.
+    async fn decide_chain(&self, requests: &[&TransferRequest]) -> Result<(Vec<TransferOutcome>, Chain), EngineError> {
+        let mut chain = Chain::default();
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for request in requests {
+            let decided = match self.decide(request, &chain).await {
+                Ok(decided) => decided,
+                Err(error) => {
+                    self.settle(&chain.decisions, Settlement::Failed).await;
+                    return Err(error);
+                }
+            };
+            match decided {
+                Ok(Some(decision)) => {
+                    outcomes.push(TransferOutcome {
+                        result: TransferResult::Created,
+                        transfer: Some(decision.transfer.clone()),
+                    });
+                    for resolved in &decision.write.resolved {
+                        chain.local.insert(resolved.id, resolved.clone());
+                    }
+                    chain.local.insert(decision.transfer.id, decision.transfer.clone());
+                    chain.decisions.push(decision);
+                }
+                // Created before: the same answer again, nothing to write.
+                Ok(None) => {
+                    let existing = chain.local.get(&request.id()).cloned();
+                    let existing = match existing {
+                        Some(existing) => Some(existing),
+                        None => self.ledger.store.load_ledger_transfer(request.id()).await?,
+                    };
+                    outcomes.push(TransferOutcome { result: TransferResult::Exists, transfer: existing });
+                }
+                Err(result) => {
+                    self.settle(&chain.decisions, Settlement::Failed).await;
+                    let failed = outcomes.len();
+                    let outcomes = (0..requests.len())
+                        .map(|index| {
+                            TransferOutcome::refused(if index == failed || requests.len() == 1 {
+                                result
+                            } else {
+                                TransferResult::LinkedEventFailed
+                            })
+                        })
+                        .collect();
+                    return Ok((outcomes, Chain::default()));
+                }
+            }
+        }
+        Ok((outcomes, chain))
+    }
+
+    /// Decide one transfer: `Ok(None)` when the same request exists already.
+    async fn decide(
+        &self,
+        request: &TransferRequest,
+        chain: &Chain,
+    ) -> Result<Result<Option<Decision>, TransferResult>, EngineError> {
+        let existing = match chain.local.get(&request.id()) {
+            Some(local) => Some(local.clone()),
+            None => self.ledger.store.load_ledger_transfer(request.id()).await?,
+        };
+        if let Some(existing) = existing {
+            return Ok(if existing.request == *request {
+                Ok(None)
+            } else {
+                Err(TransferResult::ExistsWithDifferentFields)
+            });
+        }
+        let hold = match request.pending() {
+            None => None,
+            Some(pending) => match chain.local.get(&pending) {
+                Some(local) => Some(local.clone()),
+                None => match self.ledger.store.load_ledger_transfer(pending).await? {
+                    Some(hold) => Some(hold),
+                    None => return Ok(Err(TransferResult::PendingTransferNotFound)),
+                },
+            },
+        };
+        let plan = Plan::Transfer { request: request.clone(), hold };
+        Ok(self.decide_plan(plan).await?.map(Some))
+    }
+
+    /// Ask the lower-id account to lead the plan with the other.
+    async fn decide_plan(&self, plan: Plan) -> Result<Result<Decision, TransferResult>, EngineError> {
+        let Some((debit, credit)) = plan.accounts() else {
+            return Ok(Err(TransferResult::PendingTransferNotFound));
+        };
+        if debit == credit {
+            return Ok(Err(TransferResult::AccountsMustBeDifferent));
+        }
+        let (lead, partner) = if debit < credit { (debit, credit) } else { (credit, debit) };
+        let accounts = Arc::clone(&self.ledger.accounts);
+        let request = AccountRequest::Lead { plan, partner, accounts };
+        let timeout = self.deadline.saturating_duration_since(Instant::now());
+        match self.ledger.accounts.ask(lead, request, Start::Load, timeout).await? {
+            AccountReply::Decided(decision) => Ok(Ok(*decision)),
+            AccountReply::Refused(result) => Ok(Err(result)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    async fn expire(&self, hold: Transfer) -> Result<bool, EngineError> {
+        for _ in 0..ATTEMPTS {
+            let current = match self.ledger.store.load_ledger_transfer(hold.id).await? {
+                Some(current) => current,
+                None => return Ok(false),
+            };
+            let decision = match self.decide_plan(Plan::Expire { hold: current }).await? {
+                Ok(decision) => decision,
+                Err(_) => return Ok(false),
+            };
+            let write = WriteSet { ledger: decision.write.clone(), ..WriteSet::default() };
+            let committed = self.ledger.accounts.context().writer.commit(write, self.deadline).await;
+            let decisions = [decision];
+            match committed {
+                Ok(WriteOutcome::Committed) => {
+                    self.settle(&decisions, Settlement::Committed).await;
+                    m::record_ledger_hold_expired();
+                    return Ok(true);
+                }
+                Ok(WriteOutcome::Conflict) => self.settle(&decisions, Settlement::Failed).await,
+                Ok(WriteOutcome::Refused) => {
+                    self.settle(&decisions, Settlement::Failed).await;
+                    return Err(EngineError::Internal("hold expiry refused".into()));
+                }
+                Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
+                    self.settle(&decisions, Settlement::Failed).await;
+                    return Err(write_error(error));
+                }
+                Err(error) => {
+                    self.settle(&decisions, Settlement::Unknown).await;
+                    return Err(write_error(error));
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Tell both accounts of every decision how its commit went.
+    async fn settle(&self, decisions: &[Decision], outcome: Settlement) {
+        let accounts = &self.ledger.accounts;
+        let settles = decisions.iter().flat_map(|decision| decision.postings.iter()).map(|posting| {
+            let request = AccountRequest::Settle { posting: *posting, outcome };
+            accounts.ask(posting.account, request, Start::Load, SETTLE_TIMEOUT)
+        });
+        for answer in join_all(settles).await {
+            if let Err(error) = answer {
+                // The actor will find out by its next decision failing its commit.
+                tracing::warn!(%error, "a ledger decision could not be settled with its account");
+            }
+        }
+    }
+}
+
+fn merge(into: &mut LedgerWrite, write: &LedgerWrite) {
+    into.opened.extend(write.opened.iter().cloned());
+    into.frozen.extend(write.frozen.iter().copied());
+    into.transfers.extend(write.transfers.iter().cloned());
+    into.resolved.extend(write.resolved.iter().cloned());
+    into.entries.extend(write.entries.iter().cloned());
+    into.at = into.at.max(write.at);
+}
+
+fn write_error(error: WriteError) -> EngineError {
+    match error {
+        WriteError::Overloaded => EngineError::Overloaded,
+        WriteError::Unavailable => EngineError::Unavailable,
+        WriteError::Failed => EngineError::Internal("write failed".into()),
+        WriteError::OutcomeUnknown => EngineError::OutcomeUnknown,
+    }
+}

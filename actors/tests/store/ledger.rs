@@ -1,0 +1,384 @@
+//! The ledger on the account actors and the store, on both backends: accounts opened once,
+//! transfers and their stable result codes, holds posted, voided and expired, linked chains
+//! all or none, concurrent transfers in both directions without deadlock, a second node's
+//! changes, and the store re-checking every change against the stored row.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::Arbiter;
+use cashgrid_actors::domain::ledger::{
+    Account, AccountFlags, AccountId, AccountKind, Amount, Currency, Memo, NewAccount, Owner, OwnerKind, Posting,
+    Submitted, TransferId, TransferRequest, TransferResult,
+};
+use cashgrid_actors::engine::ledger::{LedgerService, Opened};
+use cashgrid_actors::entity_actor::Registry;
+use cashgrid_actors::store::{EntryRange, EntryWrite, LedgerWrite, Side, WriteOutcome, WriteSet};
+use uuid::Uuid;
+
+use super::harness::Harness;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One node's ledger over `harness`'s store, on `arbiters`.
+fn node(harness: &Harness, arbiters: &[Arbiter]) -> anyhow::Result<LedgerService> {
+    let context = harness.node_context(TIMEOUT)?;
+    let accounts = Arc::new(Registry::new(context, arbiters.iter().map(Arbiter::handle).collect()));
+    Ok(LedgerService::new(accounts, TIMEOUT))
+}
+
+fn id(n: u128) -> AccountId {
+    AccountId(Uuid::from_u128(n))
+}
+
+fn transfer_id() -> TransferId {
+    TransferId(Uuid::new_v4())
+}
+
+fn new_account(n: u128, kind: AccountKind, flags: AccountFlags) -> NewAccount {
+    NewAccount {
+        id: id(n),
+        customer: 7,
+        owner: Owner { kind: OwnerKind::Customer, id: "7".into() },
+        currency: Currency::new("EUR").unwrap_or_else(|| panic!("EUR is a currency")),
+        kind,
+        flags,
+    }
+}
+
+/// An outside rail: it may go below zero (money comes from outside the ledger).
+fn rail_flags() -> AccountFlags {
+    AccountFlags { debits_must_not_exceed_credits: false, ..AccountFlags::default() }
+}
+
+fn amount(minor: u64) -> Amount {
+    Amount::new(minor).unwrap_or_else(|| panic!("{minor} is an amount"))
+}
+
+fn post(debit: u128, credit: u128, minor: u64) -> TransferRequest {
+    TransferRequest::Post {
+        id: transfer_id(),
+        debit: id(debit),
+        credit: id(credit),
+        amount: amount(minor),
+        memo: Memo::default(),
+    }
+}
+
+async fn result(ledger: &LedgerService, request: TransferRequest) -> anyhow::Result<TransferResult> {
+    Ok(ledger.transfer(request).await?.result)
+}
+
+async fn stored(harness: &Harness, n: u128) -> anyhow::Result<Account> {
+    harness.store.load_ledger_account(id(n)).await?.ok_or_else(|| anyhow::anyhow!("account {n} missing"))
+}
+
+/// (debits pending, debits posted, credits pending, credits posted) as stored.
+async fn sums(harness: &Harness, n: u128) -> anyhow::Result<(u128, u128, u128, u128)> {
+    let balances = stored(harness, n).await?.balances;
+    Ok((balances.debits_pending, balances.debits_posted, balances.credits_pending, balances.credits_posted))
+}
+
+pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness) -> anyhow::Result<()> {
+    let arbiters = [Arbiter::new(), Arbiter::new()];
+    let ledger = node(&harness, &arbiters)?;
+    let (rail, alice, bob) = (1, 2, 3);
+
+    // Opened once; the same open again answers it, another open under the id is told apart.
+    assert!(matches!(
+        ledger.open(new_account(rail, AccountKind::ExternalRail, rail_flags())).await?,
+        Opened::Created(_)
+    ));
+    assert!(matches!(
+        ledger.open(new_account(alice, AccountKind::Customer, AccountFlags::default())).await?,
+        Opened::Created(_)
+    ));
+    assert!(matches!(
+        ledger.open(new_account(bob, AccountKind::Customer, AccountFlags::default())).await?,
+        Opened::Created(_)
+    ));
+    assert!(matches!(
+        ledger.open(new_account(alice, AccountKind::Customer, AccountFlags::default())).await?,
+        Opened::Exists(_)
+    ));
+    assert!(matches!(
+        ledger.open(new_account(alice, AccountKind::Fees, AccountFlags::default())).await?,
+        Opened::ExistsWithDifferentFields(_)
+    ));
+
+    // A deposit, answered again as `exists` when retried, told apart when the id is reused.
+    let deposit = post(rail, alice, 1_000);
+    assert_eq!(result(&ledger, deposit.clone()).await?, TransferResult::Created);
+    assert_eq!(result(&ledger, deposit.clone()).await?, TransferResult::Exists);
+    let TransferRequest::Post { id: deposit_id, .. } = deposit else { unreachable!() };
+    let reused = TransferRequest::Post {
+        id: deposit_id,
+        debit: id(rail),
+        credit: id(alice),
+        amount: amount(5),
+        memo: Memo::default(),
+    };
+    assert_eq!(result(&ledger, reused).await?, TransferResult::ExistsWithDifferentFields);
+    assert_eq!(sums(&harness, alice).await?, (0, 0, 0, 1_000));
+    assert_eq!(sums(&harness, rail).await?, (0, 1_000, 0, 0));
+
+    // Refusals change nothing.
+    assert_eq!(result(&ledger, post(alice, bob, 1_001)).await?, TransferResult::ExceedsCredits);
+    assert_eq!(result(&ledger, post(alice, alice, 1)).await?, TransferResult::AccountsMustBeDifferent);
+    assert_eq!(result(&ledger, post(99, alice, 1)).await?, TransferResult::DebitAccountNotFound);
+    assert_eq!(result(&ledger, post(alice, 99, 1)).await?, TransferResult::CreditAccountNotFound);
+    assert_eq!(result(&ledger, post(0, 99, 1)).await?, TransferResult::DebitAccountNotFound);
+    assert_eq!(sums(&harness, alice).await?, (0, 0, 0, 1_000));
+
+    // A hold, posted in part: the rest goes back; a second resolution is refused.
+    let hold_id = transfer_id();
+    let hold = TransferRequest::Hold {
+        id: hold_id,
+        debit: id(alice),
+        credit: id(bob),
+        amount: amount(300),
+        memo: Memo { code: 7, reference: Some("order 1".into()), metadata: None },
+        timeout_ms: 60_000,
+    };
+    assert_eq!(result(&ledger, hold).await?, TransferResult::Created);
+    assert_eq!(sums(&harness, alice).await?, (300, 0, 0, 1_000));
+    let posted = TransferRequest::PostPending { id: transfer_id(), pending: hold_id, amount: Some(amount(200)) };
+    assert_eq!(result(&ledger, posted).await?, TransferResult::Created);
+    assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
+    assert_eq!(sums(&harness, bob).await?, (0, 0, 0, 200));
+    let void = TransferRequest::VoidPending { id: transfer_id(), pending: hold_id };
+    assert_eq!(result(&ledger, void).await?, TransferResult::PendingTransferAlreadyPosted);
+    let unknown = TransferRequest::VoidPending { id: transfer_id(), pending: transfer_id() };
+    assert_eq!(result(&ledger, unknown).await?, TransferResult::PendingTransferNotFound);
+
+    // A hold that times out is released by the sweep.
+    let short_id = transfer_id();
+    let short = TransferRequest::Hold {
+        id: short_id,
+        debit: id(alice),
+        credit: id(bob),
+        amount: amount(50),
+        memo: Memo::default(),
+        timeout_ms: 1,
+    };
+    assert_eq!(result(&ledger, short).await?, TransferResult::Created);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let due = ledger.due_holds(cashgrid_actors::clock::now_millis(), 100).await?;
+    assert_eq!(due.iter().map(|hold| hold.id).collect::<Vec<_>>(), vec![short_id]);
+    assert!(ledger.expire(due[0].clone()).await?);
+    assert!(!ledger.expire(due[0].clone()).await?, "an expired hold expires once");
+    assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
+    let void = TransferRequest::VoidPending { id: transfer_id(), pending: short_id };
+    assert_eq!(result(&ledger, void).await?, TransferResult::PendingTransferExpired);
+
+    // A linked chain applies whole or not at all.
+    let chain = vec![
+        Submitted { request: post(alice, bob, 100), linked: true },
+        Submitted { request: post(bob, alice, 10_000), linked: false },
+    ];
+    let results: Vec<_> = ledger.submit(chain).await?.into_iter().map(|outcome| outcome.result).collect();
+    assert_eq!(results, vec![TransferResult::LinkedEventFailed, TransferResult::ExceedsCredits]);
+    assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
+    // A chain's later member may use what an earlier one created, a hold included.
+    let chained_hold = transfer_id();
+    let chain = vec![
+        Submitted { request: post(alice, bob, 100), linked: true },
+        Submitted {
+            request: TransferRequest::Hold {
+                id: chained_hold,
+                debit: id(bob),
+                credit: id(alice),
+                amount: amount(250),
+                memo: Memo::default(),
+                timeout_ms: 60_000,
+            },
+            linked: true,
+        },
+        Submitted {
+            request: TransferRequest::PostPending { id: transfer_id(), pending: chained_hold, amount: None },
+            linked: false,
+        },
+        Submitted { request: post(alice, bob, 1), linked: true },
+    ];
+    let results: Vec<_> = ledger.submit(chain).await?.into_iter().map(|outcome| outcome.result).collect();
+    assert_eq!(
+        results,
+        vec![
+            TransferResult::Created,
+            TransferResult::Created,
+            TransferResult::Created,
+            TransferResult::LinkedEventChainOpen
+        ]
+    );
+    assert_eq!(sums(&harness, alice).await?, (0, 300, 0, 1_250));
+    assert_eq!(sums(&harness, bob).await?, (0, 250, 0, 300));
+
+    // Frozen accounts take no transfer.
+    assert!(ledger.set_frozen(id(bob), true).await?.is_some_and(|account| account.flags.frozen));
+    assert_eq!(result(&ledger, post(alice, bob, 1)).await?, TransferResult::CreditAccountFrozen);
+    assert!(ledger.set_frozen(id(bob), false).await?.is_some());
+    assert_eq!(result(&ledger, post(alice, bob, 1)).await?, TransferResult::Created);
+
+    // The journal: every line with the account's sums after it; the last matches the row.
+    let range = EntryRange { from: 0, until: i64::MAX, after: None, limit: 1_000 };
+    let entries = ledger.entries(id(alice), range).await?;
+    assert_eq!(entries.first().map(|entry| entry.kind.as_str()), Some("opened"));
+    assert_eq!(entries.last().map(|entry| entry.balances), Some(stored(&harness, alice).await?.balances));
+    let page = ledger.entries(id(alice), EntryRange { limit: 2, ..range }).await?;
+    let next = ledger
+        .entries(id(alice), EntryRange { after: page.last().map(|entry| (entry.at, entry.seq)), limit: 1_000, ..range })
+        .await?;
+    assert_eq!(page.len() + next.len(), entries.len(), "a cursor pages through the journal");
+    let mine = ledger.accounts_of_customer(7, None, 10).await?;
+    assert_eq!(mine.iter().map(|account| account.id).collect::<Vec<_>>(), vec![id(rail), id(alice), id(bob)]);
+    Ok(())
+}
+
+pub async fn concurrent_transfers_keep_the_books_balanced(harness: Harness) -> anyhow::Result<()> {
+    let arbiters = [Arbiter::new(), Arbiter::new()];
+    let first = node(&harness, &arbiters)?;
+    let second = node(&harness, &arbiters)?;
+    let rail = 1;
+    first.open(new_account(rail, AccountKind::ExternalRail, rail_flags())).await?;
+    let customers: Vec<u128> = (10..20).collect();
+    for n in &customers {
+        first.open(new_account(*n, AccountKind::Customer, AccountFlags::default())).await?;
+        assert_eq!(result(&first, post(rail, *n, 500)).await?, TransferResult::Created);
+    }
+
+    // Both nodes, both directions, one hot account (10) in half of them, all at once.
+    let mut requests = Vec::new();
+    for index in 0..400u64 {
+        let a = customers[(index % 10) as usize];
+        let b = if index % 2 == 0 { 10 } else { customers[((index * 7 + 3) % 10) as usize] };
+        let (debit, credit) = if index % 3 == 0 { (b, a) } else { (a, b) };
+        requests.push((index % 2 == 0, post(debit, credit, 1 + index % 120)));
+    }
+    let answers = futures_util::future::join_all(requests.iter().map(|(on_first, request)| {
+        let ledger = if *on_first { &first } else { &second };
+        ledger.transfer(request.clone())
+    }))
+    .await;
+
+    // Every accepted transfer moved money exactly once; the refused ones none.
+    let mut expected: BTreeMap<u128, i128> = customers.iter().map(|n| (*n, 500)).collect();
+    let mut created = 0;
+    for ((_, request), answer) in requests.iter().zip(answers) {
+        let TransferRequest::Post { debit, credit, amount, .. } = request else { unreachable!() };
+        match answer {
+            Ok(outcome) if outcome.result == TransferResult::Created => {
+                created += 1;
+                let minor = i128::from(amount.get());
+                *expected.entry(debit.0.as_u128()).or_default() -= minor;
+                *expected.entry(credit.0.as_u128()).or_default() += minor;
+            }
+            Ok(outcome) if outcome.result == TransferResult::AccountsMustBeDifferent => {}
+            Ok(outcome) => assert_eq!(outcome.result, TransferResult::ExceedsCredits, "{request:?}"),
+            // Retryable: nothing was written.
+            Err(error) => assert!(matches!(error, cashgrid_actors::EngineError::Overloaded), "{error:?}"),
+        }
+    }
+    assert!(created > 300, "most transfers are accepted: {created}");
+    let mut total: i128 = 0;
+    for n in customers.iter().chain([&rail]) {
+        let account = stored(&harness, *n).await?;
+        let net = account.balances.net_posted();
+        assert!(n == &rail || net >= 0, "account {n} went below zero");
+        if n != &rail {
+            assert_eq!(net, expected[n], "account {n}");
+        }
+        total += net;
+    }
+    assert_eq!(total, 0, "money is neither created nor destroyed");
+
+    // A second node's deposit is seen by the first node's actor when it would refuse.
+    assert_eq!(result(&second, post(rail, 11, 10_000)).await?, TransferResult::Created);
+    let large = post(11, 12, 10_000);
+    assert_eq!(result(&first, large).await?, TransferResult::Created);
+    Ok(())
+}
+
+pub async fn the_store_rechecks_every_change_against_the_row(harness: Harness) -> anyhow::Result<()> {
+    // Opened through a write set alone, as the actors do.
+    let open = |n: u128, flags: AccountFlags| {
+        let account = Account::open(new_account(n, AccountKind::Customer, flags), 1);
+        WriteSet {
+            ledger: LedgerWrite {
+                opened: vec![account.clone()],
+                entries: vec![EntryWrite::marker(account.id, "opened")],
+                at: 1,
+                ..LedgerWrite::default()
+            },
+            ..WriteSet::default()
+        }
+    };
+    let outcomes = harness.store.commit(&[open(1, rail_flags()), open(2, AccountFlags::default())]).await?;
+    assert_eq!(outcomes, vec![WriteOutcome::Committed; 2]);
+    assert_eq!(harness.store.commit(&[open(2, AccountFlags::default())]).await?, vec![WriteOutcome::Conflict]);
+
+    let leg = |n: u128, debits: i64, credits: i64| Posting {
+        debits_posted: debits,
+        credits_posted: credits,
+        check_limits: true,
+        must_be_open: true,
+        ..Posting::zero(id(n))
+    };
+    let moved = |debit: i64| WriteSet {
+        ledger: LedgerWrite {
+            entries: vec![
+                EntryWrite {
+                    posting: leg(1, debit, 0),
+                    transfer: None,
+                    kind: "posted",
+                    side: Some(Side::Debit),
+                    amount: None,
+                },
+                EntryWrite {
+                    posting: leg(2, 0, debit),
+                    transfer: None,
+                    kind: "posted",
+                    side: Some(Side::Credit),
+                    amount: None,
+                },
+            ],
+            at: 2,
+            ..LedgerWrite::default()
+        },
+        ..WriteSet::default()
+    };
+    let spend = |credit: i64| WriteSet {
+        ledger: LedgerWrite {
+            entries: vec![EntryWrite {
+                posting: leg(2, credit, 0),
+                transfer: None,
+                kind: "posted",
+                side: Some(Side::Debit),
+                amount: None,
+            }],
+            at: 3,
+            ..LedgerWrite::default()
+        },
+        ..WriteSet::default()
+    };
+    // Two sets in one batch fold into one change per account; a set that would take account 2
+    // below zero is refused by the row and undone alone.
+    let outcomes = harness.store.commit(&[moved(100), moved(50), spend(400)]).await?;
+    assert_eq!(outcomes, vec![WriteOutcome::Committed, WriteOutcome::Committed, WriteOutcome::Conflict]);
+    assert_eq!(sums(&harness, 2).await?, (0, 0, 0, 150));
+    assert_eq!(harness.store.commit(&[spend(150)]).await?, vec![WriteOutcome::Committed]);
+    assert_eq!(sums(&harness, 2).await?, (0, 150, 0, 150));
+
+    // Each line carries the sums after it, batch-folded or not.
+    let range = EntryRange { from: 0, until: i64::MAX, after: None, limit: 100 };
+    let lines: Vec<(u128, u128)> = harness
+        .store
+        .ledger_account_entries(id(2), range)
+        .await?
+        .iter()
+        .map(|entry| (entry.balances.debits_posted, entry.balances.credits_posted))
+        .collect();
+    assert_eq!(lines, vec![(0, 0), (0, 100), (0, 150), (150, 150)]);
+    assert!(harness.store.last_ledger_entry_seq().await? >= 6);
+    Ok(())
+}
