@@ -273,8 +273,12 @@ async fn set_frozen(
     }
 }
 
-/// Reload the row when it may have moved on and nothing of this actor's is in flight.
-async fn fresh(context: &EntityContext, state: AccountState) -> Result<Option<AccountState>, StoreError> {
+/// What the actor holds, reloaded when the row may have moved on and nothing of this actor's
+/// is in flight (or what is in flight was lost).
+async fn fresh(context: &EntityContext, known: Option<AccountState>) -> Result<Option<AccountState>, StoreError> {
+    let Some(state) = known else {
+        return Ok(None);
+    };
     let lost = state.in_flight > 0 && state.touched.elapsed() >= UNSETTLED_MAX;
     if lost {
         tracing::warn!(account = %state.account.id, in_flight = state.in_flight, "unsettled ledger decisions; reloading");
@@ -283,6 +287,12 @@ async fn fresh(context: &EntityContext, state: AccountState) -> Result<Option<Ac
         return load(context, state.account.id).await;
     }
     Ok(Some(state))
+}
+
+/// Whether the stored row holds other balances or flags than the actor decided on. (Versions
+/// cannot tell: the store counts a batch's folded changes to an account as one.)
+fn differs(stored: &AccountState, held: &AccountState) -> bool {
+    stored.account.balances != held.account.balances || stored.account.flags != held.account.flags
 }
 
 /// A refusal that a fresher row of `id` might turn into an acceptance.
@@ -304,12 +314,9 @@ async fn lead(
     accounts: &AccountRegistry,
     deadline: Instant,
 ) -> Settled<Accounts> {
-    let mut state = match known.map(|state| fresh(context, state)) {
-        None => None,
-        Some(reloading) => match reloading.await {
-            Ok(state) => state,
-            Err(error) => return (After::Reload, Err(error.into())),
-        },
+    let mut state = match fresh(context, known).await {
+        Ok(state) => state,
+        Err(error) => return (After::Reload, Err(error.into())),
     };
     for attempt in 0..2 {
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -328,7 +335,7 @@ async fn lead(
             {
                 // Perhaps another node added money since this actor read the row.
                 state = match load(context, id).await {
-                    Ok(Some(current)) if current.account.version != mine.account.version => Some(current),
+                    Ok(Some(current)) if differs(&current, &mine) => Some(current),
                     Ok(current) => return (kept(current), Ok(AccountReply::Refused(refusal))),
                     Err(error) => return (After::Reload, Err(error.into())),
                 };
@@ -346,12 +353,9 @@ async fn join(
     plan: &Plan,
     lead: Option<Account>,
 ) -> Settled<Accounts> {
-    let mut state = match known {
-        None => None,
-        Some(state) => match fresh(context, state).await {
-            Ok(state) => state,
-            Err(error) => return (After::Reload, Err(error.into())),
-        },
+    let mut state = match fresh(context, known).await {
+        Ok(state) => state,
+        Err(error) => return (After::Reload, Err(error.into())),
     };
     let Some((debit_id, _)) = plan.accounts() else {
         return (kept(state), Ok(AccountReply::Refused(TransferResult::PendingTransferNotFound)));
@@ -377,7 +381,7 @@ async fn join(
             }
             Err(refusal) if attempt == 0 && mine.in_flight == 0 && limit_refusal(mine.account.id, plan, refusal) => {
                 match load(context, mine.account.id).await {
-                    Ok(Some(current)) if current.account.version != mine.account.version => mine = current,
+                    Ok(Some(current)) if differs(&current, &mine) => mine = current,
                     Ok(current) => return (kept(current), Ok(AccountReply::Refused(refusal))),
                     Err(error) => return (After::Reload, Err(error.into())),
                 }

@@ -86,14 +86,23 @@ pub enum After<S> {
 /// `unchanged` when nothing was written (the writer's queue stayed full), else a reload, since
 /// the store may or may not hold the write.
 pub fn after_failed_write<S>(error: WriteError, unchanged: After<S>) -> (After<S>, EngineError) {
+    let after = match error {
+        WriteError::Overloaded => unchanged,
+        WriteError::Unavailable | WriteError::Failed | WriteError::OutcomeUnknown => After::Reload,
+    };
+    (after, write_error(error))
+}
+
+/// The answer to a write set that the writer did not commit (an overload is counted).
+pub fn write_error(error: WriteError) -> EngineError {
     match error {
         WriteError::Overloaded => {
             m::record_overload("writer");
-            (unchanged, EngineError::Overloaded)
+            EngineError::Overloaded
         }
-        WriteError::Unavailable => (After::Reload, EngineError::Unavailable),
-        WriteError::Failed => (After::Reload, EngineError::Internal("write failed".into())),
-        WriteError::OutcomeUnknown => (After::Reload, EngineError::OutcomeUnknown),
+        WriteError::Unavailable => EngineError::Unavailable,
+        WriteError::Failed => EngineError::Internal("write failed".into()),
+        WriteError::OutcomeUnknown => EngineError::OutcomeUnknown,
     }
 }
 

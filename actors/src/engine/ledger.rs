@@ -15,10 +15,11 @@ use futures_util::future::join_all;
 use super::EngineError;
 use crate::account_actor::{AccountRegistry, AccountReply, AccountRequest, Decision, Plan, Settlement};
 use crate::domain::ledger::{
-    Account, AccountId, NewAccount, Owner, Submitted, Transfer, TransferId, TransferRequest, TransferResult,
+    chain_failed, chains, Account, AccountId, NewAccount, Owner, Submitted, Transfer, TransferId, TransferRequest,
+    TransferResult,
 };
 use crate::domain::{CustomerId, Millis};
-use crate::entity_actor::Start;
+use crate::entity_actor::{write_error, Start};
 use crate::metrics as m;
 use crate::store::{EntryRange, LedgerEntry, LedgerWrite, Store, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
@@ -165,33 +166,25 @@ struct Submission {
     deadline: Instant,
 }
 
-/// A chain being decided: what it created or resolved so far, for its later members.
-#[derive(Default)]
-struct Chain {
-    decisions: Vec<Decision>,
-    /// Transfers of this chain (created, or holds resolved), by id.
-    local: HashMap<TransferId, Transfer>,
+/// What deciding one member of a chain came to.
+// One lives briefly per request being decided; boxing it would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    New(Decision),
+    /// The same request was created before: answered again, nothing to write.
+    Exists(Transfer),
 }
 
 impl Submission {
     async fn run(&self, batch: Vec<Submitted>) -> Result<Vec<TransferOutcome>, EngineError> {
-        let mut outcomes: Vec<Option<TransferOutcome>> = vec![None; batch.len()];
-        let mut start = 0;
-        while start < batch.len() {
-            let Some(end) = batch[start..].iter().position(|submitted| !submitted.linked).map(|at| start + at) else {
-                for outcome in &mut outcomes[start..] {
-                    *outcome = Some(TransferOutcome::refused(TransferResult::LinkedEventChainOpen));
-                }
-                break;
-            };
-            let requests: Vec<&TransferRequest> =
-                batch[start..=end].iter().map(|submitted| &submitted.request).collect();
-            for (slot, outcome) in outcomes[start..=end].iter_mut().zip(self.chain(&requests).await?) {
-                *slot = Some(outcome);
-            }
-            start = end + 1;
+        let (chains, open_from) = chains(&batch);
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for chain in chains {
+            let requests: Vec<&TransferRequest> = batch[chain].iter().map(|submitted| &submitted.request).collect();
+            outcomes.extend(self.chain(&requests).await?);
         }
-        let outcomes: Vec<TransferOutcome> = outcomes.into_iter().flatten().collect();
+        debug_assert_eq!(outcomes.len(), open_from);
+        outcomes.resize(batch.len(), TransferOutcome::refused(TransferResult::LinkedEventChainOpen));
         for outcome in &outcomes {
             m::record_ledger_transfer(outcome.result.as_str());
         }
@@ -201,126 +194,118 @@ impl Submission {
     /// Decide and commit one chain, again on a conflict.
     async fn chain(&self, requests: &[&TransferRequest]) -> Result<Vec<TransferOutcome>, EngineError> {
         for _ in 0..ATTEMPTS {
-            let (outcomes, chain) = self.decide_chain(requests).await?;
-            if chain.decisions.is_empty() {
+            let (outcomes, decisions) = self.decide_chain(requests).await?;
+            if decisions.is_empty() || self.commit(&decisions).await? {
                 return Ok(outcomes);
-            }
-            let mut write = LedgerWrite::default();
-            for decision in &chain.decisions {
-                merge(&mut write, &decision.write);
-            }
-            let committed = self
-                .ledger
-                .accounts
-                .context()
-                .writer
-                .commit(WriteSet { ledger: write, ..WriteSet::default() }, self.deadline)
-                .await;
-            let (settlement, answer) = match committed {
-                Ok(WriteOutcome::Committed) => (Settlement::Committed, Some(Ok(outcomes))),
-                Ok(WriteOutcome::Conflict) => {
-                    m::record_fence_conflict();
-                    (Settlement::Failed, None)
-                }
-                Ok(WriteOutcome::Refused) => {
-                    (Settlement::Failed, Some(Err(EngineError::Internal("ledger write refused".into()))))
-                }
-                Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
-                    (Settlement::Failed, Some(Err(write_error(error))))
-                }
-                Err(error) => (Settlement::Unknown, Some(Err(write_error(error)))),
-            };
-            self.settle(&chain.decisions, settlement).await;
-            if let Some(answer) = answer {
-                return answer;
             }
         }
         // Kept conflicting: nothing of the chain was written; the client may retry.
         Err(EngineError::Overloaded)
     }
 
+    /// Commit decisions in one write set and settle them with their accounts: `true` when
+    /// committed, `false` on a conflict (nothing written; decide again).
+    async fn commit(&self, decisions: &[Decision]) -> Result<bool, EngineError> {
+        let mut write = LedgerWrite::default();
+        for decision in decisions {
+            merge(&mut write, &decision.write);
+        }
+        let set = WriteSet { ledger: write, ..WriteSet::default() };
+        let (settlement, answer) = match self.ledger.accounts.context().writer.commit(set, self.deadline).await {
+            Ok(WriteOutcome::Committed) => (Settlement::Committed, Ok(true)),
+            Ok(WriteOutcome::Conflict) => {
+                m::record_fence_conflict();
+                (Settlement::Failed, Ok(false))
+            }
+            Ok(WriteOutcome::Refused) => {
+                (Settlement::Failed, Err(EngineError::Internal("ledger write refused".into())))
+            }
+            Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
+                (Settlement::Failed, Err(write_error(error)))
+            }
+            Err(error) => (Settlement::Unknown, Err(write_error(error))),
+        };
+        self.settle(decisions, settlement).await;
+        answer
+    }
+
     /// Decide a chain's members in order through their accounts' actors. A member that fails
     /// fails the chain: what its earlier members decided is taken back.
-    async fn decide_chain(&self, requests: &[&TransferRequest]) -> Result<(Vec<TransferOutcome>, Chain), EngineError> {
-        let mut chain = Chain::default();
+    async fn decide_chain(
+        &self,
+        requests: &[&TransferRequest],
+    ) -> Result<(Vec<TransferOutcome>, Vec<Decision>), EngineError> {
+        let mut decisions: Vec<Decision> = Vec::new();
+        // Transfers of this chain (created, or holds resolved), by id, for its later members.
+        let mut local: HashMap<TransferId, Transfer> = HashMap::new();
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
-            let decided = match self.decide(request, &chain).await {
+            let decided = match self.decide(request, &local).await {
                 Ok(decided) => decided,
                 Err(error) => {
-                    self.settle(&chain.decisions, Settlement::Failed).await;
+                    self.settle(&decisions, Settlement::Failed).await;
                     return Err(error);
                 }
             };
             match decided {
-                Ok(Some(decision)) => {
+                Ok(Decided::New(decision)) => {
                     outcomes.push(TransferOutcome {
                         result: TransferResult::Created,
                         transfer: Some(decision.transfer.clone()),
                     });
                     for resolved in &decision.write.resolved {
-                        chain.local.insert(resolved.id, resolved.clone());
+                        local.insert(resolved.id, resolved.clone());
                     }
-                    chain.local.insert(decision.transfer.id, decision.transfer.clone());
-                    chain.decisions.push(decision);
+                    local.insert(decision.transfer.id, decision.transfer.clone());
+                    decisions.push(decision);
                 }
-                // Created before: the same answer again, nothing to write.
-                Ok(None) => {
-                    let existing = chain.local.get(&request.id()).cloned();
-                    let existing = match existing {
-                        Some(existing) => Some(existing),
-                        None => self.ledger.store.load_ledger_transfer(request.id()).await?,
-                    };
-                    outcomes.push(TransferOutcome { result: TransferResult::Exists, transfer: existing });
+                Ok(Decided::Exists(existing)) => {
+                    outcomes.push(TransferOutcome { result: TransferResult::Exists, transfer: Some(existing) });
                 }
                 Err(result) => {
-                    self.settle(&chain.decisions, Settlement::Failed).await;
-                    let failed = outcomes.len();
-                    let outcomes = (0..requests.len())
-                        .map(|index| {
-                            TransferOutcome::refused(if index == failed || requests.len() == 1 {
-                                result
-                            } else {
-                                TransferResult::LinkedEventFailed
-                            })
-                        })
-                        .collect();
-                    return Ok((outcomes, Chain::default()));
+                    self.settle(&decisions, Settlement::Failed).await;
+                    let results = chain_failed(outcomes.len(), result, requests.len());
+                    return Ok((results.into_iter().map(TransferOutcome::refused).collect(), Vec::new()));
                 }
             }
         }
-        Ok((outcomes, chain))
+        Ok((outcomes, decisions))
     }
 
-    /// Decide one transfer: `Ok(None)` when the same request exists already.
+    /// Decide one transfer, `local` holding what its chain created so far.
     async fn decide(
         &self,
         request: &TransferRequest,
-        chain: &Chain,
-    ) -> Result<Result<Option<Decision>, TransferResult>, EngineError> {
-        let existing = match chain.local.get(&request.id()) {
-            Some(local) => Some(local.clone()),
-            None => self.ledger.store.load_ledger_transfer(request.id()).await?,
-        };
-        if let Some(existing) = existing {
+        local: &HashMap<TransferId, Transfer>,
+    ) -> Result<Result<Decided, TransferResult>, EngineError> {
+        if let Some(existing) = self.transfer(request.id(), local).await? {
             return Ok(if existing.request == *request {
-                Ok(None)
+                Ok(Decided::Exists(existing))
             } else {
                 Err(TransferResult::ExistsWithDifferentFields)
             });
         }
         let hold = match request.pending() {
             None => None,
-            Some(pending) => match chain.local.get(&pending) {
-                Some(local) => Some(local.clone()),
-                None => match self.ledger.store.load_ledger_transfer(pending).await? {
-                    Some(hold) => Some(hold),
-                    None => return Ok(Err(TransferResult::PendingTransferNotFound)),
-                },
+            Some(pending) => match self.transfer(pending, local).await? {
+                Some(hold) => Some(hold),
+                None => return Ok(Err(TransferResult::PendingTransferNotFound)),
             },
         };
         let plan = Plan::Transfer { request: request.clone(), hold };
-        Ok(self.decide_plan(plan).await?.map(Some))
+        Ok(self.decide_plan(plan).await?.map(Decided::New))
+    }
+
+    /// A transfer of the chain, or else as stored.
+    async fn transfer(
+        &self,
+        id: TransferId,
+        local: &HashMap<TransferId, Transfer>,
+    ) -> Result<Option<Transfer>, EngineError> {
+        match local.get(&id) {
+            Some(transfer) => Ok(Some(transfer.clone())),
+            None => Ok(self.ledger.store.load_ledger_transfer(id).await?),
+        }
     }
 
     /// Ask the lower-id account to lead the plan with the other.
@@ -344,36 +329,15 @@ impl Submission {
 
     async fn expire(&self, hold: Transfer) -> Result<bool, EngineError> {
         for _ in 0..ATTEMPTS {
-            let current = match self.ledger.store.load_ledger_transfer(hold.id).await? {
-                Some(current) => current,
-                None => return Ok(false),
+            let Some(current) = self.ledger.store.load_ledger_transfer(hold.id).await? else {
+                return Ok(false);
             };
-            let decision = match self.decide_plan(Plan::Expire { hold: current }).await? {
-                Ok(decision) => decision,
-                Err(_) => return Ok(false),
+            let Ok(decision) = self.decide_plan(Plan::Expire { hold: current }).await? else {
+                return Ok(false);
             };
-            let write = WriteSet { ledger: decision.write.clone(), ..WriteSet::default() };
-            let committed = self.ledger.accounts.context().writer.commit(write, self.deadline).await;
-            let decisions = [decision];
-            match committed {
-                Ok(WriteOutcome::Committed) => {
-                    self.settle(&decisions, Settlement::Committed).await;
-                    m::record_ledger_hold_expired();
-                    return Ok(true);
-                }
-                Ok(WriteOutcome::Conflict) => self.settle(&decisions, Settlement::Failed).await,
-                Ok(WriteOutcome::Refused) => {
-                    self.settle(&decisions, Settlement::Failed).await;
-                    return Err(EngineError::Internal("hold expiry refused".into()));
-                }
-                Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
-                    self.settle(&decisions, Settlement::Failed).await;
-                    return Err(write_error(error));
-                }
-                Err(error) => {
-                    self.settle(&decisions, Settlement::Unknown).await;
-                    return Err(write_error(error));
-                }
+            if self.commit(&[decision]).await? {
+                m::record_ledger_hold_expired();
+                return Ok(true);
             }
         }
         Ok(false)
@@ -402,13 +366,4 @@ fn merge(into: &mut LedgerWrite, write: &LedgerWrite) {
     into.resolved.extend(write.resolved.iter().cloned());
     into.entries.extend(write.entries.iter().cloned());
     into.at = into.at.max(write.at);
-}
-
-fn write_error(error: WriteError) -> EngineError {
-    match error {
-        WriteError::Overloaded => EngineError::Overloaded,
-        WriteError::Unavailable => EngineError::Unavailable,
-        WriteError::Failed => EngineError::Internal("write failed".into()),
-        WriteError::OutcomeUnknown => EngineError::OutcomeUnknown,
-    }
 }

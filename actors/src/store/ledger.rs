@@ -20,7 +20,7 @@ use super::sql::{args, Backend, Row, Value};
 use super::StoreError;
 use crate::domain::ledger::{
     Account, AccountFlags, AccountId, AccountKind, Amount, Balances, Currency, Owner, OwnerKind, Posting, Transfer,
-    TransferId,
+    TransferId, TransferKind,
 };
 use crate::domain::{CustomerId, Millis};
 
@@ -259,10 +259,11 @@ pub(super) fn rows<'a>(writes: impl IntoIterator<Item = &'a LedgerWrite>) -> Res
     }
     for transfer in writes.iter().flat_map(|write| &write.transfers) {
         let (pending_id, expires_at) = match transfer.kind {
-            crate::domain::ledger::TransferKind::Pending { expires_at } => (None, Some(expires_at)),
-            crate::domain::ledger::TransferKind::PostPending { pending }
-            | crate::domain::ledger::TransferKind::VoidPending { pending } => (Some(pending.to_string()), None),
-            crate::domain::ledger::TransferKind::Posted => (None, None),
+            TransferKind::Pending { expires_at } => (None, Some(expires_at)),
+            TransferKind::PostPending { pending } | TransferKind::VoidPending { pending } => {
+                (Some(pending.to_string()), None)
+            }
+            TransferKind::Posted => (None, None),
         };
         out.push(RowWrite {
             statement: &INSERT_TRANSFER,

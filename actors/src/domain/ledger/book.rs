@@ -35,17 +35,13 @@ impl Book {
     /// other request of the chain answers `LinkedEventFailed`. A chain still open at the end of
     /// the batch fails whole with `LinkedEventChainOpen`.
     pub fn submit(&mut self, batch: &[Submitted], now: Millis) -> Vec<TransferResult> {
+        let (chains, open_from) = chains(batch);
         let mut results = Vec::with_capacity(batch.len());
-        let mut start = 0;
-        while start < batch.len() {
-            let end = batch[start..].iter().position(|submitted| !submitted.linked).map(|offset| start + offset);
-            let Some(end) = end else {
-                results.resize(batch.len(), TransferResult::LinkedEventChainOpen);
-                break;
-            };
-            results.extend(self.apply_chain(&batch[start..=end], now));
-            start = end + 1;
+        for chain in chains {
+            results.extend(self.apply_chain(&batch[chain], now));
         }
+        debug_assert_eq!(results.len(), open_from);
+        results.resize(batch.len(), TransferResult::LinkedEventChainOpen);
         results
     }
 
@@ -58,7 +54,7 @@ impl Book {
             let failed = !matches!(result, TransferResult::Created | TransferResult::Exists);
             results.push(result);
             if failed && chain.len() > 1 {
-                return chain_failed(results, chain.len());
+                return chain_failed(results.len() - 1, result, chain.len());
             }
         }
         self.accounts.extend(scratch.accounts);
@@ -147,10 +143,22 @@ fn is_due(transfer: &Transfer, now: Millis) -> bool {
         && transfer.pending_state == Some(super::PendingState::Pending)
 }
 
-/// A failed chain's results: the failure where it happened, `LinkedEventFailed` elsewhere.
-fn chain_failed(decided: Vec<TransferResult>, length: usize) -> Vec<TransferResult> {
-    let failure = decided.len() - 1;
-    (0..length)
-        .map(|index| if index == failure { decided[failure] } else { TransferResult::LinkedEventFailed })
-        .collect()
+/// A batch cut into its chains (requests joined by `linked`, each ending with one that is
+/// not), as index ranges in order, and where a chain still open at the end of the batch begins
+/// (the batch's length when there is none): its requests answer `LinkedEventChainOpen`.
+pub fn chains(batch: &[Submitted]) -> (Vec<std::ops::Range<usize>>, usize) {
+    let mut chains = Vec::new();
+    let mut start = 0;
+    for (index, submitted) in batch.iter().enumerate() {
+        if !submitted.linked {
+            chains.push(start..index + 1);
+            start = index + 1;
+        }
+    }
+    (chains, start)
+}
+
+/// A failed chain's results: `failure` at `at`, `LinkedEventFailed` elsewhere.
+pub fn chain_failed(at: usize, failure: TransferResult, length: usize) -> Vec<TransferResult> {
+    (0..length).map(|index| if index == at { failure } else { TransferResult::LinkedEventFailed }).collect()
 }

@@ -21,7 +21,7 @@ pub use account::{
     Account, AccountCommand, AccountEvent, AccountFlags, AccountId, AccountKind, Balances, Currency, NewAccount, Owner,
     OwnerKind,
 };
-pub use book::{Book, Submitted};
+pub use book::{chain_failed, chains, Book, Submitted};
 pub use posting::Posting;
 pub use transfer::{
     Amount, Memo, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
