@@ -50,6 +50,9 @@ pub struct TransferOutcome {
     pub transfer: Option<Transfer>,
 }
 
+/// A request's answer in a batch.
+pub type Answer = Result<TransferOutcome, EngineError>;
+
 impl TransferOutcome {
     fn refused(result: TransferResult) -> Self {
         Self { result, transfer: None }
@@ -123,14 +126,16 @@ impl LedgerService {
 
     /// One transfer.
     pub async fn transfer(&self, request: TransferRequest) -> Result<TransferOutcome, EngineError> {
-        let mut outcomes = self.submit(vec![Submitted { request, linked: false }]).await?;
-        outcomes.pop().ok_or_else(|| EngineError::Internal("a transfer without an outcome".into()))
+        let mut answers = self.submit(vec![Submitted { request, linked: false }]).await?;
+        answers.pop().unwrap_or_else(|| Err(EngineError::Internal("a transfer without an outcome".into())))
     }
 
     /// A batch of up to [`BATCH_MAX`] transfers, decided in order, one outcome each. Requests
     /// joined by `linked` form a chain that commits whole or not at all (`Book::submit` is the
-    /// model); chains commit independently.
-    pub async fn submit(&self, batch: Vec<Submitted>) -> Result<Vec<TransferOutcome>, EngineError> {
+    /// model); chains commit independently, so each request has an answer of its own: its
+    /// outcome, or the fault that kept its chain from committing (then nothing of the chain was
+    /// written, or — `OutcomeUnknown` — it may have been).
+    pub async fn submit(&self, batch: Vec<Submitted>) -> Result<Vec<Answer>, EngineError> {
         if batch.len() > BATCH_MAX {
             return Err(EngineError::Rejected(super::Rejection::BatchTooLarge));
         }
@@ -138,7 +143,7 @@ impl LedgerService {
         // A task of its own: see the module's comment.
         actix::spawn(async move { work.run(batch).await })
             .await
-            .map_err(|error| EngineError::Internal(format!("transfer task: {error}")))?
+            .map_err(|error| EngineError::Internal(format!("transfer task: {error}")))
     }
 
     /// Release a hold whose time-out passed (the expiry sweep). `false` when it was no longer
@@ -166,6 +171,13 @@ struct Submission {
     deadline: Instant,
 }
 
+/// Transfers decided but perhaps not yet committed: by the chain being decided, and by the
+/// batch's earlier chains.
+struct Known<'a> {
+    chain: HashMap<TransferId, Transfer>,
+    earlier: &'a HashMap<TransferId, Transfer>,
+}
+
 /// What deciding one member of a chain came to.
 // One lives briefly per request being decided; boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -176,25 +188,90 @@ enum Decided {
 }
 
 impl Submission {
-    async fn run(&self, batch: Vec<Submitted>) -> Result<Vec<TransferOutcome>, EngineError> {
-        let (chains, open_from) = chains(&batch);
-        let mut outcomes = Vec::with_capacity(batch.len());
-        for chain in chains {
-            let requests: Vec<&TransferRequest> = batch[chain].iter().map(|submitted| &submitted.request).collect();
-            outcomes.extend(self.chain(&requests).await?);
+    /// Decide the chains in order and commit each on its own, all commits in flight together
+    /// (the group commit joins them, and PostgreSQL folds one batch's changes to an account
+    /// into one row update). A later chain may build on an earlier one's decisions: the
+    /// account actors decide on top of them, and a hold it resolves is taken from `local`.
+    async fn run(&self, batch: Vec<Submitted>) -> Vec<Answer> {
+        let (ranges, open_from) = chains(&batch);
+        let requests: Vec<Vec<&TransferRequest>> = ranges
+            .iter()
+            .map(|range| batch[range.clone()].iter().map(|submitted| &submitted.request).collect())
+            .collect();
+        let mut answers: Vec<Option<Result<Vec<TransferOutcome>, EngineError>>> = vec![None; ranges.len()];
+        let mut local: HashMap<TransferId, Transfer> = HashMap::new();
+        let mut commits = Vec::new();
+        for (index, chain) in requests.iter().enumerate() {
+            if Instant::now() >= self.deadline {
+                // Not tried: nothing of it was written, so the client may send it again.
+                answers[index] = Some(Err(EngineError::Overloaded));
+                continue;
+            }
+            match self.decide_chain(chain, &local).await {
+                Err(error) => answers[index] = Some(Err(error)),
+                Ok((outcomes, decisions)) if decisions.is_empty() => answers[index] = Some(Ok(outcomes)),
+                Ok((outcomes, decisions)) => {
+                    for decision in &decisions {
+                        for transfer in decision.write.transfers.iter().chain(&decision.write.resolved) {
+                            local.insert(transfer.id, transfer.clone());
+                        }
+                    }
+                    let work = Submission { ledger: self.ledger.clone(), deadline: self.deadline };
+                    // Spawned at once, so the commit is queued while later chains are decided.
+                    let commit = actix::spawn(async move { work.commit(&decisions).await });
+                    commits.push((index, outcomes, commit));
+                }
+            }
         }
-        debug_assert_eq!(outcomes.len(), open_from);
-        outcomes.resize(batch.len(), TransferOutcome::refused(TransferResult::LinkedEventChainOpen));
-        for outcome in &outcomes {
-            m::record_ledger_transfer(outcome.result.as_str());
+        let mut failed = false;
+        for (index, outcomes, commit) in commits {
+            answers[index] = match commit.await {
+                Ok(Ok(true)) => Some(Ok(outcomes)),
+                // Conflicted (nothing written): decided again below, on what is stored.
+                Ok(Ok(false)) => None,
+                Ok(Err(error)) => Some(Err(error)),
+                Err(error) => Some(Err(EngineError::Internal(format!("commit task: {error}")))),
+            };
+            failed |= !matches!(answers[index], Some(Ok(_)));
         }
-        Ok(outcomes)
+        // A chain that wrote nothing may have answered from an earlier chain's decisions (a
+        // retry of a transfer, a hold): when any commit did not go through, it is decided
+        // again on what is stored, as are the chains that conflicted.
+        for (index, chain) in requests.iter().enumerate() {
+            let again = match &answers[index] {
+                None => true,
+                Some(Ok(outcomes)) => {
+                    failed && outcomes.iter().all(|outcome| outcome.result != TransferResult::Created)
+                }
+                Some(Err(_)) => false,
+            };
+            if again {
+                answers[index] = Some(self.chain(chain).await);
+            }
+        }
+        let mut flat = Vec::with_capacity(batch.len());
+        for (answer, chain) in answers.into_iter().zip(&requests) {
+            match answer {
+                Some(Ok(outcomes)) => flat.extend(outcomes.into_iter().map(Ok)),
+                Some(Err(error)) => flat.extend(chain.iter().map(|_| Err(error.clone()))),
+                None => flat.extend(chain.iter().map(|_| Err(EngineError::Overloaded))),
+            }
+        }
+        debug_assert_eq!(flat.len(), open_from);
+        flat.resize(batch.len(), Ok(TransferOutcome::refused(TransferResult::LinkedEventChainOpen)));
+        for answer in &flat {
+            match answer {
+                Ok(outcome) => m::record_ledger_transfer(outcome.result.as_str()),
+                Err(_) => m::record_ledger_transfer("error"),
+            }
+        }
+        flat
     }
 
-    /// Decide and commit one chain, again on a conflict.
+    /// Decide and commit one chain on what is stored, again on a conflict.
     async fn chain(&self, requests: &[&TransferRequest]) -> Result<Vec<TransferOutcome>, EngineError> {
         for _ in 0..ATTEMPTS {
-            let (outcomes, decisions) = self.decide_chain(requests).await?;
+            let (outcomes, decisions) = self.decide_chain(requests, &HashMap::new()).await?;
             if decisions.is_empty() || self.commit(&decisions).await? {
                 return Ok(outcomes);
             }
@@ -234,10 +311,12 @@ impl Submission {
     async fn decide_chain(
         &self,
         requests: &[&TransferRequest],
+        earlier: &HashMap<TransferId, Transfer>,
     ) -> Result<(Vec<TransferOutcome>, Vec<Decision>), EngineError> {
         let mut decisions: Vec<Decision> = Vec::new();
-        // Transfers of this chain (created, or holds resolved), by id, for its later members.
-        let mut local: HashMap<TransferId, Transfer> = HashMap::new();
+        // Transfers of this chain (created, or holds resolved), by id, for its later members;
+        // `earlier` has those of the batch's earlier chains.
+        let mut local = Known { chain: HashMap::new(), earlier };
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             let decided = match self.decide(request, &local).await {
@@ -254,9 +333,9 @@ impl Submission {
                         transfer: Some(decision.transfer.clone()),
                     });
                     for resolved in &decision.write.resolved {
-                        local.insert(resolved.id, resolved.clone());
+                        local.chain.insert(resolved.id, resolved.clone());
                     }
-                    local.insert(decision.transfer.id, decision.transfer.clone());
+                    local.chain.insert(decision.transfer.id, decision.transfer.clone());
                     decisions.push(decision);
                 }
                 Ok(Decided::Exists(existing)) => {
@@ -276,7 +355,7 @@ impl Submission {
     async fn decide(
         &self,
         request: &TransferRequest,
-        local: &HashMap<TransferId, Transfer>,
+        local: &Known<'_>,
     ) -> Result<Result<Decided, TransferResult>, EngineError> {
         if let Some(existing) = self.transfer(request.id(), local).await? {
             return Ok(if existing.request == *request {
@@ -296,13 +375,9 @@ impl Submission {
         Ok(self.decide_plan(plan).await?.map(Decided::New))
     }
 
-    /// A transfer of the chain, or else as stored.
-    async fn transfer(
-        &self,
-        id: TransferId,
-        local: &HashMap<TransferId, Transfer>,
-    ) -> Result<Option<Transfer>, EngineError> {
-        match local.get(&id) {
+    /// A transfer of the batch, or else as stored.
+    async fn transfer(&self, id: TransferId, local: &Known<'_>) -> Result<Option<Transfer>, EngineError> {
+        match local.chain.get(&id).or_else(|| local.earlier.get(&id)) {
             Some(transfer) => Ok(Some(transfer.clone())),
             None => Ok(self.ledger.store.load_ledger_transfer(id).await?),
         }

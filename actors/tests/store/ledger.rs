@@ -70,6 +70,11 @@ async fn result(ledger: &LedgerService, request: TransferRequest) -> anyhow::Res
     Ok(ledger.transfer(request).await?.result)
 }
 
+/// The result codes of a batch whose every chain was decided.
+fn results_of(answers: Vec<cashgrid_actors::engine::ledger::Answer>) -> anyhow::Result<Vec<TransferResult>> {
+    Ok(answers.into_iter().map(|answer| answer.map(|outcome| outcome.result)).collect::<Result<_, _>>()?)
+}
+
 async fn stored(harness: &Harness, n: u128) -> anyhow::Result<Account> {
     harness.store.load_ledger_account(id(n)).await?.ok_or_else(|| anyhow::anyhow!("account {n} missing"))
 }
@@ -177,7 +182,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         Submitted { request: post(alice, bob, 100), linked: true },
         Submitted { request: post(bob, alice, 10_000), linked: false },
     ];
-    let results: Vec<_> = ledger.submit(chain).await?.into_iter().map(|outcome| outcome.result).collect();
+    let results = results_of(ledger.submit(chain).await?)?;
     assert_eq!(results, vec![TransferResult::LinkedEventFailed, TransferResult::ExceedsCredits]);
     assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
     // A chain's later member may use what an earlier one created, a hold included.
@@ -201,7 +206,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         },
         Submitted { request: post(alice, bob, 1), linked: true },
     ];
-    let results: Vec<_> = ledger.submit(chain).await?.into_iter().map(|outcome| outcome.result).collect();
+    let results = results_of(ledger.submit(chain).await?)?;
     assert_eq!(
         results,
         vec![
@@ -213,6 +218,32 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
     );
     assert_eq!(sums(&harness, alice).await?, (0, 300, 0, 1_250));
     assert_eq!(sums(&harness, bob).await?, (0, 250, 0, 300));
+    // Chains of one batch commit on their own, all in flight together; a later chain may post
+    // a hold that an earlier one made, and a repeated transfer answers `Exists`.
+    let batch_hold = transfer_id();
+    let repeated = post(bob, alice, 5);
+    let batch: Vec<Submitted> = [
+        TransferRequest::Hold {
+            id: batch_hold,
+            debit: id(alice),
+            credit: id(bob),
+            amount: amount(40),
+            memo: Memo::default(),
+            timeout_ms: 60_000,
+        },
+        TransferRequest::PostPending { id: transfer_id(), pending: batch_hold, amount: Some(amount(30)) },
+        repeated.clone(),
+        repeated,
+        post(alice, bob, 1_000_000),
+    ]
+    .into_iter()
+    .map(|request| Submitted { request, linked: false })
+    .collect();
+    let results = results_of(ledger.submit(batch).await?)?;
+    use TransferResult::{Created, ExceedsCredits, Exists};
+    assert_eq!(results, vec![Created, Created, Created, Exists, ExceedsCredits]);
+    assert_eq!(sums(&harness, alice).await?, (0, 330, 0, 1_255));
+    assert_eq!(sums(&harness, bob).await?, (0, 255, 0, 330));
 
     // Frozen accounts take no transfer.
     assert!(ledger.set_frozen(id(bob), true).await?.is_some_and(|account| account.flags.frozen));
