@@ -27,8 +27,8 @@ use futures_util::FutureExt;
 use crate::clock::now_millis;
 use crate::context::EntityContext;
 use crate::domain::ledger::{
-    transfer, Account, AccountCommand, AccountId, NewAccount, Posting, Transfer, TransferRequest, TransferResult,
-    Transferred,
+    transfer, Account, AccountCommand, AccountId, NewAccount, Posting, Reach, Transfer, TransferRequest,
+    TransferResult, Transferred,
 };
 use crate::domain::{Entity, Millis};
 use crate::entity_actor::{after_failed_write, After, Kind, Registry, Settled, Start};
@@ -74,8 +74,9 @@ const UNSETTLED_MAX: Duration = Duration::from_secs(60);
 /// What moves money between two accounts.
 #[derive(Debug, Clone)]
 pub enum Plan {
-    /// A client's transfer; `hold` is the hold it resolves (as stored).
-    Transfer { request: TransferRequest, hold: Option<Transfer> },
+    /// A client's transfer; `hold` is the hold it resolves (as stored); `reach` the accounts
+    /// its caller may touch.
+    Transfer { request: TransferRequest, hold: Option<Transfer>, reach: Reach },
     /// Release a hold whose time-out passed.
     Expire { hold: Transfer },
 }
@@ -84,11 +85,24 @@ impl Plan {
     /// The (debit, credit) accounts; `None` for a resolution whose hold was not found.
     pub fn accounts(&self) -> Option<(AccountId, AccountId)> {
         match self {
-            Self::Transfer { request, hold } => {
+            Self::Transfer { request, hold, .. } => {
                 request.accounts().or_else(|| hold.as_ref().map(|hold| (hold.debit, hold.credit)))
             }
             Self::Expire { hold } => Some((hold.debit, hold.credit)),
         }
+    }
+
+    /// Whether its caller may touch `account`.
+    fn reaches(&self, account: &Account) -> bool {
+        match self {
+            Self::Transfer { reach, .. } => reach.covers(account),
+            Self::Expire { .. } => true,
+        }
+    }
+
+    /// Whether it resolves a hold.
+    fn resolves(&self) -> bool {
+        matches!(self, Self::Transfer { request, .. } if request.pending().is_some())
     }
 }
 
@@ -360,11 +374,17 @@ async fn join(
     let Some((debit_id, _)) = plan.accounts() else {
         return (kept(state), Ok(AccountReply::Refused(TransferResult::PendingTransferNotFound)));
     };
-    // The domain reports a missing debit account before a missing credit account.
+    // An account out of the caller's reach does not exist for it (nor does a hold on one).
+    let mine_reached = state.as_ref().is_some_and(|mine| plan.reaches(&mine.account));
+    let lead_reached = lead.as_ref().is_some_and(|lead| plan.reaches(lead));
     let (mine, lead) = match (state.take(), lead) {
-        (Some(mine), Some(lead)) => (mine, lead),
-        (mine, lead) => {
-            let debit_exists = if id == debit_id { mine.is_some() } else { lead.is_some() };
+        (Some(mine), Some(lead)) if mine_reached && lead_reached => (mine, lead),
+        (mine, _) if plan.resolves() => {
+            return (kept(mine), Ok(AccountReply::Refused(TransferResult::PendingTransferNotFound)));
+        }
+        (mine, _) => {
+            // The domain reports a missing debit account before a missing credit account.
+            let debit_exists = if id == debit_id { mine_reached } else { lead_reached };
             let refusal =
                 if debit_exists { TransferResult::CreditAccountNotFound } else { TransferResult::DebitAccountNotFound };
             return (kept(mine), Ok(AccountReply::Refused(refusal)));
@@ -397,7 +417,7 @@ fn decide(plan: &Plan, one: &Account, other: &Account, now: Millis) -> Result<De
     let (debit_id, _) = plan.accounts().ok_or(TransferResult::PendingTransferNotFound)?;
     let (debit, credit) = if one.id == debit_id { (one, other) } else { (other, one) };
     match plan {
-        Plan::Transfer { request, hold } => {
+        Plan::Transfer { request, hold, .. } => {
             let transferred = transfer::decide(request, debit, credit, hold.as_ref(), now)?;
             let must_be_open = !matches!(request, TransferRequest::VoidPending { .. });
             decision(debit, credit, transferred, must_be_open, now)

@@ -56,6 +56,16 @@ impl AccessService {
         secret: &str,
         scope: Scope,
     ) -> Result<Option<Customer>, EngineError> {
+        Ok(self.authenticate_any(apikey, secret, &[scope]).await?.map(|(customer, _)| customer))
+    }
+
+    /// The customer behind an API key and secret of one of `scopes`, with the key's scope.
+    pub async fn authenticate_any(
+        &self,
+        apikey: &str,
+        secret: &str,
+        scopes: &[Scope],
+    ) -> Result<Option<(Customer, Scope)>, EngineError> {
         let key = apikey.to_ascii_lowercase();
         let access = match self.access_cache.get(&key) {
             Some(access) => access,
@@ -72,8 +82,8 @@ impl AccessService {
             }
         };
         let (secret_hash, found_scope, customer) = (&access.secret_hash, access.scope, access.customer.clone());
-        let matches = found_scope == scope && self.context.hasher.api_secret_matches(secret, secret_hash);
-        Ok(matches.then_some(customer))
+        let matches = scopes.contains(&found_scope) && self.context.hasher.api_secret_matches(secret, secret_hash);
+        Ok(matches.then_some((customer, found_scope)))
     }
 
     /// The customer behind a listen key: an API key of `scope` given without its secret, as

@@ -15,13 +15,13 @@ use futures_util::future::join_all;
 use super::EngineError;
 use crate::account_actor::{AccountRegistry, AccountReply, AccountRequest, Decision, Plan, Settlement};
 use crate::domain::ledger::{
-    chain_failed, chains, Account, AccountId, NewAccount, Owner, Submitted, Transfer, TransferId, TransferRequest,
-    TransferResult,
+    chain_failed, chains, Account, AccountId, Balances, Currencies, NewAccount, Owner, Reach, Submitted, Transfer,
+    TransferId, TransferRequest, TransferResult,
 };
 use crate::domain::{CustomerId, Millis};
 use crate::entity_actor::{write_error, Start};
 use crate::metrics as m;
-use crate::store::{EntryRange, LedgerEntry, LedgerWrite, Store, WriteOutcome, WriteSet};
+use crate::store::{AccountTransfer, EntryRange, LedgerEntry, LedgerWrite, Store, WriteOutcome, WriteSet};
 use crate::writer::WriteError;
 
 /// Most transfers in one batch.
@@ -40,6 +40,10 @@ pub enum Opened {
     Exists(Account),
     /// Another account has this id.
     ExistsWithDifferentFields(Account),
+    /// The currency table (ISO 4217 and the configured ones) does not know its currency.
+    UnknownCurrency,
+    /// No cashgrid customer has its customer number.
+    UnknownCustomer,
 }
 
 /// A transfer's answer: its result code, and the transfer as recorded when it was created or
@@ -63,17 +67,29 @@ impl TransferOutcome {
 pub struct LedgerService {
     accounts: AccountRegistry,
     store: Arc<dyn Store>,
+    currencies: Arc<Currencies>,
     send_timeout: Duration,
 }
 
 impl LedgerService {
-    pub fn new(accounts: AccountRegistry, send_timeout: Duration) -> Self {
+    pub fn new(accounts: AccountRegistry, currencies: Currencies, send_timeout: Duration) -> Self {
         let store = Arc::clone(&accounts.context().store);
-        Self { accounts, store, send_timeout }
+        Self { accounts, store, currencies: Arc::new(currencies), send_timeout }
+    }
+
+    /// The currencies accounts may hold, with their decimal places.
+    pub fn currencies(&self) -> &Currencies {
+        &self.currencies
     }
 
     /// Open an account; an id given again answers the account stored under it.
     pub async fn open(&self, new: NewAccount) -> Result<Opened, EngineError> {
+        if self.currencies.decimals(&new.currency).is_none() {
+            return Ok(Opened::UnknownCurrency);
+        }
+        if self.store.load_customer(new.customer).await?.is_none() {
+            return Ok(Opened::UnknownCustomer);
+        }
         let request = AccountRequest::Open(new.clone());
         match self.accounts.ask(new.id, request, Start::Load, self.send_timeout).await? {
             AccountReply::Account(account) => Ok(Opened::Created(account)),
@@ -119,14 +135,50 @@ impl LedgerService {
         Ok(self.store.load_ledger_transfer(id).await?)
     }
 
+    /// The account as committed, if `reach` covers it.
+    pub async fn account_in_reach(&self, id: AccountId, reach: Reach) -> Result<Option<Account>, EngineError> {
+        Ok(self.account(id).await?.filter(|account| reach.covers(account)))
+    }
+
+    /// A transfer, if `reach` covers one of its accounts (a customer sees what moved money in
+    /// or out of its accounts).
+    pub async fn transfer_in_reach(&self, id: TransferId, reach: Reach) -> Result<Option<Transfer>, EngineError> {
+        let Some(transfer) = self.transfer_by_id(id).await? else {
+            return Ok(None);
+        };
+        if reach == Reach::Every {
+            return Ok(Some(transfer));
+        }
+        for account in [transfer.debit, transfer.credit] {
+            if self.account_in_reach(account, reach).await?.is_some() {
+                return Ok(Some(transfer));
+            }
+        }
+        Ok(None)
+    }
+
     /// An account's journal: its entries in a time range, with its sums after each.
     pub async fn entries(&self, account: AccountId, range: EntryRange) -> Result<Vec<LedgerEntry>, EngineError> {
         Ok(self.store.ledger_account_entries(account, range).await?)
     }
 
-    /// One transfer.
-    pub async fn transfer(&self, request: TransferRequest) -> Result<TransferOutcome, EngineError> {
-        let mut answers = self.submit(vec![Submitted { request, linked: false }]).await?;
+    /// The account's sums as they stood just before `at` (zero before its first line).
+    pub async fn balances_before(&self, account: AccountId, at: Millis) -> Result<Balances, EngineError> {
+        Ok(self.store.ledger_entry_before(account, at).await?.map(|entry| entry.balances).unwrap_or_default())
+    }
+
+    /// The transfers of an account's journal lines in `range`.
+    pub async fn account_transfers(
+        &self,
+        account: AccountId,
+        range: EntryRange,
+    ) -> Result<Vec<AccountTransfer>, EngineError> {
+        Ok(self.store.ledger_account_transfers(account, range).await?)
+    }
+
+    /// One transfer by a caller of `reach`.
+    pub async fn transfer(&self, request: TransferRequest, reach: Reach) -> Result<TransferOutcome, EngineError> {
+        let mut answers = self.submit(vec![Submitted { request, linked: false }], reach).await?;
         answers.pop().unwrap_or_else(|| Err(EngineError::Internal("a transfer without an outcome".into())))
     }
 
@@ -135,11 +187,11 @@ impl LedgerService {
     /// model); chains commit independently, so each request has an answer of its own: its
     /// outcome, or the fault that kept its chain from committing (then nothing of the chain was
     /// written, or — `OutcomeUnknown` — it may have been).
-    pub async fn submit(&self, batch: Vec<Submitted>) -> Result<Vec<Answer>, EngineError> {
+    pub async fn submit(&self, batch: Vec<Submitted>, reach: Reach) -> Result<Vec<Answer>, EngineError> {
         if batch.len() > BATCH_MAX {
             return Err(EngineError::Rejected(super::Rejection::BatchTooLarge));
         }
-        let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout };
+        let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout, reach };
         // A task of its own: see the module's comment.
         actix::spawn(async move { work.run(batch).await })
             .await
@@ -149,7 +201,8 @@ impl LedgerService {
     /// Release a hold whose time-out passed (the expiry sweep). `false` when it was no longer
     /// due or pending.
     pub async fn expire(&self, hold: Transfer) -> Result<bool, EngineError> {
-        let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout };
+        let work =
+            Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout, reach: Reach::Every };
         actix::spawn(async move { work.expire(hold).await })
             .await
             .map_err(|error| EngineError::Internal(format!("expiry task: {error}")))?
@@ -169,6 +222,8 @@ fn unexpected(reply: &AccountReply) -> EngineError {
 struct Submission {
     ledger: LedgerService,
     deadline: Instant,
+    /// The accounts its caller may touch.
+    reach: Reach,
 }
 
 /// Transfers decided but perhaps not yet committed: by the chain being decided, and by the
@@ -216,7 +271,7 @@ impl Submission {
                             local.insert(transfer.id, transfer.clone());
                         }
                     }
-                    let work = Submission { ledger: self.ledger.clone(), deadline: self.deadline };
+                    let work = Submission { ledger: self.ledger.clone(), deadline: self.deadline, reach: self.reach };
                     // Spawned at once, so the commit is queued while later chains are decided.
                     let commit = actix::spawn(async move { work.commit(&decisions).await });
                     commits.push((index, outcomes, commit));
@@ -371,7 +426,7 @@ impl Submission {
                 None => return Ok(Err(TransferResult::PendingTransferNotFound)),
             },
         };
-        let plan = Plan::Transfer { request: request.clone(), hold };
+        let plan = Plan::Transfer { request: request.clone(), hold, reach: self.reach };
         Ok(self.decide_plan(plan).await?.map(Decided::New))
     }
 

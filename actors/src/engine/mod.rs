@@ -63,6 +63,8 @@ pub struct EngineConfig {
     pub portal: portal::PortalConfig,
     /// MQTT trigger pushes; off when `None`.
     pub mqtt: Option<crate::mqtt::MqttConfig>,
+    /// The currencies ledger accounts may hold: ISO 4217 and the configured ones.
+    pub currencies: crate::domain::ledger::Currencies,
 }
 
 impl Default for EngineConfig {
@@ -77,6 +79,7 @@ impl Default for EngineConfig {
             expiry: ExpiryConfig::default(),
             portal: portal::PortalConfig::default(),
             mqtt: None,
+            currencies: crate::domain::ledger::Currencies::default(),
         }
     }
 }
@@ -134,8 +137,11 @@ impl Engine {
             idempotency.clone(),
             config.send_timeout,
         );
-        let ledger =
-            LedgerService::new(Arc::new(Registry::new(Arc::clone(&context), handles.clone())), config.send_timeout);
+        let ledger = LedgerService::new(
+            Arc::new(Registry::new(Arc::clone(&context), handles.clone())),
+            config.currencies.clone(),
+            config.send_timeout,
+        );
         let tokens = TokenService::new(
             Arc::new(Registry::new(Arc::clone(&context), handles)),
             devices.clone(),

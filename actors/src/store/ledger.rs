@@ -98,6 +98,17 @@ static ACCOUNT_ENTRIES: Statement = statement!(
     "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE account = $1 AND at >= $2 AND at < $3 \
      AND (at > $4 OR (at = $4 AND seq > $5)) ORDER BY at, seq LIMIT $6"
 );
+static ENTRY_BEFORE: Statement = statement!(
+    "ledger_entry_before",
+    "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE account = $1 AND at < $2 ORDER BY at DESC, seq DESC LIMIT 1"
+);
+// A hold's expiry names the hold: it is listed once, where it was made.
+static ACCOUNT_TRANSFERS: Statement = statement!(
+    "ledger_account_transfers",
+    "SELECT e.at, e.seq, t.record FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer \
+     WHERE e.account = $1 AND e.at >= $2 AND e.at < $3 AND (e.at > $4 OR (e.at = $4 AND e.seq > $5)) \
+     AND e.kind <> 'expired' ORDER BY e.at, e.seq LIMIT $6"
+);
 static CUSTOMER_ENTRIES: Statement = statement!(
     "ledger_customer_entries",
     "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
@@ -367,7 +378,12 @@ fn account(row: &Row) -> Result<Account, StoreError> {
 }
 
 fn transfer(row: &Row) -> Result<Transfer, StoreError> {
-    let record = row.text(0)?;
+    record_at(row, 0)
+}
+
+/// The transfer recorded (as JSON) in column `index`.
+fn record_at(row: &Row, index: usize) -> Result<Transfer, StoreError> {
+    let record = row.text(index)?;
     serde_json::from_str(&record).map_err(|error| StoreError::Internal(anyhow::anyhow!("corrupt transfer: {error}")))
 }
 
@@ -468,6 +484,39 @@ pub(super) async fn account_entries<B: Backend>(
     let values =
         args![account.to_string(), range.from, range.until, after_at, after_seq, rows::list_limit(range.limit)];
     ACCOUNT_ENTRIES.all(backend, values, entry).await
+}
+
+/// The account's last line before `at`: its sums as they stood then.
+pub(super) async fn entry_before<B: Backend>(
+    backend: &B,
+    account: AccountId,
+    at: Millis,
+) -> Result<Option<LedgerEntry>, StoreError> {
+    ENTRY_BEFORE.first(backend, args![account.to_string(), at], entry).await
+}
+
+/// A transfer in an account's list, with where it stands in the account's journal (the
+/// list's cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTransfer {
+    pub at: Millis,
+    pub seq: i64,
+    pub transfer: Transfer,
+}
+
+pub(super) async fn account_transfers<B: Backend>(
+    backend: &B,
+    account: AccountId,
+    range: EntryRange,
+) -> Result<Vec<AccountTransfer>, StoreError> {
+    let (after_at, after_seq) = range.after.unwrap_or((i64::MIN, i64::MIN));
+    let values =
+        args![account.to_string(), range.from, range.until, after_at, after_seq, rows::list_limit(range.limit)];
+    ACCOUNT_TRANSFERS
+        .all(backend, values, |row| {
+            Ok(AccountTransfer { at: row.i64(0)?, seq: row.i64(1)?, transfer: record_at(row, 2)? })
+        })
+        .await
 }
 
 pub(super) async fn customer_entries<B: Backend>(

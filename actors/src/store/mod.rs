@@ -22,7 +22,7 @@ mod sql;
 mod sqlite;
 mod sqlite_db;
 
-pub use ledger::{EntryRange, EntryWrite, LedgerEntry, LedgerWrite, Side};
+pub use ledger::{AccountTransfer, EntryRange, EntryWrite, LedgerEntry, LedgerWrite, Side};
 pub use postgres::PostgresStore;
 pub use queries::Inspection;
 pub use sql::DEFAULT_DEADLINE;
@@ -182,6 +182,10 @@ pub enum Scope {
     TokenApi,
     CashApi,
     ClearingApi,
+    /// The Ledger API for a customer's own accounts.
+    LedgerApi,
+    /// The Ledger API for every account: float, escrow, external rails and fees included.
+    LedgerOperator,
 }
 
 impl Scope {
@@ -190,6 +194,8 @@ impl Scope {
             Self::TokenApi => "token-api",
             Self::CashApi => "cash-api",
             Self::ClearingApi => "clearing-api",
+            Self::LedgerApi => "ledger-api",
+            Self::LedgerOperator => "ledger-operator",
         }
     }
 
@@ -198,6 +204,8 @@ impl Scope {
             "token-api" => Some(Self::TokenApi),
             "cash-api" => Some(Self::CashApi),
             "clearing-api" => Some(Self::ClearingApi),
+            "ledger-api" => Some(Self::LedgerApi),
+            "ledger-operator" => Some(Self::LedgerOperator),
             _ => None,
         }
     }
@@ -411,6 +419,14 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         range: EntryRange,
     ) -> Result<Vec<LedgerEntry>, StoreError>;
+    /// The account's last journal line before `at` (its sums as they stood then).
+    async fn ledger_entry_before(&self, account: AccountId, at: Millis) -> Result<Option<LedgerEntry>, StoreError>;
+    /// The transfers in an account's journal lines of `range`, in the journal's order.
+    async fn ledger_account_transfers(
+        &self,
+        account: AccountId,
+        range: EntryRange,
+    ) -> Result<Vec<AccountTransfer>, StoreError>;
     /// The journal lines of a customer's accounts after sequence number `after_seq`, in order.
     async fn ledger_customer_entries(
         &self,

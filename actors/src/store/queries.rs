@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::decode::{self, device, token};
 use super::entities;
-use super::ledger::{self, EntryRange, LedgerEntry};
+use super::ledger::{self, AccountTransfer, EntryRange, LedgerEntry};
 use super::rows::{
     self, BoundQuery, Dialect, JournalEventRow, ACCESS_COLUMNS, ACCOUNT_COLUMNS, CREDENTIAL_COLUMNS, CUSTOMER_COLUMNS,
     DEVICE_COLUMNS, HISTORY_BATCH, IDEMPOTENCY_COLUMNS, TOKEN_COLUMNS,
@@ -729,6 +729,18 @@ impl<B: Backend> Store for B {
         range: EntryRange,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
         ledger::account_entries(self, account, range).await
+    }
+
+    async fn ledger_entry_before(&self, account: AccountId, at: Millis) -> Result<Option<LedgerEntry>, StoreError> {
+        ledger::entry_before(self, account, at).await
+    }
+
+    async fn ledger_account_transfers(
+        &self,
+        account: AccountId,
+        range: EntryRange,
+    ) -> Result<Vec<AccountTransfer>, StoreError> {
+        ledger::account_transfers(self, account, range).await
     }
 
     async fn ledger_customer_entries(

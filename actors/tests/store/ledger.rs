@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use actix::Arbiter;
 use cashgrid_actors::domain::ledger::{
-    Account, AccountFlags, AccountId, AccountKind, Amount, Currency, Memo, NewAccount, Owner, OwnerKind, Posting,
-    Submitted, TransferId, TransferRequest, TransferResult,
+    Account, AccountFlags, AccountId, AccountKind, Amount, Currencies, Currency, Memo, NewAccount, Owner, OwnerKind,
+    Posting, Reach, Submitted, TransferId, TransferRequest, TransferResult,
 };
 use cashgrid_actors::engine::ledger::{LedgerService, Opened};
 use cashgrid_actors::entity_actor::Registry;
-use cashgrid_actors::store::{EntryRange, EntryWrite, LedgerWrite, Side, WriteOutcome, WriteSet};
+use cashgrid_actors::store::{EntryRange, EntryWrite, LedgerWrite, NewCustomer, Side, WriteOutcome, WriteSet};
 use uuid::Uuid;
 
 use super::harness::Harness;
@@ -25,7 +25,7 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 fn node(harness: &Harness, arbiters: &[Arbiter]) -> anyhow::Result<LedgerService> {
     let context = harness.node_context(TIMEOUT)?;
     let accounts = Arc::new(Registry::new(context, arbiters.iter().map(Arbiter::handle).collect()));
-    Ok(LedgerService::new(accounts, TIMEOUT))
+    Ok(LedgerService::new(accounts, Currencies::default(), TIMEOUT))
 }
 
 fn id(n: u128) -> AccountId {
@@ -36,11 +36,22 @@ fn transfer_id() -> TransferId {
     TransferId(Uuid::new_v4())
 }
 
+/// The customer the tests' accounts are kept for: the first one of a fresh database.
+const BANK: i64 = 1;
+
+/// Create [`BANK`]: accounts are opened only for customers that exist.
+async fn create_bank(harness: &Harness) -> anyhow::Result<()> {
+    let new = NewCustomer { email: "bank@example.com".into(), display_name: None, roles: "user".into() };
+    let created = harness.store.create_customer(&new).await?;
+    anyhow::ensure!(created.id == BANK, "the first customer is {}", created.id);
+    Ok(())
+}
+
 fn new_account(n: u128, kind: AccountKind, flags: AccountFlags) -> NewAccount {
     NewAccount {
         id: id(n),
-        customer: 7,
-        owner: Owner { kind: OwnerKind::Customer, id: "7".into() },
+        customer: BANK,
+        owner: Owner { kind: OwnerKind::Customer, id: BANK.to_string() },
         currency: Currency::new("EUR").unwrap_or_else(|| panic!("EUR is a currency")),
         kind,
         flags,
@@ -67,7 +78,7 @@ fn post(debit: u128, credit: u128, minor: u64) -> TransferRequest {
 }
 
 async fn result(ledger: &LedgerService, request: TransferRequest) -> anyhow::Result<TransferResult> {
-    Ok(ledger.transfer(request).await?.result)
+    Ok(ledger.transfer(request, Reach::Every).await?.result)
 }
 
 /// The result codes of a batch whose every chain was decided.
@@ -89,6 +100,9 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
     let arbiters = [Arbiter::new(), Arbiter::new()];
     let ledger = node(&harness, &arbiters)?;
     let (rail, alice, bob) = (1, 2, 3);
+    create_bank(&harness).await?;
+    let stranger = NewAccount { customer: BANK + 1, ..new_account(8, AccountKind::Customer, AccountFlags::default()) };
+    assert_eq!(ledger.open(stranger).await?, Opened::UnknownCustomer);
 
     // Opened once; the same open again answers it, another open under the id is told apart.
     assert!(matches!(
@@ -111,6 +125,15 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         ledger.open(new_account(alice, AccountKind::Fees, AccountFlags::default())).await?,
         Opened::ExistsWithDifferentFields(_)
     ));
+    let unknown = NewAccount {
+        currency: Currency::new("QQQ").unwrap_or_else(|| panic!("a code")),
+        ..new_account(9, AccountKind::Customer, AccountFlags::default())
+    };
+    assert_eq!(ledger.open(unknown).await?, Opened::UnknownCurrency);
+
+    // A customer's caller reaches only that customer's accounts: others do not exist for it.
+    let elsewhere = ledger.transfer(post(rail, alice, 1), Reach::Own(BANK + 1)).await?;
+    assert_eq!(elsewhere.result, TransferResult::DebitAccountNotFound);
 
     // A deposit, answered again as `exists` when retried, told apart when the id is reused.
     let deposit = post(rail, alice, 1_000);
@@ -182,7 +205,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         Submitted { request: post(alice, bob, 100), linked: true },
         Submitted { request: post(bob, alice, 10_000), linked: false },
     ];
-    let results = results_of(ledger.submit(chain).await?)?;
+    let results = results_of(ledger.submit(chain, Reach::Every).await?)?;
     assert_eq!(results, vec![TransferResult::LinkedEventFailed, TransferResult::ExceedsCredits]);
     assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
     // A chain's later member may use what an earlier one created, a hold included.
@@ -206,7 +229,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         },
         Submitted { request: post(alice, bob, 1), linked: true },
     ];
-    let results = results_of(ledger.submit(chain).await?)?;
+    let results = results_of(ledger.submit(chain, Reach::Every).await?)?;
     assert_eq!(
         results,
         vec![
@@ -239,7 +262,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
     .into_iter()
     .map(|request| Submitted { request, linked: false })
     .collect();
-    let results = results_of(ledger.submit(batch).await?)?;
+    let results = results_of(ledger.submit(batch, Reach::Every).await?)?;
     use TransferResult::{Created, ExceedsCredits, Exists};
     assert_eq!(results, vec![Created, Created, Created, Exists, ExceedsCredits]);
     assert_eq!(sums(&harness, alice).await?, (0, 330, 0, 1_255));
@@ -261,7 +284,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
         .entries(id(alice), EntryRange { after: page.last().map(|entry| (entry.at, entry.seq)), limit: 1_000, ..range })
         .await?;
     assert_eq!(page.len() + next.len(), entries.len(), "a cursor pages through the journal");
-    let mine = ledger.accounts_of_customer(7, None, 10).await?;
+    let mine = ledger.accounts_of_customer(BANK, None, 10).await?;
     assert_eq!(mine.iter().map(|account| account.id).collect::<Vec<_>>(), vec![id(rail), id(alice), id(bob)]);
     Ok(())
 }
@@ -271,6 +294,7 @@ pub async fn concurrent_transfers_keep_the_books_balanced(harness: Harness) -> a
     let first = node(&harness, &arbiters)?;
     let second = node(&harness, &arbiters)?;
     let rail = 1;
+    create_bank(&harness).await?;
     first.open(new_account(rail, AccountKind::ExternalRail, rail_flags())).await?;
     let customers: Vec<u128> = (10..20).collect();
     for n in &customers {
@@ -288,7 +312,7 @@ pub async fn concurrent_transfers_keep_the_books_balanced(harness: Harness) -> a
     }
     let answers = futures_util::future::join_all(requests.iter().map(|(on_first, request)| {
         let ledger = if *on_first { &first } else { &second };
-        ledger.transfer(request.clone())
+        ledger.transfer(request.clone(), Reach::Every)
     }))
     .await;
 

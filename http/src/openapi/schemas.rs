@@ -29,11 +29,12 @@ fn _every_device_type_is_listed(device_type: DeviceType) {
 }
 
 /// Every API scope, with the same guard.
-const SCOPES: [Scope; 3] = [Scope::TokenApi, Scope::CashApi, Scope::ClearingApi];
+const SCOPES: [Scope; 5] =
+    [Scope::TokenApi, Scope::CashApi, Scope::ClearingApi, Scope::LedgerApi, Scope::LedgerOperator];
 
 fn _every_scope_is_listed(scope: Scope) {
     match scope {
-        Scope::TokenApi | Scope::CashApi | Scope::ClearingApi => {}
+        Scope::TokenApi | Scope::CashApi | Scope::ClearingApi | Scope::LedgerApi | Scope::LedgerOperator => {}
     }
 }
 

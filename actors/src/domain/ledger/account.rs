@@ -209,6 +209,23 @@ impl Account {
     }
 }
 
+/// Whose accounts a caller may touch: a customer's own (the `ledger-api` scope), or every
+/// account (an operator). To a caller, an account out of reach does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reach {
+    Own(CustomerId),
+    Every,
+}
+
+impl Reach {
+    pub fn covers(self, account: &Account) -> bool {
+        match self {
+            Self::Own(customer) => account.customer == customer,
+            Self::Every => true,
+        }
+    }
+}
+
 /// What changes an account besides transfers: its frozen flag, by an operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "command")]

@@ -14,14 +14,16 @@
 
 pub mod account;
 pub mod book;
+pub mod currency;
 pub mod posting;
 pub mod transfer;
 
 pub use account::{
     Account, AccountCommand, AccountEvent, AccountFlags, AccountId, AccountKind, Balances, Currency, NewAccount, Owner,
-    OwnerKind,
+    OwnerKind, Reach,
 };
 pub use book::{chain_failed, chains, Book, Submitted};
+pub use currency::{major_units, Currencies};
 pub use posting::Posting;
 pub use transfer::{
     Amount, Memo, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
