@@ -18,15 +18,20 @@ pub const BODY_LIMIT_BYTES: usize = 100 * 1024;
 pub const BODY_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 pub async fn read_json(request: &HttpRequest, payload: web::Payload) -> Result<Value, ApiError> {
+    read_json_limited(request, payload, BODY_LIMIT_BYTES).await
+}
+
+/// [`read_json`] with another size limit (the Ledger API's batches are larger).
+pub async fn read_json_limited(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
     let deadline =
         request.app_data::<web::Data<crate::AppState>>().map_or(BODY_TIMEOUT_DEFAULT, |state| state.body_timeout);
-    match actix_web::rt::time::timeout(deadline, read_json_body(request, payload)).await {
+    match actix_web::rt::time::timeout(deadline, read_json_body(request, payload, limit)).await {
         Ok(answer) => answer,
         Err(_) => Err(ApiError::BodyTimeout),
     }
 }
 
-async fn read_json_body(request: &HttpRequest, mut payload: web::Payload) -> Result<Value, ApiError> {
+async fn read_json_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<Value, ApiError> {
     if !is_json(request) {
         return Ok(Value::Object(Map::new()));
     }
@@ -35,13 +40,13 @@ async fn read_json_body(request: &HttpRequest, mut payload: web::Payload) -> Res
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|text| text.parse::<usize>().ok());
-    if declared.is_some_and(|length| length > BODY_LIMIT_BYTES) {
+    if declared.is_some_and(|length| length > limit) {
         return Err(ApiError::TooLarge);
     }
     let mut bytes = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::bad_request(error.to_string()))?;
-        if bytes.len() + chunk.len() > BODY_LIMIT_BYTES {
+        if bytes.len() + chunk.len() > limit {
             return Err(ApiError::TooLarge);
         }
         bytes.extend_from_slice(&chunk);
@@ -73,7 +78,8 @@ fn contains_nul(value: &Value) -> bool {
     }
 }
 
-fn is_json(request: &HttpRequest) -> bool {
+/// Whether the request says its body is JSON.
+pub fn is_json(request: &HttpRequest) -> bool {
     request
         .headers()
         .get(header::CONTENT_TYPE)

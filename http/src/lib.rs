@@ -5,6 +5,7 @@ pub mod body;
 pub mod client_origin;
 pub mod dncash;
 pub mod error;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod system;
@@ -56,6 +57,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     system::configure(config);
     openapi::configure(config);
     dncash::configure(config);
+    ledger::configure(config);
 }
 
 /// The original's JSON content type (Express adds the charset).

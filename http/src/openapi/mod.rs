@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `/openapi/dncash.json` | the dncash-io APIs (Token, Cash, Mobile, Clearing, Admin) |
 //! | `/dnapi/docs.json` | the same document, where the original served its Swagger |
+//! | `/openapi/ledger.json` | the Ledger API (`/ledger/v1`) |
 //! | `/openapi/system.json` | health, metrics and these documents |
 //! | `/docs` | Swagger UI listing every document (served from the binary: no internet needed) |
 //!
@@ -31,7 +32,8 @@ pub const API_SECRET: &str = "dn_api_secret";
 pub const SESSION: &str = "portal_jwt";
 
 /// Every published document: its name in Swagger UI and its path.
-pub const DOCUMENTS: [(&str, &str); 2] = [("dncash", "/openapi/dncash.json"), ("system", "/openapi/system.json")];
+pub const DOCUMENTS: [(&str, &str); 3] =
+    [("dncash", "/openapi/dncash.json"), ("ledger", "/openapi/ledger.json"), ("system", "/openapi/system.json")];
 /// Where the original served its Swagger document.
 pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
 /// Swagger UI's entry page; its relative asset paths resolve under `/docs/`, so the redirect
@@ -55,6 +57,7 @@ pub fn system_document() -> Document {
 pub fn document(file: &str) -> Option<Document> {
     match file {
         "dncash.json" => Some(dncash_document()),
+        "ledger.json" => Some(crate::ledger::document()),
         "system.json" => Some(system_document()),
         _ => None,
     }

@@ -1,0 +1,144 @@
+//! The Ledger API's error answers: `{"error":{"code":C,"message":M}}` with a status that says
+//! whose mistake it was. Codes are stable; messages are for people.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use cashgrid_actors::EngineError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+/// Seconds a client should wait before retrying a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct LedgerError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl LedgerError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into() }
+    }
+
+    /// A malformed request: nothing was done.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    pub fn unknown_currency(code: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unknown_currency", format!("{code} is not a currency of this ledger."))
+    }
+
+    pub fn unknown_customer(customer: i64) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "unknown_customer", format!("There is no customer {customer}."))
+    }
+
+    pub fn credentials() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+            "DN-API-KEY and DN-API-SECRET of a ledger-api or ledger-operator credential are needed.",
+        )
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
+    }
+
+    pub fn exists(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "exists_with_different_fields", message)
+    }
+
+    /// The fault code of an engine error, as a batch's result names it too.
+    pub fn fault_code(error: &EngineError) -> &'static str {
+        match error {
+            EngineError::Overloaded => "overloaded",
+            EngineError::Unavailable => "unavailable",
+            EngineError::OutcomeUnknown => "outcome_unknown",
+            EngineError::Internal(_) | EngineError::Rejected(_) => "internal_error",
+        }
+    }
+
+    pub fn fault(error: EngineError) -> Self {
+        let code = Self::fault_code(&error);
+        match error {
+            EngineError::Overloaded | EngineError::Unavailable => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, code, "Nothing was done; retry after a moment.")
+            }
+            EngineError::OutcomeUnknown => Self::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                code,
+                "The outcome is unknown: the change may or may not have taken effect. Send it again with the \
+                 same id to find out (a transfer id answers `exists` once it was created).",
+            ),
+            EngineError::Internal(_) | EngineError::Rejected(_) => {
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, code, "Internal Server Error")
+            }
+        }
+    }
+}
+
+/// What the shared body reader refuses, in this API's format.
+impl From<ApiError> for LedgerError {
+    fn from(error: ApiError) -> Self {
+        match error {
+            ApiError::TooLarge => Self::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "The body is too large."),
+            ApiError::BodyTimeout => {
+                Self::new(StatusCode::REQUEST_TIMEOUT, "body_timeout", "The body did not arrive in time.")
+            }
+            ApiError::Business { message, .. } => Self::invalid(message),
+            ApiError::Overloaded => Self::fault(EngineError::Overloaded),
+            ApiError::Unavailable => Self::fault(EngineError::Unavailable),
+            ApiError::OutcomeUnknown => Self::fault(EngineError::OutcomeUnknown),
+            ApiError::Credentials => Self::credentials(),
+            other => {
+                tracing::error!(?other, "unexpected error reading a ledger request");
+                Self::fault(EngineError::Internal("request".into()))
+            }
+        }
+    }
+}
+
+/// The error body.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LedgerErrorBody, example = json!({"error": {"code": "not_found", "message": "No such account."}}))]
+pub struct ErrorBody<'a> {
+    pub error: ErrorDetail<'a>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = LedgerErrorDetail)]
+pub struct ErrorDetail<'a> {
+    /// Stable: `invalid_request`, `invalid_credentials`, `forbidden`, `not_found`,
+    /// `exists_with_different_fields`, `unknown_currency`, `unknown_customer`, `body_too_large`,
+    /// `body_timeout`, `overloaded`, `unavailable`, `outcome_unknown`, `internal_error`.
+    pub code: &'a str,
+    pub message: &'a str,
+}
+
+impl ResponseError for LedgerError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS)));
+        }
+        if self.status == StatusCode::REQUEST_TIMEOUT {
+            response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
+        }
+        response.json(ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } })
+    }
+}
