@@ -6,10 +6,12 @@
 #   1. installs schemathesis $SCHEMATHESIS_VERSION with pip if it is missing;
 #   2. builds cashgrid as the tests do (`cargo test --workspace --no-run`, the dev profile);
 #   3. starts it on an embedded store in a temporary directory (127.0.0.1, port 0), creates a
-#      customer with token-api, cash-api and clearing-api credentials and an admin user with
-#      the CLI, and logs the admin in (POST /dnapi/admin/v1/auth) for a JWT;
+#      customer with token-api, cash-api, clearing-api, ledger-api and ledger-operator
+#      credentials and an admin user with the CLI, logs the admin in (POST
+#      /dnapi/admin/v1/auth) for a JWT, and opens and funds two ledger accounts;
 #   4. checks that /dnapi/docs.json is /openapi/dncash.json, then runs `schemathesis run` once
-#      per API group of the dncash document (each with its credentials) and once against the
+#      per API group of the dncash document (each with its credentials), twice against the
+#      ledger document (a customer's and an operator's credentials) and once against the
 #      system document, with the checks below, bounded by --max-examples and a timeout;
 #   5. fails on any finding, on a run that times out, and on a panic in the server's log.
 # Everything listens on 127.0.0.1 only; the server and temporary files are removed on exit.
@@ -19,7 +21,8 @@
 #   CHECK_CONTRACTS_RUN_TIMEOUT=120   seconds one schemathesis run may take
 #   CHECK_CONTRACTS_SEED=N            reproduce a run (schemathesis prints the seed it used)
 #   CHECK_CONTRACTS_ONLY=a,b          only these runs (token-api, cash-api, mobile-api,
-#                                     clearing-api, admin-api, admin-api-braked, system)
+#                                     clearing-api, admin-api, admin-api-braked, ledger-api,
+#                                     ledger-operator, system)
 #   CHECK_CONTRACTS_DATABASE_URL=URL  an empty PostgreSQL database instead of the embedded store
 #   CHECK_CONTRACTS_KEEP=1            keep the temporary directory (server log, reports)
 #   CHECK_CONTRACTS_SKIP_BUILD=1      use the built binary as it is (while iterating locally)
@@ -122,7 +125,7 @@ log "cashgrid listening on $BASE (pid $SERVER_PID)"
 
 cli() { "$CASHGRID" "$@" "${STORE_ARGS[@]}"; }
 cli customer create --email contracts@example.com --name "Contract check" >/dev/null
-for scope in token-api cash-api clearing-api; do
+for scope in token-api cash-api clearing-api ledger-api ledger-operator; do
   cli access create --customer contracts@example.com --scope "$scope" >"$TMP/$scope.json"
 done
 ADMIN_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
@@ -157,6 +160,22 @@ export CHECK_CONTRACTS_PHONE CHECK_CONTRACTS_ATM SCHEMATHESIS_HOOKS=$ROOT/script
 CHECK_CONTRACTS_PHONE=$(register_device token-api token "{\"refname\":\"phone\",\"pubkey\":$PUBKEY}") ||
   die "registering the phone failed"
 CHECK_CONTRACTS_ATM=$(register_device cash-api cash '{"refname":"atm"}') || die "registering the ATM failed"
+
+# Two funded ledger accounts of the customer's, for the hooks to put into transfers and paths.
+ledger_post() {  # ledger_post SCOPE PATH BODY -> the answer
+  curl -fsS "$BASE/ledger/v1$2" -H "DN-API-KEY: $(credential "$1" apikey)" \
+    -H "DN-API-SECRET: $(credential "$1" apisecret)" -H 'Content-Type: application/json' -d "$3"
+}
+json_id() { python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])'; }
+LEDGER_RAIL=$(ledger_post ledger-operator /accounts \
+  '{"currency":"EUR","kind":"external_rail","flags":{"debits_must_not_exceed_credits":false}}' | json_id) ||
+  die "opening the ledger rail failed"
+LEDGER_A=$(ledger_post ledger-api /accounts '{"currency":"EUR"}' | json_id) || die "opening ledger account A failed"
+LEDGER_B=$(ledger_post ledger-api /accounts '{"currency":"EUR"}' | json_id) || die "opening ledger account B failed"
+ledger_post ledger-operator /transfers \
+  "{\"debit_account_id\":\"$LEDGER_RAIL\",\"credit_account_id\":\"$LEDGER_A\",\"amount\":100000000}" >/dev/null ||
+  die "funding ledger account A failed"
+export CHECK_CONTRACTS_LEDGER_ACCOUNTS="$LEDGER_A,$LEDGER_B"
 
 # --- 4. the documents, then schemathesis per group ----------------------------------------------
 curl -fsS "$BASE/openapi/dncash.json" -o "$TMP/dncash.json" || die "GET /openapi/dncash.json failed"
@@ -209,6 +228,10 @@ run_schemathesis admin-api /openapi/dncash.json --include-path-regex '^/dnapi/ad
   --exclude-name-regex "$BRAKED" "${SESSION_HEADER[@]}"
 run_schemathesis admin-api-braked /openapi/dncash.json --include-name-regex "$BRAKED" \
   --phases fuzzing --max-examples 4 "${SESSION_HEADER[@]}"
+api_key_headers ledger-api
+run_schemathesis ledger-api /openapi/ledger.json "${API_HEADERS[@]}"
+api_key_headers ledger-operator
+run_schemathesis ledger-operator /openapi/ledger.json "${API_HEADERS[@]}"
 run_schemathesis system /openapi/system.json
 
 # --- 5. verdict -----------------------------------------------------------------------------------
