@@ -75,11 +75,12 @@ pub struct Layered {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<ProxyList>,
+    currencies: Option<CurrencyList>,
 }
 
 /// Every setting's name: in the file as it is, in the environment as `CASHGRID_<NAME>` in
 /// capitals (a unit test keeps this list and [`Layered`] in step).
-const SETTINGS: [&str; 33] = [
+const SETTINGS: [&str; 34] = [
     "bind",
     "data_dir",
     "database_url",
@@ -113,6 +114,7 @@ const SETTINGS: [&str; 33] = [
     "tls_cert",
     "tls_key",
     "trusted_proxies",
+    "currencies",
 ];
 
 /// The original dncash-io server's environment names, read too (a `CASHGRID_` name wins).
@@ -136,6 +138,36 @@ const ORIGINAL_NAMES: [(&str, &str); 11] = [
 pub enum ProxyList {
     Text(String),
     List(Vec<String>),
+}
+
+/// `currencies` beyond ISO 4217's (or with other decimal places): in the file a table
+/// `[currencies]` with `BTC = 8`, in the environment `BTC=8,LTC=8`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CurrencyList {
+    Text(String),
+    Table(BTreeMap<String, u8>),
+}
+
+/// The ledger's currency table: ISO 4217 with the configured currencies on top.
+pub fn currencies(layered: &Layered) -> anyhow::Result<cashgrid_actors::domain::ledger::Currencies> {
+    let table = match &layered.currencies {
+        None => BTreeMap::new(),
+        Some(CurrencyList::Table(table)) => table.clone(),
+        Some(CurrencyList::Text(text)) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                let (code, places) =
+                    item.split_once('=').with_context(|| format!("currency '{item}': use CODE=PLACES"))?;
+                let places =
+                    places.trim().parse().with_context(|| format!("currency '{item}': places must be 0 to 18"))?;
+                Ok((code.trim().to_owned(), places))
+            })
+            .collect::<anyhow::Result<_>>()?,
+    };
+    cashgrid_actors::domain::ledger::Currencies::new(&table).map_err(|error| anyhow::anyhow!("currencies: {error}"))
 }
 
 impl Layered {
@@ -368,6 +400,7 @@ pub struct ServeSettings {
 
 impl ServeSettings {
     pub fn resolve(layered: Layered, store: StoreSettings) -> anyhow::Result<Self> {
+        let currencies = currencies(&layered)?;
         let bind_text = layered.bind.unwrap_or_else(|| DEFAULT_BIND.into());
         let bind = bind_text.parse().with_context(|| format!("invalid bind address '{bind_text}'"))?;
         let error_text = layered.error_status.unwrap_or_else(|| "original".into());
@@ -375,6 +408,7 @@ impl ServeSettings {
             .with_context(|| format!("invalid error status '{error_text}': use 'original' or '4xx'"))?;
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let mut engine = cashgrid_actors::EngineConfig {
+            currencies,
             arbiters: layered.arbiters.unwrap_or(cores).max(1),
             send_timeout: Duration::from_millis(layered.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS)),
             ..cashgrid_actors::EngineConfig::default()
@@ -583,6 +617,27 @@ mod tests {
             let value = if setting == "trusted_proxies" { "127.0.0.1" } else { "1" };
             let environment = environment(&[(&format!("CASHGRID_{}", setting.to_ascii_uppercase()), value)]);
             Layered::layer(None, &environment, &[]).unwrap_or_else(|error| panic!("{setting}: {error:#}"));
+        }
+    }
+
+    #[test]
+    fn currencies_come_from_a_table_in_the_file_or_a_list_in_the_environment() {
+        let code =
+            |text: &str| cashgrid_actors::domain::ledger::Currency::new(text).unwrap_or_else(|| panic!("{text}"));
+        let config = file("[currencies]\nBTC = 8\n");
+        let layered =
+            Layered::layer(Some(&config.0), &BTreeMap::new(), &[]).unwrap_or_else(|error| panic!("{error:#}"));
+        let table = currencies(&layered).unwrap_or_else(|error| panic!("{error:#}"));
+        assert_eq!((table.decimals(&code("BTC")), table.decimals(&code("EUR"))), (Some(8), Some(2)));
+        let listed = environment(&[("CASHGRID_CURRENCIES", "BTC=8, LTC = 8")]);
+        let layered = Layered::layer(None, &listed, &[]).unwrap_or_else(|error| panic!("{error:#}"));
+        let table = currencies(&layered).unwrap_or_else(|error| panic!("{error:#}"));
+        assert_eq!(table.decimals(&code("BTC")), Some(8));
+        assert_eq!(table.decimals(&code("QQQ")), None);
+        for wrong in ["BTC", "BTC=x", "btc=8", "BTC=19"] {
+            let listed = environment(&[("CASHGRID_CURRENCIES", wrong)]);
+            let layered = Layered::layer(None, &listed, &[]).unwrap_or_else(|error| panic!("{error:#}"));
+            assert!(currencies(&layered).is_err(), "{wrong}");
         }
     }
 

@@ -2,6 +2,7 @@
 
 mod admin;
 mod config;
+mod ledger_cli;
 mod server;
 mod tls;
 
@@ -39,6 +40,11 @@ enum Command {
     /// Manage customer parameters (USE_PLAIN_CODES, PARTIAL_CASHOUTS, ...).
     #[command(subcommand)]
     Param(admin::ParamCommand),
+    /// Manage ledger accounts.
+    #[command(subcommand)]
+    Account(ledger_cli::AccountCommand),
+    /// Move money between ledger accounts.
+    Transfer(ledger_cli::TransferArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,12 @@ fn main() -> ExitCode {
         Command::Access(command) => admin::run_access(store_settings, command),
         Command::User(command) => admin::run_user(store_settings, command),
         Command::Param(command) => admin::run_param(store_settings, command),
+        Command::Account(command) => {
+            config::currencies(&layered).and_then(|table| ledger_cli::run_account(store_settings, table, command))
+        }
+        Command::Transfer(args) => {
+            config::currencies(&layered).and_then(|table| ledger_cli::run_transfer(store_settings, table, args))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

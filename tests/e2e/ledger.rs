@@ -331,3 +331,62 @@ pub async fn the_ledger_answers_bad_input_in_its_own_format_and_changes_nothing(
     let statement = env.api.get(&path(&format!("/accounts/{account}/statement")), &p.bank).await;
     assert_eq!(statement.json["lines"].as_array().unwrap().len(), 1);
 }
+
+pub async fn the_cli_opens_accounts_and_moves_money_beside_the_running_server(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let p = parties(&env);
+    let rail = env.cli_json(&[
+        "account",
+        "create",
+        "--customer",
+        "operator@example.com",
+        "--currency",
+        "EUR",
+        "--kind",
+        "external_rail",
+        "--may-go-negative",
+    ]);
+    assert_eq!(rail["kind"], "external_rail");
+    assert_eq!(rail["flags"]["debits_must_not_exceed_credits"], false);
+    let rail = rail["id"].as_str().unwrap().to_owned();
+    let alice = env.cli_json(&["account", "create", "--customer", "bank@example.com", "--currency", "EUR"]);
+    assert_eq!(alice["customer_id"], p.bank_id);
+    let alice = alice["id"].as_str().unwrap().to_owned();
+    let bob = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
+
+    let deposit = id();
+    let moved = env.cli_json(&["transfer", "--id", &deposit, "--debit", &rail, "--credit", &alice, "--amount", "500"]);
+    assert_eq!(moved["result"], "created");
+    let again = env.cli_json(&["transfer", "--id", &deposit, "--debit", &rail, "--credit", &alice, "--amount", "500"]);
+    assert_eq!(again["result"], "exists");
+    // The server's actor for alice now holds her balance; money the CLI brings in afterwards
+    // is found when the server's next decision would otherwise refuse.
+    transfer(&env, &p.bank, post(&alice, &bob, 500)).await.assert_status(201);
+    let more = env.cli_json(&["transfer", "--debit", &rail, "--credit", &alice, "--amount", "300"]);
+    assert_eq!(more["result"], "created");
+    transfer(&env, &p.bank, post(&alice, &bob, 300)).await.assert_status(201);
+    let refused = env.cli_json(&["transfer", "--debit", &alice, "--credit", &bob, "--amount", "1"]);
+    assert_eq!(refused["result"], "exceeds_credits");
+
+    // A hold from the command line, voided there too.
+    let hold = id();
+    let held = env.cli_json(&[
+        "transfer",
+        "--id",
+        &hold,
+        "--debit",
+        &bob,
+        "--credit",
+        &alice,
+        "--amount",
+        "80",
+        "--hold-timeout-ms",
+        "60000",
+    ]);
+    assert_eq!(held["transfer"]["state"], "pending");
+    assert_eq!(balances(&env, &p.bank, &bob).await["available"], 720);
+    let voided = env.cli_json(&["transfer", "--void-pending", &hold]);
+    assert_eq!(voided["result"], "created");
+    assert_eq!(balances(&env, &p.bank, &bob).await["available"], 800);
+    assert_eq!(balances(&env, &p.operator, &rail).await["posted"], -800);
+}

@@ -8,7 +8,7 @@ mod accounts;
 pub mod error;
 mod statement;
 mod transfers;
-mod views;
+pub mod views;
 
 use std::collections::HashMap;
 
