@@ -1,11 +1,13 @@
-//! Live feeds: committed events fanned out to subscribers, in sequence order, with bounded
-//! buffers.
+//! Live feeds: committed records fanned out to subscribers, in sequence order, with bounded
+//! buffers. One mechanism for every sequenced table: a [`FeedSource`] says how to read its
+//! records ([`TokenEvents`]: `token_events`; [`LedgerEntries`]: the ledger's journal), and a
+//! hub runs per source.
 //!
-//! The hub reads every new range of `token_events` once from the store (`Store::events_after`,
-//! all customers) and hands each event to the subscribers it concerns through a bounded
-//! channel per subscriber. It learns of new commits two ways: this node's writer signals after
-//! every successful commit (`Writer::commits`), and a poll of `Store::last_event_seq` every
-//! [`POLL_INTERVAL`] finds events that other nodes sharing the database committed.
+//! The hub reads every new range of its source once from the store (all customers) and hands
+//! each record to the subscribers it concerns through a bounded channel per subscriber. It
+//! learns of new commits two ways: this node's writer signals after every successful commit
+//! (`Writer::commits`), and a poll of the source's last sequence number every
+//! [`POLL_INTERVAL`] finds records that other nodes sharing the database committed.
 //!
 //! The hub knows no protocol's feeds. An event concerns an [`Audience`] (its owner, its cash
 //! customer, and `All`); which of those events a feed carries is the [`FeedSpec`]'s filter,
@@ -21,6 +23,7 @@
 //! Dropping a [`Subscription`] unsubscribes it.
 
 use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -31,7 +34,7 @@ use tokio::sync::{mpsc, watch};
 use crate::domain::disclosure::Viewer;
 use crate::domain::CustomerId;
 use crate::metrics::{SLOW_CONSUMERS_DROPPED, WEBSOCKET_SUBSCRIBERS};
-use crate::store::{EventRecord, Store, StoreError};
+use crate::store::{EventRecord, LedgerEntry, Store, StoreError};
 
 /// How often the hub asks the store for events committed by other nodes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -43,6 +46,83 @@ pub const HOLE_GRACE: Duration = Duration::from_secs(2);
 pub const DEFAULT_SUBSCRIBER_BUFFER: usize = 1_024;
 /// Most subscribers one node serves at once; more are refused.
 pub const SUBSCRIBERS_MAX: usize = 10_000;
+
+/// A sequenced table whose records feeds carry.
+#[async_trait::async_trait]
+pub trait FeedSource: Send + Sync + 'static {
+    type Record: Send + Sync + std::fmt::Debug + 'static;
+
+    fn seq(record: &Self::Record) -> i64;
+    /// The customers a record concerns (every record also concerns [`Audience::All`]).
+    fn customers(record: &Self::Record) -> [Option<CustomerId>; 2];
+    /// The highest sequence number committed.
+    async fn last_seq(store: &dyn Store) -> Result<i64, StoreError>;
+    /// Records after `after`, in order, at most `limit`: of one customer, or of all.
+    async fn after(
+        store: &dyn Store,
+        customer: Option<CustomerId>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<Self::Record>, StoreError>;
+}
+
+/// Token state changes (`token_events`): they concern the token's owner and its cash customer.
+pub struct TokenEvents;
+
+#[async_trait::async_trait]
+impl FeedSource for TokenEvents {
+    type Record = EventRecord;
+
+    fn seq(record: &EventRecord) -> i64 {
+        record.seq
+    }
+
+    fn customers(record: &EventRecord) -> [Option<CustomerId>; 2] {
+        [Some(record.owner_id), record.cash_customer_id.filter(|cash| *cash != record.owner_id)]
+    }
+
+    async fn last_seq(store: &dyn Store) -> Result<i64, StoreError> {
+        store.last_event_seq().await
+    }
+
+    async fn after(
+        store: &dyn Store,
+        customer: Option<CustomerId>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<EventRecord>, StoreError> {
+        store.events_after(customer, after, limit).await
+    }
+}
+
+/// The ledger's journal (`ledger_entries`): a line concerns the customer its account is kept for.
+pub struct LedgerEntries;
+
+#[async_trait::async_trait]
+impl FeedSource for LedgerEntries {
+    type Record = LedgerEntry;
+
+    fn seq(record: &LedgerEntry) -> i64 {
+        record.seq
+    }
+
+    fn customers(record: &LedgerEntry) -> [Option<CustomerId>; 2] {
+        [Some(record.customer), None]
+    }
+
+    async fn last_seq(store: &dyn Store) -> Result<i64, StoreError> {
+        store.last_ledger_entry_seq().await
+    }
+
+    async fn after(
+        store: &dyn Store,
+        customer: Option<CustomerId>,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<LedgerEntry>, StoreError> {
+        store.ledger_entries_after(customer, after, limit).await
+    }
+}
 
 /// Whose events a subscriber receives: subscribers are indexed by it, so an event costs a
 /// lookup of its owner, its cash customer and `All`, not a scan.
@@ -72,27 +152,32 @@ impl Audience {
     }
 }
 
-/// Whether a feed delivers an event to an audience the event concerns. The hub calls it on its
-/// own thread, under its lock, for every event of a subscriber's audience, and for every
+/// Whether a feed delivers a record to an audience the record concerns. The hub calls it on its
+/// own thread, under its lock, for every record of a subscriber's audience, and for every
 /// replayed one: it must be a cheap, pure check.
-pub type EventFilter = Arc<dyn Fn(Audience, &EventRecord) -> bool + Send + Sync>;
+pub type RecordFilter<R> = Arc<dyn Fn(Audience, &R) -> bool + Send + Sync>;
 
-/// A frontend's feed as the hub sees it: its name and which events it carries.
-#[derive(Clone)]
-pub struct FeedSpec {
+/// A frontend's feed as the hub sees it: its name and which records it carries.
+pub struct FeedSpec<S: FeedSource> {
     /// The `feed` label of the subscriber metrics: one of a small fixed set, each registered
     /// once with [`register_feed_series`].
     pub label: &'static str,
-    pub filter: EventFilter,
+    pub filter: RecordFilter<S::Record>,
 }
 
-impl FeedSpec {
-    pub fn new(label: &'static str, filter: impl Fn(Audience, &EventRecord) -> bool + Send + Sync + 'static) -> Self {
+impl<S: FeedSource> Clone for FeedSpec<S> {
+    fn clone(&self) -> Self {
+        Self { label: self.label, filter: Arc::clone(&self.filter) }
+    }
+}
+
+impl<S: FeedSource> FeedSpec<S> {
+    pub fn new(label: &'static str, filter: impl Fn(Audience, &S::Record) -> bool + Send + Sync + 'static) -> Self {
         Self { label, filter: Arc::new(filter) }
     }
 }
 
-impl std::fmt::Debug for FeedSpec {
+impl<S: FeedSource> std::fmt::Debug for FeedSpec<S> {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter.debug_struct("FeedSpec").field("label", &self.label).finish_non_exhaustive()
     }
@@ -118,37 +203,37 @@ pub enum SubscribeError {
 
 /// What a subscription yields next.
 #[derive(Debug, Clone)]
-pub enum FeedItem {
-    Event(Arc<EventRecord>),
+pub enum FeedItem<R> {
+    Event(Arc<R>),
     /// The subscriber fell too far behind and was dropped; resume from the last seq delivered.
     Lagged,
     /// The hub stopped (the server is shutting down).
     Closed,
 }
 
-struct Subscriber {
-    feed: FeedSpec,
-    sender: mpsc::Sender<Arc<EventRecord>>,
+struct Subscriber<S: FeedSource> {
+    feed: FeedSpec<S>,
+    sender: mpsc::Sender<Arc<S::Record>>,
     lagged: Arc<AtomicBool>,
 }
 
-struct HubState {
+struct HubState<S: FeedSource> {
     /// Every event up to this sequence number has been fanned out (or skipped as a hole).
     horizon: i64,
     /// The horizon has been read from the store.
     ready: bool,
-    subscribers: HashMap<Audience, HashMap<u64, Subscriber>>,
+    subscribers: HashMap<Audience, HashMap<u64, Subscriber<S>>>,
     count: usize,
 }
 
-struct HubInner {
-    state: Mutex<HubState>,
+struct HubInner<S: FeedSource> {
+    state: Mutex<HubState<S>>,
     buffer: usize,
     next_id: AtomicU64,
 }
 
-impl HubInner {
-    fn lock(&self) -> MutexGuard<'_, HubState> {
+impl<S: FeedSource> HubInner<S> {
+    fn lock(&self) -> MutexGuard<'_, HubState<S>> {
         // Nothing panics while holding the lock; if something did, the map is still usable.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -159,7 +244,7 @@ impl HubInner {
     }
 }
 
-fn remove_locked(state: &mut HubState, audience: Audience, id: u64) -> Option<Subscriber> {
+fn remove_locked<S: FeedSource>(state: &mut HubState<S>, audience: Audience, id: u64) -> Option<Subscriber<S>> {
     let subscribers = state.subscribers.get_mut(&audience)?;
     let removed = subscribers.remove(&id)?;
     if subscribers.is_empty() {
@@ -170,14 +255,19 @@ fn remove_locked(state: &mut HubState, audience: Audience, id: u64) -> Option<Su
     Some(removed)
 }
 
-/// The node's feed hub; cheap to clone.
-#[derive(Clone)]
-pub struct FeedHub {
-    inner: Arc<HubInner>,
+/// The node's feed hub of one source; cheap to clone.
+pub struct FeedHub<S: FeedSource> {
+    inner: Arc<HubInner<S>>,
     store: Arc<dyn Store>,
 }
 
-impl FeedHub {
+impl<S: FeedSource> Clone for FeedHub<S> {
+    fn clone(&self) -> Self {
+        Self { inner: Arc::clone(&self.inner), store: Arc::clone(&self.store) }
+    }
+}
+
+impl<S: FeedSource> FeedHub<S> {
     /// A hub with `buffer` events of room per subscriber, and the task that feeds it: run the
     /// task on a thread of its own. `commits` changes after every commit of this node.
     pub fn new(
@@ -191,7 +281,7 @@ impl FeedHub {
             next_id: AtomicU64::new(1),
         });
         let hub = Self { inner: Arc::clone(&inner), store: Arc::clone(&store) };
-        (hub, run(inner, store, commits))
+        (hub, run::<S>(inner, store, commits))
     }
 
     /// Subscribe `audience` to the events of `feed`. With `since`, first replay the audience's
@@ -199,10 +289,10 @@ impl FeedHub {
     /// duplicate.
     pub fn subscribe(
         &self,
-        feed: FeedSpec,
+        feed: FeedSpec<S>,
         audience: Audience,
         since: Option<i64>,
-    ) -> Result<Subscription, SubscribeError> {
+    ) -> Result<Subscription<S>, SubscribeError> {
         let (sender, receiver) = mpsc::channel(self.inner.buffer);
         let lagged = Arc::new(AtomicBool::new(false));
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -254,27 +344,27 @@ pub fn record_slow_consumer(label: &'static str) {
     counter!(SLOW_CONSUMERS_DROPPED, "feed" => label).increment(1);
 }
 
-/// Replay state: the audience's stored events after `last_seq` up to `until`.
-struct Replay {
+/// Replay state: the audience's stored records after `last_seq` up to `until`.
+struct Replay<R> {
     until: i64,
-    page: VecDeque<EventRecord>,
+    page: VecDeque<R>,
     exhausted: bool,
 }
 
-/// One subscriber's stream of events. Dropping it unsubscribes.
-pub struct Subscription {
-    inner: Arc<HubInner>,
+/// One subscriber's stream of records. Dropping it unsubscribes.
+pub struct Subscription<S: FeedSource> {
+    inner: Arc<HubInner<S>>,
     store: Arc<dyn Store>,
     id: u64,
-    feed: FeedSpec,
+    feed: FeedSpec<S>,
     audience: Audience,
-    receiver: mpsc::Receiver<Arc<EventRecord>>,
+    receiver: mpsc::Receiver<Arc<S::Record>>,
     lagged: Arc<AtomicBool>,
-    replay: Option<Replay>,
+    replay: Option<Replay<S::Record>>,
     last_seq: i64,
 }
 
-impl Subscription {
+impl<S: FeedSource> Subscription<S> {
     /// The feed's metric label.
     pub fn label(&self) -> &'static str {
         self.feed.label
@@ -293,24 +383,26 @@ impl Subscription {
 
     /// The next event: replayed ones first, then live ones. Cancel-safe: an event is consumed
     /// only when this returns it.
-    pub async fn next(&mut self) -> Result<FeedItem, StoreError> {
+    pub async fn next(&mut self) -> Result<FeedItem<S::Record>, StoreError> {
         loop {
             if let Some(replay) = &mut self.replay {
                 if let Some(event) = replay.page.pop_front() {
-                    self.last_seq = event.seq;
+                    self.last_seq = S::seq(&event);
                     if (self.feed.filter)(self.audience, &event) {
                         return Ok(FeedItem::Event(Arc::new(event)));
                     }
                     continue;
                 }
                 if !replay.exhausted {
-                    let events = self.store.events_after(self.audience.customer(), self.last_seq, READ_BATCH).await?;
+                    let events =
+                        S::after(self.store.as_ref(), self.audience.customer(), self.last_seq, READ_BATCH).await?;
                     let full_page = events.len() >= READ_BATCH;
                     let until = replay.until;
+                    let last_seq = self.last_seq;
                     replay
                         .page
-                        .extend(events.into_iter().filter(|event| event.seq > self.last_seq && event.seq <= until));
-                    let reached_end = replay.page.back().is_some_and(|event| event.seq >= until);
+                        .extend(events.into_iter().filter(|event| S::seq(event) > last_seq && S::seq(event) <= until));
+                    let reached_end = replay.page.back().is_some_and(|event| S::seq(event) >= until);
                     replay.exhausted = !full_page || reached_end || replay.page.is_empty();
                     continue;
                 }
@@ -318,9 +410,9 @@ impl Subscription {
                 self.replay = None;
             }
             return Ok(match self.receiver.recv().await {
-                Some(event) if event.seq <= self.last_seq => continue,
+                Some(event) if S::seq(&event) <= self.last_seq => continue,
                 Some(event) => {
-                    self.last_seq = event.seq;
+                    self.last_seq = S::seq(&event);
                     FeedItem::Event(event)
                 }
                 None if self.lagged.load(Ordering::Acquire) => FeedItem::Lagged,
@@ -330,18 +422,18 @@ impl Subscription {
     }
 }
 
-impl Drop for Subscription {
+impl<S: FeedSource> Drop for Subscription<S> {
     fn drop(&mut self) {
         self.inner.remove(self.audience, self.id);
     }
 }
 
 /// The hub's task: wake on this node's commits or the poll, read what is new, fan it out.
-async fn run(inner: Arc<HubInner>, store: Arc<dyn Store>, commits: watch::Receiver<u64>) {
+async fn run<S: FeedSource>(inner: Arc<HubInner<S>>, store: Arc<dyn Store>, commits: watch::Receiver<u64>) {
     let mut commits = Some(commits);
     let mut poll = tokio::time::interval(POLL_INTERVAL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut reader = Reader { hole: None, last_error: None };
+    let mut reader = Reader { hole: None, last_error: None, source: PhantomData::<S> };
     loop {
         tokio::select! {
             changed = wait_for_commit(&mut commits) => {
@@ -370,14 +462,15 @@ async fn wait_for_commit(commits: &mut Option<watch::Receiver<u64>>) -> Result<(
 /// How often a failing store read is logged at most.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 
-struct Reader {
+struct Reader<S> {
     /// The first missing sequence number and when it was first seen missing.
     hole: Option<(i64, Instant)>,
     last_error: Option<Instant>,
+    source: PhantomData<S>,
 }
 
-impl Reader {
-    async fn catch_up(&mut self, inner: &HubInner, store: &dyn Store) {
+impl<S: FeedSource> Reader<S> {
+    async fn catch_up(&mut self, inner: &HubInner<S>, store: &dyn Store) {
         if let Err(error) = self.try_catch_up(inner, store).await {
             if !matches!(self.last_error, Some(logged) if logged.elapsed() < ERROR_LOG_INTERVAL) {
                 tracing::warn!(%error, "live feeds cannot read new events");
@@ -386,9 +479,9 @@ impl Reader {
         }
     }
 
-    async fn try_catch_up(&mut self, inner: &HubInner, store: &dyn Store) -> Result<(), StoreError> {
+    async fn try_catch_up(&mut self, inner: &HubInner<S>, store: &dyn Store) -> Result<(), StoreError> {
         let mut horizon = inner.lock().horizon;
-        let last = store.last_event_seq().await?;
+        let last = S::last_seq(store).await?;
         {
             let mut state = inner.lock();
             if !state.ready || state.count == 0 {
@@ -400,13 +493,13 @@ impl Reader {
             }
         }
         while last > horizon {
-            let events = store.events_after(None, horizon, READ_BATCH).await?;
+            let events = S::after(store, None, horizon, READ_BATCH).await?;
             let complete = events.len() < READ_BATCH;
             let deliverable = self.contiguous_prefix(horizon, &events, Instant::now());
             if deliverable == 0 {
                 return Ok(());
             }
-            let events: Vec<Arc<EventRecord>> = events.into_iter().take(deliverable).map(Arc::new).collect();
+            let events: Vec<Arc<S::Record>> = events.into_iter().take(deliverable).map(Arc::new).collect();
             horizon = fan_out(inner, &events);
             if deliverable < READ_BATCH && complete {
                 break;
@@ -417,20 +510,17 @@ impl Reader {
 
     /// How many of `events` (sorted by seq, all after `horizon`) may be delivered now: up to
     /// the first gap, unless that gap has been waited for [`HOLE_GRACE`] already.
-    fn contiguous_prefix(&mut self, horizon: i64, events: &[EventRecord], now: Instant) -> usize {
+    fn contiguous_prefix(&mut self, horizon: i64, events: &[S::Record], now: Instant) -> usize {
         let mut expected = horizon + 1;
         for (index, event) in events.iter().enumerate() {
-            if event.seq > expected {
+            let seq = S::seq(event);
+            if seq > expected {
                 match self.hole {
                     Some((missing, since)) if missing == expected => {
                         if now.saturating_duration_since(since) < HOLE_GRACE {
                             return index;
                         }
-                        tracing::debug!(
-                            from = expected,
-                            to = event.seq - 1,
-                            "skipping sequence numbers never committed"
-                        );
+                        tracing::debug!(from = expected, to = seq - 1, "skipping sequence numbers never committed");
                         self.hole = None;
                     }
                     Some(_) | None => {
@@ -439,7 +529,7 @@ impl Reader {
                     }
                 }
             }
-            expected = event.seq + 1;
+            expected = seq + 1;
         }
         events.len()
     }
@@ -447,12 +537,12 @@ impl Reader {
 
 /// Hand `events` (sorted, contiguous) to every subscriber they concern; subscribers whose
 /// buffer is full are dropped. Returns the new horizon.
-fn fan_out(inner: &HubInner, events: &[Arc<EventRecord>]) -> i64 {
+fn fan_out<S: FeedSource>(inner: &HubInner<S>, events: &[Arc<S::Record>]) -> i64 {
     let mut state = inner.lock();
     let mut dropped: Vec<(Audience, u64)> = Vec::new();
     for event in events {
-        let cash = event.cash_customer_id.filter(|cash| *cash != event.owner_id);
-        let audiences = [Some(Audience::All), Some(Audience::Customer(event.owner_id)), cash.map(Audience::Customer)];
+        let [first, second] = S::customers(event);
+        let audiences = [Some(Audience::All), first.map(Audience::Customer), second.map(Audience::Customer)];
         for audience in audiences.into_iter().flatten() {
             let Some(subscribers) = state.subscribers.get(&audience) else {
                 continue;
@@ -473,7 +563,7 @@ fn fan_out(inner: &HubInner, events: &[Arc<EventRecord>]) -> i64 {
                 }
             }
         }
-        state.horizon = event.seq;
+        state.horizon = S::seq(event);
     }
     for (audience, id) in dropped {
         remove_locked(&mut state, audience, id);
@@ -490,7 +580,7 @@ mod tests {
     use crate::domain::token::{TokenEventKind, TokenState};
 
     /// A feed that carries every event of its audience.
-    fn every_event() -> FeedSpec {
+    fn every_event() -> FeedSpec<TokenEvents> {
         FeedSpec::new("test", |_, _| true)
     }
 
@@ -517,7 +607,7 @@ mod tests {
 
     #[test]
     fn a_gap_in_the_sequence_is_waited_for_before_it_is_skipped() {
-        let mut reader = Reader { hole: None, last_error: None };
+        let mut reader = Reader { hole: None, last_error: None, source: PhantomData::<TokenEvents> };
         let at = |seq| event(seq, TokenEventKind::Created, TokenState::Open, 1, None);
         let start = Instant::now();
         let events = vec![at(11), at(12), at(14), at(15)];
@@ -526,12 +616,12 @@ mod tests {
         assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE / 2), 0);
         assert_eq!(reader.contiguous_prefix(12, &events[2..], start + HOLE_GRACE), 2, "waited long enough");
         // The missing event arriving in time fills the hole.
-        let mut reader = Reader { hole: None, last_error: None };
+        let mut reader = Reader { hole: None, last_error: None, source: PhantomData::<TokenEvents> };
         assert_eq!(reader.contiguous_prefix(12, &[at(14)], start), 0);
         assert_eq!(reader.contiguous_prefix(12, &[at(13), at(14)], start), 2);
     }
 
-    fn inner(buffer: usize) -> Arc<HubInner> {
+    fn inner(buffer: usize) -> Arc<HubInner<TokenEvents>> {
         Arc::new(HubInner {
             state: Mutex::new(HubState { horizon: 0, ready: true, subscribers: HashMap::new(), count: 0 }),
             buffer,
@@ -572,8 +662,9 @@ mod tests {
         let inner = inner(16);
         let hub = FeedHub { inner: Arc::clone(&inner), store: test_store() };
         let subscribe = |feed, audience| hub.subscribe(feed, audience, None).unwrap_or_else(|error| panic!("{error}"));
-        let locks_only = FeedSpec::new("locks", |_, event: &EventRecord| event.kind == TokenEventKind::Locked);
-        let owners_only = FeedSpec::new("owners", |audience, event: &EventRecord| {
+        let locks_only =
+            FeedSpec::<TokenEvents>::new("locks", |_, event: &EventRecord| event.kind == TokenEventKind::Locked);
+        let owners_only = FeedSpec::<TokenEvents>::new("owners", |audience, event: &EventRecord| {
             audience == Audience::All || audience == Audience::Customer(event.owner_id)
         });
         let mut owner = subscribe(every_event(), Audience::Customer(1));
@@ -587,7 +678,7 @@ mod tests {
             event(3, TokenEventKind::Created, TokenState::Open, 2, None),
         ];
         fan_out(&inner, &events.map(Arc::new));
-        let received = |subscription: &mut Subscription| {
+        let received = |subscription: &mut Subscription<TokenEvents>| {
             let mut seqs = Vec::new();
             while let Ok(event) = subscription.receiver.try_recv() {
                 seqs.push(event.seq);

@@ -5,6 +5,7 @@ pub mod body;
 pub mod client_origin;
 pub mod dncash;
 pub mod error;
+pub mod feed_session;
 pub mod ledger;
 pub mod metrics;
 pub mod openapi;
@@ -50,6 +51,7 @@ pub struct AppState {
 /// than nothing.
 pub fn register_initial_series() {
     dncash::register_initial_series();
+    ledger::register_initial_series();
 }
 
 /// Register every route of every protocol.

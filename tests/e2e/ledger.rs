@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::api::{Body, Creds, Reply};
 use crate::harness::{Backend, TestEnv};
+use crate::live_feeds::FeedClient;
 
 const LEDGER: &str = "/ledger/v1";
 
@@ -389,4 +390,72 @@ pub async fn the_cli_opens_accounts_and_moves_money_beside_the_running_server(ba
     assert_eq!(voided["result"], "created");
     assert_eq!(balances(&env, &p.bank, &bob).await["available"], 800);
     assert_eq!(balances(&env, &p.operator, &rail).await["posted"], -800);
+}
+
+fn credential_headers(creds: &Creds) -> [(&str, &str); 2] {
+    [("DN-API-KEY", creds.apikey.as_str()), ("DN-API-SECRET", creds.apisecret.as_str())]
+}
+
+/// The next `count` journal lines of a feed (heartbeats skipped).
+async fn lines(feed: &mut FeedClient, count: usize) -> Vec<Value> {
+    let mut lines = Vec::with_capacity(count);
+    while lines.len() < count {
+        lines.push(feed.event().await);
+    }
+    lines
+}
+
+pub async fn the_ledger_feed_streams_each_customers_journal_lines_and_resumes_without_a_gap(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let p = parties(&env);
+    let not_a_socket = env.api.get(&path("/feed"), &p.bank).await;
+    not_a_socket.assert_status(400);
+    assert_eq!(env.api.get_anonymous(&path("/feed")).await.status.as_u16(), 401);
+
+    let mut bank_feed = FeedClient::connect_with_headers(&env, &path("/feed"), &credential_headers(&p.bank)).await;
+    let mut operator_feed =
+        FeedClient::connect_with_headers(&env, &path("/feed"), &credential_headers(&p.operator)).await;
+    let rail = open(
+        &env,
+        &p.operator,
+        json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let alice = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
+    let bob = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
+    transfer(&env, &p.operator, post(&rail, &alice, 1_000)).await.assert_status(201);
+    for _ in 0..5 {
+        transfer(&env, &p.bank, post(&alice, &bob, 10)).await.assert_status(201);
+    }
+
+    // The bank sees its two accounts' lines: two openings, the deposit's credit, and both legs
+    // of each of its five transfers, in sequence order, each with the sums after it.
+    let seen = lines(&mut bank_feed, 13).await;
+    let seqs: Vec<i64> = seen.iter().map(|line| line["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "in order: {seqs:?}");
+    assert!(seen.iter().all(|line| line["account_id"] == alice || line["account_id"] == bob), "only its own");
+    assert_eq!(seen[2]["kind"], "posted");
+    assert_eq!((seen[2]["side"].clone(), seen[2]["amount"].clone()), (json!("credit"), json!(1_000)));
+    let last_alice = seen.iter().rev().find(|line| line["account_id"] == alice).unwrap();
+    assert_eq!(last_alice["balances"]["posted"], 950);
+    // The operator sees every line: the rail's opening and debit too.
+    let everything = lines(&mut operator_feed, 15).await;
+    assert!(everything.iter().any(|line| line["account_id"] == rail && line["side"] == "debit"));
+
+    // Resuming after the fifth line replays the rest, then continues live.
+    let resume = seqs[4];
+    drop(bank_feed);
+    let mut resumed =
+        FeedClient::connect_with_headers(&env, &path(&format!("/feed?since={resume}")), &credential_headers(&p.bank))
+            .await;
+    let replayed = lines(&mut resumed, 8).await;
+    let replayed_seqs: Vec<i64> = replayed.iter().map(|line| line["seq"].as_i64().unwrap()).collect();
+    assert_eq!(replayed_seqs, seqs[5..].to_vec());
+    transfer(&env, &p.bank, post(&bob, &alice, 7)).await.assert_status(201);
+    let live = lines(&mut resumed, 2).await;
+    assert!(live[0]["seq"].as_i64().unwrap() > *seqs.last().unwrap());
+    assert_eq!(live.iter().map(|line| line["amount"].as_i64().unwrap()).collect::<Vec<_>>(), [7, 7]);
 }

@@ -59,13 +59,17 @@ pub fn ws_base(env: &TestEnv) -> String {
 
 impl FeedClient {
     pub async fn connect(env: &TestEnv, path: &str) -> Self {
+        Self::connect_with_headers(env, path, &[]).await
+    }
+
+    /// Connect sending these headers with the upgrade (credentials).
+    pub async fn connect_with_headers(env: &TestEnv, path: &str, headers: &[(&str, &str)]) -> Self {
         let url = format!("{}{path}", ws_base(env));
-        let (response, socket) = awc::Client::new()
-            .ws(&url)
-            .max_frame_size(CLIENT_FRAME_MAX_BYTES)
-            .connect()
-            .await
-            .unwrap_or_else(|error| panic!("WebSocket {path}: {error}"));
+        let mut request = awc::Client::new().ws(&url).max_frame_size(CLIENT_FRAME_MAX_BYTES);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let (response, socket) = request.connect().await.unwrap_or_else(|error| panic!("WebSocket {path}: {error}"));
         assert_eq!(response.status().as_u16(), 101, "{path} upgrades");
         Self { socket: Box::new(socket) }
     }

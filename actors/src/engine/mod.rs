@@ -34,7 +34,7 @@ use crate::context::EntityContext;
 use crate::crypto::{KeyPolicy, SecretHasher};
 use crate::entity_actor::Registry;
 use crate::expiry::ExpiryConfig;
-use crate::feed_hub::{FeedHub, DEFAULT_SUBSCRIBER_BUFFER};
+use crate::feed_hub::{FeedHub, LedgerEntries, TokenEvents, DEFAULT_SUBSCRIBER_BUFFER};
 use crate::metrics as m;
 pub use crate::outcome::{rejection_reason, EngineError, Rejection};
 use crate::store::Store;
@@ -151,8 +151,12 @@ impl Engine {
         );
         // Feeds, expiry and retention share one more thread, off the hot path.
         let background = Arbiter::new();
-        let (hub, hub_task) = FeedHub::new(Arc::clone(&store), commits, config.feed_buffer);
-        background.spawn(hub_task);
+        let (token_hub, token_hub_task) =
+            FeedHub::<TokenEvents>::new(Arc::clone(&store), commits.clone(), config.feed_buffer);
+        background.spawn(token_hub_task);
+        let (ledger_hub, ledger_hub_task) =
+            FeedHub::<LedgerEntries>::new(Arc::clone(&store), commits, config.feed_buffer);
+        background.spawn(ledger_hub_task);
         let background_handle = background.handle();
         // MQTT publishing (signing included) runs on the background thread too.
         let mqtt = config.mqtt.clone().map(|mqtt| {
@@ -183,7 +187,7 @@ impl Engine {
             devices,
             access,
             triggers,
-            feeds: FeedService::new(hub),
+            feeds: FeedService::new(token_hub, ledger_hub),
             clearing: ClearingService::new(Arc::clone(&store)),
             portal,
             ledger,

@@ -113,6 +113,10 @@ static CUSTOMER_ENTRIES: Statement = statement!(
     "ledger_customer_entries",
     "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
+static ALL_ENTRIES: Statement = statement!(
+    "ledger_entries_after",
+    "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
+);
 static LAST_ENTRY: Statement = statement!("last_ledger_entry", "SELECT MAX(seq) FROM ledger_entries");
 
 /// The statements a commit may run, for backends that prepare them up front.
@@ -519,13 +523,17 @@ pub(super) async fn account_transfers<B: Backend>(
         .await
 }
 
-pub(super) async fn customer_entries<B: Backend>(
+pub(super) async fn entries_after<B: Backend>(
     backend: &B,
-    customer: CustomerId,
+    customer: Option<CustomerId>,
     after_seq: i64,
     limit: usize,
 ) -> Result<Vec<LedgerEntry>, StoreError> {
-    CUSTOMER_ENTRIES.all(backend, args![customer, after_seq, rows::list_limit(limit)], entry).await
+    let limit = rows::list_limit(limit);
+    match customer {
+        Some(customer) => CUSTOMER_ENTRIES.all(backend, args![customer, after_seq, limit], entry).await,
+        None => ALL_ENTRIES.all(backend, args![after_seq, limit], entry).await,
+    }
 }
 
 pub(super) async fn last_entry_seq<B: Backend>(backend: &B) -> Result<i64, StoreError> {

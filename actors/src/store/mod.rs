@@ -427,10 +427,11 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         range: EntryRange,
     ) -> Result<Vec<AccountTransfer>, StoreError>;
-    /// The journal lines of a customer's accounts after sequence number `after_seq`, in order.
-    async fn ledger_customer_entries(
+    /// The journal lines after sequence number `after_seq`, in order: of one customer's
+    /// accounts, or (`None`) of all.
+    async fn ledger_entries_after(
         &self,
-        customer: CustomerId,
+        customer: Option<CustomerId>,
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError>;

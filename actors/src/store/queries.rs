@@ -743,13 +743,13 @@ impl<B: Backend> Store for B {
         ledger::account_transfers(self, account, range).await
     }
 
-    async fn ledger_customer_entries(
+    async fn ledger_entries_after(
         &self,
-        customer: CustomerId,
+        customer: Option<CustomerId>,
         after_seq: i64,
         limit: usize,
     ) -> Result<Vec<LedgerEntry>, StoreError> {
-        ledger::customer_entries(self, customer, after_seq, limit).await
+        ledger::entries_after(self, customer, after_seq, limit).await
     }
 
     async fn last_ledger_entry_seq(&self) -> Result<i64, StoreError> {

@@ -4,7 +4,7 @@
 //! filter. The WebSocket sessions that serve the feeds are in `websocket.rs`.
 
 use cashgrid_actors::domain::token::{TokenEventKind, TokenState, TokenType};
-use cashgrid_actors::feed_hub::{self, Audience, FeedSpec};
+use cashgrid_actors::feed_hub::{self, Audience, FeedSpec, TokenEvents};
 use cashgrid_actors::store::{Customer, EventRecord};
 
 /// The feeds a client can subscribe to.
@@ -36,7 +36,7 @@ impl Feed {
     }
 
     /// The feed as the hub takes it: its label and [`delivers`] as its filter.
-    pub fn spec(self) -> FeedSpec {
+    pub fn spec(self) -> FeedSpec<TokenEvents> {
         FeedSpec::new(self.label(), move |audience, event| delivers(self, audience, event))
     }
 }

@@ -9,11 +9,9 @@
 //! | `/dnapi/tokenws/v1/events/<key>?since=<seq>` | Token API key | `{"seq":N,"uuid":…,"event":…,"from":…,"to":…,"at":TS,"token":{…}}` |
 //!
 //! Which feed carries which event to whom is `feeds.rs` (the original's recipient table).
-//! Each session is a task that relays its engine [`Subscription`] to the socket. It pings the
-//! client every [`HEARTBEAT_INTERVAL`] (and, on the event feed, sends a text heartbeat with the
-//! last delivered `seq`), closes when nothing came back for [`CLIENT_TIMEOUT`], and closes a
-//! client that does not keep up with [`CLOSE_SLOW_CONSUMER`] and the `since=` to resume from.
-//! The subscription is dropped, i.e. unsubscribed, whichever way the session ends.
+//! Each session is `crate::feed_session`'s (heartbeats, slow consumers closed with the
+//! `since=` to resume from); this module supplies the frames, and on the event feed text
+//! heartbeats with the last delivered `seq`.
 //!
 //! As in the original, an upgrade on an unknown path under these prefixes, or with an unknown
 //! key, is accepted and closed at once with no close code (clients see 1005).
@@ -24,39 +22,22 @@
 //! Bearer` header for clients that can set one): `<id>` must be the session's own customer id,
 //! and only admins may name another customer or `admin`. Anything else is closed at once.
 
-use std::pin::pin;
-use std::time::Duration;
-
-use actix_web::rt::time::{interval_at, timeout, Instant};
 use actix_web::{web, HttpRequest, HttpResponse};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use actix_ws::CloseCode;
 use cashgrid_actors::domain::disclosure::{snapshot_for, Viewer};
-use cashgrid_actors::feed_hub::{self, Audience, FeedItem, Subscription};
+use cashgrid_actors::feed_hub::{Audience, Subscription, TokenEvents};
 use cashgrid_actors::store::{EventRecord, Scope};
-use cashgrid_actors::EngineError;
-use futures_util::future::{select, Either};
-use futures_util::StreamExt as _;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::feeds::{audience_of, Feed};
 use super::route_not_found;
 use super::token_api::query_map;
+use crate::feed_session::{is_upgrade, parse_since, reason, unavailable, upgrade, Frames};
 use crate::time::iso_millis;
 use crate::AppState;
 
-/// How often the server pings (and, on the event feed, sends a text heartbeat).
-pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
-/// A client from which nothing (not even a pong) arrived for this long is disconnected.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Longest one frame may wait for room in the socket's outbound buffer.
-pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest the closing handshake may wait for room in the outbound buffer.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
-/// Largest frame a client may send; clients have nothing to say beyond pongs.
-const CLIENT_FRAME_MAX_BYTES: usize = 4 * 1024;
-/// Close code for a subscriber that fell too far behind; the reason names `since=<seq>`.
-pub const CLOSE_SLOW_CONSUMER: u16 = 4001;
+type Start = crate::feed_session::Start<TokenEvents>;
 
 pub fn configure(config: &mut web::ServiceConfig) {
     config
@@ -90,15 +71,6 @@ enum Style {
     Change,
     /// The full event, plus text heartbeats.
     Event,
-}
-
-/// What the handshake decided.
-enum Start {
-    Subscribed(Subscription, Style),
-    /// Unknown key or path: closed at once without a code, as the original does.
-    Refused,
-    /// Closed at once with this code and reason.
-    Closed(CloseReason),
 }
 
 async fn token_changes(
@@ -138,7 +110,7 @@ async fn events(
     }
     let start = match parse_since(query_map(&request).get("since").map(String::as_str)) {
         Ok(since) => listen(&state, &key, Scope::TokenApi, Feed::Events, since, Style::Event).await,
-        Err(()) => Start::Closed(reason(CloseCode::Policy, "since must be a sequence number (an integer >= 0)".into())),
+        Err(_) => Start::Closed(reason(CloseCode::Policy, "since must be a sequence number (an integer >= 0)".into())),
     };
     upgrade(&request, body, start)
 }
@@ -155,7 +127,7 @@ async fn admin_token_changes(
     }
     let start = match admin_audience(&state, &request, &id).await {
         Some(audience) => match state.engine.feeds().subscribe(Feed::AdminTokenChange.spec(), audience, None) {
-            Ok(subscription) => Start::Subscribed(subscription, Style::Change),
+            Ok(subscription) => subscribed(subscription, Style::Change),
             Err(error) => unavailable(&error),
         },
         None => Start::Refused,
@@ -199,25 +171,6 @@ async fn unknown(
     upgrade(&request, body, Start::Refused)
 }
 
-fn is_upgrade(request: &HttpRequest) -> bool {
-    request
-        .headers()
-        .get(actix_web::http::header::UPGRADE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
-}
-
-/// `since` absent: live only. Present: a sequence number, replayed from.
-fn parse_since(value: Option<&str>) -> Result<Option<i64>, ()> {
-    match value {
-        None => Ok(None),
-        Some(text) => match text.parse::<i64>() {
-            Ok(since) if since >= 0 => Ok(Some(since)),
-            Ok(_) | Err(_) => Err(()),
-        },
-    }
-}
-
 /// Subscribe the customer behind a listen key of `scope` to `feed`.
 async fn listen(state: &AppState, key: &str, scope: Scope, feed: Feed, since: Option<i64>, style: Style) -> Start {
     let customer = match state.engine.access().listen_key_customer(key, scope).await {
@@ -231,153 +184,17 @@ async fn listen(state: &AppState, key: &str, scope: Scope, feed: Feed, since: Op
         Feed::TokenChange | Feed::AdminTokenChange | Feed::Events => audience_of(&customer),
     };
     match state.engine.feeds().subscribe(feed.spec(), audience, since) {
-        Ok(subscription) => Start::Subscribed(subscription, style),
+        Ok(subscription) => subscribed(subscription, style),
         Err(error) => unavailable(&error),
     }
 }
 
-fn unavailable(error: &EngineError) -> Start {
-    tracing::warn!(%error, "live feed subscription refused");
-    Start::Closed(reason(CloseCode::Again, "feed unavailable; try again later".into()))
-}
-
-fn reason(code: CloseCode, description: String) -> CloseReason {
-    CloseReason { code, description: Some(description) }
-}
-
-fn slow_consumer(delivered: i64) -> CloseReason {
-    reason(CloseCode::Other(CLOSE_SLOW_CONSUMER), format!("slow consumer; resume with since={delivered}"))
-}
-
-/// Accept the upgrade and start what the handshake decided.
-fn upgrade(request: &HttpRequest, body: web::Payload, start: Start) -> Result<HttpResponse, actix_web::Error> {
-    let (response, session, messages) = actix_ws::handle(request, body)?;
-    match start {
-        Start::Subscribed(subscription, style) => {
-            actix_web::rt::spawn(run_session(subscription, session, messages, style));
-        }
-        Start::Refused => {
-            actix_web::rt::spawn(async move {
-                let _ = timeout(CLOSE_TIMEOUT, session.close(None)).await;
-                drop(messages);
-            });
-        }
-        Start::Closed(close) => {
-            actix_web::rt::spawn(async move {
-                let _ = timeout(CLOSE_TIMEOUT, session.close(Some(close))).await;
-                drop(messages);
-            });
-        }
-    }
-    Ok(response)
-}
-
-enum Input {
-    Feed(Result<FeedItem, cashgrid_actors::store::StoreError>),
-    Client(Option<Result<Message, actix_ws::ProtocolError>>),
-    Tick,
-}
-
-enum SendFailure {
-    /// The connection is gone.
-    Closed,
-    /// The client does not read.
-    Timeout,
-}
-
-async fn send_text(session: &mut Session, text: String) -> Result<(), SendFailure> {
-    match timeout(SEND_TIMEOUT, session.text(text)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(SendFailure::Closed),
-        Err(_) => Err(SendFailure::Timeout),
-    }
-}
-
-/// Relay a subscription to one client until either side ends it.
-async fn run_session(mut subscription: Subscription, mut session: Session, messages: MessageStream, style: Style) {
-    let feed = subscription.label();
+/// A session for `subscription`, rendering in `style` for its audience.
+fn subscribed(subscription: Subscription<TokenEvents>, style: Style) -> Start {
     let viewer = subscription.audience().viewer();
-    let mut messages = messages.max_frame_size(CLIENT_FRAME_MAX_BYTES);
-    let mut heartbeat = interval_at(Instant::now() + HEARTBEAT_INTERVAL, HEARTBEAT_INTERVAL);
-    let mut last_heard = Instant::now();
-    let mut delivered = subscription.last_seq();
-    let close = loop {
-        // Client frames are looked at before heartbeats, so a pong queued behind a burst of
-        // events counts before the timeout is checked.
-        let input = {
-            let next = pin!(subscription.next());
-            let client = pin!(messages.next());
-            let tick = pin!(heartbeat.tick());
-            match select(next, select(client, tick)).await {
-                Either::Left((item, _)) => Input::Feed(item),
-                Either::Right((Either::Left((message, _)), _)) => Input::Client(message),
-                Either::Right((Either::Right((_, _)), _)) => Input::Tick,
-            }
-        };
-        match input {
-            Input::Feed(Ok(FeedItem::Event(event))) => {
-                match send_text(&mut session, frame(style, &event, viewer)).await {
-                    Ok(()) => delivered = event.seq,
-                    Err(SendFailure::Closed) => break None,
-                    Err(SendFailure::Timeout) => {
-                        feed_hub::record_slow_consumer(feed);
-                        break Some(slow_consumer(delivered));
-                    }
-                }
-            }
-            Input::Feed(Ok(FeedItem::Lagged)) => break Some(slow_consumer(delivered)),
-            Input::Feed(Ok(FeedItem::Closed)) => break Some(reason(CloseCode::Restart, "server stopping".into())),
-            Input::Feed(Err(error)) => {
-                tracing::warn!(%error, feed, "live feed replay failed");
-                break Some(reason(CloseCode::Error, format!("feed unavailable; resume with since={delivered}")));
-            }
-            Input::Client(Some(Ok(message))) => {
-                last_heard = Instant::now();
-                match message {
-                    Message::Ping(bytes) => {
-                        if !matches!(timeout(SEND_TIMEOUT, session.pong(&bytes)).await, Ok(Ok(()))) {
-                            break None;
-                        }
-                    }
-                    Message::Close(_) => break Some(reason(CloseCode::Normal, "bye".into())),
-                    // The original ignores what clients send.
-                    Message::Text(_)
-                    | Message::Binary(_)
-                    | Message::Continuation(_)
-                    | Message::Pong(_)
-                    | Message::Nop => {}
-                }
-            }
-            Input::Client(Some(Err(error))) => {
-                tracing::debug!(%error, "websocket protocol error");
-                break Some(reason(CloseCode::Protocol, "protocol error".into()));
-            }
-            Input::Client(None) => break None,
-            Input::Tick => {
-                if last_heard.elapsed() > CLIENT_TIMEOUT {
-                    break Some(reason(CloseCode::Away, "heartbeat timeout".into()));
-                }
-                if !matches!(timeout(SEND_TIMEOUT, session.ping(b"")).await, Ok(Ok(()))) {
-                    break None;
-                }
-                if style == Style::Event {
-                    match send_text(&mut session, heartbeat_frame(delivered)).await {
-                        Ok(()) => {}
-                        Err(SendFailure::Closed) => break None,
-                        Err(SendFailure::Timeout) => {
-                            feed_hub::record_slow_consumer(feed);
-                            break Some(slow_consumer(delivered));
-                        }
-                    }
-                }
-            }
-        }
-    };
-    // Unsubscribe first: the closing handshake may wait on a client that does not read.
-    drop(subscription);
-    if let Some(close) = close {
-        let _ = timeout(CLOSE_TIMEOUT, session.close(Some(close))).await;
-    }
+    let frames =
+        Frames { render: Box::new(move |event| frame(style, event, viewer)), heartbeats: style == Style::Event };
+    Start::Subscribed(subscription, frames)
 }
 
 fn frame(style: Style, event: &EventRecord, viewer: Viewer) -> String {
@@ -428,30 +245,9 @@ fn event_frame(event: &EventRecord, viewer: Viewer) -> String {
     serde_json::to_string(&frame).unwrap_or_default()
 }
 
-#[derive(Serialize)]
-struct HeartbeatFrame {
-    heartbeat: Option<String>,
-    seq: i64,
-}
-
-fn heartbeat_frame(delivered: i64) -> String {
-    let frame = HeartbeatFrame { heartbeat: iso_millis(cashgrid_actors::clock::now_millis()), seq: delivered };
-    serde_json::to_string(&frame).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn since_is_a_non_negative_sequence_number_or_absent() {
-        assert_eq!(parse_since(None), Ok(None));
-        assert_eq!(parse_since(Some("0")), Ok(Some(0)));
-        assert_eq!(parse_since(Some("42")), Ok(Some(42)));
-        assert_eq!(parse_since(Some("-1")), Err(()));
-        assert_eq!(parse_since(Some("x")), Err(()));
-        assert_eq!(parse_since(Some("")), Err(()));
-    }
 
     #[test]
     fn event_frames_carry_seq_kind_states_time_and_snapshot_in_order() {

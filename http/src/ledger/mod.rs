@@ -1,11 +1,13 @@
 //! The Ledger API (`/ledger/v1`): accounts, transfers (one, or batches of linked chains),
-//! balances, an account's transfers and statement (JSON or CSV). Credentials are the dncash
+//! balances, an account's transfers and statement (JSON or CSV), and a live feed of the
+//! journal over WebSocket (`feed.rs`). Credentials are the dncash
 //! headers `DN-API-KEY`/`DN-API-SECRET` of a `ledger-api` credential (a customer's own
 //! accounts) or a `ledger-operator` one (every account). Errors answer
 //! `{"error":{"code":C,"message":M}}` (`error.rs`); client mistakes are 4xx.
 
 mod accounts;
 pub mod error;
+mod feed;
 mod statement;
 mod transfers;
 pub mod views;
@@ -23,6 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::AppState;
 pub use error::LedgerError;
+pub use feed::register_initial_series;
 
 /// The API's path prefix.
 pub const PREFIX: &str = "/ledger/v1";
@@ -38,6 +41,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
             .configure(accounts::configure)
             .configure(transfers::configure)
             .configure(statement::configure)
+            .configure(feed::configure)
             .default_service(web::to(not_found)),
     );
 }
@@ -52,6 +56,7 @@ pub fn document() -> Document {
     document.merge(accounts::Document::openapi());
     document.merge(transfers::Document::openapi());
     document.merge(statement::Document::openapi());
+    document.merge(feed::Document::openapi());
     SecuritySchemes.modify(&mut document);
     document
 }
