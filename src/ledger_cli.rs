@@ -1,21 +1,21 @@
 //! `cashgrid account create` and `cashgrid transfer`: the ledger from the command line, on the
 //! same store as a running server. Each starts the engine for its one request (transfers are
 //! decided by account actors and committed like the server's: correct beside a running node,
-//! as a second node is) and prints the Ledger API's JSON for it.
+//! as a second node is) and prints the Ledger API's JSON for it. A refused transfer prints its
+//! result too, and exits with 1.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use cashgrid_actors::domain::ledger::{
     AccountFlags, AccountId, AccountKind, Amount, Currencies, Currency, Memo, NewAccount, Owner, OwnerKind, Reach,
-    TransferId, TransferRequest,
+    TransferId, TransferRequest, TransferResult,
 };
 use cashgrid_actors::engine::ledger::Opened;
 use cashgrid_actors::store::Store;
 use cashgrid_actors::{Engine, EngineConfig};
 use cashgrid_http::ledger::views::{AccountView, TransferView};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::config::StoreSettings;
@@ -80,11 +80,22 @@ pub struct TransferArgs {
     reference: Option<String>,
 }
 
+/// What a command prints (the API's JSON, fields in the API's order), and whether it did what
+/// was asked (a refused transfer prints its result and exits with 1).
+struct Printed {
+    json: String,
+    refused: Option<&'static str>,
+}
+
+fn printed<T: serde::Serialize>(value: &T) -> anyhow::Result<Printed> {
+    Ok(Printed { json: serde_json::to_string(value)?, refused: None })
+}
+
 /// Run `work` on an engine over the configured store, and print its JSON.
 fn with_engine<F, Fut>(settings: StoreSettings, currencies: Currencies, work: F) -> anyhow::Result<()>
 where
     F: FnOnce(Engine, Arc<dyn Store>) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<Value>>,
+    Fut: std::future::Future<Output = anyhow::Result<Printed>>,
 {
     let hasher = secret_hasher(&settings)?;
     let output = actix::System::new().block_on(async move {
@@ -93,8 +104,11 @@ where
         let engine = Engine::start(Arc::clone(&store), hasher, config);
         work(engine, store).await
     })?;
-    println!("{output}");
-    Ok(())
+    println!("{}", output.json);
+    match output.refused {
+        None => Ok(()),
+        Some(result) => anyhow::bail!("refused: {result}"),
+    }
 }
 
 pub fn run_account(settings: StoreSettings, currencies: Currencies, command: AccountCommand) -> anyhow::Result<()> {
@@ -126,7 +140,7 @@ pub fn run_account(settings: StoreSettings, currencies: Currencies, command: Acc
         };
         match ledger.open(new).await? {
             Opened::Created(account) | Opened::Exists(account) => {
-                Ok(serde_json::to_value(AccountView::of(&account, decimals(&account)))?)
+                printed(&AccountView::of(&account, decimals(&account)))
             }
             Opened::ExistsWithDifferentFields(account) => anyhow::bail!("another account has the id {}", account.id),
             Opened::UnknownCurrency => anyhow::bail!("{currency} is not a currency of this ledger"),
@@ -155,11 +169,25 @@ fn request_of(args: TransferArgs) -> anyhow::Result<TransferRequest> {
     })
 }
 
+/// A transfer's answer, as the API's.
+#[derive(serde::Serialize)]
+struct TransferPrinted {
+    result: &'static str,
+    transfer: Option<TransferView>,
+}
+
 pub fn run_transfer(settings: StoreSettings, currencies: Currencies, args: TransferArgs) -> anyhow::Result<()> {
     let request = request_of(args)?;
     with_engine(settings, currencies, move |engine, _| async move {
         let outcome = engine.ledger().transfer(request, Reach::Every).await?;
-        let transfer = outcome.transfer.as_ref().map(TransferView::of);
-        Ok(json!({ "result": outcome.result.as_str(), "transfer": transfer }))
+        let answer = TransferPrinted {
+            result: outcome.result.as_str(),
+            transfer: outcome.transfer.as_ref().map(TransferView::of),
+        };
+        let refused = match outcome.result {
+            TransferResult::Created | TransferResult::Exists => None,
+            other => Some(other.as_str()),
+        };
+        Ok(Printed { refused, ..printed(&answer)? })
     })
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use actix_web::{web, App, HttpServer};
 use anyhow::Context as _;
 use cashgrid_actors::crypto::{SecretHasher, ServerKey};
-use cashgrid_actors::metrics::{BATCH_SIZE_BUCKETS, COMMIT_BATCH_SIZE, LATENCY_BUCKETS_SECONDS};
+use cashgrid_actors::metrics::{BATCH_SIZE_BUCKETS, COMMIT_BATCH_SIZE, LATENCY_BUCKETS_SECONDS, LEDGER_PIPELINE_DEPTH};
 use cashgrid_actors::store::{PostgresStore, SqliteStore, Store};
 use cashgrid_actors::Engine;
 use cashgrid_http::AppState;
@@ -45,6 +45,7 @@ fn install_prometheus() -> anyhow::Result<PrometheusHandle> {
     PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS_SECONDS)?
         .set_buckets_for_metric(Matcher::Full(COMMIT_BATCH_SIZE.into()), BATCH_SIZE_BUCKETS)?
+        .set_buckets_for_metric(Matcher::Full(LEDGER_PIPELINE_DEPTH.into()), BATCH_SIZE_BUCKETS)?
         .install_recorder()
         .context("installing the metrics recorder")
 }

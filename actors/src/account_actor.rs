@@ -64,6 +64,7 @@ impl AccountState {
         self.account = account;
         self.in_flight += 1;
         self.touched = Instant::now();
+        crate::metrics::record_ledger_pipeline_depth(self.in_flight);
     }
 }
 

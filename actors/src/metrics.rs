@@ -24,6 +24,12 @@ pub const OVERLOAD_REJECTIONS: &str = "cashgrid_overload_rejections_total";
 pub const FENCE_CONFLICTS: &str = "cashgrid_store_fence_conflicts_total";
 pub const LEDGER_TRANSFERS: &str = "cashgrid_ledger_transfers_total";
 pub const LEDGER_HOLDS_EXPIRED: &str = "cashgrid_ledger_holds_expired_total";
+/// Minor units moved by created transfers (posted ones and posted holds), by currency.
+pub const LEDGER_AMOUNT: &str = "cashgrid_ledger_amount_minor_total";
+/// Holds pending now (counted from the store with the token counts).
+pub const LEDGER_PENDING_HOLDS: &str = "cashgrid_ledger_pending_holds";
+/// Decisions an account actor had in flight (decided, not yet settled) after each decision.
+pub const LEDGER_PIPELINE_DEPTH: &str = "cashgrid_ledger_pipeline_depth";
 pub const CASHOUT_AMOUNT: &str = "cashgrid_cashout_amount_minor_total";
 pub const CASHOUTS: &str = "cashgrid_cashouts_total";
 pub const CLEARING_ROWS: &str = "cashgrid_clearing_rows_total";
@@ -93,6 +99,8 @@ pub fn register_initial_series() {
         counter!(COMMITS, "result" => result).absolute(0);
     }
     counter!(FENCE_CONFLICTS).absolute(0);
+    counter!(LEDGER_HOLDS_EXPIRED).absolute(0);
+    gauge!(LEDGER_PENDING_HOLDS).set(0.0);
     counter!(TRIGGERS_CREATED).absolute(0);
     for reason in ["used", "expired", "replaced"] {
         counter!(TRIGGER_ENDS, "reason" => reason).absolute(0);
@@ -190,6 +198,20 @@ pub fn record_ledger_transfer(result: &'static str) {
 
 pub fn record_ledger_hold_expired() {
     counter!(LEDGER_HOLDS_EXPIRED).increment(1);
+}
+
+/// A created transfer that moved `amount` minor units of `currency`.
+pub fn record_ledger_amount(currencies: &CurrencyLabels, currency: &str, amount: u64) {
+    counter!(LEDGER_AMOUNT, "currency" => currencies.label(currency)).increment(amount);
+}
+
+pub fn set_ledger_pending_holds(count: i64) {
+    gauge!(LEDGER_PENDING_HOLDS).set(count as f64);
+}
+
+/// How deep an account actor's pipeline of uncommitted decisions is after a decision.
+pub fn record_ledger_pipeline_depth(in_flight: usize) {
+    histogram!(LEDGER_PIPELINE_DEPTH).record(in_flight as f64);
 }
 
 /// A completed cash-out: its amount in minor units by currency. The currency is free text from

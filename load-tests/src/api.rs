@@ -39,15 +39,25 @@ pub fn context() -> Result<&'static Context, Box<TransactionError>> {
 pub enum Api {
     Token,
     Cash,
+    /// The Ledger API with the fixture's operator credentials.
+    Ledger,
 }
 
 impl Api {
-    fn credentials(self, context: &Context) -> &Credentials {
+    fn credentials(self, context: &Context) -> Result<&Credentials, Box<TransactionError>> {
         match self {
-            Self::Token => &context.fixture.token_api,
-            Self::Cash => &context.fixture.cash_api,
+            Self::Token => Ok(&context.fixture.token_api),
+            Self::Cash => Ok(&context.fixture.cash_api),
+            Self::Ledger => Ok(&ledger()?.operator),
         }
     }
+}
+
+/// The fixture's ledger accounts.
+pub fn ledger() -> Result<&'static crate::fixture::LedgerFixture, Box<TransactionError>> {
+    context()?.fixture.ledger.as_ref().ok_or_else(|| {
+        Box::new(TransactionError::Custom("the fixture has no ledger accounts: run setup with --ledger-accounts".into()))
+    })
 }
 
 /// One answered request: status, body, and the goose metric to correct if needed.
@@ -78,7 +88,7 @@ pub async fn call(
     body: Option<&Value>,
 ) -> Result<Reply, Box<TransactionError>> {
     let context = context()?;
-    let credentials = api.credentials(context);
+    let credentials = api.credentials(context)?;
     let mut builder = user
         .get_request_builder(&method, path)?
         .header("DN-API-KEY", credentials.apikey.as_str())

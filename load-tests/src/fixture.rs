@@ -41,6 +41,21 @@ pub struct Fixture {
     pub atms: Vec<String>,
     /// Private keys of the phones, PKCS#1 PEM, copied from `fixtures/`.
     pub keys: Vec<String>,
+    /// The ledger scenarios' accounts, when `setup --ledger-accounts N` made them.
+    #[serde(default)]
+    pub ledger: Option<LedgerFixture>,
+}
+
+/// Funded ledger accounts of one currency, and one hot account every `ledger_hot_account`
+/// transfer credits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LedgerFixture {
+    /// `ledger-operator` credentials (they reach every account).
+    pub operator: Credentials,
+    pub accounts: Vec<String>,
+    pub hot: String,
+    /// Minor units each account was funded with.
+    pub funded: u64,
 }
 
 impl Fixture {

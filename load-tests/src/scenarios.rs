@@ -1,6 +1,7 @@
 //! The goose scenarios. Select them with `--scenarios` by their machine names (goose drops the
 //! underscores): `bankissuestokens`, `atmlifecycle`, `atmtrigger`, `hottokencontention`,
-//! `mixedatmday`, and the benchmark-only `ceilingjson` (for the trivial `ceiling-server`, not for
+//! `mixedatmday`, the ledger's `ledgertransfers`, `ledgerhotaccount`, `ledgerbatch` and
+//! `ledgerday` (`ledger.rs`), and the benchmark-only `ceilingjson` (for the trivial `ceiling-server`, not for
 //! cashgrid).
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -18,7 +19,8 @@ use crate::api::{
 
 /// Every scenario, for `GooseAttack::register_scenario`.
 pub fn all() -> Result<Vec<Scenario>, GooseError> {
-    Ok(vec![
+    let mut all = crate::ledger::scenarios()?;
+    all.extend([
         scenario!("bank_issues_tokens").register_transaction(transaction!(bank_issue).set_name("bank: issue")),
         scenario!("atm_lifecycle").register_transaction(transaction!(atm_lifecycle).set_name("lifecycle")),
         scenario!("atm_trigger").register_transaction(transaction!(atm_trigger).set_name("trigger")),
@@ -31,7 +33,8 @@ pub fn all() -> Result<Vec<Scenario>, GooseError> {
             .register_transaction(transaction!(mixed_bank_delete).set_name("mixed: bank deletes").set_weight(1)?)
             .register_transaction(transaction!(mixed_list).set_name("mixed: list").set_weight(2)?),
         scenario!("ceiling_json").register_transaction(transaction!(ceiling_echo).set_name("ceiling")),
-    ])
+    ]);
+    Ok(all)
 }
 
 // ---- bank_issues_tokens -------------------------------------------------------------------

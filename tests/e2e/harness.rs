@@ -270,14 +270,19 @@ impl TestEnv {
         self.server = Some(server);
     }
 
-    /// Run `cashgrid <args> <store flags>` and return its output; fails the test on error.
-    pub fn cli(&self, args: &[&str]) -> Output {
-        let output = Command::new(BINARY)
+    /// Run `cashgrid <args> <store flags>` and return its output, whatever its exit status.
+    pub fn cli_unchecked(&self, args: &[&str]) -> Output {
+        Command::new(BINARY)
             .args(args)
             .args(self.store.flags())
             .stdin(Stdio::null())
             .output()
-            .unwrap_or_else(|error| panic!("cannot run {BINARY} {args:?}: {error}"));
+            .unwrap_or_else(|error| panic!("cannot run {BINARY} {args:?}: {error}"))
+    }
+
+    /// Run `cashgrid <args> <store flags>` and return its output; fails the test on error.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let output = self.cli_unchecked(args);
         assert!(
             output.status.success(),
             "`cashgrid {}` failed with {}\nstdout: {}\nstderr: {}",

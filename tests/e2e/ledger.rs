@@ -366,8 +366,11 @@ pub async fn the_cli_opens_accounts_and_moves_money_beside_the_running_server(ba
     let more = env.cli_json(&["transfer", "--debit", &rail, "--credit", &alice, "--amount", "300"]);
     assert_eq!(more["result"], "created");
     transfer(&env, &p.bank, post(&alice, &bob, 300)).await.assert_status(201);
-    let refused = env.cli_json(&["transfer", "--debit", &alice, "--credit", &bob, "--amount", "1"]);
-    assert_eq!(refused["result"], "exceeds_credits");
+    // A refusal prints its result and exits with 1, so scripts can tell.
+    let refused = env.cli_unchecked(&["transfer", "--debit", &alice, "--credit", &bob, "--amount", "1"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let printed: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert_eq!(printed, json!({"result": "exceeds_credits", "transfer": null}));
 
     // A hold from the command line, voided there too.
     let hold = id();

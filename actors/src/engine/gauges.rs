@@ -1,5 +1,5 @@
 //! Gauges read from the store when Prometheus scrapes: connection pool usage (no I/O, fresh at
-//! every scrape) and tokens per state. Counting tokens is a `GROUP BY` over the whole tokens
+//! every scrape), tokens per state and pending ledger holds. Counting tokens is a `GROUP BY` over the whole tokens
 //! table, so it runs at most once per [`TOKEN_COUNT_INTERVAL`], one at a time, in the
 //! background: a scrape never waits for it and gets the counts of the last run.
 
@@ -62,6 +62,10 @@ impl Engine {
                 Ok(stats) => m::set_token_counts(stats.into_iter().map(|stat| (stat.state, stat.count))),
                 // The gauges keep the last counts; the store's own errors show elsewhere.
                 Err(error) => tracing::warn!(%error, "counting tokens per state failed"),
+            }
+            match store.pending_ledger_holds().await {
+                Ok(count) => m::set_ledger_pending_holds(count),
+                Err(error) => tracing::warn!(%error, "counting pending ledger holds failed"),
             }
             schedule.finished();
         });

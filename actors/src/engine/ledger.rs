@@ -16,7 +16,7 @@ use super::EngineError;
 use crate::account_actor::{AccountRegistry, AccountReply, AccountRequest, Decision, Plan, Settlement};
 use crate::domain::ledger::{
     chain_failed, chains, Account, AccountId, Balances, Currencies, NewAccount, Owner, Reach, Submitted, Transfer,
-    TransferId, TransferRequest, TransferResult,
+    TransferId, TransferKind, TransferRequest, TransferResult,
 };
 use crate::domain::{CustomerId, Millis};
 use crate::entity_actor::{write_error, Start};
@@ -314,9 +314,17 @@ impl Submission {
         }
         debug_assert_eq!(flat.len(), open_from);
         flat.resize(batch.len(), Ok(TransferOutcome::refused(TransferResult::LinkedEventChainOpen)));
+        let currencies = &self.ledger.accounts.context().currencies;
         for answer in &flat {
             match answer {
-                Ok(outcome) => m::record_ledger_transfer(outcome.result.as_str()),
+                Ok(outcome) => {
+                    m::record_ledger_transfer(outcome.result.as_str());
+                    if let (TransferResult::Created, Some(transfer)) = (outcome.result, &outcome.transfer) {
+                        if matches!(transfer.kind, TransferKind::Posted | TransferKind::PostPending { .. }) {
+                            m::record_ledger_amount(currencies, transfer.currency.code(), transfer.amount.get());
+                        }
+                    }
+                }
                 Err(_) => m::record_ledger_transfer("error"),
             }
         }

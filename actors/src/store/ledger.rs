@@ -117,6 +117,8 @@ static ALL_ENTRIES: Statement = statement!(
     "ledger_entries_after",
     "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE seq > $1 ORDER BY seq LIMIT $2"
 );
+static PENDING_HOLDS: Statement =
+    statement!("pending_ledger_holds", "SELECT COUNT(*) FROM ledger_transfers WHERE pending_state = 'pending'");
 static LAST_ENTRY: Statement = statement!("last_ledger_entry", "SELECT MAX(seq) FROM ledger_entries");
 
 /// The statements a commit may run, for backends that prepare them up front.
@@ -538,4 +540,8 @@ pub(super) async fn entries_after<B: Backend>(
 
 pub(super) async fn last_entry_seq<B: Backend>(backend: &B) -> Result<i64, StoreError> {
     Ok(LAST_ENTRY.first(backend, args![], |row| row.opt_i64(0)).await?.flatten().unwrap_or(0))
+}
+
+pub(super) async fn pending_holds<B: Backend>(backend: &B) -> Result<i64, StoreError> {
+    Ok(PENDING_HOLDS.first(backend, args![], |row| row.i64(0)).await?.unwrap_or(0))
 }

@@ -437,6 +437,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<LedgerEntry>, StoreError>;
     /// The highest journal sequence number (0 when none).
     async fn last_ledger_entry_seq(&self) -> Result<i64, StoreError>;
+    /// How many holds are pending.
+    async fn pending_ledger_holds(&self) -> Result<i64, StoreError>;
 }
 
 /// A customer with the secrets only login needs.

@@ -756,6 +756,10 @@ impl<B: Backend> Store for B {
         ledger::last_entry_seq(self).await
     }
 
+    async fn pending_ledger_holds(&self) -> Result<i64, StoreError> {
+        ledger::pending_holds(self).await
+    }
+
     async fn load_entity(&self, kind: &'static str, id: &str) -> Result<Option<StoredEntity>, StoreError> {
         entities::load(self, kind, id).await
     }

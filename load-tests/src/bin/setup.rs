@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use cashgrid_load_tests::fixture::{Credentials, Fixture, Phone, FIXTURE_DEFAULT};
+use cashgrid_load_tests::fixture::{Credentials, Fixture, LedgerFixture, Phone, FIXTURE_DEFAULT};
 use clap::Parser;
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPublicKey, LineEnding};
 use rsa::{Pkcs1v15Encrypt, RsaPrivateKey};
@@ -21,6 +21,10 @@ use serde_json::{json, Value};
 const KEYS_PER_SIZE: usize = 4;
 /// Decryptions timed per key size to report what the load generator pays per secure code.
 const DECRYPT_SAMPLES: usize = 200;
+/// Most ledger accounts one run may open.
+const LEDGER_ACCOUNTS_MAX: usize = 10_000;
+/// Minor units each ledger account is funded with: far more than any run moves.
+const LEDGER_FUNDING: u64 = 1_000_000_000_000;
 /// Most phones or ATMs one run may register.
 const DEVICES_MAX: usize = 10_000;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,6 +62,9 @@ struct Args {
     /// Turn on 12-digit plain codes for the bank (USE_PLAIN_CODES).
     #[arg(long)]
     plain_codes: bool,
+    /// Ledger accounts to open and fund for the ledger scenarios (0: none).
+    #[arg(long, default_value_t = 100)]
+    ledger_accounts: usize,
     /// Where to write the fixture.
     #[arg(long, default_value = FIXTURE_DEFAULT)]
     out: PathBuf,
@@ -121,6 +128,69 @@ async fn register(
     answer.get("uuid").and_then(Value::as_str).map(str::to_owned).with_context(|| format!("POST {url}: no uuid"))
 }
 
+/// `POST` to the Ledger API with the operator's credentials; the answer.
+async fn ledger_post(
+    client: &reqwest::Client,
+    url: &str,
+    operator: &Credentials,
+    body: &Value,
+) -> anyhow::Result<Value> {
+    let response = client
+        .post(url)
+        .header("DN-API-KEY", &operator.apikey)
+        .header("DN-API-SECRET", &operator.apisecret)
+        .json(body)
+        .send()
+        .await
+        .with_context(|| format!("POST {url}"))?;
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("POST {url}: {status} {text}");
+    }
+    serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON: {text}"))
+}
+
+/// An outside rail, a hot account and `count` customer accounts, each funded from the rail.
+async fn ledger_accounts(
+    client: &reqwest::Client,
+    host: &str,
+    operator: Credentials,
+    count: usize,
+) -> anyhow::Result<LedgerFixture> {
+    let accounts_url = format!("{host}/ledger/v1/accounts");
+    let open = |body: Value| {
+        let (url, operator) = (accounts_url.clone(), operator.clone());
+        async move {
+            let answer = ledger_post(client, &url, &operator, &body).await?;
+            answer["id"].as_str().map(str::to_owned).context("an opened account without id")
+        }
+    };
+    let rail =
+        open(json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}}))
+            .await?;
+    let hot = open(json!({"currency": "EUR", "kind": "escrow"})).await?;
+    let mut accounts = Vec::with_capacity(count);
+    for _ in 0..count {
+        accounts.push(open(json!({"currency": "EUR"})).await?);
+    }
+    for chunk in accounts.chunks(1_000) {
+        let transfers: Vec<Value> = chunk
+            .iter()
+            .map(|account| json!({"debit_account_id": rail, "credit_account_id": account, "amount": LEDGER_FUNDING}))
+            .collect();
+        let answer =
+            ledger_post(client, &format!("{host}/ledger/v1/transfers/batch"), &operator, &json!({"transfers": transfers}))
+                .await?;
+        let results = answer["results"].as_array().context("a batch answer without results")?;
+        if !results.iter().all(|result| result["result"] == "created") {
+            bail!("funding the ledger accounts: {answer}");
+        }
+    }
+    eprintln!("setup: {count} ledger accounts funded with {LEDGER_FUNDING} minor units each, and a hot account");
+    Ok(LedgerFixture { operator, accounts, hot, funded: LEDGER_FUNDING })
+}
+
 /// Mean time to decrypt a 6-byte secure code with `key`, as the scenarios do, in microseconds.
 fn decrypt_cost_us(key: &RsaPrivateKey) -> anyhow::Result<f64> {
     let ciphertext = key.to_public_key().encrypt(&mut rand::thread_rng(), Pkcs1v15Encrypt, b"123456")?;
@@ -136,6 +206,9 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if args.phones == 0 || args.atms == 0 || args.phones > DEVICES_MAX || args.atms > DEVICES_MAX {
         bail!("--phones and --atms must be between 1 and {DEVICES_MAX}");
+    }
+    if args.ledger_accounts > LEDGER_ACCOUNTS_MAX {
+        bail!("--ledger-accounts must be at most {LEDGER_ACCOUNTS_MAX}");
     }
     if args.key_bits != 1024 && args.key_bits != 2048 {
         bail!("--key-bits must be 1024 or 2048");
@@ -176,7 +249,14 @@ async fn main() -> anyhow::Result<()> {
         atms.push(register(&client, &format!("{host}/dnapi/cash/v1/devices"), &cash_api, &body).await?);
     }
 
-    let fixture = Fixture { host, bank, key_bits: args.key_bits, token_api, cash_api, phones, atms, keys };
+    let ledger = match args.ledger_accounts {
+        0 => None,
+        count => {
+            let operator = args.credentials(&bank, "ledger-operator")?;
+            Some(ledger_accounts(&client, &host, operator, count).await?)
+        }
+    };
+    let fixture = Fixture { host, bank, key_bits: args.key_bits, token_api, cash_api, phones, atms, keys, ledger };
     fixture.save(&args.out)?;
     eprintln!(
         "setup: bank {} with {} phones ({}-bit keys) and {} ATMs written to {}",
