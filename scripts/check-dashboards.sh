@@ -7,8 +7,8 @@
 #   3. starts two cashgrid nodes on one fresh SQLite data directory (the second one makes the
 #      version fence conflict), creates credentials with the CLI, and starts Prometheus on a
 #      free loopback port with grafana/prometheus.yml (targets replaced, 1 s scrapes);
-#   4. drives bounded load that reaches every panel: goose's mixed ATM day and hot-token
-#      scenarios (load-tests/) plus scripts/dashboards/load.py, which adds the mistakes (wrong
+#   4. drives bounded load that reaches every panel: goose's mixed ATM day, hot-token and ledger
+#      day scenarios (load-tests/) plus scripts/dashboards/load.py, which adds the mistakes (wrong
 #      codes, double claims, unknown devices and tokens, unmatched paths), alternating updates
 #      across the two nodes (fence conflicts) and a held SQLite write lock (failed commits,
 #      actor restarts, 503s, overload rejections);
@@ -231,11 +231,11 @@ log "Prometheus scrapes both nodes"
 LOAD_PIDS=()
 if [ "$LOAD" = goose ]; then
   "$SETUP" --host "http://127.0.0.1:$PORT_A" --data-dir "$DATA" --cashgrid "$CASHGRID" \
-    --phones 16 --atms 16 --key-bits 1024 --out "$TMP/load-fixture.json" >"$TMP/setup.log" 2>&1 ||
+    --phones 16 --atms 16 --key-bits 1024 --ledger-accounts 50 --out "$TMP/load-fixture.json" >"$TMP/setup.log" 2>&1 ||
     die "load-tests setup failed (see setup.log)"
-  log "goose: mixed_atm_day + hot_token_contention + atm_trigger, $USERS users, ${LOAD_SECONDS}s"
+  log "goose: mixed_atm_day + hot_token_contention + atm_trigger + ledger_day, $USERS users, ${LOAD_SECONDS}s"
   CASHGRID_LOAD_FIXTURE="$TMP/load-fixture.json" timeout -k 5 $((LOAD_SECONDS + 60)) \
-    "$GOOSE" --host "http://127.0.0.1:$PORT_A" --scenarios mixedatmday,hottokencontention,atmtrigger \
+    "$GOOSE" --host "http://127.0.0.1:$PORT_A" --scenarios mixedatmday,hottokencontention,atmtrigger,ledgerday \
     --users "$USERS" --increase-rate "$USERS" --run-time "${LOAD_SECONDS}s" --no-telnet \
     >"$TMP/goose.log" 2>&1 &
   LOAD_PIDS+=($!)

@@ -98,6 +98,8 @@ on_both_backends!(
         toy::a_toy_kind_runs_on_the_generic_shell_and_store,
         ledger::transfers_holds_and_chains_through_account_actors,
         ledger::concurrent_transfers_keep_the_books_balanced,
+        ledger::ten_thousand_random_transfers_from_64_clients_on_two_nodes_balance,
+        ledger::ten_thousand_transfers_through_one_hot_account_on_two_nodes_balance,
     ],
 );
 

@@ -216,6 +216,13 @@ fn flag(value: bool) -> i64 {
 
 /// The rows of `writes`, written as one: every account's changes added up into one MOVE, the
 /// MOVEs in account order. One set's part, or a whole batch's.
+/// The accounts `writes` move, as stored ids, in account order.
+pub(super) fn moved_accounts<'a>(writes: impl IntoIterator<Item = &'a LedgerWrite>) -> Vec<String> {
+    let accounts: std::collections::BTreeSet<AccountId> =
+        writes.into_iter().flat_map(|write| &write.entries).map(|entry| entry.posting.account).collect();
+    accounts.into_iter().map(|account| account.to_string()).collect()
+}
+
 pub(super) fn rows<'a>(writes: impl IntoIterator<Item = &'a LedgerWrite>) -> Result<Vec<RowWrite>, StoreError> {
     let writes: Vec<&LedgerWrite> = writes.into_iter().collect();
     let at = writes.iter().map(|write| write.at).max().unwrap_or(0);

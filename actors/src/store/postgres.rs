@@ -614,12 +614,22 @@ async fn commit_in_order(
     statements: &CommitStatements,
     sets: &[SetValues],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
+    // Lock every ledger account the batch moves, in account order, before any set runs: sets in
+    // order would lock them in set order, and a pipelined batch of another node locks them in
+    // account order — two orders could deadlock (and each deadlock waits a second to be found).
+    let moved = ledger::moved_accounts(sets.iter().map(|set| &set.ledger));
+    if !moved.is_empty() {
+        tx.query(LOCK_LEDGER_ACCOUNTS, &[&moved]).await.map_err(|err| pg_error(err, "commit: lock accounts"))?;
+    }
     let mut outcomes = Vec::with_capacity(sets.len());
     for set in sets {
         tx.batch_execute("SAVEPOINT write_set").await.map_err(|err| pg_error(err, "commit: savepoint"))?;
         let outcome = match commit_set(tx, statements, set).await {
             Ok(true) => WriteOutcome::Committed,
             Ok(false) => WriteOutcome::Conflict,
+            // Another transaction held what the set needed: nothing of it was written, and
+            // deciding again may succeed.
+            Err(err) if is_contention(&err) => WriteOutcome::Conflict,
             Err(err) if err.as_db_error().is_some() => {
                 tracing::error!(error = %err, "commit: the database refused a write set; its batch goes on without it");
                 WriteOutcome::Refused
@@ -668,6 +678,20 @@ async fn commit_set(
     }
     statements.events(tx, &EventColumns::new(set.events.iter())).await?;
     Ok(true)
+}
+
+/// Locks the ledger accounts of a batch in account order (byte order of the uuid text, as the
+/// actors order them).
+const LOCK_LEDGER_ACCOUNTS: &str =
+    "SELECT id FROM ledger_accounts WHERE id = ANY($1::text[]) ORDER BY id COLLATE \"C\" FOR UPDATE";
+
+/// A deadlock or serialization failure: the statement lost to another transaction.
+fn is_contention(err: &tokio_postgres::Error) -> bool {
+    err.code().is_some_and(|code| {
+        *code == SqlState::T_R_DEADLOCK_DETECTED
+            || *code == SqlState::T_R_SERIALIZATION_FAILURE
+            || *code == SqlState::LOCK_NOT_AVAILABLE
+    })
 }
 
 /// COMMIT. A refusal by the database (it answered) rolled everything back; a connection lost

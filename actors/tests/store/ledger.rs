@@ -437,3 +437,128 @@ pub async fn the_store_rechecks_every_change_against_the_row(harness: Harness) -
     assert!(harness.store.last_ledger_entry_seq().await? >= 6);
     Ok(())
 }
+
+/// Transfers in the large concurrency runs, clients sending them, and accounts they move.
+const MANY_TRANSFERS: usize = 10_000;
+const CLIENTS: usize = 64;
+const MANY_ACCOUNTS: u128 = 100;
+/// The hot account of the hot run (account ids 1..=MANY_ACCOUNTS are customers, 0 the rail).
+const HOT: u128 = 1_000;
+
+pub async fn ten_thousand_random_transfers_from_64_clients_on_two_nodes_balance(
+    harness: Harness,
+) -> anyhow::Result<()> {
+    many_transfers_balance(harness, false).await
+}
+
+pub async fn ten_thousand_transfers_through_one_hot_account_on_two_nodes_balance(
+    harness: Harness,
+) -> anyhow::Result<()> {
+    many_transfers_balance(harness, true).await
+}
+
+/// [`MANY_TRANSFERS`] transfers from [`CLIENTS`] clients, half on each of two nodes over one
+/// store: between random accounts (funded so that some run dry and are refused), or each to or
+/// from one hot account. Afterwards every accepted transfer is stored once, nothing refused or
+/// answered with an error is, the balances are the fold of the accepted transfers, no account
+/// went below zero, and the sum over all accounts is zero.
+async fn many_transfers_balance(harness: Harness, hot: bool) -> anyhow::Result<()> {
+    use rand::{Rng as _, SeedableRng as _};
+
+    let arbiters = [Arbiter::new(), Arbiter::new()];
+    let nodes = [node(&harness, &arbiters)?, node(&harness, &arbiters)?];
+    create_bank(&harness).await?;
+    let rail = 0;
+    nodes[0].open(new_account(rail, AccountKind::ExternalRail, rail_flags())).await?;
+    let funding: u64 = if hot { 1_000_000 } else { 2_000 };
+    let mut funded: Vec<u128> = (1..=MANY_ACCOUNTS).collect();
+    if hot {
+        funded.push(HOT);
+    }
+    for n in &funded {
+        nodes[0].open(new_account(*n, AccountKind::Customer, AccountFlags::default())).await?;
+        assert_eq!(result(&nodes[0], post(rail, *n, funding)).await?, TransferResult::Created);
+    }
+
+    let mut random = rand::rngs::StdRng::seed_from_u64(if hot { 2 } else { 1 });
+    let mut plans: Vec<Vec<TransferRequest>> = vec![Vec::new(); CLIENTS];
+    for index in 0..MANY_TRANSFERS {
+        let a = random.gen_range(1..=MANY_ACCOUNTS);
+        let (debit, credit) = if hot {
+            if random.gen_bool(0.5) {
+                (a, HOT)
+            } else {
+                (HOT, a)
+            }
+        } else {
+            let b = 1 + (a + random.gen_range(0..MANY_ACCOUNTS - 1)) % MANY_ACCOUNTS;
+            (a, b)
+        };
+        plans[index % CLIENTS].push(post(debit, credit, random.gen_range(1..=300)));
+    }
+    let clients = plans.iter().enumerate().map(|(client, plan)| {
+        let ledger = &nodes[client % 2];
+        async move {
+            let mut answers = Vec::with_capacity(plan.len());
+            for request in plan {
+                answers.push(ledger.transfer(request.clone(), Reach::Every).await);
+            }
+            answers
+        }
+    });
+    let answers = futures_util::future::join_all(clients).await;
+
+    let mut expected: BTreeMap<u128, i128> = funded.iter().map(|n| (*n, i128::from(funding))).collect();
+    expected.insert(rail, -(i128::from(funding) * funded.len() as i128));
+    let (mut accepted, mut refused, mut faults) = (0, 0, 0);
+    for (plan, answers) in plans.iter().zip(answers) {
+        for (request, answer) in plan.iter().zip(answers) {
+            let TransferRequest::Post { id: transfer, debit, credit, amount, .. } = request else {
+                unreachable!("only posts are planned")
+            };
+            let stored_transfer = harness.store.load_ledger_transfer(*transfer).await?;
+            let created = match answer {
+                Ok(outcome) if outcome.result == TransferResult::Created => true,
+                Ok(outcome) => {
+                    assert_eq!(outcome.result, TransferResult::ExceedsCredits, "{request:?}");
+                    refused += 1;
+                    false
+                }
+                // Perhaps written: the store says.
+                Err(cashgrid_actors::EngineError::OutcomeUnknown) => stored_transfer.is_some(),
+                Err(error) => {
+                    assert!(
+                        matches!(
+                            error,
+                            cashgrid_actors::EngineError::Overloaded | cashgrid_actors::EngineError::Unavailable
+                        ),
+                        "{error:?}"
+                    );
+                    faults += 1;
+                    false
+                }
+            };
+            assert_eq!(stored_transfer.is_some(), created, "stored exactly when accepted: {request:?}");
+            if created {
+                accepted += 1;
+                let minor = i128::from(amount.get());
+                *expected.entry(debit.0.as_u128()).or_default() -= minor;
+                *expected.entry(credit.0.as_u128()).or_default() += minor;
+            }
+        }
+    }
+    assert!(accepted > MANY_TRANSFERS / 2, "accepted {accepted}, refused {refused}, faults {faults}");
+    let mut total: i128 = 0;
+    for (n, net) in &expected {
+        let account = stored(&harness, *n).await?;
+        assert_eq!(account.balances.net_posted(), *net, "account {n} is the fold of its accepted transfers");
+        assert_eq!((account.balances.debits_pending, account.balances.credits_pending), (0, 0));
+        assert!(*n == rail || *net >= 0, "account {n} went below zero");
+        total += account.balances.net_posted();
+    }
+    assert_eq!(total, 0, "money is neither created nor destroyed");
+    if !hot {
+        assert!(refused > 0, "some accounts ran dry and were refused");
+    }
+    Ok(())
+}
