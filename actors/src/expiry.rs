@@ -121,15 +121,13 @@ async fn sweep_holds_once(engine: &impl Housekeeping) -> Result<usize, EngineErr
         .buffer_unordered(EXPIRY_CONCURRENCY)
         .collect()
         .await;
-    for outcome in outcomes {
-        match outcome {
-            // Released (counted by the ledger), or resolved meanwhile: nothing to do.
-            Ok(_) => {}
-            Err(error @ (EngineError::Overloaded | EngineError::Unavailable)) => return Err(error),
-            Err(error) => tracing::warn!(%error, "a ledger hold could not be released"),
-        }
+    // Released (counted by the ledger), or resolved meanwhile: nothing to do. Every due hold
+    // was tried; the first failure is reported once (the caller logs it at a bounded rate and
+    // tries again on its next tick: releasing a hold that is no longer pending does nothing).
+    match outcomes.into_iter().find_map(Result::err) {
+        Some(error) => Err(error),
+        None => Ok(count),
     }
-    Ok(count)
 }
 
 /// One round: expire what is due now. Returns how many tokens were due.
