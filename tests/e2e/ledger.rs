@@ -462,3 +462,158 @@ pub async fn the_ledger_feed_streams_each_customers_journal_lines_and_resumes_wi
     assert!(live[0]["seq"].as_i64().unwrap() > *seqs.last().unwrap());
     assert_eq!(live.iter().map(|line| line["amount"].as_i64().unwrap()).collect::<Vec<_>>(), [7, 7]);
 }
+
+/// Acknowledged transfers before the kill (the load goes on past it until the server dies).
+const ACKNOWLEDGED_BEFORE_KILL: usize = 300;
+const CRASH_CLIENTS: usize = 16;
+const CRASH_ACCOUNTS: usize = 10;
+
+/// A transfer the server acknowledged: its id, kind and amount.
+#[derive(Debug, Clone)]
+struct Acknowledged {
+    id: String,
+    kind: &'static str,
+    amount: u64,
+}
+
+/// POST a transfer without failing on a dead server: `None` when no answer came.
+async fn try_transfer(client: &awc::Client, base: &str, creds: &Creds, body: &Value) -> Option<(u16, Value)> {
+    let mut response = client
+        .post(format!("{base}{LEDGER}/transfers"))
+        .insert_header(("DN-API-KEY", creds.apikey.as_str()))
+        .insert_header(("DN-API-SECRET", creds.apisecret.as_str()))
+        .send_json(body)
+        .await
+        .ok()?;
+    let bytes = response.body().await.ok()?;
+    Some((response.status().as_u16(), serde_json::from_slice(&bytes).unwrap_or(Value::Null)))
+}
+
+/// One client's loop: transfers, holds and posts of holds, until the server stops answering.
+async fn crash_client(
+    base: String,
+    creds: Creds,
+    accounts: Vec<String>,
+    seed: usize,
+    acknowledged: std::rc::Rc<std::cell::RefCell<Vec<Acknowledged>>>,
+) {
+    let client = awc::Client::builder().timeout(std::time::Duration::from_secs(5)).finish();
+    for round in 0.. {
+        let debit = &accounts[(seed + round) % accounts.len()];
+        let credit = &accounts[(seed + round * 3 + 1) % accounts.len()];
+        if debit == credit {
+            continue;
+        }
+        let id = id();
+        let amount = 1 + ((seed * 31 + round * 7) % 100) as u64;
+        let (kind, body) = if round % 5 == 0 {
+            let body = json!({"id": id, "kind": "hold", "debit_account_id": debit, "credit_account_id": credit,
+                              "amount": amount, "timeout_ms": 600_000});
+            ("pending", body)
+        } else {
+            ("posted", json!({"id": id, "debit_account_id": debit, "credit_account_id": credit, "amount": amount}))
+        };
+        let Some((status, answer)) = try_transfer(&client, &base, &creds, &body).await else {
+            return;
+        };
+        assert_eq!(status, 201, "{answer}");
+        acknowledged.borrow_mut().push(Acknowledged { id: id.clone(), kind, amount });
+        if kind == "pending" && round % 2 == 0 {
+            let post_id = self::id();
+            let body = json!({"id": post_id, "kind": "post_pending", "pending_id": id, "amount": amount / 2 + 1});
+            let Some((status, answer)) = try_transfer(&client, &base, &creds, &body).await else {
+                return;
+            };
+            assert_eq!(status, 201, "{answer}");
+            acknowledged.borrow_mut().push(Acknowledged { id: post_id, kind: "post_pending", amount: amount / 2 + 1 });
+        }
+    }
+}
+
+pub async fn a_kill_under_load_loses_no_acknowledged_transfer_and_leaves_no_half_one(backend: Backend) {
+    let mut env = TestEnv::start(backend).await;
+    let p = parties(&env);
+    let rail = open(
+        &env,
+        &p.operator,
+        json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut accounts = Vec::new();
+    for _ in 0..CRASH_ACCOUNTS {
+        let account = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
+        transfer(&env, &p.operator, post(&rail, &account, 1_000_000)).await.assert_status(201);
+        accounts.push(account);
+    }
+
+    // Clients keep transferring while the server is killed with SIGKILL.
+    let acknowledged = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let base = env.base_url().to_owned();
+    let clients = (0..CRASH_CLIENTS).map(|seed| {
+        crash_client(base.clone(), p.bank.clone(), accounts.clone(), seed, std::rc::Rc::clone(&acknowledged))
+    });
+    let load = futures_util::future::join_all(clients);
+    let killer = async {
+        while acknowledged.borrow().len() < ACKNOWLEDGED_BEFORE_KILL {
+            actix_web::rt::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        env.kill_and_restart().await;
+    };
+    futures_util::future::join(load, killer).await;
+    let acknowledged = acknowledged.borrow().clone();
+    assert!(acknowledged.len() >= ACKNOWLEDGED_BEFORE_KILL);
+
+    // Every acknowledged transfer is there as it was answered.
+    for ack in &acknowledged {
+        let read = env.api.get(&path(&format!("/transfers/{}", ack.id)), &p.bank).await;
+        read.assert_status(200);
+        assert_eq!((read.json["amount"].as_u64(), read.json["kind"].as_str()), (Some(ack.amount), Some(ack.kind)));
+    }
+    // No half transfer: every account's sums are the fold of the transfers stored for it, each
+    // hold pending or posted, and the sums over all accounts are zero.
+    let mut total_posted: i64 = 0;
+    for account in accounts.iter().chain([&rail]) {
+        let creds = if account == &rail { &p.operator } else { &p.bank };
+        let mut transfers = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let cursor = after.as_ref().map(|next| format!("&after={next}")).unwrap_or_default();
+            let page = env.api.get(&path(&format!("/accounts/{account}/transfers?limit=1000{cursor}")), creds).await;
+            page.assert_status(200);
+            transfers.extend(page.json["transfers"].as_array().unwrap().iter().cloned());
+            match page.json["next"].as_str() {
+                Some(next) => after = Some(next.to_owned()),
+                None => break,
+            }
+        }
+        let (mut debits_posted, mut credits_posted, mut debits_pending, mut credits_pending) = (0, 0, 0, 0);
+        for transfer in &transfers {
+            let amount = transfer["amount"].as_i64().unwrap();
+            let debit = transfer["debit_account_id"] == account.as_str();
+            match (transfer["kind"].as_str().unwrap(), transfer["state"].as_str()) {
+                ("posted" | "post_pending", _) if debit => debits_posted += amount,
+                ("posted" | "post_pending", _) => credits_posted += amount,
+                ("pending", Some("pending")) if debit => debits_pending += amount,
+                ("pending", Some("pending")) => credits_pending += amount,
+                ("pending", Some("posted" | "voided" | "expired")) => {}
+                other => panic!("unexpected transfer {other:?}: {transfer}"),
+            }
+        }
+        let sums = balances(&env, creds, account).await;
+        assert_eq!(
+            [&sums["debits_posted"], &sums["credits_posted"], &sums["debits_pending"], &sums["credits_pending"]],
+            [&json!(debits_posted), &json!(credits_posted), &json!(debits_pending), &json!(credits_pending)],
+            "account {account} is the fold of its stored transfers"
+        );
+        total_posted += sums["posted"].as_i64().unwrap();
+    }
+    assert_eq!(total_posted, 0, "money is neither created nor destroyed");
+    // A hold's post exists exactly when the hold says it was posted.
+    for ack in acknowledged.iter().filter(|ack| ack.kind == "pending") {
+        let hold = env.api.get(&path(&format!("/transfers/{}", ack.id)), &p.bank).await;
+        assert!(matches!(hold.json["state"].as_str(), Some("pending" | "posted")), "{}", hold.describe());
+    }
+}
