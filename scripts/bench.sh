@@ -6,7 +6,10 @@
 #      lifecycles (create + claim + confirm) in closed loop at several user counts; the best
 #      is the peak; then a run throttled to 80 % of that peak for per-step p50/p99, with the
 #      fewest users that reached 97 % of the peak (the knee of the sweep);
-#   4. a report with cashgrid's figures as ratios of the ceilings measured in this same run.
+#   4. the ledger on the same server (BENCH_PHASES): single transfers between random accounts,
+#      transfers that all touch one hot account, and batches of 1,000 among 1,000 accounts, each
+#      swept for its peak, then run at 80 % of it for p50/p99;
+#   5. a report with cashgrid's figures as ratios of the ceilings measured in this same run.
 # Everything listens on 127.0.0.1 only. Output: target/bench/<UTC time>/ (goose HTML reports,
 # JSON summaries, server logs, /metrics scrapes) and the report on stdout (also report.md).
 #
@@ -22,7 +25,8 @@
 # the work tree's, e.g. one built from a given commit; BENCH_CASHGRID_LABEL describes it),
 # BENCH_SERVER_ARGS ("--workers 1 --arbiters 1": cashgrid's threads; on 2 cores shared with goose
 # and PostgreSQL, one HTTP worker and one actor thread beat one of each per core, see
-# docs/PERFORMANCE.md; "" measures the defaults).
+# docs/PERFORMANCE.md; "" measures the defaults), BENCH_PHASES ("lifecycle ledger": which
+# cashgrid phases run), BENCH_LEDGER_ACCOUNTS (1000).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -35,6 +39,8 @@ QUIET_WAIT=${BENCH_QUIET_WAIT:-120}
 PG_SECONDS=${BENCH_PG_SECONDS:-10}
 KEY_BITS=${BENCH_KEY_BITS:-1024}
 BACKENDS=${BENCH_BACKENDS:-postgres sqlite}
+PHASES=${BENCH_PHASES:-lifecycle ledger}
+LEDGER_ACCOUNTS=${BENCH_LEDGER_ACCOUNTS:-1000}
 PG=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 read -r -a SERVER_ARGS <<<"${BENCH_SERVER_ARGS---workers 1 --arbiters 1}"
 OUT=${BENCH_OUT:-$ROOT/target/bench/$(date -u +%Y%m%dT%H%M%SZ)}
@@ -262,16 +268,47 @@ for backend in $BACKENDS; do
   server=$!
   url=$(wait_for_url "$dir/server.out")
   log "cashgrid on $backend at $url"
-  timeout 120 "$BIN/setup" --host "$url" "${store_args[@]}" --cashgrid "$CASHGRID" \
-    --phones 64 --atms 256 --key-bits "$KEY_BITS" --out "$dir/fixture.json" 2>"$dir/setup.log"
+  timeout 300 "$BIN/setup" --host "$url" "${store_args[@]}" --cashgrid "$CASHGRID" \
+    --phones 64 --atms 256 --key-bits "$KEY_BITS" --ledger-accounts "$LEDGER_ACCOUNTS" \
+    --out "$dir/fixture.json" 2>"$dir/setup.log"
   export CASHGRID_LOAD_FIXTURE=$dir/fixture.json
 
+  if [[ " $PHASES " == *" ledger "* ]]; then
+    # The ledger: each scenario swept for its peak, then at 80 % of it with the knee's users.
+    for scenario in ledgertransfers ledgerhotaccount ledgerbatch; do
+      for users in $USERS_SWEEP; do
+        measured "$dir/$scenario-u$users" "$server" \
+          run_goose "$dir/$scenario-u$users" "$url" "$scenario" "$users" "$PEAK_SECONDS"
+      done
+      best=$(best_of "$dir/$scenario" $USERS_SWEEP)
+      cp "$dir/$scenario-u$best.json" "$dir/$scenario-peak.json"
+      cp "$dir/$scenario-u$best.cpu-all" "$dir/$scenario-peak.cpu-all"
+      peak_rps=$(field "$dir/$scenario-peak.json" http_per_second)
+      throttle=$(awk -v r="$peak_rps" 'BEGIN { t = int(0.8 * r); print (t < 1 ? 1 : t) }')
+      measured "$dir/$scenario-p80" "$server" \
+        run_goose "$dir/$scenario-p80" "$url" "$scenario" "$(knee_of "$dir/$scenario" $USERS_SWEEP)" \
+          "$PHASE_SECONDS" --throttle-requests "$throttle"
+    done
+    curl -s "$url/metrics" >"$dir/metrics-ledger.txt"
+  fi
+
   for users in $USERS_SWEEP; do
+    [[ " $PHASES " == *" lifecycle "* ]] || break
     curl -s "$url/metrics" >"$dir/metrics-u$users-before.txt"
     measured "$dir/peak-u$users" "$server" \
       run_goose "$dir/peak-u$users" "$url" atmlifecycle "$users" "$PEAK_SECONDS"
     curl -s "$url/metrics" >"$dir/metrics-u$users-after.txt"
   done
+  if [[ " $PHASES " != *" lifecycle "* ]]; then
+    stop "$server"
+    unset CASHGRID_LOAD_FIXTURE
+    if [ "$backend" = postgres ]; then
+      dropdb --if-exists --force -h 127.0.0.1 -U postgres "$db"
+      BENCH_DB=
+    fi
+    rm -rf "$dir/data"
+    continue
+  fi
   best=$(best_of "$dir/peak" $USERS_SWEEP)
   cp "$dir/peak-u$best.json" "$dir/peak.json"
   cp "$dir/peak-u$best.cpu-all" "$dir/cpu-peak.txt"
@@ -302,7 +339,12 @@ done
   sed 's/^/- /' "$OUT/meta.txt"
   echo "- load generator, cashgrid and PostgreSQL share the same $(nproc) cores"
   echo
-  "$BIN/bench-report" "$OUT"
+  if [[ " $PHASES " == *" lifecycle "* ]]; then
+    "$BIN/bench-report" "$OUT"
+  fi
+  if [[ " $PHASES " == *" ledger "* ]]; then
+    python3 "$ROOT/scripts/bench/ledger_report.py" "$OUT" $BACKENDS
+  fi
 } | tee "$OUT/report.md"
 rm -f "$OUT/bin/cashgrid"
 log "reports: $OUT (report.md, *.html)"
