@@ -47,6 +47,12 @@ async fn open(env: &TestEnv, creds: &Creds, body: Value) -> Value {
     reply.json.clone()
 }
 
+/// An operator's outside rail: it may go below zero (money comes from outside the ledger).
+async fn open_rail(env: &TestEnv, operator: &Creds) -> String {
+    let body = json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}});
+    open(env, operator, body).await["id"].as_str().unwrap().to_owned()
+}
+
 async fn transfer(env: &TestEnv, creds: &Creds, body: Value) -> Reply {
     env.api.post(&path("/transfers"), creds, body).await
 }
@@ -418,15 +424,7 @@ pub async fn the_ledger_feed_streams_each_customers_journal_lines_and_resumes_wi
     let mut bank_feed = FeedClient::connect_with_headers(&env, &path("/feed"), &credential_headers(&p.bank)).await;
     let mut operator_feed =
         FeedClient::connect_with_headers(&env, &path("/feed"), &credential_headers(&p.operator)).await;
-    let rail = open(
-        &env,
-        &p.operator,
-        json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rail = open_rail(&env, &p.operator).await;
     let alice = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
     let bob = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();
     transfer(&env, &p.operator, post(&rail, &alice, 1_000)).await.assert_status(201);
@@ -533,15 +531,7 @@ async fn crash_client(
 pub async fn a_kill_under_load_loses_no_acknowledged_transfer_and_leaves_no_half_one(backend: Backend) {
     let mut env = TestEnv::start(backend).await;
     let p = parties(&env);
-    let rail = open(
-        &env,
-        &p.operator,
-        json!({"currency": "EUR", "kind": "external_rail", "flags": {"debits_must_not_exceed_credits": false}}),
-    )
-    .await["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let rail = open_rail(&env, &p.operator).await;
     let mut accounts = Vec::new();
     for _ in 0..CRASH_ACCOUNTS {
         let account = open(&env, &p.bank, json!({"currency": "EUR"})).await["id"].as_str().unwrap().to_owned();

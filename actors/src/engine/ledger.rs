@@ -6,7 +6,7 @@
 //! The work of a request runs as a task of its own, so a client that goes away cannot stop it
 //! between a decision and its commit: the actors always learn how their decisions settled.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -227,10 +227,18 @@ struct Submission {
 }
 
 /// Transfers decided but perhaps not yet committed: by the chain being decided, and by the
-/// batch's earlier chains.
+/// batch's earlier chains; and what was stored when the batch began.
 struct Known<'a> {
     chain: HashMap<TransferId, Transfer>,
     earlier: &'a HashMap<TransferId, Transfer>,
+    stored: &'a Prefetched,
+}
+
+/// The stored transfers of the ids a batch names, read before it was decided.
+#[derive(Default)]
+struct Prefetched {
+    asked: HashSet<TransferId>,
+    found: HashMap<TransferId, Transfer>,
 }
 
 /// What deciding one member of a chain came to.
@@ -255,6 +263,11 @@ impl Submission {
             .collect();
         let mut answers: Vec<Option<Result<Vec<TransferOutcome>, EngineError>>> = vec![None; ranges.len()];
         let mut local: HashMap<TransferId, Transfer> = HashMap::new();
+        // What the batch names that exists already, in a few reads instead of one per request.
+        let stored = match self.prefetch(&batch).await {
+            Ok(stored) => stored,
+            Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
+        };
         let mut commits = Vec::new();
         for (index, chain) in requests.iter().enumerate() {
             if Instant::now() >= self.deadline {
@@ -262,7 +275,7 @@ impl Submission {
                 answers[index] = Some(Err(EngineError::Overloaded));
                 continue;
             }
-            match self.decide_chain(chain, &local).await {
+            match self.decide_chain(chain, &local, &stored).await {
                 Err(error) => answers[index] = Some(Err(error)),
                 Ok((outcomes, decisions)) if decisions.is_empty() => answers[index] = Some(Ok(outcomes)),
                 Ok((outcomes, decisions)) => {
@@ -334,7 +347,7 @@ impl Submission {
     /// Decide and commit one chain on what is stored, again on a conflict.
     async fn chain(&self, requests: &[&TransferRequest]) -> Result<Vec<TransferOutcome>, EngineError> {
         for _ in 0..ATTEMPTS {
-            let (outcomes, decisions) = self.decide_chain(requests, &HashMap::new()).await?;
+            let (outcomes, decisions) = self.decide_chain(requests, &HashMap::new(), &Prefetched::default()).await?;
             if decisions.is_empty() || self.commit(&decisions).await? {
                 return Ok(outcomes);
             }
@@ -375,11 +388,12 @@ impl Submission {
         &self,
         requests: &[&TransferRequest],
         earlier: &HashMap<TransferId, Transfer>,
+        stored: &Prefetched,
     ) -> Result<(Vec<TransferOutcome>, Vec<Decision>), EngineError> {
         let mut decisions: Vec<Decision> = Vec::new();
         // Transfers of this chain (created, or holds resolved), by id, for its later members;
         // `earlier` has those of the batch's earlier chains.
-        let mut local = Known { chain: HashMap::new(), earlier };
+        let mut local = Known { chain: HashMap::new(), earlier, stored };
         let mut outcomes = Vec::with_capacity(requests.len());
         for request in requests {
             let decided = match self.decide(request, &local).await {
@@ -438,12 +452,31 @@ impl Submission {
         Ok(self.decide_plan(plan).await?.map(Decided::New))
     }
 
-    /// A transfer of the batch, or else as stored.
+    /// A transfer of the batch, or else as stored (as read for the whole batch, when it was).
     async fn transfer(&self, id: TransferId, local: &Known<'_>) -> Result<Option<Transfer>, EngineError> {
-        match local.chain.get(&id).or_else(|| local.earlier.get(&id)) {
-            Some(transfer) => Ok(Some(transfer.clone())),
-            None => Ok(self.ledger.store.load_ledger_transfer(id).await?),
+        if let Some(transfer) = local.chain.get(&id).or_else(|| local.earlier.get(&id)) {
+            return Ok(Some(transfer.clone()));
         }
+        if local.stored.asked.contains(&id) {
+            return Ok(local.stored.found.get(&id).cloned());
+        }
+        Ok(self.ledger.store.load_ledger_transfer(id).await?)
+    }
+
+    /// The stored transfers a batch of more than one request names (its ids and the holds it
+    /// resolves). Read before deciding: one created meanwhile makes its chain's commit conflict,
+    /// and the chain is decided again on what is then stored.
+    async fn prefetch(&self, batch: &[Submitted]) -> Result<Prefetched, EngineError> {
+        if batch.len() < 2 {
+            return Ok(Prefetched::default());
+        }
+        let asked: HashSet<TransferId> = batch
+            .iter()
+            .flat_map(|submitted| std::iter::once(submitted.request.id()).chain(submitted.request.pending()))
+            .collect();
+        let ids: Vec<TransferId> = asked.iter().copied().collect();
+        let found = self.ledger.store.load_ledger_transfers(&ids).await?;
+        Ok(Prefetched { asked, found: found.into_iter().map(|transfer| (transfer.id, transfer)).collect() })
     }
 
     /// Ask the lower-id account to lead the plan with the other.

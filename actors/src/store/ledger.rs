@@ -88,6 +88,16 @@ static ACCOUNTS_OF_OWNER: Statement = statement!(
 );
 static LOAD_TRANSFER: Statement =
     statement!("load_ledger_transfer", "SELECT record FROM ledger_transfers WHERE id = $1");
+/// Ids one read of several transfers names; fewer are padded with the last (one SQL text, so
+/// PostgreSQL prepares it once).
+const TRANSFERS_PER_READ: usize = 100;
+static LOAD_TRANSFERS: Statement = Statement {
+    what: "load_ledger_transfers",
+    sql: std::sync::LazyLock::new(|| {
+        let slots: Vec<String> = (1..=TRANSFERS_PER_READ).map(|slot| format!("${slot}")).collect();
+        format!("SELECT record FROM ledger_transfers WHERE id IN ({})", slots.join(", "))
+    }),
+};
 static DUE_HOLDS: Statement = statement!(
     "due_ledger_holds",
     "SELECT record FROM ledger_transfers WHERE pending_state = 'pending' AND expires_at <= $1 \
@@ -472,6 +482,18 @@ pub(super) async fn accounts_of_owner<B: Backend>(
 
 pub(super) async fn load_transfer<B: Backend>(backend: &B, id: TransferId) -> Result<Option<Transfer>, StoreError> {
     LOAD_TRANSFER.first(backend, args![id.to_string()], transfer).await
+}
+
+/// The transfers of these ids that exist, read [`TRANSFERS_PER_READ`] ids at a time.
+pub(super) async fn load_transfers<B: Backend>(backend: &B, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+    let mut found = Vec::new();
+    for chunk in ids.chunks(TRANSFERS_PER_READ) {
+        let mut values: Vec<String> = chunk.iter().map(TransferId::to_string).collect();
+        let last = values.last().cloned().unwrap_or_default();
+        values.resize(TRANSFERS_PER_READ, last);
+        found.extend(LOAD_TRANSFERS.all(backend, values.into_iter().map(Value::from).collect(), transfer).await?);
+    }
+    Ok(found)
 }
 
 pub(super) async fn due_holds<B: Backend>(backend: &B, now: Millis, limit: usize) -> Result<Vec<Transfer>, StoreError> {

@@ -411,6 +411,8 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<LedgerAccount>, StoreError>;
     async fn load_ledger_transfer(&self, id: TransferId) -> Result<Option<Transfer>, StoreError>;
+    /// The transfers of these ids that exist (a batch's ids, read in a few queries).
+    async fn load_ledger_transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError>;
     /// Holds still pending whose time-out is at or before `now`, soonest first.
     async fn due_ledger_holds(&self, now: Millis, limit: usize) -> Result<Vec<Transfer>, StoreError>;
     /// An account's journal lines in `range`, oldest first.

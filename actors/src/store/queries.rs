@@ -719,6 +719,10 @@ impl<B: Backend> Store for B {
         ledger::load_transfer(self, id).await
     }
 
+    async fn load_ledger_transfers(&self, ids: &[TransferId]) -> Result<Vec<Transfer>, StoreError> {
+        ledger::load_transfers(self, ids).await
+    }
+
     async fn due_ledger_holds(&self, now: Millis, limit: usize) -> Result<Vec<Transfer>, StoreError> {
         ledger::due_holds(self, now, limit).await
     }

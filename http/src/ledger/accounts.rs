@@ -7,14 +7,15 @@ use cashgrid_actors::domain::ledger::{
 };
 use cashgrid_actors::engine::ledger::Opened;
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::Schema;
 use utoipa::openapi::RefOr;
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 use uuid::Uuid;
 
-use super::error::ErrorBody;
+use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::{AccountView, BalancesView};
 use super::{account_id, caller, decimals, limit, query, time_param, Caller, LedgerError, BODY_LIMIT_BYTES};
+use crate::openapi::schemas::names;
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -35,10 +36,6 @@ pub(super) fn configure(config: &mut web::ServiceConfig) {
 
 /// Longest owner id (a Bitcoin address, a wallet user's id, ...).
 const OWNER_ID_MAX: usize = 255;
-
-fn names(values: impl IntoIterator<Item = &'static str>, description: &str) -> RefOr<Schema> {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).description(Some(description)).into()
-}
 
 /// An account's kind on the wire.
 pub struct AccountKindName;
@@ -165,14 +162,9 @@ fn account_json(state: &AppState, status: StatusCode, account: &Account) -> Http
         (status = 201, description = "Opened.", body = AccountView),
         (status = 200, description = "Opened before with the same fields: the account.", body = AccountView),
         (status = 400, description = "Malformed body, unknown currency or customer.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 403, description = "A kind or customer only an operator may open.", body = ErrorBody),
         (status = 409, description = "Another account has this id.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 2 MiB.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable; nothing was done (`Retry-After`).", body = ErrorBody),
-        (status = 504, description = "The outcome is unknown; open again with the same id to find out.", body = ErrorBody),
+        ChangeFaults,
     )
 )]
 async fn open(
@@ -219,10 +211,8 @@ struct AccountPage {
     responses(
         (status = 200, description = "A page of accounts, by id.", body = AccountPage),
         (status = 400, description = "A malformed parameter.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 403, description = "Another customer's accounts without an operator's credential.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn list(state: web::Data<AppState>, request: HttpRequest) -> Result<HttpResponse, LedgerError> {
@@ -281,10 +271,8 @@ pub(super) async fn reached(state: &AppState, caller: Caller, id: &str) -> Resul
     responses(
         (status = 200, description = "The account as committed.", body = AccountView),
         (status = 400, description = "The id is not a uuid.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 404, description = "No such account (or not the caller's).", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn get(
@@ -324,10 +312,8 @@ struct BalancesAnswer {
     responses(
         (status = 200, description = "The balances.", body = BalancesAnswer),
         (status = 400, description = "A malformed id or time.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 404, description = "No such account (or not the caller's).", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn balances(
@@ -371,14 +357,9 @@ struct FrozenBody {
     responses(
         (status = 200, description = "The account with its flag set.", body = AccountView),
         (status = 400, description = "A malformed id or body.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 403, description = "Not an operator's credential.", body = ErrorBody),
         (status = 404, description = "No such account.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 2 MiB.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable; nothing was done (`Retry-After`).", body = ErrorBody),
-        (status = 504, description = "The outcome is unknown; read the account to find out.", body = ErrorBody),
+        ChangeFaults,
     )
 )]
 async fn set_frozen(

@@ -6,7 +6,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use cashgrid_actors::EngineError;
 use serde::Serialize;
-use utoipa::ToSchema;
+use utoipa::openapi::{ContentBuilder, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
 
 use crate::error::ApiError;
 
@@ -140,5 +141,50 @@ impl ResponseError for LedgerError {
             response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
         }
         response.json(ErrorBody { error: ErrorDetail { code: self.code, message: &self.message } })
+    }
+}
+
+fn error_response(description: &str) -> RefOr<Response> {
+    let schema = RefOr::Ref(utoipa::openapi::Ref::from_schema_name("LedgerErrorBody"));
+    ResponseBuilder::new()
+        .description(description)
+        .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+        .into()
+}
+
+const CREDENTIALS: &str = "No or wrong ledger credentials (`invalid_credentials`).";
+const SERVER_FAULT: &str = "A server fault (`internal_error`).";
+const UNAVAILABLE: &str = "Overloaded or the store is unreachable; nothing was done (`Retry-After`).";
+
+/// What may befall any request of the API: bad credentials and the faults.
+pub struct ReadFaults;
+
+impl IntoResponses for ReadFaults {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        [("401", CREDENTIALS), ("500", SERVER_FAULT), ("503", UNAVAILABLE)]
+            .into_iter()
+            .map(|(status, description)| (status.to_owned(), error_response(description)))
+            .collect()
+    }
+}
+
+/// What may befall a request with a body that changes something: the reads' answers, a body
+/// too large or too slow, and an outcome that did not come back.
+pub struct ChangeFaults;
+
+impl IntoResponses for ChangeFaults {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<Response>> {
+        let mut responses = ReadFaults::responses();
+        for (status, description) in [
+            ("408", "The body did not arrive in time (`body_timeout`)."),
+            ("413", "The body is larger than 2 MiB (`body_too_large`)."),
+            (
+                "504",
+                "The outcome is unknown (`outcome_unknown`): send the request again with the same ids to find out.",
+            ),
+        ] {
+            responses.insert(status.to_owned(), error_response(description));
+        }
+        responses
     }
 }

@@ -12,7 +12,7 @@ use cashgrid_actors::store::LedgerEntry;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
-use super::error::ErrorBody;
+use super::error::{ErrorBody, ReadFaults};
 use super::views::LineView;
 use super::{caller, query, LedgerError};
 use crate::feed_session::{is_upgrade, parse_since, upgrade, Frames, Start};
@@ -59,9 +59,7 @@ fn render(entry: &LedgerEntry) -> String {
     responses(
         (status = 101, description = "Switching to the WebSocket: text frames of `EntryFrame`s and heartbeats `{\"heartbeat\":TS,\"seq\":N}`."),
         (status = 400, description = "Not a WebSocket request, or `since` is not a sequence number.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "The feed is not ready or has too many subscribers (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn feed(

@@ -19,7 +19,6 @@ use cashgrid_actors::domain::ledger::{AccountId, Reach};
 use cashgrid_actors::domain::{CustomerId, Millis};
 use cashgrid_actors::store::Scope;
 use chrono::{DateTime, NaiveDate};
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
@@ -81,21 +80,11 @@ struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
     fn modify(&self, document: &mut Document) {
-        let components = document.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            API_KEY,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "DN-API-KEY",
-                "The API key of a `ledger-api` or `ledger-operator` credential \
-                 (`cashgrid access create --customer E --scope ledger-api`).",
-            ))),
-        );
-        components.add_security_scheme(
-            API_SECRET,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "DN-API-SECRET",
-                "The API secret of the same pair.",
-            ))),
+        crate::openapi::add_key_pair(
+            document,
+            (API_KEY, API_SECRET),
+            "The API key of a `ledger-api` or `ledger-operator` credential \
+             (`cashgrid access create --customer E --scope ledger-api`).",
         );
     }
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 
 use super::accounts::reached;
-use super::error::ErrorBody;
+use super::error::{ErrorBody, ReadFaults};
 use super::views::{BalancesView, LineView, TransferView};
 use super::{caller, decimals, journal_cursor, journal_cursor_text, limit, query, time_range, LedgerError};
 use crate::AppState;
@@ -64,10 +64,8 @@ struct TransferPage {
     responses(
         (status = 200, description = "A page of transfers.", body = TransferPage),
         (status = 400, description = "A malformed id, time, cursor or limit.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 404, description = "No such account (or not the caller's).", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn transfers(
@@ -129,10 +127,8 @@ struct Statement {
     responses(
         (status = 200, description = "The statement.", body = Statement, content_type = "application/json"),
         (status = 400, description = "A malformed id, time, cursor, limit or format.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 404, description = "No such account (or not the caller's).", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn statement(

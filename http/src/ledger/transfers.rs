@@ -12,7 +12,7 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::accounts::body;
-use super::error::ErrorBody;
+use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::TransferView;
 use super::{caller, LedgerError};
 use crate::AppState;
@@ -203,12 +203,7 @@ fn answer_of(outcome: &TransferOutcome) -> TransferAnswer {
         (status = 409, description = "`exists_with_different_fields`: another transfer has this id.", body = TransferAnswer),
         (status = 422, description = "Refused (`result` says why); nothing changed.", body = TransferAnswer),
         (status = 400, description = "A malformed body.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 2 MiB.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable; nothing was done (`Retry-After`).", body = ErrorBody),
-        (status = 504, description = "The outcome is unknown: send it again with the same id to find out.", body = ErrorBody),
+        ChangeFaults,
     )
 )]
 async fn create(
@@ -268,12 +263,7 @@ struct BatchAnswer {
     responses(
         (status = 200, description = "A result per transfer, in order.", body = BatchAnswer),
         (status = 400, description = "A malformed body (nothing was done): the message names the transfer.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
-        (status = 408, description = "The body did not arrive in time.", body = ErrorBody),
-        (status = 413, description = "The body is larger than 2 MiB.", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable; nothing was done (`Retry-After`).", body = ErrorBody),
-        (status = 504, description = "The outcome is unknown: send it again with the same ids to find out.", body = ErrorBody),
+        ChangeFaults,
     )
 )]
 async fn batch(
@@ -320,10 +310,8 @@ async fn batch(
     responses(
         (status = 200, description = "The transfer.", body = TransferView),
         (status = 400, description = "The id is not a uuid.", body = ErrorBody),
-        (status = 401, description = "No or wrong ledger credentials.", body = ErrorBody),
         (status = 404, description = "No such transfer (or none of the caller's accounts is in it).", body = ErrorBody),
-        (status = 500, description = "A server fault.", body = ErrorBody),
-        (status = 503, description = "Overloaded or the store is unreachable (`Retry-After`).", body = ErrorBody),
+        ReadFaults,
     )
 )]
 async fn get(

@@ -180,26 +180,27 @@ async fn swagger_ui_file(path: web::Path<String>) -> Result<HttpResponse, ApiErr
     }
 }
 
+/// The `DN-API-KEY`/`DN-API-SECRET` header pair as the security schemes named `names` (key,
+/// secret), the key described as `key_description`.
+pub(crate) fn add_key_pair(document: &mut Document, names: (&str, &str), key_description: &str) {
+    let components = document.components.get_or_insert_with(Default::default);
+    let header =
+        |name, description| SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(name, description)));
+    components.add_security_scheme(names.0, header("DN-API-KEY", key_description));
+    components.add_security_scheme(names.1, header("DN-API-SECRET", "The API secret of the same pair."));
+}
+
 /// The credentials every protected operation names.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
     fn modify(&self, document: &mut Document) {
+        add_key_pair(
+            document,
+            (API_KEY, API_SECRET),
+            "The API key of a credential pair (`cashgrid access create`, or the portal's `POST /access`).",
+        );
         let components = document.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            API_KEY,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "DN-API-KEY",
-                "The API key of a credential pair (`cashgrid access create`, or the portal's `POST /access`).",
-            ))),
-        );
-        components.add_security_scheme(
-            API_SECRET,
-            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
-                "DN-API-SECRET",
-                "The API secret of the same pair.",
-            ))),
-        );
         components.add_security_scheme(
             SESSION,
             SecurityScheme::Http(

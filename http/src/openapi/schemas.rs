@@ -14,7 +14,7 @@ use utoipa::{IntoParams, IntoResponses, PartialSchema, ToSchema};
 use crate::error::{GlobalError, TextError};
 
 /// A string schema with exactly these values.
-fn names(values: impl IntoIterator<Item = &'static str>, description: &str) -> RefOr<Schema> {
+pub(crate) fn names(values: impl IntoIterator<Item = &'static str>, description: &str) -> RefOr<Schema> {
     ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).description(Some(description)).into()
 }
 

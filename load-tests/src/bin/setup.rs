@@ -111,34 +111,21 @@ async fn register(
     credentials: &Credentials,
     body: &Value,
 ) -> anyhow::Result<String> {
-    let response = client
-        .post(url)
-        .header("DN-API-KEY", &credentials.apikey)
-        .header("DN-API-SECRET", &credentials.apisecret)
-        .json(body)
-        .send()
-        .await
-        .with_context(|| format!("POST {url}"))?;
-    let status = response.status();
-    let text = response.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("POST {url}: {status} {text}");
-    }
-    let answer: Value = serde_json::from_str(&text).with_context(|| format!("POST {url}: not JSON: {text}"))?;
+    let answer = post_json(client, url, credentials, body).await?;
     answer.get("uuid").and_then(Value::as_str).map(str::to_owned).with_context(|| format!("POST {url}: no uuid"))
 }
 
-/// `POST` to the Ledger API with the operator's credentials; the answer.
-async fn ledger_post(
+/// `POST` a JSON body with the credentials' headers; the answer, which must be a success.
+async fn post_json(
     client: &reqwest::Client,
     url: &str,
-    operator: &Credentials,
+    credentials: &Credentials,
     body: &Value,
 ) -> anyhow::Result<Value> {
     let response = client
         .post(url)
-        .header("DN-API-KEY", &operator.apikey)
-        .header("DN-API-SECRET", &operator.apisecret)
+        .header("DN-API-KEY", &credentials.apikey)
+        .header("DN-API-SECRET", &credentials.apisecret)
         .json(body)
         .send()
         .await
@@ -162,7 +149,7 @@ async fn ledger_accounts(
     let open = |body: Value| {
         let (url, operator) = (accounts_url.clone(), operator.clone());
         async move {
-            let answer = ledger_post(client, &url, &operator, &body).await?;
+            let answer = post_json(client, &url, &operator, &body).await?;
             answer["id"].as_str().map(str::to_owned).context("an opened account without id")
         }
     };
@@ -180,7 +167,7 @@ async fn ledger_accounts(
             .map(|account| json!({"debit_account_id": rail, "credit_account_id": account, "amount": LEDGER_FUNDING}))
             .collect();
         let answer =
-            ledger_post(client, &format!("{host}/ledger/v1/transfers/batch"), &operator, &json!({"transfers": transfers}))
+            post_json(client, &format!("{host}/ledger/v1/transfers/batch"), &operator, &json!({"transfers": transfers}))
                 .await?;
         let results = answer["results"].as_array().context("a batch answer without results")?;
         if !results.iter().all(|result| result["result"] == "created") {
