@@ -330,6 +330,9 @@ pub async fn the_ledger_answers_bad_input_in_its_own_format_and_changes_nothing(
         assert_eq!(reply.status.as_u16(), status, "{target}: {}", reply.describe());
         assert!(reply.json["error"]["code"].is_string(), "{target}: {}", reply.describe());
     }
+    let wrong_method = env.api.delete(&path("/accounts"), &p.bank).await;
+    wrong_method.assert_status(405);
+    assert_eq!(error_code(&wrong_method), "method_not_allowed");
     // Another bank's account does not exist for it.
     env.api.get(&path(&format!("/accounts/{account}")), &p.other_bank).await.assert_status(404);
     // Nothing of the above changed the account.

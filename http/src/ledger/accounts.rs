@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::{AccountView, BalancesView};
-use super::{account_id, caller, decimals, limit, query, time_param, Caller, LedgerError, BODY_LIMIT_BYTES};
+use super::{account_id, caller, decimals, limit, query, resource, time_param, Caller, LedgerError, BODY_LIMIT_BYTES};
 use crate::openapi::schemas::names;
 use crate::AppState;
 
@@ -27,11 +27,10 @@ pub(super) struct Document;
 
 pub(super) fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/accounts", web::post().to(open))
-        .route("/accounts", web::get().to(list))
-        .route("/accounts/{id}", web::get().to(get))
-        .route("/accounts/{id}/balances", web::get().to(balances))
-        .route("/accounts/{id}/frozen", web::put().to(set_frozen));
+        .service(resource("/accounts").route(web::post().to(open)).route(web::get().to(list)))
+        .service(resource("/accounts/{id}").route(web::get().to(get)))
+        .service(resource("/accounts/{id}/balances").route(web::get().to(balances)))
+        .service(resource("/accounts/{id}/frozen").route(web::put().to(set_frozen)));
 }
 
 /// Longest owner id (a Bitcoin address, a wallet user's id, ...).

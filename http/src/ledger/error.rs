@@ -56,6 +56,10 @@ impl LedgerError {
         Self::new(StatusCode::NOT_FOUND, "not_found", format!("No such {what}."))
     }
 
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This path does not take this method.")
+    }
+
     pub fn exists(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "exists_with_different_fields", message)
     }
@@ -120,7 +124,7 @@ pub struct ErrorBody<'a> {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = LedgerErrorDetail)]
 pub struct ErrorDetail<'a> {
-    /// Stable: `invalid_request`, `invalid_credentials`, `forbidden`, `not_found`,
+    /// Stable: `invalid_request`, `invalid_credentials`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `exists_with_different_fields`, `unknown_currency`, `unknown_customer`, `body_too_large`,
     /// `body_timeout`, `overloaded`, `unavailable`, `outcome_unknown`, `internal_error`.
     pub code: &'a str,

@@ -14,7 +14,7 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ErrorBody, ReadFaults};
 use super::views::LineView;
-use super::{caller, query, LedgerError};
+use super::{caller, query, resource, LedgerError};
 use crate::feed_session::{is_upgrade, parse_since, upgrade, Frames, Start};
 use crate::AppState;
 
@@ -26,7 +26,7 @@ const LABEL: &str = "ledger";
 pub(super) struct Document;
 
 pub(super) fn configure(config: &mut web::ServiceConfig) {
-    config.route("/feed", web::get().to(feed));
+    config.service(resource("/feed").route(web::get().to(feed)));
 }
 
 /// Create the feed's metric series at zero.

@@ -46,7 +46,16 @@ pub fn configure(config: &mut web::ServiceConfig) {
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, LedgerError> {
-    Err(LedgerError::not_found("path or method under /ledger/v1"))
+    Err(LedgerError::not_found("path under /ledger/v1"))
+}
+
+/// A path of the API: its routes, and the API's 405 for any other method.
+pub(crate) fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn method_not_allowed() -> Result<actix_web::HttpResponse, LedgerError> {
+    Err(LedgerError::method_not_allowed())
 }
 
 /// The Ledger API's OpenAPI document.

@@ -13,7 +13,7 @@ use utoipa::{OpenApi, ToSchema};
 use super::accounts::reached;
 use super::error::{ErrorBody, ReadFaults};
 use super::views::{BalancesView, LineView, TransferView};
-use super::{caller, decimals, journal_cursor, journal_cursor_text, limit, query, time_range, LedgerError};
+use super::{caller, decimals, journal_cursor, journal_cursor_text, limit, query, resource, time_range, LedgerError};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -22,8 +22,8 @@ pub(super) struct Document;
 
 pub(super) fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/accounts/{id}/transfers", web::get().to(transfers))
-        .route("/accounts/{id}/statement", web::get().to(statement));
+        .service(resource("/accounts/{id}/transfers").route(web::get().to(transfers)))
+        .service(resource("/accounts/{id}/statement").route(web::get().to(statement)));
 }
 
 /// Most lines of one statement page.

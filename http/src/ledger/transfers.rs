@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::accounts::body;
 use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::TransferView;
-use super::{caller, LedgerError};
+use super::{caller, resource, LedgerError};
 use crate::AppState;
 
 #[derive(OpenApi)]
@@ -23,9 +23,9 @@ pub(super) struct Document;
 
 pub(super) fn configure(config: &mut web::ServiceConfig) {
     config
-        .route("/transfers", web::post().to(create))
-        .route("/transfers/batch", web::post().to(batch))
-        .route("/transfers/{id}", web::get().to(get));
+        .service(resource("/transfers").route(web::post().to(create)))
+        .service(resource("/transfers/batch").route(web::post().to(batch)))
+        .service(resource("/transfers/{id}").route(web::get().to(get)));
 }
 
 /// Longest reference, in characters.
