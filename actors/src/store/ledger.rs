@@ -65,6 +65,37 @@ pub(super) static RESOLVE_HOLD: Statement = statement!(
     "UPDATE ledger_transfers SET pending_state = $2, record = $3, updated = $4 \
      WHERE id = $1 AND pending_state = 'pending'"
 );
+/// [`INSERT_TRANSFER`] for many rows at once (PostgreSQL's pipelined commit): one array per
+/// parameter, in the same order.
+pub(super) const INSERT_TRANSFERS_UNNEST: &str = "INSERT INTO ledger_transfers \
+     (id, debit, credit, amount, currency, kind, pending_id, expires_at, pending_state, record, created, updated) \
+     SELECT t.*, t.created FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
+     $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[]) \
+     AS t(id, debit, credit, amount, currency, kind, pending_id, expires_at, pending_state, record, created) \
+     ON CONFLICT (id) DO NOTHING";
+/// [`INSERT_ENTRY`] for many rows at once, numbered in the arrays' order.
+pub(super) const INSERT_ENTRIES_UNNEST: &str = "INSERT INTO ledger_entries (account, customer_id, transfer, kind, \
+     side, amount, debits_pending, debits_posted, credits_pending, credits_posted, at) \
+     SELECT a.id, a.customer_id, e.transfer, e.kind, e.side, e.amount, a.debits_pending - e.dp, \
+     a.debits_posted - e.dpo, a.credits_pending - e.cp, a.credits_posted - e.cpo, e.at \
+     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[], $7::BIGINT[], \
+     $8::BIGINT[], $9::BIGINT[], $10::BIGINT[]) WITH ORDINALITY \
+     AS e(account, transfer, kind, side, amount, dp, dpo, cp, cpo, at, ord) \
+     JOIN ledger_accounts a ON a.id = e.account ORDER BY e.ord";
+/// The types of [`INSERT_TRANSFER`]'s parameters, and of [`INSERT_ENTRY`]'s (`true`: integer).
+pub(super) const TRANSFER_INTEGERS: [bool; 11] =
+    [false, false, false, true, false, false, false, true, false, false, true];
+pub(super) const ENTRY_INTEGERS: [bool; 10] = [false, false, false, false, true, true, true, true, true, true];
+
+/// Whether a row write inserts a transfer, or an entry (rows a pipelined commit inserts at once).
+pub(super) fn inserts_transfer(row: &RowWrite) -> bool {
+    std::ptr::eq(row.statement, &INSERT_TRANSFER)
+}
+
+pub(super) fn inserts_entry(row: &RowWrite) -> bool {
+    std::ptr::eq(row.statement, &INSERT_ENTRY)
+}
+
 /// An entry with the account's sums after it: the row's now, less the changes after it.
 pub(super) static INSERT_ENTRY: Statement = statement!(
     "insert_ledger_entry",

@@ -29,6 +29,7 @@ use tokio_postgres::NoTls;
 use super::entities::{self, EntityValues};
 use super::ledger::{self, RowWrite};
 use super::rows::{self, ClearingValues, Dialect, EventValues, SetValues, TokenValues, WriteValues, EVENT_COLUMNS};
+use super::sql::Value;
 use super::{IdempotencyRecord, PoolUsage, StoreError, WriteOutcome, WriteSet};
 use crate::clock::now_millis;
 
@@ -255,6 +256,43 @@ fn token_params(token: &TokenValues) -> [Param<'_>; 21] {
     token.params().map(|param| param as Param<'_>)
 }
 
+/// One parameter of many row writes, as an array.
+enum RowColumn {
+    Texts(Vec<Option<String>>),
+    Integers(Vec<Option<i64>>),
+}
+
+impl RowColumn {
+    fn of<'a>(values: impl Iterator<Item = Option<&'a Value>>, integer: bool) -> Self {
+        if integer {
+            Self::Integers(
+                values
+                    .map(|value| match value {
+                        Some(Value::Int(number)) => Some(*number),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        } else {
+            Self::Texts(
+                values
+                    .map(|value| match value {
+                        Some(Value::Text(text)) => Some(text.clone()),
+                        _ => None,
+                    })
+                    .collect(),
+            )
+        }
+    }
+
+    fn param(&self) -> &(dyn tokio_postgres::types::ToSql + Sync) {
+        match self {
+            Self::Texts(texts) => texts,
+            Self::Integers(integers) => integers,
+        }
+    }
+}
+
 /// Token rows as column arrays, for [`INSERT_TOKENS`].
 #[derive(Default)]
 struct TokenColumns<'a> {
@@ -405,6 +443,9 @@ struct CommitStatements {
     entity_event: tokio_postgres::Statement,
     /// The ledger's commit statements, by name.
     ledger: Vec<(&'static str, tokio_postgres::Statement)>,
+    /// A pipelined commit's transfers and journal lines, each in one statement.
+    ledger_transfers: tokio_postgres::Statement,
+    ledger_entries: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
@@ -429,7 +470,38 @@ impl CommitStatements {
                 }
                 prepared
             },
+            ledger_transfers: tx
+                .prepare_cached(ledger::INSERT_TRANSFERS_UNNEST)
+                .await
+                .map_err(|err| pg_error(err, "commit: prepare"))?,
+            ledger_entries: tx
+                .prepare_cached(ledger::INSERT_ENTRIES_UNNEST)
+                .await
+                .map_err(|err| pg_error(err, "commit: prepare"))?,
         })
+    }
+
+    /// Row writes of one insert statement as one multi-row statement (`statement` takes one
+    /// array per parameter; `integers` says which are BIGINT): `false` when any must apply and
+    /// did not.
+    async fn rows_at_once(
+        &self,
+        tx: &Transaction<'_>,
+        statement: &tokio_postgres::Statement,
+        integers: &[bool],
+        rows: &[&RowWrite],
+    ) -> Result<bool, tokio_postgres::Error> {
+        if rows.is_empty() {
+            return Ok(true);
+        }
+        let columns: Vec<RowColumn> = integers
+            .iter()
+            .enumerate()
+            .map(|(index, integer)| RowColumn::of(rows.iter().map(|row| row.values.get(index)), *integer))
+            .collect();
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = columns.iter().map(RowColumn::param).collect();
+        let changed = tx.execute(statement, &params).await?;
+        Ok(changed == rows.len() as u64 || rows.iter().all(|row| !row.must_apply))
     }
 
     /// One row write; `false` when it must apply and did not.
@@ -571,7 +643,20 @@ async fn commit_pipelined(
     let Ok(ledger_rows) = ledger::rows(committed().map(|set| &set.ledger)) else {
         return Ok(None);
     };
-    let ledger = join_all(ledger_rows.iter().map(|row| statements.row(tx, row)));
+    // Transfers and journal lines go in one statement each, after every other ledger row (an
+    // entry reads its account's row after the MOVE).
+    let (transfers, rest): (Vec<&RowWrite>, Vec<&RowWrite>) =
+        ledger_rows.iter().partition(|row| ledger::inserts_transfer(row));
+    let (entries, rest): (Vec<&RowWrite>, Vec<&RowWrite>) =
+        rest.into_iter().partition(|row| ledger::inserts_entry(row));
+    let ledger = async {
+        let each = join_all(rest.iter().map(|row| statements.row(tx, row)));
+        let transfers =
+            statements.rows_at_once(tx, &statements.ledger_transfers, &ledger::TRANSFER_INTEGERS, &transfers);
+        let entries = statements.rows_at_once(tx, &statements.ledger_entries, &ledger::ENTRY_INTEGERS, &entries);
+        let (each, transfers, entries) = futures_util::future::join3(each, transfers, entries).await;
+        each.into_iter().chain([transfers, entries]).collect::<Vec<_>>()
+    };
     let ((later, events, clearings, keys), (entities, ledger)) = futures_util::future::join(
         futures_util::future::join4(later, statements.events(tx, &events), clearings, keys),
         futures_util::future::join(entities, ledger),
