@@ -32,6 +32,19 @@ const CSV_CONTENT_TYPE: &str = "text/csv; charset=utf-8";
 /// The header naming the next page's cursor of a CSV statement.
 const NEXT_HEADER: &str = "x-next-cursor";
 
+/// The time range and cursor of a journal query, as the documents show them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Describes the parameters; `range` reads them.
+struct JournalRange {
+    /// From this time (inclusive): epoch ms, an RFC 3339 date-time or a date (YYYY-MM-DD).
+    from: Option<String>,
+    /// Until this time (exclusive), as `from`.
+    until: Option<String>,
+    /// The `next` of the previous page.
+    after: Option<String>,
+}
+
 /// The range and cursor of a journal query.
 fn range(request: &HttpRequest, max: usize) -> Result<EntryRange, LedgerError> {
     let query = query(request)?;
@@ -55,9 +68,7 @@ struct TransferPage {
     tag = "Statements",
     params(
         ("id" = Uuid, Path, description = "The account's id."),
-        ("from" = Option<String>, Query, description = "From this time (inclusive): epoch ms, an RFC 3339 date-time or a date (YYYY-MM-DD)."),
-        ("until" = Option<String>, Query, description = "Until this time (exclusive), as `from`."),
-        ("after" = Option<String>, Query, description = "The `next` of the previous page."),
+        JournalRange,
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "At most this many [default: 100]."),
     ),
     security(("ledger_api_key" = [], "ledger_api_secret" = [])),
@@ -117,9 +128,7 @@ struct Statement {
     tag = "Statements",
     params(
         ("id" = Uuid, Path, description = "The account's id."),
-        ("from" = Option<String>, Query, description = "From this time (inclusive): epoch ms, an RFC 3339 date-time or a date (YYYY-MM-DD)."),
-        ("until" = Option<String>, Query, description = "Until this time (exclusive), as `from`."),
-        ("after" = Option<String>, Query, description = "The `next` of the previous page."),
+        JournalRange,
         ("limit" = Option<usize>, Query, minimum = 1, maximum = 10000, description = "At most this many lines [default: 100]."),
         ("format" = Option<String>, Query, description = "`json` [default] or `csv`."),
     ),
