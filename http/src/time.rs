@@ -2,6 +2,11 @@
 
 use chrono::{DateTime, SecondsFormat};
 
+/// Epoch milliseconds, or an RFC 3339 date-time, as epoch milliseconds.
+pub fn parse_millis(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis()))
+}
+
 pub fn iso_millis(millis: i64) -> Option<String> {
     DateTime::from_timestamp_millis(millis).map(|time| time.to_rfc3339_opts(SecondsFormat::Millis, true))
 }

@@ -304,25 +304,21 @@ impl Submission {
         }
         // A chain that wrote nothing may have answered from an earlier chain's decisions (a
         // retry of a transfer, a hold): when any commit did not go through, it is decided
-        // again on what is stored, as are the chains that conflicted.
-        for (index, chain) in requests.iter().enumerate() {
-            let again = match &answers[index] {
-                None => true,
-                Some(Ok(outcomes)) => {
-                    failed && outcomes.iter().all(|outcome| outcome.result != TransferResult::Created)
-                }
-                Some(Err(_)) => false,
-            };
-            if again {
-                answers[index] = Some(self.chain(chain).await);
-            }
-        }
+        // again on what is stored, as are the chains that conflicted (`None`).
         let mut flat = Vec::with_capacity(batch.len());
         for (answer, chain) in answers.into_iter().zip(&requests) {
+            let answer = match answer {
+                Some(Ok(outcomes))
+                    if !(failed && outcomes.iter().all(|outcome| outcome.result != TransferResult::Created)) =>
+                {
+                    Ok(outcomes)
+                }
+                Some(Err(error)) => Err(error),
+                Some(Ok(_)) | None => self.chain(chain).await,
+            };
             match answer {
-                Some(Ok(outcomes)) => flat.extend(outcomes.into_iter().map(Ok)),
-                Some(Err(error)) => flat.extend(chain.iter().map(|_| Err(error.clone()))),
-                None => flat.extend(chain.iter().map(|_| Err(EngineError::Overloaded))),
+                Ok(outcomes) => flat.extend(outcomes.into_iter().map(Ok)),
+                Err(error) => flat.extend(chain.iter().map(|_| Err(error.clone()))),
             }
         }
         debug_assert_eq!(flat.len(), open_from);

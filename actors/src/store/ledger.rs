@@ -541,15 +541,20 @@ pub struct EntryRange {
     pub limit: usize,
 }
 
+impl EntryRange {
+    /// The parameters of a query of `account`'s journal lines in this range.
+    fn values(&self, account: AccountId) -> Vec<Value> {
+        let (after_at, after_seq) = self.after.unwrap_or((i64::MIN, i64::MIN));
+        args![account.to_string(), self.from, self.until, after_at, after_seq, rows::list_limit(self.limit)]
+    }
+}
+
 pub(super) async fn account_entries<B: Backend>(
     backend: &B,
     account: AccountId,
     range: EntryRange,
 ) -> Result<Vec<LedgerEntry>, StoreError> {
-    let (after_at, after_seq) = range.after.unwrap_or((i64::MIN, i64::MIN));
-    let values =
-        args![account.to_string(), range.from, range.until, after_at, after_seq, rows::list_limit(range.limit)];
-    ACCOUNT_ENTRIES.all(backend, values, entry).await
+    ACCOUNT_ENTRIES.all(backend, range.values(account), entry).await
 }
 
 /// The account's last line before `at`: its sums as they stood then.
@@ -575,11 +580,8 @@ pub(super) async fn account_transfers<B: Backend>(
     account: AccountId,
     range: EntryRange,
 ) -> Result<Vec<AccountTransfer>, StoreError> {
-    let (after_at, after_seq) = range.after.unwrap_or((i64::MIN, i64::MIN));
-    let values =
-        args![account.to_string(), range.from, range.until, after_at, after_seq, rows::list_limit(range.limit)];
     ACCOUNT_TRANSFERS
-        .all(backend, values, |row| {
+        .all(backend, range.values(account), |row| {
             Ok(AccountTransfer { at: row.i64(0)?, seq: row.i64(1)?, transfer: record_at(row, 2)? })
         })
         .await

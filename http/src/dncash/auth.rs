@@ -1,4 +1,5 @@
-//! DN-API-KEY / DN-API-SECRET authentication for the Token, Cash and Clearing APIs.
+//! DN-API-KEY / DN-API-SECRET authentication for the Token, Cash and Clearing APIs (the Ledger
+//! API reads the same headers with [`key_pair`]).
 
 use actix_web::HttpRequest;
 use cashgrid_actors::store::{Customer, Scope};
@@ -9,10 +10,15 @@ use crate::AppState;
 const KEY_HEADER: &str = "dn-api-key";
 const SECRET_HEADER: &str = "dn-api-secret";
 
+/// The API key and secret the request's headers carry, when it carries both.
+pub fn key_pair(request: &HttpRequest) -> Option<(&str, &str)> {
+    let header = |name| request.headers().get(name).and_then(|value| value.to_str().ok());
+    Some((header(KEY_HEADER)?, header(SECRET_HEADER)?))
+}
+
 /// The customer whose credentials of `scope` the request carries; 401 for anything else.
 pub async fn authenticate(state: &AppState, request: &HttpRequest, scope: Scope) -> Result<Customer, ApiError> {
-    let header = |name| request.headers().get(name).and_then(|value| value.to_str().ok());
-    let (Some(key), Some(secret)) = (header(KEY_HEADER), header(SECRET_HEADER)) else {
+    let Some((key, secret)) = key_pair(request) else {
         return Err(ApiError::Credentials);
     };
     match state.engine.access().authenticate(key, secret, scope).await {

@@ -9,7 +9,7 @@ mod handover_body;
 mod headers;
 mod mobile_api;
 pub mod paths;
-mod text;
+pub(crate) mod text;
 mod token_api;
 mod trigger_socket;
 mod views;
@@ -21,7 +21,7 @@ use cashgrid_actors::store::Scope;
 use crate::error::ApiError;
 use crate::AppState;
 
-pub use auth::authenticate;
+pub use auth::{authenticate, key_pair};
 pub use feeds::register_initial_series;
 /// `{"triggercode":T,"token":<V-locked>}`: the trigger socket's frame, the MQTT push's `data`.
 pub use trigger_socket::push_frame as trigger_push_json;

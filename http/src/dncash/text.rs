@@ -25,7 +25,7 @@ pub async fn refuse_nul(
 }
 
 /// `%00` in any letter case; a raw NUL cannot reach here (the HTTP parser refuses it).
-fn has_encoded_nul(text: &str) -> bool {
+pub(crate) fn has_encoded_nul(text: &str) -> bool {
     text.as_bytes().windows(3).any(|window| window == b"%00")
 }
 

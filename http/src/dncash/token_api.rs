@@ -9,7 +9,6 @@ use cashgrid_actors::domain::DeviceType;
 use cashgrid_actors::engine::{NewDevice, NewToken};
 use cashgrid_actors::store::{Scope, TokenFilter};
 use cashgrid_actors::{EngineError, Rejection};
-use chrono::DateTime;
 use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
@@ -235,10 +234,7 @@ async fn get_device(
 fn parse_expires(value: &Value) -> Option<i64> {
     match value {
         Value::Number(number) => number.as_i64().or_else(|| number.as_f64().map(|ms| ms as i64)),
-        Value::String(text) => text
-            .parse::<i64>()
-            .ok()
-            .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis())),
+        Value::String(text) => crate::time::parse_millis(text),
         _ => None,
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::{AccountView, BalancesView};
-use super::{account_id, caller, decimals, limit, query, resource, time_param, Caller, LedgerError, BODY_LIMIT_BYTES};
+use super::{account_id, body, caller, decimals, limit, query, resource, time_param, Caller, LedgerError};
 use crate::openapi::schemas::names;
 use crate::AppState;
 
@@ -94,18 +94,6 @@ struct OpenBody {
     /// `ledger-operator` credential.
     customer_id: Option<i64>,
     flags: Option<FlagsBody>,
-}
-
-/// A JSON body as `T`: malformed JSON, NUL characters, unknown fields and wrong types are 400s.
-pub(super) async fn body<T: serde::de::DeserializeOwned>(
-    request: &HttpRequest,
-    payload: web::Payload,
-) -> Result<T, LedgerError> {
-    if !crate::body::is_json(request) {
-        return Err(LedgerError::invalid("The body must be JSON (Content-Type: application/json)."));
-    }
-    let value = crate::body::read_json_limited(request, payload, BODY_LIMIT_BYTES).await?;
-    serde_json::from_value(value).map_err(|error| LedgerError::invalid(format!("Invalid body: {error}")))
 }
 
 fn new_account(caller: Caller, body: OpenBody) -> Result<NewAccount, LedgerError> {

@@ -18,7 +18,7 @@ use actix_web::{web, HttpRequest};
 use cashgrid_actors::domain::ledger::{AccountId, Reach};
 use cashgrid_actors::domain::{CustomerId, Millis};
 use cashgrid_actors::store::Scope;
-use chrono::{DateTime, NaiveDate};
+use chrono::NaiveDate;
 use utoipa::openapi::OpenApi as Document;
 use utoipa::{Modify, OpenApi};
 
@@ -115,13 +115,9 @@ impl Caller {
     }
 }
 
-const KEY_HEADER: &str = "dn-api-key";
-const SECRET_HEADER: &str = "dn-api-secret";
-
 /// The caller of a request with ledger credentials; 401 for anything else.
 pub async fn caller(state: &AppState, request: &HttpRequest) -> Result<Caller, LedgerError> {
-    let header = |name| request.headers().get(name).and_then(|value| value.to_str().ok());
-    let (Some(key), Some(secret)) = (header(KEY_HEADER), header(SECRET_HEADER)) else {
+    let Some((key, secret)) = crate::dncash::key_pair(request) else {
         return Err(LedgerError::credentials());
     };
     let scopes = [Scope::LedgerApi, Scope::LedgerOperator];
@@ -135,12 +131,24 @@ pub async fn caller(state: &AppState, request: &HttpRequest) -> Result<Caller, L
 /// The query's parameters. Text the store cannot hold (NUL) is refused up front.
 pub fn query(request: &HttpRequest) -> Result<HashMap<String, String>, LedgerError> {
     let text = request.query_string();
-    if text.as_bytes().windows(3).any(|window| window.eq_ignore_ascii_case(b"%00")) {
+    if crate::dncash::text::has_encoded_nul(text) {
         return Err(LedgerError::invalid(crate::body::NUL_REFUSED));
     }
     web::Query::<HashMap<String, String>>::from_query(text)
         .map(web::Query::into_inner)
         .map_err(|error| LedgerError::invalid(format!("Invalid query: {error}")))
+}
+
+/// A JSON body as `T`: malformed JSON, NUL characters, unknown fields and wrong types are 400s.
+pub async fn body<T: serde::de::DeserializeOwned>(
+    request: &HttpRequest,
+    payload: web::Payload,
+) -> Result<T, LedgerError> {
+    if !crate::body::is_json(request) {
+        return Err(LedgerError::invalid("The body must be JSON (Content-Type: application/json)."));
+    }
+    let value = crate::body::read_json_limited(request, payload, BODY_LIMIT_BYTES).await?;
+    serde_json::from_value(value).map_err(|error| LedgerError::invalid(format!("Invalid body: {error}")))
 }
 
 /// An account id from the path.
@@ -164,14 +172,10 @@ pub fn time_param(query: &HashMap<String, String>, name: &str) -> Result<Option<
     let Some(text) = query.get(name) else {
         return Ok(None);
     };
-    let parsed = text
-        .parse::<i64>()
-        .ok()
-        .or_else(|| DateTime::parse_from_rfc3339(text).ok().map(|time| time.timestamp_millis()))
-        .or_else(|| {
-            let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
-            Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
-        });
+    let parsed = crate::time::parse_millis(text).or_else(|| {
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok()?;
+        Some(date.and_hms_opt(0, 0, 0)?.and_utc().timestamp_millis())
+    });
     parsed.map(Some).ok_or_else(|| {
         LedgerError::invalid(format!(
             "{name} must be epoch milliseconds, an RFC 3339 date-time or a date (YYYY-MM-DD)."

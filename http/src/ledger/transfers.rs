@@ -11,10 +11,9 @@ use serde_json::Value;
 use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
-use super::accounts::body;
 use super::error::{ChangeFaults, ErrorBody, ReadFaults};
 use super::views::TransferView;
-use super::{caller, resource, LedgerError};
+use super::{body, caller, resource, LedgerError};
 use crate::AppState;
 
 #[derive(OpenApi)]
