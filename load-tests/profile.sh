@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Where does the time go at peak? Runs cashgrid (fresh store) under the atm_lifecycle scenario
-# and, in the middle of the run, samples every CPU with `perf record -e cpu-clock` (software
+# Where does the time go at peak? Runs cashgrid (fresh store) under a goose scenario
+# (PROFILE_SCENARIO: atmlifecycle by default; ledgerbatch, ledgertransfers … for the ledger,
+# after setting up PROFILE_LEDGER_ACCOUNTS accounts) and, in the middle of the run, samples
+# every CPU with `perf record -e cpu-clock` (software
 # clock: works in VMs without hardware counters) and PostgreSQL's wait events. Bounded: the
 # goose run takes PROFILE_SECONDS (25), perf samples PROFILE_SAMPLE_SECONDS (12) of it.
 #
@@ -20,6 +22,7 @@ ROOT=$PWD
 BACKEND=${1:?usage: load-tests/profile.sh postgres|sqlite [OUT_DIR]}
 OUT=${2:-$ROOT/target/profile/$BACKEND-$(date -u +%Y%m%dT%H%M%SZ)}
 USERS=${PROFILE_USERS:-64}
+SCENARIO=${PROFILE_SCENARIO:-atmlifecycle}
 read -r -a SERVER_ARGS <<<"${PROFILE_SERVER_ARGS---workers 1 --arbiters 1}"
 SECONDS_RUN=${PROFILE_SECONDS:-30}
 SECONDS_SAMPLE=${PROFILE_SAMPLE_SECONDS:-8}
@@ -57,10 +60,10 @@ for _ in $(seq 1 120); do
 done
 [ -n "$url" ] || { echo "profile: server did not start" >&2; exit 1; }
 timeout 120 "$BIN/setup" --host "$url" "${store_args[@]}" --cashgrid "$OUT/cashgrid" --atms "$USERS" \
-  --out "$OUT/fixture.json" 2>"$OUT/setup.log"
+  --ledger-accounts "${PROFILE_LEDGER_ACCOUNTS:-1000}" --out "$OUT/fixture.json" 2>"$OUT/setup.log"
 
 CASHGRID_LOAD_FIXTURE=$OUT/fixture.json CASHGRID_LOAD_SUMMARY=$OUT/peak.json \
-  timeout $((SECONDS_RUN + 60)) "$BIN/cashgrid-load" --host "$url" --scenarios atmlifecycle \
+  timeout $((SECONDS_RUN + 60)) "$BIN/cashgrid-load" --host "$url" --scenarios "$SCENARIO" \
   --users "$USERS" --increase-rate "$USERS" --no-telnet --run-time "${SECONDS_RUN}s" \
   --no-print-metrics >"$OUT/goose.log" 2>&1 &
 PIDS+=($!)

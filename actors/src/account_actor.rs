@@ -132,11 +132,9 @@ pub enum AccountRequest {
         plan: Plan,
         lead: Option<Account>,
     },
-    /// The commit of a decision this account took part in is settled.
-    Settle {
-        posting: Posting,
-        outcome: Settlement,
-    },
+    /// The commits of decisions this account took part in are settled: each with the
+    /// account's posting in it (a batch settles all of an account's decisions in one message).
+    Settle(Vec<(Posting, Settlement)>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -198,7 +196,7 @@ impl Kind for Accounts {
                     lead(&context, id, known, plan, partner, &accounts, deadline).await
                 }
                 AccountRequest::Join { plan, lead } => join(&context, id, known, &plan, lead).await,
-                AccountRequest::Settle { posting, outcome } => settle(known, &posting, outcome),
+                AccountRequest::Settle(settled) => settle(known, &settled),
             }
         }
         .boxed()
@@ -473,23 +471,25 @@ fn decision(
     })
 }
 
-fn settle(known: Option<AccountState>, posting: &Posting, outcome: Settlement) -> Settled<Accounts> {
+fn settle(known: Option<AccountState>, settled: &[(Posting, Settlement)]) -> Settled<Accounts> {
     let Some(mut state) = known else {
-        // A fresh activation loaded the row after the commit: nothing to settle.
+        // A fresh activation loaded the row after the commits: nothing to settle.
         return (After::Missing, Ok(AccountReply::Settled));
     };
-    state.in_flight = state.in_flight.saturating_sub(1);
+    state.in_flight = state.in_flight.saturating_sub(settled.len());
     state.touched = Instant::now();
-    match outcome {
-        Settlement::Committed => (After::Keep(state), Ok(AccountReply::Settled)),
-        Settlement::Failed => match posting.undo(&state.account) {
-            Some(account) => {
-                state.account = account;
-                state.stale = true;
-                (After::Keep(state), Ok(AccountReply::Settled))
-            }
-            None => (After::Reload, Ok(AccountReply::Settled)),
-        },
-        Settlement::Unknown => (After::Reload, Ok(AccountReply::Settled)),
+    for (posting, outcome) in settled {
+        match outcome {
+            Settlement::Committed => {}
+            Settlement::Failed => match posting.undo(&state.account) {
+                Some(account) => {
+                    state.account = account;
+                    state.stale = true;
+                }
+                None => return (After::Reload, Ok(AccountReply::Settled)),
+            },
+            Settlement::Unknown => return (After::Reload, Ok(AccountReply::Settled)),
+        }
     }
+    (After::Keep(state), Ok(AccountReply::Settled))
 }

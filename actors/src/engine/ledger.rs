@@ -4,7 +4,8 @@
 //! in one write set; each request is answered only after its commit.
 //!
 //! The work of a request runs as a task of its own, so a client that goes away cannot stop it
-//! between a decision and its commit: the actors always learn how their decisions settled.
+//! between a decision and its commit: the actors always learn how their decisions settled. The
+//! task runs on an arbiter of the account actors, so asking them wakes no other thread.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -15,8 +16,8 @@ use futures_util::future::join_all;
 use super::EngineError;
 use crate::account_actor::{AccountRegistry, AccountReply, AccountRequest, Decision, Plan, Settlement};
 use crate::domain::ledger::{
-    chain_failed, chains, Account, AccountId, Balances, Currencies, NewAccount, Owner, Reach, Submitted, Transfer,
-    TransferId, TransferKind, TransferRequest, TransferResult,
+    chain_failed, chains, Account, AccountId, Balances, Currencies, NewAccount, Owner, Posting, Reach, Submitted,
+    Transfer, TransferId, TransferKind, TransferRequest, TransferResult,
 };
 use crate::domain::{CustomerId, Millis};
 use crate::entity_actor::{write_error, Start};
@@ -31,6 +32,9 @@ pub const BATCH_MAX: usize = 1_000;
 const ATTEMPTS: usize = 3;
 /// How long settling a decision with its actors may take.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Decided chains of a batch committed together: one task hands their write sets to the
+/// writer and settles them with one message per account, while later chains are decided.
+const COMMIT_GROUP: usize = 64;
 
 /// How an open went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,10 +196,8 @@ impl LedgerService {
             return Err(EngineError::Rejected(super::Rejection::BatchTooLarge));
         }
         let work = Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout, reach };
-        // A task of its own: see the module's comment.
-        actix::spawn(async move { work.run(batch).await })
-            .await
-            .map_err(|error| EngineError::Internal(format!("transfer task: {error}")))
+        // A task of its own (see the module's comment), beside the account actors it asks.
+        self.accounts.run_beside(async move { work.run(batch).await }).await
     }
 
     /// Release a hold whose time-out passed (the expiry sweep). `false` when it was no longer
@@ -203,9 +205,7 @@ impl LedgerService {
     pub async fn expire(&self, hold: Transfer) -> Result<bool, EngineError> {
         let work =
             Submission { ledger: self.clone(), deadline: Instant::now() + self.send_timeout, reach: Reach::Every };
-        actix::spawn(async move { work.expire(hold).await })
-            .await
-            .map_err(|error| EngineError::Internal(format!("expiry task: {error}")))?
+        self.accounts.run_beside(async move { work.expire(hold).await }).await?
     }
 
     /// Holds due at `now`, soonest first.
@@ -241,6 +241,11 @@ struct Prefetched {
     found: HashMap<TransferId, Transfer>,
 }
 
+/// A chain of a batch (by its index) decided: its answers if it commits, and its decisions.
+type DecidedChain = (usize, Vec<TransferOutcome>, Vec<Decision>);
+/// A chain of a batch after its commit: `Ok(true)` committed, `Ok(false)` conflicted.
+type CommittedChain = (usize, Vec<TransferOutcome>, Result<bool, EngineError>);
+
 /// What deciding one member of a chain came to.
 // One lives briefly per request being decided; boxing it would only add an allocation.
 #[allow(clippy::large_enum_variant)]
@@ -251,9 +256,9 @@ enum Decided {
 }
 
 impl Submission {
-    /// Decide the chains in order and commit each on its own, all commits in flight together
-    /// (the group commit joins them, and PostgreSQL folds one batch's changes to an account
-    /// into one row update). A later chain may build on an earlier one's decisions: the
+    /// Decide the chains in order and commit each in a write set of its own, handed to the
+    /// writer [`COMMIT_GROUP`] chains at a time while later chains are decided (the group commit
+    /// joins them, and PostgreSQL folds one batch's changes to an account into one row update). A later chain may build on an earlier one's decisions: the
     /// account actors decide on top of them, and a hold it resolves is taken from `local`.
     async fn run(&self, batch: Vec<Submitted>) -> Vec<Answer> {
         let (ranges, open_from) = chains(&batch);
@@ -268,6 +273,8 @@ impl Submission {
             Ok(stored) => stored,
             Err(error) => return batch.iter().map(|_| Err(error.clone())).collect(),
         };
+        // Decided chains waiting to be committed (by their index), and the groups committing.
+        let mut group: Vec<DecidedChain> = Vec::new();
         let mut commits = Vec::new();
         for (index, chain) in requests.iter().enumerate() {
             if Instant::now() >= self.deadline {
@@ -284,23 +291,34 @@ impl Submission {
                             local.insert(transfer.id, transfer.clone());
                         }
                     }
-                    let work = Submission { ledger: self.ledger.clone(), deadline: self.deadline, reach: self.reach };
-                    // Spawned at once, so the commit is queued while later chains are decided.
-                    let commit = actix::spawn(async move { work.commit(&decisions).await });
-                    commits.push((index, outcomes, commit));
+                    group.push((index, outcomes, decisions));
+                    if group.len() >= COMMIT_GROUP {
+                        commits.push(self.spawn_commits(std::mem::take(&mut group)));
+                    }
                 }
             }
         }
+        if !group.is_empty() {
+            commits.push(self.spawn_commits(group));
+        }
         let mut failed = false;
-        for (index, outcomes, commit) in commits {
-            answers[index] = match commit.await {
-                Ok(Ok(true)) => Some(Ok(outcomes)),
-                // Conflicted (nothing written): decided again below, on what is stored.
-                Ok(Ok(false)) => None,
-                Ok(Err(error)) => Some(Err(error)),
-                Err(error) => Some(Err(EngineError::Internal(format!("commit task: {error}")))),
+        for (indexes, commit) in commits {
+            let committed = match commit.await {
+                Ok(committed) => committed,
+                Err(error) => {
+                    let error = EngineError::Internal(format!("commit task: {error}"));
+                    indexes.into_iter().map(|index| (index, Vec::new(), Err(error.clone()))).collect()
+                }
             };
-            failed |= !matches!(answers[index], Some(Ok(_)));
+            for (index, outcomes, answer) in committed {
+                answers[index] = match answer {
+                    Ok(true) => Some(Ok(outcomes)),
+                    // Conflicted (nothing written): decided again below, on what is stored.
+                    Ok(false) => None,
+                    Err(error) => Some(Err(error)),
+                };
+                failed |= !matches!(answers[index], Some(Ok(_)));
+            }
         }
         // A chain that wrote nothing may have answered from an earlier chain's decisions (a
         // retry of a transfer, a hold): when any commit did not go through, it is decided
@@ -340,6 +358,21 @@ impl Submission {
         flat
     }
 
+    /// Commit decided chains in a task of their own (queued while later chains are decided):
+    /// the chains' indexes, and the task answering each chain's outcomes with how its commit
+    /// went.
+    fn spawn_commits(&self, group: Vec<DecidedChain>) -> (Vec<usize>, tokio::task::JoinHandle<Vec<CommittedChain>>) {
+        let indexes = group.iter().map(|(index, _, _)| *index).collect();
+        let work = Submission { ledger: self.ledger.clone(), deadline: self.deadline, reach: self.reach };
+        let task = actix::spawn(async move {
+            let (keys, chains): (Vec<_>, Vec<_>) =
+                group.into_iter().map(|(index, outcomes, decisions)| ((index, outcomes), decisions)).unzip();
+            let answers = work.commit_chains(&chains).await;
+            keys.into_iter().zip(answers).map(|((index, outcomes), answer)| (index, outcomes, answer)).collect()
+        });
+        (indexes, task)
+    }
+
     /// Decide and commit one chain on what is stored, again on a conflict.
     async fn chain(&self, requests: &[&TransferRequest]) -> Result<Vec<TransferOutcome>, EngineError> {
         for _ in 0..ATTEMPTS {
@@ -355,27 +388,44 @@ impl Submission {
     /// Commit decisions in one write set and settle them with their accounts: `true` when
     /// committed, `false` on a conflict (nothing written; decide again).
     async fn commit(&self, decisions: &[Decision]) -> Result<bool, EngineError> {
-        let mut write = LedgerWrite::default();
-        for decision in decisions {
-            merge(&mut write, &decision.write);
+        let mut answers = self.commit_chains(&[decisions]).await;
+        answers.pop().unwrap_or_else(|| Err(EngineError::Internal("a commit without an outcome".into())))
+    }
+
+    /// Commit chains of decisions, each in a write set of its own (the group commit takes them
+    /// together; each commits or not on its own), then settle all of them with their accounts,
+    /// one message per account. Per chain: `true` when committed, `false` on a conflict.
+    async fn commit_chains<C: AsRef<[Decision]>>(&self, chains: &[C]) -> Vec<Result<bool, EngineError>> {
+        let writer = &self.ledger.accounts.context().writer;
+        let mut commits = Vec::with_capacity(chains.len());
+        for decisions in chains {
+            let mut write = LedgerWrite::default();
+            for decision in decisions.as_ref() {
+                merge(&mut write, &decision.write);
+            }
+            commits.push(writer.commit(WriteSet { ledger: write, ..WriteSet::default() }, self.deadline));
         }
-        let set = WriteSet { ledger: write, ..WriteSet::default() };
-        let (settlement, answer) = match self.ledger.accounts.context().writer.commit(set, self.deadline).await {
-            Ok(WriteOutcome::Committed) => (Settlement::Committed, Ok(true)),
-            Ok(WriteOutcome::Conflict) => {
-                m::record_fence_conflict();
-                (Settlement::Failed, Ok(false))
-            }
-            Ok(WriteOutcome::Refused) => {
-                (Settlement::Failed, Err(EngineError::Internal("ledger write refused".into())))
-            }
-            Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
-                (Settlement::Failed, Err(write_error(error)))
-            }
-            Err(error) => (Settlement::Unknown, Err(write_error(error))),
-        };
-        self.settle(decisions, settlement).await;
-        answer
+        let outcomes = join_all(commits).await;
+        let (settlements, answers): (Vec<Settlement>, Vec<Result<bool, EngineError>>) = outcomes
+            .into_iter()
+            .map(|outcome| match outcome {
+                Ok(WriteOutcome::Committed) => (Settlement::Committed, Ok(true)),
+                Ok(WriteOutcome::Conflict) => {
+                    m::record_fence_conflict();
+                    (Settlement::Failed, Ok(false))
+                }
+                Ok(WriteOutcome::Refused) => {
+                    (Settlement::Failed, Err(EngineError::Internal("ledger write refused".into())))
+                }
+                Err(error @ (WriteError::Overloaded | WriteError::Unavailable)) => {
+                    (Settlement::Failed, Err(write_error(error)))
+                }
+                Err(error) => (Settlement::Unknown, Err(write_error(error))),
+            })
+            .unzip();
+        let settled = by_account(chains.iter().map(AsRef::as_ref).zip(settlements));
+        self.settle(settled).await;
+        answers
     }
 
     /// Decide a chain's members in order through their accounts' actors. A member that fails
@@ -395,7 +445,7 @@ impl Submission {
             let decided = match self.decide(request, &local).await {
                 Ok(decided) => decided,
                 Err(error) => {
-                    self.settle(&decisions, Settlement::Failed).await;
+                    self.settle(by_account([(decisions.as_slice(), Settlement::Failed)])).await;
                     return Err(error);
                 }
             };
@@ -415,7 +465,7 @@ impl Submission {
                     outcomes.push(TransferOutcome { result: TransferResult::Exists, transfer: Some(existing) });
                 }
                 Err(result) => {
-                    self.settle(&decisions, Settlement::Failed).await;
+                    self.settle(by_account([(decisions.as_slice(), Settlement::Failed)])).await;
                     let results = chain_failed(outcomes.len(), result, requests.len());
                     return Ok((results.into_iter().map(TransferOutcome::refused).collect(), Vec::new()));
                 }
@@ -510,13 +560,13 @@ impl Submission {
         Ok(false)
     }
 
-    /// Tell both accounts of every decision how its commit went.
-    async fn settle(&self, decisions: &[Decision], outcome: Settlement) {
+    /// Tell the accounts how the commits of their decisions went: one message per account.
+    async fn settle(&self, settled: HashMap<AccountId, Vec<(Posting, Settlement)>>) {
         let accounts = &self.ledger.accounts;
-        let settles = decisions.iter().flat_map(|decision| decision.postings.iter()).map(|posting| {
-            let request = AccountRequest::Settle { posting: *posting, outcome };
-            accounts.ask(posting.account, request, Start::Load, SETTLE_TIMEOUT)
-        });
+        let mut settles = Vec::with_capacity(settled.len());
+        for (account, postings) in settled {
+            settles.push(accounts.ask(account, AccountRequest::Settle(postings), Start::Load, SETTLE_TIMEOUT));
+        }
         for answer in join_all(settles).await {
             if let Err(error) = answer {
                 // The actor will find out by its next decision failing its commit.
@@ -524,6 +574,19 @@ impl Submission {
             }
         }
     }
+}
+
+/// The postings of decisions with how their commits went, by account.
+fn by_account<'d>(
+    settled: impl IntoIterator<Item = (&'d [Decision], Settlement)>,
+) -> HashMap<AccountId, Vec<(Posting, Settlement)>> {
+    let mut by_account: HashMap<AccountId, Vec<(Posting, Settlement)>> = HashMap::new();
+    for (decisions, settlement) in settled {
+        for posting in decisions.iter().flat_map(|decision| &decision.postings) {
+            by_account.entry(posting.account).or_default().push((*posting, settlement));
+        }
+    }
+    by_account
 }
 
 fn merge(into: &mut LedgerWrite, write: &LedgerWrite) {

@@ -4,7 +4,9 @@
 //! neighbours share nothing. The registry maps id → address; the first request for an id
 //! starts its actor, which loads its own snapshot before it handles anything.
 
+use std::future::Future;
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,12 +30,20 @@ pub struct Registry<K: Kind> {
     entries: DashMap<Id<K>, Addr<EntityActor<K>>>,
     arbiters: Vec<ArbiterHandle>,
     placement: std::collections::hash_map::RandomState,
+    /// The arbiter the next [`Registry::run_beside`] work goes to.
+    next_beside: AtomicUsize,
 }
 
 impl<K: Kind> Registry<K> {
     /// `arbiters` must not be empty.
     pub fn new(context: Arc<EntityContext>, arbiters: Vec<ArbiterHandle>) -> Self {
-        Self { context, entries: DashMap::new(), arbiters, placement: Default::default() }
+        Self {
+            context,
+            entries: DashMap::new(),
+            arbiters,
+            placement: Default::default(),
+            next_beside: AtomicUsize::new(0),
+        }
     }
 
     /// What this kind's actors are handed.
@@ -79,6 +89,29 @@ impl<K: Kind> Registry<K> {
             return Err(EngineError::OutcomeUnknown);
         }
         answer
+    }
+
+    /// Run `work` to its end as a task on one of this kind's arbiters (each in turn) and answer
+    /// its output. Work that talks mostly to this kind's actors (a ledger batch asks an account
+    /// actor per transfer) then reaches those living there without waking another thread for
+    /// every message and answer. The task runs on even if the caller stops waiting.
+    pub async fn run_beside<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let turn = self.next_beside.fetch_add(1, Ordering::Relaxed) % self.arbiters.len().max(1);
+        let Some(arbiter) = self.arbiters.get(turn) else {
+            return Err(EngineError::Unavailable);
+        };
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        let spawned = arbiter.spawn(async move {
+            // The caller may have stopped waiting; the work is done either way.
+            let _ = answer.send(work.await);
+        });
+        if !spawned {
+            return Err(EngineError::Unavailable);
+        }
+        answered.await.map_err(|_| EngineError::Internal("work beside the actors ended unanswered".into()))
     }
 
     /// The live actor for `id`, started on its arbiter if there is none.

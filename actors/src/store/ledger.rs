@@ -9,8 +9,9 @@
 //! sums after it: the row after the MOVE less the changes of the entries after it.
 //!
 //! PostgreSQL folds the ledger parts of a whole pipelined batch into one MOVE per account,
-//! in account order: a hot account costs one row update per batch, and two batches in flight
-//! lock the accounts they share in the same order, so they cannot deadlock.
+//! all in one statement that walks them in account order ([`MOVES_UNNEST`]): a hot account
+//! costs one row update per batch, and two batches in flight lock the accounts they share in
+//! the same order, so they cannot deadlock.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +74,23 @@ pub(super) const INSERT_TRANSFERS_UNNEST: &str = "INSERT INTO ledger_transfers \
      $7::TEXT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::BIGINT[]) \
      AS t(id, debit, credit, amount, currency, kind, pending_id, expires_at, pending_state, record, created) \
      ON CONFLICT (id) DO NOTHING";
+/// [`MOVE`] for many accounts at once (each once): an account whose limits or flag refuse its
+/// change is not updated, and the statement's row count says so.
+pub(super) const MOVES_UNNEST: &str = "UPDATE ledger_accounts a SET debits_pending = a.debits_pending + m.dp, \
+     debits_posted = a.debits_posted + m.dpo, credits_pending = a.credits_pending + m.cp, \
+     credits_posted = a.credits_posted + m.cpo, version = a.version + 1, updated = m.at \
+     FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BIGINT[], $6::BIGINT[], \
+     $7::BIGINT[], $8::BIGINT[]) AS m(id, dp, dpo, cp, cpo, check_limits, must_be_open, at) \
+     WHERE a.id = m.id AND a.debits_pending + m.dp >= 0 AND a.credits_pending + m.cp >= 0 \
+     AND (m.must_be_open = 0 OR NOT a.frozen) \
+     AND (m.check_limits = 0 OR ((NOT a.debits_must_not_exceed_credits \
+                      OR a.debits_pending + m.dp + a.debits_posted + m.dpo <= a.credits_posted + m.cpo) \
+                 AND (NOT a.credits_must_not_exceed_debits \
+                      OR a.credits_pending + m.cp + a.credits_posted + m.cpo <= a.debits_posted + m.dpo)))";
+/// Sent before [`MOVES_UNNEST`] (for the rest of the commit's transaction): plan its join as
+/// a walk over the array with an index lookup per account, so that it locks the accounts in
+/// the array's order (account order) whatever their number.
+pub(super) const MOVES_IN_ORDER: &str = "SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off";
 /// [`INSERT_ENTRY`] for many rows at once, numbered in the arrays' order.
 pub(super) const INSERT_ENTRIES_UNNEST: &str = "INSERT INTO ledger_entries (account, customer_id, transfer, kind, \
      side, amount, debits_pending, debits_posted, credits_pending, credits_posted, at) \
@@ -86,6 +104,13 @@ pub(super) const INSERT_ENTRIES_UNNEST: &str = "INSERT INTO ledger_entries (acco
 pub(super) const TRANSFER_INTEGERS: [bool; 11] =
     [false, false, false, true, false, false, false, true, false, false, true];
 pub(super) const ENTRY_INTEGERS: [bool; 10] = [false, false, false, false, true, true, true, true, true, true];
+/// The types of [`MOVE`]'s parameters.
+pub(super) const MOVE_INTEGERS: [bool; 8] = [false, true, true, true, true, true, true, true];
+
+/// Whether a row write moves an account's sums.
+pub(super) fn moves_account(row: &RowWrite) -> bool {
+    std::ptr::eq(row.statement, &MOVE)
+}
 
 /// Whether a row write inserts a transfer, or an entry (rows a pipelined commit inserts at once).
 pub(super) fn inserts_transfer(row: &RowWrite) -> bool {

@@ -446,6 +446,7 @@ struct CommitStatements {
     /// A pipelined commit's transfers and journal lines, each in one statement.
     ledger_transfers: tokio_postgres::Statement,
     ledger_entries: tokio_postgres::Statement,
+    ledger_moves: tokio_postgres::Statement,
 }
 
 impl CommitStatements {
@@ -476,6 +477,10 @@ impl CommitStatements {
                 .map_err(|err| pg_error(err, "commit: prepare"))?,
             ledger_entries: tx
                 .prepare_cached(ledger::INSERT_ENTRIES_UNNEST)
+                .await
+                .map_err(|err| pg_error(err, "commit: prepare"))?,
+            ledger_moves: tx
+                .prepare_cached(ledger::MOVES_UNNEST)
                 .await
                 .map_err(|err| pg_error(err, "commit: prepare"))?,
         })
@@ -592,6 +597,7 @@ impl CommitStatements {
 async fn commit_pipelined(
     tx: &Transaction<'_>,
     statements: &CommitStatements,
+    writes: &[WriteSet],
     sets: &[SetValues],
 ) -> Result<Option<Vec<WriteOutcome>>, tokio_postgres::Error> {
     // Round one: the deciding first write of every set. New tokens go in as one INSERT over
@@ -640,22 +646,41 @@ async fn commit_pipelined(
     );
     let entities = join_all(committed().flat_map(|set| &set.entities).map(|entity| statements.entity(tx, entity)));
     // The ledger parts of the whole batch as one: a MOVE per account, in account order.
-    let Ok(ledger_rows) = ledger::rows(committed().map(|set| &set.ledger)) else {
+    let committed_ledgers = writes.iter().zip(&applied).filter(|(_, applied)| **applied).map(|(set, _)| &set.ledger);
+    let Ok(ledger_rows) = ledger::rows(committed_ledgers) else {
         return Ok(None);
     };
-    // Transfers and journal lines go in one statement each, after every other ledger row (an
-    // entry reads its account's row after the MOVE).
+    // The moves of all accounts, their transfers and their journal lines go in one statement
+    // each, in this order after the other ledger rows (new accounts, flags, resolved holds): a
+    // move sees an account opened or frozen in the batch, and an entry reads its account's row
+    // after the move.
+    let (moves, rest): (Vec<&RowWrite>, Vec<&RowWrite>) =
+        ledger_rows.iter().partition(|row| ledger::moves_account(row));
     let (transfers, rest): (Vec<&RowWrite>, Vec<&RowWrite>) =
-        ledger_rows.iter().partition(|row| ledger::inserts_transfer(row));
+        rest.into_iter().partition(|row| ledger::inserts_transfer(row));
     let (entries, rest): (Vec<&RowWrite>, Vec<&RowWrite>) =
         rest.into_iter().partition(|row| ledger::inserts_entry(row));
     let ledger = async {
         let each = join_all(rest.iter().map(|row| statements.row(tx, row)));
+        // The moves lock their accounts in the array's order, which is account order, only
+        // when the join walks the array and looks each account up: a hash join would lock them
+        // in the table's order, and two nodes' batches of different sizes could deadlock.
+        let in_order = async {
+            if moves.is_empty() {
+                return Ok(());
+            }
+            tx.batch_execute(ledger::MOVES_IN_ORDER).await
+        };
+        let moves = statements.rows_at_once(tx, &statements.ledger_moves, &ledger::MOVE_INTEGERS, &moves);
         let transfers =
             statements.rows_at_once(tx, &statements.ledger_transfers, &ledger::TRANSFER_INTEGERS, &transfers);
         let entries = statements.rows_at_once(tx, &statements.ledger_entries, &ledger::ENTRY_INTEGERS, &entries);
-        let (each, transfers, entries) = futures_util::future::join3(each, transfers, entries).await;
-        each.into_iter().chain([transfers, entries]).collect::<Vec<_>>()
+        let ((each, in_order), (moves, transfers, entries)) = futures_util::future::join(
+            futures_util::future::join(each, in_order),
+            futures_util::future::join3(moves, transfers, entries),
+        )
+        .await;
+        in_order.map(|()| each.into_iter().chain([moves, transfers, entries]).collect::<Vec<_>>())
     };
     let ((later, events, clearings, keys), (entities, ledger)) = futures_util::future::join(
         futures_util::future::join4(later, statements.events(tx, &events), clearings, keys),
@@ -666,7 +691,7 @@ async fn commit_pipelined(
     for result in later.into_iter().chain(keys) {
         all_applied &= result? > 0;
     }
-    for result in entities.into_iter().chain(ledger) {
+    for result in entities.into_iter().chain(ledger?) {
         all_applied &= result?;
     }
     events?;
@@ -697,12 +722,13 @@ fn written_uuid(write: &WriteValues) -> &str {
 async fn commit_in_order(
     tx: &Transaction<'_>,
     statements: &CommitStatements,
+    writes: &[WriteSet],
     sets: &[SetValues],
 ) -> Result<Vec<WriteOutcome>, StoreError> {
     // Lock every ledger account the batch moves, in account order, before any set runs: sets in
     // order would lock them in set order, and a pipelined batch of another node locks them in
     // account order — two orders could deadlock (and each deadlock waits a second to be found).
-    let moved = ledger::moved_accounts(sets.iter().map(|set| &set.ledger));
+    let moved = ledger::moved_accounts(writes.iter().map(|set| &set.ledger));
     if !moved.is_empty() {
         tx.query(LOCK_LEDGER_ACCOUNTS, &[&moved]).await.map_err(|err| pg_error(err, "commit: lock accounts"))?;
     }
@@ -808,11 +834,11 @@ impl PostgresStore {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
-        let sets = rows::encode_sets(sets)?;
+        let mut values = rows::encode_sets(sets)?;
         let mut client = self.commit_pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
         let statements = CommitStatements::prepare(&tx).await?;
-        match commit_pipelined(&tx, &statements, &sets).await {
+        match commit_pipelined(&tx, &statements, sets, &values).await {
             Ok(Some(outcomes)) => {
                 finish(tx).await?;
                 return Ok(outcomes);
@@ -825,8 +851,9 @@ impl PostgresStore {
             Err(err) => return Err(pg_error(err, "commit")),
         }
         tx.rollback().await.map_err(|err| pg_error(err, "commit: rollback"))?;
+        rows::encode_ledger_rows(sets, &mut values)?;
         let tx = client.transaction().await.map_err(|err| pg_error(err, "commit: begin"))?;
-        let outcomes = commit_in_order(&tx, &statements, &sets).await?;
+        let outcomes = commit_in_order(&tx, &statements, sets, &values).await?;
         finish(tx).await?;
         Ok(outcomes)
     }

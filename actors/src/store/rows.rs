@@ -403,9 +403,8 @@ pub(super) struct SetValues {
     pub clearing: Option<ClearingValues>,
     pub idempotency: Option<super::IdempotencyRecord>,
     pub entities: Vec<super::entities::EntityValues>,
-    /// The set's ledger part, for a batch that folds the ledger parts of all its sets.
-    pub ledger: super::LedgerWrite,
-    /// The set's ledger part alone, as rows.
+    /// The set's ledger part alone, as rows: filled by [`encode_ledger_rows`] for a commit set
+    /// by set (PostgreSQL's pipelined commit folds the ledger parts of all sets instead).
     pub ledger_rows: Vec<super::ledger::RowWrite>,
 }
 
@@ -443,18 +442,24 @@ pub(super) fn encode_sets(sets: &[super::WriteSet]) -> Result<Vec<SetValues>, St
                 created: clearing.created,
             });
             let entities = set.entities.iter().map(super::entities::EntityValues::new).collect();
-            let ledger_rows = super::ledger::rows([&set.ledger])?;
             Ok(SetValues {
                 writes,
                 events,
                 clearing,
                 idempotency: set.idempotency.clone(),
                 entities,
-                ledger: set.ledger.clone(),
-                ledger_rows,
+                ledger_rows: Vec::new(),
             })
         })
         .collect()
+}
+
+/// Encode each set's ledger part as rows of its own, for a commit set by set.
+pub(super) fn encode_ledger_rows(sets: &[super::WriteSet], values: &mut [SetValues]) -> Result<(), StoreError> {
+    for (set, values) in sets.iter().zip(values) {
+        values.ledger_rows = super::ledger::rows([&set.ledger])?;
+    }
+    Ok(())
 }
 
 /// How e-mail addresses and API keys are stored and looked up: compared case-insensitively.

@@ -508,7 +508,8 @@ impl SqliteStore {
         if sets.is_empty() {
             return Ok(Vec::new());
         }
-        let sets = rows::encode_sets(sets)?;
-        self.write_connection(move |conn| commit_sets(conn, &sets)).await
+        let mut values = rows::encode_sets(sets)?;
+        rows::encode_ledger_rows(sets, &mut values)?;
+        self.write_connection(move |conn| commit_sets(conn, &values)).await
     }
 }
