@@ -89,6 +89,8 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let store = open_store(&settings.store).await?;
     let backend = if settings.store.database_url.is_some() { "postgres" } else { "sqlite" };
     let engine = Engine::start(store, hasher, settings.engine.clone());
+    // Clients of the Crypto Capital API check the server's messages against this address.
+    println!("cashgrid ccc messages are signed by {}", engine.ccc().server_address());
     cashgrid_http::register_initial_series();
     let state = web::Data::new(AppState {
         engine,

@@ -124,6 +124,23 @@ enum SendFailure {
     Timeout,
 }
 
+/// A heartbeat tick of a session: close a client silent for [`CLIENT_TIMEOUT`] (`Err` with the
+/// reason), else ping it (`Err(None)`: the connection is gone).
+pub(crate) async fn ping_or_close(session: &mut Session, last_heard: Instant) -> Result<(), Option<CloseReason>> {
+    if last_heard.elapsed() > CLIENT_TIMEOUT {
+        return Err(Some(reason(CloseCode::Away, "heartbeat timeout".into())));
+    }
+    match timeout(SEND_TIMEOUT, session.ping(b"")).await {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(None),
+    }
+}
+
+/// Answer a client's ping; `false` when the connection is gone.
+pub(crate) async fn pong(session: &mut Session, bytes: &[u8]) -> bool {
+    matches!(timeout(SEND_TIMEOUT, session.pong(bytes)).await, Ok(Ok(())))
+}
+
 async fn send_text(session: &mut Session, text: String) -> Result<(), SendFailure> {
     match timeout(SEND_TIMEOUT, session.text(text)).await {
         Ok(Ok(())) => Ok(()),
@@ -176,7 +193,7 @@ async fn run_session<S: FeedSource>(
                 last_heard = Instant::now();
                 match message {
                     Message::Ping(bytes) => {
-                        if !matches!(timeout(SEND_TIMEOUT, session.pong(&bytes)).await, Ok(Ok(()))) {
+                        if !pong(&mut session, &bytes).await {
                             break None;
                         }
                     }
@@ -195,11 +212,8 @@ async fn run_session<S: FeedSource>(
             }
             Input::Client(None) => break None,
             Input::Tick => {
-                if last_heard.elapsed() > CLIENT_TIMEOUT {
-                    break Some(reason(CloseCode::Away, "heartbeat timeout".into()));
-                }
-                if !matches!(timeout(SEND_TIMEOUT, session.ping(b"")).await, Ok(Ok(()))) {
-                    break None;
+                if let Err(close) = ping_or_close(&mut session, last_heard).await {
+                    break close;
                 }
                 if frames.heartbeats {
                     match send_text(&mut session, heartbeat_frame(delivered)).await {

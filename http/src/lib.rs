@@ -2,6 +2,7 @@
 //! touch the store. Each protocol maps engine answers to its own statuses and bodies.
 
 pub mod body;
+pub mod ccc;
 pub mod client_origin;
 pub mod dncash;
 pub mod error;
@@ -52,6 +53,7 @@ pub struct AppState {
 pub fn register_initial_series() {
     dncash::register_initial_series();
     ledger::register_initial_series();
+    ccc::register_initial_series();
 }
 
 /// Register every route of every protocol.
@@ -60,6 +62,7 @@ pub fn configure(config: &mut web::ServiceConfig) {
     openapi::configure(config);
     dncash::configure(config);
     ledger::configure(config);
+    ccc::configure(config);
 }
 
 /// The original's JSON content type (Express adds the charset).

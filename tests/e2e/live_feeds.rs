@@ -95,6 +95,11 @@ impl FeedClient {
         }
     }
 
+    /// Send a text frame, which must go out.
+    pub async fn send_text(&mut self, text: String) {
+        self.socket.send(Message::Text(text.into())).await.expect("a text frame sent");
+    }
+
     /// The next text frame, which must come.
     pub async fn text(&mut self) -> String {
         match self.receive(FRAME_TIMEOUT).await {

@@ -4,6 +4,7 @@
 //! under a server key that lives outside the database, so a leaked database reveals neither and
 //! does not allow an offline brute force of the six-byte codes.
 
+pub mod bitcoin_message;
 pub mod password;
 mod phone_signature;
 pub mod private_key;
@@ -194,6 +195,22 @@ impl SecretHasher {
 
     pub fn api_secret_matches(&self, secret: &str, stored: &[u8]) -> bool {
         self.api_secret_mac(secret).verify_slice(stored).is_ok()
+    }
+
+    /// The key that signs the Crypto Capital API's messages: derived from the server key, so
+    /// every node sharing the key signs with one address, and nothing else needs keeping.
+    pub fn message_key(&self) -> bitcoin_message::MessageKey {
+        let mut round: u8 = 0;
+        loop {
+            let mut mac = self.mac(b"cashgrid ccc message key\0");
+            mac.update(&[round]);
+            let secret: [u8; 32] = mac.finalize().into_bytes().into();
+            // Not a valid scalar (zero or at least the curve order) with odds of about 2^-128.
+            if let Some(key) = bitcoin_message::MessageKey::from_secret(&secret) {
+                return key;
+            }
+            round = round.wrapping_add(1);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Pure domain: state machines and value types. No actix, tokio, SQL, clock or randomness here;
 //! time comes in as an argument and randomness is decided by the caller.
 
+pub mod ccc;
 pub mod clearing;
 pub mod device;
 pub mod disclosure;

@@ -4,6 +4,7 @@
 //! It knows nothing of HTTP.
 
 mod access;
+pub mod ccc;
 pub mod clearing;
 pub mod customers;
 mod devices;
@@ -22,6 +23,7 @@ use actix::Arbiter;
 use uuid::Uuid;
 
 pub use access::AccessService;
+pub use ccc::CccService;
 pub use clearing::ClearingService;
 pub use devices::{DeviceService, NewDevice};
 pub use feed::FeedService;
@@ -103,6 +105,7 @@ pub struct Engine {
     clearing: ClearingService,
     portal: PortalService,
     ledger: LedgerService,
+    ccc: CccService,
     idempotency: Idempotency,
     store: Arc<dyn Store>,
     /// When the tokens-per-state gauge was last refreshed.
@@ -140,6 +143,11 @@ impl Engine {
         let ledger = LedgerService::new(
             Arc::new(Registry::new(Arc::clone(&context), handles.clone())),
             config.currencies.clone(),
+            config.send_timeout,
+        );
+        let ccc = CccService::new(
+            Arc::new(Registry::new(Arc::clone(&context), handles.clone())),
+            ledger.clone(),
             config.send_timeout,
         );
         let tokens = TokenService::new(
@@ -191,6 +199,7 @@ impl Engine {
             clearing: ClearingService::new(Arc::clone(&store)),
             portal,
             ledger,
+            ccc,
             idempotency,
             store,
             token_counts: Arc::default(),
@@ -239,6 +248,11 @@ impl Engine {
     /// Accounts, transfers and holds of the double-entry ledger.
     pub fn ledger(&self) -> &LedgerService {
         &self.ledger
+    }
+
+    /// Users and money of the Crypto Capital account API.
+    pub fn ccc(&self) -> &CccService {
+        &self.ccc
     }
 
     /// The portal (admin API).

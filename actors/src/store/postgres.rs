@@ -40,6 +40,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/postgres/0003_idempotency.sql")),
     (4, include_str!("migrations/postgres/0004_entities.sql")),
     (5, include_str!("migrations/postgres/0005_ledger.sql")),
+    (6, include_str!("migrations/postgres/0006_ccc.sql")),
 ];
 
 /// Advisory lock key serialising the migrations of nodes starting together ("cashgrid").

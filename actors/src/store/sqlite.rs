@@ -27,6 +27,7 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, include_str!("migrations/sqlite/0003_idempotency.sql")),
     (4, include_str!("migrations/sqlite/0004_entities.sql")),
     (5, include_str!("migrations/sqlite/0005_ledger.sql")),
+    (6, include_str!("migrations/sqlite/0006_ccc.sql")),
 ];
 
 const READERS: usize = 4;

@@ -1,0 +1,32 @@
+//! The Crypto Capital end-user WebSocket API, v1 (`../shared/spec/ccc-websocket-api.md`): one
+//! WebSocket at `/ccc/v1` carrying JSON ops and messages, authenticated by a Bitcoin key that
+//! signs a per-connection challenge (`session.rs`; envelopes in `protocol.rs`).
+
+mod metrics;
+mod ops;
+mod protocol;
+mod session;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+
+use crate::AppState;
+
+pub use metrics::register_initial_series;
+
+/// The endpoint's path.
+pub const PATH: &str = "/ccc/v1";
+
+pub fn configure(config: &mut web::ServiceConfig) {
+    config.route(PATH, web::get().to(connect));
+}
+
+/// Upgrade to a WebSocket (anything else is refused by the handshake: 400).
+async fn connect(
+    request: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let (response, session, messages) = actix_ws::handle(&request, body)?;
+    actix_web::rt::spawn(session::run(state.engine.clone(), session, messages));
+    Ok(response)
+}

@@ -1,0 +1,294 @@
+//! The Crypto Capital WebSocket account API (`/ccc/v1`), driven like a client written from
+//! the seed document: it signs the challenge with its own Bitcoin key — here with
+//! libsecp256k1 (crate `secp256k1`), not the server's implementation — and digests and
+//! addresses are computed in this file, from the fact sheet, not with the server's code.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use secp256k1::{Message as Digest, Secp256k1, SecretKey};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::harness::{Backend, TestEnv};
+use crate::live_feeds::{FeedClient, Received};
+
+const PATH: &str = "/ccc/v1";
+
+/// A client's key, with the address of its compressed or uncompressed public key.
+struct Wallet {
+    secret: SecretKey,
+    compressed: bool,
+}
+
+impl Wallet {
+    fn new(compressed: bool) -> Self {
+        let secret = loop {
+            let bytes: [u8; 32] = rand::random();
+            if let Ok(secret) = SecretKey::from_byte_array(bytes) {
+                break secret;
+            }
+        };
+        Self { secret, compressed }
+    }
+
+    fn public_key(&self) -> Vec<u8> {
+        let public = self.secret.public_key(&Secp256k1::new());
+        if self.compressed {
+            public.serialize().to_vec()
+        } else {
+            public.serialize_uncompressed().to_vec()
+        }
+    }
+
+    /// Base58check of 0x00 ‖ RIPEMD-160(SHA-256(key)) (fact sheet §5.3).
+    fn address(&self) -> String {
+        let hash = ripemd::Ripemd160::digest(Sha256::digest(self.public_key()));
+        let mut payload = vec![0u8];
+        payload.extend_from_slice(&hash);
+        bs58::encode(payload).with_check().into_string()
+    }
+
+    /// The 65-byte compact signature of the magic hash, base64 (fact sheet §5.1, §5.2).
+    fn sign(&self, message: &str) -> String {
+        let mut preimage = b"\x18Bitcoin Signed Message:\n".to_vec();
+        assert!(message.len() < 0xFD, "short messages only");
+        preimage.push(message.len() as u8);
+        preimage.extend_from_slice(message.as_bytes());
+        let digest: [u8; 32] = Sha256::digest(Sha256::digest(&preimage)).into();
+        let signature = Secp256k1::new().sign_ecdsa_recoverable(Digest::from_digest(digest), &self.secret);
+        let (recovery, compact) = signature.serialize_compact();
+        let header = if self.compressed { 31 } else { 27 } + i32::from(recovery) as u8;
+        let mut bytes = vec![header];
+        bytes.extend_from_slice(&compact);
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    }
+}
+
+/// A connected client: the challenge it was sent, and the socket.
+struct Client {
+    socket: FeedClient,
+    challenge: String,
+}
+
+impl Client {
+    async fn connect(env: &TestEnv) -> Self {
+        let mut socket = FeedClient::connect(env, PATH).await;
+        let first = message(&socket.text().await);
+        assert_eq!(first["msg"], "challenge", "the server speaks first: {first}");
+        assert!(first.get("nonce").is_none() && first.get("signed").is_none(), "{first}");
+        let challenge = first["data"].as_str().expect("a string challenge").to_owned();
+        Self { socket, challenge }
+    }
+
+    async fn op(&mut self, op: Value) -> Value {
+        message(&self.op_text(op).await)
+    }
+
+    /// The reply as the text it came as (its `data` is what `signed` signs).
+    async fn op_text(&mut self, op: Value) -> String {
+        self.socket.send_text(op.to_string()).await;
+        self.socket.text().await
+    }
+
+    async fn auth(&mut self, wallet: &Wallet) -> Value {
+        let signature = wallet.sign(&self.challenge);
+        self.op(json!({"op": "auth", "nonce": 1, "params": {"key": wallet.address(), "signature": signature}})).await
+    }
+}
+
+fn message(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+}
+
+/// The `data` of a signed message as the exact text it was sent as: between `"data":` and
+/// the `signed` field, which comes last (JavaScript's JSON.stringify of the parsed object gives
+/// the same text; a map without insertion order would not).
+fn data_text(text: &str) -> &str {
+    let start = text.find(r#","data":"#).expect("a data field") + r#","data":"#.len();
+    let end = text.rfind(r#","signed":""#).expect("a signed field");
+    &text[start..end]
+}
+
+fn assert_error(reply: &Value, nonce: Option<i64>, contains: &str) {
+    assert_eq!(reply["msg"], "error", "{reply}");
+    assert_eq!(reply.get("nonce").and_then(Value::as_i64), nonce, "{reply}");
+    assert!(reply["data"].as_str().is_some_and(|text| text.contains(contains)), "{reply} mentions {contains}");
+    assert!(reply.get("signed").is_none(), "errors are not signed: {reply}");
+}
+
+pub async fn a_bitcoin_key_authenticates_registers_and_reads_its_account(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let wallet = Wallet::new(false);
+    let mut client = Client::connect(&env).await;
+    assert_eq!(client.challenge.len(), 16);
+
+    // Before auth: an error, the connection stays open; malformed frames too.
+    assert_error(&client.op(json!({"op": "getinfo", "nonce": 2})).await, Some(2), "Not authenticated");
+    client.socket.send_text("{not json".into()).await;
+    assert_error(&message(&client.socket.text().await), None, "Malformed");
+
+    // A signature of another connection's challenge, or by another key, is refused.
+    let other = Client::connect(&env).await;
+    let replayed = wallet.sign(&other.challenge);
+    let refused =
+        client.op(json!({"op": "auth", "nonce": 3, "params": {"key": wallet.address(), "signature": replayed}})).await;
+    assert_error(&refused, Some(3), "Invalid signature");
+    let stranger = Wallet::new(true);
+    let signature = wallet.sign(&client.challenge);
+    let refused = client
+        .op(json!({"op": "auth", "nonce": 4, "params": {"key": stranger.address(), "signature": signature}}))
+        .await;
+    assert_error(&refused, Some(4), "Invalid signature");
+    // A tampered signature.
+    let mut tampered = base64::engine::general_purpose::STANDARD.decode(&signature).unwrap();
+    tampered[40] ^= 1;
+    let tampered = base64::engine::general_purpose::STANDARD.encode(tampered);
+    let refused =
+        client.op(json!({"op": "auth", "nonce": 5, "params": {"key": wallet.address(), "signature": tampered}})).await;
+    assert_error(&refused, Some(5), "Invalid signature");
+
+    let authenticated = client.auth(&wallet).await;
+    assert_eq!(authenticated, json!({"msg": "auth", "nonce": 1, "data": "User Authenticated"}));
+
+    // Any address may authenticate; one that has not registered is told so.
+    let info = client.op(json!({"op": "getinfo", "nonce": 6})).await;
+    assert_eq!((info["msg"].clone(), info["nonce"].clone()), (json!("account"), json!(6)));
+    assert_eq!(info["data"]["isRegistered"], false);
+    assert_error(&client.op(json!({"op": "balance", "nonce": 7})).await, Some(7), "Not registered");
+    assert_error(&client.op(json!({"op": "setinfo", "params": {"email": "a@b.co"}})).await, None, "Not registered");
+
+    // register: fields checked, then the account.
+    let bad = client
+        .op(json!({"op": "register", "nonce": 8, "params": {"name": "Ada", "email": "ada", "country": "PA", "currency": "USD"}}))
+        .await;
+    assert_error(&bad, Some(8), "Invalid email");
+    let unknown = client
+        .op(json!({"op": "register", "nonce": 9, "params": {"name": "Ada", "email": "ada@example.com", "country": "PA", "currency": "XYZ"}}))
+        .await;
+    assert_error(&unknown, Some(9), "Invalid currency");
+    let registered_text = client
+        .op_text(json!({"op": "register", "nonce": 10, "params": {
+            "name": "Ada Lovelace", "email": "ada@example.com", "country": "PA", "currency": "USD",
+            "phone": "+5071231234"}}))
+        .await;
+    let registered = message(&registered_text);
+    assert_eq!((registered["msg"].clone(), registered["nonce"].clone()), (json!("register"), json!(10)));
+    let data = &registered["data"];
+    assert_eq!(data["name"], "Ada Lovelace");
+    assert_eq!((data["isRegistered"].clone(), data["isVerified"].clone()), (json!(true), json!(false)));
+    assert_eq!(data["accounts"], json!([{"currency": "USD", "balance": "0.00"}]));
+    assert_server_signed(&env, &registered_text).await;
+    let again = client
+        .op(json!({"op": "register", "nonce": 11, "params": {"name": "Eve", "email": "eve@example.com", "country": "PA", "currency": "USD"}}))
+        .await;
+    assert_error(&again, Some(11), "Already registered");
+
+    // setinfo changes only what it names; getinfo and balance read it back.
+    let changed = client.op(json!({"op": "setinfo", "nonce": 12, "params": {"email": "ada@example.org"}})).await;
+    assert_eq!(
+        (changed["msg"].clone(), changed["data"]["email"].clone()),
+        (json!("account"), json!("ada@example.org"))
+    );
+    assert_eq!(changed["data"]["name"], "Ada Lovelace");
+    let info = client.op(json!({"op": "getinfo"})).await;
+    assert!(info.get("nonce").is_none(), "no nonce sent, none echoed: {info}");
+    assert_eq!(info["data"]["email"], "ada@example.org");
+    let balance_text = client.op_text(json!({"op": "balance", "nonce": 13})).await;
+    let balance = message(&balance_text);
+    assert_eq!((balance["msg"].clone(), balance["data"].clone()), (json!("balance"), json!({"USD": "0.00"})));
+    assert_server_signed(&env, &balance_text).await;
+    let eur = client.op(json!({"op": "balance", "nonce": 14, "params": {"currency": "EUR"}})).await;
+    assert_eq!(eur["data"], json!({"EUR": "0.00"}));
+
+    // Unknown ops and repeated auth are errors; the connection stays open through all of it.
+    assert_error(&client.op(json!({"op": "withdraw", "nonce": 15})).await, Some(15), "Unknown op");
+    assert_error(&client.auth(&wallet).await, Some(1), "Already authenticated");
+    assert_eq!(client.op(json!({"op": "getinfo", "nonce": 16})).await["nonce"], 16);
+
+    // The registration is durable: a new connection (after a restart) reads it.
+    drop(client);
+    let mut env = env;
+    env.kill_and_restart().await;
+    let mut client = Client::connect(&env).await;
+    client.auth(&wallet).await;
+    let info = client.op(json!({"op": "getinfo", "nonce": 17})).await;
+    assert_eq!(info["data"]["email"], "ada@example.org");
+}
+
+/// The address the server says it signs with (its start-up line).
+fn server_address(env: &TestEnv) -> String {
+    let logs = std::fs::read_dir(&env.store.logs_dir).expect("the test's log directory");
+    logs.filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.to_string_lossy().ends_with(".stdout.log"))
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .find_map(|log| {
+            log.lines().find_map(|line| line.strip_prefix("cashgrid ccc messages are signed by ").map(str::to_owned))
+        })
+        .expect("the server prints its signing address")
+}
+
+/// `signed` is a Bitcoin message signature of the exact `data` text by the server's key: the
+/// key it recovers has the address the server published.
+async fn assert_server_signed(env: &TestEnv, text: &str) {
+    let raw = message(text);
+    let data = data_text(text);
+    let signature = raw["signed"].as_str().expect("a signed message");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(signature).expect("base64");
+    assert_eq!(bytes.len(), 65);
+    assert!((31..=34).contains(&bytes[0]), "a compressed key's header: {}", bytes[0]);
+    let recovery = secp256k1::ecdsa::RecoveryId::try_from(i32::from(bytes[0] - 31)).expect("recovery id");
+    let signature = secp256k1::ecdsa::RecoverableSignature::from_compact(&bytes[1..], recovery).expect("compact");
+    let mut preimage = b"\x18Bitcoin Signed Message:\n".to_vec();
+    let length = data.len();
+    if length < 0xFD {
+        preimage.push(length as u8);
+    } else {
+        preimage.push(0xFD);
+        preimage.extend_from_slice(&(length as u16).to_le_bytes());
+    }
+    preimage.extend_from_slice(data.as_bytes());
+    let digest: [u8; 32] = Sha256::digest(Sha256::digest(&preimage)).into();
+    let key = Secp256k1::new().recover_ecdsa(Digest::from_digest(digest), &signature).expect("recovers a key");
+    let verified =
+        Secp256k1::verification_only().verify_ecdsa(Digest::from_digest(digest), &signature.to_standard(), &key);
+    assert!(verified.is_ok(), "the signature verifies for the key it recovers");
+    let hash = ripemd::Ripemd160::digest(Sha256::digest(key.serialize()));
+    let mut payload = vec![0u8];
+    payload.extend_from_slice(&hash);
+    assert_eq!(bs58::encode(payload).with_check().into_string(), server_address(env), "signed by the server");
+    // A changed byte of data no longer recovers the server's key.
+    let mut forged = preimage.clone();
+    let last = forged.len() - 2;
+    forged[last] ^= 1;
+    let digest: [u8; 32] = Sha256::digest(Sha256::digest(&forged)).into();
+    let other = Secp256k1::new().recover_ecdsa(Digest::from_digest(digest), &signature).map(|key| key.serialize());
+    assert_ne!(other.ok(), Some(key.serialize()), "the signature covers the data");
+}
+
+pub async fn abuse_closes_the_connection_and_nothing_else(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let wallet = Wallet::new(true);
+    let mut client = Client::connect(&env).await;
+    for attempt in 1..=5 {
+        let refused = client
+            .op(json!({"op": "auth", "nonce": attempt, "params": {"key": wallet.address(), "signature": "AAAA"}}))
+            .await;
+        assert_error(&refused, Some(attempt), "Invalid signature");
+    }
+    match client.socket.receive(Duration::from_secs(10)).await {
+        Some(Received::Close(Some(reason))) => assert_eq!(u16::from(reason.code), 1008, "policy violation"),
+        other => panic!("expected a close after five failed auths, got {other:?}"),
+    }
+    // Another connection is served as ever, and a too-large frame closes only its own.
+    let mut big = Client::connect(&env).await;
+    big.socket.send_text(format!(r#"{{"op":"getinfo","params":{{"x":"{}"}}}}"#, "x".repeat(20_000))).await;
+    match big.socket.receive(Duration::from_secs(10)).await {
+        Some(Received::Close(_)) | Some(Received::Ended) => {}
+        other => panic!("expected a close for an oversized frame, got {other:?}"),
+    }
+    let mut fine = Client::connect(&env).await;
+    assert_eq!(fine.auth(&wallet).await["data"], "User Authenticated");
+    let metrics = env.api.get_anonymous("/metrics").await;
+    assert!(metrics.text.contains(r#"cashgrid_ccc_auths_total{result="refused"} 5"#), "auth refusals counted");
+}
