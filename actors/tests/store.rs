@@ -144,7 +144,7 @@ mod sqlite_only {
         let mode: String = conn.query_row("PRAGMA journal_mode", [], |row| row.get(0))?;
         assert_eq!(mode, "wal");
         let versions: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |row| row.get(0))?;
-        assert_eq!(versions, 5, "every migration applied once");
+        assert_eq!(versions, 6, "every migration applied once");
         Ok(())
     }
 
