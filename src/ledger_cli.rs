@@ -82,17 +82,17 @@ pub struct TransferArgs {
 
 /// What a command prints (the API's JSON, fields in the API's order), and whether it did what
 /// was asked (a refused transfer prints its result and exits with 1).
-struct Printed {
-    json: String,
-    refused: Option<&'static str>,
+pub(crate) struct Printed {
+    pub json: String,
+    pub refused: Option<&'static str>,
 }
 
-fn printed<T: serde::Serialize>(value: &T) -> anyhow::Result<Printed> {
+pub(crate) fn printed<T: serde::Serialize>(value: &T) -> anyhow::Result<Printed> {
     Ok(Printed { json: serde_json::to_string(value)?, refused: None })
 }
 
 /// Run `work` on an engine over the configured store, and print its JSON.
-fn with_engine<F, Fut>(settings: StoreSettings, currencies: Currencies, work: F) -> anyhow::Result<()>
+pub(crate) fn with_engine<F, Fut>(settings: StoreSettings, currencies: Currencies, work: F) -> anyhow::Result<()>
 where
     F: FnOnce(Engine, Arc<dyn Store>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Printed>>,

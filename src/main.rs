@@ -1,6 +1,7 @@
 //! `cashgrid`: the server and its command-line tools.
 
 mod admin;
+mod ccc_cli;
 mod config;
 mod ledger_cli;
 mod server;
@@ -45,6 +46,9 @@ enum Command {
     Account(ledger_cli::AccountCommand),
     /// Move money between ledger accounts.
     Transfer(ledger_cli::TransferArgs),
+    /// The operator's side of the Crypto Capital account API (deposits).
+    #[command(subcommand)]
+    Ccc(ccc_cli::CccCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,9 @@ fn main() -> ExitCode {
         }
         Command::Transfer(args) => {
             config::currencies(&layered).and_then(|table| ledger_cli::run_transfer(store_settings, table, args))
+        }
+        Command::Ccc(command) => {
+            config::currencies(&layered).and_then(|table| ccc_cli::run(store_settings, table, command))
         }
     };
     match result {

@@ -65,10 +65,12 @@ impl Wallet {
     }
 }
 
-/// A connected client: the challenge it was sent, and the socket.
+/// A connected client: the challenge it was sent, the socket, and the unsolicited messages
+/// (no nonce) that came while it waited for a reply.
 struct Client {
     socket: FeedClient,
     challenge: String,
+    unsolicited: std::collections::VecDeque<Value>,
 }
 
 impl Client {
@@ -78,17 +80,48 @@ impl Client {
         assert_eq!(first["msg"], "challenge", "the server speaks first: {first}");
         assert!(first.get("nonce").is_none() && first.get("signed").is_none(), "{first}");
         let challenge = first["data"].as_str().expect("a string challenge").to_owned();
-        Self { socket, challenge }
+        Self { socket, challenge, unsolicited: Default::default() }
     }
 
     async fn op(&mut self, op: Value) -> Value {
         message(&self.op_text(op).await)
     }
 
-    /// The reply as the text it came as (its `data` is what `signed` signs).
+    /// The reply as the text it came as (its `data` is what `signed` signs). An op with a nonce
+    /// takes the first message carrying it (keeping unsolicited ones for later); one without
+    /// takes the next message.
     async fn op_text(&mut self, op: Value) -> String {
+        let nonce = op.get("nonce").cloned();
         self.socket.send_text(op.to_string()).await;
-        self.socket.text().await
+        self.reply(nonce.as_ref()).await
+    }
+
+    async fn reply(&mut self, nonce: Option<&Value>) -> String {
+        loop {
+            let text = self.socket.text().await;
+            let parsed = message(&text);
+            match (nonce, parsed.get("nonce")) {
+                (Some(wanted), Some(got)) if wanted == got => return text,
+                (Some(_), None) => self.unsolicited.push_back(parsed),
+                // A late message of an earlier op that sent several (history).
+                (Some(_), Some(_)) => {}
+                (None, _) => return text,
+            }
+        }
+    }
+
+    /// The next unsolicited message of type `msg` (earlier ones of other types are dropped).
+    async fn unsolicited(&mut self, msg: &str) -> Value {
+        loop {
+            let next = match self.unsolicited.pop_front() {
+                Some(next) => next,
+                None => message(&self.socket.text().await),
+            };
+            assert!(next.get("nonce").is_none(), "unsolicited messages carry no nonce: {next}");
+            if next["msg"] == msg {
+                return next;
+            }
+        }
     }
 
     async fn auth(&mut self, wallet: &Wallet) -> Value {
@@ -291,4 +324,149 @@ pub async fn abuse_closes_the_connection_and_nothing_else(backend: Backend) {
     assert_eq!(fine.auth(&wallet).await["data"], "User Authenticated");
     let metrics = env.api.get_anonymous("/metrics").await;
     assert!(metrics.text.contains(r#"cashgrid_ccc_auths_total{result="refused"} 5"#), "auth refusals counted");
+}
+
+/// A registered user on a connection of its own.
+async fn registered(env: &TestEnv, wallet: &Wallet, name: &str) -> Client {
+    let mut client = Client::connect(env).await;
+    assert_eq!(client.auth(wallet).await["data"], "User Authenticated");
+    let email = format!("{}@example.com", name.to_lowercase());
+    let reply = client
+        .op(json!({"op": "register", "params": {"name": name, "email": email, "country": "PA", "currency": "USD"}}))
+        .await;
+    assert_eq!(reply["msg"], "register", "{reply}");
+    client
+}
+
+async fn usd(client: &mut Client) -> String {
+    let balance = client.op(json!({"op": "balance", "nonce": 99, "params": {"currency": "USD"}})).await;
+    balance["data"]["USD"].as_str().unwrap_or_else(|| panic!("a USD balance: {balance}")).to_owned()
+}
+
+const BANK_IBAN: &str = "DE44500105175407324931";
+
+pub async fn deposits_and_transfers_move_money_and_history_replays_them(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let (alice_key, bob_key) = (Wallet::new(false), Wallet::new(true));
+    let mut alice = registered(&env, &alice_key, "Alice").await;
+    let mut bob = registered(&env, &bob_key, "Bob").await;
+
+    // The operator books a bank payment; the same bank reference again credits nothing.
+    let deposit = ["ccc", "deposit", "--currency", "USD", "--from-iban", BANK_IBAN, "--reference", "bank-1"];
+    let address = alice_key.address();
+    let booked = env.cli_json(&[&deposit[..], &["--address", &address, "--amount", "100.00"]].concat());
+    assert_eq!((booked["result"].clone(), booked["amount"].clone()), (json!("booked"), json!("100.00")));
+    let again = env.cli_json(&[&deposit[..], &["--address", &address, "--amount", "100.00"]].concat());
+    assert_eq!((again["result"].clone(), again["txid"].clone()), (json!("already_booked"), booked["txid"].clone()));
+    let stranger = Wallet::new(true).address();
+    let refused = env.cli_unchecked(
+        &[&deposit[..2], &["--address", &stranger, "--currency", "USD", "--amount", "1", "--from-iban", BANK_IBAN]]
+            .concat(),
+    );
+    assert!(!refused.status.success(), "a deposit to an unregistered address is refused");
+    // Alice, online, is told at once: the transfer from the bank's IBAN, then her balances.
+    let told = alice.unsolicited("transfer").await;
+    assert_eq!((told["data"]["sender"].clone(), told["data"]["amount"].clone()), (json!(BANK_IBAN), json!("100.00")));
+    assert_eq!(told["data"]["txid"], booked["txid"]);
+    let fresh = alice.unsolicited("account").await;
+    assert_eq!(fresh["data"]["accounts"], json!([{"currency": "USD", "balance": "100.00"}]));
+    assert!(fresh["signed"].is_string());
+    assert_eq!(usd(&mut alice).await, "100.00");
+
+    // A transfer to another user: one ledger transfer, answered with its nonce and signed.
+    let text = alice
+        .op_text(json!({"op": "transfer", "nonce": 4, "params": {"recipient": bob_key.address(), "currency": "USD", "amount": "30.50"}}))
+        .await;
+    let sent = message(&text);
+    assert_eq!((sent["msg"].clone(), sent["nonce"].clone()), (json!("transfer"), json!(4)), "{sent}");
+    let data = &sent["data"];
+    assert_eq!((data["sender"].clone(), data["destination"].clone()), (json!(address), json!(bob_key.address())));
+    assert_eq!((data["currency"].clone(), data["amount"].clone()), (json!("USD"), json!("30.50")));
+    assert_eq!((data["isCompleted"].clone(), data["isFailed"].clone()), (json!(true), json!(false)));
+    assert!(data.get("status").is_none(), "an internal transfer has no status: {data}");
+    assert_server_signed(&env, &text).await;
+    // Bob is told at once with the same data, without a nonce; Alice gets no copy of her own.
+    let received = bob.unsolicited("transfer").await;
+    assert_eq!(received["data"], sent["data"]);
+    assert_eq!(bob.unsolicited("account").await["data"]["accounts"], json!([{"currency": "USD", "balance": "30.50"}]));
+    assert_eq!(
+        alice.unsolicited("account").await["data"]["accounts"],
+        json!([{"currency": "USD", "balance": "69.50"}])
+    );
+    // `destination` (the seed's name) and a number amount work too.
+    let sent = alice
+        .op(json!({"op": "transfer", "nonce": 5, "params": {"destination": bob_key.address(), "currency": "USD", "amount": 1.5}}))
+        .await;
+    assert_eq!(sent["data"]["amount"], "1.50", "{sent}");
+
+    // Refusals change nothing.
+    let refusals = [
+        (json!({"currency": "USD", "amount": "0.001"}), "decimal places"),
+        (json!({"currency": "USD", "amount": "-1"}), "Invalid amount"),
+        (json!({"currency": "USD", "amount": 0}), "positive"),
+        (json!({"currency": "USD", "amount": "1000"}), "Insufficient funds"),
+        (json!({"currency": "XYZ", "amount": "1"}), "Unknown currency"),
+        (json!({"currency": "USD", "amount": true}), "amount must be"),
+    ];
+    for (params, why) in refusals {
+        let mut params = params;
+        params["recipient"] = json!(bob_key.address());
+        assert_error(&alice.op(json!({"op": "transfer", "nonce": 6, "params": params})).await, Some(6), why);
+    }
+    let unknown = alice
+        .op(json!({"op": "transfer", "nonce": 7, "params": {"recipient": stranger, "currency": "USD", "amount": "1"}}))
+        .await;
+    assert_error(&unknown, Some(7), "Unknown recipient");
+    assert_eq!((usd(&mut alice).await, usd(&mut bob).await), ("68.00".to_owned(), "32.00".to_owned()));
+
+    // history replays every transfer, oldest first, each as a `transfer` with the op's nonce.
+    alice.socket.send_text(json!({"op": "history", "nonce": 9}).to_string()).await;
+    let mut replayed = Vec::new();
+    for _ in 0..3 {
+        replayed.push(message(&alice.reply(Some(&json!(9))).await));
+    }
+    assert!(replayed.iter().all(|m| m["msg"] == "transfer" && m["nonce"] == 9), "{replayed:?}");
+    assert_eq!(replayed[0]["data"]["sender"], BANK_IBAN, "a deposit's sender is the originating IBAN");
+    assert_eq!(replayed[0]["data"]["txid"], booked["txid"]);
+    assert_eq!(replayed[1]["data"]["amount"], "30.50");
+    assert_eq!(replayed[2]["data"]["amount"], "1.50");
+    let last = alice.op(json!({"op": "history", "nonce": 10, "params": {"limit": 1}})).await;
+    assert_eq!(last["data"]["amount"], "1.50");
+    let since_op = json!({"op": "history", "nonce": 11, "params": {"sinceTransaction": replayed[1]["data"]["txid"]}});
+    alice.socket.send_text(since_op.to_string()).await;
+    let since = [message(&alice.reply(Some(&json!(11))).await), message(&alice.reply(Some(&json!(11))).await)];
+    assert_eq!(
+        (since[0]["data"]["amount"].clone(), since[1]["data"]["amount"].clone()),
+        (json!("30.50"), json!("1.50"))
+    );
+    // A deposit made while Bob was away is replayed exactly as it would have come live.
+    drop(bob);
+    let bob_address = bob_key.address();
+    let offline =
+        env.cli_json(&[&deposit[..6], &["--reference", "bank-2", "--address", &bob_address, "--amount", "5"]].concat());
+    let mut bob = Client::connect(&env).await;
+    bob.auth(&bob_key).await;
+    let replay = bob.op(json!({"op": "history", "nonce": 12, "params": {"limit": 1}})).await;
+    assert_eq!(replay["data"]["txid"], offline["txid"]);
+    assert_eq!((replay["data"]["sender"].clone(), replay["data"]["amount"].clone()), (json!(BANK_IBAN), json!("5.00")));
+    // Bob's history shows what he received, as it happened.
+    let bobs = bob.op(json!({"op": "history", "nonce": 13, "params": {"limit": 2}})).await;
+    assert_eq!((bobs["data"]["sender"].clone(), bobs["data"]["amount"].clone()), (json!(address), json!("1.50")));
+
+    // 32 concurrent transfers of 10.00 from Alice's 68.00: six go through, none overdraws.
+    let mut clients = Vec::new();
+    for _ in 0..32 {
+        let mut client = Client::connect(&env).await;
+        client.auth(&alice_key).await;
+        clients.push(client);
+    }
+    let recipient = bob_key.address();
+    let answers = futures_util::future::join_all(clients.iter_mut().enumerate().map(|(nonce, client)| {
+        client.op(json!({"op": "transfer", "nonce": nonce, "params": {"recipient": recipient, "currency": "USD", "amount": "10"}}))
+    }))
+    .await;
+    let accepted = answers.iter().filter(|answer| answer["msg"] == "transfer").count();
+    assert_eq!(accepted, 6, "{answers:?}");
+    assert!(answers.iter().all(|a| a["msg"] == "transfer" || a["data"] == "Insufficient funds"), "{answers:?}");
+    assert_eq!((usd(&mut alice).await, usd(&mut bob).await), ("8.00".to_owned(), "97.00".to_owned()));
 }

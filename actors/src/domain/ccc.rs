@@ -116,6 +116,13 @@ impl UserRejection {
     }
 }
 
+/// An IBAN in its electronic form (no spaces), when `text` is one in either form: its
+/// country's format and its check digits (crate `iban_validate`).
+pub fn parse_iban(text: &str) -> Option<String> {
+    use iban::IbanLike as _;
+    text.parse::<iban::Iban>().ok().map(|iban| iban.electronic_str().to_owned())
+}
+
 fn printable(text: &str, max: usize) -> bool {
     !text.trim().is_empty() && text.chars().count() <= max && !text.chars().any(char::is_control)
 }
@@ -280,6 +287,15 @@ mod tests {
         assert_eq!(change.events, [UserEvent::InfoChanged { at: 5, country_changed: false }]);
         let bad = InfoChanges { email: Some("x".into()), name: Some("Eve".into()), ..InfoChanges::default() };
         assert_eq!(user.apply(&UserCommand::SetInfo(bad), 5).err(), Some(UserRejection::Email));
+    }
+
+    #[test]
+    fn ibans_are_checked_by_country_format_and_check_digits() {
+        assert_eq!(parse_iban("DE44500105175407324931").as_deref(), Some("DE44500105175407324931"));
+        assert_eq!(parse_iban("DE44 5001 0517 5407 3249 31").as_deref(), Some("DE44500105175407324931"));
+        assert_eq!(parse_iban("DE45500105175407324931"), None, "wrong check digits");
+        assert_eq!(parse_iban("DE4450010517540732493"), None, "one digit short for Germany");
+        assert_eq!(parse_iban("not an iban"), None);
     }
 
     #[test]

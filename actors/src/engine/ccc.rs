@@ -5,12 +5,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{EngineError, LedgerService};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use super::customers::Customers;
+use super::ledger::Opened;
+use super::{EngineError, FeedService, LedgerService};
 use crate::crypto::bitcoin_message::{Address, MessageKey};
 use crate::domain::ccc::{CccUser, InfoChanges, Registration, UserCommand, UserRejection};
-use crate::domain::ledger::{Account, Currency, Owner, OwnerKind};
-use crate::domain::Entity;
+use crate::domain::ledger::{
+    Account, AccountFlags, AccountId, AccountKind, Amount, Currency, Memo, NewAccount, Owner, OwnerKind, Reach,
+    Transfer, TransferId, TransferRequest, TransferResult,
+};
+use crate::domain::{CustomerId, Entity, Millis};
 use crate::entity_actor::{Registry, Start};
+use crate::feed_hub::{Audience, FeedSpec, LedgerEntries, Subscription};
+use crate::store::{EntryRange, LedgerEntry, NewCustomer};
 use crate::stored_kind::{Refusal, Stored, StoredRequest};
 
 /// Most currency accounts one user's balance lists.
@@ -41,15 +52,25 @@ pub struct UserBalance {
 pub struct CccService {
     users: UserRegistry,
     ledger: LedgerService,
+    customers: Arc<Customers>,
+    feeds: FeedService,
+    /// The customer keeping the API's accounts, once found or created.
+    operator: Arc<OnceCell<CustomerId>>,
     /// Signs what the server sends about the ledger (derived from the server key).
     message_key: Arc<MessageKey>,
     send_timeout: Duration,
 }
 
 impl CccService {
-    pub fn new(users: UserRegistry, ledger: LedgerService, send_timeout: Duration) -> Self {
+    pub fn new(
+        users: UserRegistry,
+        ledger: LedgerService,
+        customers: Arc<Customers>,
+        feeds: FeedService,
+        send_timeout: Duration,
+    ) -> Self {
         let message_key = Arc::new(users.context().hasher.message_key());
-        Self { users, ledger, message_key, send_timeout }
+        Self { users, ledger, customers, feeds, operator: Arc::default(), message_key, send_timeout }
     }
 
     /// The address whose key signs the server's messages.
@@ -128,5 +149,319 @@ impl CccService {
         let sums = &account.balances;
         let minor = sums.net_posted() - sums.debits_pending as i128;
         Some(UserBalance { currency: account.currency.clone(), minor, decimals })
+    }
+}
+
+/// The subscriber label of the notifications (`cashgrid_feed_*` metrics).
+pub const FEED_LABEL: &str = "ccc";
+
+/// The cashgrid customer that keeps the accounts of the API's users and its bank rails,
+/// created on first use (each node finds the one the first created).
+pub const OPERATOR_EMAIL: &str = "ccc-operator@cashgrid.invalid";
+/// Transfers one `history` replays at most.
+pub const HISTORY_MAX: usize = 1_000;
+/// Memo codes of the API's transfers.
+const CODE_DEPOSIT: u16 = 1;
+const CODE_INTERNAL: u16 = 2;
+
+/// A bank payment in to a user's account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deposit {
+    pub address: String,
+    pub currency: String,
+    /// Minor units.
+    pub amount: u64,
+    pub from_iban: String,
+    /// The bank's reference: a payment booked under it is never booked twice.
+    pub reference: Option<String>,
+}
+
+/// How a deposit or a transfer went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Moved {
+    Booked(Box<Transfer>),
+    /// The same deposit (by its bank reference) was booked before.
+    AlreadyBooked(Box<Transfer>),
+    /// Refused, with the `error` message's text.
+    Refused(&'static str),
+}
+
+/// One of a user's transfers as the API shows it: who sent it and where it went (addresses,
+/// or the IBAN of a bank payment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTransfer {
+    pub transfer: Transfer,
+    pub sender: String,
+    pub destination: String,
+    pub decimals: u8,
+}
+
+/// Which of a user's transfers `history` replays (the fact sheet's three options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct HistoryQuery {
+    /// Only the N most recent.
+    pub limit: Option<usize>,
+    /// This transfer and every later one.
+    pub since_transaction: Option<TransferId>,
+    /// From this time (ms) on.
+    pub since_time: Option<Millis>,
+}
+
+fn digest(parts: &[&str]) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    hash.finalize().into()
+}
+
+/// A uuid derived from its parts: the same parts always name the same account or transfer, so
+/// opening it again, or booking a payment again, finds the one there is.
+fn derived_uuid(parts: &[&str]) -> Uuid {
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest(parts)[..16]);
+    Uuid::new_v8(bytes)
+}
+
+/// Bytes of a user's account id that depend on its address alone: the notifications' first
+/// sieve over the journal (a line whose account has them may be the user's; the transfer's
+/// parties decide).
+const OWNER_PREFIX_BYTES: usize = 6;
+
+fn owner_prefix(address: &str) -> [u8; OWNER_PREFIX_BYTES] {
+    let mut prefix = [0u8; OWNER_PREFIX_BYTES];
+    prefix.copy_from_slice(&digest(&["cashgrid ccc owner", address])[..OWNER_PREFIX_BYTES]);
+    prefix
+}
+
+/// The account of `address` in `currency`: its first bytes are the address's prefix.
+pub fn user_account(address: &str, currency: &str) -> AccountId {
+    let mut bytes = [0u8; 16];
+    bytes[..OWNER_PREFIX_BYTES].copy_from_slice(&owner_prefix(address));
+    bytes[OWNER_PREFIX_BYTES..].copy_from_slice(&digest(&["cashgrid ccc account", address, currency])[..10]);
+    AccountId(Uuid::new_v8(bytes))
+}
+
+/// Whether a journal line's account may be one of `address`'s (see [`OWNER_PREFIX_BYTES`]).
+pub fn may_be_users(address: &str, account: AccountId) -> bool {
+    account.0.as_bytes()[..OWNER_PREFIX_BYTES] == owner_prefix(address)
+}
+
+/// The bank rail of `currency`: where deposits come from and IBAN payouts go.
+pub fn rail_account(currency: &str) -> AccountId {
+    AccountId(derived_uuid(&["cashgrid ccc rail", currency]))
+}
+
+/// The metadata field of a transfer naming the IBAN it came from.
+const FROM_IBAN: &str = "from_iban";
+
+impl CccService {
+    /// The customer keeping the API's accounts.
+    async fn operator(&self) -> Result<CustomerId, EngineError> {
+        let found = self
+            .operator
+            .get_or_try_init(|| async {
+                if let Some(customer) = self.customers.customer_by_email(OPERATOR_EMAIL).await? {
+                    return Ok(customer.id);
+                }
+                let new = NewCustomer {
+                    email: OPERATOR_EMAIL.to_owned(),
+                    display_name: Some("Crypto Capital API".to_owned()),
+                    roles: "user".to_owned(),
+                };
+                match self.customers.create_customer(&new).await {
+                    Ok(customer) => Ok(customer.id),
+                    // Created by another node meanwhile.
+                    Err(_) => {
+                        self.customers.customer_by_email(OPERATOR_EMAIL).await?.map(|customer| customer.id).ok_or_else(
+                            || EngineError::Internal("the ccc operator customer could not be created".into()),
+                        )
+                    }
+                }
+            })
+            .await?;
+        Ok(*found)
+    }
+
+    /// Open an account of the API's (again: the same id finds the one there is).
+    async fn ensure_account(
+        &self,
+        id: AccountId,
+        owner: Owner,
+        currency: &str,
+        kind: AccountKind,
+    ) -> Result<(), EngineError> {
+        let currency = Currency::new(currency).ok_or_else(|| EngineError::Internal("not a currency code".into()))?;
+        let flags = match kind {
+            // A rail is the outside world: it goes below zero by what came in.
+            AccountKind::ExternalRail => {
+                AccountFlags { debits_must_not_exceed_credits: false, ..AccountFlags::default() }
+            }
+            _ => AccountFlags::default(),
+        };
+        let new = NewAccount { id, customer: self.operator().await?, owner, currency, kind, flags };
+        match self.ledger.open(new).await? {
+            Opened::Created(_) | Opened::Exists(_) => Ok(()),
+            other => Err(EngineError::Internal(format!("opening a ccc account: {other:?}"))),
+        }
+    }
+
+    async fn ensure_user_account(&self, address: &str, currency: &str) -> Result<AccountId, EngineError> {
+        let id = user_account(address, currency);
+        let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
+        self.ensure_account(id, owner, currency, AccountKind::Customer).await?;
+        Ok(id)
+    }
+
+    async fn ensure_rail(&self, currency: &str) -> Result<AccountId, EngineError> {
+        let id = rail_account(currency);
+        let owner = Owner { kind: OwnerKind::Customer, id: self.operator().await?.to_string() };
+        self.ensure_account(id, owner, currency, AccountKind::ExternalRail).await?;
+        Ok(id)
+    }
+
+    /// Book a bank payment to a registered user (the operator's call).
+    pub async fn deposit(&self, deposit: Deposit) -> Result<Moved, EngineError> {
+        if self.user(&deposit.address).await?.is_none() {
+            return Ok(Moved::Refused("Unknown recipient: no registered user has this address"));
+        }
+        if !self.knows_currency(&deposit.currency) {
+            return Ok(Moved::Refused("Unknown currency"));
+        }
+        let Some(amount) = Amount::new(deposit.amount) else {
+            return Ok(Moved::Refused("Amount must be positive"));
+        };
+        let rail = self.ensure_rail(&deposit.currency).await?;
+        let account = self.ensure_user_account(&deposit.address, &deposit.currency).await?;
+        let id = match &deposit.reference {
+            Some(reference) => TransferId(derived_uuid(&["cashgrid ccc deposit", reference])),
+            None => TransferId(Uuid::new_v4()),
+        };
+        let memo = Memo {
+            code: CODE_DEPOSIT,
+            reference: deposit.reference.clone(),
+            metadata: Some(serde_json::json!({ FROM_IBAN: deposit.from_iban })),
+        };
+        let request = TransferRequest::Post { id, debit: rail, credit: account, amount, memo };
+        let outcome = self.ledger.transfer(request, Reach::Every).await?;
+        Ok(match (outcome.result, outcome.transfer) {
+            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Exists, Some(transfer)) => Moved::AlreadyBooked(Box::new(transfer)),
+            (TransferResult::ExistsWithDifferentFields, _) => {
+                Moved::Refused("Another payment was booked under this reference")
+            }
+            (result, _) => Moved::Refused(refusal_text(result)),
+        })
+    }
+
+    /// Move money from one user to another at once, in one ledger transfer.
+    pub async fn transfer_to_user(
+        &self,
+        sender: &str,
+        recipient: &str,
+        currency: &str,
+        amount: Amount,
+    ) -> Result<Moved, EngineError> {
+        if sender == recipient {
+            return Ok(Moved::Refused("Cannot transfer to yourself"));
+        }
+        if self.user(recipient).await?.is_none() {
+            return Ok(Moved::Refused("Unknown recipient: no registered user has this address"));
+        }
+        let debit = self.ensure_user_account(sender, currency).await?;
+        let credit = self.ensure_user_account(recipient, currency).await?;
+        let memo = Memo { code: CODE_INTERNAL, reference: None, metadata: None };
+        let request = TransferRequest::Post { id: TransferId(Uuid::new_v4()), debit, credit, amount, memo };
+        let outcome = self.ledger.transfer(request, Reach::Every).await?;
+        Ok(match (outcome.result, outcome.transfer) {
+            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (result, _) => Moved::Refused(refusal_text(result)),
+        })
+    }
+
+    /// The journal lines of the API's accounts as they commit, for a socket of `address` to
+    /// pick its own from (`may_be_users`, then the transfer's parties). Live only: what
+    /// happened before is `history`'s.
+    pub async fn subscribe(&self, address: &str) -> Result<Subscription<LedgerEntries>, EngineError> {
+        let operator = self.operator().await?;
+        let owner = address.to_owned();
+        let spec = FeedSpec::<LedgerEntries>::new(FEED_LABEL, move |_, entry: &LedgerEntry| {
+            entry.transfer.is_some() && may_be_users(&owner, entry.account)
+        });
+        self.feeds.subscribe_ledger(spec, Audience::Customer(operator), None)
+    }
+
+    /// The transfer a journal line of `address`'s records, as the user sees it; `None` when the
+    /// line is not the user's after all.
+    pub async fn notification(&self, address: &str, entry: &LedgerEntry) -> Result<Option<UserTransfer>, EngineError> {
+        let Some(id) = entry.transfer else {
+            return Ok(None);
+        };
+        let Some(transfer) = self.ledger.transfer_by_id(id).await? else {
+            return Ok(None);
+        };
+        let shown = self.user_transfer(transfer).await?;
+        Ok((shown.sender == address || shown.destination == address).then_some(shown))
+    }
+
+    /// A transfer as a user sees it.
+    pub async fn user_transfer(&self, transfer: Transfer) -> Result<UserTransfer, EngineError> {
+        let party = |id: AccountId| async move {
+            let account = self.ledger.account(id).await?;
+            Ok::<_, EngineError>(match account {
+                Some(account) if account.owner.kind == OwnerKind::BitcoinAddress => Some(account.owner.id),
+                _ => None,
+            })
+        };
+        let iban = |field: &str| {
+            transfer.memo.metadata.as_ref().and_then(|metadata| metadata.get(field)).and_then(|value| value.as_str())
+        };
+        let sender = party(transfer.debit).await?.or_else(|| iban(FROM_IBAN).map(str::to_owned)).unwrap_or_default();
+        let destination = party(transfer.credit).await?.unwrap_or_default();
+        let decimals = self.ledger.currencies().decimals(&transfer.currency).unwrap_or(0);
+        Ok(UserTransfer { transfer, sender, destination, decimals })
+    }
+
+    /// A user's transfers, oldest first, as `query` selects them (at most [`HISTORY_MAX`]).
+    pub async fn history(&self, address: &str, query: HistoryQuery) -> Result<Vec<UserTransfer>, EngineError> {
+        let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
+        let accounts = self.ledger.accounts_of_owner(&owner, None, ACCOUNTS_MAX).await?;
+        let from = query.since_time.unwrap_or(Millis::MIN);
+        let mut transfers: Vec<Transfer> = Vec::new();
+        for account in &accounts {
+            let range = EntryRange { from, until: Millis::MAX, after: None, limit: HISTORY_MAX };
+            for line in self.ledger.account_transfers(account.id, range).await? {
+                transfers.push(line.transfer);
+            }
+        }
+        transfers.sort_by_key(|transfer| (transfer.created, transfer.id));
+        transfers.dedup_by_key(|transfer| transfer.id);
+        if let Some(since) = query.since_transaction {
+            let Some(start) = transfers.iter().position(|transfer| transfer.id == since) else {
+                return Ok(Vec::new());
+            };
+            transfers.drain(..start);
+        }
+        if let Some(limit) = query.limit {
+            let skip = transfers.len().saturating_sub(limit);
+            transfers.drain(..skip);
+        }
+        transfers.truncate(HISTORY_MAX);
+        let mut shown = Vec::with_capacity(transfers.len());
+        for transfer in transfers {
+            shown.push(self.user_transfer(transfer).await?);
+        }
+        Ok(shown)
+    }
+}
+
+/// The `error` text of a refused transfer.
+fn refusal_text(result: TransferResult) -> &'static str {
+    match result {
+        TransferResult::ExceedsCredits => "Insufficient funds",
+        TransferResult::DebitAccountFrozen | TransferResult::CreditAccountFrozen => "Account frozen",
+        TransferResult::Overflow => "Amount too large",
+        _ => "Transfer failed",
     }
 }

@@ -145,11 +145,7 @@ impl Engine {
             config.currencies.clone(),
             config.send_timeout,
         );
-        let ccc = CccService::new(
-            Arc::new(Registry::new(Arc::clone(&context), handles.clone())),
-            ledger.clone(),
-            config.send_timeout,
-        );
+        let users = Arc::new(Registry::new(Arc::clone(&context), handles.clone()));
         let tokens = TokenService::new(
             Arc::new(Registry::new(Arc::clone(&context), handles)),
             devices.clone(),
@@ -185,6 +181,8 @@ impl Engine {
             access.clone(),
             config.send_timeout,
         );
+        let feeds = FeedService::new(token_hub, ledger_hub);
+        let ccc = CccService::new(users, ledger.clone(), Arc::clone(&customers), feeds.clone(), config.send_timeout);
         let portal = PortalService::new(context, &config.portal, customers, access.clone(), devices.clone());
         let mut all = arbiters;
         all.push(writer_arbiter);
@@ -195,7 +193,7 @@ impl Engine {
             devices,
             access,
             triggers,
-            feeds: FeedService::new(token_hub, ledger_hub),
+            feeds,
             clearing: ClearingService::new(Arc::clone(&store)),
             portal,
             ledger,

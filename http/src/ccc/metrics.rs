@@ -14,6 +14,7 @@ const RESULTS: [&str; 3] = ["ok", "error", "rate_limited"];
 
 /// Series that exist before the first connection.
 pub fn register_initial_series() {
+    cashgrid_actors::feed_hub::register_feed_series(cashgrid_actors::engine::ccc::FEED_LABEL);
     gauge!(CONNECTIONS).set(0.0);
     for result in ["ok", "refused"] {
         counter!(AUTHS, "result" => result).absolute(0);

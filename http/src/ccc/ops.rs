@@ -4,23 +4,27 @@
 
 use cashgrid_actors::crypto::bitcoin_message::Address;
 use cashgrid_actors::domain::ccc::{CccUser, InfoChanges, Profile, Registration};
-use cashgrid_actors::domain::ledger::major_units;
-use cashgrid_actors::engine::ccc::{ProfileAnswer, UserBalance};
+use cashgrid_actors::domain::ledger::{major_units, parse_major, Amount, MajorAmountError, TransferId};
+use cashgrid_actors::domain::Millis;
+use cashgrid_actors::engine::ccc::{HistoryQuery, Moved, ProfileAnswer, UserBalance, UserTransfer};
 use cashgrid_actors::{Engine, EngineError};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
 use super::protocol::{self, Op};
 
-/// One op's reply: a message, and whether it reports a failure (for the metrics).
+/// One op's reply: its messages (one; `history` one per replayed transfer), and whether it
+/// reports a failure (for the metrics).
 pub struct Reply {
-    pub message: String,
+    pub messages: Vec<String>,
     pub failed: bool,
+    /// The transfer the op made, if it made one.
+    pub transfer: Option<TransferId>,
 }
 
 impl Reply {
     pub fn error(nonce: Option<&Number>, text: &str) -> Self {
-        Self { message: protocol::text("error", nonce, text), failed: true }
+        Self { messages: vec![protocol::text("error", nonce, text)], failed: true, transfer: None }
     }
 }
 
@@ -32,6 +36,8 @@ pub async fn run(engine: &Engine, address: &Address, op: &Op) -> Reply {
         "getinfo" => account(engine, address, "account", nonce).await,
         "setinfo" => setinfo(engine, address, op).await,
         "balance" => balance(engine, address, op).await,
+        "transfer" => transfer(engine, address, op).await,
+        "history" => return history(engine, address, op).await,
         other => return Reply::error(nonce, &format!("Unknown op: {}", printable(other))),
     };
     answer.unwrap_or_else(|error| Reply::error(nonce, &engine_error(&error)))
@@ -56,7 +62,7 @@ fn engine_error(error: &EngineError) -> String {
 fn signed(engine: &Engine, msg: &str, nonce: Option<&Number>, data: &impl Serialize) -> Result<Reply, EngineError> {
     let data = serde_json::to_string(data).map_err(|error| EngineError::Internal(format!("encoding: {error}")))?;
     let signature = engine.ccc().sign(&data)?;
-    Ok(Reply { message: protocol::render(msg, nonce, &data, Some(&signature)), failed: false })
+    Ok(Reply { messages: vec![protocol::render(msg, nonce, &data, Some(&signature))], failed: false, transfer: None })
 }
 
 /// A text param: `Err` names it when it is there but not a string.
@@ -236,4 +242,156 @@ impl<'a> AccountData<'a> {
             accounts,
         }
     }
+}
+
+/// An amount param, a string or a number of major units, as minor units of `decimals` places.
+fn amount(value: Option<&Value>, decimals: u8) -> Result<Amount, &'static str> {
+    let text = match value {
+        Some(Value::String(text)) => text.clone(),
+        Some(Value::Number(number)) => number.to_string(),
+        None | Some(Value::Null) => return Err("transfer needs amount"),
+        Some(_) => return Err("amount must be a string or a number"),
+    };
+    let minor = parse_major(&text, decimals).map_err(|error| match error {
+        MajorAmountError::Malformed => "Invalid amount: a decimal number such as 1000.00",
+        MajorAmountError::TooManyDecimals => "Invalid amount: more decimal places than the currency has",
+        MajorAmountError::NotPositive => "Amount must be positive",
+        MajorAmountError::TooLarge => "Amount too large",
+    })?;
+    Amount::new(minor).ok_or("Amount too large")
+}
+
+/// `transfer` to another user's address: one ledger transfer, answered with the `transfer`
+/// message (the recipient is told through the journal's notifications).
+async fn transfer(engine: &Engine, address: &Address, op: &Op) -> Result<Reply, EngineError> {
+    let nonce = op.nonce.as_ref();
+    let Some(_sender) = engine.ccc().user(address.as_str()).await? else {
+        return Ok(Reply::error(nonce, NOT_REGISTERED));
+    };
+    let recipient = match (text(&op.params, "destination"), text(&op.params, "recipient")) {
+        (Ok(Some(recipient)), _) | (Ok(None), Ok(Some(recipient))) => recipient,
+        (Err(message), _) | (_, Err(message)) => return Ok(Reply::error(nonce, &message)),
+        (Ok(None), Ok(None)) => return Ok(Reply::error(nonce, "transfer needs destination (or recipient)")),
+    };
+    let currency = match text(&op.params, "currency") {
+        Ok(Some(currency)) => currency,
+        Ok(None) => return Ok(Reply::error(nonce, "transfer needs currency")),
+        Err(message) => return Ok(Reply::error(nonce, &message)),
+    };
+    let Some(decimals) = engine.ccc().decimals(&currency) else {
+        return Ok(Reply::error(nonce, "Unknown currency"));
+    };
+    let amount = match amount(op.params.get("amount"), decimals) {
+        Ok(amount) => amount,
+        Err(message) => return Ok(Reply::error(nonce, message)),
+    };
+    if Address::parse(&recipient).is_err() {
+        return Ok(Reply::error(nonce, "Unknown recipient: not a Bitcoin address"));
+    }
+    match engine.ccc().transfer_to_user(address.as_str(), &recipient, &currency, amount).await? {
+        Moved::Booked(transfer) | Moved::AlreadyBooked(transfer) => {
+            let shown = engine.ccc().user_transfer(*transfer).await?;
+            let reply = signed(engine, "transfer", nonce, &TransferData::of(&shown))?;
+            Ok(Reply { transfer: Some(shown.transfer.id), ..reply })
+        }
+        Moved::Refused(message) => Ok(Reply::error(nonce, message)),
+    }
+}
+
+/// `history`: one `transfer` message per transfer, oldest first, each with the op's nonce.
+async fn history(engine: &Engine, address: &Address, op: &Op) -> Reply {
+    let nonce = op.nonce.as_ref();
+    let query = match history_query(&op.params) {
+        Ok(query) => query,
+        Err(message) => return Reply::error(nonce, message),
+    };
+    let replay = async {
+        if engine.ccc().user(address.as_str()).await?.is_none() {
+            return Ok(Reply::error(nonce, NOT_REGISTERED));
+        }
+        let mut messages = Vec::new();
+        for shown in engine.ccc().history(address.as_str(), query).await? {
+            messages.extend(signed(engine, "transfer", nonce, &TransferData::of(&shown))?.messages);
+        }
+        Ok(Reply { messages, failed: false, transfer: None })
+    };
+    replay.await.unwrap_or_else(|error: EngineError| Reply::error(nonce, &engine_error(&error)))
+}
+
+fn history_query(params: &Map<String, Value>) -> Result<HistoryQuery, &'static str> {
+    let whole = |name: &str| match params.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(number)) => number.as_u64().map(Some).ok_or(()),
+        Some(Value::String(text)) => text.parse::<u64>().map(Some).map_err(|_| ()),
+        Some(_) => Err(()),
+    };
+    let limit = whole("limit").map_err(|()| "limit must be a whole number")?;
+    let since_time = whole("sinceTime").map_err(|()| "sinceTime must be a Unix time in milliseconds")?;
+    let since_transaction = match params.get("sinceTransaction") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) => Some(TransferId(text.parse().map_err(|_| "sinceTransaction is not a txid")?)),
+        Some(_) => return Err("sinceTransaction is not a txid"),
+    };
+    Ok(HistoryQuery {
+        limit: limit.map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+        since_transaction,
+        since_time: since_time.map(|time| Millis::try_from(time).unwrap_or(Millis::MAX)),
+    })
+}
+
+/// The `transfer` message's data: the seed's (D1) fields, then the revised ones (D2).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TransferData<'a> {
+    txid: String,
+    /// Unix time in seconds.
+    timestamp: i64,
+    sender: &'a str,
+    destination: &'a str,
+    currency: &'a str,
+    amount: String,
+    id: String,
+    date_created: i64,
+    date_updated: i64,
+    recipient: &'a str,
+    is_completed: bool,
+    is_failed: bool,
+}
+
+impl<'a> TransferData<'a> {
+    fn of(shown: &'a UserTransfer) -> Self {
+        let transfer = &shown.transfer;
+        let seconds = transfer.created.div_euclid(1_000);
+        Self {
+            txid: transfer.id.to_string(),
+            timestamp: seconds,
+            sender: &shown.sender,
+            destination: &shown.destination,
+            currency: transfer.currency.code(),
+            amount: major_units(i128::from(transfer.amount.get()), shown.decimals),
+            id: transfer.id.to_string(),
+            date_created: seconds,
+            date_updated: seconds,
+            recipient: &shown.destination,
+            is_completed: true,
+            is_failed: false,
+        }
+    }
+}
+
+/// The unsolicited messages of a transfer of `address`'s, without a nonce: the transfer
+/// (unless `own`: its maker was answered already) and the fresh balances as an `account`.
+pub async fn notifications(engine: &Engine, address: &Address, shown: &UserTransfer, own: bool) -> Vec<String> {
+    let messages = async {
+        let mut messages = Vec::new();
+        if !own {
+            messages.extend(signed(engine, "transfer", None, &TransferData::of(shown))?.messages);
+        }
+        messages.extend(account(engine, address, "account", None).await?.messages);
+        Ok::<_, EngineError>(messages)
+    };
+    messages.await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "ccc: a notification could not be made");
+        Vec::new()
+    })
 }

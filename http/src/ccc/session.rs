@@ -14,6 +14,12 @@ use futures_util::StreamExt as _;
 use rand::distributions::{Alphanumeric, DistString};
 use serde_json::{Map, Number, Value};
 
+use std::collections::{HashSet, VecDeque};
+
+use cashgrid_actors::domain::ledger::TransferId;
+use cashgrid_actors::engine::ccc::FEED_LABEL;
+use cashgrid_actors::feed_hub::{self, FeedItem, LedgerEntries, Subscription};
+use cashgrid_actors::store::{LedgerEntry, StoreError};
 use cashgrid_actors::Engine;
 
 use super::metrics as m;
@@ -42,6 +48,38 @@ struct Connection {
     address: Option<Address>,
     failed_auths: u32,
     budget: Budget,
+    /// The journal of the address's accounts, once authenticated (its notifications).
+    subscription: Option<Subscription<LedgerEntries>>,
+    /// Transfers this connection made itself: answered with the op's nonce, so their journal
+    /// lines send no nonce-less copy here.
+    own: OwnTransfers,
+}
+
+/// The newest transfers a connection made, bounded.
+#[derive(Default)]
+struct OwnTransfers {
+    order: VecDeque<TransferId>,
+    ids: HashSet<TransferId>,
+}
+
+impl OwnTransfers {
+    /// More than a connection can have in flight before their lines arrive.
+    const MAX: usize = 4096;
+
+    fn insert(&mut self, id: TransferId) {
+        if self.ids.insert(id) {
+            self.order.push_back(id);
+        }
+        while self.order.len() > Self::MAX {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+
+    fn contains(&self, id: TransferId) -> bool {
+        self.ids.contains(&id)
+    }
 }
 
 /// A token bucket of ops.
@@ -89,7 +127,15 @@ impl Connection {
     /// A connection served by `engine` (`None` in tests of the handshake alone).
     fn new(engine: Option<Engine>) -> Self {
         let challenge = Alphanumeric.sample_string(&mut rand::rngs::OsRng, CHALLENGE_CHARS).to_ascii_lowercase();
-        Self { engine, challenge, address: None, failed_auths: 0, budget: Budget::new() }
+        Self {
+            engine,
+            challenge,
+            address: None,
+            failed_auths: 0,
+            budget: Budget::new(),
+            subscription: None,
+            own: OwnTransfers::default(),
+        }
     }
 
     async fn receive(&mut self, text: &str) -> Answer {
@@ -106,14 +152,17 @@ impl Connection {
             return Answer::error(op.nonce.as_ref(), "Too many requests: slow down");
         }
         let (answer, failed) = match (op.name.as_str(), &self.address, &self.engine) {
-            ("auth", None, _) => self.auth(&op),
+            ("auth", None, _) => self.auth(&op).await,
             ("auth", Some(_), _) => (Answer::error(op.nonce.as_ref(), "Already authenticated"), true),
             (_, None, _) => {
                 (Answer::error(op.nonce.as_ref(), "Not authenticated: answer the challenge with auth first"), true)
             }
             (_, Some(address), Some(engine)) => {
                 let reply = ops::run(engine, address, &op).await;
-                (Answer::one(reply.message), reply.failed)
+                if let Some(id) = reply.transfer {
+                    self.own.insert(id);
+                }
+                (Answer { messages: reply.messages, close: None }, reply.failed)
             }
             (_, Some(_), None) => (Answer::error(op.nonce.as_ref(), "Service unavailable"), true),
         };
@@ -121,8 +170,9 @@ impl Connection {
         answer
     }
 
-    /// Check the challenge's signature against the address in `key`; whether it failed.
-    fn auth(&mut self, op: &Op) -> (Answer, bool) {
+    /// Check the challenge's signature against the address in `key`, and subscribe to its
+    /// notifications; whether it failed.
+    async fn auth(&mut self, op: &Op) -> (Answer, bool) {
         let nonce = op.nonce.as_ref();
         let (Some(key), Some(signature)) = (text_param(&op.params, "key"), text_param(&op.params, "signature")) else {
             return (Answer::error(nonce, "auth needs params key (a Bitcoin address) and signature"), true);
@@ -135,6 +185,15 @@ impl Connection {
             });
         match verified {
             Ok(address) => {
+                if let Some(engine) = &self.engine {
+                    match engine.ccc().subscribe(address.as_str()).await {
+                        Ok(subscription) => self.subscription = Some(subscription),
+                        Err(error) => {
+                            tracing::warn!(%error, "ccc: notifications unavailable");
+                            return (Answer::error(nonce, "Service busy, try again"), true);
+                        }
+                    }
+                }
                 m::record_auth("ok");
                 self.address = Some(address);
                 (Answer::one(protocol::text("auth", nonce, "User Authenticated")), false)
@@ -152,13 +211,44 @@ impl Connection {
     }
 }
 
+impl Connection {
+    /// The messages a journal line of the address's accounts calls for: the transfer (unless
+    /// this connection made it and was answered already) and the fresh balances.
+    async fn notify(&mut self, line: &LedgerEntry) -> Vec<String> {
+        let (Some(engine), Some(address)) = (&self.engine, &self.address) else {
+            return Vec::new();
+        };
+        let shown = match engine.ccc().notification(address.as_str(), line).await {
+            Ok(Some(shown)) => shown,
+            Ok(None) => return Vec::new(),
+            Err(error) => {
+                tracing::warn!(%error, "ccc: a notification could not be read");
+                return Vec::new();
+            }
+        };
+        let own = self.own.contains(shown.transfer.id);
+        ops::notifications(engine, address, &shown, own).await
+    }
+}
+
 fn text_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
     params.get(name).and_then(Value::as_str)
 }
 
 enum Input {
     Client(Option<Result<Message, actix_ws::ProtocolError>>),
+    Journal(Result<FeedItem<LedgerEntry>, StoreError>),
     Tick,
+}
+
+/// The next journal line of a subscription; never, without one.
+async fn next_line(
+    subscription: &mut Option<Subscription<LedgerEntries>>,
+) -> Result<FeedItem<LedgerEntry>, StoreError> {
+    match subscription {
+        Some(subscription) => subscription.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Serve one connection until either side ends it.
@@ -182,9 +272,11 @@ async fn serve(connection: &mut Connection, session: &mut Session, messages: Mes
         let input = {
             let client = pin!(messages.next());
             let tick = pin!(heartbeat.tick());
-            match select(client, tick).await {
+            let journal = pin!(next_line(&mut connection.subscription));
+            match select(client, select(journal, tick)).await {
                 Either::Left((message, _)) => Input::Client(message),
-                Either::Right(_) => Input::Tick,
+                Either::Right((Either::Left((line, _)), _)) => Input::Journal(line),
+                Either::Right((Either::Right(_), _)) => Input::Tick,
             }
         };
         match input {
@@ -219,6 +311,25 @@ async fn serve(connection: &mut Connection, session: &mut Session, messages: Mes
                 return Some(reason(CloseCode::Protocol, "protocol error".into()));
             }
             Input::Client(None) => return None,
+            Input::Journal(Ok(FeedItem::Event(line))) => {
+                for message in connection.notify(&line).await {
+                    if !send(session, message).await {
+                        return None;
+                    }
+                }
+            }
+            Input::Journal(Ok(FeedItem::Lagged)) => {
+                feed_hub::record_slow_consumer(FEED_LABEL);
+                return Some(reason(CLOSE_ABUSE, "too slow to read the notifications".into()));
+            }
+            Input::Journal(Ok(FeedItem::Closed)) => return Some(reason(CloseCode::Restart, "server stopping".into())),
+            Input::Journal(Err(error)) => {
+                tracing::warn!(%error, "ccc: notifications failed");
+                return Some(reason(
+                    CloseCode::Error,
+                    "notifications unavailable; reconnect and replay history".into(),
+                ));
+            }
             Input::Tick => {
                 if let Err(close) = ping_or_close(session, last_heard).await {
                     return close;

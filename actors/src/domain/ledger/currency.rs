@@ -54,6 +54,46 @@ pub fn major_units(minor: i128, decimals: u8) -> String {
     format!("{sign}{whole}.{fraction}")
 }
 
+/// Why a major-units amount was not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MajorAmountError {
+    /// Not a plain decimal number (digits, at most one point; no sign, exponent or spaces).
+    Malformed,
+    /// More decimal places than the currency has.
+    TooManyDecimals,
+    /// Zero.
+    NotPositive,
+    /// Beyond what an amount can hold.
+    TooLarge,
+}
+
+/// Read `123.45` as minor units of a currency with `decimals` places (`12345` with 2). A
+/// trailing point and trailing zeros past the places are refused as too many decimals only
+/// when they carry a digit other than zero.
+pub fn parse_major(text: &str, decimals: u8) -> Result<u64, MajorAmountError> {
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) || (text.contains('.') && fraction.is_empty()) {
+        return Err(MajorAmountError::Malformed);
+    }
+    let places = usize::from(decimals);
+    let significant = fraction.trim_end_matches('0');
+    if significant.len() > places {
+        return Err(MajorAmountError::TooManyDecimals);
+    }
+    let scaled = format!("{whole}{significant:0<places$}");
+    let minor: u64 =
+        scaled.trim_start_matches('0').parse().or_else(|error: std::num::ParseIntError| match error.kind() {
+            std::num::IntErrorKind::Empty => Ok(0),
+            _ => Err(MajorAmountError::TooLarge),
+        })?;
+    match minor {
+        0 => Err(MajorAmountError::NotPositive),
+        minor if minor > i64::MAX as u64 => Err(MajorAmountError::TooLarge),
+        minor => Ok(minor),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +125,25 @@ mod tests {
         assert_eq!(major_units(0, 2), "0.00");
         assert_eq!(major_units(700, 0), "700");
         assert_eq!(major_units(i128::from(i64::MAX), 18), "9.223372036854775807");
+    }
+
+    #[test]
+    fn major_units_read_as_minor_ones_with_the_currencys_places() {
+        assert_eq!(parse_major("1000.00", 2), Ok(100_000));
+        assert_eq!(parse_major("123.4", 2), Ok(12_340));
+        assert_eq!(parse_major("7", 2), Ok(700));
+        assert_eq!(parse_major("0.05", 2), Ok(5));
+        assert_eq!(parse_major("1.500", 2), Ok(150));
+        assert_eq!(parse_major("700", 0), Ok(700));
+        assert_eq!(parse_major("0.001", 2), Err(MajorAmountError::TooManyDecimals));
+        assert_eq!(parse_major("1.5", 0), Err(MajorAmountError::TooManyDecimals));
+        assert_eq!(parse_major("0.00", 2), Err(MajorAmountError::NotPositive));
+        assert_eq!(parse_major("0", 2), Err(MajorAmountError::NotPositive));
+        for malformed in ["", ".5", "1.", "-1", "+1", "1e3", " 1", "1,00", "1.2.3", "0x10", "１"] {
+            assert_eq!(parse_major(malformed, 2), Err(MajorAmountError::Malformed), "{malformed:?}");
+        }
+        assert_eq!(parse_major("92233720368547758.07", 2), Ok(i64::MAX as u64));
+        assert_eq!(parse_major("92233720368547758.08", 2), Err(MajorAmountError::TooLarge));
+        assert_eq!(parse_major(&"9".repeat(40), 2), Err(MajorAmountError::TooLarge));
     }
 }

@@ -23,7 +23,7 @@ pub use account::{
     OwnerKind, Reach,
 };
 pub use book::{chain_failed, chains, Book, Submitted};
-pub use currency::{major_units, Currencies};
+pub use currency::{major_units, parse_major, Currencies, MajorAmountError};
 pub use posting::Posting;
 pub use transfer::{
     Amount, Memo, PendingState, Transfer, TransferId, TransferKind, TransferRequest, TransferResult, Transferred,
