@@ -4,13 +4,14 @@
 
 use anyhow::Context as _;
 use cashgrid_actors::domain::ccc::parse_iban;
-use cashgrid_actors::domain::ledger::{major_units, parse_major, Currencies, MajorAmountError};
-use cashgrid_actors::engine::ccc::{Deposit, Moved};
+use cashgrid_actors::domain::ledger::{major_units, parse_major, Currency, MajorAmountError, Transfer, TransferId};
+use cashgrid_actors::engine::ccc::{Deposit, Moved, PayoutStatus, ProfileAnswer};
+use cashgrid_actors::{Engine, EngineConfig};
 use clap::Subcommand;
 use serde_json::json;
 
 use crate::config::StoreSettings;
-use crate::ledger_cli::{printed, with_engine, Printed};
+use crate::ledger_cli::{printed, with_engine_of, Printed};
 
 #[derive(Debug, Subcommand)]
 pub enum CccCommand {
@@ -32,13 +33,90 @@ pub enum CccCommand {
         #[arg(long)]
         reference: Option<String>,
     },
+    /// KYC done: give a registered user an IBAN of its own; it may then send to IBANs.
+    Verify {
+        /// The user's Bitcoin address.
+        #[arg(long)]
+        address: String,
+    },
+    /// The bank's answer on a payout to an IBAN: paid (complete) or not (failed).
+    Settle {
+        /// The payout's txid.
+        #[arg(long)]
+        transfer: uuid::Uuid,
+        #[arg(long, value_parser = ["complete", "failed"])]
+        outcome: String,
+        /// Why it failed (sent to the user) [default: failed].
+        #[arg(long)]
+        message: Option<String>,
+    },
 }
 
-pub fn run(settings: StoreSettings, currencies: Currencies, command: CccCommand) -> anyhow::Result<()> {
-    let CccCommand::Deposit { address, currency, amount, from_iban, reference } = command;
+pub fn run(settings: StoreSettings, config: EngineConfig, command: CccCommand) -> anyhow::Result<()> {
+    match command {
+        CccCommand::Deposit { address, currency, amount, from_iban, reference } => {
+            deposit(settings, config, address, currency, amount, from_iban, reference)
+        }
+        CccCommand::Verify { address } => with_engine_of(settings, config, move |engine, _| async move {
+            match engine.ccc().verify(&address).await? {
+                ProfileAnswer::Done(user) => printed(&json!({
+                    "result": "verified",
+                    "address": user.address,
+                    "iban": user.iban,
+                })),
+                ProfileAnswer::NotRegistered => refused("Not registered"),
+                ProfileAnswer::Refused(rejection) => refused(rejection.message()),
+                ProfileAnswer::AlreadyRegistered => refused("Already registered"),
+            }
+        }),
+        CccCommand::Settle { transfer, outcome, message } => {
+            let failure = (outcome == "failed").then(|| message.unwrap_or_else(|| "failed".to_owned()));
+            with_engine_of(settings, config, move |engine, _| async move {
+                match engine.ccc().settle(TransferId(transfer), failure).await? {
+                    Moved::Booked(step) => settled(&engine, "settled", &step).await,
+                    Moved::AlreadyBooked(step) => settled(&engine, "already_settled", &step).await,
+                    Moved::Refused(message) => refused(message),
+                }
+            })
+        }
+    }
+}
+
+fn refused(message: &'static str) -> anyhow::Result<Printed> {
+    Ok(Printed { refused: Some(message), ..printed(&json!({ "result": "refused", "message": message }))? })
+}
+
+/// A payout's outcome as its user is told it.
+async fn settled(engine: &Engine, result: &str, step: &Transfer) -> anyhow::Result<Printed> {
+    let shown = engine.ccc().user_transfer(step, false).await?;
+    let (status, message) = match &shown.status {
+        Some(PayoutStatus::Complete) => ("complete", None),
+        Some(PayoutStatus::Failed(reason)) => ("failed", Some(reason.clone())),
+        _ => ("pending", None),
+    };
+    printed(&json!({
+        "result": result,
+        "txid": shown.txid.to_string(),
+        "status": status,
+        "message": message,
+        "amount": major_units(i128::from(shown.amount.get()), shown.decimals),
+        "currency": shown.currency.code(),
+        "destination": shown.destination,
+    }))
+}
+
+fn deposit(
+    settings: StoreSettings,
+    config: EngineConfig,
+    address: String,
+    currency: String,
+    amount: String,
+    from_iban: String,
+    reference: Option<String>,
+) -> anyhow::Result<()> {
     let from_iban = parse_iban(&from_iban).context("--from-iban is not a valid IBAN")?;
-    let decimals = cashgrid_actors::domain::ledger::Currency::new(&currency)
-        .and_then(|code| currencies.decimals(&code))
+    let decimals = Currency::new(&currency)
+        .and_then(|code| config.currencies.decimals(&code))
         .with_context(|| format!("{currency} is not a currency of this ledger"))?;
     let minor = parse_major(&amount, decimals).map_err(|error| match error {
         MajorAmountError::Malformed => anyhow::anyhow!("--amount is not a decimal number such as 100.00"),
@@ -47,16 +125,11 @@ pub fn run(settings: StoreSettings, currencies: Currencies, command: CccCommand)
         MajorAmountError::TooLarge => anyhow::anyhow!("--amount is too large"),
     })?;
     let deposit = Deposit { address, currency, amount: minor, from_iban, reference };
-    with_engine(settings, currencies, move |engine, _| async move {
+    with_engine_of(settings, config, move |engine, _| async move {
         let (result, transfer) = match engine.ccc().deposit(deposit).await? {
             Moved::Booked(transfer) => ("booked", transfer),
             Moved::AlreadyBooked(transfer) => ("already_booked", transfer),
-            Moved::Refused(message) => {
-                return Ok(Printed {
-                    refused: Some(message),
-                    ..printed(&json!({ "result": "refused", "message": message }))?
-                });
-            }
+            Moved::Refused(message) => return refused(message),
         };
         let decimals = engine.ccc().decimals(transfer.currency.code()).unwrap_or(0);
         printed(&json!({

@@ -76,11 +76,14 @@ pub struct Layered {
     tls_key: Option<PathBuf>,
     trusted_proxies: Option<ProxyList>,
     currencies: Option<CurrencyList>,
+    ccc_payout_timeout_ms: Option<u64>,
+    ccc_iban_country: Option<String>,
+    ccc_iban_bank_code: Option<String>,
 }
 
 /// Every setting's name: in the file as it is, in the environment as `CASHGRID_<NAME>` in
 /// capitals (a unit test keeps this list and [`Layered`] in step).
-const SETTINGS: [&str; 34] = [
+const SETTINGS: [&str; 37] = [
     "bind",
     "data_dir",
     "database_url",
@@ -115,6 +118,9 @@ const SETTINGS: [&str; 34] = [
     "tls_key",
     "trusted_proxies",
     "currencies",
+    "ccc_payout_timeout_ms",
+    "ccc_iban_country",
+    "ccc_iban_bank_code",
 ];
 
 /// The original dncash-io server's environment names, read too (a `CASHGRID_` name wins).
@@ -147,6 +153,29 @@ pub enum ProxyList {
 pub enum CurrencyList {
     Text(String),
     Table(BTreeMap<String, u8>),
+}
+
+/// The Crypto Capital API's settings; `Err` for a country and bank code that make no IBAN.
+pub fn ccc(layered: &Layered) -> anyhow::Result<cashgrid_actors::engine::ccc::CccConfig> {
+    let mut config = cashgrid_actors::engine::ccc::CccConfig::default();
+    if let Some(timeout) = layered.ccc_payout_timeout_ms {
+        config.payout_timeout = Duration::from_millis(timeout.max(1));
+    }
+    if let Some(country) = &layered.ccc_iban_country {
+        config.iban_country = country.to_ascii_uppercase();
+    }
+    if let Some(bank_code) = &layered.ccc_iban_bank_code {
+        config.iban_bank_code = bank_code.to_ascii_uppercase();
+    }
+    cashgrid_actors::engine::ccc::assign_iban(&config.iban_country, &config.iban_bank_code, "check", 0).with_context(
+        || {
+            format!(
+                "ccc_iban_country {} with ccc_iban_bank_code {} makes no valid IBAN",
+                config.iban_country, config.iban_bank_code
+            )
+        },
+    )?;
+    Ok(config)
 }
 
 /// The ledger's currency table: ISO 4217 with the configured currencies on top.
@@ -401,6 +430,7 @@ pub struct ServeSettings {
 impl ServeSettings {
     pub fn resolve(layered: Layered, store: StoreSettings) -> anyhow::Result<Self> {
         let currencies = currencies(&layered)?;
+        let ccc = ccc(&layered)?;
         let bind_text = layered.bind.unwrap_or_else(|| DEFAULT_BIND.into());
         let bind = bind_text.parse().with_context(|| format!("invalid bind address '{bind_text}'"))?;
         let error_text = layered.error_status.unwrap_or_else(|| "original".into());
@@ -409,6 +439,7 @@ impl ServeSettings {
         let cores = std::thread::available_parallelism().map_or(2, usize::from);
         let mut engine = cashgrid_actors::EngineConfig {
             currencies,
+            ccc,
             arbiters: layered.arbiters.unwrap_or(cores).max(1),
             send_timeout: Duration::from_millis(layered.send_timeout_ms.unwrap_or(DEFAULT_SEND_TIMEOUT_MS)),
             ..cashgrid_actors::EngineConfig::default()

@@ -97,10 +97,19 @@ where
     F: FnOnce(Engine, Arc<dyn Store>) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<Printed>>,
 {
+    with_engine_of(settings, EngineConfig { currencies, ..EngineConfig::default() }, work)
+}
+
+/// [`with_engine`] with more of the engine's settings (one arbiter whatever `config` says).
+pub(crate) fn with_engine_of<F, Fut>(settings: StoreSettings, config: EngineConfig, work: F) -> anyhow::Result<()>
+where
+    F: FnOnce(Engine, Arc<dyn Store>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Printed>>,
+{
     let hasher = secret_hasher(&settings)?;
     let output = actix::System::new().block_on(async move {
         let store = open_store(&settings).await?;
-        let config = EngineConfig { currencies, arbiters: 1, ..EngineConfig::default() };
+        let config = EngineConfig { arbiters: 1, ..config };
         let engine = Engine::start(Arc::clone(&store), hasher, config);
         work(engine, store).await
     })?;
@@ -164,7 +173,9 @@ fn request_of(args: TransferArgs) -> anyhow::Result<TransferRequest> {
             }
         }
         (None, None, Some(pending), None) => TransferRequest::PostPending { id, pending: TransferId(pending), amount },
-        (None, None, None, Some(pending)) => TransferRequest::VoidPending { id, pending: TransferId(pending) },
+        (None, None, None, Some(pending)) => {
+            TransferRequest::VoidPending { id, pending: TransferId(pending), reason: None }
+        }
         _ => anyhow::bail!("give --debit, --credit and --amount, or --post-pending, or --void-pending"),
     })
 }

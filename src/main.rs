@@ -46,7 +46,7 @@ enum Command {
     Account(ledger_cli::AccountCommand),
     /// Move money between ledger accounts.
     Transfer(ledger_cli::TransferArgs),
-    /// The operator's side of the Crypto Capital account API (deposits).
+    /// The operator's side of the Crypto Capital account API: deposits, KYC, payouts' outcomes.
     #[command(subcommand)]
     Ccc(ccc_cli::CccCommand),
 }
@@ -75,9 +75,11 @@ fn main() -> ExitCode {
         Command::Transfer(args) => {
             config::currencies(&layered).and_then(|table| ledger_cli::run_transfer(store_settings, table, args))
         }
-        Command::Ccc(command) => {
-            config::currencies(&layered).and_then(|table| ccc_cli::run(store_settings, table, command))
-        }
+        Command::Ccc(command) => config::currencies(&layered).and_then(|currencies| {
+            let engine =
+                cashgrid_actors::EngineConfig { currencies, ccc: config::ccc(&layered)?, ..Default::default() };
+            ccc_cli::run(store_settings, engine, command)
+        }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

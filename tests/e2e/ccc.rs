@@ -470,3 +470,133 @@ pub async fn deposits_and_transfers_move_money_and_history_replays_them(backend:
     assert!(answers.iter().all(|a| a["msg"] == "transfer" || a["data"] == "Insufficient funds"), "{answers:?}");
     assert_eq!((usd(&mut alice).await, usd(&mut bob).await), ("8.00".to_owned(), "97.00".to_owned()));
 }
+
+const PAYEE_IBAN: &str = "DE89370400440532013000";
+
+pub async fn payouts_to_an_iban_are_held_then_complete_fail_or_time_out(backend: Backend) {
+    let env = TestEnv::start_with_env(
+        backend,
+        &[],
+        &[("CASHGRID_CCC_PAYOUT_TIMEOUT_MS", "1500"), ("CASHGRID_EXPIRY_INTERVAL_MS", "200")],
+    )
+    .await;
+    let (alice_key, bob_key) = (Wallet::new(true), Wallet::new(false));
+    let mut alice = registered(&env, &alice_key, "Alice").await;
+    let mut bob = registered(&env, &bob_key, "Bob").await;
+    let address = alice_key.address();
+    env.cli_json(&[
+        "ccc",
+        "deposit",
+        "--address",
+        &address,
+        "--currency",
+        "USD",
+        "--amount",
+        "50",
+        "--from-iban",
+        BANK_IBAN,
+    ]);
+    let bob_address = bob_key.address();
+    env.cli_json(&[
+        "ccc",
+        "deposit",
+        "--address",
+        &bob_address,
+        "--currency",
+        "USD",
+        "--amount",
+        "5",
+        "--from-iban",
+        BANK_IBAN,
+    ]);
+
+    assert_eq!(alice.unsolicited("transfer").await["data"]["amount"], "50.00", "the deposit, told");
+
+    // Only a verified user sends to an IBAN; verifying gives it an IBAN of its own.
+    let payout = |nonce: i64, amount: &str| json!({"op": "transfer", "nonce": nonce, "params": {"recipient": PAYEE_IBAN, "currency": "USD", "amount": amount}});
+    assert_error(&bob.op(payout(1, "1")).await, Some(1), "Not verified");
+    let verified = env.cli_json(&["ccc", "verify", "--address", &address]);
+    let iban = verified["iban"].as_str().expect("an IBAN").to_owned();
+    assert!(iban.starts_with("DE") && iban.len() == 22, "{verified}");
+    assert_eq!(alice.op(json!({"op": "getinfo", "nonce": 2})).await["data"]["iban"], json!(iban));
+    let again = env.cli_unchecked(&["ccc", "verify", "--address", &address]);
+    assert!(!again.status.success(), "verified once");
+    let invalid = alice
+        .op(json!({"op": "transfer", "nonce": 3, "params": {"recipient": "DE00370400440532013000", "currency": "USD", "amount": "1"}}))
+        .await;
+    assert_error(&invalid, Some(3), "Invalid IBAN");
+
+    // Pending at once: the money is held (not spendable), the reply says so.
+    let pending = alice.op(json!({"op": "transfer", "nonce": 4, "params": {"destination": "DE89 3704 0044 0532 0130 00", "currency": "USD", "amount": "10.00"}})).await;
+    let data = &pending["data"];
+    assert_eq!(
+        (data["status"].clone(), data["isCompleted"].clone(), data["isFailed"].clone()),
+        (json!("pending"), json!(false), json!(false)),
+        "{pending}"
+    );
+    assert_eq!((data["destination"].clone(), data["sender"].clone()), (json!(PAYEE_IBAN), json!(address)));
+    let txid = data["txid"].as_str().unwrap().to_owned();
+    assert_eq!(usd(&mut alice).await, "40.00");
+    // The bank pays it: the user is told, with the same txid and no nonce.
+    let settled = env.cli_json(&["ccc", "settle", "--transfer", &txid, "--outcome", "complete"]);
+    assert_eq!((settled["result"].clone(), settled["status"].clone()), (json!("settled"), json!("complete")));
+    let complete = alice.unsolicited("transfer").await;
+    assert_eq!(
+        (complete["data"]["txid"].clone(), complete["data"]["status"].clone()),
+        (json!(txid), json!("complete"))
+    );
+    assert_eq!(
+        (complete["data"]["isCompleted"].clone(), complete["data"]["isFailed"].clone()),
+        (json!(true), json!(false))
+    );
+    assert_eq!(usd(&mut alice).await, "40.00");
+    let twice = env.cli_json(&["ccc", "settle", "--transfer", &txid, "--outcome", "complete"]);
+    assert_eq!(twice["result"], "already_settled");
+    let otherwise = env.cli_unchecked(&["ccc", "settle", "--transfer", &txid, "--outcome", "failed"]);
+    assert!(!otherwise.status.success(), "a paid payout cannot fail");
+
+    // The bank refuses one: the money comes back, the user is told why.
+    let second = alice.op(payout(5, "5")).await;
+    let second_txid = second["data"]["txid"].as_str().unwrap().to_owned();
+    assert_eq!(usd(&mut alice).await, "35.00");
+    env.cli_json(&["ccc", "settle", "--transfer", &second_txid, "--outcome", "failed", "--message", "account closed"]);
+    let failed = alice.unsolicited("transfer").await;
+    assert_eq!(
+        (failed["data"]["status"].clone(), failed["data"]["message"].clone()),
+        (json!("failed"), json!("account closed"))
+    );
+    assert_eq!((failed["data"]["isCompleted"].clone(), failed["data"]["isFailed"].clone()), (json!(true), json!(true)));
+    assert_eq!(usd(&mut alice).await, "40.00");
+
+    // No answer from the bank in time: it fails by itself.
+    let third = alice.op(payout(6, "1.25")).await;
+    let third_txid = third["data"]["txid"].clone();
+    let timed_out = alice.unsolicited("transfer").await;
+    assert_eq!(timed_out["data"]["txid"], third_txid);
+    assert_eq!(
+        (timed_out["data"]["status"].clone(), timed_out["data"]["message"].clone()),
+        (json!("failed"), json!("timed out"))
+    );
+    assert_eq!(usd(&mut alice).await, "40.00");
+
+    // history replays each step as it was sent live.
+    alice.socket.send_text(json!({"op": "history", "nonce": 7}).to_string()).await;
+    let mut steps = Vec::new();
+    for _ in 0..7 {
+        let step = message(&alice.reply(Some(&json!(7))).await);
+        steps.push((
+            step["data"]["status"].as_str().unwrap_or("-").to_owned(),
+            step["data"]["amount"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let expected = [
+        ("-", "50.00"),
+        ("pending", "10.00"),
+        ("complete", "10.00"),
+        ("pending", "5.00"),
+        ("failed", "5.00"),
+        ("pending", "1.25"),
+        ("failed", "1.25"),
+    ];
+    assert_eq!(steps, expected.map(|(status, amount)| (status.to_owned(), amount.to_owned())));
+}

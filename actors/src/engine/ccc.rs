@@ -15,8 +15,8 @@ use super::{EngineError, FeedService, LedgerService};
 use crate::crypto::bitcoin_message::{Address, MessageKey};
 use crate::domain::ccc::{CccUser, InfoChanges, Registration, UserCommand, UserRejection};
 use crate::domain::ledger::{
-    Account, AccountFlags, AccountId, AccountKind, Amount, Currency, Memo, NewAccount, Owner, OwnerKind, Reach,
-    Transfer, TransferId, TransferRequest, TransferResult,
+    Account, AccountFlags, AccountId, AccountKind, Amount, Currency, Memo, NewAccount, Owner, OwnerKind, PendingState,
+    Reach, Transfer, TransferId, TransferKind, TransferRequest, TransferResult,
 };
 use crate::domain::{CustomerId, Entity, Millis};
 use crate::entity_actor::{Registry, Start};
@@ -48,8 +48,29 @@ pub struct UserBalance {
     pub decimals: u8,
 }
 
+/// The API's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CccConfig {
+    /// How long a payout to an IBAN may wait for the bank before it fails ("timed out").
+    pub payout_timeout: Duration,
+    /// Where users' IBANs come from: ISO 3166 country and the bank code of its BBAN.
+    pub iban_country: String,
+    pub iban_bank_code: String,
+}
+
+impl Default for CccConfig {
+    fn default() -> Self {
+        Self {
+            payout_timeout: Duration::from_secs(24 * 3600),
+            iban_country: "DE".to_owned(),
+            iban_bank_code: "37040044".to_owned(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct CccService {
+    config: Arc<CccConfig>,
     users: UserRegistry,
     ledger: LedgerService,
     customers: Arc<Customers>,
@@ -63,6 +84,7 @@ pub struct CccService {
 
 impl CccService {
     pub fn new(
+        config: CccConfig,
         users: UserRegistry,
         ledger: LedgerService,
         customers: Arc<Customers>,
@@ -70,7 +92,8 @@ impl CccService {
         send_timeout: Duration,
     ) -> Self {
         let message_key = Arc::new(users.context().hasher.message_key());
-        Self { users, ledger, customers, feeds, operator: Arc::default(), message_key, send_timeout }
+        let config = Arc::new(config);
+        Self { config, users, ledger, customers, feeds, operator: Arc::default(), message_key, send_timeout }
     }
 
     /// The address whose key signs the server's messages.
@@ -163,6 +186,9 @@ pub const HISTORY_MAX: usize = 1_000;
 /// Memo codes of the API's transfers.
 const CODE_DEPOSIT: u16 = 1;
 const CODE_INTERNAL: u16 = 2;
+const CODE_PAYOUT: u16 = 3;
+/// IBANs tried for one user before verifying gives up (another user may hold one).
+const IBAN_ATTEMPTS: u32 = 8;
 
 /// A bank payment in to a user's account.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,15 +212,37 @@ pub enum Moved {
     Refused(&'static str),
 }
 
-/// One of a user's transfers as the API shows it: who sent it and where it went (addresses,
-/// or the IBAN of a bank payment).
+/// Where a payout to an IBAN stands (the D1 `status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PayoutStatus {
+    /// Held on the sender's account, on its way to the bank.
+    Pending,
+    /// Paid out: the hold was posted to the bank rail.
+    Complete,
+    /// Not paid: the hold was released, for this reason.
+    Failed(String),
+}
+
+/// One step of a user's transfer as the API shows it: who sent it and where it went
+/// (addresses, or the IBAN of a bank payment), and for a payout to an IBAN where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserTransfer {
-    pub transfer: Transfer,
+    /// The transfer's id: for every step of a payout, its hold's.
+    pub txid: TransferId,
+    /// When the transfer was made, and when this step happened.
+    pub created: Millis,
+    pub updated: Millis,
+    pub currency: Currency,
+    pub amount: Amount,
+    pub decimals: u8,
     pub sender: String,
     pub destination: String,
-    pub decimals: u8,
+    /// Only on payouts to an IBAN.
+    pub status: Option<PayoutStatus>,
 }
+
+/// The reason a payout's hold records when its time-out released it.
+pub const TIMED_OUT: &str = "timed out";
 
 /// Which of a user's transfers `history` replays (the fact sheet's three options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -253,8 +301,31 @@ pub fn rail_account(currency: &str) -> AccountId {
     AccountId(derived_uuid(&["cashgrid ccc rail", currency]))
 }
 
-/// The metadata field of a transfer naming the IBAN it came from.
+/// The metadata fields of a transfer naming the IBAN it came from or goes to.
 const FROM_IBAN: &str = "from_iban";
+const TO_IBAN: &str = "to_iban";
+
+/// The IBAN a user is given: the country's check digits over the bank code and an account
+/// number derived from the address (and the attempt, past a taken one); `None` when the
+/// country and bank code make no valid IBAN of any account-number length.
+pub fn assign_iban(country: &str, bank_code: &str, address: &str, attempt: u32) -> Option<String> {
+    let seed = digest(&["cashgrid ccc iban", address, &attempt.to_string()]);
+    let digits: String = seed.iter().map(|byte| char::from(b'0' + byte % 10)).collect();
+    (1..=digits.len()).find_map(|length| {
+        let bban = format!("{bank_code}{}", &digits[..length]);
+        let check = 98 - mod97(&format!("{bban}{country}00"))?;
+        crate::domain::ccc::parse_iban(&format!("{country}{check:02}{bban}"))
+    })
+}
+
+/// The remainder mod 97 of an IBAN's letters-as-numbers form (ISO 13616); `None` for a
+/// character that is not a letter or digit.
+fn mod97(text: &str) -> Option<u32> {
+    text.chars().try_fold(0u32, |remainder, c| {
+        let value = c.to_digit(36)?;
+        Some(if value < 10 { (remainder * 10 + value) % 97 } else { (remainder * 100 + value) % 97 })
+    })
+}
 
 impl CccService {
     /// The customer keeping the API's accounts.
@@ -401,58 +472,172 @@ impl CccService {
         let Some(transfer) = self.ledger.transfer_by_id(id).await? else {
             return Ok(None);
         };
-        let shown = self.user_transfer(transfer).await?;
+        let shown = self.user_transfer(&transfer, entry.kind == "expired").await?;
         Ok((shown.sender == address || shown.destination == address).then_some(shown))
     }
 
-    /// A transfer as a user sees it.
-    pub async fn user_transfer(&self, transfer: Transfer) -> Result<UserTransfer, EngineError> {
-        let party = |id: AccountId| async move {
-            let account = self.ledger.account(id).await?;
-            Ok::<_, EngineError>(match account {
-                Some(account) if account.owner.kind == OwnerKind::BitcoinAddress => Some(account.owner.id),
-                _ => None,
-            })
+    /// A transfer as a user sees it: `expired` for the line of a hold its time-out released.
+    pub async fn user_transfer(&self, transfer: &Transfer, expired: bool) -> Result<UserTransfer, EngineError> {
+        // A payout's resolution shows as its hold, with the hold's parties.
+        let (hold, status) = match (&transfer.kind, &transfer.request) {
+            (TransferKind::PostPending { pending }, _) => (self.hold(*pending).await?, Some(PayoutStatus::Complete)),
+            (TransferKind::VoidPending { pending }, TransferRequest::VoidPending { reason, .. }) => {
+                let reason = reason.clone().unwrap_or_else(|| "failed".to_owned());
+                (self.hold(*pending).await?, Some(PayoutStatus::Failed(reason)))
+            }
+            (TransferKind::Pending { .. }, _) if expired => {
+                (transfer.clone(), Some(PayoutStatus::Failed(TIMED_OUT.to_owned())))
+            }
+            (TransferKind::Pending { .. }, _) => (transfer.clone(), Some(PayoutStatus::Pending)),
+            _ => (transfer.clone(), None),
         };
-        let iban = |field: &str| {
-            transfer.memo.metadata.as_ref().and_then(|metadata| metadata.get(field)).and_then(|value| value.as_str())
+        let metadata = |field: &str| {
+            hold.memo.metadata.as_ref().and_then(|metadata| metadata.get(field)).and_then(|value| value.as_str())
         };
-        let sender = party(transfer.debit).await?.or_else(|| iban(FROM_IBAN).map(str::to_owned)).unwrap_or_default();
-        let destination = party(transfer.credit).await?.unwrap_or_default();
-        let decimals = self.ledger.currencies().decimals(&transfer.currency).unwrap_or(0);
-        Ok(UserTransfer { transfer, sender, destination, decimals })
+        let sender = match self.owner_address(hold.debit).await? {
+            Some(address) => address,
+            None => metadata(FROM_IBAN).unwrap_or_default().to_owned(),
+        };
+        let destination = match self.owner_address(hold.credit).await? {
+            Some(address) => address,
+            None => metadata(TO_IBAN).unwrap_or_default().to_owned(),
+        };
+        let updated = match (&hold.kind, expired) {
+            (TransferKind::Pending { expires_at }, true) => *expires_at,
+            _ => transfer.created,
+        };
+        Ok(UserTransfer {
+            txid: hold.id,
+            created: hold.created,
+            updated,
+            currency: hold.currency.clone(),
+            amount: if status == Some(PayoutStatus::Complete) { transfer.amount } else { hold.amount },
+            decimals: self.ledger.currencies().decimals(&hold.currency).unwrap_or(0),
+            sender,
+            destination,
+            status,
+        })
     }
 
-    /// A user's transfers, oldest first, as `query` selects them (at most [`HISTORY_MAX`]).
+    async fn hold(&self, id: TransferId) -> Result<Transfer, EngineError> {
+        self.ledger.transfer_by_id(id).await?.ok_or_else(|| EngineError::Internal(format!("hold {id} is missing")))
+    }
+
+    /// The Bitcoin address owning an account, if one does.
+    async fn owner_address(&self, id: AccountId) -> Result<Option<String>, EngineError> {
+        Ok(match self.ledger.account(id).await? {
+            Some(account) if account.owner.kind == OwnerKind::BitcoinAddress => Some(account.owner.id),
+            _ => None,
+        })
+    }
+
+    /// A user's transfers, oldest first, as `query` selects them (at most [`HISTORY_MAX`]):
+    /// each step as it was sent live (a payout's hold, then its outcome).
     pub async fn history(&self, address: &str, query: HistoryQuery) -> Result<Vec<UserTransfer>, EngineError> {
         let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
         let accounts = self.ledger.accounts_of_owner(&owner, None, ACCOUNTS_MAX).await?;
         let from = query.since_time.unwrap_or(Millis::MIN);
-        let mut transfers: Vec<Transfer> = Vec::new();
+        // (when, transfer, whether the line is a hold's expiry)
+        let mut steps: Vec<(Millis, Transfer, bool)> = Vec::new();
         for account in &accounts {
             let range = EntryRange { from, until: Millis::MAX, after: None, limit: HISTORY_MAX };
             for line in self.ledger.account_transfers(account.id, range).await? {
-                transfers.push(line.transfer);
+                // The journal lists a hold once, where it was made; its expiry is a step too.
+                if let (TransferKind::Pending { expires_at }, Some(PendingState::Expired)) =
+                    (&line.transfer.kind, &line.transfer.pending_state)
+                {
+                    steps.push((*expires_at, line.transfer.clone(), true));
+                }
+                steps.push((line.transfer.created, line.transfer, false));
             }
         }
-        transfers.sort_by_key(|transfer| (transfer.created, transfer.id));
-        transfers.dedup_by_key(|transfer| transfer.id);
+        steps.sort_by_key(|(at, transfer, expired)| (*at, *expired, transfer.created, transfer.id));
+        steps.dedup_by_key(|(_, transfer, expired)| (transfer.id, *expired));
+        let mut shown = Vec::with_capacity(steps.len());
+        for (_, transfer, expired) in &steps {
+            shown.push(self.user_transfer(transfer, *expired).await?);
+        }
         if let Some(since) = query.since_transaction {
-            let Some(start) = transfers.iter().position(|transfer| transfer.id == since) else {
+            let Some(start) = shown.iter().position(|step| step.txid == since) else {
                 return Ok(Vec::new());
             };
-            transfers.drain(..start);
+            shown.drain(..start);
         }
         if let Some(limit) = query.limit {
-            let skip = transfers.len().saturating_sub(limit);
-            transfers.drain(..skip);
+            let skip = shown.len().saturating_sub(limit);
+            shown.drain(..skip);
         }
-        transfers.truncate(HISTORY_MAX);
-        let mut shown = Vec::with_capacity(transfers.len());
-        for transfer in transfers {
-            shown.push(self.user_transfer(transfer).await?);
-        }
+        shown.truncate(HISTORY_MAX);
         Ok(shown)
+    }
+
+    /// Send money from a verified user to an IBAN: held on its account at once, then posted to
+    /// the bank rail or released by [`CccService::settle`], or released by the time-out.
+    pub async fn pay_out(
+        &self,
+        sender: &str,
+        iban: &str,
+        currency: &str,
+        amount: Amount,
+    ) -> Result<Moved, EngineError> {
+        let Some(user) = self.user(sender).await? else {
+            return Ok(Moved::Refused("Not registered: register first"));
+        };
+        if !user.verified {
+            return Ok(Moved::Refused("Not verified: only verified users may send to an IBAN"));
+        }
+        let debit = self.ensure_user_account(sender, currency).await?;
+        let credit = self.ensure_rail(currency).await?;
+        let memo = Memo { code: CODE_PAYOUT, reference: None, metadata: Some(serde_json::json!({ TO_IBAN: iban })) };
+        let timeout_ms = Millis::try_from(self.config.payout_timeout.as_millis()).unwrap_or(Millis::MAX);
+        let request = TransferRequest::Hold { id: TransferId(Uuid::new_v4()), debit, credit, amount, memo, timeout_ms };
+        let outcome = self.ledger.transfer(request, Reach::Every).await?;
+        Ok(match (outcome.result, outcome.transfer) {
+            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (result, _) => Moved::Refused(refusal_text(result)),
+        })
+    }
+
+    /// The bank's answer on a payout (the operator's call): paid (`None`), or failed with a
+    /// reason. The same answer again is booked once.
+    pub async fn settle(&self, payout: TransferId, failure: Option<String>) -> Result<Moved, EngineError> {
+        match self.ledger.transfer_by_id(payout).await? {
+            Some(hold) if hold.memo.code == CODE_PAYOUT && matches!(hold.kind, TransferKind::Pending { .. }) => {}
+            _ => return Ok(Moved::Refused("No payout to an IBAN has this id")),
+        }
+        let id = TransferId(derived_uuid(&["cashgrid ccc settle", &payout.to_string()]));
+        let request = match failure {
+            None => TransferRequest::PostPending { id, pending: payout, amount: None },
+            Some(reason) => TransferRequest::VoidPending { id, pending: payout, reason: Some(reason) },
+        };
+        let outcome = self.ledger.transfer(request, Reach::Every).await?;
+        Ok(match (outcome.result, outcome.transfer) {
+            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Exists, Some(transfer)) => Moved::AlreadyBooked(Box::new(transfer)),
+            (TransferResult::ExistsWithDifferentFields | TransferResult::PendingTransferAlreadyPosted, _) => {
+                Moved::Refused("The payout was settled otherwise already")
+            }
+            (TransferResult::PendingTransferAlreadyVoided, _) => Moved::Refused("The payout failed already"),
+            (TransferResult::PendingTransferExpired, _) => Moved::Refused("The payout timed out already"),
+            (result, _) => Moved::Refused(refusal_text(result)),
+        })
+    }
+
+    /// KYC done: the user gets an IBAN of its own (from the configured country and bank code)
+    /// and may send to IBANs.
+    pub async fn verify(&self, address: &str) -> Result<ProfileAnswer, EngineError> {
+        for attempt in 0..IBAN_ATTEMPTS {
+            let Some(iban) = assign_iban(&self.config.iban_country, &self.config.iban_bank_code, address, attempt)
+            else {
+                return Err(EngineError::Internal("the configured IBAN country and bank code make no IBAN".into()));
+            };
+            match self.command(address, UserCommand::Verify { iban }).await {
+                // Another user has this IBAN (the index refused it): the next one.
+                Err(EngineError::Internal(_)) => continue,
+                answer => return answer,
+            }
+        }
+        Err(EngineError::Internal("no free IBAN found".into()))
     }
 }
 

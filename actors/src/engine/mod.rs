@@ -67,6 +67,8 @@ pub struct EngineConfig {
     pub mqtt: Option<crate::mqtt::MqttConfig>,
     /// The currencies ledger accounts may hold: ISO 4217 and the configured ones.
     pub currencies: crate::domain::ledger::Currencies,
+    /// The Crypto Capital account API's settings.
+    pub ccc: ccc::CccConfig,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +84,7 @@ impl Default for EngineConfig {
             portal: portal::PortalConfig::default(),
             mqtt: None,
             currencies: crate::domain::ledger::Currencies::default(),
+            ccc: ccc::CccConfig::default(),
         }
     }
 }
@@ -182,7 +185,14 @@ impl Engine {
             config.send_timeout,
         );
         let feeds = FeedService::new(token_hub, ledger_hub);
-        let ccc = CccService::new(users, ledger.clone(), Arc::clone(&customers), feeds.clone(), config.send_timeout);
+        let ccc = CccService::new(
+            config.ccc.clone(),
+            users,
+            ledger.clone(),
+            Arc::clone(&customers),
+            feeds.clone(),
+            config.send_timeout,
+        );
         let portal = PortalService::new(context, &config.portal, customers, access.clone(), devices.clone());
         let mut all = arbiters;
         all.push(writer_arbiter);

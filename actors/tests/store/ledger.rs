@@ -175,9 +175,9 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
     assert_eq!(result(&ledger, posted).await?, TransferResult::Created);
     assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
     assert_eq!(sums(&harness, bob).await?, (0, 0, 0, 200));
-    let void = TransferRequest::VoidPending { id: transfer_id(), pending: hold_id };
+    let void = TransferRequest::VoidPending { id: transfer_id(), pending: hold_id, reason: None };
     assert_eq!(result(&ledger, void).await?, TransferResult::PendingTransferAlreadyPosted);
-    let unknown = TransferRequest::VoidPending { id: transfer_id(), pending: transfer_id() };
+    let unknown = TransferRequest::VoidPending { id: transfer_id(), pending: transfer_id(), reason: None };
     assert_eq!(result(&ledger, unknown).await?, TransferResult::PendingTransferNotFound);
 
     // A hold that times out is released by the sweep.
@@ -197,7 +197,7 @@ pub async fn transfers_holds_and_chains_through_account_actors(harness: Harness)
     assert!(ledger.expire(due[0].clone()).await?);
     assert!(!ledger.expire(due[0].clone()).await?, "an expired hold expires once");
     assert_eq!(sums(&harness, alice).await?, (0, 200, 0, 1_000));
-    let void = TransferRequest::VoidPending { id: transfer_id(), pending: short_id };
+    let void = TransferRequest::VoidPending { id: transfer_id(), pending: short_id, reason: None };
     assert_eq!(result(&ledger, void).await?, TransferResult::PendingTransferExpired);
 
     // A linked chain applies whole or not at all.

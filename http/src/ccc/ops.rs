@@ -3,10 +3,10 @@
 //! (`register`, `account`, `balance`) is signed by the server's key over the exact `data` text.
 
 use cashgrid_actors::crypto::bitcoin_message::Address;
-use cashgrid_actors::domain::ccc::{CccUser, InfoChanges, Profile, Registration};
+use cashgrid_actors::domain::ccc::{parse_iban, CccUser, InfoChanges, Profile, Registration};
 use cashgrid_actors::domain::ledger::{major_units, parse_major, Amount, MajorAmountError, TransferId};
 use cashgrid_actors::domain::Millis;
-use cashgrid_actors::engine::ccc::{HistoryQuery, Moved, ProfileAnswer, UserBalance, UserTransfer};
+use cashgrid_actors::engine::ccc::{HistoryQuery, Moved, PayoutStatus, ProfileAnswer, UserBalance, UserTransfer};
 use cashgrid_actors::{Engine, EngineError};
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
@@ -285,17 +285,29 @@ async fn transfer(engine: &Engine, address: &Address, op: &Op) -> Result<Reply, 
         Ok(amount) => amount,
         Err(message) => return Ok(Reply::error(nonce, message)),
     };
-    if Address::parse(&recipient).is_err() {
-        return Ok(Reply::error(nonce, "Unknown recipient: not a Bitcoin address"));
-    }
-    match engine.ccc().transfer_to_user(address.as_str(), &recipient, &currency, amount).await? {
+    let moved = if Address::parse(&recipient).is_ok() {
+        engine.ccc().transfer_to_user(address.as_str(), &recipient, &currency, amount).await?
+    } else if let Some(iban) = parse_iban(&recipient) {
+        engine.ccc().pay_out(address.as_str(), &iban, &currency, amount).await?
+    } else if looks_like_iban(&recipient) {
+        return Ok(Reply::error(nonce, "Invalid IBAN: check digits or format"));
+    } else {
+        return Ok(Reply::error(nonce, "Unknown recipient: neither a Bitcoin address nor an IBAN"));
+    };
+    match moved {
         Moved::Booked(transfer) | Moved::AlreadyBooked(transfer) => {
-            let shown = engine.ccc().user_transfer(*transfer).await?;
+            let shown = engine.ccc().user_transfer(&transfer, false).await?;
             let reply = signed(engine, "transfer", nonce, &TransferData::of(&shown))?;
-            Ok(Reply { transfer: Some(shown.transfer.id), ..reply })
+            Ok(Reply { transfer: Some(transfer.id), ..reply })
         }
         Moved::Refused(message) => Ok(Reply::error(nonce, message)),
     }
+}
+
+/// Two letters then two digits: meant as an IBAN (and refused as one when it is not valid).
+fn looks_like_iban(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.len() >= 4 && bytes[..2].iter().all(u8::is_ascii_alphabetic) && bytes[2..4].iter().all(u8::is_ascii_digit)
 }
 
 /// `history`: one `transfer` message per transfer, oldest first, each with the op's nonce.
@@ -344,12 +356,18 @@ fn history_query(params: &Map<String, Value>) -> Result<HistoryQuery, &'static s
 #[serde(rename_all = "camelCase")]
 struct TransferData<'a> {
     txid: String,
-    /// Unix time in seconds.
+    /// Unix time in seconds of this step.
     timestamp: i64,
     sender: &'a str,
     destination: &'a str,
     currency: &'a str,
     amount: String,
+    /// Payouts to an IBAN only: `pending`, `complete` or `failed`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<&'static str>,
+    /// Failed payouts only: why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
     id: String,
     date_created: i64,
     date_updated: i64,
@@ -360,21 +378,28 @@ struct TransferData<'a> {
 
 impl<'a> TransferData<'a> {
     fn of(shown: &'a UserTransfer) -> Self {
-        let transfer = &shown.transfer;
-        let seconds = transfer.created.div_euclid(1_000);
+        let seconds = |millis: i64| millis.div_euclid(1_000);
+        let (status, message, is_completed, is_failed) = match &shown.status {
+            None => (None, None, true, false),
+            Some(PayoutStatus::Pending) => (Some("pending"), None, false, false),
+            Some(PayoutStatus::Complete) => (Some("complete"), None, true, false),
+            Some(PayoutStatus::Failed(reason)) => (Some("failed"), Some(reason.as_str()), true, true),
+        };
         Self {
-            txid: transfer.id.to_string(),
-            timestamp: seconds,
+            txid: shown.txid.to_string(),
+            timestamp: seconds(shown.updated),
             sender: &shown.sender,
             destination: &shown.destination,
-            currency: transfer.currency.code(),
-            amount: major_units(i128::from(transfer.amount.get()), shown.decimals),
-            id: transfer.id.to_string(),
-            date_created: seconds,
-            date_updated: seconds,
+            currency: shown.currency.code(),
+            amount: major_units(i128::from(shown.amount.get()), shown.decimals),
+            status,
+            message,
+            id: shown.txid.to_string(),
+            date_created: seconds(shown.created),
+            date_updated: seconds(shown.updated),
             recipient: &shown.destination,
-            is_completed: true,
-            is_failed: false,
+            is_completed,
+            is_failed,
         }
     }
 }

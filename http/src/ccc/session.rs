@@ -226,7 +226,9 @@ impl Connection {
                 return Vec::new();
             }
         };
-        let own = self.own.contains(shown.transfer.id);
+        // The line of a transfer this connection made (not a later step of it, such as a
+        // payout's outcome or expiry).
+        let own = line.kind != "expired" && line.transfer.is_some_and(|id| self.own.contains(id));
         ops::notifications(engine, address, &shown, own).await
     }
 }

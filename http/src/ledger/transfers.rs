@@ -141,7 +141,7 @@ fn request_of(body: TransferBody, index: Option<usize>) -> Result<Submitted, Led
             if amount.is_some() {
                 return Err(invalid("a void releases the whole hold: give no amount."));
             }
-            TransferRequest::VoidPending { id, pending: pending()? }
+            TransferRequest::VoidPending { id, pending: pending()?, reason: None }
         }
     };
     if index.is_none() && body.linked.is_some() {

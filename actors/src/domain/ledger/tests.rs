@@ -80,7 +80,8 @@ fn request() -> impl Strategy<Value = TransferRequest> {
         }),
         (0..TRANSFER_IDS, 0..TRANSFER_IDS).prop_map(|(id, pending)| TransferRequest::VoidPending {
             id: transfer_id(id),
-            pending: transfer_id(pending)
+            pending: transfer_id(pending),
+            reason: None,
         }),
     ]
 }
@@ -248,7 +249,7 @@ fn a_hold_is_posted_in_part_and_cannot_be_resolved_twice() {
     // The hold reserves 80 of 100: 30 more does not fit.
     assert_eq!(results, vec![TransferResult::Created, TransferResult::ExceedsCredits]);
     let post_part = TransferRequest::PostPending { id: transfer_id(4), pending: transfer_id(2), amount: Some(eur(50)) };
-    let void = TransferRequest::VoidPending { id: transfer_id(5), pending: transfer_id(2) };
+    let void = TransferRequest::VoidPending { id: transfer_id(5), pending: transfer_id(2), reason: None };
     let too_much = TransferRequest::PostPending { id: transfer_id(6), pending: transfer_id(2), amount: Some(eur(81)) };
     assert_eq!(book.submit(&[resolve(too_much)], 20), vec![TransferResult::ExceedsPendingTransferAmount]);
     assert_eq!(
@@ -308,7 +309,7 @@ fn frozen_accounts_take_no_transfer_but_release_holds() {
         account.flags.frozen = true;
     }
     assert_eq!(book.submit(&[post(3, 1, 2, 1)], 3), vec![TransferResult::DebitAccountFrozen]);
-    let void = TransferRequest::VoidPending { id: transfer_id(4), pending: transfer_id(2) };
+    let void = TransferRequest::VoidPending { id: transfer_id(4), pending: transfer_id(2), reason: None };
     assert_eq!(book.submit(&[resolve(void)], 3), vec![TransferResult::Created]);
 }
 

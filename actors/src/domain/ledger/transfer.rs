@@ -58,7 +58,13 @@ pub enum TransferRequest {
     /// Post a hold: all of it, or `amount` of it (the rest goes back).
     PostPending { id: TransferId, pending: TransferId, amount: Option<Amount> },
     /// Release a hold.
-    VoidPending { id: TransferId, pending: TransferId },
+    VoidPending {
+        id: TransferId,
+        pending: TransferId,
+        /// Why the hold is released, for whoever reads the record (a payout that failed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
 }
 
 impl TransferRequest {
