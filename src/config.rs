@@ -79,11 +79,12 @@ pub struct Layered {
     ccc_payout_timeout_ms: Option<u64>,
     ccc_iban_country: Option<String>,
     ccc_iban_bank_code: Option<String>,
+    ccc_bind: Option<String>,
 }
 
 /// Every setting's name: in the file as it is, in the environment as `CASHGRID_<NAME>` in
 /// capitals (a unit test keeps this list and [`Layered`] in step).
-const SETTINGS: [&str; 37] = [
+const SETTINGS: [&str; 38] = [
     "bind",
     "data_dir",
     "database_url",
@@ -121,6 +122,7 @@ const SETTINGS: [&str; 37] = [
     "ccc_payout_timeout_ms",
     "ccc_iban_country",
     "ccc_iban_bank_code",
+    "ccc_bind",
 ];
 
 /// The original dncash-io server's environment names, read too (a `CASHGRID_` name wins).
@@ -411,11 +413,17 @@ pub struct ServeArgs {
     /// headers are believed [default: none].
     #[arg(long)]
     trusted_proxies: Option<String>,
+    /// Also serve the Crypto Capital WebSocket API at `/` on this address, for clients that
+    /// connect to a host's root as the original's did [default: off; it is always at /ccc/v1].
+    #[arg(long)]
+    ccc_bind: Option<String>,
 }
 
 #[derive(Debug, Clone)]
 pub struct ServeSettings {
     pub bind: SocketAddr,
+    /// The Crypto Capital API's own listener, at its root.
+    pub ccc_bind: Option<SocketAddr>,
     /// HTTPS when set.
     pub tls: Option<TlsFiles>,
     pub trusted_proxies: TrustedProxies,
@@ -497,8 +505,14 @@ impl ServeSettings {
             Some(ProxyList::List(entries)) => TrustedProxies::from_entries(entries.iter().map(String::as_str))?,
             None => TrustedProxies::default(),
         };
+        let ccc_bind = layered
+            .ccc_bind
+            .as_deref()
+            .map(|text| text.parse().with_context(|| format!("invalid ccc_bind address '{text}'")))
+            .transpose()?;
         Ok(ServeSettings {
             bind,
+            ccc_bind,
             tls,
             trusted_proxies,
             error_status,

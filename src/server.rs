@@ -100,6 +100,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         trusted_proxies: settings.trusted_proxies.clone(),
     });
     let connections = connection_bound(&settings);
+    let state_for_ccc = state.clone();
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
@@ -118,11 +119,39 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         None => (server.bind(settings.bind), "http"),
     };
     let server = server.with_context(|| format!("binding {}", settings.bind))?;
+    let ccc = match settings.ccc_bind {
+        None => None,
+        Some(address) => {
+            let state = state_for_ccc;
+            let ccc = HttpServer::new(move || {
+                App::new()
+                    .app_data(state.clone())
+                    .configure(cashgrid_http::ccc::configure_root)
+                    .default_service(web::to(cashgrid_http::system::not_found))
+            })
+            .workers(1)
+            .max_connections(connections)
+            .bind(address)
+            .with_context(|| format!("binding the Crypto Capital listener {address}"))?;
+            // Printed before the main listening line, which scripts and tests wait for.
+            for address in ccc.addrs() {
+                println!("cashgrid ccc listening on ws://{address}");
+            }
+            Some(ccc.run())
+        }
+    };
     for address in server.addrs() {
         tracing::info!(%address, backend, scheme, "listening");
         // Scripts and tests wait for this line to learn the port when binding port 0.
         println!("cashgrid listening on {scheme}://{address}");
     }
     std::io::stdout().flush().context("writing to stdout")?;
-    server.run().await.context("serving HTTP")
+    match ccc {
+        None => server.run().await.context("serving HTTP"),
+        Some(ccc) => {
+            let (main, root) = tokio::join!(server.run(), ccc);
+            main.context("serving HTTP")?;
+            root.context("serving the Crypto Capital listener")
+        }
+    }
 }

@@ -75,7 +75,10 @@ struct Client {
 
 impl Client {
     async fn connect(env: &TestEnv) -> Self {
-        let mut socket = FeedClient::connect(env, PATH).await;
+        Self::on(FeedClient::connect(env, PATH).await).await
+    }
+
+    async fn on(mut socket: FeedClient) -> Self {
         let first = message(&socket.text().await);
         assert_eq!(first["msg"], "challenge", "the server speaks first: {first}");
         assert!(first.get("nonce").is_none() && first.get("signed").is_none(), "{first}");
@@ -249,16 +252,19 @@ pub async fn a_bitcoin_key_authenticates_registers_and_reads_its_account(backend
     assert_eq!(info["data"]["email"], "ada@example.org");
 }
 
-/// The address the server says it signs with (its start-up line).
-fn server_address(env: &TestEnv) -> String {
+/// What the server printed at start after `prefix` (its signing address, its listeners).
+fn printed(env: &TestEnv, prefix: &str) -> String {
     let logs = std::fs::read_dir(&env.store.logs_dir).expect("the test's log directory");
     logs.filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|path| path.to_string_lossy().ends_with(".stdout.log"))
         .filter_map(|path| std::fs::read_to_string(path).ok())
-        .find_map(|log| {
-            log.lines().find_map(|line| line.strip_prefix("cashgrid ccc messages are signed by ").map(str::to_owned))
-        })
-        .expect("the server prints its signing address")
+        .find_map(|log| log.lines().find_map(|line| line.strip_prefix(prefix).map(str::to_owned)))
+        .unwrap_or_else(|| panic!("the server prints '{prefix}…'"))
+}
+
+/// The address the server says it signs with.
+fn server_address(env: &TestEnv) -> String {
+    printed(env, "cashgrid ccc messages are signed by ")
 }
 
 /// `signed` is a Bitcoin message signature of the exact `data` text by the server's key: the
@@ -300,7 +306,12 @@ async fn assert_server_signed(env: &TestEnv, text: &str) {
 }
 
 pub async fn abuse_closes_the_connection_and_nothing_else(backend: Backend) {
-    let env = TestEnv::start(backend).await;
+    let env = TestEnv::start_with(backend, &["--ccc-bind", "127.0.0.1:0"]).await;
+    // The API also answers at the root of a listener of its own, as the original's host did.
+    let root = format!("ws://{}/", printed(&env, "cashgrid ccc listening on ws://"));
+    let mut at_root = Client::on(FeedClient::connect_url(&root, &[]).await).await;
+    assert_eq!(at_root.auth(&Wallet::new(false)).await["data"], "User Authenticated");
+    drop(at_root);
     let wallet = Wallet::new(true);
     let mut client = Client::connect(&env).await;
     for attempt in 1..=5 {
@@ -324,6 +335,7 @@ pub async fn abuse_closes_the_connection_and_nothing_else(backend: Backend) {
     assert_eq!(fine.auth(&wallet).await["data"], "User Authenticated");
     let metrics = env.api.get_anonymous("/metrics").await;
     assert!(metrics.text.contains(r#"cashgrid_ccc_auths_total{result="refused"} 5"#), "auth refusals counted");
+    assert!(metrics.text.contains(r#"cashgrid_ccc_op_duration_seconds_count{op="auth"}"#), "op latencies");
 }
 
 /// A registered user on a connection of its own.

@@ -64,8 +64,13 @@ impl FeedClient {
 
     /// Connect sending these headers with the upgrade (credentials).
     pub async fn connect_with_headers(env: &TestEnv, path: &str, headers: &[(&str, &str)]) -> Self {
-        let url = format!("{}{path}", ws_base(env));
-        let mut request = awc::Client::new().ws(&url).max_frame_size(CLIENT_FRAME_MAX_BYTES);
+        Self::connect_url(&format!("{}{path}", ws_base(env)), headers).await
+    }
+
+    /// Connect to a full `ws://` URL.
+    pub async fn connect_url(url: &str, headers: &[(&str, &str)]) -> Self {
+        let path = url;
+        let mut request = awc::Client::new().ws(url).max_frame_size(CLIENT_FRAME_MAX_BYTES);
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

@@ -1,11 +1,14 @@
 //! The Crypto Capital API's metrics (docs/METRICS.md): open connections, `auth` results, and
 //! ops by name and result. Op names are a fixed set; anything else counts as `unknown`.
 
-use metrics::{counter, gauge};
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
 
 pub const CONNECTIONS: &str = "cashgrid_ccc_connections";
 pub const AUTHS: &str = "cashgrid_ccc_auths_total";
 pub const OPS: &str = "cashgrid_ccc_ops_total";
+pub const OP_DURATION: &str = "cashgrid_ccc_op_duration_seconds";
 
 /// The ops of the protocol (fact sheet §4), the label values of [`OPS`] besides `unknown` and
 /// `invalid` (a frame that is not an op).
@@ -31,8 +34,9 @@ pub fn op_label(name: &str) -> &'static str {
     OPS_KNOWN.iter().find(|known| **known == name).copied().unwrap_or("unknown")
 }
 
-pub fn record_op(op: &'static str, result: &'static str) {
+pub fn record_op(op: &'static str, result: &'static str, took: Duration) {
     counter!(OPS, "op" => op, "result" => result).increment(1);
+    histogram!(OP_DURATION, "op" => op).record(took.as_secs_f64());
 }
 
 pub fn record_auth(result: &'static str) {

@@ -20,6 +20,11 @@ pub fn configure(config: &mut web::ServiceConfig) {
     config.route(PATH, web::get().to(connect));
 }
 
+/// The API at `/` (and `/ccc/v1`) of a listener of its own (`--ccc-bind`).
+pub fn configure_root(config: &mut web::ServiceConfig) {
+    config.route("/", web::get().to(connect)).route(PATH, web::get().to(connect));
+}
+
 /// Upgrade to a WebSocket (anything else is refused by the handshake: 400).
 async fn connect(
     request: HttpRequest,

@@ -139,16 +139,17 @@ impl Connection {
     }
 
     async fn receive(&mut self, text: &str) -> Answer {
+        let started = std::time::Instant::now();
         let op = match protocol::parse(text) {
             Ok(op) => op,
             Err(bad) => {
-                m::record_op("invalid", "error");
+                m::record_op("invalid", "error", started.elapsed());
                 return Answer::error(bad.nonce.as_ref(), bad.message);
             }
         };
         let name = m::op_label(&op.name);
         if !self.budget.take() {
-            m::record_op(name, "rate_limited");
+            m::record_op(name, "rate_limited", started.elapsed());
             return Answer::error(op.nonce.as_ref(), "Too many requests: slow down");
         }
         let (answer, failed) = match (op.name.as_str(), &self.address, &self.engine) {
@@ -166,7 +167,7 @@ impl Connection {
             }
             (_, Some(_), None) => (Answer::error(op.nonce.as_ref(), "Service unavailable"), true),
         };
-        m::record_op(name, if failed { "error" } else { "ok" });
+        m::record_op(name, if failed { "error" } else { "ok" }, started.elapsed());
         answer
     }
 
