@@ -12,6 +12,7 @@
 #   4. checks that /dnapi/docs.json is /openapi/dncash.json, then runs `schemathesis run` once
 #      per API group of the dncash document (each with its credentials), twice against the
 #      ledger document (a customer's and an operator's credentials) and once against the
+#      Crypto Capital operator document (an operator's credentials) and once against the
 #      system document, with the checks below, bounded by --max-examples and a timeout;
 #   5. fails on any finding, on a run that times out, and on a panic in the server's log.
 # Everything listens on 127.0.0.1 only; the server and temporary files are removed on exit.
@@ -22,7 +23,7 @@
 #   CHECK_CONTRACTS_SEED=N            reproduce a run (schemathesis prints the seed it used)
 #   CHECK_CONTRACTS_ONLY=a,b          only these runs (token-api, cash-api, mobile-api,
 #                                     clearing-api, admin-api, admin-api-braked, ledger-api,
-#                                     ledger-operator, system)
+#                                     ledger-operator, ccc-operator, system)
 #   CHECK_CONTRACTS_DATABASE_URL=URL  an empty PostgreSQL database instead of the embedded store
 #   CHECK_CONTRACTS_KEEP=1            keep the temporary directory (server log, reports)
 #   CHECK_CONTRACTS_SKIP_BUILD=1      use the built binary as it is (while iterating locally)
@@ -232,6 +233,7 @@ api_key_headers ledger-api
 run_schemathesis ledger-api /openapi/ledger.json "${API_HEADERS[@]}"
 api_key_headers ledger-operator
 run_schemathesis ledger-operator /openapi/ledger.json "${API_HEADERS[@]}"
+run_schemathesis ccc-operator /openapi/ccc.json "${API_HEADERS[@]}"
 run_schemathesis system /openapi/system.json
 
 # --- 5. verdict -----------------------------------------------------------------------------------

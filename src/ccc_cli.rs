@@ -4,11 +4,11 @@
 
 use anyhow::Context as _;
 use cashgrid_actors::domain::ccc::parse_iban;
-use cashgrid_actors::domain::ledger::{major_units, parse_major, Currency, MajorAmountError, Transfer, TransferId};
-use cashgrid_actors::engine::ccc::{Deposit, Moved, PayoutStatus, ProfileAnswer};
+use cashgrid_actors::domain::ledger::{parse_major, Currency, MajorAmountError, Transfer, TransferId};
+use cashgrid_actors::engine::ccc::{Deposit, Moved, ProfileAnswer};
 use cashgrid_actors::{Engine, EngineConfig};
+use cashgrid_http::ccc::views::{DepositView, RefusedView, SettledView, VerifiedView};
 use clap::Subcommand;
-use serde_json::json;
 
 use crate::config::StoreSettings;
 use crate::ledger_cli::{printed, with_engine_of, Printed};
@@ -59,11 +59,7 @@ pub fn run(settings: StoreSettings, config: EngineConfig, command: CccCommand) -
         }
         CccCommand::Verify { address } => with_engine_of(settings, config, move |engine, _| async move {
             match engine.ccc().verify(&address).await? {
-                ProfileAnswer::Done(user) => printed(&json!({
-                    "result": "verified",
-                    "address": user.address,
-                    "iban": user.iban,
-                })),
+                ProfileAnswer::Done(user) => printed(&VerifiedView::of(&user)),
                 ProfileAnswer::NotRegistered => refused("Not registered"),
                 ProfileAnswer::Refused(rejection) => refused(rejection.message()),
                 ProfileAnswer::AlreadyRegistered => refused("Already registered"),
@@ -75,7 +71,7 @@ pub fn run(settings: StoreSettings, config: EngineConfig, command: CccCommand) -
                 match engine.ccc().settle(TransferId(transfer), failure).await? {
                     Moved::Booked(step) => settled(&engine, "settled", &step).await,
                     Moved::AlreadyBooked(step) => settled(&engine, "already_settled", &step).await,
-                    Moved::Refused(message) => refused(message),
+                    Moved::Refused(message) | Moved::NotFound(message) => refused(message),
                 }
             })
         }
@@ -83,26 +79,13 @@ pub fn run(settings: StoreSettings, config: EngineConfig, command: CccCommand) -
 }
 
 fn refused(message: &'static str) -> anyhow::Result<Printed> {
-    Ok(Printed { refused: Some(message), ..printed(&json!({ "result": "refused", "message": message }))? })
+    Ok(Printed { refused: Some(message), ..printed(&RefusedView::of(message))? })
 }
 
 /// A payout's outcome as its user is told it.
-async fn settled(engine: &Engine, result: &str, step: &Transfer) -> anyhow::Result<Printed> {
+async fn settled(engine: &Engine, result: &'static str, step: &Transfer) -> anyhow::Result<Printed> {
     let shown = engine.ccc().user_transfer(step, false).await?;
-    let (status, message) = match &shown.status {
-        Some(PayoutStatus::Complete) => ("complete", None),
-        Some(PayoutStatus::Failed(reason)) => ("failed", Some(reason.clone())),
-        _ => ("pending", None),
-    };
-    printed(&json!({
-        "result": result,
-        "txid": shown.txid.to_string(),
-        "status": status,
-        "message": message,
-        "amount": major_units(i128::from(shown.amount.get()), shown.decimals),
-        "currency": shown.currency.code(),
-        "destination": shown.destination,
-    }))
+    printed(&SettledView::of(result, &shown))
 }
 
 fn deposit(
@@ -129,14 +112,9 @@ fn deposit(
         let (result, transfer) = match engine.ccc().deposit(deposit).await? {
             Moved::Booked(transfer) => ("booked", transfer),
             Moved::AlreadyBooked(transfer) => ("already_booked", transfer),
-            Moved::Refused(message) => return refused(message),
+            Moved::Refused(message) | Moved::NotFound(message) => return refused(message),
         };
         let decimals = engine.ccc().decimals(transfer.currency.code()).unwrap_or(0);
-        printed(&json!({
-            "result": result,
-            "txid": transfer.id.to_string(),
-            "currency": transfer.currency.code(),
-            "amount": major_units(i128::from(transfer.amount.get()), decimals),
-        }))
+        printed(&DepositView::of(result, &transfer, decimals))
     })
 }

@@ -612,3 +612,127 @@ pub async fn payouts_to_an_iban_are_held_then_complete_fail_or_time_out(backend:
     ];
     assert_eq!(steps, expected.map(|(status, amount)| (status.to_owned(), amount.to_owned())));
 }
+
+fn code(reply: &crate::api::Reply) -> &str {
+    reply.json["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {}", reply.describe()))
+}
+
+pub async fn the_operator_api_books_deposits_verifies_users_and_settles_payouts(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    env.customer("ops@example.com");
+    let operator = env.access("ops@example.com", "ledger-operator");
+    let customer = env.access("ops@example.com", "ledger-api");
+    let alice_key = Wallet::new(true);
+    let mut alice = registered(&env, &alice_key, "Alice").await;
+    let address = alice_key.address();
+
+    // Public: the address that signs.
+    let signer = env.api.get_anonymous("/ccc/v1/server-address").await;
+    signer.assert_status(200);
+    assert_eq!(signer.json["address"], json!(server_address(&env)));
+
+    // A deposit: 201 once, 200 for the same bank reference again; the user is told.
+    let deposit =
+        json!({"address": address, "currency": "USD", "amount": "20.00", "from_iban": BANK_IBAN, "reference": "r-1"});
+    let booked = env.api.post("/ccc/v1/operator/deposits", &operator, deposit.clone()).await;
+    booked.assert_status(201);
+    assert_eq!((booked.json["result"].clone(), booked.json["amount"].clone()), (json!("booked"), json!("20.00")));
+    let again = env.api.post("/ccc/v1/operator/deposits", &operator, deposit.clone()).await;
+    again.assert_status(200);
+    assert_eq!(
+        (again.json["result"].clone(), again.json["txid"].clone()),
+        (json!("already_booked"), booked.json["txid"].clone())
+    );
+    assert_eq!(alice.unsolicited("transfer").await["data"]["txid"], booked.json["txid"]);
+    assert_eq!(usd(&mut alice).await, "20.00");
+
+    // Mistakes are 4xx in the Ledger API's format, and change nothing.
+    let refusals = [
+        (json!({"address": "1nope", "currency": "USD", "amount": "1", "from_iban": BANK_IBAN}), 400, "invalid_request"),
+        (
+            json!({"address": address, "currency": "USD", "amount": "1.001", "from_iban": BANK_IBAN}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"address": address, "currency": "XYZ", "amount": "1", "from_iban": BANK_IBAN}),
+            400,
+            "unknown_currency",
+        ),
+        (json!({"address": address, "currency": "USD", "amount": "1", "from_iban": "DE00"}), 400, "invalid_request"),
+        (
+            json!({"address": Wallet::new(true).address(), "currency": "USD", "amount": "1", "from_iban": BANK_IBAN}),
+            404,
+            "not_found",
+        ),
+        (
+            json!({"address": address, "currency": "USD", "amount": "2", "from_iban": BANK_IBAN, "reference": "r-1"}),
+            422,
+            "refused",
+        ),
+        (json!({"address": address, "currency": "USD", "amount": 1, "from_iban": BANK_IBAN}), 400, "invalid_request"),
+    ];
+    for (body, status, expected) in refusals {
+        let reply = env.api.post("/ccc/v1/operator/deposits", &operator, body).await;
+        reply.assert_status(status);
+        assert_eq!(code(&reply), expected, "{}", reply.describe());
+    }
+    let not_operator = env.api.post("/ccc/v1/operator/deposits", &customer, deposit.clone()).await;
+    not_operator.assert_status(403);
+    assert_eq!(
+        env.api
+            .request(awc::http::Method::POST, "/ccc/v1/operator/deposits", None, crate::api::Body::Json(deposit))
+            .await
+            .status
+            .as_u16(),
+        401
+    );
+    assert_eq!(usd(&mut alice).await, "20.00");
+
+    // KYC once; then a payout, settled as failed with a reason, once.
+    let verify = format!("/ccc/v1/operator/users/{address}/verify");
+    let verified = env.api.post(&verify, &operator, json!({})).await;
+    verified.assert_status(200);
+    assert!(verified.json["iban"].as_str().is_some_and(|iban| iban.starts_with("DE")), "{}", verified.describe());
+    let twice = env.api.post(&verify, &operator, json!({})).await;
+    twice.assert_status(409);
+    assert_eq!(code(&twice), "already_verified");
+    let unknown = env
+        .api
+        .post(&format!("/ccc/v1/operator/users/{}/verify", Wallet::new(false).address()), &operator, json!({}))
+        .await;
+    unknown.assert_status(404);
+    let payout = alice
+        .op(json!({"op": "transfer", "nonce": 2, "params": {"recipient": PAYEE_IBAN, "currency": "USD", "amount": "7"}}))
+        .await;
+    let txid = payout["data"]["txid"].as_str().unwrap().to_owned();
+    let settle = format!("/ccc/v1/operator/payouts/{txid}/settle");
+    let failed = env.api.post(&settle, &operator, json!({"outcome": "failed", "message": "name mismatch"})).await;
+    failed.assert_status(200);
+    assert_eq!(
+        (failed.json["status"].clone(), failed.json["message"].clone()),
+        (json!("failed"), json!("name mismatch"))
+    );
+    let told = alice.unsolicited("transfer").await;
+    assert_eq!(
+        (told["data"]["status"].clone(), told["data"]["message"].clone()),
+        (json!("failed"), json!("name mismatch"))
+    );
+    let same = env.api.post(&settle, &operator, json!({"outcome": "failed", "message": "name mismatch"})).await;
+    assert_eq!((same.status.as_u16(), same.json["result"].clone()), (200, json!("already_settled")));
+    let otherwise = env.api.post(&settle, &operator, json!({"outcome": "complete"})).await;
+    otherwise.assert_status(409);
+    assert_eq!(code(&otherwise), "settled_otherwise");
+    let nothing = env
+        .api
+        .post(
+            &format!("/ccc/v1/operator/payouts/{}/settle", booked.json["txid"].as_str().unwrap()),
+            &operator,
+            json!({"outcome": "complete"}),
+        )
+        .await;
+    nothing.assert_status(404);
+    let bad = env.api.post(&settle, &operator, json!({"outcome": "maybe"})).await;
+    bad.assert_status(400);
+    assert_eq!(usd(&mut alice).await, "20.00");
+}

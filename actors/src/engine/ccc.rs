@@ -210,6 +210,8 @@ pub enum Moved {
     AlreadyBooked(Box<Transfer>),
     /// Refused, with the `error` message's text.
     Refused(&'static str),
+    /// What it names (a recipient, a payout) does not exist: the text says which.
+    NotFound(&'static str),
 }
 
 /// Where a payout to an IBAN stands (the D1 `status`).
@@ -395,7 +397,7 @@ impl CccService {
     /// Book a bank payment to a registered user (the operator's call).
     pub async fn deposit(&self, deposit: Deposit) -> Result<Moved, EngineError> {
         if self.user(&deposit.address).await?.is_none() {
-            return Ok(Moved::Refused("Unknown recipient: no registered user has this address"));
+            return Ok(Moved::NotFound("Unknown recipient: no registered user has this address"));
         }
         if !self.knows_currency(&deposit.currency) {
             return Ok(Moved::Refused("Unknown currency"));
@@ -438,7 +440,7 @@ impl CccService {
             return Ok(Moved::Refused("Cannot transfer to yourself"));
         }
         if self.user(recipient).await?.is_none() {
-            return Ok(Moved::Refused("Unknown recipient: no registered user has this address"));
+            return Ok(Moved::NotFound("Unknown recipient: no registered user has this address"));
         }
         let debit = self.ensure_user_account(sender, currency).await?;
         let credit = self.ensure_user_account(recipient, currency).await?;
@@ -603,7 +605,7 @@ impl CccService {
     pub async fn settle(&self, payout: TransferId, failure: Option<String>) -> Result<Moved, EngineError> {
         match self.ledger.transfer_by_id(payout).await? {
             Some(hold) if hold.memo.code == CODE_PAYOUT && matches!(hold.kind, TransferKind::Pending { .. }) => {}
-            _ => return Ok(Moved::Refused("No payout to an IBAN has this id")),
+            _ => return Ok(Moved::NotFound("No payout to an IBAN has this id")),
         }
         let id = TransferId(derived_uuid(&["cashgrid ccc settle", &payout.to_string()]));
         let request = match failure {

@@ -1,11 +1,14 @@
 //! The Crypto Capital end-user WebSocket API, v1 (`../shared/spec/ccc-websocket-api.md`): one
 //! WebSocket at `/ccc/v1` carrying JSON ops and messages, authenticated by a Bitcoin key that
-//! signs a per-connection challenge (`session.rs`; envelopes in `protocol.rs`).
+//! signs a per-connection challenge (`session.rs`; envelopes in `protocol.rs`), and the
+//! operator's HTTP side under `/ccc/v1/operator` (`operator.rs`, shared views in `views.rs`).
 
 mod metrics;
+pub mod operator;
 mod ops;
 mod protocol;
 mod session;
+pub mod views;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -17,7 +20,7 @@ pub use metrics::register_initial_series;
 pub const PATH: &str = "/ccc/v1";
 
 pub fn configure(config: &mut web::ServiceConfig) {
-    config.route(PATH, web::get().to(connect));
+    config.route(PATH, web::get().to(connect)).configure(operator::configure);
 }
 
 /// The API at `/` (and `/ccc/v1`) of a listener of its own (`--ccc-bind`).

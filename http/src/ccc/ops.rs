@@ -300,7 +300,7 @@ async fn transfer(engine: &Engine, address: &Address, op: &Op) -> Result<Reply, 
             let reply = signed(engine, "transfer", nonce, &TransferData::of(&shown))?;
             Ok(Reply { transfer: Some(transfer.id), ..reply })
         }
-        Moved::Refused(message) => Ok(Reply::error(nonce, message)),
+        Moved::Refused(message) | Moved::NotFound(message) => Ok(Reply::error(nonce, message)),
     }
 }
 

@@ -60,6 +60,21 @@ impl LedgerError {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This path does not take this method.")
     }
 
+    /// 404 with its own text.
+    pub fn not_found_because(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 409 with its own code: the request contradicts what was done before.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 422: well-formed, but the domain refuses it; nothing changed.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", message)
+    }
+
     pub fn exists(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "exists_with_different_fields", message)
     }
@@ -126,7 +141,8 @@ pub struct ErrorBody<'a> {
 pub struct ErrorDetail<'a> {
     /// Stable: `invalid_request`, `invalid_credentials`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `exists_with_different_fields`, `unknown_currency`, `unknown_customer`, `body_too_large`,
-    /// `body_timeout`, `overloaded`, `unavailable`, `outcome_unknown`, `internal_error`.
+    /// `body_timeout`, `overloaded`, `unavailable`, `outcome_unknown`, `internal_error`; the
+    /// Crypto Capital operator API adds `refused`, `already_verified`, `settled_otherwise`.
     pub code: &'a str,
     pub message: &'a str,
 }

@@ -7,6 +7,7 @@
 //! | `/openapi/dncash.json` | the dncash-io APIs (Token, Cash, Mobile, Clearing, Admin) |
 //! | `/dnapi/docs.json` | the same document, where the original served its Swagger |
 //! | `/openapi/ledger.json` | the Ledger API (`/ledger/v1`) |
+//! | `/openapi/ccc.json` | the Crypto Capital API's operator side (`/ccc/v1/operator`) |
 //! | `/openapi/system.json` | health, metrics and these documents |
 //! | `/docs` | Swagger UI listing every document (served from the binary: no internet needed) |
 //!
@@ -32,8 +33,12 @@ pub const API_SECRET: &str = "dn_api_secret";
 pub const SESSION: &str = "portal_jwt";
 
 /// Every published document: its name in Swagger UI and its path.
-pub const DOCUMENTS: [(&str, &str); 3] =
-    [("dncash", "/openapi/dncash.json"), ("ledger", "/openapi/ledger.json"), ("system", "/openapi/system.json")];
+pub const DOCUMENTS: [(&str, &str); 4] = [
+    ("dncash", "/openapi/dncash.json"),
+    ("ledger", "/openapi/ledger.json"),
+    ("ccc", "/openapi/ccc.json"),
+    ("system", "/openapi/system.json"),
+];
 /// Where the original served its Swagger document.
 pub const DNCASH_LEGACY_PATH: &str = "/dnapi/docs.json";
 /// Swagger UI's entry page; its relative asset paths resolve under `/docs/`, so the redirect
@@ -58,6 +63,7 @@ pub fn document(file: &str) -> Option<Document> {
     match file {
         "dncash.json" => Some(dncash_document()),
         "ledger.json" => Some(crate::ledger::document()),
+        "ccc.json" => Some(crate::ccc::operator::document()),
         "system.json" => Some(system_document()),
         _ => None,
     }
