@@ -26,7 +26,7 @@
 # BENCH_SERVER_ARGS ("--workers 1 --arbiters 1": cashgrid's threads; on 2 cores shared with goose
 # and PostgreSQL, one HTTP worker and one actor thread beat one of each per core, see
 # docs/PERFORMANCE.md; "" measures the defaults), BENCH_PHASES ("lifecycle ledger": which
-# cashgrid phases run), BENCH_LEDGER_ACCOUNTS (1000), BENCH_BATCH_USERS_SWEEP ("2 4 8 16": users of
+# cashgrid phases run; add "ccc" for the Crypto Capital WebSockets), BENCH_LEDGER_ACCOUNTS (1000), BENCH_BATCH_USERS_SWEEP ("2 4 8 16": users of
 # the batch scenario, each sending 1,000 transfers a request).
 set -euo pipefail
 
@@ -328,6 +328,14 @@ for backend in $BACKENDS; do
   rm -rf "$dir/data"
 done
 
+# The Crypto Capital WebSocket API: internal transfers between users over WebSockets, on
+# PostgreSQL, on a server of its own (load-tests/ccc-bench.sh).
+if [[ " $PHASES " == *" ccc "* ]]; then
+  log "ccc: internal transfers over WebSockets (load-tests/ccc-bench.sh)"
+  CCC_BENCH_SERVER_ARGS="${SERVER_ARGS[*]}" BENCH_PG=$PG "$ROOT/load-tests/ccc-bench.sh" "$OUT/ccc" ||
+    log "ccc: the WebSocket benchmark failed (see $OUT/ccc)"
+fi
+
 # --- 4. report ---------------------------------------------------------------------------------
 {
   echo "# cashgrid benchmark"
@@ -340,6 +348,9 @@ done
   fi
   if [[ " $PHASES " == *" ledger "* ]]; then
     python3 "$ROOT/scripts/bench/ledger_report.py" "$OUT" $BACKENDS
+  fi
+  if [[ " $PHASES " == *" ccc "* ]]; then
+    python3 "$ROOT/scripts/bench/ccc_report.py" "$OUT"
   fi
 } | tee "$OUT/report.md"
 rm -f "$OUT/bin/cashgrid"

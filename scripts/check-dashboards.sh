@@ -7,7 +7,8 @@
 #   3. starts two cashgrid nodes on one fresh SQLite data directory (the second one makes the
 #      version fence conflict), creates credentials with the CLI, and starts Prometheus on a
 #      free loopback port with grafana/prometheus.yml (targets replaced, 1 s scrapes);
-#   4. drives bounded load that reaches every panel: goose's mixed ATM day, hot-token and ledger
+#   4. drives bounded load that reaches every panel (with goose, also load-tests' ccc-load on
+#      the Crypto Capital WebSockets): goose's mixed ATM day, hot-token and ledger
 #      day scenarios (load-tests/) plus scripts/dashboards/load.py, which adds the mistakes (wrong
 #      codes, double claims, unknown devices and tokens, unmatched paths), alternating updates
 #      across the two nodes (fence conflicts) and a held SQLite write lock (failed commits,
@@ -100,8 +101,8 @@ else
   cargo build --release || die "cargo build --release failed"
   if [ "$LOAD" = goose ]; then
     [ -f load-tests/Cargo.toml ] || die "load-tests/ is missing; run with CHECK_DASHBOARDS_LOAD=python"
-    log "cargo build --release (load-tests: cashgrid-load, setup)"
-    (cd load-tests && cargo build --release --bin cashgrid-load --bin setup) ||
+    log "cargo build --release (load-tests: cashgrid-load, setup, ccc-load)"
+    (cd load-tests && cargo build --release --bin cashgrid-load --bin setup --bin ccc-load) ||
       die "building load-tests failed; CHECK_DASHBOARDS_LOAD=python runs without goose"
   fi
 fi
@@ -240,6 +241,13 @@ if [ "$LOAD" = goose ]; then
     >"$TMP/goose.log" 2>&1 &
   LOAD_PIDS+=($!)
   PIDS+=($!)
+  # The Crypto Capital API: users on WebSockets transferring to each other (ccc-load funds them
+  # through the operator API with the fixture's ledger-operator credential).
+  read -r CCC_KEY CCC_SECRET < <(python3 -c 'import json, sys; o = json.load(open(sys.argv[1]))["ledger"]["operator"]; print(o["apikey"], o["apisecret"])' "$TMP/load-fixture.json")
+  timeout -k 5 $((LOAD_SECONDS + 60)) "$GOOSE_BIN/ccc-load" --host "http://127.0.0.1:$PORT_A" --apikey "$CCC_KEY" \
+    --apisecret "$CCC_SECRET" --users 4 --seconds "$LOAD_SECONDS" --rate 20 >"$TMP/ccc-load.log" 2>&1 &
+  LOAD_PIDS+=($!)
+  PIDS+=($!)
   LOAD_WORKERS=1     # goose carries the volume; load.py adds mistakes, fence and fault
 else
   log "python load (scripts/dashboards/load.py), ${LOAD_SECONDS}s"
@@ -258,7 +266,7 @@ grep -E '^load: [0-9]+ requests' "$TMP/load.log" >&2 || true
 if [ "$LOAD" = goose ]; then
   grep -E 'hot_token_contention:' "$TMP/goose.log" >&2 || true
 fi
-[ "$load_failed" -eq 0 ] || die "the load driver failed (see load.log$([ "$LOAD" = goose ] && echo ", goose.log"))"
+[ "$load_failed" -eq 0 ] || die "the load driver failed (see load.log$([ "$LOAD" = goose ] && echo ", goose.log, ccc-load.log"))"
 for pid in "${PIDS[@]:0:2}"; do
   kill -0 "$pid" 2>/dev/null || die "a cashgrid node died under load (see node-a.log, node-b.log)"
 done

@@ -110,6 +110,9 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             .default_service(web::to(cashgrid_http::system::not_found))
     })
     .workers(settings.workers)
+    // Replies go out at once: a WebSocket op's reply and its notifications are several small
+    // writes, which Nagle's algorithm would hold back until the client's delayed ACK (40 ms).
+    .tcp_nodelay(true)
     .max_connections(connections.div_ceil(settings.workers).max(1));
     let (server, scheme) = match &settings.tls {
         Some(files) => {
@@ -130,6 +133,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                     .default_service(web::to(cashgrid_http::system::not_found))
             })
             .workers(1)
+            .tcp_nodelay(true)
             .max_connections(connections)
             .bind(address)
             .with_context(|| format!("binding the Crypto Capital listener {address}"))?;

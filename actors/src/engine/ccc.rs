@@ -24,6 +24,13 @@ use crate::feed_hub::{Audience, FeedSpec, LedgerEntries, Subscription};
 use crate::store::{EntryRange, LedgerEntry, NewCustomer};
 use crate::stored_kind::{Refusal, Stored, StoredRequest};
 
+/// How many unchanging facts (registered addresses, accounts' owners) a node keeps, and for
+/// how long.
+const FACTS_MAX: u64 = 100_000;
+const FACTS_TTL: Duration = Duration::from_secs(3600);
+/// How long a transfer this node made is kept for its notifications.
+const RECENT_TTL: Duration = Duration::from_secs(60);
+
 /// Most currency accounts one user's balance lists.
 const ACCOUNTS_MAX: usize = 100;
 
@@ -79,6 +86,12 @@ pub struct CccService {
     operator: Arc<OnceCell<CustomerId>>,
     /// Signs what the server sends about the ledger (derived from the server key).
     message_key: Arc<MessageKey>,
+    /// Facts that never change once true, so every node may keep them: an address has
+    /// registered; an account of the API's exists (and who owns it).
+    registered: moka::sync::Cache<String, ()>,
+    owners: moka::sync::Cache<AccountId, Option<String>>,
+    /// Transfers this node made lately: their journal lines' notifications need not read them.
+    recent: moka::sync::Cache<TransferId, Arc<Transfer>>,
     send_timeout: Duration,
 }
 
@@ -93,7 +106,19 @@ impl CccService {
     ) -> Self {
         let message_key = Arc::new(users.context().hasher.message_key());
         let config = Arc::new(config);
-        Self { config, users, ledger, customers, feeds, operator: Arc::default(), message_key, send_timeout }
+        Self {
+            config,
+            users,
+            ledger,
+            customers,
+            feeds,
+            operator: Arc::default(),
+            message_key,
+            registered: super::bounded_cache(FACTS_TTL, FACTS_MAX),
+            owners: super::bounded_cache(FACTS_TTL, FACTS_MAX),
+            recent: super::bounded_cache(RECENT_TTL, FACTS_MAX),
+            send_timeout,
+        }
     }
 
     /// The address whose key signs the server's messages.
@@ -115,6 +140,18 @@ impl CccService {
         serde_json::from_value(stored.state)
             .map(Some)
             .map_err(|error| EngineError::Internal(format!("corrupt {} {address}: {error}", CccUser::KIND)))
+    }
+
+    /// Whether `address` has registered (once it has, for good).
+    pub async fn is_registered(&self, address: &str) -> Result<bool, EngineError> {
+        if self.registered.contains_key(address) {
+            return Ok(true);
+        }
+        let registered = self.user(address).await?.is_some();
+        if registered {
+            self.registered.insert(address.to_owned(), ());
+        }
+        Ok(registered)
     }
 
     pub async fn register(&self, registration: Registration) -> Result<ProfileAnswer, EngineError> {
@@ -160,11 +197,20 @@ impl CccService {
 
     /// The balances of the address's accounts, by currency code.
     pub async fn balances(&self, address: &str) -> Result<Vec<UserBalance>, EngineError> {
+        Ok(self.balances_of(&self.accounts(address).await?))
+    }
+
+    /// The address's accounts as committed.
+    pub async fn accounts(&self, address: &str) -> Result<Vec<Account>, EngineError> {
         let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
-        let accounts = self.ledger.accounts_of_owner(&owner, None, ACCOUNTS_MAX).await?;
+        self.ledger.accounts_of_owner(&owner, None, ACCOUNTS_MAX).await
+    }
+
+    /// The balances of accounts, by currency code.
+    pub fn balances_of(&self, accounts: &[Account]) -> Vec<UserBalance> {
         let mut balances: Vec<UserBalance> = accounts.iter().filter_map(|account| self.balance(account)).collect();
         balances.sort_by(|one, other| one.currency.code().cmp(other.currency.code()));
-        Ok(balances)
+        balances
     }
 
     fn balance(&self, account: &Account) -> Option<UserBalance> {
@@ -382,8 +428,12 @@ impl CccService {
 
     async fn ensure_user_account(&self, address: &str, currency: &str) -> Result<AccountId, EngineError> {
         let id = user_account(address, currency);
+        if self.owners.contains_key(&id) {
+            return Ok(id);
+        }
         let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
         self.ensure_account(id, owner, currency, AccountKind::Customer).await?;
+        self.owners.insert(id, Some(address.to_owned()));
         Ok(id)
     }
 
@@ -419,7 +469,7 @@ impl CccService {
         let request = TransferRequest::Post { id, debit: rail, credit: account, amount, memo };
         let outcome = self.ledger.transfer(request, Reach::Every).await?;
         Ok(match (outcome.result, outcome.transfer) {
-            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Created, Some(transfer)) => self.booked(transfer),
             (TransferResult::Exists, Some(transfer)) => Moved::AlreadyBooked(Box::new(transfer)),
             (TransferResult::ExistsWithDifferentFields, _) => {
                 Moved::Refused("Another payment was booked under this reference")
@@ -439,7 +489,7 @@ impl CccService {
         if sender == recipient {
             return Ok(Moved::Refused("Cannot transfer to yourself"));
         }
-        if self.user(recipient).await?.is_none() {
+        if !self.is_registered(recipient).await? {
             return Ok(Moved::NotFound("Unknown recipient: no registered user has this address"));
         }
         let debit = self.ensure_user_account(sender, currency).await?;
@@ -448,9 +498,15 @@ impl CccService {
         let request = TransferRequest::Post { id: TransferId(Uuid::new_v4()), debit, credit, amount, memo };
         let outcome = self.ledger.transfer(request, Reach::Every).await?;
         Ok(match (outcome.result, outcome.transfer) {
-            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Created, Some(transfer)) => self.booked(transfer),
             (result, _) => Moved::Refused(refusal_text(result)),
         })
+    }
+
+    /// A transfer just made, remembered for the notifications of its lines.
+    fn booked(&self, transfer: Transfer) -> Moved {
+        self.recent.insert(transfer.id, Arc::new(transfer.clone()));
+        Moved::Booked(Box::new(transfer))
     }
 
     /// The journal lines of the API's accounts as they commit, for a socket of `address` to
@@ -471,8 +527,13 @@ impl CccService {
         let Some(id) = entry.transfer else {
             return Ok(None);
         };
-        let Some(transfer) = self.ledger.transfer_by_id(id).await? else {
-            return Ok(None);
+        let transfer = match self.recent.get(&id) {
+            // A hold's later lines (its expiry) show its later state: read those.
+            Some(transfer) if entry.kind != "expired" => transfer,
+            _ => match self.ledger.transfer_by_id(id).await? {
+                Some(transfer) => Arc::new(transfer),
+                None => return Ok(None),
+            },
         };
         let shown = self.user_transfer(&transfer, entry.kind == "expired").await?;
         Ok((shown.sender == address || shown.destination == address).then_some(shown))
@@ -525,12 +586,19 @@ impl CccService {
         self.ledger.transfer_by_id(id).await?.ok_or_else(|| EngineError::Internal(format!("hold {id} is missing")))
     }
 
-    /// The Bitcoin address owning an account, if one does.
+    /// The Bitcoin address owning an account, if one does (an account's owner never changes).
     async fn owner_address(&self, id: AccountId) -> Result<Option<String>, EngineError> {
-        Ok(match self.ledger.account(id).await? {
+        if let Some(owner) = self.owners.get(&id) {
+            return Ok(owner);
+        }
+        let owner = match self.ledger.account(id).await? {
             Some(account) if account.owner.kind == OwnerKind::BitcoinAddress => Some(account.owner.id),
-            _ => None,
-        })
+            Some(_) => None,
+            // Not there (yet): nothing to remember.
+            None => return Ok(None),
+        };
+        self.owners.insert(id, owner.clone());
+        Ok(owner)
     }
 
     /// A user's transfers, oldest first, as `query` selects them (at most [`HISTORY_MAX`]):
@@ -595,7 +663,7 @@ impl CccService {
         let request = TransferRequest::Hold { id: TransferId(Uuid::new_v4()), debit, credit, amount, memo, timeout_ms };
         let outcome = self.ledger.transfer(request, Reach::Every).await?;
         Ok(match (outcome.result, outcome.transfer) {
-            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Created, Some(transfer)) => self.booked(transfer),
             (result, _) => Moved::Refused(refusal_text(result)),
         })
     }
@@ -614,7 +682,7 @@ impl CccService {
         };
         let outcome = self.ledger.transfer(request, Reach::Every).await?;
         Ok(match (outcome.result, outcome.transfer) {
-            (TransferResult::Created, Some(transfer)) => Moved::Booked(Box::new(transfer)),
+            (TransferResult::Created, Some(transfer)) => self.booked(transfer),
             (TransferResult::Exists, Some(transfer)) => Moved::AlreadyBooked(Box::new(transfer)),
             (TransferResult::ExistsWithDifferentFields | TransferResult::PendingTransferAlreadyPosted, _) => {
                 Moved::Refused("The payout was settled otherwise already")

@@ -8,6 +8,10 @@ use cashgrid_actors::domain::ledger::{major_units, parse_major, Amount, MajorAmo
 use cashgrid_actors::domain::Millis;
 use cashgrid_actors::engine::ccc::{HistoryQuery, Moved, PayoutStatus, ProfileAnswer, UserBalance, UserTransfer};
 use cashgrid_actors::{Engine, EngineError};
+use std::time::{Duration, Instant};
+
+use cashgrid_actors::domain::ledger::Account;
+use cashgrid_actors::store::LedgerEntry;
 use serde::Serialize;
 use serde_json::{Map, Number, Value};
 
@@ -265,9 +269,9 @@ fn amount(value: Option<&Value>, decimals: u8) -> Result<Amount, &'static str> {
 /// message (the recipient is told through the journal's notifications).
 async fn transfer(engine: &Engine, address: &Address, op: &Op) -> Result<Reply, EngineError> {
     let nonce = op.nonce.as_ref();
-    let Some(_sender) = engine.ccc().user(address.as_str()).await? else {
+    if !engine.ccc().is_registered(address.as_str()).await? {
         return Ok(Reply::error(nonce, NOT_REGISTERED));
-    };
+    }
     let recipient = match (text(&op.params, "destination"), text(&op.params, "recipient")) {
         (Ok(Some(recipient)), _) | (Ok(None), Ok(Some(recipient))) => recipient,
         (Err(message), _) | (_, Err(message)) => return Ok(Reply::error(nonce, &message)),
@@ -404,15 +408,57 @@ impl<'a> TransferData<'a> {
     }
 }
 
-/// The unsolicited messages of a transfer of `address`'s, without a nonce: the transfer
-/// (unless `own`: its maker was answered already) and the fresh balances as an `account`.
-pub async fn notifications(engine: &Engine, address: &Address, shown: &UserTransfer, own: bool) -> Vec<String> {
+/// How long a socket's notifications may show a profile before reading it again (another
+/// socket or node may have changed it).
+const PROFILE_FRESH: Duration = Duration::from_secs(1);
+
+/// What a socket's `account` notifications show: the profile, read again at most every
+/// [`PROFILE_FRESH`], and the accounts with their sums, kept current from the journal lines the
+/// socket follows (each notification shows the balances right after its transfer).
+pub struct Shown {
+    user: Option<CccUser>,
+    read: Instant,
+    accounts: Vec<Account>,
+}
+
+/// The unsolicited messages of a journal line of `address`'s: the transfer (unless `own`: its
+/// maker was answered already) and the fresh balances as an `account`, without a nonce.
+pub async fn notifications(
+    engine: &Engine,
+    address: &Address,
+    line: &LedgerEntry,
+    shown: &UserTransfer,
+    own: bool,
+    state: &mut Option<Shown>,
+) -> Vec<String> {
     let messages = async {
         let mut messages = Vec::new();
         if !own {
             messages.extend(signed(engine, "transfer", None, &TransferData::of(shown))?.messages);
         }
-        messages.extend(account(engine, address, "account", None).await?.messages);
+        let ccc = engine.ccc();
+        let known = state.as_ref().is_some_and(|known| known.accounts.iter().any(|account| account.id == line.account));
+        match state {
+            Some(known_state) if known => {
+                if known_state.read.elapsed() > PROFILE_FRESH {
+                    known_state.user = ccc.user(address.as_str()).await?;
+                    known_state.read = Instant::now();
+                }
+            }
+            _ => {
+                let user = ccc.user(address.as_str()).await?;
+                let accounts = ccc.accounts(address.as_str()).await?;
+                *state = Some(Shown { user, read: Instant::now(), accounts });
+            }
+        }
+        if let Some(known_state) = state.as_mut() {
+            if let Some(account) = known_state.accounts.iter_mut().find(|account| account.id == line.account) {
+                account.balances = line.balances;
+            }
+            let balances = ccc.balances_of(&known_state.accounts);
+            let data = AccountData::of(engine, known_state.user.as_ref(), &balances);
+            messages.extend(signed(engine, "account", None, &data)?.messages);
+        }
         Ok::<_, EngineError>(messages)
     };
     messages.await.unwrap_or_else(|error| {

@@ -53,6 +53,8 @@ struct Connection {
     /// Transfers this connection made itself: answered with the op's nonce, so their journal
     /// lines send no nonce-less copy here.
     own: OwnTransfers,
+    /// What its `account` notifications show, kept current from its journal lines.
+    shown: Option<ops::Shown>,
 }
 
 /// The newest transfers a connection made, bounded.
@@ -135,6 +137,7 @@ impl Connection {
             budget: Budget::new(),
             subscription: None,
             own: OwnTransfers::default(),
+            shown: None,
         }
     }
 
@@ -230,7 +233,7 @@ impl Connection {
         // The line of a transfer this connection made (not a later step of it, such as a
         // payout's outcome or expiry).
         let own = line.kind != "expired" && line.transfer.is_some_and(|id| self.own.contains(id));
-        ops::notifications(engine, address, &shown, own).await
+        ops::notifications(engine, address, line, &shown, own, &mut self.shown).await
     }
 }
 
