@@ -98,6 +98,7 @@ async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         prometheus,
         body_timeout: settings.body_timeout,
         trusted_proxies: settings.trusted_proxies.clone(),
+        ccc_sockets: Default::default(),
     });
     let connections = connection_bound(&settings);
     let state_for_ccc = state.clone();

@@ -46,6 +46,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// Reverse proxies whose `X-Forwarded-*` headers are believed (`client_origin`).
     pub trusted_proxies: client_origin::TrustedProxies,
+    /// The Crypto Capital API's open sockets, per client host and Bitcoin address.
+    pub ccc_sockets: ccc::limits::Sockets,
 }
 
 /// Create the frontends' metric series at zero (once, at start), so dashboards show 0 rather

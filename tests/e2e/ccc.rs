@@ -333,8 +333,33 @@ pub async fn abuse_closes_the_connection_and_nothing_else(backend: Backend) {
     }
     let mut fine = Client::connect(&env).await;
     assert_eq!(fine.auth(&wallet).await["data"], "User Authenticated");
+    // One address holds at most 64 authenticated sockets on a node; an ended one makes room.
+    let mut held = vec![fine];
+    while held.len() < 64 {
+        let mut client = Client::connect(&env).await;
+        assert_eq!(client.auth(&wallet).await["data"], "User Authenticated", "socket {}", held.len() + 1);
+        held.push(client);
+    }
+    let mut one_more = Client::connect(&env).await;
+    assert_error(&one_more.auth(&wallet).await, Some(1), "Too many sockets for this address");
+    held.pop();
+    let mut room = Client::connect(&env).await;
+    let mut authenticated = false;
+    for _ in 0..50 {
+        // The ended socket is counted out once the server has seen it close.
+        let answer = room.auth(&wallet).await;
+        if answer["msg"] == "auth" {
+            authenticated = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(authenticated, "an ended socket makes room");
+    drop(one_more);
     let metrics = env.api.get_anonymous("/metrics").await;
-    assert!(metrics.text.contains(r#"cashgrid_ccc_auths_total{result="refused"} 5"#), "auth refusals counted");
+    let sample = |series: &str| crate::api::sample(&metrics.text, series).unwrap_or(0.0);
+    assert!(sample(r#"cashgrid_ccc_auths_total{result="refused"}"#) >= 5.0, "auth refusals counted");
+    assert!(sample(r#"cashgrid_ccc_refused_sockets_total{reason="per_address"}"#) >= 1.0, "socket refusals counted");
     assert!(metrics.text.contains(r#"cashgrid_ccc_op_duration_seconds_count{op="auth"}"#), "op latencies");
 }
 

@@ -9,6 +9,7 @@ pub const CONNECTIONS: &str = "cashgrid_ccc_connections";
 pub const AUTHS: &str = "cashgrid_ccc_auths_total";
 pub const OPS: &str = "cashgrid_ccc_ops_total";
 pub const OP_DURATION: &str = "cashgrid_ccc_op_duration_seconds";
+pub const REFUSED_SOCKETS: &str = "cashgrid_ccc_refused_sockets_total";
 
 /// The ops of the protocol (fact sheet §4), the label values of [`OPS`] besides `unknown` and
 /// `invalid` (a frame that is not an op).
@@ -21,6 +22,9 @@ pub fn register_initial_series() {
     gauge!(CONNECTIONS).set(0.0);
     for result in ["ok", "refused"] {
         counter!(AUTHS, "result" => result).absolute(0);
+    }
+    for reason in ["per_ip", "per_address"] {
+        counter!(REFUSED_SOCKETS, "reason" => reason).absolute(0);
     }
     for op in OPS_KNOWN.iter().chain(&["unknown", "invalid"]) {
         for result in RESULTS {
@@ -37,6 +41,10 @@ pub fn op_label(name: &str) -> &'static str {
 pub fn record_op(op: &'static str, result: &'static str, took: Duration) {
     counter!(OPS, "op" => op, "result" => result).increment(1);
     histogram!(OP_DURATION, "op" => op).record(took.as_secs_f64());
+}
+
+pub fn record_refused_socket(reason: &'static str) {
+    counter!(REFUSED_SOCKETS, "reason" => reason).increment(1);
 }
 
 pub fn record_auth(result: &'static str) {

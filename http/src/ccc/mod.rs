@@ -3,6 +3,7 @@
 //! signs a per-connection challenge (`session.rs`; envelopes in `protocol.rs`), and the
 //! operator's HTTP side under `/ccc/v1/operator` (`operator.rs`, shared views in `views.rs`).
 
+pub mod limits;
 mod metrics;
 pub mod operator;
 mod ops;
@@ -34,7 +35,11 @@ async fn connect(
     body: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    let origin = crate::client_origin::of(&request, &state.trusted_proxies);
+    let Some(held) = state.ccc_sockets.open(origin.address) else {
+        return Ok(HttpResponse::TooManyRequests().body("Too many sockets from this address."));
+    };
     let (response, session, messages) = actix_ws::handle(&request, body)?;
-    actix_web::rt::spawn(session::run(state.engine.clone(), session, messages));
+    actix_web::rt::spawn(session::run(state.engine.clone(), held, session, messages));
     Ok(response)
 }

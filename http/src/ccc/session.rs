@@ -22,6 +22,7 @@ use cashgrid_actors::feed_hub::{self, FeedItem, LedgerEntries, Subscription};
 use cashgrid_actors::store::{LedgerEntry, StoreError};
 use cashgrid_actors::Engine;
 
+use super::limits::Held;
 use super::metrics as m;
 use super::ops;
 use super::protocol::{self, Op};
@@ -43,6 +44,8 @@ const CLOSE_ABUSE: CloseCode = CloseCode::Policy;
 /// What the connection knows.
 struct Connection {
     engine: Option<Engine>,
+    /// Its place in the per-host and per-address counts.
+    held: Option<Held>,
     challenge: String,
     /// The address that authenticated, once one has.
     address: Option<Address>,
@@ -131,6 +134,7 @@ impl Connection {
         let challenge = Alphanumeric.sample_string(&mut rand::rngs::OsRng, CHALLENGE_CHARS).to_ascii_lowercase();
         Self {
             engine,
+            held: None,
             challenge,
             address: None,
             failed_auths: 0,
@@ -189,6 +193,12 @@ impl Connection {
             });
         match verified {
             Ok(address) => {
+                if let Some(held) = &mut self.held {
+                    if !held.authenticate(address.as_str()) {
+                        m::record_auth("refused");
+                        return (Answer::error(nonce, "Too many sockets for this address"), true);
+                    }
+                }
                 if let Some(engine) = &self.engine {
                     match engine.ccc().subscribe(address.as_str()).await {
                         Ok(subscription) => self.subscription = Some(subscription),
@@ -258,9 +268,10 @@ async fn next_line(
 }
 
 /// Serve one connection until either side ends it.
-pub async fn run(engine: Engine, mut session: Session, messages: MessageStream) {
+pub async fn run(engine: Engine, held: Held, mut session: Session, messages: MessageStream) {
     let _open = m::Open::connection();
     let mut connection = Connection::new(Some(engine));
+    connection.held = Some(held);
     let close = serve(&mut connection, &mut session, messages).await;
     if let Some(close) = close {
         let _ = timeout(CLOSE_TIMEOUT, session.close(Some(close))).await;
