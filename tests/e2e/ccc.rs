@@ -761,3 +761,39 @@ pub async fn the_operator_api_books_deposits_verifies_users_and_settles_payouts(
     bad.assert_status(400);
     assert_eq!(usd(&mut alice).await, "20.00");
 }
+
+pub async fn notifications_reach_a_users_sockets_on_every_node(backend: Backend) {
+    let mut env = TestEnv::start(backend).await;
+    let (node_b, _api_b) = env.start_another_node(&[]).await;
+    let on_b = format!("{}{PATH}", node_b.base_url.replacen("http", "ws", 1));
+    let (alice_key, bob_key) = (Wallet::new(true), Wallet::new(false));
+    let mut alice = registered(&env, &alice_key, "Alice").await;
+    let mut bob = registered(&env, &bob_key, "Bob").await;
+    // A second socket of Bob's, on the other node.
+    let mut bob_b = Client::on(FeedClient::connect_url(&on_b, &[]).await).await;
+    assert_eq!(bob_b.auth(&bob_key).await["data"], "User Authenticated");
+    let address = alice_key.address();
+    env.cli_json(&[
+        "ccc",
+        "deposit",
+        "--address",
+        &address,
+        "--currency",
+        "USD",
+        "--amount",
+        "10",
+        "--from-iban",
+        BANK_IBAN,
+    ]);
+    let sent = alice
+        .op(json!({"op": "transfer", "nonce": 1, "params": {"recipient": bob_key.address(), "currency": "USD", "amount": "2.50"}}))
+        .await;
+    // Both of Bob's sockets are told, with the same data as Alice's reply, in order.
+    for socket in [&mut bob, &mut bob_b] {
+        let told = socket.unsolicited("transfer").await;
+        assert_eq!(told["data"], sent["data"]);
+        let fresh = socket.unsolicited("account").await;
+        assert_eq!(fresh["data"]["accounts"], json!([{"currency": "USD", "balance": "2.50"}]));
+    }
+    drop(node_b);
+}

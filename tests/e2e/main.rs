@@ -81,6 +81,7 @@ scenarios_on_both_backends! {
     ccc::deposits_and_transfers_move_money_and_history_replays_them,
     ccc::payouts_to_an_iban_are_held_then_complete_fail_or_time_out,
     ccc::the_operator_api_books_deposits_verifies_users_and_settles_payouts,
+    ccc::notifications_reach_a_users_sockets_on_every_node,
     api_documents::every_document_is_served_and_every_operation_is_routed,
     live_feeds::a_bank_sees_every_state_change_of_a_thousand_tokens_in_order_across_a_reconnect,
     live_feeds::the_original_feeds_tell_owner_cash_customer_and_admin_which_token_changed,
