@@ -607,11 +607,19 @@ impl CccService {
         let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
         let accounts = self.ledger.accounts_of_owner(&owner, None, ACCOUNTS_MAX).await?;
         let from = query.since_time.unwrap_or(Millis::MIN);
+        // Only the newest N: read each account's journal from its end.
+        let newest = query.limit.filter(|_| query.since_time.is_none() && query.since_transaction.is_none());
         // (when, transfer, whether the line is a hold's expiry)
         let mut steps: Vec<(Millis, Transfer, bool)> = Vec::new();
         for account in &accounts {
-            let range = EntryRange { from, until: Millis::MAX, after: None, limit: HISTORY_MAX };
-            for line in self.ledger.account_transfers(account.id, range).await? {
+            let lines = match newest {
+                Some(limit) => self.ledger.latest_account_transfers(account.id, limit.min(HISTORY_MAX)).await?,
+                None => {
+                    let range = EntryRange { from, until: Millis::MAX, after: None, limit: HISTORY_MAX };
+                    self.ledger.account_transfers(account.id, range).await?
+                }
+            };
+            for line in lines {
                 // The journal lists a hold once, where it was made; its expiry is a step too.
                 if let (TransferKind::Pending { expires_at }, Some(PendingState::Expired)) =
                     (&line.transfer.kind, &line.transfer.pending_state)

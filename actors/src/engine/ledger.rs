@@ -180,6 +180,15 @@ impl LedgerService {
         Ok(self.store.ledger_account_transfers(account, range).await?)
     }
 
+    /// The transfers of an account's newest journal lines, newest first.
+    pub async fn latest_account_transfers(
+        &self,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<AccountTransfer>, EngineError> {
+        Ok(self.store.ledger_account_latest_transfers(account, limit).await?)
+    }
+
     /// One transfer by a caller of `reach`.
     pub async fn transfer(&self, request: TransferRequest, reach: Reach) -> Result<TransferOutcome, EngineError> {
         let mut answers = self.submit(vec![Submitted { request, linked: false }], reach).await?;

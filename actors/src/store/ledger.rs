@@ -175,6 +175,12 @@ static ACCOUNT_TRANSFERS: Statement = statement!(
      WHERE e.account = $1 AND e.at >= $2 AND e.at < $3 AND (e.at > $4 OR (e.at = $4 AND e.seq > $5)) \
      AND e.kind <> 'expired' ORDER BY e.at, e.seq LIMIT $6"
 );
+/// The newest transfers of an account's journal lines, newest first (the index read backwards).
+static ACCOUNT_TRANSFERS_LATEST: Statement = statement!(
+    "ledger_account_transfers_latest",
+    "SELECT e.at, e.seq, t.record FROM ledger_entries e JOIN ledger_transfers t ON t.id = e.transfer \
+     WHERE e.account = $1 AND e.kind <> 'expired' ORDER BY e.at DESC, e.seq DESC LIMIT $2"
+);
 static CUSTOMER_ENTRIES: Statement = statement!(
     "ledger_customer_entries",
     "SELECT {ENTRY_COLUMNS} FROM ledger_entries WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
@@ -598,6 +604,18 @@ pub struct AccountTransfer {
     pub at: Millis,
     pub seq: i64,
     pub transfer: Transfer,
+}
+
+pub(super) async fn latest_account_transfers<B: Backend>(
+    backend: &B,
+    account: AccountId,
+    limit: usize,
+) -> Result<Vec<AccountTransfer>, StoreError> {
+    ACCOUNT_TRANSFERS_LATEST
+        .all(backend, args![account.to_string(), rows::list_limit(limit)], |row| {
+            Ok(AccountTransfer { at: row.i64(0)?, seq: row.i64(1)?, transfer: record_at(row, 2)? })
+        })
+        .await
 }
 
 pub(super) async fn account_transfers<B: Backend>(

@@ -429,6 +429,13 @@ pub trait Store: Send + Sync + 'static {
         account: AccountId,
         range: EntryRange,
     ) -> Result<Vec<AccountTransfer>, StoreError>;
+    /// The transfers of an account's newest journal lines, newest first, at most `limit` (and
+    /// never more than [`LIST_LIMIT_MAX`]).
+    async fn ledger_account_latest_transfers(
+        &self,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<AccountTransfer>, StoreError>;
     /// The journal lines after sequence number `after_seq`, in order: of one customer's
     /// accounts, or (`None`) of all.
     async fn ledger_entries_after(

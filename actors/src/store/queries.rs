@@ -747,6 +747,14 @@ impl<B: Backend> Store for B {
         ledger::account_transfers(self, account, range).await
     }
 
+    async fn ledger_account_latest_transfers(
+        &self,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<AccountTransfer>, StoreError> {
+        ledger::latest_account_transfers(self, account, limit).await
+    }
+
     async fn ledger_entries_after(
         &self,
         customer: Option<CustomerId>,
