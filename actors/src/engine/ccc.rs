@@ -30,6 +30,9 @@ const FACTS_MAX: u64 = 100_000;
 const FACTS_TTL: Duration = Duration::from_secs(3600);
 /// How long a transfer this node made is kept for its notifications.
 const RECENT_TTL: Duration = Duration::from_secs(60);
+/// Signatures kept for texts signed again, and the longest text kept.
+const SIGNATURES_MAX: u64 = 10_000;
+const SIGNED_TEXT_MAX: usize = 1_024;
 
 /// Most currency accounts one user's balance lists.
 const ACCOUNTS_MAX: usize = 100;
@@ -92,6 +95,8 @@ pub struct CccService {
     owners: moka::sync::Cache<AccountId, Option<String>>,
     /// Transfers this node made lately: their journal lines' notifications need not read them.
     recent: moka::sync::Cache<TransferId, Arc<Transfer>>,
+    /// Texts signed lately, with their signatures.
+    signatures: moka::sync::Cache<String, String>,
     send_timeout: Duration,
 }
 
@@ -117,6 +122,7 @@ impl CccService {
             registered: super::bounded_cache(FACTS_TTL, FACTS_MAX),
             owners: super::bounded_cache(FACTS_TTL, FACTS_MAX),
             recent: super::bounded_cache(RECENT_TTL, FACTS_MAX),
+            signatures: super::bounded_cache(RECENT_TTL, SIGNATURES_MAX),
             send_timeout,
         }
     }
@@ -127,8 +133,20 @@ impl CccService {
     }
 
     /// A Bitcoin message signature of `data` by the server's key, base64.
+    /// Signing is deterministic (RFC 6979), so a text signed lately (a transfer's reply, then
+    /// the recipient's copy of the same data) takes the signature made then.
     pub fn sign(&self, data: &str) -> Result<String, EngineError> {
-        self.message_key.sign(data.as_bytes()).map_err(|error| EngineError::Internal(format!("signing: {error}")))
+        if let Some(signature) = self.signatures.get(data) {
+            return Ok(signature);
+        }
+        let signature = self
+            .message_key
+            .sign(data.as_bytes())
+            .map_err(|error| EngineError::Internal(format!("signing: {error}")))?;
+        if data.len() <= SIGNED_TEXT_MAX {
+            self.signatures.insert(data.to_owned(), signature.clone());
+        }
+        Ok(signature)
     }
 
     /// The user registered under `address`, as committed.
