@@ -357,9 +357,10 @@ pub fn user_account(address: &str, currency: &str) -> AccountId {
     AccountId(Uuid::new_v8(bytes))
 }
 
-/// Whether a journal line's account may be one of `address`'s (see [`OWNER_PREFIX_BYTES`]).
-pub fn may_be_users(address: &str, account: AccountId) -> bool {
-    account.0.as_bytes()[..OWNER_PREFIX_BYTES] == owner_prefix(address)
+/// Whether a journal line's account may be one of the address whose prefix this is (see
+/// [`OWNER_PREFIX_BYTES`]).
+fn may_be_users(prefix: &[u8; OWNER_PREFIX_BYTES], account: AccountId) -> bool {
+    account.0.as_bytes()[..OWNER_PREFIX_BYTES] == prefix[..]
 }
 
 /// The bank rail of `currency`: where deposits come from and IBAN payouts go.
@@ -421,7 +422,8 @@ impl CccService {
         Ok(*found)
     }
 
-    /// Open an account of the API's (again: the same id finds the one there is).
+    /// Open an account of the API's (again: the same id finds the one there is), once per node:
+    /// an account opened is remembered with its owner, which never changes.
     async fn ensure_account(
         &self,
         id: AccountId,
@@ -429,6 +431,10 @@ impl CccService {
         currency: &str,
         kind: AccountKind,
     ) -> Result<(), EngineError> {
+        if self.owners.contains_key(&id) {
+            return Ok(());
+        }
+        let address = (owner.kind == OwnerKind::BitcoinAddress).then(|| owner.id.clone());
         let currency = Currency::new(currency).ok_or_else(|| EngineError::Internal("not a currency code".into()))?;
         let flags = match kind {
             // A rail is the outside world: it goes below zero by what came in.
@@ -439,19 +445,18 @@ impl CccService {
         };
         let new = NewAccount { id, customer: self.operator().await?, owner, currency, kind, flags };
         match self.ledger.open(new).await? {
-            Opened::Created(_) | Opened::Exists(_) => Ok(()),
+            Opened::Created(_) | Opened::Exists(_) => {
+                self.owners.insert(id, address);
+                Ok(())
+            }
             other => Err(EngineError::Internal(format!("opening a ccc account: {other:?}"))),
         }
     }
 
     async fn ensure_user_account(&self, address: &str, currency: &str) -> Result<AccountId, EngineError> {
         let id = user_account(address, currency);
-        if self.owners.contains_key(&id) {
-            return Ok(id);
-        }
         let owner = Owner { kind: OwnerKind::BitcoinAddress, id: address.to_owned() };
         self.ensure_account(id, owner, currency, AccountKind::Customer).await?;
-        self.owners.insert(id, Some(address.to_owned()));
         Ok(id)
     }
 
@@ -464,7 +469,7 @@ impl CccService {
 
     /// Book a bank payment to a registered user (the operator's call).
     pub async fn deposit(&self, deposit: Deposit) -> Result<Moved, EngineError> {
-        if self.user(&deposit.address).await?.is_none() {
+        if !self.is_registered(&deposit.address).await? {
             return Ok(Moved::NotFound("Unknown recipient: no registered user has this address"));
         }
         if !self.knows_currency(&deposit.currency) {
@@ -528,13 +533,14 @@ impl CccService {
     }
 
     /// The journal lines of the API's accounts as they commit, for a socket of `address` to
-    /// pick its own from (`may_be_users`, then the transfer's parties). Live only: what
+    /// pick its own from (the address's prefix, then the transfer's parties). Live only: what
     /// happened before is `history`'s.
     pub async fn subscribe(&self, address: &str) -> Result<Subscription<LedgerEntries>, EngineError> {
         let operator = self.operator().await?;
-        let owner = address.to_owned();
+        // Hashed once here: the filter runs for every line the node commits.
+        let prefix = owner_prefix(address);
         let spec = FeedSpec::<LedgerEntries>::new(FEED_LABEL, move |_, entry: &LedgerEntry| {
-            entry.transfer.is_some() && may_be_users(&owner, entry.account)
+            entry.transfer.is_some() && may_be_users(&prefix, entry.account)
         });
         self.feeds.subscribe_ledger(spec, Audience::Customer(operator), None)
     }
