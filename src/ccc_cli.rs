@@ -2,11 +2,10 @@
 //! as a running server (an engine of its own for the one request, like `cashgrid transfer`).
 //! Each prints one JSON object; a refusal prints it too and exits with 1.
 
-use anyhow::Context as _;
-use cashgrid_actors::domain::ccc::parse_iban;
-use cashgrid_actors::domain::ledger::{parse_major, Currency, MajorAmountError, Transfer, TransferId};
-use cashgrid_actors::engine::ccc::{Deposit, Moved, ProfileAnswer};
+use cashgrid_actors::domain::ledger::{Transfer, TransferId};
+use cashgrid_actors::engine::ccc::{Moved, ProfileAnswer};
 use cashgrid_actors::{Engine, EngineConfig};
+use cashgrid_http::ccc::operator::read_deposit;
 use cashgrid_http::ccc::views::{DepositView, RefusedView, SettledView, VerifiedView};
 use clap::Subcommand;
 
@@ -97,17 +96,8 @@ fn deposit(
     from_iban: String,
     reference: Option<String>,
 ) -> anyhow::Result<()> {
-    let from_iban = parse_iban(&from_iban).context("--from-iban is not a valid IBAN")?;
-    let decimals = Currency::new(&currency)
-        .and_then(|code| config.currencies.decimals(&code))
-        .with_context(|| format!("{currency} is not a currency of this ledger"))?;
-    let minor = parse_major(&amount, decimals).map_err(|error| match error {
-        MajorAmountError::Malformed => anyhow::anyhow!("--amount is not a decimal number such as 100.00"),
-        MajorAmountError::TooManyDecimals => anyhow::anyhow!("--amount has more than {decimals} decimal places"),
-        MajorAmountError::NotPositive => anyhow::anyhow!("--amount must be positive"),
-        MajorAmountError::TooLarge => anyhow::anyhow!("--amount is too large"),
-    })?;
-    let deposit = Deposit { address, currency, amount: minor, from_iban, reference };
+    let deposit = read_deposit(&config.currencies, address, currency, &amount, &from_iban, reference)
+        .map_err(|error| anyhow::anyhow!("{error}"))?;
     with_engine_of(settings, config, move |engine, _| async move {
         let (result, transfer) = match engine.ccc().deposit(deposit).await? {
             Moved::Booked(transfer) => ("booked", transfer),

@@ -7,7 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use cashgrid_actors::crypto::bitcoin_message::Address;
 use cashgrid_actors::domain::ccc::{parse_iban, UserRejection};
-use cashgrid_actors::domain::ledger::{parse_major, MajorAmountError, TransferId};
+use cashgrid_actors::domain::ledger::{parse_major, Currencies, Currency, MajorAmountError, TransferId};
 use cashgrid_actors::engine::ccc::{Deposit, Moved, ProfileAnswer};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::OpenApi as Document;
@@ -80,13 +80,71 @@ fn address(text: &str) -> Result<Address, LedgerError> {
     Address::parse(text).map_err(|_| LedgerError::invalid(format!("'{text}' is not a Bitcoin P2PKH address.")))
 }
 
-fn text_within(text: Option<String>, name: &str) -> Result<Option<String>, LedgerError> {
+/// `text` when it is 1 to [`TEXT_MAX`] characters without NUL (or absent).
+fn within(text: &Option<String>) -> bool {
     match text {
-        Some(text) if text.is_empty() || text.chars().count() > TEXT_MAX || text.contains('\0') => {
-            Err(LedgerError::invalid(format!("{name} must be 1 to {TEXT_MAX} characters.")))
-        }
-        other => Ok(other),
+        None => true,
+        Some(text) => !text.is_empty() && text.chars().count() <= TEXT_MAX && !text.contains('\0'),
     }
+}
+
+fn text_within(text: Option<String>, name: &str) -> Result<Option<String>, LedgerError> {
+    if within(&text) {
+        Ok(text)
+    } else {
+        Err(LedgerError::invalid(format!("{name} must be 1 to {TEXT_MAX} characters.")))
+    }
+}
+
+/// Why a deposit's fields do not make a deposit; the text names the field as the HTTP body does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DepositInputError {
+    #[error("address '{0}' is not a Bitcoin P2PKH address")]
+    Address(String),
+    #[error("{0} is not a currency of this ledger")]
+    UnknownCurrency(String),
+    #[error("amount must be a decimal number such as 100.00")]
+    Malformed,
+    #[error("amount has more than {0} decimal places")]
+    TooManyDecimals(u8),
+    #[error("amount must be positive")]
+    NotPositive,
+    #[error("amount is too large")]
+    TooLarge,
+    #[error("from_iban is not a valid IBAN")]
+    Iban,
+    #[error("reference must be 1 to {TEXT_MAX} characters")]
+    Reference,
+}
+
+/// A deposit from its fields as given (the HTTP body here, the CLI's flags in `cashgrid ccc
+/// deposit`): the address, the IBAN and the reference checked, the amount read in the
+/// currency's minor units.
+pub fn read_deposit(
+    currencies: &Currencies,
+    address: String,
+    currency: String,
+    amount: &str,
+    from_iban: &str,
+    reference: Option<String>,
+) -> Result<Deposit, DepositInputError> {
+    if Address::parse(&address).is_err() {
+        return Err(DepositInputError::Address(address));
+    }
+    let from_iban = parse_iban(from_iban).ok_or(DepositInputError::Iban)?;
+    let decimals = Currency::new(&currency)
+        .and_then(|code| currencies.decimals(&code))
+        .ok_or_else(|| DepositInputError::UnknownCurrency(currency.clone()))?;
+    let amount = parse_major(amount, decimals).map_err(|error| match error {
+        MajorAmountError::Malformed => DepositInputError::Malformed,
+        MajorAmountError::TooManyDecimals => DepositInputError::TooManyDecimals(decimals),
+        MajorAmountError::NotPositive => DepositInputError::NotPositive,
+        MajorAmountError::TooLarge => DepositInputError::TooLarge,
+    })?;
+    if !within(&reference) {
+        return Err(DepositInputError::Reference);
+    }
+    Ok(Deposit { address, currency, amount, from_iban, reference })
 }
 
 /// A bank payment in to a user.
@@ -132,28 +190,20 @@ async fn deposit(
     payload: web::Payload,
 ) -> Result<HttpResponse, LedgerError> {
     operator(&state, &request).await?;
-    let DepositBody { address: text, currency, amount, from_iban, reference } = body(&request, payload).await?;
-    let address = address(&text)?;
-    let from_iban = parse_iban(&from_iban).ok_or_else(|| LedgerError::invalid("from_iban is not a valid IBAN."))?;
+    let DepositBody { address, currency, amount, from_iban, reference } = body(&request, payload).await?;
     let ccc = state.engine.ccc();
-    let decimals = ccc.decimals(&currency).ok_or_else(|| LedgerError::unknown_currency(&currency))?;
-    let amount = parse_major(&amount, decimals).map_err(|error| {
-        LedgerError::invalid(match error {
-            MajorAmountError::Malformed => "amount must be a decimal number such as 100.00.".to_owned(),
-            MajorAmountError::TooManyDecimals => format!("amount has more than {decimals} decimal places."),
-            MajorAmountError::NotPositive => "amount must be positive.".to_owned(),
-            MajorAmountError::TooLarge => "amount is too large.".to_owned(),
-        })
+    let deposit = read_deposit(state.engine.ledger().currencies(), address, currency, &amount, &from_iban, reference)
+        .map_err(|error| match error {
+        DepositInputError::UnknownCurrency(code) => LedgerError::unknown_currency(&code),
+        other => LedgerError::invalid(format!("{other}.")),
     })?;
-    let reference = text_within(reference, "reference")?;
-    let deposit = Deposit { address: address.to_string(), currency, amount, from_iban, reference };
     let (status, result, transfer) = match ccc.deposit(deposit).await.map_err(LedgerError::fault)? {
         Moved::Booked(transfer) => (StatusCode::CREATED, "booked", transfer),
         Moved::AlreadyBooked(transfer) => (StatusCode::OK, "already_booked", transfer),
         Moved::NotFound(message) => return Err(LedgerError::not_found_because(message)),
         Moved::Refused(message) => return Err(LedgerError::refused(message)),
     };
-    let decimals = ccc.decimals(transfer.currency.code()).unwrap_or(decimals);
+    let decimals = ccc.decimals(transfer.currency.code()).unwrap_or(0);
     Ok(HttpResponse::build(status).json(DepositView::of(result, &transfer, decimals)))
 }
 
