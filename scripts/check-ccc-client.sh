@@ -13,6 +13,8 @@
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/cashgrid.sh
+. scripts/lib/cashgrid.sh
 COINCURVE_VERSION=21.0.0
 WEBSOCKETS_VERSION=17.4
 RUN_TIMEOUT=${CHECK_CCC_RUN_TIMEOUT:-120}
@@ -26,12 +28,7 @@ SERVER_PID=
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
+  [ -n "$SERVER_PID" ] && stop_process "$SERVER_PID"
   if [ "$rc" -ne 0 ] && [ -s "$TMP/cashgrid.log" ]; then
     echo "----- last lines of cashgrid.log -----" >&2
     tail -n 20 "$TMP/cashgrid.log" >&2
@@ -55,8 +52,7 @@ fi
 if [ -n "${CHECK_CCC_CASHGRID:-}" ]; then
   CASHGRID=$CHECK_CCC_CASHGRID
 else
-  TARGET=$(cargo metadata --format-version 1 --no-deps |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || die "cargo metadata failed"
+  TARGET=$(target_dir .) || die "cargo metadata failed"
   CASHGRID=$TARGET/debug/cashgrid
   [ -x "$CASHGRID" ] || cargo test --workspace --no-run --quiet || die "cargo build failed"
 fi
@@ -66,15 +62,10 @@ fi
 DATA=$TMP/data
 "$CASHGRID" serve --bind 127.0.0.1:0 --data-dir "$DATA" >"$TMP/cashgrid.out" 2>"$TMP/cashgrid.log" &
 SERVER_PID=$!
-PORT=
-deadline=$((SECONDS + START_TIMEOUT))
-while [ $SECONDS -lt $deadline ]; do
-  PORT=$(sed -n 's|^cashgrid listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$TMP/cashgrid.out" || true)
-  [ -n "$PORT" ] && break
+PORT=$(listening_port "$TMP/cashgrid.out" "$SERVER_PID" "$START_TIMEOUT") || {
   kill -0 "$SERVER_PID" 2>/dev/null || die "cashgrid exited before listening"
-  sleep 0.1
-done
-[ -n "$PORT" ] || die "cashgrid printed no listening line within ${START_TIMEOUT}s"
+  die "cashgrid printed no listening line within ${START_TIMEOUT}s"
+}
 SIGNER=$(sed -n 's|^cashgrid ccc messages are signed by ||p' "$TMP/cashgrid.out")
 [ -n "$SIGNER" ] || die "cashgrid printed no signing address"
 timeout "$RUN_TIMEOUT" python3 scripts/ccc_client.py --url "ws://127.0.0.1:$PORT/ccc/v1" --cashgrid "$CASHGRID" \

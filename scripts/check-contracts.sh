@@ -31,6 +31,8 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 ROOT=$PWD
+# shellcheck source=scripts/lib/cashgrid.sh
+. scripts/lib/cashgrid.sh
 SCHEMATHESIS_VERSION=4.32.5
 MAX_EXAMPLES=${CHECK_CONTRACTS_MAX_EXAMPLES:-50}
 RUN_TIMEOUT=${CHECK_CONTRACTS_RUN_TIMEOUT:-120}
@@ -51,12 +53,7 @@ SERVER_PID=
 cleanup() {
   local rc=$?
   set +e
-  if [ -n "$SERVER_PID" ]; then
-    kill "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
+  [ -n "$SERVER_PID" ] && stop_process "$SERVER_PID"
   if [ "$rc" -ne 0 ] && [ -s "$TMP/cashgrid.log" ]; then
     echo "----- last lines of cashgrid.log -----" >&2
     tail -n 20 "$TMP/cashgrid.log" >&2
@@ -98,8 +95,7 @@ else
   log "cargo test --workspace --no-run (the tests' build, with target/debug/cashgrid)"
   cargo test --workspace --no-run --quiet || die "cargo build failed"
 fi
-TARGET=$(cargo metadata --format-version 1 --no-deps |
-  python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])') || die "cargo metadata failed"
+TARGET=$(target_dir "$ROOT") || die "cargo metadata failed"
 CASHGRID=$TARGET/debug/cashgrid
 [ -x "$CASHGRID" ] || die "no cashgrid binary at $CASHGRID"
 
@@ -112,15 +108,10 @@ STORE_ARGS=(--data-dir "$DATA")
 "$CASHGRID" serve --bind 127.0.0.1:0 "${STORE_ARGS[@]}" --error-status 4xx --trigger-wait-ms 2000 \
   >"$TMP/cashgrid.out" 2>"$TMP/cashgrid.log" &
 SERVER_PID=$!
-PORT=
-deadline=$((SECONDS + START_TIMEOUT))
-while [ $SECONDS -lt $deadline ]; do
-  PORT=$(sed -n 's|^cashgrid listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$TMP/cashgrid.out" || true)
-  [ -n "$PORT" ] && break
+PORT=$(listening_port "$TMP/cashgrid.out" "$SERVER_PID" "$START_TIMEOUT") || {
   kill -0 "$SERVER_PID" 2>/dev/null || die "cashgrid exited before listening"
-  sleep 0.1
-done
-[ -n "$PORT" ] || die "cashgrid printed no listening line within ${START_TIMEOUT}s"
+  die "cashgrid printed no listening line within ${START_TIMEOUT}s"
+}
 BASE=http://127.0.0.1:$PORT
 log "cashgrid listening on $BASE (pid $SERVER_PID)"
 

@@ -38,12 +38,11 @@ SCRAPE_INTERVAL=1s
 log() { echo "check-dashboards: $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
-# The target directory cargo uses when run in DIR (load-tests/.cargo/config.toml points its own
-# at ../target, but cargo reads that file only when run inside load-tests/).
-target_dir() {
-  (cd "$1" && cargo metadata --format-version 1 --no-deps) |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])'
-}
+# target_dir DIR: the target directory cargo uses when run in DIR (load-tests/.cargo/config.toml
+# points its own at ../target, but cargo reads that file only when run inside load-tests/);
+# listening_port.
+# shellcheck source=scripts/lib/cashgrid.sh
+. scripts/lib/cashgrid.sh
 
 case "$LOAD" in goose|python) ;; *) die "CHECK_DASHBOARDS_LOAD must be goose or python, not '$LOAD'" ;; esac
 [ "$LOAD_SECONDS" -ge 25 ] 2>/dev/null || die "CHECK_DASHBOARDS_LOAD_SECONDS must be a number >= 25"
@@ -133,15 +132,10 @@ start_cashgrid() {
     >"$TMP/$name.out" 2>"$TMP/$name.log" &
   local pid=$!
   PIDS+=("$pid")
-  local deadline=$((SECONDS + START_TIMEOUT))
-  STARTED_PORT=
-  while [ $SECONDS -lt $deadline ]; do
-    STARTED_PORT=$(sed -n 's|^cashgrid listening on http://127\.0\.0\.1:\([0-9][0-9]*\)$|\1|p' "$TMP/$name.out" || true)
-    [ -n "$STARTED_PORT" ] && break
+  STARTED_PORT=$(listening_port "$TMP/$name.out" "$pid" "$START_TIMEOUT") || {
     kill -0 "$pid" 2>/dev/null || die "$name exited before listening"
-    sleep 0.1
-  done
-  [ -n "$STARTED_PORT" ] || die "$name printed no listening line within ${START_TIMEOUT}s"
+    die "$name printed no listening line within ${START_TIMEOUT}s"
+  }
   log "$name: cashgrid listening on 127.0.0.1:$STARTED_PORT (pid $pid)"
 }
 start_cashgrid node-a

@@ -10,6 +10,8 @@ import json
 import pathlib
 import sys
 
+from ledger_report import ceilings
+
 TARGET = 3000  # transfers/s at the ceilings of 2026-11-25
 CEILINGS_THEN = (49_000, 59_000)  # trivial handler requests/s, PostgreSQL rows/s
 
@@ -27,9 +29,7 @@ def main():
     sweeps = [run for run in map(load, runs) if run]
     if not sweeps:
         return
-    http = (load(out / "ceiling-http.json") or {}).get("http_per_second", 0.0)
-    pg_lines = (out / "ceiling-pg.jsonl").read_text().splitlines() if (out / "ceiling-pg.jsonl").exists() else []
-    pg = max((json.loads(line).get("rows_per_second", 0.0) for line in pg_lines if line.strip()), default=0.0)
+    http, pg = ceilings(out)
     print()
     print("## Crypto Capital WebSocket API")
     print()

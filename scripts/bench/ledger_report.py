@@ -35,11 +35,10 @@ def cpu(path):
     return figures
 
 
-def main():
-    out = Path(sys.argv[1])
-    backends = sys.argv[2:]
+def ceilings(out):
+    """The run's ceilings: the trivial handler's requests/s and PostgreSQL's best rows/s (0 when
+    not measured)."""
     http = load(out / "ceiling-http.json") or {}
-    http_ceiling = http.get("http_per_second", 0.0)
     pg_modes = []
     for line in (out / "ceiling-pg.jsonl").read_text().splitlines() if (out / "ceiling-pg.jsonl").exists() else []:
         try:
@@ -47,6 +46,13 @@ def main():
         except ValueError:
             pass
     pg_ceiling = max((mode.get("rows_per_second", 0.0) for mode in pg_modes), default=0.0)
+    return http.get("http_per_second", 0.0), pg_ceiling
+
+
+def main():
+    out = Path(sys.argv[1])
+    backends = sys.argv[2:]
+    http_ceiling, pg_ceiling = ceilings(out)
     print("## Ledger")
     print()
     print(f"Ceilings of this run: trivial handler {http_ceiling:,.0f} requests/s; PostgreSQL "
