@@ -382,6 +382,21 @@ async fn usd(client: &mut Client) -> String {
 
 const BANK_IBAN: &str = "DE44500105175407324931";
 
+/// `cashgrid ccc deposit` of USD from the bank's IBAN, under `reference` when given.
+fn deposit_args<'a>(address: &'a str, amount: &'a str, reference: Option<&'a str>) -> Vec<&'a str> {
+    let mut args = vec!["ccc", "deposit", "--address", address, "--currency", "USD", "--amount", amount];
+    args.extend(["--from-iban", BANK_IBAN]);
+    if let Some(reference) = reference {
+        args.extend(["--reference", reference]);
+    }
+    args
+}
+
+/// A deposit booked by the operator's CLI; its printed answer.
+fn deposit(env: &TestEnv, address: &str, amount: &str, reference: Option<&str>) -> Value {
+    env.cli_json(&deposit_args(address, amount, reference))
+}
+
 pub async fn deposits_and_transfers_move_money_and_history_replays_them(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let (alice_key, bob_key) = (Wallet::new(false), Wallet::new(true));
@@ -389,17 +404,13 @@ pub async fn deposits_and_transfers_move_money_and_history_replays_them(backend:
     let mut bob = registered(&env, &bob_key, "Bob").await;
 
     // The operator books a bank payment; the same bank reference again credits nothing.
-    let deposit = ["ccc", "deposit", "--currency", "USD", "--from-iban", BANK_IBAN, "--reference", "bank-1"];
     let address = alice_key.address();
-    let booked = env.cli_json(&[&deposit[..], &["--address", &address, "--amount", "100.00"]].concat());
+    let booked = deposit(&env, &address, "100.00", Some("bank-1"));
     assert_eq!((booked["result"].clone(), booked["amount"].clone()), (json!("booked"), json!("100.00")));
-    let again = env.cli_json(&[&deposit[..], &["--address", &address, "--amount", "100.00"]].concat());
+    let again = deposit(&env, &address, "100.00", Some("bank-1"));
     assert_eq!((again["result"].clone(), again["txid"].clone()), (json!("already_booked"), booked["txid"].clone()));
     let stranger = Wallet::new(true).address();
-    let refused = env.cli_unchecked(
-        &[&deposit[..2], &["--address", &stranger, "--currency", "USD", "--amount", "1", "--from-iban", BANK_IBAN]]
-            .concat(),
-    );
+    let refused = env.cli_unchecked(&deposit_args(&stranger, "1", None));
     assert!(!refused.status.success(), "a deposit to an unregistered address is refused");
     // Alice, online, is told at once: the transfer from the bank's IBAN, then her balances.
     let told = alice.unsolicited("transfer").await;
@@ -479,8 +490,7 @@ pub async fn deposits_and_transfers_move_money_and_history_replays_them(backend:
     // A deposit made while Bob was away is replayed exactly as it would have come live.
     drop(bob);
     let bob_address = bob_key.address();
-    let offline =
-        env.cli_json(&[&deposit[..6], &["--reference", "bank-2", "--address", &bob_address, "--amount", "5"]].concat());
+    let offline = deposit(&env, &bob_address, "5", Some("bank-2"));
     let mut bob = Client::connect(&env).await;
     bob.auth(&bob_key).await;
     let replay = bob.op(json!({"op": "history", "nonce": 12, "params": {"limit": 1}})).await;
@@ -521,31 +531,9 @@ pub async fn payouts_to_an_iban_are_held_then_complete_fail_or_time_out(backend:
     let mut alice = registered(&env, &alice_key, "Alice").await;
     let mut bob = registered(&env, &bob_key, "Bob").await;
     let address = alice_key.address();
-    env.cli_json(&[
-        "ccc",
-        "deposit",
-        "--address",
-        &address,
-        "--currency",
-        "USD",
-        "--amount",
-        "50",
-        "--from-iban",
-        BANK_IBAN,
-    ]);
+    deposit(&env, &address, "50", None);
     let bob_address = bob_key.address();
-    env.cli_json(&[
-        "ccc",
-        "deposit",
-        "--address",
-        &bob_address,
-        "--currency",
-        "USD",
-        "--amount",
-        "5",
-        "--from-iban",
-        BANK_IBAN,
-    ]);
+    deposit(&env, &bob_address, "5", None);
 
     assert_eq!(alice.unsolicited("transfer").await["data"]["amount"], "50.00", "the deposit, told");
 
@@ -773,18 +761,7 @@ pub async fn notifications_reach_a_users_sockets_on_every_node(backend: Backend)
     let mut bob_b = Client::on(FeedClient::connect_url(&on_b, &[]).await).await;
     assert_eq!(bob_b.auth(&bob_key).await["data"], "User Authenticated");
     let address = alice_key.address();
-    env.cli_json(&[
-        "ccc",
-        "deposit",
-        "--address",
-        &address,
-        "--currency",
-        "USD",
-        "--amount",
-        "10",
-        "--from-iban",
-        BANK_IBAN,
-    ]);
+    deposit(&env, &address, "10", None);
     let sent = alice
         .op(json!({"op": "transfer", "nonce": 1, "params": {"recipient": bob_key.address(), "currency": "USD", "amount": "2.50"}}))
         .await;

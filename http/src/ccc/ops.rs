@@ -70,7 +70,7 @@ fn signed(engine: &Engine, msg: &str, nonce: Option<&Number>, data: &impl Serial
 }
 
 /// A text param: `Err` names it when it is there but not a string.
-fn text(params: &Map<String, Value>, name: &'static str) -> Result<Option<String>, String> {
+pub(super) fn text(params: &Map<String, Value>, name: &'static str) -> Result<Option<String>, String> {
     match params.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(text)) => Ok(Some(text.clone())),

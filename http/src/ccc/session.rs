@@ -12,7 +12,7 @@ use cashgrid_actors::crypto::bitcoin_message::{self, Address};
 use futures_util::future::{select, Either};
 use futures_util::StreamExt as _;
 use rand::distributions::{Alphanumeric, DistString};
-use serde_json::{Map, Number, Value};
+use serde_json::Number;
 
 use std::collections::{HashSet, VecDeque};
 
@@ -182,12 +182,13 @@ impl Connection {
     /// notifications; whether it failed.
     async fn auth(&mut self, op: &Op) -> (Answer, bool) {
         let nonce = op.nonce.as_ref();
-        let (Some(key), Some(signature)) = (text_param(&op.params, "key"), text_param(&op.params, "signature")) else {
+        let (Ok(Some(key)), Ok(Some(signature))) = (ops::text(&op.params, "key"), ops::text(&op.params, "signature"))
+        else {
             return (Answer::error(nonce, "auth needs params key (a Bitcoin address) and signature"), true);
         };
         let verified =
-            Address::parse(key).map_err(|_| "Invalid key: not a Bitcoin P2PKH address").and_then(|address| {
-                bitcoin_message::verify(&address, self.challenge.as_bytes(), signature)
+            Address::parse(&key).map_err(|_| "Invalid key: not a Bitcoin P2PKH address").and_then(|address| {
+                bitcoin_message::verify(&address, self.challenge.as_bytes(), &signature)
                     .map(|()| address)
                     .map_err(|_| "Invalid signature")
             });
@@ -245,10 +246,6 @@ impl Connection {
         let own = line.kind != "expired" && line.transfer.is_some_and(|id| self.own.contains(id));
         ops::notifications(engine, address, line, &shown, own, &mut self.shown).await
     }
-}
-
-fn text_param<'a>(params: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    params.get(name).and_then(Value::as_str)
 }
 
 enum Input {
